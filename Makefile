@@ -1,0 +1,51 @@
+# Weir: the two commands a newcomer needs are `make run` and `make test` (see README.md).
+GO          ?= go
+BIN         := bin/weir
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+PKGS        := ./...
+# Benchmarks: BENCH selects them, BENCHTIME sets how long each runs.
+BENCH       ?= .
+BENCHTIME   ?= 2s
+FUZZTIME    ?= 30s
+
+.PHONY: build run test unit lint vet fmt bench fuzz clean
+
+build:
+	$(GO) build -o $(BIN) ./cmd/weir
+
+# Runs the demo on an embedded single-node default: writes records to a log under ./data, reads
+# them back after a reopen and prints what it did.
+run: build
+	./$(BIN) demo --data ./data/demo
+
+# Everything CI runs: vet, staticcheck, and every test under the race detector (fuzz targets run
+# their seed corpora).
+test: lint unit
+
+unit:
+	$(GO) test -race -count=1 -timeout 20m $(PKGS)
+
+lint: vet
+	$(GO) run $(STATICCHECK) $(PKGS)
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt would change: $$out"; exit 1; fi
+
+vet:
+	$(GO) vet $(PKGS)
+
+fmt:
+	gofmt -w $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')
+
+# Benchmarks are not timed tests: run them on a quiet machine and record results with the
+# command in docs/benchmarks.md.
+bench:
+	$(GO) test -run '^$$' -bench '$(BENCH)' -benchtime $(BENCHTIME) -benchmem ./storage/...
+
+# Runs every fuzz target for FUZZTIME each.
+fuzz:
+	@for t in $$($(GO) test -list '^Fuzz' ./storage/ | grep ^Fuzz); do \
+		echo "== $$t"; $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./storage/ || exit 1; \
+	done
+
+clean:
+	rm -rf bin data
