@@ -371,7 +371,7 @@ func (l *Log) removeSegment(s *segment) error {
 	return nil
 }
 
-func (l *Log) active() *segment { return l.segs[len(l.segs)-1] }
+func (l *Log) active() *segment  { return l.segs[len(l.segs)-1] }
 func (l *Log) lastIndex() uint64 { return l.active().nextIndex - 1 }
 
 // lastTerm is the term of the last entry, or of the snapshot when the log holds no entry.
