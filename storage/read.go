@@ -1,0 +1,126 @@
+package storage
+
+import (
+	"fmt"
+	"sort"
+)
+
+// segmentForOffset returns the segment holding offset off (start <= off < end).
+func (l *Log) segmentForOffset(off int64) *segment {
+	i := sort.Search(len(l.segs), func(i int) bool { return l.segs[i].baseOffset > off })
+	// Base offsets are unique: a segment is rolled only once it holds a record (maybeRoll).
+	return l.segs[max(i-1, 0)]
+}
+
+// Read returns whole batches as they lie on disk, starting with the batch that holds offset
+// from, up to about maxBytes (at least one batch, whatever its size), and none whose first
+// record is at or after end: pass EndOffset() for everything appended, or a raft group's high
+// watermark for committed records only. The bytes are appended to dst, which may be nil.
+//
+// The batches are not decoded: they may begin with records before from, and may include batches
+// of other kinds than KindRecords (raft entries), which hold no records; a consumer skips both.
+// Reads stay within one segment; the next read continues in the next. A read at end returns no
+// bytes; one outside [StartOffset, EndOffset] returns ErrOffsetOutOfRange.
+func (l *Log) Read(dst []byte, from int64, maxBytes int, end int64) ([]byte, error) {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	if l.closed {
+		return dst, ErrClosed
+	}
+	logEnd := l.active().nextOffset
+	if from < l.state.StartOffset || from > logEnd {
+		return dst, fmt.Errorf("%w: %d not in [%d, %d]", ErrOffsetOutOfRange, from, l.state.StartOffset, logEnd)
+	}
+	end = min(end, logEnd)
+	if from >= end {
+		return dst, nil
+	}
+	s := l.segmentForOffset(from)
+	w := &window{f: s.f, chunk: 2 * HeaderSize}
+	pos, h, err := s.seekOffset(w, from)
+	if err != nil {
+		return dst, err
+	}
+	// Read maxBytes (or the first batch, if larger) in one go, then cut at the last whole batch.
+	want := max(int64(maxBytes), int64(h.Size()))
+	want = min(want, s.size-pos)
+	start := len(dst)
+	dst = growLen(dst, int(want))
+	buf := dst[start:]
+	if _, err := s.f.ReadAt(buf, pos); err != nil {
+		return dst[:start], fmt.Errorf("read %s at %d: %w", s.path, pos, err)
+	}
+	n := 0
+	for n+HeaderSize <= len(buf) {
+		h, err := ParseHeader(buf[n:])
+		if err != nil {
+			return dst[:start], s.corrupt(pos+int64(n), 0, 0, err.Error())
+		}
+		if n+h.Size() > len(buf) || (h.Count > 0 && h.BaseOffset >= end) {
+			break
+		}
+		if l.cfg.VerifyReads {
+			if err := CheckCRC(buf[n:], h); err != nil {
+				return dst[:start], s.corrupt(pos+int64(n), h.BaseOffset, h.Index, err.Error())
+			}
+		}
+		n += h.Size()
+		if h.NextOffset() >= end {
+			break
+		}
+	}
+	return dst[:start+n], nil
+}
+
+func growLen(b []byte, n int) []byte {
+	if cap(b)-len(b) >= n {
+		return b[:len(b)+n]
+	}
+	nb := make([]byte, len(b)+n)
+	copy(nb, b)
+	return nb
+}
+
+// OffsetForTime returns the offset of the first record whose timestamp is at least ts. When no
+// record is that new, it returns EndOffset() and false.
+func (l *Log) OffsetForTime(ts int64) (int64, bool, error) {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	if l.closed {
+		return 0, false, ErrClosed
+	}
+	for _, s := range l.segs {
+		if s.maxTS < ts || s.nextOffset <= l.state.StartOffset {
+			continue
+		}
+		w := &window{f: s.f}
+		pos := s.startForTime(ts)
+		for pos < s.size {
+			h, err := s.headerAt(w, pos)
+			if err != nil {
+				return 0, false, err
+			}
+			if h.Count > 0 && h.MaxTimestamp >= ts && h.NextOffset() > l.state.StartOffset {
+				b, err := w.bytes(pos, h.Size())
+				if err != nil {
+					return 0, false, s.corrupt(pos, h.BaseOffset, h.Index, err.Error())
+				}
+				found := int64(-1)
+				_, err = DecodeBatch(b, func(off int64, r Record) error {
+					if found < 0 && r.Timestamp >= ts && off >= l.state.StartOffset {
+						found = off
+					}
+					return nil
+				})
+				if err != nil {
+					return 0, false, s.corrupt(pos, h.BaseOffset, h.Index, err.Error())
+				}
+				if found >= 0 {
+					return found, true, nil
+				}
+			}
+			pos += int64(h.Size())
+		}
+	}
+	return l.active().nextOffset, false, nil
+}

@@ -1,0 +1,282 @@
+package storage
+
+import (
+	"fmt"
+	"path/filepath"
+	"sort"
+	"strings"
+)
+
+func (l *Log) recover() error {
+	st, err := l.readState()
+	if err != nil {
+		return err
+	}
+	l.state = *st
+	names, err := l.fs.List(l.dir)
+	if err != nil {
+		return err
+	}
+	var bases []int64
+	indexes := map[string]bool{}
+	for _, name := range names {
+		switch {
+		case strings.HasSuffix(name, tmpSuffix):
+			// A write by rename that a crash interrupted; the old file (or none) stands.
+			if err := l.fs.Remove(filepath.Join(l.dir, name)); err != nil {
+				return err
+			}
+		case strings.HasSuffix(name, indexSuffix), strings.HasSuffix(name, timeIndexSuffix):
+			indexes[name] = true
+		default:
+			if base, ok := parseSegmentName(name); ok {
+				bases = append(bases, base)
+			}
+		}
+	}
+	sort.Slice(bases, func(i, j int) bool { return bases[i] < bases[j] })
+	for i, base := range bases {
+		last := i == len(bases)-1
+		s, err := l.openSegment(base, last)
+		if err != nil {
+			return err
+		}
+		if s == nil { // an empty last segment whose header a crash tore: it held nothing
+			continue
+		}
+		l.segs = append(l.segs, s)
+	}
+	if err := l.dropBeforeSnapshot(); err != nil {
+		return err
+	}
+	prevIndex, prevOffset, prevTerm := l.state.SnapIndex+1, l.state.SnapOffset, l.state.SnapTerm
+	for i, s := range l.segs {
+		if s.baseIndex != prevIndex || s.baseOffset != prevOffset {
+			return s.corrupt(0, prevOffset, prevIndex, fmt.Sprintf(
+				"segment starts at index %d offset %d, but the log before it ends at index %d offset %d",
+				s.baseIndex, s.baseOffset, prevIndex, prevOffset))
+		}
+		if i == len(l.segs)-1 {
+			err = l.recoverActive(s, prevTerm)
+		} else {
+			err = l.loadSealed(s, prevTerm, indexes)
+		}
+		if err != nil {
+			return err
+		}
+		if !s.empty() {
+			prevTerm = s.lastTerm
+		}
+		prevIndex, prevOffset = s.nextIndex, s.nextOffset
+	}
+	if len(l.segs) == 0 {
+		s, err := l.createSegment(l.state.SnapOffset, l.state.SnapIndex+1)
+		if err != nil {
+			return err
+		}
+		l.segs = append(l.segs, s)
+	}
+	// Indexes of the active segment are kept in memory; a file left from when it was sealed
+	// (before a truncation made it active again, or a crash during a roll) is stale.
+	for _, suffix := range []string{indexSuffix, timeIndexSuffix} {
+		name := segmentPath(l.dir, l.active().baseOffset, suffix)
+		if indexes[filepath.Base(name)] {
+			if err := l.fs.Remove(name); err != nil {
+				return err
+			}
+		}
+	}
+	if l.state.StartOffset < l.segs[0].baseOffset {
+		l.state.StartOffset = l.segs[0].baseOffset
+	}
+	if end := l.active().nextOffset; l.state.StartOffset > end {
+		l.state.StartOffset = end
+	}
+	if last := l.lastIndex(); l.state.Commit > last {
+		// Only possible when the tail was not fsynced (SyncNever or SyncInterval) and a machine
+		// crash took it: raft must not believe entries are committed here that are gone.
+		l.log.Warn("commit index beyond the recovered log; lowering it", "commit", l.state.Commit, "last_index", last)
+		l.state.Commit = last
+		if err := l.writeState(); err != nil {
+			return err
+		}
+	}
+	l.applied = l.state.SnapIndex
+	return nil
+}
+
+// openSegment opens a segment file and reads its header. A last segment too short to hold its
+// header is the trace of a roll that a crash cut short: it held no data and is removed.
+func (l *Log) openSegment(base int64, last bool) (*segment, error) {
+	path := segmentPath(l.dir, base, logSuffix)
+	f, err := l.fs.OpenAppend(path)
+	if err != nil {
+		return nil, err
+	}
+	size, err := f.Size()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	hb := make([]byte, segmentHeaderSize)
+	n, _ := f.ReadAt(hb, 0)
+	baseOffset, baseIndex, herr := decodeSegmentHeader(hb[:n])
+	if herr != nil {
+		if last && size <= segmentHeaderSize {
+			l.log.Warn("removing a segment whose header a crash left incomplete", "file", path, "bytes", size)
+			f.Close()
+			return nil, l.fs.Remove(path)
+		}
+		f.Close()
+		return nil, &CorruptError{File: path, Reason: herr.Error()}
+	}
+	if baseOffset != base {
+		f.Close()
+		return nil, &CorruptError{File: path, Reason: fmt.Sprintf("header says base offset %d", baseOffset)}
+	}
+	return newSegmentState(path, f, baseOffset, baseIndex), nil
+}
+
+// dropBeforeSnapshot removes segments wholly covered by the snapshot: the trace of a compaction
+// or of installing a snapshot that a crash interrupted after the state file was written.
+func (l *Log) dropBeforeSnapshot() error {
+	snap := l.state.SnapIndex
+	for len(l.segs) > 1 && l.segs[1].baseIndex <= snap+1 {
+		if err := l.removeSegment(l.segs[0]); err != nil {
+			return err
+		}
+		l.segs = l.segs[1:]
+	}
+	if len(l.segs) > 0 && l.segs[0].baseIndex != snap+1 && l.segs[0].baseIndex <= snap {
+		// The first segment straddles the snapshot. Installing a snapshot writes the state file
+		// before removing the old log, so these entries belong to the history the snapshot
+		// replaced: start afresh after it.
+		l.log.Warn("log straddles the snapshot; starting after the snapshot", "snapshot_index", snap, "segment", l.segs[0].path)
+		for _, s := range l.segs {
+			if err := l.removeSegment(s); err != nil {
+				return err
+			}
+		}
+		l.segs = nil
+	}
+	return nil
+}
+
+// loadSealed loads a sealed segment's indexes, or rebuilds them when missing or damaged, and
+// verifies the batches after the last index entry.
+func (l *Log) loadSealed(s *segment, prevTerm uint64, indexes map[string]bool) error {
+	s.sealed = true
+	size, err := s.f.Size()
+	if err != nil {
+		return err
+	}
+	s.size = size
+	w := &window{f: s.f}
+	if err := l.readIndexes(s, size, indexes); err != nil {
+		l.log.Warn("rebuilding segment index", "file", s.path, "reason", err)
+		s.index, s.times = nil, nil
+	}
+	pos, idx, off := s.entryAt(len(s.index) - 1)
+	if len(s.index) > 0 {
+		h, err := s.headerAt(w, pos)
+		if err != nil || h.Index != idx || h.BaseOffset != off {
+			l.log.Warn("rebuilding segment index", "file", s.path, "reason", "last entry does not match the segment")
+			s.index, s.times = nil, nil
+			pos, idx, off = segmentHeaderSize, s.baseIndex, s.baseOffset
+		} else {
+			prevTerm = h.Term
+		}
+	}
+	rebuild := len(s.index) == 0
+	if !rebuild {
+		if t := s.times; len(t) > 0 {
+			s.maxTS = t[len(t)-1].ts
+		}
+		s.indexedAt = pos
+	}
+	// The tail scan re-tracks the batch at pos, which is already indexed: keep indexedAt there so
+	// it adds no second entry for it.
+	s.index, s.times = s.index[:len(s.index):len(s.index)], s.times[:len(s.times):len(s.times)]
+	res, err := s.scan(w, pos, idx, off, prevTerm, true, true, l.cfg.IndexIntervalBytes)
+	if err != nil {
+		return err
+	}
+	if res.bad {
+		return s.corrupt(res.end, s.nextOffset, s.nextIndex, res.reason)
+	}
+	if s.empty() {
+		return s.corrupt(segmentHeaderSize, s.baseOffset, s.baseIndex, "sealed segment holds no entries")
+	}
+	if rebuild {
+		return l.writeIndexes(s)
+	}
+	return nil
+}
+
+func (l *Log) readIndexes(s *segment, size int64, present map[string]bool) error {
+	var data [2][]byte
+	for i, suffix := range []string{indexSuffix, timeIndexSuffix} {
+		name := segmentPath(l.dir, s.baseOffset, suffix)
+		if !present[filepath.Base(name)] {
+			return fmt.Errorf("%s is missing", filepath.Base(name))
+		}
+		f, err := l.fs.Open(name)
+		if err != nil {
+			return err
+		}
+		n, err := f.Size()
+		if err == nil {
+			data[i] = make([]byte, n)
+			_, err = f.ReadAt(data[i], 0)
+		}
+		f.Close()
+		if err != nil {
+			return err
+		}
+	}
+	idx, times, err := decodeIndexes(data[0], data[1], size)
+	if err != nil {
+		return err
+	}
+	s.index, s.times = idx, times
+	return nil
+}
+
+// writeIndexes writes a sealed segment's indexes, each by way of a temporary file and rename.
+func (l *Log) writeIndexes(s *segment) error {
+	if err := l.writeFileAtomic(segmentPath(l.dir, s.baseOffset, indexSuffix), encodeIndex(s.index)); err != nil {
+		return err
+	}
+	return l.writeFileAtomic(segmentPath(l.dir, s.baseOffset, timeIndexSuffix), encodeTimeIndex(s.times))
+}
+
+// recoverActive scans the whole active segment, checking every checksum, rebuilding its indexes
+// in memory and cutting a torn tail. Damage followed by a good batch is corruption, not a torn
+// tail, and is reported rather than cut: cutting would silently drop the good data after it.
+func (l *Log) recoverActive(s *segment, prevTerm uint64) error {
+	w := &window{f: s.f}
+	res, err := s.scan(w, segmentHeaderSize, s.baseIndex, s.baseOffset, prevTerm, true, true, l.cfg.IndexIntervalBytes)
+	if err != nil {
+		return err
+	}
+	if !res.bad {
+		return nil
+	}
+	if !res.torn {
+		if hb, err := w.bytes(res.end, HeaderSize); err == nil {
+			if h, err := ParseHeader(hb); err == nil && validAt(w, res.end+int64(h.Size()), s.nextIndex+1) {
+				return s.corrupt(res.end, s.nextOffset, s.nextIndex, res.reason)
+			}
+		}
+	}
+	size, _ := s.f.Size()
+	l.log.Warn("truncating torn tail", "file", s.path, "at", res.end, "dropped_bytes", size-res.end, "reason", res.reason)
+	if err := s.f.Truncate(res.end); err != nil {
+		return err
+	}
+	if err := s.f.Sync(); err != nil {
+		return err
+	}
+	s.size = res.end
+	return nil
+}
