@@ -4,6 +4,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 
 	"github.com/weirhq/weir/storage"
 )
@@ -27,6 +28,12 @@ func runLog(args []string, out io.Writer) error {
 	}
 	if sub != "dump" && sub != "verify" {
 		return fmt.Errorf("%w: unknown log subcommand %q (want dump or verify)", errUsage, sub)
+	}
+	// Open creates a missing log; an inspection tool must not, so a typo fails loudly instead.
+	if st, err := os.Stat(pos[0]); err != nil {
+		return fmt.Errorf("log %s: %w", sub, err)
+	} else if !st.IsDir() {
+		return fmt.Errorf("log %s: %s is not a directory", sub, pos[0])
 	}
 	cfg := storage.DefaultConfig()
 	l, err := storage.Open(pos[0], cfg)

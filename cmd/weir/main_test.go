@@ -1,0 +1,88 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func runCLI(args ...string) (code int, stdout, stderr string) {
+	var o, e bytes.Buffer
+	code = run(args, &o, &e)
+	return code, o.String(), e.String()
+}
+
+func TestDemoThenLogTools(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "demo")
+	code, out, errOut := runCLI("demo", "--data", dir, "--records", "5000", "--batch", "100")
+	if code != 0 {
+		t.Fatalf("demo exited %d: %s", code, errOut)
+	}
+	for _, want := range []string{"appended 5000 records", "read back and decoded 5000 records"} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("demo output lacks %q:\n%s", want, out)
+		}
+	}
+	// A second run appends after what the first left.
+	if code, out, errOut = runCLI("demo", "--data", dir, "--records", "300"); code != 0 || !strings.Contains(out, "offsets [0, 5000)") {
+		t.Fatalf("second demo exited %d: %s%s", code, out, errOut)
+	}
+	code, out, _ = runCLI("log", "verify", dir)
+	if code != 0 || !strings.Contains(out, "ok: 51 batches, 5300 records, offsets [0, 5300)") {
+		t.Fatalf("verify exited %d: %s", code, out)
+	}
+	code, out, _ = runCLI("log", "dump", dir, "--from", "150", "--max", "1", "--records")
+	if code != 0 || !strings.Contains(out, "offsets=[100,200)") || !strings.Contains(out, "offset=150 ") || strings.Contains(out, "offset=149 ") {
+		t.Fatalf("dump exited %d:\n%s", code, out)
+	}
+}
+
+func TestLogVerifyReportsCorruption(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "demo")
+	if code, _, e := runCLI("demo", "--data", dir, "--records", "3000", "--batch", "100"); code != 0 {
+		t.Fatal(e)
+	}
+	seg := filepath.Join(dir, "00000000000000000000.log")
+	b, err := os.ReadFile(seg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)/2] ^= 0xff
+	os.WriteFile(seg, b, 0o644)
+	code, _, errOut := runCLI("log", "verify", dir)
+	if code != 1 || !strings.Contains(errOut, "log corrupted") || !strings.Contains(errOut, "00000000000000000000.log") {
+		t.Fatalf("verify of a corrupted log exited %d: %s", code, errOut)
+	}
+}
+
+func TestCLIErrors(t *testing.T) {
+	cases := []struct {
+		args []string
+		code int
+		want string
+	}{
+		{nil, 2, "Usage"},
+		{[]string{"frobnicate"}, 2, `unknown command "frobnicate"`},
+		{[]string{"demo", "--records", "-1"}, 2, "must be positive"},
+		{[]string{"demo", "--records", "many"}, 2, "invalid value"},
+		{[]string{"demo", "--bogus"}, 2, "flag provided but not defined: -bogus"},
+		{[]string{"demo", "extra"}, 2, "takes no arguments"},
+		{[]string{"log"}, 2, "needs a subcommand"},
+		{[]string{"log", "shred", "x"}, 2, `unknown log subcommand "shred"`},
+		{[]string{"log", "dump"}, 2, "takes one log directory"},
+		{[]string{"log", "verify", "/dev/null/nope"}, 1, "/dev/null/nope"},
+		{[]string{"log", "dump", "/no/such/log"}, 1, "no such file or directory"},
+		{[]string{"log", "dump", "/etc/hostname"}, 1, "is not a directory"},
+	}
+	for _, c := range cases {
+		code, _, errOut := runCLI(c.args...)
+		if code != c.code || !strings.Contains(errOut, c.want) {
+			t.Errorf("weir %v: exit %d, stderr %q; want exit %d mentioning %q", c.args, code, errOut, c.code, c.want)
+		}
+	}
+	if code, out, _ := runCLI("version"); code != 0 || !strings.Contains(out, "weir") {
+		t.Errorf("version: %d %q", code, out)
+	}
+}
