@@ -1,0 +1,73 @@
+package actors
+
+import "github.com/weirhq/weir/cluster/wire"
+
+// Messages between actors. Those that may cross nodes are registered with a tag (envelope.go);
+// the rest (ticks, self-notifications) never leave their actor.
+
+// Produce asks a partition leader to append one records batch. Acks none gets no reply; the
+// others get a *ProduceReply when the batch is appended (leader) or committed (all).
+type Produce struct {
+	Batch    []byte    `msgpack:"b"`
+	Acks     wire.Acks `msgpack:"a"`
+	Deadline int64     `msgpack:"d"` // unix milliseconds; 0: none
+}
+
+// ProduceReply answers Produce: the offset of the batch's first record, or an error.
+type ProduceReply struct {
+	BaseOffset int64       `msgpack:"o"`
+	Err        *wire.Error `msgpack:"e,omitempty"`
+}
+
+// Fetch asks a partition for committed batches; the reply is a *wire.FetchResponse.
+type Fetch struct {
+	Offset    int64 `msgpack:"o"`
+	MaxBytes  int32 `msgpack:"m"`
+	MaxWaitMs int32 `msgpack:"w"`
+}
+
+// GetStatus asks a partition for its *Status.
+type GetStatus struct{}
+
+// Status describes a partition replica.
+type Status struct {
+	Group         string      `msgpack:"g"`
+	NodeID        uint64      `msgpack:"n"`
+	Leader        uint64      `msgpack:"l"`
+	Term          uint64      `msgpack:"t"`
+	StartOffset   int64       `msgpack:"s"`
+	HighWatermark int64       `msgpack:"h"`
+	EndOffset     int64       `msgpack:"e"`
+	Voters        []uint64    `msgpack:"v"`
+	Err           *wire.Error `msgpack:"err,omitempty"`
+}
+
+// ListOffsets resolves a start position in a partition; the reply is a *wire.ListOffsetsResponse.
+type ListOffsets struct {
+	Spec      int64 `msgpack:"s"`
+	Timestamp int64 `msgpack:"t"`
+}
+
+// RaftMessage carries one raft message (protobuf bytes) between replicas of a group.
+type RaftMessage struct {
+	Group string `msgpack:"g"`
+	Data  []byte `msgpack:"d"`
+}
+
+func init() {
+	register(1, &Produce{})
+	register(2, &ProduceReply{})
+	register(3, &Fetch{})
+	register(4, &wire.FetchResponse{})
+	register(5, &GetStatus{})
+	register(6, &Status{})
+	register(7, &ListOffsets{})
+	register(8, &wire.ListOffsetsResponse{})
+	register(9, &RaftMessage{})
+}
+
+// Messages an actor sends itself.
+type (
+	tick         struct{}
+	processReady struct{}
+)

@@ -1,0 +1,123 @@
+package actors
+
+import (
+	"strconv"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are the node's Prometheus metrics. A nil *Metrics records nothing, so tests and
+// embedded uses need not make one.
+type Metrics struct {
+	Registry *prometheus.Registry
+
+	recIn, recOut, bytesIn, bytesOut, overload *prometheus.CounterVec
+	start, hw, end                             *prometheus.GaugeVec
+	restarts, failures                         *prometheus.CounterVec
+	lag, committed                             *prometheus.GaugeVec
+	sourceRecords, sinkRecords                 *prometheus.CounterVec
+}
+
+// NewMetrics makes the metrics in a new registry of their own (no process-wide globals).
+func NewMetrics() *Metrics {
+	m := &Metrics{Registry: prometheus.NewRegistry()}
+	counter := func(name, help string, labels ...string) *prometheus.CounterVec {
+		c := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "weir", Name: name, Help: help}, labels)
+		m.Registry.MustRegister(c)
+		return c
+	}
+	gauge := func(name, help string, labels ...string) *prometheus.GaugeVec {
+		g := prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "weir", Name: name, Help: help}, labels)
+		m.Registry.MustRegister(g)
+		return g
+	}
+	m.recIn = counter("records_in_total", "Records appended to the log, by topic.", "topic")
+	m.bytesIn = counter("bytes_in_total", "Batch bytes appended to the log, by topic.", "topic")
+	m.recOut = counter("records_out_total", "Records returned by fetches, by topic.", "topic")
+	m.bytesOut = counter("bytes_out_total", "Batch bytes returned by fetches, by topic.", "topic")
+	m.overload = counter("produce_overloaded_total", "Produce requests refused because too many bytes were in flight.", "topic")
+	m.start = gauge("log_start_offset", "First offset in a partition's log.", "topic", "partition")
+	m.hw = gauge("high_watermark", "Committed offset (high watermark) of a partition.", "topic", "partition")
+	m.end = gauge("log_end_offset", "Offset after the last record appended to a partition's log.", "topic", "partition")
+	m.restarts = counter("actor_restarts_total", "Actor restarts by their supervisor, by kind of actor.", "kind")
+	m.failures = counter("actor_failures_total", "Actor failures (panics) seen by a supervisor, by kind of actor.", "kind")
+	m.lag = gauge("group_lag", "Records between a group's committed offset and the high watermark.", "group", "topic", "partition")
+	m.committed = gauge("group_committed_offset", "A group's committed offset.", "group", "topic", "partition")
+	m.sourceRecords = counter("source_records_total", "Records a flow's source had acknowledged by the topic.", "flow")
+	m.sinkRecords = counter("sink_records_total", "Records a flow's sink made durable.", "flow")
+	m.Registry.MustRegister(prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+	return m
+}
+
+func (m *Metrics) recordsIn(topic string, records, bytes int) {
+	if m != nil {
+		m.recIn.WithLabelValues(topic).Add(float64(records))
+		m.bytesIn.WithLabelValues(topic).Add(float64(bytes))
+	}
+}
+
+func (m *Metrics) recordsOut(topic string, records, bytes int) {
+	if m != nil {
+		m.recOut.WithLabelValues(topic).Add(float64(records))
+		m.bytesOut.WithLabelValues(topic).Add(float64(bytes))
+	}
+}
+
+func (m *Metrics) overloaded(topic string) {
+	if m != nil {
+		m.overload.WithLabelValues(topic).Inc()
+	}
+}
+
+func (m *Metrics) partitionOffsets(topic string, p int32, start, hw, end int64) {
+	if m != nil {
+		ps := strconv.Itoa(int(p))
+		m.start.WithLabelValues(topic, ps).Set(float64(start))
+		m.hw.WithLabelValues(topic, ps).Set(float64(hw))
+		m.end.WithLabelValues(topic, ps).Set(float64(end))
+	}
+}
+
+func (m *Metrics) deletePartition(topic string, p int32) {
+	if m != nil {
+		ps := strconv.Itoa(int(p))
+		m.start.DeleteLabelValues(topic, ps)
+		m.hw.DeleteLabelValues(topic, ps)
+		m.end.DeleteLabelValues(topic, ps)
+	}
+}
+
+func (m *Metrics) restart(kind string) {
+	if m != nil {
+		m.restarts.WithLabelValues(kind).Inc()
+	}
+}
+
+func (m *Metrics) failure(kind string) {
+	if m != nil {
+		m.failures.WithLabelValues(kind).Inc()
+	}
+}
+
+// GroupOffsets records a group's committed offset and lag on a partition.
+func (m *Metrics) groupOffsets(group, topic string, p int32, committed, hw int64) {
+	if m != nil {
+		ps := strconv.Itoa(int(p))
+		m.committed.WithLabelValues(group, topic, ps).Set(float64(committed))
+		m.lag.WithLabelValues(group, topic, ps).Set(float64(max(hw-committed, 0)))
+	}
+}
+
+// SourceRecords counts records of a flow's source acknowledged by the topic.
+func (m *Metrics) SourceRecords(flow string, n int) {
+	if m != nil {
+		m.sourceRecords.WithLabelValues(flow).Add(float64(n))
+	}
+}
+
+// SinkRecords counts records a flow's sink made durable.
+func (m *Metrics) SinkRecords(flow string, n int) {
+	if m != nil {
+		m.sinkRecords.WithLabelValues(flow).Add(float64(n))
+	}
+}

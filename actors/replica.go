@@ -1,0 +1,326 @@
+package actors
+
+import (
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/asynkron/protoactor-go/scheduler"
+	"go.etcd.io/raft/v3"
+	pb "go.etcd.io/raft/v3/raftpb"
+
+	"github.com/weirhq/weir/cluster/wire"
+	"github.com/weirhq/weir/storage"
+)
+
+// ReplicaConfig configures one partition replica: a raft group member that owns a log.
+type ReplicaConfig struct {
+	// Topic and Partition name the partition; Group, "topic/partition", names its raft group.
+	Topic     string
+	Partition int32
+	// Dir holds the log; Log configures it (its Logger and Now are filled in if unset).
+	Dir string
+	Log storage.Config
+	// ID is this replica's raft id; Peers are the voters an empty log is bootstrapped with.
+	ID    uint64
+	Peers []uint64
+	// TickInterval is how often the actor ticks: raft ticks, fetch deadlines, produce timeouts.
+	// A leader is elected after ElectionTicks ticks without one.
+	TickInterval   time.Duration
+	ElectionTicks  int
+	HeartbeatTicks int
+	// MaxPendingBytes bounds the batches proposed but not yet answered; beyond it Produce is
+	// refused with wire.ErrOverloaded and the producer backs off.
+	MaxPendingBytes int
+	// MaxFetchBytes caps one fetch response.
+	MaxFetchBytes int
+	// RetentionEvery is how often retention runs (0: never).
+	RetentionEvery time.Duration
+	// NewStateMachine, for internal partitions (__meta, __offsets), makes the state that the
+	// partition's records build; it is rebuilt from the log at every start.
+	NewStateMachine func() StateMachine
+	// Transport carries raft messages to the other replicas (nil on a single voter).
+	Transport Transport
+	Metrics   *Metrics
+	Logger    *slog.Logger
+	// Faults, if set, is called at named points of the actor's work so that tests can inject
+	// panics there ("produce", "ready", "apply", "fetch").
+	Faults func(point string)
+}
+
+// Group is the partition's raft group name.
+func (c *ReplicaConfig) Group() string { return fmt.Sprintf("%s/%d", c.Topic, c.Partition) }
+
+func (c *ReplicaConfig) defaults() {
+	if c.TickInterval <= 0 {
+		c.TickInterval = 50 * time.Millisecond
+	}
+	if c.ElectionTicks <= 0 {
+		c.ElectionTicks = 20
+	}
+	if c.HeartbeatTicks <= 0 {
+		c.HeartbeatTicks = 2
+	}
+	if c.MaxPendingBytes <= 0 {
+		c.MaxPendingBytes = 64 << 20
+	}
+	if c.MaxFetchBytes <= 0 {
+		c.MaxFetchBytes = 4 << 20
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.ID == 0 {
+		c.ID = 1
+	}
+	if len(c.Peers) == 0 {
+		c.Peers = []uint64{c.ID}
+	}
+}
+
+// Transport sends raft messages to the replicas of other nodes.
+type Transport interface {
+	Send(ctx actor.Context, group string, msgs []*pb.Message)
+}
+
+// StateMachine is the state an internal partition's records build, such as the topic table of
+// __meta or the committed offsets of __offsets. The replica applies every committed records
+// batch to it, and rebuilds it from the log when it starts.
+type StateMachine interface {
+	// Apply applies one committed record at offset. Its error (nil for success) answers the
+	// proposal that carried it, if that was proposed on this node.
+	Apply(offset int64, rec storage.Record) *wire.Error
+	// Handle takes a message the replica does not know. It returns a batch to propose (the
+	// reply, a *ProduceReply, follows when it is applied), or a reply to send at once, or
+	// neither for a message it does not know either.
+	Handle(msg any) (propose []byte, reply any)
+}
+
+// proposal is a produce request between Propose and its answer.
+type proposal struct {
+	data     []byte
+	acks     wire.Acks
+	replyTo  *actor.PID
+	deadline int64
+	index    uint64
+	base     int64
+	records  int
+}
+
+// parkedFetch is a fetch waiting for new data.
+type parkedFetch struct {
+	req      *Fetch
+	replyTo  *actor.PID
+	deadline time.Time
+}
+
+// replica is the actor. All of its state is owned by its Receive; it starts no goroutines (the
+// tick timer belongs to protoactor's scheduler and is cancelled when the actor stops).
+type replica struct {
+	cfg ReplicaConfig
+	log *storage.Log
+	rn  *raft.RawNode
+	sm  StateMachine
+
+	lead          uint64
+	term          uint64
+	voters        []uint64
+	hw            int64 // record offset up to which entries are committed and applied
+	applied       uint64
+	unsaved       []*proposal // proposed, not yet in a Ready's entries (leader only)
+	uncommit      []*proposal // appended, waiting for commit (acks=all)
+	pending       int         // bytes of proposals not yet answered
+	parked        []parkedFetch
+	readyQueued   bool
+	stopTick      scheduler.CancelFunc
+	ticks         int
+	lastRetention time.Time
+}
+
+// NewReplicaProps returns the props of a partition replica actor.
+func NewReplicaProps(cfg ReplicaConfig) *actor.Props {
+	cfg.defaults()
+	return actor.PropsFromProducer(func() actor.Actor { return &replica{cfg: cfg} })
+}
+
+func (r *replica) fault(point string) {
+	if r.cfg.Faults != nil {
+		r.cfg.Faults(point)
+	}
+}
+
+func (r *replica) Receive(ctx actor.Context) {
+	switch m := ctx.Message().(type) {
+	case *actor.Started:
+		if err := r.start(ctx); err != nil {
+			r.close(ctx, wire.ErrUnavailable)
+			// A panic hands the failure to the supervisor, which retries with backoff.
+			panic(fmt.Errorf("partition %s: start: %w", r.cfg.Group(), err))
+		}
+	case *actor.Restarting:
+		r.close(ctx, wire.Errorf(wire.CodeUnavailable, "partition %s is restarting", r.cfg.Group()))
+	case *actor.Stopping:
+		r.close(ctx, wire.Errorf(wire.CodeUnavailable, "partition %s is stopping", r.cfg.Group()))
+	case *Produce:
+		r.produce(ctx, m)
+	case *Fetch:
+		r.fetch(ctx, m)
+	case *ListOffsets:
+		ctx.Respond(r.listOffsets(m))
+	case *GetStatus:
+		ctx.Respond(r.status())
+	case *RaftMessage:
+		r.step(ctx, m)
+	case tick:
+		r.onTick(ctx)
+	case processReady:
+		r.readyQueued = false
+		r.handleReady(ctx)
+	default:
+		if r.sm == nil || r.rn == nil {
+			return
+		}
+		batch, reply := r.sm.Handle(m)
+		switch {
+		case batch != nil:
+			r.propose(ctx, batch, wire.AcksAll, ctx.Sender(), time.Now().Add(10*time.Second).UnixMilli())
+		case reply != nil:
+			ctx.Respond(reply)
+		}
+	}
+}
+
+func (r *replica) start(ctx actor.Context) error {
+	cfg := &r.cfg
+	if cfg.Log.Logger == nil {
+		cfg.Log.Logger = cfg.Logger
+	}
+	l, err := storage.Open(cfg.Dir, cfg.Log)
+	if err != nil {
+		return err
+	}
+	r.log = l
+	hs, cs, err := l.InitialState()
+	if err != nil {
+		return err
+	}
+	r.voters = append(cs.GetVoters(), cs.GetVotersOutgoing()...)
+	if r.cfg.NewStateMachine != nil {
+		r.sm = r.cfg.NewStateMachine()
+		if err := r.replay(hs.GetCommit()); err != nil {
+			return err
+		}
+	}
+	first, _ := l.FirstIndex()
+	r.applied = max(hs.GetCommit(), first-1)
+	if r.hw, err = l.CommittedOffset(r.applied); err != nil {
+		return fmt.Errorf("high watermark at index %d: %w", r.applied, err)
+	}
+	rn, err := raft.NewRawNode(&raft.Config{
+		ID:                        cfg.ID,
+		ElectionTick:              cfg.ElectionTicks,
+		HeartbeatTick:             cfg.HeartbeatTicks,
+		Storage:                   l,
+		Applied:                   r.applied,
+		MaxSizePerMsg:             1 << 20,
+		MaxCommittedSizePerReady:  16 << 20,
+		MaxUncommittedEntriesSize: uint64(cfg.MaxPendingBytes) * 2,
+		MaxInflightMsgs:           256,
+		CheckQuorum:               true,
+		PreVote:                   true,
+		Logger:                    raftLogger{cfg.Logger.With("group", cfg.Group())},
+	})
+	if err != nil {
+		return err
+	}
+	r.rn = rn
+	if last, _ := l.LastIndex(); last == 0 {
+		peers := make([]raft.Peer, len(cfg.Peers))
+		for i, id := range cfg.Peers {
+			peers[i] = raft.Peer{ID: id}
+		}
+		if err := rn.Bootstrap(peers); err != nil {
+			return err
+		}
+		r.voters = append([]uint64(nil), cfg.Peers...)
+	}
+	// A single voter need not wait an election timeout for itself.
+	if len(r.voters) == 1 && r.voters[0] == cfg.ID {
+		if err := rn.Campaign(); err != nil {
+			return err
+		}
+	}
+	r.stopTick = scheduler.NewTimerScheduler(ctx).SendRepeatedly(cfg.TickInterval, cfg.TickInterval, ctx.Self(), tick{})
+	r.lastRetention = time.Now()
+	r.handleReady(ctx)
+	r.cfg.Metrics.partitionOffsets(cfg.Topic, cfg.Partition, r.log.StartOffset(), r.hw, r.log.EndOffset())
+	cfg.Logger.Debug("partition started", "group", cfg.Group(), "hw", r.hw, "end", l.EndOffset(), "applied", r.applied)
+	return nil
+}
+
+// replay rebuilds the state machine from the committed records in the log.
+func (r *replica) replay(commit uint64) error {
+	end, err := r.log.CommittedOffset(commit)
+	if err != nil {
+		return err
+	}
+	var buf []byte
+	for off := r.log.StartOffset(); off < end; {
+		buf, err = r.log.Read(buf[:0], off, 1<<20, end)
+		if err != nil {
+			return err
+		}
+		if len(buf) == 0 {
+			break
+		}
+		for p := 0; p < len(buf); {
+			h, err := storage.ParseHeader(buf[p:])
+			if err != nil {
+				return err
+			}
+			if _, err := r.applyBatch(buf[p:p+h.Size()], off); err != nil {
+				return err
+			}
+			off = max(off, h.NextOffset())
+			p += h.Size()
+		}
+	}
+	return nil
+}
+
+// applyBatch applies the records of a batch at or after from to the state machine. It returns
+// the first error Apply returned (the proposal's answer) and any error decoding the batch.
+func (r *replica) applyBatch(batch []byte, from int64) (*wire.Error, error) {
+	var first *wire.Error
+	_, err := storage.DecodeBatch(batch, func(off int64, rec storage.Record) error {
+		if off < from {
+			return nil
+		}
+		if e := r.sm.Apply(off, rec); e != nil && first == nil {
+			first = e
+		}
+		return nil
+	})
+	return first, err
+}
+
+// close releases the log and answers every waiting request with err.
+func (r *replica) close(ctx actor.Context, err *wire.Error) {
+	if r.stopTick != nil {
+		r.stopTick()
+		r.stopTick = nil
+	}
+	r.failPending(ctx, err)
+	for _, f := range r.parked {
+		ctx.Send(f.replyTo, &wire.FetchResponse{HighWatermark: r.hw, Err: err})
+	}
+	r.parked = nil
+	if r.log != nil {
+		if cerr := r.log.Close(); cerr != nil {
+			r.cfg.Logger.Warn("partition close", "group", r.cfg.Group(), "err", cerr)
+		}
+		r.log = nil
+	}
+	r.rn = nil
+}

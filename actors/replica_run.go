@@ -1,0 +1,441 @@
+package actors
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"go.etcd.io/raft/v3"
+	pb "go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/weirhq/weir/cluster/wire"
+	"github.com/weirhq/weir/storage"
+)
+
+// produce checks a batch and proposes it.
+func (r *replica) produce(ctx actor.Context, m *Produce) {
+	reply := func(e *wire.Error) {
+		if m.Acks != wire.AcksNone && ctx.Sender() != nil {
+			ctx.Respond(&ProduceReply{BaseOffset: -1, Err: e})
+		}
+	}
+	if r.rn == nil {
+		reply(wire.Errorf(wire.CodeUnavailable, "partition %s is not running", r.cfg.Group()))
+		return
+	}
+	h, err := storage.ParseBatch(m.Batch)
+	switch {
+	case err != nil:
+		reply(wire.Errorf(wire.CodeCorruptBatch, "partition %s: %v", r.cfg.Group(), err))
+		return
+	case h.Kind != storage.KindRecords || h.Size() != len(m.Batch) || h.Count == 0:
+		reply(wire.Errorf(wire.CodeCorruptBatch, "partition %s: want exactly one non-empty records batch", r.cfg.Group()))
+		return
+	}
+	r.fault("produce")
+	r.propose(ctx, m.Batch, m.Acks, ctx.Sender(), m.Deadline)
+}
+
+// propose hands a checked batch to raft. Only the leader accepts proposals: raft could forward
+// them, but the producer must learn the leader to send its next batches there.
+func (r *replica) propose(ctx actor.Context, batch []byte, acks wire.Acks, replyTo *actor.PID, deadline int64) {
+	fail := func(e *wire.Error) {
+		if acks != wire.AcksNone && replyTo != nil {
+			ctx.Send(replyTo, &ProduceReply{BaseOffset: -1, Err: e})
+		}
+	}
+	if r.lead != r.cfg.ID {
+		fail(wire.Errorf(wire.CodeNotLeader, "partition %s: leader is %d", r.cfg.Group(), r.lead))
+		return
+	}
+	if r.pending+len(batch) > r.cfg.MaxPendingBytes && r.pending > 0 {
+		r.cfg.Metrics.overloaded(r.cfg.Topic)
+		fail(wire.Errorf(wire.CodeOverloaded, "partition %s: %d bytes in flight", r.cfg.Group(), r.pending))
+		return
+	}
+	if err := r.rn.Propose(batch); err != nil {
+		code := wire.CodeUnavailable
+		if errors.Is(err, raft.ErrProposalDropped) {
+			code = wire.CodeOverloaded
+		}
+		fail(wire.Errorf(code, "partition %s: %v", r.cfg.Group(), err))
+		return
+	}
+	h, _ := storage.ParseHeader(batch)
+	r.unsaved = append(r.unsaved, &proposal{data: batch, acks: acks, replyTo: replyTo, deadline: deadline, records: int(h.Count)})
+	r.pending += len(batch)
+	r.queueReady(ctx)
+}
+
+// queueReady makes the actor process raft's Ready after the messages already in its mailbox, so
+// that the proposals they carry share one write (and one fsync).
+func (r *replica) queueReady(ctx actor.Context) {
+	if !r.readyQueued {
+		r.readyQueued = true
+		ctx.Send(ctx.Self(), processReady{})
+	}
+}
+
+// step feeds a raft message from another replica.
+func (r *replica) step(ctx actor.Context, m *RaftMessage) {
+	if r.rn == nil {
+		return
+	}
+	var msg pb.Message
+	if err := proto.Unmarshal(m.Data, &msg); err != nil {
+		r.cfg.Logger.Warn("bad raft message", "group", r.cfg.Group(), "err", err)
+		return
+	}
+	if err := r.rn.Step(&msg); err != nil {
+		r.cfg.Logger.Debug("raft step", "group", r.cfg.Group(), "err", err)
+	}
+	r.queueReady(ctx)
+}
+
+// handleReady carries out raft's Ready until there is none: persist, send, apply, answer.
+func (r *replica) handleReady(ctx actor.Context) {
+	for r.rn != nil && r.rn.HasReady() {
+		rd := r.rn.Ready()
+		r.fault("ready")
+		if rd.SoftState != nil && (rd.SoftState.Lead != r.lead || r.term != r.rn.BasicStatus().HardState.GetTerm()) {
+			r.leaderChanged(ctx, rd.SoftState.Lead)
+		}
+		if rd.Snapshot != nil && !raft.IsEmptySnap(rd.Snapshot) {
+			if err := r.log.ApplySnapshot(rd.Snapshot); err != nil {
+				panic(fmt.Errorf("partition %s: apply snapshot: %w", r.cfg.Group(), err))
+			}
+			r.applied = rd.Snapshot.GetMetadata().GetIndex()
+			r.hw, _ = r.log.CommittedOffset(r.applied)
+		}
+		last, _ := r.log.LastIndex()
+		end := r.log.EndOffset()
+		if err := r.log.SaveEntries(rd.Entries); err != nil {
+			// The log refuses further writes after a failed write or sync; restarting the actor
+			// reopens it, and recovery keeps what is durable.
+			panic(fmt.Errorf("partition %s: save entries: %w", r.cfg.Group(), err))
+		}
+		if rd.HardState != nil && !raft.IsEmptyHardState(rd.HardState) {
+			if err := r.log.SetHardState(rd.HardState); err != nil {
+				panic(fmt.Errorf("partition %s: hard state: %w", r.cfg.Group(), err))
+			}
+		}
+		if len(rd.Entries) > 0 {
+			r.matchProposals(ctx, rd.Entries, last, end)
+		}
+		if len(rd.Messages) > 0 && r.cfg.Transport != nil {
+			r.cfg.Transport.Send(ctx, r.cfg.Group(), rd.Messages)
+		}
+		if len(rd.CommittedEntries) > 0 {
+			r.apply(ctx, rd.CommittedEntries)
+		}
+		r.rn.Advance(rd)
+	}
+}
+
+// leaderChanged notes a new leader or term; proposals of the old term get NotLeader (they may
+// still commit under the new leader: the producer's retry is made safe by idempotence).
+func (r *replica) leaderChanged(ctx actor.Context, lead uint64) {
+	st := r.rn.BasicStatus()
+	r.cfg.Logger.Info("partition leader", "group", r.cfg.Group(), "leader", lead, "term", st.HardState.GetTerm(), "self", r.cfg.ID)
+	if r.lead == r.cfg.ID && lead != r.cfg.ID {
+		r.failPending(ctx, wire.Errorf(wire.CodeNotLeader, "partition %s lost leadership", r.cfg.Group()))
+	}
+	r.lead, r.term = lead, st.HardState.GetTerm()
+	if lead != r.cfg.ID {
+		for _, f := range r.parked {
+			ctx.Send(f.replyTo, &wire.FetchResponse{HighWatermark: r.hw, Err: wire.Errorf(wire.CodeNotLeader, "partition %s: leader is %d", r.cfg.Group(), lead)})
+		}
+		r.parked = nil
+	}
+}
+
+// matchProposals finds this leader's proposals among the entries just saved, by the identity of
+// their data (raft hands back the slice that Propose took), and answers acks=leader.
+func (r *replica) matchProposals(ctx actor.Context, ents []*pb.Entry, lastBefore uint64, end int64) {
+	if len(r.unsaved) == 0 {
+		return
+	}
+	contiguous := ents[0].GetIndex() == lastBefore+1
+	off := end
+	for _, e := range ents {
+		n := int64(0)
+		if e.GetType() == pb.EntryType_EntryNormal && len(e.Data) > 0 {
+			if h, err := storage.ParseHeader(e.Data); err == nil {
+				n = int64(h.Count)
+			}
+		}
+		if len(r.unsaved) > 0 && len(e.Data) > 0 && &e.Data[0] == &r.unsaved[0].data[0] {
+			p := r.unsaved[0]
+			r.unsaved = r.unsaved[1:]
+			p.index = e.GetIndex()
+			p.base = off
+			if !contiguous {
+				next, err := r.log.CommittedOffset(p.index)
+				if err != nil {
+					panic(fmt.Errorf("partition %s: offset of entry %d: %w", r.cfg.Group(), p.index, err))
+				}
+				p.base = next - n
+			}
+			switch p.acks {
+			case wire.AcksAll:
+				r.uncommit = append(r.uncommit, p)
+			default:
+				r.answer(ctx, p, nil)
+			}
+		}
+		off += n
+	}
+	// Whatever was not found was not appended; raft appends a leader's proposals at once, so
+	// this happens only when leadership changed in between.
+	for _, p := range r.unsaved {
+		r.answer(ctx, p, wire.Errorf(wire.CodeNotLeader, "partition %s: proposal not appended", r.cfg.Group()))
+	}
+	r.unsaved = r.unsaved[:0]
+}
+
+// answer replies to a proposal and releases its bytes.
+func (r *replica) answer(ctx actor.Context, p *proposal, e *wire.Error) {
+	r.pending -= len(p.data)
+	if e == nil {
+		r.cfg.Metrics.recordsIn(r.cfg.Topic, p.records, len(p.data))
+	}
+	if p.acks == wire.AcksNone || p.replyTo == nil {
+		return
+	}
+	if e != nil {
+		ctx.Send(p.replyTo, &ProduceReply{BaseOffset: -1, Err: e})
+		return
+	}
+	ctx.Send(p.replyTo, &ProduceReply{BaseOffset: p.base})
+}
+
+// failPending answers every proposal in flight with e.
+func (r *replica) failPending(ctx actor.Context, e *wire.Error) {
+	for _, p := range r.unsaved {
+		r.answer(ctx, p, e)
+	}
+	for _, p := range r.uncommit {
+		r.answer(ctx, p, e)
+	}
+	r.unsaved, r.uncommit = nil, nil
+	r.pending = 0
+}
+
+// apply applies committed entries: configuration changes to raft, records to the state machine
+// of an internal partition; then the high watermark moves and waiting requests are answered.
+func (r *replica) apply(ctx actor.Context, ents []*pb.Entry) {
+	var smResults map[uint64]*wire.Error
+	for _, e := range ents {
+		r.fault("apply")
+		switch e.GetType() {
+		case pb.EntryType_EntryNormal:
+			if r.sm != nil && len(e.Data) > 0 {
+				next, err := r.log.CommittedOffset(e.GetIndex())
+				if err != nil {
+					panic(fmt.Errorf("partition %s: offset of entry %d: %w", r.cfg.Group(), e.GetIndex(), err))
+				}
+				h, _ := storage.ParseHeader(e.Data)
+				res, err := r.applyBatch(e.Data, next-int64(h.Count))
+				if err != nil {
+					panic(fmt.Errorf("partition %s: apply entry %d: %w", r.cfg.Group(), e.GetIndex(), err))
+				}
+				if res != nil {
+					if smResults == nil {
+						smResults = map[uint64]*wire.Error{}
+					}
+					smResults[e.GetIndex()] = res
+				}
+			}
+		case pb.EntryType_EntryConfChange:
+			var cc pb.ConfChange
+			if err := proto.Unmarshal(e.Data, &cc); err != nil {
+				panic(fmt.Errorf("partition %s: conf change %d: %w", r.cfg.Group(), e.GetIndex(), err))
+			}
+			r.applyConfState(e.GetIndex(), r.rn.ApplyConfChange(&cc))
+		case pb.EntryType_EntryConfChangeV2:
+			var cc pb.ConfChangeV2
+			if err := proto.Unmarshal(e.Data, &cc); err != nil {
+				panic(fmt.Errorf("partition %s: conf change %d: %w", r.cfg.Group(), e.GetIndex(), err))
+			}
+			r.applyConfState(e.GetIndex(), r.rn.ApplyConfChange(&cc))
+		}
+	}
+	last := ents[len(ents)-1].GetIndex()
+	r.applied = last
+	r.log.SetApplied(last)
+	hw, err := r.log.CommittedOffset(last)
+	if err != nil {
+		panic(fmt.Errorf("partition %s: high watermark at %d: %w", r.cfg.Group(), last, err))
+	}
+	r.hw = hw
+	n := 0
+	for _, p := range r.uncommit {
+		if p.index > last {
+			break
+		}
+		r.answer(ctx, p, smResults[p.index])
+		n++
+	}
+	r.uncommit = r.uncommit[n:]
+	r.serveParked(ctx)
+	r.cfg.Metrics.partitionOffsets(r.cfg.Topic, r.cfg.Partition, r.log.StartOffset(), r.hw, r.log.EndOffset())
+}
+
+func (r *replica) applyConfState(index uint64, cs *pb.ConfState) {
+	r.voters = append(append([]uint64(nil), cs.GetVoters()...), cs.GetVotersOutgoing()...)
+	if err := r.log.SetConfState(index, cs); err != nil {
+		panic(fmt.Errorf("partition %s: conf state: %w", r.cfg.Group(), err))
+	}
+}
+
+// fetch serves committed batches, or parks the request until there are some or it times out.
+func (r *replica) fetch(ctx actor.Context, m *Fetch) {
+	if e := r.readable(); e != nil {
+		ctx.Respond(&wire.FetchResponse{HighWatermark: r.hw, Err: e})
+		return
+	}
+	start := r.log.StartOffset()
+	if m.Offset < start || m.Offset > r.hw {
+		ctx.Respond(&wire.FetchResponse{HighWatermark: r.hw, StartOffset: start,
+			Err: wire.Errorf(wire.CodeOffsetOutOfRange, "partition %s: offset %d not in [%d, %d]", r.cfg.Group(), m.Offset, start, r.hw)})
+		return
+	}
+	if m.Offset == r.hw && m.MaxWaitMs > 0 {
+		r.parked = append(r.parked, parkedFetch{req: m, replyTo: ctx.Sender(), deadline: time.Now().Add(time.Duration(m.MaxWaitMs) * time.Millisecond)})
+		return
+	}
+	ctx.Respond(r.read(m))
+}
+
+func (r *replica) readable() *wire.Error {
+	switch {
+	case r.rn == nil:
+		return wire.Errorf(wire.CodeUnavailable, "partition %s is not running", r.cfg.Group())
+	case r.lead != r.cfg.ID:
+		return wire.Errorf(wire.CodeNotLeader, "partition %s: leader is %d", r.cfg.Group(), r.lead)
+	}
+	return nil
+}
+
+// read reads committed batches for a fetch.
+func (r *replica) read(m *Fetch) *wire.FetchResponse {
+	r.fault("fetch")
+	maxBytes := int(m.MaxBytes)
+	if maxBytes <= 0 || maxBytes > r.cfg.MaxFetchBytes {
+		maxBytes = r.cfg.MaxFetchBytes
+	}
+	resp := &wire.FetchResponse{HighWatermark: r.hw, StartOffset: r.log.StartOffset()}
+	b, err := r.log.Read(nil, m.Offset, maxBytes, r.hw)
+	if err != nil {
+		code := wire.CodeStorage
+		if errors.Is(err, storage.ErrOffsetOutOfRange) {
+			code = wire.CodeOffsetOutOfRange
+		}
+		resp.Err = wire.Errorf(code, "partition %s: %v", r.cfg.Group(), err)
+		return resp
+	}
+	resp.Batches = b
+	if r.cfg.Metrics != nil {
+		n := 0
+		for p := 0; p < len(b); {
+			h, err := storage.ParseHeader(b[p:])
+			if err != nil {
+				break
+			}
+			if h.NextOffset() > m.Offset {
+				n += int(h.NextOffset() - max(h.BaseOffset, m.Offset))
+			}
+			p += h.Size()
+		}
+		r.cfg.Metrics.recordsOut(r.cfg.Topic, n, len(b))
+	}
+	return resp
+}
+
+// serveParked answers parked fetches that new data or their deadline has released.
+func (r *replica) serveParked(ctx actor.Context) {
+	if len(r.parked) == 0 {
+		return
+	}
+	now := time.Now()
+	kept := r.parked[:0]
+	for _, f := range r.parked {
+		switch {
+		case f.req.Offset < r.hw:
+			ctx.Send(f.replyTo, r.read(f.req))
+		case !now.Before(f.deadline):
+			ctx.Send(f.replyTo, &wire.FetchResponse{HighWatermark: r.hw, StartOffset: r.log.StartOffset()})
+		default:
+			kept = append(kept, f)
+		}
+	}
+	clear(r.parked[len(kept):])
+	r.parked = kept
+}
+
+// onTick drives raft's clock, expires parked fetches and acks=all proposals past their deadline,
+// and runs retention now and then.
+func (r *replica) onTick(ctx actor.Context) {
+	if r.rn == nil {
+		return
+	}
+	r.rn.Tick()
+	r.serveParked(ctx)
+	now := time.Now()
+	if len(r.uncommit) > 0 {
+		ms := now.UnixMilli()
+		kept := r.uncommit[:0]
+		for _, p := range r.uncommit {
+			if p.deadline > 0 && ms > p.deadline {
+				r.answer(ctx, p, wire.Errorf(wire.CodeTimeout, "partition %s: not committed in time (it may still be)", r.cfg.Group()))
+				continue
+			}
+			kept = append(kept, p)
+		}
+		r.uncommit = kept
+	}
+	if r.cfg.RetentionEvery > 0 && now.Sub(r.lastRetention) >= r.cfg.RetentionEvery {
+		r.lastRetention = now
+		if n, err := r.log.ApplyRetention(); err != nil {
+			r.cfg.Logger.Warn("retention", "group", r.cfg.Group(), "err", err)
+		} else if n > 0 {
+			r.cfg.Logger.Info("retention deleted segments", "group", r.cfg.Group(), "segments", n, "start", r.log.StartOffset())
+		}
+	}
+	r.queueReady(ctx)
+}
+
+func (r *replica) status() *Status {
+	st := &Status{Group: r.cfg.Group(), NodeID: r.cfg.ID, Leader: r.lead, Term: r.term, HighWatermark: r.hw,
+		Voters: append([]uint64(nil), r.voters...)}
+	if r.log == nil {
+		st.Err = wire.Errorf(wire.CodeUnavailable, "partition %s is not running", r.cfg.Group())
+		return st
+	}
+	st.StartOffset, st.EndOffset = r.log.StartOffset(), r.log.EndOffset()
+	return st
+}
+
+func (r *replica) listOffsets(m *ListOffsets) *wire.ListOffsetsResponse {
+	if e := r.readable(); e != nil {
+		return &wire.ListOffsetsResponse{Offset: -1, Err: e}
+	}
+	switch m.Spec {
+	case wire.OffsetEarliest:
+		return &wire.ListOffsetsResponse{Offset: r.log.StartOffset()}
+	case wire.OffsetLatest:
+		return &wire.ListOffsetsResponse{Offset: r.hw}
+	case wire.OffsetTimestamp:
+		off, found, err := r.log.OffsetForTime(m.Timestamp)
+		if err != nil {
+			return &wire.ListOffsetsResponse{Offset: -1, Err: wire.Errorf(wire.CodeStorage, "partition %s: %v", r.cfg.Group(), err)}
+		}
+		if !found || off > r.hw {
+			off = r.hw
+		}
+		return &wire.ListOffsetsResponse{Offset: off}
+	}
+	return &wire.ListOffsetsResponse{Offset: -1, Err: wire.Errorf(wire.CodeInvalidRequest, "offset spec %d", m.Spec)}
+}
