@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
-	"github.com/asynkron/protoactor-go/scheduler"
 	"go.etcd.io/raft/v3"
 	pb "go.etcd.io/raft/v3/raftpb"
 
@@ -133,7 +132,7 @@ type replica struct {
 	pending       int         // bytes of proposals not yet answered
 	parked        []parkedFetch
 	readyQueued   bool
-	stopTick      scheduler.CancelFunc
+	stopTick      *ticker
 	ticks         int
 	lastRetention time.Time
 }
@@ -151,6 +150,16 @@ func (r *replica) fault(point string) {
 }
 
 func (r *replica) Receive(ctx actor.Context) {
+	// A request that crashes the actor is answered before the supervisor restarts it, so that
+	// its sender retries at once instead of waiting for a timeout.
+	defer func() {
+		if p := recover(); p != nil {
+			if m, ok := ctx.Message().(*Produce); ok && m.Acks != wire.AcksNone && ctx.Sender() != nil {
+				ctx.Respond(&ProduceReply{BaseOffset: -1, Err: wire.Errorf(wire.CodeUnavailable, "partition %s failed: %v", r.cfg.Group(), p)})
+			}
+			panic(p)
+		}
+	}()
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
 		if err := r.start(ctx); err != nil {
@@ -211,6 +220,9 @@ func (r *replica) start(ctx actor.Context) error {
 		if err := r.replay(hs.GetCommit()); err != nil {
 			return err
 		}
+		if rp, ok := r.sm.(interface{ Replayed() }); ok {
+			rp.Replayed()
+		}
 	}
 	first, _ := l.FirstIndex()
 	r.applied = max(hs.GetCommit(), first-1)
@@ -229,6 +241,7 @@ func (r *replica) start(ctx actor.Context) error {
 		MaxInflightMsgs:           256,
 		CheckQuorum:               true,
 		PreVote:                   true,
+		DisableProposalForwarding: true,
 		Logger:                    raftLogger{cfg.Logger.With("group", cfg.Group())},
 	})
 	if err != nil {
@@ -245,13 +258,10 @@ func (r *replica) start(ctx actor.Context) error {
 		}
 		r.voters = append([]uint64(nil), cfg.Peers...)
 	}
-	// A single voter need not wait an election timeout for itself.
-	if len(r.voters) == 1 && r.voters[0] == cfg.ID {
-		if err := rn.Campaign(); err != nil {
-			return err
-		}
+	if last, _ := l.LastIndex(); last > 0 {
+		r.campaignAlone() // a restarted single voter leads again at once
 	}
-	r.stopTick = scheduler.NewTimerScheduler(ctx).SendRepeatedly(cfg.TickInterval, cfg.TickInterval, ctx.Self(), tick{})
+	r.stopTick = startTicker(ctx.ActorSystem(), ctx.Self(), cfg.TickInterval, tick{})
 	r.lastRetention = time.Now()
 	r.handleReady(ctx)
 	r.cfg.Metrics.partitionOffsets(cfg.Topic, cfg.Partition, r.log.StartOffset(), r.hw, r.log.EndOffset())
@@ -307,10 +317,8 @@ func (r *replica) applyBatch(batch []byte, from int64) (*wire.Error, error) {
 
 // close releases the log and answers every waiting request with err.
 func (r *replica) close(ctx actor.Context, err *wire.Error) {
-	if r.stopTick != nil {
-		r.stopTick()
-		r.stopTick = nil
-	}
+	r.stopTick.stop()
+	r.stopTick = nil
 	r.failPending(ctx, err)
 	for _, f := range r.parked {
 		ctx.Send(f.replyTo, &wire.FetchResponse{HighWatermark: r.hw, Err: err})

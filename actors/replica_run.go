@@ -1,6 +1,7 @@
 package actors
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"time"
@@ -131,6 +132,19 @@ func (r *replica) handleReady(ctx actor.Context) {
 			r.apply(ctx, rd.CommittedEntries)
 		}
 		r.rn.Advance(rd)
+		r.campaignAlone()
+	}
+}
+
+// campaignAlone makes a single voter elect itself at once instead of after an election timeout
+// (raft refuses while conf changes are committed but unapplied, so it is tried after each
+// Ready).
+func (r *replica) campaignAlone() {
+	if r.lead != 0 || len(r.voters) != 1 || r.voters[0] != r.cfg.ID {
+		return
+	}
+	if st := r.rn.BasicStatus(); st.RaftState == raft.StateFollower {
+		_ = r.rn.Campaign()
 	}
 }
 
@@ -151,8 +165,10 @@ func (r *replica) leaderChanged(ctx actor.Context, lead uint64) {
 	}
 }
 
-// matchProposals finds this leader's proposals among the entries just saved, by the identity of
-// their data (raft hands back the slice that Propose took), and answers acks=leader.
+// matchProposals finds this leader's proposals among the entries just saved and answers
+// acks=leader. The entries of the leader's term that carry data are its proposals, in the order
+// proposed (proposals are never forwarded: followers refuse them), so they match the queue in
+// order; the batch header, which holds the CRC of the body, confirms each match.
 func (r *replica) matchProposals(ctx actor.Context, ents []*pb.Entry, lastBefore uint64, end int64) {
 	if len(r.unsaved) == 0 {
 		return
@@ -166,7 +182,7 @@ func (r *replica) matchProposals(ctx actor.Context, ents []*pb.Entry, lastBefore
 				n = int64(h.Count)
 			}
 		}
-		if len(r.unsaved) > 0 && len(e.Data) > 0 && &e.Data[0] == &r.unsaved[0].data[0] {
+		if len(r.unsaved) > 0 && e.GetTerm() == r.term && sameBatch(e.Data, r.unsaved[0].data) {
 			p := r.unsaved[0]
 			r.unsaved = r.unsaved[1:]
 			p.index = e.GetIndex()
@@ -384,6 +400,7 @@ func (r *replica) onTick(ctx actor.Context) {
 	r.rn.Tick()
 	r.serveParked(ctx)
 	now := time.Now()
+	r.campaignAlone()
 	if len(r.uncommit) > 0 {
 		ms := now.UnixMilli()
 		kept := r.uncommit[:0]
@@ -438,4 +455,12 @@ func (r *replica) listOffsets(m *ListOffsets) *wire.ListOffsetsResponse {
 		return &wire.ListOffsetsResponse{Offset: off}
 	}
 	return &wire.ListOffsetsResponse{Offset: -1, Err: wire.Errorf(wire.CodeInvalidRequest, "offset spec %d", m.Spec)}
+}
+
+// sameBatch compares two batches by length and header (which holds the body's CRC).
+func sameBatch(a, b []byte) bool {
+	if len(a) != len(b) || len(a) < storage.HeaderSize {
+		return false
+	}
+	return bytes.Equal(a[:storage.HeaderSize], b[:storage.HeaderSize])
 }

@@ -1,6 +1,9 @@
 package wire
 
-import "fmt"
+import (
+	"errors"
+	"fmt"
+)
 
 // Code classifies an error carried in a response, so that clients can branch on it.
 type Code uint16
@@ -71,7 +74,7 @@ func (e *Error) Error() string {
 // Is makes errors.Is(err, wire.ErrNotLeader) match any *Error with the same code.
 func (e *Error) Is(target error) bool {
 	t, ok := target.(*Error)
-	return ok && t.Code == e.Code && t.Msg == ""
+	return ok && e != nil && t != nil && t.Code == e.Code && t.Msg == ""
 }
 
 // Errorf makes an *Error with a formatted message.
@@ -107,7 +110,8 @@ func AsError(err error) *Error {
 	if err == nil {
 		return nil
 	}
-	if e, ok := err.(*Error); ok {
+	var e *Error
+	if errors.As(err, &e) {
 		return e
 	}
 	return &Error{Code: CodeUnknown, Msg: err.Error()}

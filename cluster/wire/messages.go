@@ -168,7 +168,7 @@ func Encode(v any) ([]byte, error) { return msgpack.Marshal(v) }
 // Decode decodes a message body into v, naming the API in the error.
 func Decode(api API, body []byte, v any) error {
 	if err := msgpack.Unmarshal(body, v); err != nil {
-		return fmt.Errorf("%w: %s body: %v", ErrMalformed, api, err)
+		return Errorf(CodeMalformed, "%s body: %v", api, err)
 	}
 	return nil
 }

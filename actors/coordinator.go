@@ -1,0 +1,356 @@
+package actors
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/weirhq/weir/cluster/wire"
+)
+
+// CoordinatorConfig tunes group coordinators.
+type CoordinatorConfig struct {
+	// InitialDelay is how long a group with no members waits after the first join for others
+	// before its first assignment.
+	InitialDelay time.Duration
+	// RebalanceTimeout is how long a rebalance waits for the known members to join again; those
+	// that do not are dropped.
+	RebalanceTimeout time.Duration
+	// DefaultSessionTimeout applies to members that ask for none; MinSessionTimeout and
+	// MaxSessionTimeout bound what members ask for.
+	DefaultSessionTimeout time.Duration
+	MinSessionTimeout     time.Duration
+	MaxSessionTimeout     time.Duration
+	// TickInterval is how often sessions are checked.
+	TickInterval time.Duration
+}
+
+func (c *CoordinatorConfig) defaults() {
+	if c.InitialDelay <= 0 {
+		c.InitialDelay = 200 * time.Millisecond
+	}
+	if c.RebalanceTimeout <= 0 {
+		c.RebalanceTimeout = 5 * time.Second
+	}
+	if c.DefaultSessionTimeout <= 0 {
+		c.DefaultSessionTimeout = 10 * time.Second
+	}
+	if c.MinSessionTimeout <= 0 {
+		c.MinSessionTimeout = 500 * time.Millisecond
+	}
+	if c.MaxSessionTimeout <= 0 {
+		c.MaxSessionTimeout = 5 * time.Minute
+	}
+	if c.TickInterval <= 0 {
+		c.TickInterval = 100 * time.Millisecond
+	}
+}
+
+// Group messages, from the client port or a flow's sink to a coordinator. Their replies are
+// *wire.JoinGroupResponse for a join and *wire.AdminResponse for the others.
+type (
+	JoinGroup struct {
+		wire.JoinGroupRequest
+	}
+	Heartbeat struct {
+		wire.HeartbeatRequest
+	}
+	LeaveGroup struct {
+		wire.LeaveGroupRequest
+	}
+	CommitGroup struct {
+		wire.CommitRequest
+	}
+)
+
+func init() {
+	register(40, &JoinGroup{})
+	register(41, &Heartbeat{})
+	register(42, &LeaveGroup{})
+	register(43, &CommitGroup{})
+	register(44, &wire.JoinGroupResponse{})
+	register(45, &wire.AdminResponse{})
+}
+
+type member struct {
+	id       string
+	topics   []string
+	session  time.Duration
+	lastSeen time.Time
+	joining  *actor.PID // reply-to of a join waiting for the rebalance
+	assigned []wire.TopicPartitions
+}
+
+// coordinator assigns a group's partitions to its members. Its state (members, generation) lives
+// in memory: after a restart, members learn from their next heartbeat that they are unknown and
+// join again, and resume from the offsets committed in __offsets, which the coordinator forwards
+// commits to.
+type coordinator struct {
+	n     *Node
+	group string
+	cfg   CoordinatorConfig
+	fault func(string)
+
+	members     map[string]*member
+	generation  int32
+	rebalancing bool
+	deadline    time.Time
+	stopTick    *ticker
+}
+
+func newCoordinatorProps(n *Node, group string, cfg CoordinatorConfig) *actor.Props {
+	cfg.defaults()
+	return actor.PropsFromProducer(func() actor.Actor {
+		return &coordinator{n: n, group: group, cfg: cfg, fault: n.fault("group")}
+	})
+}
+
+func (c *coordinator) Receive(ctx actor.Context) {
+	switch m := ctx.Message().(type) {
+	case *actor.Started:
+		c.members = map[string]*member{}
+		c.stopTick = startTicker(ctx.ActorSystem(), ctx.Self(), c.cfg.TickInterval, tick{})
+	case *actor.Stopping, *actor.Restarting:
+		c.stopTick.stop()
+		for _, mb := range c.members {
+			if mb.joining != nil {
+				ctx.Send(mb.joining, &wire.JoinGroupResponse{Err: wire.Errorf(wire.CodeRebalance, "group %s: coordinator restarting", c.group)})
+			}
+		}
+	case *JoinGroup:
+		c.fault("join")
+		c.join(ctx, m)
+	case *Heartbeat:
+		ctx.Respond(&wire.AdminResponse{Err: c.check(m.MemberID, m.Generation, true)})
+	case *LeaveGroup:
+		if _, ok := c.members[m.MemberID]; ok {
+			delete(c.members, m.MemberID)
+			c.n.logger.Info("group member left", "group", c.group, "member", m.MemberID)
+			c.startRebalance(c.cfg.InitialDelay)
+		}
+		ctx.Respond(&wire.AdminResponse{})
+	case *CommitGroup:
+		c.fault("commit")
+		if m.MemberID != "" {
+			if e := c.check(m.MemberID, m.Generation, false); e != nil {
+				ctx.Respond(&ProduceReply{BaseOffset: -1, Err: e})
+				return
+			}
+		}
+		// __offsets answers the committer directly once the offsets are committed.
+		ctx.RequestWithCustomSender(c.n.childPID("offsets"), &CommitOffsets{Group: c.group, Offsets: m.Offsets}, ctx.Sender())
+	case tick:
+		c.onTick(ctx)
+	}
+}
+
+// check validates a member's id and generation; with seen, it also renews the member's session.
+func (c *coordinator) check(id string, gen int32, seen bool) *wire.Error {
+	mb, ok := c.members[id]
+	if !ok {
+		return wire.Errorf(wire.CodeUnknownMember, "group %s: member %q is not in the group", c.group, id)
+	}
+	if seen {
+		mb.lastSeen = time.Now()
+	}
+	if c.rebalancing {
+		return wire.Errorf(wire.CodeRebalance, "group %s: rebalancing", c.group)
+	}
+	if gen != c.generation {
+		return wire.Errorf(wire.CodeStaleGeneration, "group %s: generation %d, now %d", c.group, gen, c.generation)
+	}
+	return nil
+}
+
+func (c *coordinator) join(ctx actor.Context, m *JoinGroup) {
+	if len(m.Topics) == 0 {
+		ctx.Respond(&wire.JoinGroupResponse{Err: wire.Errorf(wire.CodeInvalidRequest, "group %s: join with no topics", c.group)})
+		return
+	}
+	for _, t := range m.Topics {
+		if _, ok := c.n.Topic(t); !ok {
+			ctx.Respond(&wire.JoinGroupResponse{Err: wire.Errorf(wire.CodeUnknownTopic, "group %s: topic %q does not exist", c.group, t)})
+			return
+		}
+	}
+	session := c.cfg.DefaultSessionTimeout
+	if m.SessionTimeoutMs > 0 {
+		session = time.Duration(m.SessionTimeoutMs) * time.Millisecond
+	}
+	if session < c.cfg.MinSessionTimeout || session > c.cfg.MaxSessionTimeout {
+		ctx.Respond(&wire.JoinGroupResponse{Err: wire.Errorf(wire.CodeInvalidRequest, "group %s: session timeout %v not in [%v, %v]", c.group, session, c.cfg.MinSessionTimeout, c.cfg.MaxSessionTimeout)})
+		return
+	}
+	id := m.MemberID
+	if id == "" {
+		id = newMemberID()
+	}
+	mb, ok := c.members[id]
+	if !ok {
+		mb = &member{id: id}
+		c.members[id] = mb
+		c.n.logger.Info("group member joined", "group", c.group, "member", id, "topics", m.Topics)
+	}
+	if mb.joining != nil && mb.joining != ctx.Sender() {
+		ctx.Send(mb.joining, &wire.JoinGroupResponse{Err: wire.Errorf(wire.CodeRebalance, "group %s: joined again", c.group)})
+	}
+	mb.topics, mb.session, mb.lastSeen, mb.joining = m.Topics, session, time.Now(), ctx.Sender()
+	if !c.rebalancing {
+		delay := c.cfg.RebalanceTimeout
+		if len(c.members) == 1 {
+			delay = c.cfg.InitialDelay
+		}
+		c.startRebalance(delay)
+	}
+	c.maybeComplete(ctx)
+}
+
+func (c *coordinator) startRebalance(wait time.Duration) {
+	if len(c.members) == 0 {
+		c.rebalancing = false
+		return
+	}
+	if !c.rebalancing {
+		c.rebalancing = true
+		c.deadline = time.Now().Add(wait)
+	}
+}
+
+// maybeComplete finishes a rebalance once every member has joined again, or at the deadline
+// without those that have not.
+func (c *coordinator) maybeComplete(ctx actor.Context) {
+	if !c.rebalancing {
+		return
+	}
+	all := true
+	for _, mb := range c.members {
+		if mb.joining == nil {
+			all = false
+		}
+	}
+	past := !time.Now().Before(c.deadline)
+	if len(c.members) == 1 && !past {
+		return // the first member waits InitialDelay for company
+	}
+	if !all && !past {
+		return
+	}
+	for id, mb := range c.members {
+		if mb.joining == nil {
+			c.n.logger.Info("group member dropped: did not rejoin", "group", c.group, "member", id)
+			delete(c.members, id)
+		}
+	}
+	if len(c.members) == 0 {
+		c.rebalancing = false
+		return
+	}
+	c.generation++
+	c.assign()
+	c.rebalancing = false
+	for _, mb := range c.members {
+		ctx.Send(mb.joining, &wire.JoinGroupResponse{MemberID: mb.id, Generation: c.generation, Assigned: mb.assigned, Members: int32(len(c.members))})
+		mb.joining = nil
+		mb.lastSeen = time.Now()
+	}
+	c.n.logger.Info("group rebalanced", "group", c.group, "generation", c.generation, "members", len(c.members))
+}
+
+// assign gives each topic's partitions to the members subscribed to it: range assignment over
+// the members sorted by id, so every partition has exactly one owner.
+func (c *coordinator) assign() {
+	topics := map[string][]*member{}
+	for _, mb := range c.members {
+		mb.assigned = nil
+		for _, t := range mb.topics {
+			topics[t] = append(topics[t], mb)
+		}
+	}
+	names := make([]string, 0, len(topics))
+	for t := range topics {
+		names = append(names, t)
+	}
+	sort.Strings(names)
+	for _, t := range names {
+		ms := topics[t]
+		sort.Slice(ms, func(i, j int) bool { return ms[i].id < ms[j].id })
+		tm, ok := c.n.Topic(t)
+		if !ok {
+			continue
+		}
+		parts := RangeAssign(int(tm.Partitions), len(ms))
+		for i, mb := range ms {
+			if len(parts[i]) > 0 {
+				mb.assigned = append(mb.assigned, wire.TopicPartitions{Topic: t, Partitions: parts[i]})
+			}
+		}
+	}
+}
+
+// RangeAssign splits partitions 0..n-1 into m contiguous ranges, the first n%m one longer.
+func RangeAssign(n, m int) [][]int32 {
+	out := make([][]int32, m)
+	if m == 0 {
+		return out
+	}
+	per, extra := n/m, n%m
+	p := 0
+	for i := 0; i < m; i++ {
+		k := per
+		if i < extra {
+			k++
+		}
+		for j := 0; j < k; j++ {
+			out[i] = append(out[i], int32(p))
+			p++
+		}
+	}
+	return out
+}
+
+func (c *coordinator) onTick(ctx actor.Context) {
+	now := time.Now()
+	for id, mb := range c.members {
+		if mb.joining == nil && now.Sub(mb.lastSeen) > mb.session {
+			c.n.logger.Info("group member expired", "group", c.group, "member", id, "session", mb.session)
+			delete(c.members, id)
+			c.startRebalance(c.cfg.RebalanceTimeout)
+		}
+	}
+	c.maybeComplete(ctx)
+}
+
+func newMemberID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return "m-" + hex.EncodeToString(b[:])
+}
+
+// coordinatorFor returns the PID of a group's coordinator, spawning it on first use.
+func (n *Node) coordinatorFor(group string) (*actor.PID, error) {
+	if group == "" {
+		return nil, fmt.Errorf("empty group name")
+	}
+	n.mu.Lock()
+	if n.groups == nil {
+		n.groups = map[string]*actor.PID{}
+	}
+	pid, ok := n.groups[group]
+	n.mu.Unlock()
+	if ok {
+		return pid, nil
+	}
+	pid, err := n.Spawn("group/"+group, newCoordinatorProps(n, group, n.cfg.Coordinator))
+	if err != nil {
+		// Another request spawned it first.
+		pid = n.childPID("group/" + group)
+	}
+	n.mu.Lock()
+	n.groups[group] = pid
+	n.mu.Unlock()
+	return pid, nil
+}

@@ -1,0 +1,457 @@
+package actors
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/weirhq/weir/storage"
+)
+
+// NodeConfig configures a node.
+type NodeConfig struct {
+	// DataDir holds every partition's log: DataDir/meta, DataDir/offsets, DataDir/topics/...
+	DataDir string
+	// ClientAddr is where the client port listens ("127.0.0.1:7420"; port 0 picks one; empty:
+	// no client port, for a node embedded in a program that uses it in-process).
+	ClientAddr string
+	// HTTPAddr serves /metrics (Prometheus text) and /healthz; empty: none.
+	HTTPAddr string
+	// NodeID names the node in metadata; "node-1" by default.
+	NodeID string
+	// Log is the template of every partition's log config; Sync defaults to SyncAlways.
+	Log storage.Config
+	// Supervisor bounds actor restarts.
+	Supervisor SupervisorConfig
+	// Replica tunes partition replicas (Topic, Partition, Dir, Log and state machines are set
+	// per partition).
+	Replica ReplicaConfig
+	// Server tunes the client port.
+	Server ServerConfig
+	// Coordinator tunes consumer-group coordinators.
+	Coordinator CoordinatorConfig
+	// Logger receives the node's logs; discarded if nil.
+	Logger *slog.Logger
+	// Faults, if set, is called with the actor kind and a point name at fault-injection points
+	// (tests make it panic there).
+	Faults func(kind, point string)
+}
+
+// rootName is the node's root supervisor actor; every other actor is its child, with an id
+// like "node/partition/orders/0".
+const rootName = "node"
+
+// Node is one Weir node: an actor system under a root supervisor, with the __meta and __offsets
+// partitions, the topics' partitions, group coordinators and flows, a client port and an HTTP
+// port for metrics.
+type Node struct {
+	cfg     NodeConfig
+	system  *actor.ActorSystem
+	root    *actor.PID
+	metrics *Metrics
+	sup     *supervisor
+	logger  *slog.Logger
+	server  *Server
+	http    *http.Server
+	httpLn  net.Listener
+	httpWG  sync.WaitGroup
+
+	mu     sync.RWMutex
+	topics map[string]*topicEntry
+	groups map[string]*actor.PID
+	ready  chan struct{} // closed when __meta has replayed and its topics are spawned
+	once   sync.Once
+}
+
+type topicEntry struct {
+	meta TopicMeta
+	pids []*actor.PID
+}
+
+// StartNode starts a node and waits until its topics are open.
+func StartNode(cfg NodeConfig) (*Node, error) {
+	if cfg.DataDir == "" {
+		return nil, errors.New("node: DataDir is empty")
+	}
+	if cfg.NodeID == "" {
+		cfg.NodeID = "node-1"
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Supervisor.MaxRestarts == 0 {
+		cfg.Supervisor = DefaultSupervisorConfig()
+	}
+	if cfg.Log.SegmentBytes == 0 {
+		cfg.Log = storage.DefaultConfig()
+	}
+	if err := cfg.Log.Validate(); err != nil {
+		return nil, fmt.Errorf("node: log config: %w", err)
+	}
+	if err := os.MkdirAll(filepath.Join(cfg.DataDir, "topics"), 0o755); err != nil {
+		return nil, fmt.Errorf("node: %w", err)
+	}
+	n := &Node{
+		cfg:     cfg,
+		metrics: NewMetrics(),
+		logger:  cfg.Logger,
+		topics:  map[string]*topicEntry{},
+		ready:   make(chan struct{}),
+	}
+	n.sup = newSupervisor(cfg.Supervisor, cfg.Logger, n.metrics)
+	n.system = actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
+		return cfg.Logger.With("lib", "protoactor")
+	}))
+	root, err := n.system.Root.SpawnNamed(actor.PropsFromProducer(func() actor.Actor { return &rootActor{n: n} },
+		actor.WithSupervisor(n.sup)), rootName)
+	if err != nil {
+		return nil, fmt.Errorf("node: %w", err)
+	}
+	n.root = root
+	select {
+	case <-n.ready:
+	case <-time.After(30 * time.Second):
+		n.system.Root.StopFuture(root).Wait()
+		return nil, errors.New("node: __meta did not start within 30 s (see the log)")
+	}
+	if cfg.ClientAddr != "" {
+		s, err := newServer(n, cfg.ClientAddr, cfg.Server)
+		if err != nil {
+			n.Close()
+			return nil, err
+		}
+		n.server = s
+	}
+	if cfg.HTTPAddr != "" {
+		if err := n.startHTTP(cfg.HTTPAddr); err != nil {
+			n.Close()
+			return nil, err
+		}
+	}
+	cfg.Logger.Info("node started", "id", cfg.NodeID, "data", cfg.DataDir, "client", n.ClientAddr(), "http", n.HTTPAddr())
+	return n, nil
+}
+
+// ClientAddr is the client port's address ("" if none).
+func (n *Node) ClientAddr() string {
+	if n.server == nil {
+		return ""
+	}
+	return n.server.Addr()
+}
+
+// HTTPAddr is the metrics port's address ("" if none).
+func (n *Node) HTTPAddr() string {
+	if n.httpLn == nil {
+		return ""
+	}
+	return n.httpLn.Addr().String()
+}
+
+// ID is the node's id.
+func (n *Node) ID() string { return n.cfg.NodeID }
+
+// Metrics returns the node's metrics.
+func (n *Node) Metrics() *Metrics { return n.metrics }
+
+// System is the node's actor system (flows spawn their actors in it).
+func (n *Node) System() *actor.ActorSystem { return n.system }
+
+// Root is the root supervisor's PID.
+func (n *Node) Root() *actor.PID { return n.root }
+
+// Logger is the node's logger.
+func (n *Node) Logger() *slog.Logger { return n.logger }
+
+// Close stops the client and HTTP ports, then every actor (closing every log), and waits.
+func (n *Node) Close() error {
+	if n.server != nil {
+		n.server.Close()
+	}
+	if n.http != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_ = n.http.Shutdown(ctx)
+		cancel()
+		n.httpWG.Wait()
+	}
+	if n.root != nil {
+		_ = n.system.Root.StopFuture(n.root).Wait()
+	}
+	n.system.Shutdown()
+	return nil
+}
+
+func (n *Node) startHTTP(addr string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("node: http: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(n.metrics.Registry, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		failed := n.sup.Failed()
+		if len(failed) == 0 {
+			fmt.Fprintln(w, "ok")
+			return
+		}
+		w.WriteHeader(http.StatusServiceUnavailable)
+		ids := make([]string, 0, len(failed))
+		for id := range failed {
+			ids = append(ids, id)
+		}
+		sort.Strings(ids)
+		for _, id := range ids {
+			fmt.Fprintf(w, "failed %s: %s\n", id, failed[id])
+		}
+	})
+	n.httpLn = ln
+	n.http = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	n.httpWG.Add(1)
+	go func() {
+		defer n.httpWG.Done()
+		if err := n.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			n.logger.Error("http", "err", err)
+		}
+	}()
+	return nil
+}
+
+// Partition returns the PID of a partition's replica on this node.
+func (n *Node) Partition(topic string, p int32) (*actor.PID, error) {
+	switch topic {
+	case MetaTopic:
+		return n.childPID("meta"), nil
+	case OffsetsTopic:
+		return n.childPID("offsets"), nil
+	}
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	t, ok := n.topics[topic]
+	if !ok {
+		return nil, fmt.Errorf("topic %q: %w", topic, errUnknownTopic)
+	}
+	if p < 0 || int(p) >= len(t.pids) {
+		return nil, fmt.Errorf("topic %q has %d partitions, not %d: %w", topic, len(t.pids), p, errUnknownPartition)
+	}
+	return t.pids[p], nil
+}
+
+// Topic returns a topic's metadata.
+func (n *Node) Topic(name string) (TopicMeta, bool) {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	t, ok := n.topics[name]
+	if !ok {
+		return TopicMeta{}, false
+	}
+	return t.meta, true
+}
+
+// TopicNames lists the topics, sorted.
+func (n *Node) TopicNames() []string {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	out := make([]string, 0, len(n.topics))
+	for name := range n.topics {
+		out = append(out, name)
+	}
+	sort.Strings(out)
+	return out
+}
+
+var (
+	errUnknownTopic     = errors.New("unknown topic")
+	errUnknownPartition = errors.New("unknown partition")
+)
+
+func (n *Node) childPID(name string) *actor.PID {
+	return actor.NewPID(n.system.Address(), rootName+"/"+name)
+}
+
+func (n *Node) fault(kind string) func(string) {
+	return func(point string) {
+		if n.cfg.Faults != nil {
+			n.cfg.Faults(kind, point)
+		}
+	}
+}
+
+// replicaConfig is the config of one partition replica on this node.
+func (n *Node) replicaConfig(topic string, p int32, dir string) ReplicaConfig {
+	c := n.cfg.Replica
+	c.Topic, c.Partition, c.Dir = topic, p, dir
+	c.Log = n.cfg.Log
+	c.Metrics = n.metrics
+	c.Logger = n.logger
+	c.Faults = n.fault("partition")
+	return c
+}
+
+// rootActor is the root supervisor. It owns the internal partitions and spawns and stops the
+// topics' partitions as the topic table in __meta changes.
+type rootActor struct {
+	n       *Node
+	running map[string]*topicEntry
+	gcDone  bool
+}
+
+// metaReplayed tells the root that __meta has replayed its table.
+type metaReplayed struct{ Topics }
+
+func (a *rootActor) Receive(ctx actor.Context) {
+	n := a.n
+	switch m := ctx.Message().(type) {
+	case *actor.Started:
+		a.running = map[string]*topicEntry{}
+		meta := n.replicaConfig(MetaTopic, 0, filepath.Join(n.cfg.DataDir, "meta"))
+		meta.Log.Sync = storage.SyncAlways
+		meta.Faults = n.fault("meta")
+		self := ctx.Self()
+		system := ctx.ActorSystem()
+		meta.NewStateMachine = func() StateMachine {
+			return newMetaState(1, func(t Topics) { system.Root.Send(self, &t) })
+		}
+		if _, err := ctx.SpawnNamed(NewReplicaProps(meta), "meta"); err != nil {
+			panic(err)
+		}
+		offs := n.replicaConfig(OffsetsTopic, 0, filepath.Join(n.cfg.DataDir, "offsets"))
+		offs.Log.Sync = storage.SyncAlways
+		offs.Faults = n.fault("offsets")
+		offs.NewStateMachine = func() StateMachine { return newOffsetsState() }
+		if _, err := ctx.SpawnNamed(NewReplicaProps(offs), "offsets"); err != nil {
+			panic(err)
+		}
+	case *Topics:
+		a.reconcile(ctx, m)
+	case *spawnRequest:
+		n.sup.forget(rootName + "/" + m.Name)
+		pid, err := ctx.SpawnNamed(m.Props, m.Name)
+		if err != nil && errors.Is(err, actor.ErrNameExists) {
+			err = fmt.Errorf("actor %q already runs", m.Name)
+		}
+		ctx.Respond(&spawnReply{PID: pid, Err: err})
+	case *stopRequest:
+		ctx.StopFuture(m.PID).Wait()
+		ctx.Respond(&spawnReply{})
+	}
+}
+
+// spawnRequest asks the root to spawn a child (a flow actor, a group coordinator).
+type spawnRequest struct {
+	Name  string
+	Props *actor.Props
+}
+
+type spawnReply struct {
+	PID *actor.PID
+	Err error
+}
+
+type stopRequest struct{ PID *actor.PID }
+
+// Spawn starts an actor under the root supervisor, named name (its id becomes "node/"+name).
+func (n *Node) Spawn(name string, props *actor.Props) (*actor.PID, error) {
+	res, err := n.system.Root.RequestFuture(n.root, &spawnRequest{Name: name, Props: props}, 10*time.Second).Result()
+	if err != nil {
+		return nil, err
+	}
+	r := res.(*spawnReply)
+	return r.PID, r.Err
+}
+
+// Stop stops an actor spawned with Spawn and waits for it.
+func (n *Node) Stop(pid *actor.PID) {
+	_, _ = n.system.Root.RequestFuture(n.root, &stopRequest{PID: pid}, 30*time.Second).Result()
+}
+
+// reconcile makes the running partitions match the topic table.
+func (a *rootActor) reconcile(ctx actor.Context, t *Topics) {
+	n := a.n
+	want := map[string]TopicMeta{}
+	for _, tm := range t.Topics {
+		want[tm.Name] = tm
+	}
+	for name, run := range a.running {
+		if tm, ok := want[name]; ok && tm.ID == run.meta.ID {
+			continue
+		}
+		for p, pid := range run.pids {
+			ctx.StopFuture(pid).Wait()
+			n.metrics.deletePartition(name, int32(p))
+		}
+		dir := filepath.Join(n.cfg.DataDir, "topics", run.meta.Dir())
+		if err := os.RemoveAll(dir); err != nil {
+			n.logger.Error("delete topic data", "topic", name, "dir", dir, "err", err)
+		}
+		delete(a.running, name)
+		n.logger.Info("topic deleted", "topic", name)
+	}
+	for name, tm := range want {
+		if _, ok := a.running[name]; ok {
+			continue
+		}
+		run := &topicEntry{meta: tm}
+		for p := int32(0); p < tm.Partitions; p++ {
+			dir := filepath.Join(n.cfg.DataDir, "topics", tm.Dir(), fmt.Sprint(p))
+			props := NewReplicaProps(n.replicaConfig(name, p, dir))
+			pid, err := ctx.SpawnNamed(props, fmt.Sprintf("partition/%s/%d", name, p))
+			if err != nil {
+				n.logger.Error("spawn partition", "topic", name, "partition", p, "err", err)
+				continue
+			}
+			run.pids = append(run.pids, pid)
+		}
+		a.running[name] = run
+		n.logger.Info("topic open", "topic", name, "partitions", tm.Partitions)
+	}
+	if !a.gcDone {
+		a.gcDone = true
+		a.collectGarbage(want)
+	}
+	n.mu.Lock()
+	n.topics = make(map[string]*topicEntry, len(a.running))
+	for name, run := range a.running {
+		n.topics[name] = run
+	}
+	n.mu.Unlock()
+	n.once.Do(func() { close(n.ready) })
+}
+
+// collectGarbage removes topic directories that no topic owns: left by a delete that crashed
+// before removing them.
+func (a *rootActor) collectGarbage(want map[string]TopicMeta) {
+	n := a.n
+	keep := map[string]bool{}
+	for _, tm := range want {
+		keep[tm.Dir()] = true
+	}
+	dir := filepath.Join(n.cfg.DataDir, "topics")
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		n.logger.Warn("topic directories", "err", err)
+		return
+	}
+	for _, e := range ents {
+		if !e.IsDir() || keep[e.Name()] || !strings.Contains(e.Name(), ".") {
+			continue
+		}
+		n.logger.Info("removing data of a deleted topic", "dir", e.Name())
+		if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
+			n.logger.Warn("remove", "dir", e.Name(), "err", err)
+		}
+	}
+}
+
+func nowMillis() int64 { return time.Now().UnixMilli() }

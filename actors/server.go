@@ -1,0 +1,503 @@
+package actors
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/weirhq/weir/cluster/wire"
+	"github.com/weirhq/weir/storage"
+)
+
+// ServerConfig tunes the client port. Memory held for clients is bounded by
+// MaxConns × MaxInFlightBytes: a connection whose in-flight requests reach either limit is not
+// read until some are answered, so TCP pushes back on the producer.
+type ServerConfig struct {
+	MaxConns         int
+	MaxInFlight      int
+	MaxInFlightBytes int
+	// RequestTimeout bounds a request's wait for its actors (a produce request's own timeout
+	// is used when it is shorter).
+	RequestTimeout time.Duration
+}
+
+func (c *ServerConfig) defaults() {
+	if c.MaxConns <= 0 {
+		c.MaxConns = 1024
+	}
+	if c.MaxInFlight <= 0 {
+		c.MaxInFlight = 256
+	}
+	if c.MaxInFlightBytes <= 0 {
+		c.MaxInFlightBytes = 128 << 20
+	}
+	if c.RequestTimeout <= 0 {
+		c.RequestTimeout = 30 * time.Second
+	}
+}
+
+// Server is the node's client port (package wire's protocol). Each connection has a reader and
+// a writer goroutine and one goroutine per request in flight; Close stops and waits for all.
+type Server struct {
+	n   *Node
+	cfg ServerConfig
+	ln  net.Listener
+	wg  sync.WaitGroup
+
+	mu     sync.Mutex
+	conns  map[net.Conn]struct{}
+	closed bool
+}
+
+func newServer(n *Node, addr string, cfg ServerConfig) (*Server, error) {
+	cfg.defaults()
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("client port: %w", err)
+	}
+	s := &Server{n: n, cfg: cfg, ln: ln, conns: map[net.Conn]struct{}{}}
+	s.wg.Add(1)
+	go s.accept()
+	return s, nil
+}
+
+// Addr is the address the server listens on.
+func (s *Server) Addr() string { return s.ln.Addr().String() }
+
+// Close stops accepting, closes every connection and waits for their goroutines.
+func (s *Server) Close() {
+	s.mu.Lock()
+	s.closed = true
+	for c := range s.conns {
+		_ = c.Close()
+	}
+	s.mu.Unlock()
+	_ = s.ln.Close()
+	s.wg.Wait()
+}
+
+func (s *Server) accept() {
+	defer s.wg.Done()
+	for {
+		c, err := s.ln.Accept()
+		if err != nil {
+			if !errors.Is(err, net.ErrClosed) {
+				s.n.logger.Error("client port accept", "err", err)
+			}
+			return
+		}
+		s.mu.Lock()
+		if s.closed || len(s.conns) >= s.cfg.MaxConns {
+			full := !s.closed
+			s.mu.Unlock()
+			if full {
+				s.n.logger.Warn("client port: too many connections", "limit", s.cfg.MaxConns, "remote", c.RemoteAddr().String())
+				writeFrames(c, wire.ApiError, 0, &wire.AdminResponse{Err: wire.Errorf(wire.CodeOverloaded, "node has %d connections, the limit", s.cfg.MaxConns)})
+			}
+			_ = c.Close()
+			continue
+		}
+		s.conns[c] = struct{}{}
+		s.mu.Unlock()
+		s.wg.Add(1)
+		go s.serveConn(c)
+	}
+}
+
+func writeFrames(w io.Writer, api wire.API, corr uint32, v any) {
+	body, err := wire.Encode(v)
+	if err != nil {
+		return
+	}
+	_, _ = w.Write(wire.AppendFrame(nil, api, corr, body))
+}
+
+// budget is a connection's in-flight allowance: a count and a byte total.
+type budget struct {
+	mu         sync.Mutex
+	cond       *sync.Cond
+	n, bytes   int
+	maxN, maxB int
+	closed     bool
+}
+
+func (b *budget) acquire(size int) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for !b.closed && b.n > 0 && (b.n >= b.maxN || b.bytes+size > b.maxB) {
+		b.cond.Wait()
+	}
+	if b.closed {
+		return false
+	}
+	b.n++
+	b.bytes += size
+	return true
+}
+
+func (b *budget) release(size int) {
+	b.mu.Lock()
+	b.n--
+	b.bytes -= size
+	b.mu.Unlock()
+	b.cond.Broadcast()
+}
+
+func (b *budget) close() {
+	b.mu.Lock()
+	b.closed = true
+	b.mu.Unlock()
+	b.cond.Broadcast()
+}
+
+// serveConn reads requests, runs each in a goroutine of its own, and writes their responses
+// through one writer goroutine.
+func (s *Server) serveConn(c net.Conn) {
+	defer s.wg.Done()
+	out := make(chan []byte, s.cfg.MaxInFlight+1)
+	var reqs sync.WaitGroup
+	b := &budget{maxN: s.cfg.MaxInFlight, maxB: s.cfg.MaxInFlightBytes}
+	b.cond = sync.NewCond(&b.mu)
+	writerDone := make(chan struct{})
+	go func() {
+		defer close(writerDone)
+		w := bufio.NewWriterSize(c, 64<<10)
+		for f := range out {
+			if _, err := w.Write(f); err != nil {
+				_ = c.Close()
+				for range out { // drain so that requests finish
+				}
+				return
+			}
+			if len(out) == 0 {
+				if err := w.Flush(); err != nil {
+					_ = c.Close()
+				}
+			}
+		}
+		_ = w.Flush()
+	}()
+	defer func() {
+		b.close()
+		reqs.Wait()
+		close(out)
+		<-writerDone
+		_ = c.Close()
+		s.mu.Lock()
+		delete(s.conns, c)
+		s.mu.Unlock()
+	}()
+	r := bufio.NewReaderSize(c, 64<<10)
+	for {
+		f, _, err := wire.ReadFrame(r, nil, wire.MaxFrameSize)
+		if err != nil {
+			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+				s.n.logger.Info("client connection closed on a bad frame", "remote", c.RemoteAddr().String(), "err", err)
+				body, _ := wire.Encode(&wire.AdminResponse{Err: wire.Errorf(wire.CodeMalformed, "%v", err)})
+				out <- wire.AppendFrame(nil, wire.ApiError, 0, body)
+			}
+			return
+		}
+		size := len(f.Body)
+		if !b.acquire(size) {
+			return
+		}
+		reqs.Add(1)
+		go func() {
+			defer reqs.Done()
+			defer b.release(size)
+			resp := s.handle(f)
+			body, err := wire.Encode(resp)
+			if err != nil {
+				body, _ = wire.Encode(&wire.AdminResponse{Err: wire.Errorf(wire.CodeUnknown, "encode response: %v", err)})
+			}
+			out <- wire.AppendFrame(make([]byte, 0, wire.HeaderSize+len(body)), f.API, f.Corr, body)
+		}()
+	}
+}
+
+// handle answers one request. Every response struct carries its error under the msgpack key
+// "e", so an *AdminResponse answers a request of any API when its body could not be decoded.
+func (s *Server) handle(f wire.Frame) any {
+	bad := func(err error) any { return &wire.AdminResponse{Err: wire.AsError(err)} }
+	switch f.API {
+	case wire.ApiProduce:
+		var req wire.ProduceRequest
+		if err := wire.Decode(f.API, f.Body, &req); err != nil {
+			return bad(err)
+		}
+		return s.produce(&req)
+	case wire.ApiFetch:
+		var req wire.FetchRequest
+		if err := wire.Decode(f.API, f.Body, &req); err != nil {
+			return bad(err)
+		}
+		return s.fetch(&req)
+	case wire.ApiMetadata:
+		var req wire.MetadataRequest
+		if err := wire.Decode(f.API, f.Body, &req); err != nil {
+			return bad(err)
+		}
+		return s.metadata(&req)
+	case wire.ApiCreateTopic:
+		var req wire.CreateTopicRequest
+		if err := wire.Decode(f.API, f.Body, &req); err != nil {
+			return bad(err)
+		}
+		return s.admin(&CreateTopic{Name: req.Name, Partitions: req.Partitions, Replicas: req.Replicas}, req.Name, true)
+	case wire.ApiDeleteTopic:
+		var req wire.DeleteTopicRequest
+		if err := wire.Decode(f.API, f.Body, &req); err != nil {
+			return bad(err)
+		}
+		return s.admin(&DeleteTopic{Name: req.Name}, req.Name, false)
+	case wire.ApiListOffsets:
+		var req wire.ListOffsetsRequest
+		if err := wire.Decode(f.API, f.Body, &req); err != nil {
+			return bad(err)
+		}
+		return s.listOffsets(&req)
+	case wire.ApiJoinGroup, wire.ApiHeartbeat, wire.ApiLeaveGroup, wire.ApiCommit, wire.ApiFetchCommit:
+		return s.group(f)
+	}
+	return &wire.AdminResponse{Err: wire.Errorf(wire.CodeUnsupported, "API %s (%d)", f.API, uint8(f.API))}
+}
+
+// ask sends msg to pid and waits for the reply.
+func (s *Server) ask(pid *actor.PID, msg any, timeout time.Duration) (any, *wire.Error) {
+	res, err := s.n.system.Root.RequestFuture(pid, msg, timeout).Result()
+	if err != nil {
+		if errors.Is(err, actor.ErrTimeout) {
+			return nil, wire.Errorf(wire.CodeTimeout, "no answer from %s within %v", pid.Id, timeout)
+		}
+		return nil, wire.Errorf(wire.CodeUnavailable, "%s: %v", pid.Id, err)
+	}
+	return res, nil
+}
+
+func (s *Server) partition(topic string, p int32) (*actor.PID, *wire.Error) {
+	if topic == MetaTopic || topic == OffsetsTopic {
+		return nil, wire.Errorf(wire.CodeInvalidRequest, "topic %q is internal", topic)
+	}
+	pid, err := s.n.Partition(topic, p)
+	switch {
+	case errors.Is(err, errUnknownTopic):
+		return nil, wire.Errorf(wire.CodeUnknownTopic, "%v", err)
+	case errors.Is(err, errUnknownPartition):
+		return nil, wire.Errorf(wire.CodeUnknownPartition, "%v", err)
+	case err != nil:
+		return nil, wire.AsError(err)
+	}
+	return pid, nil
+}
+
+func (s *Server) produce(req *wire.ProduceRequest) *wire.ProduceResponse {
+	if req.Acks != wire.AcksNone && req.Acks != wire.AcksLeader && req.Acks != wire.AcksAll {
+		return &wire.ProduceResponse{Err: wire.Errorf(wire.CodeInvalidRequest, "acks %d: want 0 (none), 1 (leader) or -1 (all)", req.Acks)}
+	}
+	timeout := s.cfg.RequestTimeout
+	if req.TimeoutMs > 0 {
+		timeout = min(timeout, time.Duration(req.TimeoutMs)*time.Millisecond)
+	}
+	deadline := time.Now().Add(timeout)
+	resp := &wire.ProduceResponse{Results: make([]wire.ProduceResult, len(req.Batches))}
+	futures := make([]*actor.Future, len(req.Batches))
+	for i, pb := range req.Batches {
+		resp.Results[i] = wire.ProduceResult{Partition: pb.Partition, BaseOffset: -1}
+		if len(pb.Batch) > storage.MaxBatchSize {
+			resp.Results[i].Err = wire.Errorf(wire.CodeRecordTooLarge, "batch of %d bytes, limit %d", len(pb.Batch), storage.MaxBatchSize)
+			continue
+		}
+		pid, e := s.partition(req.Topic, pb.Partition)
+		if e != nil {
+			resp.Results[i].Err = e
+			continue
+		}
+		msg := &Produce{Batch: pb.Batch, Acks: req.Acks, Deadline: deadline.UnixMilli()}
+		if req.Acks == wire.AcksNone {
+			s.n.system.Root.Send(pid, msg)
+			continue
+		}
+		futures[i] = s.n.system.Root.RequestFuture(pid, msg, timeout+time.Second)
+	}
+	for i, f := range futures {
+		if f == nil {
+			continue
+		}
+		res, err := f.Result()
+		if err != nil {
+			resp.Results[i].Err = wire.Errorf(wire.CodeTimeout, "partition %d: no answer within %v", req.Batches[i].Partition, timeout)
+			continue
+		}
+		r := res.(*ProduceReply)
+		resp.Results[i].BaseOffset, resp.Results[i].Err = r.BaseOffset, r.Err
+	}
+	return resp
+}
+
+func (s *Server) fetch(req *wire.FetchRequest) *wire.FetchResponse {
+	pid, e := s.partition(req.Topic, req.Partition)
+	if e != nil {
+		return &wire.FetchResponse{Err: e}
+	}
+	wait := time.Duration(max(req.MaxWaitMs, 0)) * time.Millisecond
+	if wait > time.Minute {
+		return &wire.FetchResponse{Err: wire.Errorf(wire.CodeInvalidRequest, "max wait %v is over a minute", wait)}
+	}
+	res, e := s.ask(pid, &Fetch{Offset: req.Offset, MaxBytes: req.MaxBytes, MaxWaitMs: req.MaxWaitMs}, wait+s.cfg.RequestTimeout)
+	if e != nil {
+		return &wire.FetchResponse{Err: e}
+	}
+	return res.(*wire.FetchResponse)
+}
+
+func (s *Server) listOffsets(req *wire.ListOffsetsRequest) *wire.ListOffsetsResponse {
+	pid, e := s.partition(req.Topic, req.Partition)
+	if e != nil {
+		return &wire.ListOffsetsResponse{Offset: -1, Err: e}
+	}
+	res, e := s.ask(pid, &ListOffsets{Spec: req.Spec, Timestamp: req.Timestamp}, s.cfg.RequestTimeout)
+	if e != nil {
+		return &wire.ListOffsetsResponse{Offset: -1, Err: e}
+	}
+	return res.(*wire.ListOffsetsResponse)
+}
+
+func (s *Server) metadata(req *wire.MetadataRequest) *wire.MetadataResponse {
+	resp := &wire.MetadataResponse{Nodes: []wire.NodeInfo{{ID: s.n.cfg.NodeID, Addr: s.Addr()}}}
+	names := req.Topics
+	if len(names) == 0 {
+		names = s.n.TopicNames()
+	}
+	for _, name := range names {
+		resp.Topics = append(resp.Topics, s.describe(name))
+	}
+	return resp
+}
+
+// describe asks every partition of a topic for its status.
+func (s *Server) describe(name string) wire.TopicInfo {
+	tm, ok := s.n.Topic(name)
+	if !ok {
+		return wire.TopicInfo{Name: name, Err: wire.Errorf(wire.CodeUnknownTopic, "topic %q does not exist", name)}
+	}
+	info := wire.TopicInfo{Name: name, Replicas: tm.Replicas, Partitions: make([]wire.PartitionInfo, tm.Partitions)}
+	futures := make([]*actor.Future, tm.Partitions)
+	for p := range tm.Partitions {
+		info.Partitions[p] = wire.PartitionInfo{Partition: p, Replicas: []string{s.n.cfg.NodeID}, HighWatermark: -1, StartOffset: -1, EndOffset: -1}
+		if pid, err := s.n.Partition(name, p); err == nil {
+			futures[p] = s.n.system.Root.RequestFuture(pid, &GetStatus{}, 5*time.Second)
+		}
+	}
+	for p, f := range futures {
+		if f == nil {
+			continue
+		}
+		res, err := f.Result()
+		if err != nil {
+			continue
+		}
+		st := res.(*Status)
+		pi := &info.Partitions[p]
+		if st.Leader != 0 && st.Leader == st.NodeID {
+			pi.Leader = s.n.cfg.NodeID
+		}
+		pi.StartOffset, pi.HighWatermark, pi.EndOffset = st.StartOffset, st.HighWatermark, st.EndOffset
+	}
+	return info
+}
+
+// admin sends a topic command to __meta and waits until the topic table on this node shows its
+// effect, so that a client may use a topic as soon as its creation is answered.
+func (s *Server) admin(msg any, name string, create bool) *wire.AdminResponse {
+	res, e := s.ask(s.n.childPID("meta"), msg, s.cfg.RequestTimeout)
+	if e != nil {
+		return &wire.AdminResponse{Err: e}
+	}
+	r, ok := res.(*ProduceReply)
+	if !ok {
+		return &wire.AdminResponse{Err: wire.Errorf(wire.CodeUnknown, "unexpected answer %T", res)}
+	}
+	if r.Err != nil {
+		return &wire.AdminResponse{Err: r.Err}
+	}
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		if _, ok := s.n.Topic(name); ok == create {
+			return &wire.AdminResponse{}
+		}
+	}
+	return &wire.AdminResponse{Err: wire.Errorf(wire.CodeTimeout, "topic %q: committed, but not yet in effect on this node", name)}
+}
+
+// group serves the consumer-group APIs through the group's coordinator (commits, offset reads
+// through __offsets).
+func (s *Server) group(f wire.Frame) any {
+	timeout := s.cfg.RequestTimeout
+	var group string
+	var msg any
+	switch f.API {
+	case wire.ApiJoinGroup:
+		var req wire.JoinGroupRequest
+		if err := wire.Decode(f.API, f.Body, &req); err != nil {
+			return &wire.JoinGroupResponse{Err: wire.AsError(err)}
+		}
+		group, msg = req.Group, &JoinGroup{req}
+	case wire.ApiHeartbeat:
+		var req wire.HeartbeatRequest
+		if err := wire.Decode(f.API, f.Body, &req); err != nil {
+			return &wire.AdminResponse{Err: wire.AsError(err)}
+		}
+		group, msg = req.Group, &Heartbeat{req}
+	case wire.ApiLeaveGroup:
+		var req wire.LeaveGroupRequest
+		if err := wire.Decode(f.API, f.Body, &req); err != nil {
+			return &wire.AdminResponse{Err: wire.AsError(err)}
+		}
+		group, msg = req.Group, &LeaveGroup{req}
+	case wire.ApiCommit:
+		var req wire.CommitRequest
+		if err := wire.Decode(f.API, f.Body, &req); err != nil {
+			return &wire.AdminResponse{Err: wire.AsError(err)}
+		}
+		for _, o := range req.Offsets {
+			if _, ok := s.n.Topic(o.Topic); !ok {
+				return &wire.AdminResponse{Err: wire.Errorf(wire.CodeUnknownTopic, "commit: topic %q does not exist", o.Topic)}
+			}
+			if o.Offset < 0 {
+				return &wire.AdminResponse{Err: wire.Errorf(wire.CodeInvalidRequest, "commit: negative offset %d for %s/%d", o.Offset, o.Topic, o.Partition)}
+			}
+		}
+		group, msg = req.Group, &CommitGroup{req}
+	case wire.ApiFetchCommit:
+		var req wire.FetchCommitRequest
+		if err := wire.Decode(f.API, f.Body, &req); err != nil {
+			return &wire.FetchCommitResponse{Err: wire.AsError(err)}
+		}
+		res, e := s.ask(s.n.childPID("offsets"), &FetchOffsets{Group: req.Group, Partitions: req.Partitions}, timeout)
+		if e != nil {
+			return &wire.FetchCommitResponse{Err: e}
+		}
+		return res
+	}
+	if group == "" {
+		return &wire.AdminResponse{Err: wire.Errorf(wire.CodeInvalidRequest, "%s: empty group name", f.API)}
+	}
+	pid, err := s.n.coordinatorFor(group)
+	if err != nil {
+		return &wire.AdminResponse{Err: wire.Errorf(wire.CodeInvalidRequest, "%v", err)}
+	}
+	res, e := s.ask(pid, msg, timeout)
+	if e != nil {
+		return &wire.AdminResponse{Err: e}
+	}
+	if r, ok := res.(*ProduceReply); ok { // a commit, answered by __offsets
+		return &wire.AdminResponse{Err: r.Err}
+	}
+	return res
+}
