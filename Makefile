@@ -13,10 +13,10 @@ FUZZTIME    ?= 30s
 build:
 	$(GO) build -o $(BIN) ./cmd/weir
 
-# Runs the demo on an embedded single-node default: writes records to a log under ./data, reads
-# them back after a reopen and prints what it did.
+# Runs an embedded single node (data in ./data/node, client port 127.0.0.1:7420, metrics on
+# 127.0.0.1:7421) with a demo flow: generator -> interceptor -> topic "demo" -> printer.
 run: build
-	./$(BIN) demo --data ./data/demo
+	./$(BIN) demo --data ./data/node
 
 # Everything CI runs: vet, staticcheck, and every test under the race detector (fuzz targets run
 # their seed corpora).

@@ -17,6 +17,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/weirhq/weir/cluster/wire"
 	"github.com/weirhq/weir/storage"
 )
 
@@ -455,3 +456,42 @@ func (a *rootActor) collectGarbage(want map[string]TopicMeta) {
 }
 
 func nowMillis() int64 { return time.Now().UnixMilli() }
+
+// CreateTopic creates a topic with the given partitions (one replica on one node) and returns
+// once this node serves it. errors.Is(err, wire.ErrTopicExists) tells an existing topic.
+func (n *Node) CreateTopic(name string, partitions int32) error {
+	if e := n.topicCommand(&CreateTopic{Name: name, Partitions: partitions, Replicas: 1}, name, true, 30*time.Second); e != nil {
+		return e
+	}
+	return nil
+}
+
+// DeleteTopic deletes a topic and its data.
+func (n *Node) DeleteTopic(name string) error {
+	if e := n.topicCommand(&DeleteTopic{Name: name}, name, false, 30*time.Second); e != nil {
+		return e
+	}
+	return nil
+}
+
+// topicCommand sends a topic command to __meta and waits until the topic table on this node
+// shows its effect, so that a topic may be used as soon as its creation is answered.
+func (n *Node) topicCommand(msg any, name string, create bool, timeout time.Duration) *wire.Error {
+	res, err := n.system.Root.RequestFuture(n.childPID("meta"), msg, timeout).Result()
+	if err != nil {
+		return wire.Errorf(wire.CodeTimeout, "__meta: %v", err)
+	}
+	r, ok := res.(*ProduceReply)
+	if !ok {
+		return wire.Errorf(wire.CodeUnknown, "unexpected answer %T", res)
+	}
+	if r.Err != nil {
+		return r.Err
+	}
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		if _, ok := n.Topic(name); ok == create {
+			return nil
+		}
+	}
+	return wire.Errorf(wire.CodeTimeout, "topic %q: committed, but not yet in effect on this node", name)
+}

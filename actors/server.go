@@ -413,26 +413,9 @@ func (s *Server) describe(name string) wire.TopicInfo {
 	return info
 }
 
-// admin sends a topic command to __meta and waits until the topic table on this node shows its
-// effect, so that a client may use a topic as soon as its creation is answered.
+// admin sends a topic command to __meta through the node.
 func (s *Server) admin(msg any, name string, create bool) *wire.AdminResponse {
-	res, e := s.ask(s.n.childPID("meta"), msg, s.cfg.RequestTimeout)
-	if e != nil {
-		return &wire.AdminResponse{Err: e}
-	}
-	r, ok := res.(*ProduceReply)
-	if !ok {
-		return &wire.AdminResponse{Err: wire.Errorf(wire.CodeUnknown, "unexpected answer %T", res)}
-	}
-	if r.Err != nil {
-		return &wire.AdminResponse{Err: r.Err}
-	}
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
-		if _, ok := s.n.Topic(name); ok == create {
-			return &wire.AdminResponse{}
-		}
-	}
-	return &wire.AdminResponse{Err: wire.Errorf(wire.CodeTimeout, "topic %q: committed, but not yet in effect on this node", name)}
+	return &wire.AdminResponse{Err: s.n.topicCommand(msg, name, create, s.cfg.RequestTimeout)}
 }
 
 // group serves the consumer-group APIs through the group's coordinator (commits, offset reads

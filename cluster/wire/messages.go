@@ -248,3 +248,16 @@ type FetchCommitResponse struct {
 	Offsets []PartitionOffset `msgpack:"o"`
 	Err     *Error            `msgpack:"e,omitempty"`
 }
+
+// PartitionForKey is the partition of a record with a key: the FNV-1a 32-bit hash of the key
+// bytes, modulo the number of partitions. Every producer must use it so that equal keys meet in
+// one partition whichever client wrote them.
+func PartitionForKey(key []byte, partitions int32) int32 {
+	const offset32, prime32 = 2166136261, 16777619
+	h := uint32(offset32)
+	for _, c := range key {
+		h ^= uint32(c)
+		h *= prime32
+	}
+	return int32(h % uint32(partitions))
+}

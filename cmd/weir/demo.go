@@ -11,8 +11,8 @@ import (
 
 // runDemo exercises the partition log the way a node will: batches of records appended with
 // fsync, the log closed and reopened (recovery), and everything read back by offset and by time.
-func runDemo(args []string, out io.Writer) error {
-	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
+func runLogDemo(args []string, out io.Writer) error {
+	fs := flag.NewFlagSet("log demo", flag.ContinueOnError)
 	dir := fs.String("data", "./data/demo", "directory of the demo log")
 	records := fs.Int("records", 200_000, "records to append")
 	batch := fs.Int("batch", 1000, "records per batch")
@@ -21,7 +21,7 @@ func runDemo(args []string, out io.Writer) error {
 		return err
 	}
 	if len(pos) > 0 {
-		return fmt.Errorf("%w: demo takes no arguments, got %q", errUsage, pos)
+		return fmt.Errorf("%w: log demo takes no arguments, got %q", errUsage, pos)
 	}
 	if *records <= 0 || *batch <= 0 {
 		return fmt.Errorf("%w: --records and --batch must be positive", errUsage)

@@ -12,9 +12,12 @@ import (
 // runLog handles `weir log dump|verify DIR`, the operator's view of a partition log on disk.
 func runLog(args []string, out io.Writer) error {
 	if len(args) == 0 {
-		return fmt.Errorf("%w: log needs a subcommand: dump or verify", errUsage)
+		return fmt.Errorf("%w: log needs a subcommand: dump, verify or demo", errUsage)
 	}
 	sub := args[0]
+	if sub == "demo" {
+		return runLogDemo(args[1:], out)
+	}
 	fs := flag.NewFlagSet("log "+sub, flag.ContinueOnError)
 	from := fs.Int64("from", -1, "first offset to dump (default: the log start)")
 	maxBatches := fs.Int("max", 0, "stop after this many batches (0: all)")

@@ -15,7 +15,11 @@ var version = "dev"
 const usage = `weir: a stream runtime — a replicated partitioned log with sources and sinks.
 
 Usage:
-  weir demo [--data DIR] [--records N]     append records to a log, reopen it, read them back
+  weir node --data DIR [--listen HOST:PORT] [--http HOST:PORT] [--sync always|interval|never]
+                                           run a node (client port 7420, metrics 7421 by default)
+  weir demo [--data DIR] [--rate N] [--duration D]
+                                           run a node with a demo flow: generator -> topic -> printer
+  weir log demo [--data DIR] [--records N] append records to a bare log, reopen it, read them back
   weir log dump DIR [--from OFFSET] [--max N] [--records]
                                            print the batches (and records) of a partition log
   weir log verify DIR                      recover a partition log and check every checksum
@@ -37,7 +41,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	var err error
 	switch args[0] {
 	case "demo":
-		err = runDemo(args[1:], stdout)
+		err = runDemo(args[1:], stdout, stderr)
+	case "node":
+		err = runNode(args[1:], stdout, stderr)
 	case "log":
 		err = runLog(args[1:], stdout)
 	case "version":

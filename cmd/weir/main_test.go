@@ -16,7 +16,7 @@ func runCLI(args ...string) (code int, stdout, stderr string) {
 
 func TestDemoThenLogTools(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "demo")
-	code, out, errOut := runCLI("demo", "--data", dir, "--records", "5000", "--batch", "100")
+	code, out, errOut := runCLI("log", "demo", "--data", dir, "--records", "5000", "--batch", "100")
 	if code != 0 {
 		t.Fatalf("demo exited %d: %s", code, errOut)
 	}
@@ -26,7 +26,7 @@ func TestDemoThenLogTools(t *testing.T) {
 		}
 	}
 	// A second run appends after what the first left.
-	if code, out, errOut = runCLI("demo", "--data", dir, "--records", "300"); code != 0 || !strings.Contains(out, "offsets [0, 5000)") {
+	if code, out, errOut = runCLI("log", "demo", "--data", dir, "--records", "300"); code != 0 || !strings.Contains(out, "offsets [0, 5000)") {
 		t.Fatalf("second demo exited %d: %s%s", code, out, errOut)
 	}
 	code, out, _ = runCLI("log", "verify", dir)
@@ -41,7 +41,7 @@ func TestDemoThenLogTools(t *testing.T) {
 
 func TestLogVerifyReportsCorruption(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "demo")
-	if code, _, e := runCLI("demo", "--data", dir, "--records", "3000", "--batch", "100"); code != 0 {
+	if code, _, e := runCLI("log", "demo", "--data", dir, "--records", "3000", "--batch", "100"); code != 0 {
 		t.Fatal(e)
 	}
 	seg := filepath.Join(dir, "00000000000000000000.log")
@@ -65,8 +65,8 @@ func TestCLIErrors(t *testing.T) {
 	}{
 		{nil, 2, "Usage"},
 		{[]string{"frobnicate"}, 2, `unknown command "frobnicate"`},
-		{[]string{"demo", "--records", "-1"}, 2, "must be positive"},
-		{[]string{"demo", "--records", "many"}, 2, "invalid value"},
+		{[]string{"log", "demo", "--records", "-1"}, 2, "must be positive"},
+		{[]string{"log", "demo", "--records", "many"}, 2, "invalid value"},
 		{[]string{"demo", "--bogus"}, 2, "flag provided but not defined: -bogus"},
 		{[]string{"demo", "extra"}, 2, "takes no arguments"},
 		{[]string{"log"}, 2, "needs a subcommand"},

@@ -1,0 +1,324 @@
+package actors
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/weirhq/weir/cluster/wire"
+	"github.com/weirhq/weir/connectors"
+	"github.com/weirhq/weir/storage"
+)
+
+// SinkConfig configures a sink runner: topics -> consumer group -> sink.
+type SinkConfig struct {
+	Flow   string
+	Group  string
+	Topics []string
+	Sink   connectors.Sink
+	// MaxBytes bounds one fetch (default 1 MiB); MaxWait is its long-poll wait (default 500 ms).
+	MaxBytes int32
+	MaxWait  time.Duration
+	// Session is the group session timeout (default 10 s); heartbeats go at a third of it.
+	Session time.Duration
+	// WriteTimeout bounds one Write (default 1 minute).
+	WriteTimeout time.Duration
+}
+
+type heartbeatTick struct{}
+
+type fetchAgain struct {
+	epoch int
+	tp    tp
+}
+
+// sinkRunner is a consumer-group member that writes what it reads to a sink. For each assigned
+// partition it fetches, writes, commits, and fetches again: a batch is committed only after the
+// sink's Write returned, so after a crash at most the batch between Write and commit is written
+// again.
+type sinkRunner struct {
+	n   *Node
+	cfg SinkConfig
+
+	epoch      int // bumped on every (re)join; continuations of an older epoch are dropped
+	member     string
+	generation int32
+	pos        map[tp]int64
+	hb         *ticker
+	joining    bool
+}
+
+// NewSinkProps returns the props of a sink runner on node n.
+func NewSinkProps(n *Node, cfg SinkConfig) *actor.Props {
+	if cfg.MaxBytes <= 0 {
+		cfg.MaxBytes = 1 << 20
+	}
+	if cfg.MaxWait <= 0 {
+		cfg.MaxWait = 500 * time.Millisecond
+	}
+	if cfg.Session <= 0 {
+		cfg.Session = 10 * time.Second
+	}
+	if cfg.WriteTimeout <= 0 {
+		cfg.WriteTimeout = time.Minute
+	}
+	return actor.PropsFromProducer(func() actor.Actor { return &sinkRunner{n: n, cfg: cfg} })
+}
+
+func (s *sinkRunner) Receive(ctx actor.Context) {
+	switch m := ctx.Message().(type) {
+	case *actor.Started:
+		octx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		err := s.cfg.Sink.Open(octx)
+		cancel()
+		if err != nil {
+			panic(fmt.Errorf("flow %s: sink open: %w", s.cfg.Flow, err))
+		}
+		s.hb = startTicker(ctx.ActorSystem(), ctx.Self(), s.cfg.Session/3, heartbeatTick{})
+		s.join(ctx)
+	case *actor.Stopping, *actor.Restarting:
+		s.epoch++
+		s.hb.stop()
+		if s.member != "" {
+			// Leave at once so the others need not wait for the session to expire.
+			ctx.Request(s.coordinator(), &LeaveGroup{wire.LeaveGroupRequest{Group: s.cfg.Group, MemberID: s.member}})
+		}
+		if err := s.cfg.Sink.Close(); err != nil {
+			s.n.logger.Warn("sink close", "flow", s.cfg.Flow, "err", err)
+		}
+	case heartbeatTick:
+		s.heartbeat(ctx)
+	case fetchAgain:
+		if m.epoch == s.epoch {
+			s.fetch(ctx, m.tp)
+		}
+	case *rejoin:
+		if m.epoch == s.epoch {
+			s.join(ctx)
+		}
+	}
+}
+
+func (s *sinkRunner) coordinator() *actor.PID {
+	pid, err := s.n.coordinatorFor(s.cfg.Group)
+	if err != nil {
+		panic(err)
+	}
+	return pid
+}
+
+// join (re)joins the group; its answer assigns partitions, whose committed offsets are read
+// before fetching starts.
+func (s *sinkRunner) join(ctx actor.Context) {
+	s.epoch++
+	s.joining = true
+	epoch := s.epoch
+	f := ctx.RequestFuture(s.coordinator(), &JoinGroup{wire.JoinGroupRequest{Group: s.cfg.Group, MemberID: s.member,
+		Topics: s.cfg.Topics, SessionTimeoutMs: int32(s.cfg.Session / time.Millisecond)}}, 30*time.Second)
+	ctx.ReenterAfter(f, func(res any, err error) {
+		if epoch != s.epoch {
+			return
+		}
+		r, ok := res.(*wire.JoinGroupResponse)
+		if !ok || r.Err != nil {
+			s.n.logger.Info("sink join failed; retrying", "flow", s.cfg.Flow, "group", s.cfg.Group, "err", err, "reply", res)
+			s.retryJoin(ctx)
+			return
+		}
+		s.member, s.generation = r.MemberID, r.Generation
+		var parts []wire.TopicPartitions
+		for _, tps := range r.Assigned {
+			parts = append(parts, tps)
+		}
+		s.start(ctx, epoch, parts)
+	})
+}
+
+func (s *sinkRunner) retryJoin(ctx actor.Context) {
+	self, system := ctx.Self(), ctx.ActorSystem()
+	epoch := s.epoch
+	time.AfterFunc(200*time.Millisecond, func() { system.Root.Send(self, &rejoin{epoch: epoch}) })
+}
+
+type rejoin struct{ epoch int }
+
+// start reads the committed offsets of the assigned partitions and starts fetching them.
+func (s *sinkRunner) start(ctx actor.Context, epoch int, parts []wire.TopicPartitions) {
+	s.joining = false
+	s.pos = map[tp]int64{}
+	if len(parts) == 0 {
+		return
+	}
+	f := ctx.RequestFuture(s.n.childPID("offsets"), &FetchOffsets{Group: s.cfg.Group, Partitions: parts}, 10*time.Second)
+	ctx.ReenterAfter(f, func(res any, err error) {
+		if epoch != s.epoch {
+			return
+		}
+		r, ok := res.(*wire.FetchCommitResponse)
+		if !ok || r.Err != nil {
+			panic(fmt.Errorf("flow %s: read committed offsets: %v %v", s.cfg.Flow, err, res))
+		}
+		committed := map[tp]int64{}
+		for _, o := range r.Offsets {
+			committed[tp{o.Topic, o.Partition}] = o.Offset
+		}
+		for _, tps := range parts {
+			for _, p := range tps.Partitions {
+				k := tp{tps.Topic, p}
+				off, ok := committed[k]
+				if !ok {
+					off = -1 // no commit yet: from the earliest offset
+				}
+				s.pos[k] = off
+				s.fetch(ctx, k)
+			}
+		}
+		s.n.logger.Info("sink assigned", "flow", s.cfg.Flow, "group", s.cfg.Group, "generation", s.generation, "partitions", fmt.Sprint(s.pos))
+	})
+}
+
+func (s *sinkRunner) fetch(ctx actor.Context, k tp) {
+	pid, err := s.n.Partition(k.topic, k.partition)
+	if err != nil {
+		panic(fmt.Errorf("flow %s: %w", s.cfg.Flow, err))
+	}
+	epoch := s.epoch
+	if s.pos[k] < 0 {
+		f := ctx.RequestFuture(pid, &ListOffsets{Spec: wire.OffsetEarliest}, 10*time.Second)
+		ctx.ReenterAfter(f, func(res any, err error) {
+			if epoch != s.epoch {
+				return
+			}
+			if r, ok := res.(*wire.ListOffsetsResponse); ok && r.Err == nil {
+				s.pos[k] = r.Offset
+				s.fetch(ctx, k)
+				return
+			}
+			s.later(ctx, k)
+		})
+		return
+	}
+	from := s.pos[k]
+	f := ctx.RequestFuture(pid, &Fetch{Offset: from, MaxBytes: s.cfg.MaxBytes, MaxWaitMs: int32(s.cfg.MaxWait / time.Millisecond)}, s.cfg.MaxWait+10*time.Second)
+	ctx.ReenterAfter(f, func(res any, err error) {
+		if epoch != s.epoch {
+			return
+		}
+		r, ok := res.(*wire.FetchResponse)
+		if !ok || r.Err != nil {
+			s.n.logger.Debug("sink fetch failed", "flow", s.cfg.Flow, "partition", k, "err", err, "reply", res)
+			s.later(ctx, k)
+			return
+		}
+		msgs, next, derr := decodeMessages(k, from, r.Batches)
+		if derr != nil {
+			panic(fmt.Errorf("flow %s: %s/%d at %d: %w", s.cfg.Flow, k.topic, k.partition, from, derr))
+		}
+		if len(msgs) == 0 {
+			if next > from { // only control batches: move past them
+				s.pos[k] = next
+			}
+			s.fetch(ctx, k)
+			return
+		}
+		s.n.fault("sink")("write")
+		wctx, cancel := context.WithTimeout(context.Background(), s.cfg.WriteTimeout)
+		werr := s.cfg.Sink.Write(wctx, msgs)
+		cancel()
+		if werr != nil {
+			// Restart: the sink reopens and the partition resumes from the committed offset.
+			panic(fmt.Errorf("flow %s: sink write: %w", s.cfg.Flow, werr))
+		}
+		s.commit(ctx, k, next, len(msgs))
+	})
+}
+
+// commit stores the offset after what the sink wrote, then fetches on.
+func (s *sinkRunner) commit(ctx actor.Context, k tp, next int64, n int) {
+	epoch := s.epoch
+	s.n.fault("sink")("commit")
+	f := ctx.RequestFuture(s.coordinator(), &CommitGroup{wire.CommitRequest{Group: s.cfg.Group, MemberID: s.member, Generation: s.generation,
+		Offsets: []wire.PartitionOffset{{Topic: k.topic, Partition: k.partition, Offset: next}}}}, 10*time.Second)
+	ctx.ReenterAfter(f, func(res any, err error) {
+		if epoch != s.epoch {
+			return
+		}
+		var e *wire.Error
+		switch r := res.(type) {
+		case *ProduceReply:
+			e = r.Err
+		case *wire.AdminResponse:
+			e = r.Err
+		default:
+			e = wire.Errorf(wire.CodeTimeout, "commit: %v", err)
+		}
+		if e != nil {
+			// A stale member rejoins; what it wrote past the committed offset is written again
+			// by whoever owns the partition next (the bound on repeats).
+			s.n.logger.Info("sink commit refused; rejoining", "flow", s.cfg.Flow, "err", e)
+			if errors.Is(e, wire.ErrTimeout) {
+				s.later(ctx, k)
+				return
+			}
+			s.join(ctx)
+			return
+		}
+		s.pos[k] = next
+		s.n.metrics.SinkRecords(s.cfg.Flow, n)
+		s.fetch(ctx, k)
+	})
+}
+
+func (s *sinkRunner) later(ctx actor.Context, k tp) {
+	self, system, epoch := ctx.Self(), ctx.ActorSystem(), s.epoch
+	time.AfterFunc(100*time.Millisecond, func() { system.Root.Send(self, fetchAgain{epoch: epoch, tp: k}) })
+}
+
+func (s *sinkRunner) heartbeat(ctx actor.Context) {
+	if s.member == "" || s.joining {
+		return
+	}
+	epoch := s.epoch
+	f := ctx.RequestFuture(s.coordinator(), &Heartbeat{wire.HeartbeatRequest{Group: s.cfg.Group, MemberID: s.member, Generation: s.generation}}, 5*time.Second)
+	ctx.ReenterAfter(f, func(res any, err error) {
+		if epoch != s.epoch {
+			return
+		}
+		if r, ok := res.(*wire.AdminResponse); ok && r.Err != nil {
+			s.n.logger.Info("sink rejoining", "flow", s.cfg.Flow, "group", s.cfg.Group, "reason", r.Err)
+			s.join(ctx)
+		}
+	})
+}
+
+// decodeMessages turns fetched batches into messages at or after from, and returns the offset
+// after the last batch.
+func decodeMessages(k tp, from int64, b []byte) ([]connectors.Message, int64, error) {
+	var msgs []connectors.Message
+	next := from
+	for p := 0; p < len(b); {
+		h, err := storage.ParseHeader(b[p:])
+		if err != nil {
+			return nil, next, err
+		}
+		if p+h.Size() > len(b) {
+			return nil, next, fmt.Errorf("batch at %d overruns the response", p)
+		}
+		if h.Kind == storage.KindRecords {
+			if _, err := storage.DecodeBatch(b[p:p+h.Size()], func(off int64, r storage.Record) error {
+				if off >= from {
+					msgs = append(msgs, connectors.Message{Topic: k.topic, Partition: k.partition, Offset: off, Record: r})
+				}
+				return nil
+			}); err != nil {
+				return nil, next, err
+			}
+		}
+		next = max(next, h.NextOffset())
+		p += h.Size()
+	}
+	return msgs, next, nil
+}

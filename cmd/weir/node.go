@@ -1,0 +1,100 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/weirhq/weir/actors"
+	"github.com/weirhq/weir/storage"
+)
+
+// nodeFlags are the flags of `weir node`, shared with the embedded node of `weir demo`.
+type nodeFlags struct {
+	data, listen, gossip, join, http, sync, logLevel string
+	syncEvery                                        time.Duration
+}
+
+func (f *nodeFlags) register(fs *flag.FlagSet, defaultData string) {
+	fs.StringVar(&f.data, "data", defaultData, "data directory")
+	fs.StringVar(&f.listen, "listen", "127.0.0.1:7420", "client port address")
+	fs.StringVar(&f.gossip, "gossip", "", "gossip address (cluster membership; not yet available)")
+	fs.StringVar(&f.join, "join", "", "comma-separated members to join (cluster; not yet available)")
+	fs.StringVar(&f.http, "http", "127.0.0.1:7421", "metrics and health address (empty: none)")
+	fs.StringVar(&f.sync, "sync", "always", "log durability: always (fsync every write), interval, never")
+	fs.DurationVar(&f.syncEvery, "sync-interval", time.Second, "fsync period with --sync interval")
+	fs.StringVar(&f.logLevel, "log-level", "warn", "log level: debug, info, warn, error")
+}
+
+// config turns the flags into a node config, with an error naming the flag that is wrong.
+func (f *nodeFlags) config(stderr io.Writer) (actors.NodeConfig, error) {
+	var cfg actors.NodeConfig
+	if f.data == "" {
+		return cfg, fmt.Errorf("%w: --data is required", errUsage)
+	}
+	if f.join != "" || f.gossip != "" {
+		return cfg, fmt.Errorf("%w: --join and --gossip: clustering is not available in this version (one node only)", errUsage)
+	}
+	mode, err := storage.ParseSyncMode(f.sync)
+	if err != nil {
+		return cfg, fmt.Errorf("%w: --sync: %v", errUsage, err)
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(f.logLevel)); err != nil {
+		return cfg, fmt.Errorf("%w: --log-level %q: want debug, info, warn or error", errUsage, f.logLevel)
+	}
+	cfg.DataDir, cfg.ClientAddr, cfg.HTTPAddr = f.data, f.listen, f.http
+	cfg.Log = storage.DefaultConfig()
+	cfg.Log.Sync, cfg.Log.SyncInterval = mode, f.syncEvery
+	if err := cfg.Log.Validate(); err != nil {
+		return cfg, fmt.Errorf("%w: %v", errUsage, err)
+	}
+	cfg.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	return cfg, nil
+}
+
+// runNode runs a node until SIGINT or SIGTERM.
+func runNode(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("node", flag.ContinueOnError)
+	var f nodeFlags
+	f.register(fs, "")
+	pos, err := parseFlags(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return fmt.Errorf("%w: node: unexpected argument %q", errUsage, strings.Join(pos, " "))
+	}
+	cfg, err := f.config(stderr)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	n, err := actors.StartNode(cfg)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "weir node %s: data %s, client port %s, metrics %s\n", n.ID(), cfg.DataDir, n.ClientAddr(), orNone(n.HTTPAddr()))
+	<-ctx.Done()
+	fmt.Fprintln(stderr, "weir node: stopping")
+	if err := n.Close(); err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	return nil
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "(none)"
+	}
+	return "http://" + s + "/metrics"
+}

@@ -1,0 +1,64 @@
+// Package connectors owns the small interfaces between Weir's flows and the outside world:
+// sources that read records, interceptors that filter and enrich them before the network, and
+// sinks that store what a consumer group reads. Implementations live in sub-packages
+// (connectors/source/..., connectors/sink/...). A flow runs each source and sink in a supervised
+// actor (package actors); the interfaces know nothing of actors or clusters.
+//
+// Delivery: a source's position is committed only after the topic acknowledged the records read
+// before it, and a sink's offsets only after Write returned (the records are durable in the
+// sink's store). After a crash a source resumes at its last committed position and a sink at its
+// group's committed offsets, so records are never lost; those in the one batch that was in
+// flight may be delivered again. Sinks that promise exactly once (the HDFS and rolling-file
+// sinks of the sinks issue) remove that repeat themselves.
+//
+// Concurrency: the runner calls a connector's methods from one goroutine at a time.
+package connectors
+
+import (
+	"context"
+
+	"github.com/weirhq/weir/storage"
+)
+
+// Source reads records from the outside world.
+type Source interface {
+	// Open prepares the source to read after position: the last position the runner committed
+	// (nil on first start).
+	Open(ctx context.Context, position []byte) error
+	// Read returns the next records and the position after them. It returns what it has when
+	// ctx is done (possibly nothing, with a nil error), and io.EOF when the source is finished.
+	Read(ctx context.Context) (records []storage.Record, position []byte, err error)
+	// Close releases the source.
+	Close() error
+}
+
+// Message is a record read from a topic.
+type Message struct {
+	Topic     string
+	Partition int32
+	Offset    int64
+	storage.Record
+}
+
+// Sink stores records read from topics.
+type Sink interface {
+	// Open prepares the sink.
+	Open(ctx context.Context) error
+	// Write stores msgs (in offset order per partition). When it returns nil they are durable
+	// in the sink's store and the runner commits their offsets.
+	Write(ctx context.Context, msgs []Message) error
+	// Close releases the sink.
+	Close() error
+}
+
+// Interceptor maps one record to zero or one record: filter (false drops the record) or enrich
+// (return a changed record) before it reaches the network.
+type Interceptor interface {
+	Intercept(r storage.Record) (storage.Record, bool)
+}
+
+// InterceptorFunc adapts a function to Interceptor.
+type InterceptorFunc func(storage.Record) (storage.Record, bool)
+
+// Intercept implements Interceptor.
+func (f InterceptorFunc) Intercept(r storage.Record) (storage.Record, bool) { return f(r) }
