@@ -49,9 +49,11 @@ type DeleteTopic struct {
 // ListTopics asks __meta for its table; the reply is a *Topics.
 type ListTopics struct{}
 
-// Topics is the topic table, sorted by name.
+// Topics is the topic table, sorted by name, as of End: the __meta offset after the last
+// command applied.
 type Topics struct {
 	Topics []TopicMeta `msgpack:"t"`
+	End    int64       `msgpack:"e"`
 }
 
 func init() {
@@ -92,7 +94,8 @@ type metaState struct {
 	topics   map[string]TopicMeta
 	replicas int32 // the most replicas a topic may have: the number of nodes (1 on one node)
 	changed  func(Topics)
-	live     bool // replay is over: report changes
+	live     bool  // replay is over: report changes
+	end      int64 // offset after the last command applied
 }
 
 // Replayed is called by the replica when the table has been rebuilt from the log.
@@ -108,7 +111,7 @@ func newMetaState(maxReplicas int32, changed func(Topics)) *metaState {
 }
 
 func (s *metaState) table() Topics {
-	out := Topics{Topics: make([]TopicMeta, 0, len(s.topics))}
+	out := Topics{Topics: make([]TopicMeta, 0, len(s.topics)), End: s.end}
 	for _, t := range s.topics {
 		out.Topics = append(out.Topics, t)
 	}
@@ -118,6 +121,7 @@ func (s *metaState) table() Topics {
 
 // Apply implements StateMachine.
 func (s *metaState) Apply(offset int64, rec storage.Record) *wire.Error {
+	s.end = max(s.end, offset+1)
 	var t TopicMeta
 	if err := msgpack.Unmarshal(rec.Value, &t); err != nil {
 		// A command this version cannot read is skipped, not fatal: it came from a newer node.

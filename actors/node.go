@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -419,7 +420,7 @@ func (a *rootActor) reconcile(ctx actor.Context, t *Topics) {
 	}
 	if !a.gcDone {
 		a.gcDone = true
-		a.collectGarbage(want)
+		a.collectGarbage(want, t.End)
 	}
 	n.mu.Lock()
 	n.topics = make(map[string]*topicEntry, len(a.running))
@@ -431,8 +432,9 @@ func (a *rootActor) reconcile(ctx actor.Context, t *Topics) {
 }
 
 // collectGarbage removes topic directories that no topic owns: left by a delete that crashed
-// before removing them.
-func (a *rootActor) collectGarbage(want map[string]TopicMeta) {
+// before removing them. Only directories of topics created before end (the __meta offset the
+// table is complete up to) are judged: a newer one belongs to a command not yet applied.
+func (a *rootActor) collectGarbage(want map[string]TopicMeta, end int64) {
 	n := a.n
 	keep := map[string]bool{}
 	for _, tm := range want {
@@ -445,7 +447,11 @@ func (a *rootActor) collectGarbage(want map[string]TopicMeta) {
 		return
 	}
 	for _, e := range ents {
-		if !e.IsDir() || keep[e.Name()] || !strings.Contains(e.Name(), ".") {
+		i := strings.LastIndexByte(e.Name(), '.')
+		if !e.IsDir() || keep[e.Name()] || i < 0 {
+			continue
+		}
+		if id, err := strconv.ParseInt(e.Name()[i+1:], 10, 64); err != nil || id >= end {
 			continue
 		}
 		n.logger.Info("removing data of a deleted topic", "dir", e.Name())

@@ -220,9 +220,7 @@ func (r *replica) start(ctx actor.Context) error {
 		if err := r.replay(hs.GetCommit()); err != nil {
 			return err
 		}
-		if rp, ok := r.sm.(interface{ Replayed() }); ok {
-			rp.Replayed()
-		}
+
 	}
 	first, _ := l.FirstIndex()
 	r.applied = max(hs.GetCommit(), first-1)
@@ -264,6 +262,11 @@ func (r *replica) start(ctx actor.Context) error {
 	r.stopTick = startTicker(ctx.ActorSystem(), ctx.Self(), cfg.TickInterval, tick{})
 	r.lastRetention = time.Now()
 	r.handleReady(ctx)
+	// The state machine is complete once replay and the entries a single voter commits again at
+	// start are applied; only then does it report its state.
+	if rp, ok := r.sm.(interface{ Replayed() }); ok {
+		rp.Replayed()
+	}
 	r.cfg.Metrics.partitionOffsets(cfg.Topic, cfg.Partition, r.log.StartOffset(), r.hw, r.log.EndOffset())
 	cfg.Logger.Debug("partition started", "group", cfg.Group(), "hw", r.hw, "end", l.EndOffset(), "applied", r.applied)
 	return nil
@@ -289,7 +292,7 @@ func (r *replica) replay(commit uint64) error {
 			if err != nil {
 				return err
 			}
-			if _, err := r.applyBatch(buf[p:p+h.Size()], off); err != nil {
+			if _, err := r.applyBatch(buf[p:p+h.Size()], h.BaseOffset, off); err != nil {
 				return err
 			}
 			off = max(off, h.NextOffset())
@@ -299,11 +302,18 @@ func (r *replica) replay(commit uint64) error {
 	return nil
 }
 
-// applyBatch applies the records of a batch at or after from to the state machine. It returns
-// the first error Apply returned (the proposal's answer) and any error decoding the batch.
-func (r *replica) applyBatch(batch []byte, from int64) (*wire.Error, error) {
+// applyBatch applies the records of a batch whose first record is at offset base, from offset
+// from on, to the state machine. (A batch from raft's memory still has the base offset of its
+// proposal, not of its place in the log, so the caller passes base.) It returns the first error
+// Apply returned (the proposal's answer) and any error decoding the batch.
+func (r *replica) applyBatch(batch []byte, base, from int64) (*wire.Error, error) {
 	var first *wire.Error
-	_, err := storage.DecodeBatch(batch, func(off int64, rec storage.Record) error {
+	h, err := storage.ParseHeader(batch)
+	if err != nil {
+		return nil, err
+	}
+	_, err = storage.DecodeBatch(batch, func(o int64, rec storage.Record) error {
+		off := base + (o - h.BaseOffset)
 		if off < from {
 			return nil
 		}

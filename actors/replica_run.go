@@ -253,7 +253,7 @@ func (r *replica) apply(ctx actor.Context, ents []*pb.Entry) {
 					panic(fmt.Errorf("partition %s: offset of entry %d: %w", r.cfg.Group(), e.GetIndex(), err))
 				}
 				h, _ := storage.ParseHeader(e.Data)
-				res, err := r.applyBatch(e.Data, next-int64(h.Count))
+				res, err := r.applyBatch(e.Data, next-int64(h.Count), 0)
 				if err != nil {
 					panic(fmt.Errorf("partition %s: apply entry %d: %w", r.cfg.Group(), e.GetIndex(), err))
 				}
