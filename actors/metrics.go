@@ -2,8 +2,10 @@ package actors
 
 import (
 	"strconv"
+	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 )
 
 // Metrics are the node's Prometheus metrics. A nil *Metrics records nothing, so tests and
@@ -13,6 +15,7 @@ type Metrics struct {
 
 	recIn, recOut, bytesIn, bytesOut, overload *prometheus.CounterVec
 	start, hw, end                             *prometheus.GaugeVec
+	hws                                        sync.Map // topic/partition -> high watermark, for lag
 	restarts, failures                         *prometheus.CounterVec
 	lag, committed                             *prometheus.GaugeVec
 	sourceRecords, sinkRecords                 *prometheus.CounterVec
@@ -45,7 +48,7 @@ func NewMetrics() *Metrics {
 	m.committed = gauge("group_committed_offset", "A group's committed offset.", "group", "topic", "partition")
 	m.sourceRecords = counter("source_records_total", "Records a flow's source had acknowledged by the topic.", "flow")
 	m.sinkRecords = counter("sink_records_total", "Records a flow's sink made durable.", "flow")
-	m.Registry.MustRegister(prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+	m.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 
@@ -75,6 +78,7 @@ func (m *Metrics) partitionOffsets(topic string, p int32, start, hw, end int64) 
 		m.start.WithLabelValues(topic, ps).Set(float64(start))
 		m.hw.WithLabelValues(topic, ps).Set(float64(hw))
 		m.end.WithLabelValues(topic, ps).Set(float64(end))
+		m.hws.Store(tp{topic, p}, hw)
 	}
 }
 
@@ -99,9 +103,14 @@ func (m *Metrics) failure(kind string) {
 	}
 }
 
-// GroupOffsets records a group's committed offset and lag on a partition.
-func (m *Metrics) groupOffsets(group, topic string, p int32, committed, hw int64) {
+// groupOffsets records a group's committed offset and its lag behind the partition's high
+// watermark as of the commit.
+func (m *Metrics) groupOffsets(group, topic string, p int32, committed int64) {
 	if m != nil {
+		hw := committed
+		if v, ok := m.hws.Load(tp{topic, p}); ok {
+			hw = v.(int64)
+		}
 		ps := strconv.Itoa(int(p))
 		m.committed.WithLabelValues(group, topic, ps).Set(float64(committed))
 		m.lag.WithLabelValues(group, topic, ps).Set(float64(max(hw-committed, 0)))

@@ -309,9 +309,6 @@ type rootActor struct {
 	gcDone  bool
 }
 
-// metaReplayed tells the root that __meta has replayed its table.
-type metaReplayed struct{ Topics }
-
 func (a *rootActor) Receive(ctx actor.Context) {
 	n := a.n
 	switch m := ctx.Message().(type) {

@@ -133,7 +133,6 @@ type replica struct {
 	parked        []parkedFetch
 	readyQueued   bool
 	stopTick      *ticker
-	ticks         int
 	lastRetention time.Time
 }
 

@@ -129,11 +129,7 @@ func (s *sinkRunner) join(ctx actor.Context) {
 			return
 		}
 		s.member, s.generation = r.MemberID, r.Generation
-		var parts []wire.TopicPartitions
-		for _, tps := range r.Assigned {
-			parts = append(parts, tps)
-		}
-		s.start(ctx, epoch, parts)
+		s.start(ctx, epoch, r.Assigned)
 	})
 }
 

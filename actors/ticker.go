@@ -19,8 +19,9 @@ type ticker struct {
 
 func startTicker(system *actor.ActorSystem, pid *actor.PID, every time.Duration, msg any) *ticker {
 	tk := &ticker{}
-	var fire func()
-	fire = func() {
+	tk.mu.Lock()
+	defer tk.mu.Unlock()
+	tk.t = time.AfterFunc(every, func() {
 		tk.mu.Lock()
 		defer tk.mu.Unlock()
 		if tk.stopped {
@@ -28,10 +29,7 @@ func startTicker(system *actor.ActorSystem, pid *actor.PID, every time.Duration,
 		}
 		system.Root.Send(pid, msg)
 		tk.t.Reset(every)
-	}
-	tk.mu.Lock()
-	tk.t = time.AfterFunc(every, fire)
-	tk.mu.Unlock()
+	})
 	return tk
 }
 

@@ -1,0 +1,83 @@
+package wire
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"testing"
+)
+
+func TestFrameRoundTrip(t *testing.T) {
+	body, err := Encode(&ProduceRequest{Topic: "t", Acks: AcksAll, Batches: []PartitionBatch{{Partition: 2, Batch: []byte("b")}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, _, err := ReadFrame(bytes.NewReader(AppendFrame(nil, ApiProduce, 77, body)), nil, 0)
+	if err != nil || f.API != ApiProduce || f.Corr != 77 {
+		t.Fatalf("frame %+v, %v", f, err)
+	}
+	var req ProduceRequest
+	if err := Decode(f.API, f.Body, &req); err != nil || req.Topic != "t" || req.Batches[0].Partition != 2 {
+		t.Fatalf("decoded %+v, %v", req, err)
+	}
+}
+
+func TestReadFrameErrors(t *testing.T) {
+	cases := []struct {
+		name string
+		in   []byte
+		want error
+	}{
+		{"empty", nil, io.EOF},
+		{"short length", []byte{0, 0}, io.ErrUnexpectedEOF},
+		{"too large", []byte{0x10, 0, 0, 0, 1}, ErrFrameTooLarge},
+		{"truncated body", []byte{0, 0, 0, 9, 1, 0, 0, 0, 1, 'x'}, io.ErrUnexpectedEOF},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, _, err := ReadFrame(bytes.NewReader(c.in), nil, 0)
+			if !errors.Is(err, c.want) {
+				t.Fatalf("got %v, want %v", err, c.want)
+			}
+		})
+	}
+	if _, _, err := ReadFrame(bytes.NewReader([]byte{0, 0, 0, 2, 1, 1}), nil, 0); err == nil {
+		t.Fatal("frame shorter than its header accepted")
+	}
+}
+
+func TestPartitionForKey(t *testing.T) {
+	// FNV-1a 32: "" -> 2166136261, "a" -> 0xe40c292c.
+	cases := []struct {
+		key  string
+		n    int32
+		want int32
+	}{
+		{"", 1000, int32(2166136261 % 1000)},
+		{"a", 1 << 30, int32(0xe40c292c % (1 << 30))},
+		{"user-42", 1, 0},
+	}
+	for _, c := range cases {
+		if got := PartitionForKey([]byte(c.key), c.n); got != c.want {
+			t.Errorf("PartitionForKey(%q, %d) = %d, want %d", c.key, c.n, got, c.want)
+		}
+	}
+}
+
+// FuzzDecode feeds arbitrary frames and bodies to the decoders the node runs on client input:
+// they must return errors, never panic.
+func FuzzDecode(f *testing.F) {
+	body, _ := Encode(&FetchRequest{Topic: "t", Offset: 5})
+	f.Add(AppendFrame(nil, ApiFetch, 1, body))
+	f.Add([]byte{0, 0, 0, 5, 1, 0, 0, 0, 1})
+	f.Fuzz(func(t *testing.T, in []byte) {
+		fr, _, err := ReadFrame(bytes.NewReader(in), nil, 1<<16)
+		if err != nil {
+			return
+		}
+		for _, v := range []any{&ProduceRequest{}, &FetchRequest{}, &MetadataRequest{}, &CreateTopicRequest{},
+			&ListOffsetsRequest{}, &JoinGroupRequest{}, &CommitRequest{}, &FetchCommitRequest{}} {
+			_ = Decode(fr.API, fr.Body, v)
+		}
+	})
+}
