@@ -328,8 +328,9 @@ func (l *Log) ApplySnapshot(snap *pb.Snapshot) error {
 	if md.GetIndex() <= l.state.SnapIndex {
 		return raft.ErrSnapOutOfDate
 	}
-	// State first: after a crash between the two steps, recovery sees segments that straddle or
-	// precede the snapshot and drops them.
+	// State first, then the old segments newest first: after a crash in between, recovery finds
+	// the new snapshot and a prefix of the old log, which precedes or straddles the snapshot or
+	// starts right after it without continuing it, and drops it (see dropBeforeSnapshot).
 	l.state.SnapIndex, l.state.SnapTerm, l.state.SnapOffset = md.GetIndex(), md.GetTerm(), off
 	l.state.StartOffset = off
 	l.state.Commit = max(l.state.Commit, md.GetIndex())
@@ -338,8 +339,8 @@ func (l *Log) ApplySnapshot(snap *pb.Snapshot) error {
 	if err := l.writeState(); err != nil {
 		return err
 	}
-	for _, s := range l.segs {
-		if err := l.removeSegment(s); err != nil {
+	for i := len(l.segs) - 1; i >= 0; i-- {
+		if err := l.removeSegment(l.segs[i]); err != nil {
 			return l.fail(fmt.Errorf("apply snapshot: %w", err))
 		}
 	}

@@ -1,7 +1,9 @@
 package storage
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -81,7 +83,8 @@ func (l *Log) recover() error {
 	for _, suffix := range []string{indexSuffix, timeIndexSuffix} {
 		name := segmentPath(l.dir, l.active().baseOffset, suffix)
 		if indexes[filepath.Base(name)] {
-			if err := l.fs.Remove(name); err != nil {
+			// Gone already if dropBeforeSnapshot removed the segment this one replaces.
+			if err := l.fs.Remove(name); err != nil && !errors.Is(err, fs.ErrNotExist) {
 				return err
 			}
 		}
@@ -147,11 +150,11 @@ func (l *Log) dropBeforeSnapshot() error {
 		}
 		l.segs = l.segs[1:]
 	}
-	if len(l.segs) > 0 && l.segs[0].baseIndex != snap+1 && l.segs[0].baseIndex <= snap {
-		// The first segment straddles the snapshot. Installing a snapshot writes the state file
-		// before removing the old log, so these entries belong to the history the snapshot
-		// replaced: start afresh after it.
-		l.log.Warn("log straddles the snapshot; starting after the snapshot", "snapshot_index", snap, "segment", l.segs[0].path)
+	if len(l.segs) > 0 && (l.segs[0].baseIndex <= snap || l.replacedBySnapshot(l.segs[0])) {
+		// The first segment straddles the snapshot, or starts right after it but does not
+		// continue it. Installing a snapshot writes the state file before removing the old log,
+		// so these entries belong to the history the snapshot replaced: start afresh after it.
+		l.log.Warn("log does not continue the snapshot; starting after the snapshot", "snapshot_index", snap, "segment", l.segs[0].path)
 		for _, s := range l.segs {
 			if err := l.removeSegment(s); err != nil {
 				return err
@@ -160,6 +163,21 @@ func (l *Log) dropBeforeSnapshot() error {
 		l.segs = nil
 	}
 	return nil
+}
+
+// replacedBySnapshot reports whether s, a segment that starts right after the snapshot, holds
+// history that an installed snapshot replaced: the log's own continuation (a segment compaction
+// kept, or one written after the snapshot) starts at the snapshot's offset, with entries no older
+// than the snapshot's term.
+func (l *Log) replacedBySnapshot(s *segment) bool {
+	if s.baseIndex != l.state.SnapIndex+1 {
+		return false
+	}
+	if s.baseOffset != l.state.SnapOffset {
+		return true
+	}
+	h, err := s.headerAt(&window{f: s.f, chunk: HeaderSize}, segmentHeaderSize)
+	return err == nil && h.Term < l.state.SnapTerm // an empty or damaged segment is left to the scan
 }
 
 // loadSealed loads a sealed segment's indexes, or rebuilds them when missing or damaged, and

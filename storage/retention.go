@@ -45,6 +45,7 @@ func (l *Log) truncateIndex(idx uint64) error {
 	}
 	s := l.active()
 	if idx >= s.nextIndex {
+		l.clampToEnd(idx) // whole segments went: the log now ends where the active one does
 		return nil
 	}
 	w := &window{f: s.f}
@@ -96,14 +97,19 @@ func (l *Log) truncateIndex(idx uint64) error {
 	if s.empty() {
 		s.lastTerm = 0
 	}
-	if l.state.StartOffset > s.nextOffset {
-		l.state.StartOffset = s.nextOffset
+	l.clampToEnd(idx)
+	l.unsynced = false
+	return nil
+}
+
+// clampToEnd keeps the log start and the commit index within a log just truncated before idx.
+func (l *Log) clampToEnd(idx uint64) {
+	if end := l.active().nextOffset; l.state.StartOffset > end {
+		l.state.StartOffset = end
 	}
 	if l.state.Commit >= idx {
 		l.state.Commit = idx - 1
 	}
-	l.unsynced = false
-	return nil
 }
 
 // DeleteBefore makes off the log start: records before it can no longer be read, and whole
