@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -23,35 +24,54 @@ Usage:
   weir log dump DIR [--from OFFSET] [--max N] [--records]
                                            print the batches (and records) of a partition log
   weir log verify DIR                      recover a partition log and check every checksum
+  weir [--server HOST:PORT] topic create NAME [--partitions N] [--replicas R]
+                                           create a topic (1 partition, 1 replica by default)
+  weir [--server HOST:PORT] topic list | describe NAME | delete NAME
+                                           list topics; per partition: leader, replicas, offsets
+  weir [--server HOST:PORT] produce TOPIC [--acks all|leader|none] [--key-separator S]
+                                           one record per stdin line (key before S if given)
+  weir [--server HOST:PORT] consume TOPIC [--group G] [--partition P] [--from earliest|latest|OFFSET]
+                                         [--max N] [--idle-exit DURATION]
+                                           print one value per line (all partitions by default)
   weir version                             print the version
+
+--server (before or after the command) is the node's client port: 127.0.0.1:7420 by default,
+or $WEIR_SERVER.
 `
 
 func main() {
-	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	os.Exit(runEnv(os.Args[1:], cli{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv}))
+}
+
+// cli is what a command may use of its process: its streams, its environment, and the global
+// flags given before the command.
+type cli struct {
+	stdin          io.Reader
+	stdout, stderr io.Writer
+	getenv         func(string) string
+	server         string // --server before the command ("" if not given)
 }
 
 // errUsage marks an error in the command line; run prints the usage after it.
 var errUsage = errors.New("usage")
 
+// run runs a command with no standard input.
 func run(args []string, stdout, stderr io.Writer) int {
+	return runEnv(args, cli{stdin: strings.NewReader(""), stdout: stdout, stderr: stderr, getenv: os.Getenv})
+}
+
+// runEnv runs the command line args and returns the exit code: 0, 1 for a failure, 2 for a
+// usage error.
+func runEnv(args []string, env cli) int {
+	stderr := env.stderr
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
 		return 2
 	}
-	var err error
-	switch args[0] {
-	case "demo":
-		err = runDemo(args[1:], stdout, stderr)
-	case "node":
-		err = runNode(args[1:], stdout, stderr)
-	case "log":
-		err = runLog(args[1:], stdout)
-	case "version":
-		fmt.Fprintln(stdout, "weir", version)
-	case "help", "-h", "--help":
-		fmt.Fprint(stdout, usage)
-	default:
-		err = fmt.Errorf("%w: unknown command %q", errUsage, args[0])
+	args, server, err := globalFlags(args)
+	env.server = server
+	if err == nil {
+		err = dispatch(args, env)
 	}
 	if err == nil {
 		return 0
@@ -65,6 +85,32 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	return 1
+}
+
+// dispatch runs the command args[0].
+func dispatch(args []string, env cli) error {
+	stdout, stderr := env.stdout, env.stderr
+	switch args[0] {
+	case "demo":
+		return runDemo(args[1:], stdout, stderr)
+	case "node":
+		return runNode(args[1:], stdout, stderr)
+	case "log":
+		return runLog(args[1:], stdout)
+	case "topic":
+		return runTopic(args[1:], env)
+	case "produce":
+		return runProduce(args[1:], env)
+	case "consume":
+		return runConsume(args[1:], env)
+	case "version":
+		fmt.Fprintln(stdout, "weir", version)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+	default:
+		return fmt.Errorf("%w: unknown command %q", errUsage, args[0])
+	}
+	return nil
 }
 
 // parseFlags parses a subcommand's flags, allowing positional arguments before and after them.

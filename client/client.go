@@ -1,0 +1,225 @@
+package client
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/weirhq/weir/cluster/wire"
+)
+
+// Client is a connection to one node: requests from any goroutine are pipelined on it, each
+// answer matched to its request by correlation id. When the connection fails, the requests in
+// flight on it fail with a *ConnError and the next request dials again.
+type Client struct {
+	addr string
+	cfg  clientConfig
+
+	queue  chan *call    // requests for the writer goroutine
+	done   chan struct{} // closed by Close
+	ctx    context.Context
+	cancel context.CancelFunc // cancels a dial in progress at Close
+	wg     sync.WaitGroup     // the writer and the connections' readers
+	corr   atomic.Uint32
+
+	mu      sync.Mutex
+	pending map[uint32]*call
+	cur     *conn // the live connection, or nil
+	closed  bool
+}
+
+// Dial connects to the node at addr ("host:port").
+func Dial(addr string, opts ...Option) (*Client, error) {
+	cfg := defaultClientConfig()
+	for _, o := range opts {
+		o.applyClient(&cfg)
+	}
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	c := &Client{addr: addr, cfg: cfg, queue: make(chan *call, 1024), done: make(chan struct{}),
+		ctx: ctx, cancel: cancel, pending: map[uint32]*call{}}
+	if _, err := c.dial(); err != nil {
+		cancel()
+		c.wg.Wait()
+		return nil, err
+	}
+	c.wg.Add(1)
+	go c.writeLoop()
+	return c, nil
+}
+
+// Addr is the node's address.
+func (c *Client) Addr() string { return c.addr }
+
+// Close closes the connection, fails every request in flight with ErrClosed and waits for the
+// Client's goroutines. Producers and consumers of the Client must be closed first: what they
+// still send fails.
+func (c *Client) Close() error {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil
+	}
+	c.closed = true
+	cn := c.cur
+	c.mu.Unlock()
+	close(c.done)
+	c.cancel()
+	if cn != nil {
+		c.connDead(cn, ErrClosed)
+	}
+	c.wg.Wait()
+	c.mu.Lock()
+	left := c.pending
+	c.pending = map[uint32]*call{}
+	c.mu.Unlock()
+	for _, cl := range left {
+		finish(cl, nil, ErrClosed)
+	}
+	return nil
+}
+
+// retry runs fn until it succeeds, fails with an error that is not retriable, or has been
+// retried r.retries times, sleeping the backoff between attempts.
+func retry(ctx context.Context, r retryPolicy, fn func() error) error {
+	for attempt := 1; ; attempt++ {
+		err := fn()
+		if err == nil || !IsRetriable(err) || attempt > r.retries {
+			return err
+		}
+		if serr := sleep(ctx, r.backoff(attempt)); serr != nil {
+			return fmt.Errorf("%w; last error: %w", serr, err)
+		}
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// CreateTopic creates a topic. It is sent once, not retried: errors.Is(err,
+// wire.ErrTopicExists) tells a topic that exists (perhaps created by an earlier attempt).
+func (c *Client) CreateTopic(ctx context.Context, name string, partitions, replicas int32) error {
+	var resp wire.AdminResponse
+	err := c.roundTrip(ctx, wire.ApiCreateTopic, &wire.CreateTopicRequest{Name: name, Partitions: partitions, Replicas: replicas}, &resp, c.cfg.requestTimeout)
+	if err == nil {
+		err = wireErr(resp.Err)
+	}
+	return wrap(wire.ApiCreateTopic, name, -1, err)
+}
+
+// DeleteTopic deletes a topic and its data. It is sent once, not retried.
+func (c *Client) DeleteTopic(ctx context.Context, name string) error {
+	var resp wire.AdminResponse
+	err := c.roundTrip(ctx, wire.ApiDeleteTopic, &wire.DeleteTopicRequest{Name: name}, &resp, c.cfg.requestTimeout)
+	if err == nil {
+		err = wireErr(resp.Err)
+	}
+	return wrap(wire.ApiDeleteTopic, name, -1, err)
+}
+
+// Metadata describes the named topics, or all topics when none is named. A named topic that
+// does not exist is listed with its error (TopicInfo.Err, wire.ErrUnknownTopic); the error
+// returned is about the request as a whole.
+func (c *Client) Metadata(ctx context.Context, topics ...string) (*wire.MetadataResponse, error) {
+	var resp *wire.MetadataResponse
+	err := retry(ctx, c.cfg.retry, func() error {
+		resp = &wire.MetadataResponse{}
+		if err := c.roundTrip(ctx, wire.ApiMetadata, &wire.MetadataRequest{Topics: topics}, resp, c.cfg.requestTimeout); err != nil {
+			return err
+		}
+		return wireErr(resp.Err)
+	})
+	if err != nil {
+		return nil, wrap(wire.ApiMetadata, "", -1, err)
+	}
+	return resp, nil
+}
+
+// topicPartitions returns the number of partitions of a topic (one metadata request, retried
+// per r).
+func (c *Client) topicPartitions(ctx context.Context, topic string, r retryPolicy) (int32, error) {
+	var n int32
+	err := retry(ctx, r, func() error {
+		var resp wire.MetadataResponse
+		if err := c.roundTrip(ctx, wire.ApiMetadata, &wire.MetadataRequest{Topics: []string{topic}}, &resp, c.cfg.requestTimeout); err != nil {
+			return err
+		}
+		if resp.Err != nil {
+			return resp.Err
+		}
+		for _, t := range resp.Topics {
+			if t.Name != topic {
+				continue
+			}
+			if t.Err != nil {
+				return t.Err
+			}
+			if len(t.Partitions) == 0 {
+				return wire.Errorf(wire.CodeUnknownTopic, "topic %q has no partitions", topic)
+			}
+			n = int32(len(t.Partitions))
+			return nil
+		}
+		return wire.Errorf(wire.CodeUnknownTopic, "topic %q is not in the metadata", topic)
+	})
+	return n, wrap(wire.ApiMetadata, topic, -1, err)
+}
+
+// ListOffsets resolves a position in a partition: the first offset still in the log
+// (Earliest), the high watermark (Latest), the first record at or after a time (AtTime; the
+// high watermark if there is none), or an offset as given (AtOffset, without asking).
+func (c *Client) ListOffsets(ctx context.Context, topic string, partition int32, at OffsetSpec) (int64, error) {
+	if at.kind == specOffset {
+		if at.offset < 0 {
+			return -1, wrap(wire.ApiListOffsets, topic, partition, wire.Errorf(wire.CodeInvalidRequest, "negative offset %d", at.offset))
+		}
+		return at.offset, nil
+	}
+	return c.listOffsets(ctx, topic, partition, at, c.cfg.retry)
+}
+
+func (c *Client) listOffsets(ctx context.Context, topic string, partition int32, at OffsetSpec, r retryPolicy) (int64, error) {
+	req := &wire.ListOffsetsRequest{Topic: topic, Partition: partition, Spec: at.wireSpec(), Timestamp: at.ts}
+	var off int64
+	err := retry(ctx, r, func() error {
+		var resp wire.ListOffsetsResponse
+		if err := c.roundTrip(ctx, wire.ApiListOffsets, req, &resp, c.cfg.requestTimeout); err != nil {
+			return err
+		}
+		off = resp.Offset
+		return wireErr(resp.Err)
+	})
+	if err != nil {
+		return -1, wrap(wire.ApiListOffsets, topic, partition, err)
+	}
+	return off, nil
+}
+
+// FetchCommitted reads a group's committed offsets for some partitions (all the group has
+// when parts is empty); a partition with no commit is absent.
+func (c *Client) FetchCommitted(ctx context.Context, group string, parts ...wire.TopicPartitions) ([]wire.PartitionOffset, error) {
+	var resp wire.FetchCommitResponse
+	err := retry(ctx, c.cfg.retry, func() error {
+		resp = wire.FetchCommitResponse{}
+		if err := c.roundTrip(ctx, wire.ApiFetchCommit, &wire.FetchCommitRequest{Group: group, Partitions: parts}, &resp, c.cfg.requestTimeout); err != nil {
+			return err
+		}
+		return wireErr(resp.Err)
+	})
+	if err != nil {
+		return nil, &Error{Op: wire.ApiFetchCommit.String(), Topic: "", Partition: -1, Err: fmt.Errorf("group %s: %w", group, err)}
+	}
+	return resp.Offsets, nil
+}

@@ -1,0 +1,373 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/weirhq/weir/cluster/wire"
+)
+
+// GroupConsumer is a member of a consumer group: the group's coordinator on the node assigns
+// each partition of the group's topics to one member, and the group's committed offsets say
+// where a member starts. Rebalances (a member joins, leaves or goes silent) are noticed by a
+// heartbeat goroutine and handled by the next Poll, which commits what it can and joins
+// again; partitions the member keeps are read on from where it was, new ones from their
+// committed offsets (or the ResetPolicy's end when there are none).
+//
+// Delivery is at least once: records polled but not committed when their partition moves to
+// another member are read again there. The node refuses commits while a rebalance is in
+// progress, so Commit returns ErrRebalanced then.
+//
+// Concurrency: Poll, PollRecords, Commit and Close belong to one goroutine at a time; Pause,
+// Resume, Position, Assigned and Member may be called from any goroutine.
+type GroupConsumer struct {
+	c      *Client
+	group  string
+	topics []string
+	cfg    groupConfig
+	f      *fetcher
+
+	rejoin chan struct{} // capacity 1: the heartbeat learnt of a rebalance
+	ctx    context.Context
+	cancel context.CancelFunc // stops the heartbeat goroutine
+	wg     sync.WaitGroup
+
+	mu         sync.Mutex // what the heartbeat goroutine shares
+	member     string
+	generation int32
+	joined     bool // false: the next Poll joins
+	assigned   []wire.TopicPartitions
+
+	// Owned by the polling goroutine.
+	committed map[topicPartition]int64
+	closed    bool
+}
+
+// NewGroupConsumer returns a member of group reading topics. It joins the group on the first
+// Poll.
+func (c *Client) NewGroupConsumer(group string, topics []string, opts ...GroupOption) (*GroupConsumer, error) {
+	cfg := groupConfig{fetchConfig: c.cfg.fetch(ResetLatest), sessionTimeout: 10 * time.Second,
+		heartbeatInterval: time.Second, joinTimeout: time.Minute}
+	for _, o := range opts {
+		o.applyGroup(&cfg)
+	}
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	if group == "" {
+		return nil, errors.New("client: NewGroupConsumer: empty group name")
+	}
+	if len(topics) == 0 {
+		return nil, errors.New("client: NewGroupConsumer: no topics")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	g := &GroupConsumer{c: c, group: group, topics: append([]string(nil), topics...), cfg: cfg,
+		f: newFetcher(c, cfg.fetchConfig), rejoin: make(chan struct{}, 1), ctx: ctx, cancel: cancel,
+		committed: map[topicPartition]int64{}}
+	g.wg.Add(1)
+	go g.heartbeat()
+	return g, nil
+}
+
+func (g *GroupConsumer) wrap(op wire.API, err error) error {
+	if err == nil {
+		return nil
+	}
+	return &Error{Op: op.String(), Partition: -1, Err: fmt.Errorf("group %s: %w", g.group, err)}
+}
+
+// Poll returns the next messages of the member's partitions (see Consumer.Poll), joining the
+// group first when it has not joined or a rebalance was announced.
+func (g *GroupConsumer) Poll(ctx context.Context) ([]Message, error) { return g.PollRecords(ctx, 0) }
+
+// PollRecords is Poll returning at most max messages (all there are when max <= 0).
+func (g *GroupConsumer) PollRecords(ctx context.Context, max int) ([]Message, error) {
+	if g.closed {
+		return nil, ErrClosed
+	}
+	g.mu.Lock()
+	joined := g.joined
+	g.mu.Unlock()
+	if !joined {
+		if err := g.join(ctx); err != nil {
+			return nil, err
+		}
+	}
+	return g.f.poll(ctx, max, g.rejoin)
+}
+
+// join commits what it can, joins the group, and fetches the partitions assigned.
+func (g *GroupConsumer) join(ctx context.Context) error {
+	g.mu.Lock()
+	wasMember := g.member != ""
+	g.mu.Unlock()
+	if wasMember {
+		if err := g.commit(ctx); err != nil && !errors.Is(err, ErrRebalanced) {
+			g.c.cfg.logger.Info("client: commit before rejoining failed", "group", g.group, "err", err)
+		}
+	}
+	select { // this join answers every rebalance announced so far
+	case <-g.rejoin:
+	default:
+	}
+	var resp wire.JoinGroupResponse
+	err := retry(ctx, g.cfg.retry, func() error {
+		g.mu.Lock()
+		req := &wire.JoinGroupRequest{Group: g.group, MemberID: g.member, Topics: g.topics,
+			SessionTimeoutMs: int32(g.cfg.sessionTimeout / time.Millisecond)}
+		g.mu.Unlock()
+		resp = wire.JoinGroupResponse{}
+		if err := g.c.roundTrip(ctx, wire.ApiJoinGroup, req, &resp, g.cfg.joinTimeout); err != nil {
+			return err
+		}
+		if e := wireErr(resp.Err); e != nil {
+			if isRebalance(e) { // joined again meanwhile, or the coordinator restarted: retry
+				return wire.Errorf(wire.CodeUnavailable, "%v", e)
+			}
+			return e
+		}
+		return nil
+	})
+	if err != nil {
+		return g.wrap(wire.ApiJoinGroup, err)
+	}
+	var parts []topicPartition
+	for _, t := range resp.Assigned {
+		for _, p := range t.Partitions {
+			parts = append(parts, topicPartition{t.Topic, p})
+		}
+	}
+	sort.Slice(parts, func(i, j int) bool {
+		if parts[i].topic != parts[j].topic {
+			return parts[i].topic < parts[j].topic
+		}
+		return parts[i].partition < parts[j].partition
+	})
+	// Partitions kept from the last generation go on from the member's position; new ones
+	// start from their committed offsets.
+	had := map[topicPartition]bool{}
+	for _, p := range g.f.parts {
+		had[p.topicPartition] = true
+	}
+	var fresh []wire.TopicPartitions
+	for _, tp := range parts {
+		if had[tp] {
+			continue
+		}
+		if n := len(fresh); n > 0 && fresh[n-1].Topic == tp.topic {
+			fresh[n-1].Partitions = append(fresh[n-1].Partitions, tp.partition)
+		} else {
+			fresh = append(fresh, wire.TopicPartitions{Topic: tp.topic, Partitions: []int32{tp.partition}})
+		}
+	}
+	committed := map[topicPartition]int64{}
+	if len(fresh) > 0 {
+		offs, err := g.c.FetchCommitted(ctx, g.group, fresh...)
+		if err != nil {
+			return err
+		}
+		for _, o := range offs {
+			committed[topicPartition{o.Topic, o.Partition}] = o.Offset
+		}
+	}
+	reset := Latest()
+	if g.cfg.reset == ResetEarliest {
+		reset = Earliest()
+	}
+	g.f.assign(parts, func(tp topicPartition) OffsetSpec {
+		if off, ok := committed[tp]; ok {
+			return AtOffset(off)
+		}
+		return reset
+	})
+	for tp := range g.committed {
+		if !containsTP(parts, tp) {
+			delete(g.committed, tp)
+		}
+	}
+	for tp, off := range committed {
+		g.committed[tp] = off
+	}
+	g.mu.Lock()
+	g.member, g.generation, g.joined, g.assigned = resp.MemberID, resp.Generation, true, resp.Assigned
+	g.mu.Unlock()
+	g.c.cfg.logger.Info("client: joined group", "group", g.group, "member", resp.MemberID, "generation", resp.Generation,
+		"members", resp.Members, "partitions", len(parts))
+	return nil
+}
+
+func containsTP(parts []topicPartition, tp topicPartition) bool {
+	for _, p := range parts {
+		if p == tp {
+			return true
+		}
+	}
+	return false
+}
+
+// heartbeat is the heartbeat goroutine: it keeps the member in the group and, when the
+// coordinator announces a rebalance, makes the next Poll join again.
+func (g *GroupConsumer) heartbeat() {
+	defer g.wg.Done()
+	t := time.NewTicker(g.cfg.heartbeatInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-g.ctx.Done():
+			return
+		case <-t.C:
+		}
+		g.mu.Lock()
+		req := &wire.HeartbeatRequest{Group: g.group, MemberID: g.member, Generation: g.generation}
+		joined := g.joined
+		g.mu.Unlock()
+		if !joined {
+			continue
+		}
+		var resp wire.AdminResponse
+		err := g.c.roundTrip(g.ctx, wire.ApiHeartbeat, req, &resp, min(g.cfg.requestTimeout, g.cfg.sessionTimeout))
+		if err == nil {
+			err = wireErr(resp.Err)
+		}
+		switch {
+		case err == nil:
+		case isRebalance(err):
+			g.needRejoin(req.Generation)
+		default:
+			g.c.cfg.logger.Debug("client: heartbeat failed", "group", g.group, "err", err)
+		}
+	}
+}
+
+// needRejoin makes the next Poll join again, unless a join after generation happened.
+func (g *GroupConsumer) needRejoin(generation int32) {
+	g.mu.Lock()
+	if g.generation == generation {
+		g.joined = false
+	}
+	g.mu.Unlock()
+	select {
+	case g.rejoin <- struct{}{}:
+	default:
+	}
+}
+
+// Commit stores the positions of what Poll returned, for the partitions whose position moved
+// since the last commit. During a rebalance the node refuses it: the error is then
+// ErrRebalanced (joined with the node's), and the next Poll joins again.
+func (g *GroupConsumer) Commit(ctx context.Context) error {
+	if g.closed {
+		return ErrClosed
+	}
+	return g.commit(ctx)
+}
+
+func (g *GroupConsumer) commit(ctx context.Context) error {
+	var offs []wire.PartitionOffset
+	for _, o := range g.f.positions() {
+		if off, ok := g.committed[topicPartition{o.Topic, o.Partition}]; !ok || off != o.Offset {
+			offs = append(offs, o)
+		}
+	}
+	if len(offs) == 0 {
+		return nil
+	}
+	g.mu.Lock()
+	req := &wire.CommitRequest{Group: g.group, MemberID: g.member, Generation: g.generation, Offsets: offs}
+	g.mu.Unlock()
+	err := retry(ctx, g.cfg.retry, func() error {
+		var resp wire.AdminResponse
+		if err := g.c.roundTrip(ctx, wire.ApiCommit, req, &resp, g.cfg.requestTimeout); err != nil {
+			return err
+		}
+		return wireErr(resp.Err)
+	})
+	if err != nil {
+		if isRebalance(err) {
+			g.needRejoin(req.Generation)
+			return fmt.Errorf("%w: %w", ErrRebalanced, g.wrap(wire.ApiCommit, err))
+		}
+		return g.wrap(wire.ApiCommit, err)
+	}
+	for _, o := range offs {
+		g.committed[topicPartition{o.Topic, o.Partition}] = o.Offset
+	}
+	return nil
+}
+
+// Close commits the positions of what Poll returned, leaves the group (its partitions go to
+// the other members at once) and stops the heartbeat goroutine. It does not close the Client.
+func (g *GroupConsumer) Close() error {
+	if g.closed {
+		return nil
+	}
+	g.closed = true
+	g.cancel()
+	g.wg.Wait()
+	ctx, cancel := context.WithTimeout(context.Background(), g.cfg.requestTimeout)
+	defer cancel()
+	g.mu.Lock()
+	member := g.member
+	g.mu.Unlock()
+	var errs []error
+	if member != "" {
+		if err := g.commit(ctx); err != nil {
+			errs = append(errs, err)
+		}
+		var resp wire.AdminResponse
+		err := g.c.roundTrip(ctx, wire.ApiLeaveGroup, &wire.LeaveGroupRequest{Group: g.group, MemberID: member}, &resp, g.cfg.requestTimeout)
+		if err == nil {
+			err = wireErr(resp.Err)
+		}
+		if err != nil {
+			errs = append(errs, g.wrap(wire.ApiLeaveGroup, err))
+		}
+	}
+	g.f.close()
+	g.mu.Lock()
+	g.joined, g.assigned = false, nil
+	g.mu.Unlock()
+	return errors.Join(errs...)
+}
+
+// Pause stops returning messages of some partitions of topic until Resume.
+func (g *GroupConsumer) Pause(topic string, partitions ...int32) {
+	for _, p := range partitions {
+		g.f.pause(topicPartition{topic, p})
+	}
+}
+
+// Resume undoes Pause.
+func (g *GroupConsumer) Resume(topic string, partitions ...int32) {
+	for _, p := range partitions {
+		g.f.resume(topicPartition{topic, p})
+	}
+}
+
+// Position is the offset of the next message Poll returns in a partition, or -1 if the
+// member does not read it or has not resolved its position yet.
+func (g *GroupConsumer) Position(topic string, partition int32) int64 {
+	return g.f.position(topicPartition{topic, partition})
+}
+
+// Assigned lists the partitions of the member's current generation.
+func (g *GroupConsumer) Assigned() []wire.TopicPartitions {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	out := make([]wire.TopicPartitions, len(g.assigned))
+	for i, t := range g.assigned {
+		out[i] = wire.TopicPartitions{Topic: t.Topic, Partitions: append([]int32(nil), t.Partitions...)}
+	}
+	return out
+}
+
+// Member is the member's id and generation ("" and 0 before it joined).
+func (g *GroupConsumer) Member() (id string, generation int32) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.member, g.generation
+}

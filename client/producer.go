@@ -1,0 +1,634 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/weirhq/weir/cluster/wire"
+	"github.com/weirhq/weir/storage"
+)
+
+const (
+	// maxRequestBytes bounds the batches of one produce request (one batch may exceed it alone).
+	maxRequestBytes = 16 << 20
+	// metadataMaxAge is how old the partition count of a busy producer may grow before it is
+	// looked up again (a topic deleted and created again with more partitions).
+	metadataMaxAge = 30 * time.Second
+)
+
+// Producer batches records per partition and sends them to one topic. Records are encoded
+// into storage batches as they arrive; a batch is sent when it reaches BatchBytes, when its
+// Linger has passed, on Flush or on Close, in one request with the other partitions' batches
+// ready at that moment. Every method may be called from any goroutine.
+type Producer struct {
+	c      *Client
+	topic  string
+	cfg    producerConfig
+	budget *budget
+
+	in     chan any       // *pendingRecord, *flushReq, closeReq: in the order they were made
+	events chan any       // *sendResult, *metaResult: answers from the request goroutines
+	wg     sync.WaitGroup // the loop goroutine and the request goroutines
+
+	mu     sync.RWMutex // closed, against sends on in
+	closed bool
+
+	// Owned by the loop goroutine.
+	nparts      int32
+	meta        metaState
+	waiting     []*pendingRecord // produced before the partition count was known
+	parts       []*partQueue
+	stickyPart  int32  // the partition of keyless records
+	stickyBatch *batch // the batch keyless records go to, until it is sealed
+	seq         uint64 // the last record's sequence number
+	outstanding int    // records produced and not completed
+	flushes     []*flushReq
+	flushUpTo   uint64 // records up to this sequence number are sent without lingering
+	requests    int    // produce requests in flight
+	closing     bool
+	builders    []*storage.BatchBuilder // free list
+}
+
+type pendingRecord struct {
+	rec  storage.Record
+	size int
+	seq  uint64
+	fn   func(offset int64, err error)
+}
+
+// batch is one partition's batch: open (records are added) until sealed, then queued, in
+// flight, and retried until answered.
+type batch struct {
+	partition int32
+	b         *storage.BatchBuilder
+	recs      []*pendingRecord
+	bytes     int
+	created   time.Time
+	minSeq    uint64
+	sealed    bool
+	data      []byte
+	attempts  int
+	retryAt   time.Time
+}
+
+type partQueue struct {
+	batches  []*batch // oldest first; only the last may be open
+	inflight int
+}
+
+type metaState struct {
+	inflight  bool
+	want      bool // a refresh was asked for (unknown topic, not leader)
+	attempts  int
+	retryAt   time.Time
+	fetchedAt time.Time // when the partition count was last learnt
+}
+
+type flushReq struct {
+	done      chan struct{}
+	target    uint64 // the last record's sequence number at the flush
+	remaining int
+}
+
+type closeReq struct{}
+
+type sendResult struct {
+	batches []*batch
+	resp    wire.ProduceResponse
+	err     error
+}
+
+type metaResult struct {
+	partitions int32
+	err        error
+}
+
+// NewProducer returns a producer to topic. Nothing is sent before the first record; the
+// topic's partitions are looked up then, and again when a node says the topic is unknown or
+// it is not the leader.
+func (c *Client) NewProducer(topic string, opts ...ProducerOption) (*Producer, error) {
+	cfg := c.cfg.producer()
+	for _, o := range opts {
+		o.applyProducer(&cfg)
+	}
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	if topic == "" {
+		return nil, errors.New("client: NewProducer: empty topic name")
+	}
+	p := &Producer{c: c, topic: topic, cfg: cfg, budget: newBudget(cfg.maxBufferedBytes),
+		in: make(chan any, 256), events: make(chan any, 64), stickyPart: -1}
+	p.wg.Add(1)
+	go p.run()
+	return p, nil
+}
+
+// Result is the outcome of one record given to Produce.
+type Result struct {
+	done   chan struct{}
+	offset int64
+	err    error
+}
+
+// Done is closed when the record is acknowledged or has failed.
+func (r *Result) Done() <-chan struct{} { return r.done }
+
+// Wait waits for the outcome: the record's offset (-1 with acks=none), or its error. ctx
+// bounds only the wait.
+func (r *Result) Wait(ctx context.Context) (int64, error) {
+	select {
+	case <-r.done:
+		return r.offset, r.err
+	case <-ctx.Done():
+		return -1, ctx.Err()
+	}
+}
+
+// Produce is ProduceAsync returning the outcome as a Result.
+func (p *Producer) Produce(ctx context.Context, rec storage.Record) *Result {
+	r := &Result{done: make(chan struct{})}
+	p.ProduceAsync(ctx, rec, func(off int64, err error) {
+		r.offset, r.err = off, err
+		close(r.done)
+	})
+	return r
+}
+
+// ProduceAsync buffers a record for sending and calls fn exactly once with its offset (-1 with
+// acks=none) or its error: at once for a record over MaxRecordBytes (wire.ErrRecordTooLarge),
+// after a closed producer or ctx's end while waiting for buffer space; else on the producer's
+// goroutine when the record is acknowledged or has failed after its retries. It blocks while
+// MaxBufferedBytes are buffered (backpressure); ctx bounds only that wait. A zero Timestamp is
+// set to the current time. fn may be nil.
+func (p *Producer) ProduceAsync(ctx context.Context, rec storage.Record, fn func(offset int64, err error)) {
+	if fn == nil {
+		fn = func(int64, error) {}
+	}
+	size := recordSize(rec)
+	if size > p.cfg.maxRecordBytes {
+		fn(-1, wrap(wire.ApiProduce, p.topic, -1, wire.Errorf(wire.CodeRecordTooLarge, "record of %d bytes encoded, limit %d", size, p.cfg.maxRecordBytes)))
+		return
+	}
+	if rec.Timestamp == 0 {
+		rec.Timestamp = time.Now().UnixMilli()
+	}
+	if err := p.budget.acquire(ctx, size); err != nil {
+		fn(-1, wrap(wire.ApiProduce, p.topic, -1, err))
+		return
+	}
+	p.mu.RLock()
+	if p.closed {
+		p.mu.RUnlock()
+		p.budget.release(size)
+		fn(-1, wrap(wire.ApiProduce, p.topic, -1, ErrClosed))
+		return
+	}
+	p.in <- &pendingRecord{rec: rec, size: size, fn: fn}
+	p.mu.RUnlock()
+}
+
+// Flush sends every buffered record at once and waits until all records produced before it
+// are acknowledged or have failed (their callbacks say which).
+func (p *Producer) Flush(ctx context.Context) error {
+	req := &flushReq{done: make(chan struct{})}
+	p.mu.RLock()
+	if p.closed {
+		p.mu.RUnlock()
+		return ErrClosed
+	}
+	p.in <- req
+	p.mu.RUnlock()
+	select {
+	case <-req.done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Close sends what is buffered, waits until every record is acknowledged or has failed, and
+// stops the producer's goroutines. Records produced after Close fail with ErrClosed.
+func (p *Producer) Close() error {
+	p.mu.Lock()
+	if !p.closed {
+		p.closed = true
+		p.in <- closeReq{}
+	}
+	p.mu.Unlock()
+	p.budget.close()
+	p.wg.Wait()
+	return nil
+}
+
+// recordSize bounds a record's size in a batch's msgpack body: an array header, a timestamp
+// delta of up to 9 bytes, key and value with up to 5 bytes of header each, and the headers map.
+func recordSize(r storage.Record) int {
+	n := 1 + 9 + 5 + len(r.Key) + 5 + len(r.Value) + 5
+	for k, v := range r.Headers {
+		n += 5 + len(k) + 5 + len(v)
+	}
+	return n
+}
+
+// run is the producer's loop goroutine: it owns the batches and every field below Producer.mu.
+func (p *Producer) run() {
+	defer p.wg.Done()
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		now := time.Now()
+		p.dispatch(now)
+		p.maybeFetchMeta(now)
+		if p.closing && p.outstanding == 0 && p.requests == 0 && !p.meta.inflight {
+			return
+		}
+		var tc <-chan time.Time
+		if wake, ok := p.nextWake(now); ok {
+			timer.Reset(max(wake.Sub(now), 0))
+			tc = timer.C
+		}
+		select {
+		case m := <-p.in:
+			switch m := m.(type) {
+			case *pendingRecord:
+				p.seq++
+				m.seq = p.seq
+				p.outstanding++
+				if p.nparts == 0 {
+					p.waiting = append(p.waiting, m)
+				} else {
+					p.route(m, now)
+				}
+			case *flushReq:
+				p.flushUpTo = p.seq
+				if p.outstanding == 0 {
+					close(m.done)
+				} else {
+					m.target, m.remaining = p.seq, p.outstanding
+					p.flushes = append(p.flushes, m)
+				}
+			case closeReq:
+				p.closing = true
+			}
+		case e := <-p.events:
+			switch e := e.(type) {
+			case *sendResult:
+				p.answered(e, time.Now())
+			case *metaResult:
+				p.metaAnswered(e, time.Now())
+			}
+		case <-tc:
+		}
+		timer.Stop()
+	}
+}
+
+// route puts a record in its partition's batch: by the key's hash, or the sticky partition.
+func (p *Producer) route(r *pendingRecord, now time.Time) {
+	if r.rec.Key != nil {
+		p.add(wire.PartitionForKey(r.rec.Key, p.nparts), r, now)
+		return
+	}
+	if sb := p.stickyBatch; sb != nil && !sb.sealed && sb.b.Len() > 0 && sb.b.Size()+r.size > p.cfg.batchBytes {
+		p.seal(sb) // full: move on
+	}
+	if p.stickyBatch == nil || p.stickyBatch.sealed {
+		if p.stickyPart < 0 {
+			p.stickyPart = rand.Int32N(p.nparts)
+		} else {
+			p.stickyPart = (p.stickyPart + 1) % p.nparts
+		}
+	}
+	p.stickyBatch = p.add(p.stickyPart, r, now)
+}
+
+// add appends a record to the open batch of a partition, sealing a batch that would grow past
+// BatchBytes, and returns the batch it went into.
+func (p *Producer) add(part int32, r *pendingRecord, now time.Time) *batch {
+	q := p.parts[part]
+	var b *batch
+	if n := len(q.batches); n > 0 && !q.batches[n-1].sealed {
+		b = q.batches[n-1]
+	}
+	if b != nil && b.b.Size()+r.size > p.cfg.batchBytes {
+		p.seal(b)
+		b = nil
+	}
+	if b == nil {
+		b = &batch{partition: part, b: p.builder(), created: now, minSeq: r.seq}
+		q.batches = append(q.batches, b)
+	}
+	if err := b.b.Add(r.rec); err != nil {
+		// Cannot happen within the size bounds; the batch's encoding is unusable now.
+		q.batches = q.batches[:len(q.batches)-1]
+		b.recs = append(b.recs, r)
+		b.bytes += r.size
+		p.complete(b, -1, wrap(wire.ApiProduce, p.topic, part, err))
+		return nil
+	}
+	b.recs = append(b.recs, r)
+	b.bytes += r.size
+	if b.b.Size() >= p.cfg.batchBytes {
+		p.seal(b)
+	}
+	return b
+}
+
+func (p *Producer) builder() *storage.BatchBuilder {
+	if n := len(p.builders); n > 0 {
+		b := p.builders[n-1]
+		p.builders = p.builders[:n-1]
+		b.Reset()
+		return b
+	}
+	return storage.NewBatchBuilder()
+}
+
+func (p *Producer) seal(b *batch) {
+	if !b.sealed {
+		b.sealed = true
+		b.data = b.b.Build()
+	}
+}
+
+// ready reports whether a partition's first batch may be sent now, and if not, when to look
+// again (zero: when something else happens).
+func (p *Producer) ready(q *partQueue, now time.Time) (bool, time.Time) {
+	if len(q.batches) == 0 || q.inflight >= p.cfg.maxInFlight {
+		return false, time.Time{}
+	}
+	b := q.batches[0]
+	if b.retryAt.After(now) {
+		return false, b.retryAt
+	}
+	if b.sealed || p.closing || b.minSeq <= p.flushUpTo {
+		return true, time.Time{}
+	}
+	if at := b.created.Add(p.cfg.linger); at.After(now) {
+		return false, at
+	}
+	return true, time.Time{}
+}
+
+// dispatch sends every batch that is ready, one per partition per request.
+func (p *Producer) dispatch(now time.Time) {
+	for {
+		var bs []*batch
+		size := 0
+		for _, q := range p.parts {
+			ok, _ := p.ready(q, now)
+			if !ok {
+				continue
+			}
+			b := q.batches[0]
+			p.seal(b)
+			if len(bs) > 0 && size+len(b.data) > maxRequestBytes {
+				continue
+			}
+			q.batches = q.batches[1:]
+			q.inflight++
+			size += len(b.data)
+			bs = append(bs, b)
+		}
+		if len(bs) == 0 {
+			return
+		}
+		p.send(bs)
+	}
+}
+
+// send runs one produce request in a goroutine of its own that hands the answer to the loop.
+func (p *Producer) send(bs []*batch) {
+	req := &wire.ProduceRequest{Topic: p.topic, Acks: p.cfg.acks, TimeoutMs: int32(p.cfg.requestTimeout / time.Millisecond),
+		Batches: make([]wire.PartitionBatch, len(bs))}
+	for i, b := range bs {
+		req.Batches[i] = wire.PartitionBatch{Partition: b.partition, Batch: b.data}
+	}
+	p.requests++
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		r := &sendResult{batches: bs}
+		// The node answers a request it could not finish in time itself; the extra second
+		// keeps its answer ahead of our timeout.
+		r.err = p.c.roundTrip(context.Background(), wire.ApiProduce, req, &r.resp, p.cfg.requestTimeout+time.Second)
+		p.events <- r
+	}()
+}
+
+// answered handles a produce request's answer: each batch is acknowledged, retried, or failed.
+func (p *Producer) answered(r *sendResult, now time.Time) {
+	p.requests--
+	for i, b := range r.batches {
+		q := p.parts[b.partition]
+		q.inflight--
+		err := r.err
+		if err == nil {
+			err = wireErr(r.resp.Err)
+		}
+		base := int64(-1)
+		if err == nil {
+			if i < len(r.resp.Results) {
+				err, base = wireErr(r.resp.Results[i].Err), r.resp.Results[i].BaseOffset
+			} else {
+				err = wire.Errorf(wire.CodeUnknown, "the answer has %d results for %d batches", len(r.resp.Results), len(r.batches))
+			}
+		}
+		if err == nil {
+			p.complete(b, base, nil)
+			continue
+		}
+		switch codeOf(err) {
+		case wire.CodeUnknownTopic, wire.CodeNotLeader, wire.CodeUnknownPartition:
+			p.meta.want = true
+		}
+		if IsRetriable(err) && b.attempts < p.cfg.retry.retries {
+			b.attempts++
+			b.retryAt = now.Add(p.cfg.retry.backoff(b.attempts))
+			q.batches = append([]*batch{b}, q.batches...)
+			p.c.cfg.logger.Debug("client: retrying batch", "topic", p.topic, "partition", b.partition, "err", err, "attempt", b.attempts)
+			continue
+		}
+		p.complete(b, -1, wrap(wire.ApiProduce, p.topic, b.partition, err))
+	}
+}
+
+// complete reports a batch's outcome to each of its records.
+func (p *Producer) complete(b *batch, base int64, err error) {
+	p.budget.release(b.bytes)
+	for i, r := range b.recs {
+		off := int64(-1)
+		if err == nil && base >= 0 {
+			off = base + int64(i)
+		}
+		p.done(r, off, err)
+	}
+	b.recs, b.data = nil, nil
+	p.builders = append(p.builders, b.b)
+}
+
+// done reports one record's outcome and counts it for Flush and Close.
+func (p *Producer) done(r *pendingRecord, off int64, err error) {
+	r.fn(off, err)
+	p.outstanding--
+	kept := p.flushes[:0]
+	for _, f := range p.flushes {
+		if r.seq <= f.target {
+			f.remaining--
+		}
+		if f.remaining == 0 {
+			close(f.done)
+			continue
+		}
+		kept = append(kept, f)
+	}
+	clear(p.flushes[len(kept):])
+	p.flushes = kept
+}
+
+// nextWake is when the loop must look at its batches again without other news.
+func (p *Producer) nextWake(now time.Time) (time.Time, bool) {
+	var wake time.Time
+	consider := func(t time.Time) {
+		if !t.IsZero() && (wake.IsZero() || t.Before(wake)) {
+			wake = t
+		}
+	}
+	for _, q := range p.parts {
+		_, at := p.ready(q, now)
+		consider(at)
+	}
+	if !p.meta.inflight && p.metaNeeded() {
+		consider(p.meta.retryAt)
+	}
+	return wake, !wake.IsZero()
+}
+
+func (p *Producer) metaNeeded() bool {
+	return (p.nparts == 0 && len(p.waiting) > 0) || p.meta.want
+}
+
+// maybeFetchMeta looks the topic's partitions up when they are needed, or old while records
+// flow, and no lookup is out.
+func (p *Producer) maybeFetchMeta(now time.Time) {
+	if p.nparts > 0 && p.outstanding > 0 && now.Sub(p.meta.fetchedAt) > metadataMaxAge {
+		p.meta.want = true
+	}
+	if p.meta.inflight || !p.metaNeeded() || p.meta.retryAt.After(now) {
+		return
+	}
+	p.meta.inflight, p.meta.want = true, false
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		n, err := p.c.topicPartitions(context.Background(), p.topic, retryPolicy{})
+		p.events <- &metaResult{partitions: n, err: err}
+	}()
+}
+
+// metaAnswered takes a lookup's answer: records waiting for it are routed, or fail after the
+// lookup failed Retries times.
+func (p *Producer) metaAnswered(r *metaResult, now time.Time) {
+	p.meta.inflight = false
+	if r.err != nil {
+		p.meta.attempts++
+		if p.nparts > 0 {
+			p.meta.retryAt = now.Add(p.cfg.retry.backoff(p.meta.attempts))
+			return // keep the partitions we know; batches retry on their own
+		}
+		if !IsRetriable(r.err) || p.meta.attempts > p.cfg.retry.retries {
+			p.meta.attempts = 0
+			err := r.err
+			var ce *Error
+			if errors.As(err, &ce) {
+				err = ce.Err
+			}
+			err = wrap(wire.ApiProduce, p.topic, -1, err)
+			waiting := p.waiting
+			p.waiting = nil
+			for _, w := range waiting {
+				p.budget.release(w.size)
+				p.done(w, -1, err)
+			}
+			return
+		}
+		p.meta.retryAt = now.Add(p.cfg.retry.backoff(p.meta.attempts))
+		return
+	}
+	p.meta.attempts = 0
+	p.meta.retryAt, p.meta.fetchedAt = time.Time{}, now
+	// Queues of partitions beyond a smaller count stay to drain (their batches fail).
+	for int32(len(p.parts)) < r.partitions {
+		p.parts = append(p.parts, &partQueue{})
+	}
+	p.nparts = r.partitions
+	if p.stickyPart >= p.nparts {
+		p.stickyPart, p.stickyBatch = -1, nil
+	}
+	waiting := p.waiting
+	p.waiting = nil
+	for _, w := range waiting {
+		p.route(w, now)
+	}
+}
+
+// budget bounds the bytes of records buffered in a producer: a counting semaphore that a
+// context can cancel a wait on.
+type budget struct {
+	mu     sync.Mutex
+	used   int
+	max    int
+	wake   chan struct{} // closed and replaced whenever bytes are released
+	closed bool
+}
+
+func newBudget(max int) *budget { return &budget{max: max, wake: make(chan struct{})} }
+
+// acquire takes n bytes, waiting while they would exceed the bound (unless nothing is held).
+func (b *budget) acquire(ctx context.Context, n int) error {
+	for {
+		b.mu.Lock()
+		if b.closed {
+			b.mu.Unlock()
+			return ErrClosed
+		}
+		if b.used == 0 || b.used+n <= b.max {
+			b.used += n
+			b.mu.Unlock()
+			return nil
+		}
+		w := b.wake
+		b.mu.Unlock()
+		select {
+		case <-w:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+func (b *budget) release(n int) {
+	if n == 0 {
+		return
+	}
+	b.mu.Lock()
+	b.used -= n
+	close(b.wake)
+	b.wake = make(chan struct{})
+	b.mu.Unlock()
+}
+
+// close makes every acquire fail with ErrClosed, waiting ones included.
+func (b *budget) close() {
+	b.mu.Lock()
+	if !b.closed {
+		b.closed = true
+		close(b.wake)
+		b.wake = make(chan struct{})
+	}
+	b.mu.Unlock()
+}

@@ -1,0 +1,353 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/weirhq/weir/cluster/wire"
+	"github.com/weirhq/weir/storage"
+)
+
+// TestProduceConsumeAcks produces N records from several goroutines with each acks mode and
+// reads them back in order.
+func TestProduceConsumeAcks(t *testing.T) {
+	_, c := setup(t, "", 0)
+	const writers, perWriter = 4, 250
+	for _, acks := range []wire.Acks{wire.AcksNone, wire.AcksLeader, wire.AcksAll} {
+		t.Run(acks.String(), func(t *testing.T) {
+			ctx := testCtx(t)
+			topic := "acks-" + acks.String()
+			if err := c.CreateTopic(ctx, topic, 1, 1); err != nil {
+				t.Fatal(err)
+			}
+			p, err := c.NewProducer(topic, Acks(acks), BatchBytes(4<<10))
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Each writer's records must come back in the writer's order.
+			var mu sync.Mutex
+			offsets := map[string]int64{}
+			var failed atomic.Int64
+			var wg sync.WaitGroup
+			for w := range writers {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for i := range perWriter {
+						v := fmt.Sprintf("w%d-%04d", w, i)
+						p.ProduceAsync(ctx, storage.Record{Value: []byte(v), Headers: map[string]string{"w": fmt.Sprint(w)}},
+							func(off int64, err error) {
+								if err != nil {
+									failed.Add(1)
+									t.Errorf("record %s: %v", v, err)
+								}
+								mu.Lock()
+								offsets[v] = off
+								mu.Unlock()
+							})
+					}
+				}()
+			}
+			wg.Wait()
+			if err := p.Flush(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if len(offsets) != writers*perWriter || failed.Load() > 0 {
+				t.Fatalf("%d callbacks, %d failed, want %d", len(offsets), failed.Load(), writers*perWriter)
+			}
+			if err := p.Close(); err != nil {
+				t.Fatal(err)
+			}
+			msgs := consumeN(t, c, topic, 0, Earliest(), writers*perWriter)
+			next := make([]int, writers)
+			for i, m := range msgs {
+				if m.Offset != int64(i) || m.Topic != topic || m.Partition != 0 {
+					t.Fatalf("message %d: %s/%d@%d", i, m.Topic, m.Partition, m.Offset)
+				}
+				var w, n int
+				if _, err := fmt.Sscanf(string(m.Value), "w%d-%d", &w, &n); err != nil || n != next[w] || m.Headers["w"] != fmt.Sprint(w) {
+					t.Fatalf("message %d = %q (headers %v), want writer %d's record %d", i, m.Value, m.Headers, w, next[w])
+				}
+				next[w]++
+				want := int64(-1)
+				if acks != wire.AcksNone {
+					want = m.Offset
+				}
+				if off := offsets[string(m.Value)]; off != want {
+					t.Fatalf("record %q acknowledged at offset %d, read at %d", m.Value, off, m.Offset)
+				}
+				if time.Since(m.Timestamp) > time.Minute || m.Timestamp.After(time.Now()) {
+					t.Fatalf("message %d timestamp %v", i, m.Timestamp)
+				}
+			}
+		})
+	}
+}
+
+// fnv1a32 is the documented partitioning hash, written out from its definition.
+func fnv1a32(key []byte) uint32 {
+	h := uint32(2166136261)
+	for _, b := range key {
+		h ^= uint32(b)
+		h *= 16777619
+	}
+	return h
+}
+
+func TestKeyHashing(t *testing.T) {
+	vectors := []struct {
+		key  string
+		hash uint32
+	}{
+		{"", 0x811c9dc5},
+		{"a", 0xe40c292c},
+		{"foobar", 0xbf9cf968},
+		{"user-42", 0},
+	}
+	for _, v := range vectors {
+		std := fnv.New32a()
+		std.Write([]byte(v.key))
+		if v.hash == 0 {
+			v.hash = std.Sum32()
+		}
+		if got := fnv1a32([]byte(v.key)); got != v.hash || got != std.Sum32() {
+			t.Fatalf("FNV-1a(%q) = %#x, want %#x", v.key, got, v.hash)
+		}
+		for _, n := range []int32{1, 3, 7, 1000} {
+			if got, want := wire.PartitionForKey([]byte(v.key), n), int32(v.hash%uint32(n)); got != want {
+				t.Errorf("PartitionForKey(%q, %d) = %d, want %d", v.key, n, got, want)
+			}
+		}
+	}
+
+	const parts = 5
+	_, c := setup(t, "keyed", parts)
+	ctx := testCtx(t)
+	p, err := c.NewProducer("keyed", Linger(time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const keys, perKey = 20, 10
+	var results []*Result
+	for i := range perKey {
+		for k := range keys {
+			results = append(results, p.Produce(ctx, storage.Record{Key: fmt.Appendf(nil, "key-%d", k), Value: fmt.Appendf(nil, "%d", i)}))
+		}
+	}
+	// Keyless records spread over the partitions a batch at a time.
+	for i := range 50 {
+		results = append(results, p.Produce(ctx, storage.Record{Value: fmt.Appendf(nil, "nokey-%d", i)}))
+		if i%10 == 9 {
+			p.Flush(ctx)
+		}
+	}
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range results {
+		if _, err := r.Wait(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	seen := map[string]int32{}
+	keyless := 0
+	for part := int32(0); part < parts; part++ {
+		hw, err := c.ListOffsets(ctx, "keyed", part, Latest())
+		if err != nil {
+			t.Fatal(err)
+		}
+		next := map[string]int{}
+		for _, m := range consumeN(t, c, "keyed", part, Earliest(), int(hw)) {
+			if m.Key == nil {
+				keyless++
+				continue
+			}
+			k := string(m.Key)
+			if want := int32(fnv1a32(m.Key) % parts); part != want {
+				t.Fatalf("key %q in partition %d, want %d", k, part, want)
+			}
+			if p, ok := seen[k]; ok && p != part {
+				t.Fatalf("key %q in partitions %d and %d", k, p, part)
+			}
+			seen[k] = part
+			if string(m.Value) != fmt.Sprint(next[k]) {
+				t.Fatalf("key %q: value %q, want %d (order per key)", k, m.Value, next[k])
+			}
+			next[k]++
+		}
+	}
+	if len(seen) != keys || keyless != 50 {
+		t.Fatalf("%d keys, %d keyless records", len(seen), keyless)
+	}
+}
+
+// TestStickyPartitioning checks that keyless records fill one partition's batch and then move
+// to the next partition.
+func TestStickyPartitioning(t *testing.T) {
+	const parts = 3
+	_, c := setup(t, "sticky", parts)
+	ctx := testCtx(t)
+	p, err := c.NewProducer("sticky", Linger(time.Hour), BatchBytes(1000))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	var results []*Result
+	for i := range 30 { // ~100 bytes each: about 9 per batch
+		results = append(results, p.Produce(ctx, storage.Record{Value: make([]byte, 70+i%3)}))
+	}
+	if err := p.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range results {
+		if _, err := r.Wait(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	total := int64(0)
+	for part := int32(0); part < parts; part++ {
+		hw, err := c.ListOffsets(ctx, "sticky", part, Latest())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if hw < 5 {
+			t.Errorf("partition %d holds %d records: not round robin by batch", part, hw)
+		}
+		total += hw
+	}
+	if total != 30 {
+		t.Fatalf("%d records in all", total)
+	}
+}
+
+func TestProduceErrors(t *testing.T) {
+	_, c := setup(t, "small", 1)
+	ctx := testCtx(t)
+
+	t.Run("unknown topic", func(t *testing.T) {
+		p, err := c.NewProducer("no-such-topic", Retries(2), RetryBackoff(5*time.Millisecond, 20*time.Millisecond))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer p.Close()
+		var rs []*Result
+		for i := range 5 {
+			rs = append(rs, p.Produce(ctx, storage.Record{Key: []byte{byte(i)}, Value: []byte("x")}))
+		}
+		for i, r := range rs {
+			off, err := r.Wait(ctx)
+			var ce *Error
+			if !errors.Is(err, wire.ErrUnknownTopic) || off != -1 || !errors.As(err, &ce) || ce.Topic != "no-such-topic" || ce.Op != "produce" {
+				t.Fatalf("record %d: offset %d, %v", i, off, err)
+			}
+		}
+	})
+
+	t.Run("topic created while retrying", func(t *testing.T) {
+		p, err := c.NewProducer("late-topic", Retries(50), RetryBackoff(5*time.Millisecond, 20*time.Millisecond))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer p.Close()
+		var rs []*Result
+		for i := range 20 {
+			rs = append(rs, p.Produce(ctx, storage.Record{Key: fmt.Appendf(nil, "k%d", i), Value: []byte("x")}))
+		}
+		time.Sleep(50 * time.Millisecond)
+		if err := c.CreateTopic(ctx, "late-topic", 2, 1); err != nil {
+			t.Fatal(err)
+		}
+		for i, r := range rs {
+			if _, err := r.Wait(ctx); err != nil {
+				t.Fatalf("record %d: %v", i, err)
+			}
+		}
+	})
+
+	t.Run("oversized record", func(t *testing.T) {
+		p, err := c.NewProducer("small", MaxRecordBytes(1024))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer p.Close()
+		big := p.Produce(ctx, storage.Record{Value: make([]byte, 2000)})
+		ok := p.Produce(ctx, storage.Record{Value: make([]byte, 500)})
+		if _, err := big.Wait(ctx); !errors.Is(err, wire.ErrRecordTooLarge) {
+			t.Fatalf("2000-byte record with a 1 KiB limit: %v", err)
+		}
+		if _, err := ok.Wait(ctx); err != nil {
+			t.Fatalf("500-byte record: %v", err)
+		}
+		// The default limit is what one storage batch can hold.
+		d, err := c.NewProducer("small")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer d.Close()
+		if _, err := d.Produce(ctx, storage.Record{Value: make([]byte, storage.MaxBatchSize)}).Wait(ctx); !errors.Is(err, wire.ErrRecordTooLarge) {
+			t.Fatalf("64 MiB record: %v", err)
+		}
+	})
+
+	t.Run("closed", func(t *testing.T) {
+		p, err := c.NewProducer("small")
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := p.Produce(ctx, storage.Record{Value: []byte("before")})
+		p.Close()
+		if _, err := r.Wait(ctx); err != nil {
+			t.Fatalf("record produced before Close: %v", err)
+		}
+		if _, err := p.Produce(ctx, storage.Record{Value: []byte("after")}).Wait(ctx); !errors.Is(err, ErrClosed) {
+			t.Fatalf("record produced after Close: %v", err)
+		}
+		if err := p.Flush(ctx); !errors.Is(err, ErrClosed) {
+			t.Fatalf("Flush after Close: %v", err)
+		}
+	})
+}
+
+// TestProduceBackpressure fills the buffer of a producer that cannot send (its batches
+// linger): Produce blocks until Flush makes room.
+func TestProduceBackpressure(t *testing.T) {
+	_, c := setup(t, "bp", 1)
+	ctx := testCtx(t)
+	p, err := c.NewProducer("bp", Linger(time.Hour), MaxBufferedBytes(1000))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	rec := storage.Record{Value: make([]byte, 300)} // 325 bytes counted
+	for range 3 {
+		p.ProduceAsync(ctx, rec, nil)
+	}
+	short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel()
+	if _, err := p.Produce(short, rec).Wait(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("fourth record in a full buffer: %v", err)
+	}
+	produced := make(chan *Result, 1)
+	go func() { produced <- p.Produce(ctx, rec) }() // blocks until there is room
+	select {
+	case <-produced:
+		t.Fatal("a record beyond the buffer was accepted")
+	case <-time.After(20 * time.Millisecond):
+	}
+	if err := p.Flush(ctx); err != nil { // sends the three records, which makes room
+		t.Fatal(err)
+	}
+	r := <-produced
+	if err := p.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if off, err := r.Wait(ctx); err != nil || off != 3 {
+		t.Fatalf("blocked record: offset %d, %v", off, err)
+	}
+}

@@ -1,0 +1,117 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/weirhq/weir/client"
+	"github.com/weirhq/weir/cluster/wire"
+	"github.com/weirhq/weir/storage"
+)
+
+// maxShownErrors bounds the per-record errors printed by `weir produce`.
+const maxShownErrors = 5
+
+// runProduce handles `weir produce TOPIC`: one record per line of standard input. It exits 0
+// only when every record was acknowledged; a summary goes to standard error.
+func runProduce(args []string, env cli) error {
+	fs := flag.NewFlagSet("produce", flag.ContinueOnError)
+	server := serverFlag(fs, env)
+	acksFlag := fs.String("acks", "all", "when the node answers: all (committed), leader (appended) or none")
+	sep := fs.String("key-separator", "", "split each line into key and value at the first occurrence of this string (no key when absent from the line)")
+	linger := fs.Duration("linger", 5*time.Millisecond, "how long a batch waits for more lines")
+	pos, err := parseFlags(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return fmt.Errorf("%w: produce takes one topic name", errUsage)
+	}
+	acks, err := wire.ParseAcks(*acksFlag)
+	if err != nil {
+		return fmt.Errorf("%w: --acks: %v", errUsage, err)
+	}
+	if *linger < 0 {
+		return fmt.Errorf("%w: --linger %v: must not be negative", errUsage, *linger)
+	}
+	topic := pos[0]
+	c, err := connect(*server)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	// A topic that does not exist fails at once, not after every line's retries.
+	md, err := c.Metadata(context.Background(), topic)
+	if err != nil {
+		return err
+	}
+	if e := md.Topics[0].Err; e != nil {
+		return fmt.Errorf("produce %s: %w", topic, e)
+	}
+	p, err := c.NewProducer(topic, client.Acks(acks), client.Linger(*linger))
+	if err != nil {
+		return err
+	}
+
+	var (
+		mu     sync.Mutex
+		failed int
+		shown  int
+	)
+	onError := func(line int, err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		failed++
+		if shown < maxShownErrors {
+			shown++
+			fmt.Fprintf(env.stderr, "weir: line %d: %v\n", line, err)
+		}
+	}
+	start := time.Now()
+	var records, bytesIn int
+	sc := bufio.NewScanner(env.stdin)
+	sc.Buffer(make([]byte, 64<<10), storage.MaxBatchSize-storage.HeaderSize)
+	ctx := context.Background()
+	for sc.Scan() {
+		records++
+		line := records
+		rec := storage.Record{Value: bytes.Clone(sc.Bytes())}
+		if *sep != "" {
+			if k, v, ok := bytes.Cut(rec.Value, []byte(*sep)); ok {
+				rec.Key, rec.Value = k, v
+			}
+		}
+		bytesIn += len(rec.Key) + len(rec.Value)
+		p.ProduceAsync(ctx, rec, func(_ int64, err error) {
+			if err != nil {
+				onError(line, err)
+			}
+		})
+	}
+	readErr := sc.Err()
+	if errors.Is(readErr, bufio.ErrTooLong) {
+		readErr = fmt.Errorf("line %d is longer than %d bytes", records+1, storage.MaxBatchSize-storage.HeaderSize)
+	}
+	_ = p.Close() // waits for every record's answer
+	el := time.Since(start)
+	mu.Lock()
+	defer mu.Unlock()
+	if failed > shown {
+		fmt.Fprintf(env.stderr, "weir: ... and %d more errors\n", failed-shown)
+	}
+	fmt.Fprintf(env.stderr, "produced %d of %d records (%d bytes) to %s in %v (acks=%s), %d errors\n",
+		records-failed, records, bytesIn, topic, el.Round(time.Millisecond), acks, failed)
+	switch {
+	case readErr != nil:
+		return fmt.Errorf("reading standard input: %w", readErr)
+	case failed > 0:
+		return fmt.Errorf("%d of %d records were not acknowledged", failed, records)
+	}
+	return nil
+}

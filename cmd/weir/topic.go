@@ -1,0 +1,127 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+
+	"github.com/weirhq/weir/client"
+)
+
+// runTopic handles `weir topic create|list|describe|delete`.
+func runTopic(args []string, env cli) error {
+	if len(args) == 0 {
+		return fmt.Errorf("%w: topic needs a subcommand: create, list, describe or delete", errUsage)
+	}
+	sub := args[0]
+	fs := flag.NewFlagSet("topic "+sub, flag.ContinueOnError)
+	server := serverFlag(fs, env)
+	var partitions, replicas *int
+	wantArgs := 1
+	switch sub {
+	case "create":
+		partitions = fs.Int("partitions", 1, "number of partitions")
+		replicas = fs.Int("replicas", 1, "replication factor")
+	case "list":
+		wantArgs = 0
+	case "describe", "delete":
+	default:
+		return fmt.Errorf("%w: unknown topic subcommand %q (want create, list, describe or delete)", errUsage, sub)
+	}
+	pos, err := parseFlags(fs, args[1:])
+	if err != nil {
+		return err
+	}
+	if len(pos) != wantArgs {
+		if wantArgs == 0 {
+			return fmt.Errorf("%w: topic list takes no arguments, got %q", errUsage, strings.Join(pos, " "))
+		}
+		return fmt.Errorf("%w: topic %s takes one topic name", errUsage, sub)
+	}
+	if partitions != nil && (*partitions < 1 || *partitions > 1<<16) {
+		return fmt.Errorf("%w: --partitions %d: want 1 to 65536", errUsage, *partitions)
+	}
+	if replicas != nil && (*replicas < 1 || *replicas > 255) {
+		return fmt.Errorf("%w: --replicas %d: want 1 to 255", errUsage, *replicas)
+	}
+	c, err := connect(*server)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	switch sub {
+	case "create":
+		if err := c.CreateTopic(ctx, pos[0], int32(*partitions), int32(*replicas)); err != nil {
+			return err
+		}
+		fmt.Fprintf(env.stdout, "created topic %s: %d partitions, replication factor %d\n", pos[0], *partitions, *replicas)
+	case "delete":
+		if err := c.DeleteTopic(ctx, pos[0]); err != nil {
+			return err
+		}
+		fmt.Fprintf(env.stdout, "deleted topic %s\n", pos[0])
+	case "list":
+		return listTopics(ctx, c, env)
+	case "describe":
+		return describeTopic(ctx, c, pos[0], env)
+	}
+	return nil
+}
+
+func listTopics(ctx context.Context, c *client.Client, env cli) error {
+	md, err := c.Metadata(ctx)
+	if err != nil {
+		return err
+	}
+	w := tabwriter.NewWriter(env.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "TOPIC\tPARTITIONS\tREPLICAS")
+	for _, t := range md.Topics {
+		if t.Err != nil {
+			fmt.Fprintf(w, "%s\t-\t-\t(%v)\n", t.Name, t.Err)
+			continue
+		}
+		fmt.Fprintf(w, "%s\t%d\t%d\n", t.Name, len(t.Partitions), t.Replicas)
+	}
+	return w.Flush()
+}
+
+func describeTopic(ctx context.Context, c *client.Client, name string, env cli) error {
+	md, err := c.Metadata(ctx, name)
+	if err != nil {
+		return err
+	}
+	if len(md.Topics) != 1 {
+		return fmt.Errorf("describe %s: the node described %d topics", name, len(md.Topics))
+	}
+	t := md.Topics[0]
+	if t.Err != nil {
+		return fmt.Errorf("describe %s: %w", name, t.Err)
+	}
+	fmt.Fprintf(env.stdout, "topic %s: %d partitions, replication factor %d\n", t.Name, len(t.Partitions), t.Replicas)
+	w := tabwriter.NewWriter(env.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "PARTITION\tLEADER\tREPLICAS\tHIGH-WATERMARK\tSTART\tEND")
+	for _, p := range t.Partitions {
+		leader := p.Leader
+		if leader == "" {
+			leader = "(none)"
+		}
+		fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\t%s\n", p.Partition, leader, strings.Join(p.Replicas, ","),
+			offset(p.HighWatermark), offset(p.StartOffset), offset(p.EndOffset))
+	}
+	return w.Flush()
+}
+
+// offset prints an offset the node reports, "-" when it does not know it (-1).
+func offset(o int64) string {
+	if o < 0 {
+		return "-"
+	}
+	return fmt.Sprint(o)
+}
