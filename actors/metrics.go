@@ -17,7 +17,8 @@ type Metrics struct {
 	start, hw, end                             *prometheus.GaugeVec
 	hws                                        sync.Map // topic/partition -> high watermark, for lag
 	restarts, failures                         *prometheus.CounterVec
-	lag, committed                             *prometheus.GaugeVec
+	committed                                  *prometheus.GaugeVec
+	commits                                    sync.Map // groupPartition -> committed offset, for lag
 	sourceRecords, sinkRecords                 *prometheus.CounterVec
 }
 
@@ -44,7 +45,7 @@ func NewMetrics() *Metrics {
 	m.end = gauge("log_end_offset", "Offset after the last record appended to a partition's log.", "topic", "partition")
 	m.restarts = counter("actor_restarts_total", "Actor restarts by their supervisor, by kind of actor.", "kind")
 	m.failures = counter("actor_failures_total", "Actor failures (panics) seen by a supervisor, by kind of actor.", "kind")
-	m.lag = gauge("group_lag", "Records between a group's committed offset and the high watermark.", "group", "topic", "partition")
+	m.Registry.MustRegister(lagCollector{m})
 	m.committed = gauge("group_committed_offset", "A group's committed offset.", "group", "topic", "partition")
 	m.sourceRecords = counter("source_records_total", "Records a flow's source had acknowledged by the topic.", "flow")
 	m.sinkRecords = counter("sink_records_total", "Records a flow's sink made durable.", "flow")
@@ -88,6 +89,14 @@ func (m *Metrics) deletePartition(topic string, p int32) {
 		m.start.DeleteLabelValues(topic, ps)
 		m.hw.DeleteLabelValues(topic, ps)
 		m.end.DeleteLabelValues(topic, ps)
+		m.hws.Delete(tp{topic, p})
+		m.commits.Range(func(k, _ any) bool {
+			if g := k.(groupPartition); g.topic == topic && g.partition == p {
+				m.commits.Delete(k)
+				m.committed.DeleteLabelValues(g.group, topic, ps)
+			}
+			return true
+		})
 	}
 }
 
@@ -103,18 +112,41 @@ func (m *Metrics) failure(kind string) {
 	}
 }
 
-// groupOffsets records a group's committed offset and its lag behind the partition's high
-// watermark as of the commit.
+// groupOffsets records a group's committed offset. Its lag is computed when the metrics are
+// scraped, against the high watermark of that moment, so it grows while a group commits nothing.
 func (m *Metrics) groupOffsets(group, topic string, p int32, committed int64) {
 	if m != nil {
-		hw := committed
-		if v, ok := m.hws.Load(tp{topic, p}); ok {
-			hw = v.(int64)
-		}
-		ps := strconv.Itoa(int(p))
-		m.committed.WithLabelValues(group, topic, ps).Set(float64(committed))
-		m.lag.WithLabelValues(group, topic, ps).Set(float64(max(hw-committed, 0)))
+		m.committed.WithLabelValues(group, topic, strconv.Itoa(int(p))).Set(float64(committed))
+		m.commits.Store(groupPartition{group, topic, p}, committed)
 	}
+}
+
+type groupPartition struct {
+	group, topic string
+	partition    int32
+}
+
+var lagDesc = prometheus.NewDesc("weir_group_lag",
+	"Records between a group's committed offset and the partition's high watermark, as of the scrape.",
+	[]string{"group", "topic", "partition"}, nil)
+
+// lagCollector reports weir_group_lag for every committed group partition whose partition is
+// known.
+type lagCollector struct{ m *Metrics }
+
+func (c lagCollector) Describe(ch chan<- *prometheus.Desc) { ch <- lagDesc }
+
+func (c lagCollector) Collect(ch chan<- prometheus.Metric) {
+	c.m.commits.Range(func(k, v any) bool {
+		g := k.(groupPartition)
+		hw, ok := c.m.hws.Load(tp{g.topic, g.partition})
+		if !ok {
+			return true
+		}
+		lag := max(hw.(int64)-v.(int64), 0)
+		ch <- prometheus.MustNewConstMetric(lagDesc, prometheus.GaugeValue, float64(lag), g.group, g.topic, strconv.Itoa(int(g.partition)))
+		return true
+	})
 }
 
 // SourceRecords counts records of a flow's source acknowledged by the topic.

@@ -163,7 +163,8 @@ func (p *Producer) Produce(ctx context.Context, rec storage.Record) *Result {
 // after a closed producer or ctx's end while waiting for buffer space; else on the producer's
 // goroutine when the record is acknowledged or has failed after its retries. It blocks while
 // MaxBufferedBytes are buffered (backpressure); ctx bounds only that wait. A zero Timestamp is
-// set to the current time. fn may be nil.
+// set to the current time. fn may be nil. The producer keeps rec's slices until fn is called:
+// the caller must not modify them before.
 func (p *Producer) ProduceAsync(ctx context.Context, rec storage.Record, fn func(offset int64, err error)) {
 	if fn == nil {
 		fn = func(int64, error) {}
