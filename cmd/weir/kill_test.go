@@ -7,6 +7,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -88,7 +91,9 @@ func (rc *rawConn) call(api wire.API, req, resp any) error {
 }
 
 // TestKillDuringAcksAllProduce SIGKILLs a node in the middle of an acks=all produce with fsync
-// on; after a restart every acknowledged record is there, in order, exactly once.
+// on, while a group member commits offsets; after a restart every acknowledged record is there,
+// in order, exactly once, the group's acknowledged commits are there, and `weir consume --group`
+// resumes from them.
 func TestKillDuringAcksAllProduce(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts weir processes")
@@ -104,6 +109,17 @@ func TestKillDuringAcksAllProduce(t *testing.T) {
 	if err := rc.call(wire.ApiCreateTopic, &wire.CreateTopicRequest{Name: "k", Partitions: 2, Replicas: 1}, &cr); err != nil || cr.Err != nil {
 		t.Fatalf("create: %v %v", err, cr.Err)
 	}
+	// A group member on its own connection commits, every ten batches, offsets halfway through
+	// what was acknowledged so far (a consumer behind the producer).
+	gc, err := dialRaw(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var j wire.JoinGroupResponse
+	if err := gc.call(wire.ApiJoinGroup, &wire.JoinGroupRequest{Group: "resume", Topics: []string{"k"}, SessionTimeoutMs: 30000}, &j); err != nil || j.Err != nil {
+		t.Fatalf("join: %v %v", err, j.Err)
+	}
+	committed := map[int32]int64{} // the last commit acknowledged
 	// Produce until the kill; remember what was acknowledged.
 	acked := map[int32][]string{}
 	killAt := time.Now().Add(700 * time.Millisecond)
@@ -124,6 +140,19 @@ func TestKillDuringAcksAllProduce(t *testing.T) {
 		if r := resp.Results[0]; r.Err == nil {
 			acked[p] = append(acked[p], string(vals[0].Value), string(vals[1].Value))
 		}
+		if i%10 == 9 {
+			offs := []wire.PartitionOffset{{Topic: "k", Partition: 0, Offset: int64(len(acked[0]) / 2)}, {Topic: "k", Partition: 1, Offset: int64(len(acked[1]) / 2)}}
+			var cr wire.AdminResponse
+			err := gc.call(wire.ApiCommit, &wire.CommitRequest{Group: "resume", MemberID: j.MemberID, Generation: j.Generation, Offsets: offs}, &cr)
+			if err != nil {
+				break
+			}
+			if cr.Err == nil {
+				for _, o := range offs {
+					committed[o.Partition] = o.Offset
+				}
+			}
+		}
 	}
 	_ = node.Wait()
 	if len(acked[0])+len(acked[1]) == 0 {
@@ -134,6 +163,7 @@ func TestKillDuringAcksAllProduce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	all := map[int32][]string{}
 	for p := int32(0); p < 2; p++ {
 		var got []string
 		for off := int64(0); ; {
@@ -173,5 +203,42 @@ func TestKillDuringAcksAllProduce(t *testing.T) {
 			}
 		}
 		t.Logf("partition %d: %d acknowledged, %d present after SIGKILL and restart", p, len(acked[p]), len(got))
+		all[p] = got
 	}
+
+	// The group's acknowledged commits survived (a commit in flight at the kill may have too).
+	var fc wire.FetchCommitResponse
+	if err := rc.call(wire.ApiFetchCommit, &wire.FetchCommitRequest{Group: "resume"}, &fc); err != nil || fc.Err != nil {
+		t.Fatalf("fetch commit: %v %v", err, fc.Err)
+	}
+	resumeAt := map[int32]int64{}
+	for _, o := range fc.Offsets {
+		resumeAt[o.Partition] = o.Offset
+	}
+	if len(committed) == 0 {
+		t.Fatal("no commit was acknowledged before the kill")
+	}
+	for p, off := range committed {
+		if resumeAt[p] < off {
+			t.Fatalf("partition %d: committed offset %d after restart, %d acknowledged before the kill", p, resumeAt[p], off)
+		}
+	}
+	// A new member of the group, through the CLI, reads exactly what follows the commits.
+	var want []string
+	for p := int32(0); p < 2; p++ {
+		want = append(want, all[p][resumeAt[p]:]...)
+	}
+	var out, errOut strings.Builder
+	code := runEnv([]string{"--server", addr, "consume", "k", "--group", "resume", "--max", strconv.Itoa(len(want)), "--idle-exit", "5s"},
+		cli{stdin: strings.NewReader(""), stdout: &out, stderr: &errOut, getenv: func(string) string { return "" }})
+	if code != 0 {
+		t.Fatalf("weir consume --group: exit %d: %s", code, errOut.String())
+	}
+	got := strings.Fields(out.String())
+	sort.Strings(got)
+	sort.Strings(want)
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Fatalf("group resumed with %d records, want the %d after the commits %v", len(got), len(want), resumeAt)
+	}
+	t.Logf("group resumed at %v with the %d records after the commits", resumeAt, len(got))
 }
