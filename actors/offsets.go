@@ -1,6 +1,7 @@
 package actors
 
 import (
+	"fmt"
 	"sort"
 
 	"github.com/vmihailenco/msgpack/v5"
@@ -12,8 +13,9 @@ import (
 // The __offsets partition holds committed positions: consumer groups' offsets and flow sources'
 // positions (a source commits under the group "source:<flow>"). Each record's key is the group
 // and its value a msgpack []wire.PartitionOffset; the state is the last value per (group, topic,
-// partition). The partition is never shortened by retention, since the state is rebuilt from it
-// at every start (compaction is future work: see docs/runtime.md).
+// partition). Retention never shortens the partition, since the state is rebuilt from it at every
+// start; instead the state is checkpointed (Checkpoint: one record per group holding all of its
+// offsets) and the log before a committed checkpoint is deleted.
 
 // CommitOffsets stores offsets for a group; the reply is a *ProduceReply once they are committed.
 type CommitOffsets struct {
@@ -62,6 +64,64 @@ func (s *offsetsState) Apply(offset int64, rec storage.Record) *wire.Error {
 		g[tp{o.Topic, o.Partition}] = o
 	}
 	return nil
+}
+
+// checkpointBatchBytes bounds one batch of a checkpoint.
+const checkpointBatchBytes = 512 << 10
+
+// Checkpoint implements Checkpointer: a record per group with all of its offsets, groups in
+// order, in batches of at most checkpointBatchBytes (a group too large for one batch is split
+// over records).
+func (s *offsetsState) Checkpoint() ([][]byte, int) {
+	names := make([]string, 0, len(s.groups))
+	for g := range s.groups {
+		names = append(names, g)
+	}
+	sort.Strings(names)
+	var (
+		batches [][]byte
+		recs    []storage.Record
+		size    int
+		n       int
+	)
+	flush := func() {
+		if len(recs) == 0 {
+			return
+		}
+		b, err := storage.EncodeBatch(recs)
+		if err != nil {
+			panic(fmt.Errorf("__offsets checkpoint: %w", err)) // records of bounded size: a bug
+		}
+		batches = append(batches, b)
+		n += len(recs)
+		recs, size = nil, 0
+	}
+	now := nowMillis()
+	for _, g := range names {
+		offs := make([]wire.PartitionOffset, 0, len(s.groups[g]))
+		for _, o := range s.groups[g] {
+			offs = append(offs, o)
+		}
+		sort.Slice(offs, func(i, j int) bool {
+			a, b := offs[i], offs[j]
+			return a.Topic < b.Topic || a.Topic == b.Topic && a.Partition < b.Partition
+		})
+		for len(offs) > 0 {
+			chunk := offs[:min(len(offs), 1024)]
+			offs = offs[len(chunk):]
+			v, err := msgpack.Marshal(chunk)
+			if err != nil {
+				panic(fmt.Errorf("__offsets checkpoint: %w", err))
+			}
+			if size+len(g)+len(v) > checkpointBatchBytes {
+				flush()
+			}
+			recs = append(recs, storage.Record{Key: []byte(g), Value: v, Timestamp: now})
+			size += len(g) + len(v) + 32
+		}
+	}
+	flush()
+	return batches, n
 }
 
 // Handle implements StateMachine.

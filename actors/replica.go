@@ -39,6 +39,10 @@ type ReplicaConfig struct {
 	// NewStateMachine, for internal partitions (__meta, __offsets), makes the state that the
 	// partition's records build; it is rebuilt from the log at every start.
 	NewStateMachine func() StateMachine
+	// CheckpointRecords, for a state machine that is a Checkpointer, is how many records are
+	// applied between checkpoints, after which the log before the checkpoint is deleted (whole
+	// segments only). 0: never.
+	CheckpointRecords int64
 	// Transport carries raft messages to the other replicas (nil on a single voter).
 	Transport Transport
 	Metrics   *Metrics
@@ -96,6 +100,16 @@ type StateMachine interface {
 	Handle(msg any) (propose []byte, reply any)
 }
 
+// Checkpointer is a state machine whose log can be shortened: Checkpoint returns batches of
+// records that rebuild its whole state when applied after any prefix of the log, or nothing
+// when the state is empty. The replica proposes a checkpoint when CheckpointRecords records
+// were applied since the last one began (and at least twice as many as the checkpoint holds,
+// so that checkpoints do not follow each other), at a moment when none of its own proposals is
+// in flight; once the checkpoint is committed, the log before it may be deleted.
+type Checkpointer interface {
+	Checkpoint() (batches [][]byte, records int)
+}
+
 // proposal is a produce request between Propose and its answer.
 type proposal struct {
 	data     []byte
@@ -105,7 +119,14 @@ type proposal struct {
 	index    uint64
 	base     int64
 	records  int
+	// checkpoint marks the batches of a checkpoint: cpFirst the first, cpLast the last.
+	checkpoint uint8
 }
+
+const (
+	cpFirst = 1 << iota
+	cpLast
+)
 
 // parkedFetch is a fetch waiting for new data.
 type parkedFetch struct {
@@ -134,6 +155,10 @@ type replica struct {
 	readyQueued   bool
 	stopTick      *ticker
 	lastRetention time.Time
+	// Checkpoints (see Checkpointer): cpBase is where the last one began (or the log start),
+	// cpStart where the one in flight begins once its first batch is committed.
+	cpBase, cpStart int64
+	cpInFlight      bool
 }
 
 // NewReplicaProps returns the props of a partition replica actor.
@@ -260,6 +285,7 @@ func (r *replica) start(ctx actor.Context) error {
 	}
 	r.stopTick = startTicker(ctx.ActorSystem(), ctx.Self(), cfg.TickInterval, tick{})
 	r.lastRetention = time.Now()
+	r.cpBase, r.cpInFlight = l.StartOffset(), false
 	r.handleReady(ctx)
 	// The state machine is complete once replay and the entries a single voter commits again at
 	// start are applied; only then does it report its state.

@@ -39,9 +39,10 @@ func (r *replica) produce(ctx actor.Context, m *Produce) {
 	r.propose(ctx, m.Batch, m.Acks, ctx.Sender(), m.Deadline)
 }
 
-// propose hands a checked batch to raft. Only the leader accepts proposals: raft could forward
-// them, but the producer must learn the leader to send its next batches there.
-func (r *replica) propose(ctx actor.Context, batch []byte, acks wire.Acks, replyTo *actor.PID, deadline int64) {
+// propose hands a checked batch to raft and reports whether raft took it. Only the leader
+// accepts proposals: raft could forward them, but the producer must learn the leader to send its
+// next batches there.
+func (r *replica) propose(ctx actor.Context, batch []byte, acks wire.Acks, replyTo *actor.PID, deadline int64) bool {
 	fail := func(e *wire.Error) {
 		if acks != wire.AcksNone && replyTo != nil {
 			ctx.Send(replyTo, &ProduceReply{BaseOffset: -1, Err: e})
@@ -49,12 +50,12 @@ func (r *replica) propose(ctx actor.Context, batch []byte, acks wire.Acks, reply
 	}
 	if r.lead != r.cfg.ID {
 		fail(wire.Errorf(wire.CodeNotLeader, "partition %s: leader is %d", r.cfg.Group(), r.lead))
-		return
+		return false
 	}
 	if r.pending+len(batch) > r.cfg.MaxPendingBytes && r.pending > 0 {
 		r.cfg.Metrics.overloaded(r.cfg.Topic)
 		fail(wire.Errorf(wire.CodeOverloaded, "partition %s: %d bytes in flight", r.cfg.Group(), r.pending))
-		return
+		return false
 	}
 	if err := r.rn.Propose(batch); err != nil {
 		code := wire.CodeUnavailable
@@ -62,12 +63,13 @@ func (r *replica) propose(ctx actor.Context, batch []byte, acks wire.Acks, reply
 			code = wire.CodeOverloaded
 		}
 		fail(wire.Errorf(code, "partition %s: %v", r.cfg.Group(), err))
-		return
+		return false
 	}
 	h, _ := storage.ParseHeader(batch)
 	r.unsaved = append(r.unsaved, &proposal{data: batch, acks: acks, replyTo: replyTo, deadline: deadline, records: int(h.Count)})
 	r.pending += len(batch)
 	r.queueReady(ctx)
+	return true
 }
 
 // queueReady makes the actor process raft's Ready after the messages already in its mailbox, so
@@ -214,6 +216,9 @@ func (r *replica) matchProposals(ctx actor.Context, ents []*pb.Entry, lastBefore
 // answer replies to a proposal and releases its bytes.
 func (r *replica) answer(ctx actor.Context, p *proposal, e *wire.Error) {
 	r.pending -= len(p.data)
+	if p.checkpoint != 0 {
+		r.checkpointAnswered(p, e)
+	}
 	if e == nil {
 		r.cfg.Metrics.recordsIn(r.cfg.Topic, p.records, len(p.data))
 	}
@@ -421,7 +426,67 @@ func (r *replica) onTick(ctx actor.Context) {
 			r.cfg.Logger.Info("retention deleted segments", "group", r.cfg.Group(), "segments", n, "start", r.log.StartOffset())
 		}
 	}
+	r.maybeCheckpoint(ctx)
 	r.queueReady(ctx)
+}
+
+// maybeCheckpoint proposes a checkpoint of the state machine (see Checkpointer) when it is due
+// and none of this leader's proposals is in flight, so that everything before the checkpoint in
+// the log is in it.
+func (r *replica) maybeCheckpoint(ctx actor.Context) {
+	cp, ok := r.sm.(Checkpointer)
+	if !ok || r.cfg.CheckpointRecords <= 0 || r.cpInFlight || r.lead != r.cfg.ID {
+		return
+	}
+	since := r.hw - r.cpBase
+	if since < r.cfg.CheckpointRecords || len(r.unsaved) > 0 || len(r.uncommit) > 0 || r.hw != r.log.EndOffset() {
+		return
+	}
+	batches, n := cp.Checkpoint()
+	if len(batches) == 0 || int64(n)*2 > since {
+		return
+	}
+	for i, b := range batches {
+		if !r.propose(ctx, b, wire.AcksAll, nil, 0) {
+			// Those proposed are applied like any records; this checkpoint is abandoned.
+			for _, p := range r.unsaved {
+				p.checkpoint = 0
+			}
+			r.cfg.Logger.Warn("checkpoint not proposed", "group", r.cfg.Group())
+			return
+		}
+		p := r.unsaved[len(r.unsaved)-1]
+		if i == 0 {
+			p.checkpoint |= cpFirst
+		}
+		if i == len(batches)-1 {
+			p.checkpoint |= cpLast
+		}
+	}
+	r.cpInFlight = true
+}
+
+// checkpointAnswered follows a checkpoint's batches to their commit; after the last one, the
+// log before the checkpoint goes.
+func (r *replica) checkpointAnswered(p *proposal, e *wire.Error) {
+	if e != nil {
+		r.cpInFlight = false
+		r.cfg.Logger.Warn("checkpoint failed", "group", r.cfg.Group(), "err", e)
+		return
+	}
+	if p.checkpoint&cpFirst != 0 {
+		r.cpStart = p.base
+	}
+	if p.checkpoint&cpLast == 0 {
+		return
+	}
+	r.cpInFlight = false
+	r.cpBase = r.cpStart
+	if err := r.log.DeleteBefore(r.cpStart); err != nil {
+		r.cfg.Logger.Warn("checkpoint: deleting the log before it", "group", r.cfg.Group(), "err", err)
+		return
+	}
+	r.cfg.Logger.Debug("checkpoint committed", "group", r.cfg.Group(), "start", r.log.StartOffset())
 }
 
 func (r *replica) status() *Status {
