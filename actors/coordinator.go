@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"slices"
 	"sort"
 	"time"
 
@@ -99,7 +100,11 @@ type coordinator struct {
 	generation  int32
 	rebalancing bool
 	deadline    time.Time
-	stopTick    *ticker
+	// firstJoin: this rebalance began with the join of a member alone in the group (a new
+	// group, or its one member joining again), which waits out the deadline (InitialDelay)
+	// for company. Any other rebalance completes as soon as every member has joined.
+	firstJoin bool
+	stopTick  *ticker
 }
 
 func newCoordinatorProps(n *Node, group string, cfg CoordinatorConfig) *actor.Props {
@@ -125,7 +130,7 @@ func (c *coordinator) Receive(ctx actor.Context) {
 		c.fault("join")
 		c.join(ctx, m)
 	case *Heartbeat:
-		ctx.Respond(&wire.AdminResponse{Err: c.check(m.MemberID, m.Generation, true)})
+		ctx.Respond(&wire.AdminResponse{Err: c.heartbeat(m.MemberID, m.Generation)})
 	case *LeaveGroup:
 		if _, ok := c.members[m.MemberID]; ok {
 			delete(c.members, m.MemberID)
@@ -136,7 +141,7 @@ func (c *coordinator) Receive(ctx actor.Context) {
 	case *CommitGroup:
 		c.fault("commit")
 		if m.MemberID != "" {
-			if e := c.check(m.MemberID, m.Generation, false); e != nil {
+			if e := c.checkCommit(m.MemberID, m.Generation, m.Offsets); e != nil {
 				ctx.Respond(&ProduceReply{BaseOffset: -1, Err: e})
 				return
 			}
@@ -151,15 +156,14 @@ func (c *coordinator) Receive(ctx actor.Context) {
 	}
 }
 
-// check validates a member's id and generation; with seen, it also renews the member's session.
-func (c *coordinator) check(id string, gen int32, seen bool) *wire.Error {
+// heartbeat renews a member's session and tells it whether it must join again: the group is
+// rebalancing, or its generation is over.
+func (c *coordinator) heartbeat(id string, gen int32) *wire.Error {
 	mb, ok := c.members[id]
 	if !ok {
 		return wire.Errorf(wire.CodeUnknownMember, "group %s: member %q is not in the group", c.group, id)
 	}
-	if seen {
-		mb.lastSeen = time.Now()
-	}
+	mb.lastSeen = time.Now()
 	if c.rebalancing {
 		return wire.Errorf(wire.CodeRebalance, "group %s: rebalancing", c.group)
 	}
@@ -167,6 +171,40 @@ func (c *coordinator) check(id string, gen int32, seen bool) *wire.Error {
 		return wire.Errorf(wire.CodeStaleGeneration, "group %s: generation %d, now %d", c.group, gen, c.generation)
 	}
 	return nil
+}
+
+// checkCommit validates a member's commit: the member is in the group and its generation is
+// the current one. During a rebalance the current generation still holds, as in Kafka: a
+// member told to rejoin commits first, so that the next owner of its partitions starts where
+// it stopped. Its partitions have no other owner until the rebalance completes, so then it may
+// commit only those; a member that owns nothing yet (a new one) is told to wait for its join.
+func (c *coordinator) checkCommit(id string, gen int32, offsets []wire.PartitionOffset) *wire.Error {
+	mb, ok := c.members[id]
+	if !ok {
+		return wire.Errorf(wire.CodeUnknownMember, "group %s: member %q is not in the group", c.group, id)
+	}
+	if gen != c.generation {
+		return wire.Errorf(wire.CodeStaleGeneration, "group %s: generation %d, now %d", c.group, gen, c.generation)
+	}
+	if !c.rebalancing {
+		return nil
+	}
+	for _, o := range offsets {
+		if !mb.owns(o.Topic, o.Partition) {
+			return wire.Errorf(wire.CodeRebalance, "group %s: rebalancing, and member %q does not own %s/%d", c.group, id, o.Topic, o.Partition)
+		}
+	}
+	return nil
+}
+
+// owns reports whether a partition is in the member's assignment of the current generation.
+func (mb *member) owns(topic string, p int32) bool {
+	for _, tp := range mb.assigned {
+		if tp.Topic == topic {
+			return slices.Contains(tp.Partitions, p)
+		}
+	}
+	return false
 }
 
 func (c *coordinator) join(ctx actor.Context, m *JoinGroup) {
@@ -208,6 +246,7 @@ func (c *coordinator) join(ctx actor.Context, m *JoinGroup) {
 			delay = c.cfg.InitialDelay
 		}
 		c.startRebalance(delay)
+		c.firstJoin = len(c.members) == 1
 	}
 	c.maybeComplete(ctx)
 }
@@ -220,6 +259,7 @@ func (c *coordinator) startRebalance(wait time.Duration) {
 	if !c.rebalancing {
 		c.rebalancing = true
 		c.deadline = time.Now().Add(wait)
+		c.firstJoin = false
 	}
 }
 
@@ -236,7 +276,7 @@ func (c *coordinator) maybeComplete(ctx actor.Context) {
 		}
 	}
 	past := !time.Now().Before(c.deadline)
-	if len(c.members) == 1 && !past {
+	if c.firstJoin && len(c.members) == 1 && !past {
 		return // the first member waits InitialDelay for company
 	}
 	if !all && !past {

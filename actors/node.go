@@ -44,6 +44,10 @@ type NodeConfig struct {
 	Server ServerConfig
 	// Coordinator tunes consumer-group coordinators.
 	Coordinator CoordinatorConfig
+	// OffsetsCheckpointRecords is how many commits __offsets takes between checkpoints of its
+	// state, after which its log before the checkpoint is deleted: 100,000 by default, a
+	// negative value never.
+	OffsetsCheckpointRecords int64
 	// Logger receives the node's logs; discarded if nil.
 	Logger *slog.Logger
 	// Faults, if set, is called with the actor kind and a point name at fault-injection points
@@ -75,6 +79,8 @@ type Node struct {
 	groups map[string]*actor.PID
 	ready  chan struct{} // closed when __meta has replayed and its topics are spawned
 	once   sync.Once
+
+	closeOnce sync.Once // Close's work runs once; later and concurrent calls wait for it
 }
 
 type topicEntry struct {
@@ -177,10 +183,20 @@ func (n *Node) Root() *actor.PID { return n.root }
 // Logger is the node's logger.
 func (n *Node) Logger() *slog.Logger { return n.logger }
 
-// Close stops the client and HTTP ports, then every actor (closing every log), and waits.
+// Close stops the client and HTTP ports, then every actor (closing every log), and waits. It
+// may be called more than once and from several goroutines: every call returns once the node
+// is closed.
 func (n *Node) Close() error {
+	n.closeOnce.Do(n.close)
+	return nil
+}
+
+// close stops taking requests, then stops the actors, which answers the requests they hold
+// (a long-polling fetch, a join waiting for a rebalance) at once, and only then waits for the
+// client port's goroutines, which wait for those answers.
+func (n *Node) close() {
 	if n.server != nil {
-		n.server.Close()
+		n.server.stop()
 	}
 	if n.http != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -191,8 +207,10 @@ func (n *Node) Close() error {
 	if n.root != nil {
 		_ = n.system.Root.StopFuture(n.root).Wait()
 	}
+	if n.server != nil {
+		n.server.wait()
+	}
 	n.system.Shutdown()
-	return nil
 }
 
 func (n *Node) startHTTP(addr string) error {
@@ -316,6 +334,7 @@ func (a *rootActor) Receive(ctx actor.Context) {
 		a.running = map[string]*topicEntry{}
 		meta := n.replicaConfig(MetaTopic, 0, filepath.Join(n.cfg.DataDir, "meta"))
 		meta.Log.Sync = storage.SyncAlways
+		meta.Log.RetentionBytes, meta.Log.RetentionAge = 0, 0 // the state is rebuilt from all of it
 		meta.Faults = n.fault("meta")
 		self := ctx.Self()
 		system := ctx.ActorSystem()
@@ -327,6 +346,17 @@ func (a *rootActor) Receive(ctx actor.Context) {
 		}
 		offs := n.replicaConfig(OffsetsTopic, 0, filepath.Join(n.cfg.DataDir, "offsets"))
 		offs.Log.Sync = storage.SyncAlways
+		// Checkpoints, not retention, shorten __offsets; small segments let them free space.
+		offs.Log.RetentionBytes, offs.Log.RetentionAge = 0, 0
+		if offs.Log.SegmentBytes <= 0 || offs.Log.SegmentBytes > 16<<20 {
+			offs.Log.SegmentBytes = 16 << 20
+		}
+		switch offs.CheckpointRecords = n.cfg.OffsetsCheckpointRecords; {
+		case offs.CheckpointRecords == 0:
+			offs.CheckpointRecords = 100_000
+		case offs.CheckpointRecords < 0:
+			offs.CheckpointRecords = 0
+		}
 		offs.Faults = n.fault("offsets")
 		offs.NewStateMachine = func() StateMachine { return newOffsetsState() }
 		if _, err := ctx.SpawnNamed(NewReplicaProps(offs), "offsets"); err != nil {

@@ -44,6 +44,8 @@ func (c *ServerConfig) defaults() {
 
 // Server is the node's client port (package wire's protocol). Each connection has a reader and
 // a writer goroutine and one goroutine per request in flight; Close stops and waits for all.
+// The reader hands each request to its actors before it reads the next one, so the requests
+// of one connection reach each actor in the order they were sent (see serveConn).
 type Server struct {
 	n   *Node
 	cfg ServerConfig
@@ -72,6 +74,13 @@ func (s *Server) Addr() string { return s.ln.Addr().String() }
 
 // Close stops accepting, closes every connection and waits for their goroutines.
 func (s *Server) Close() {
+	s.stop()
+	s.wait()
+}
+
+// stop stops accepting and closes every connection; requests in flight still wait for their
+// actors' answers (see wait).
+func (s *Server) stop() {
 	s.mu.Lock()
 	s.closed = true
 	for c := range s.conns {
@@ -79,8 +88,12 @@ func (s *Server) Close() {
 	}
 	s.mu.Unlock()
 	_ = s.ln.Close()
-	s.wg.Wait()
 }
+
+// wait waits for the goroutines of the server and its connections: until every request in
+// flight is answered (a long-polling fetch, a join waiting for a rebalance) or has timed out.
+// Stopping the actors first answers them at once.
+func (s *Server) wait() { s.wg.Wait() }
 
 func (s *Server) accept() {
 	defer s.wg.Done()
@@ -156,8 +169,12 @@ func (b *budget) close() {
 	b.cond.Broadcast()
 }
 
-// serveConn reads requests, runs each in a goroutine of its own, and writes their responses
-// through one writer goroutine.
+// serveConn reads requests and dispatches each to its actors before reading the next, so that
+// the requests of one connection reach a partition (or a coordinator) in the order they were
+// sent: Kafka's per-connection ordering, which keeps pipelined produce requests to a partition
+// in order. Only the wait for the actors' replies runs in a goroutine per request, and the
+// responses go out through one writer goroutine as they are ready, in any order: each carries
+// its request's correlation id.
 func (s *Server) serveConn(c net.Conn) {
 	defer s.wg.Done()
 	out := make(chan []byte, s.cfg.MaxInFlight+1)
@@ -208,11 +225,12 @@ func (s *Server) serveConn(c net.Conn) {
 		if !b.acquire(size) {
 			return
 		}
+		wait := s.dispatch(f) // here, in the order read
 		reqs.Add(1)
 		go func() {
 			defer reqs.Done()
 			defer b.release(size)
-			resp := s.handle(f)
+			resp := wait()
 			body, err := wire.Encode(resp)
 			if err != nil {
 				body, _ = wire.Encode(&wire.AdminResponse{Err: wire.Errorf(wire.CodeUnknown, "encode response: %v", err)})
@@ -222,10 +240,23 @@ func (s *Server) serveConn(c net.Conn) {
 	}
 }
 
-// handle answers one request. Every response struct carries its error under the msgpack key
-// "e", so an *AdminResponse answers a request of any API when its body could not be decoded.
-func (s *Server) handle(f wire.Frame) any {
-	bad := func(err error) any { return &wire.AdminResponse{Err: wire.AsError(err)} }
+// answer waits for the replies to a dispatched request and returns its response.
+type answer func() any
+
+// answered is the answer of a request that needs no wait.
+func answered(resp any) answer { return func() any { return resp } }
+
+// dispatch decodes one request and sends it to the actors that serve it, on the connection's
+// reader goroutine; the answer it returns does the waiting. Every response struct carries its
+// error under the msgpack key "e", so an *AdminResponse answers a request of any API when its
+// body could not be decoded.
+//
+// Produce, fetch, list-offsets and the group APIs are sent to their actors here, so each
+// actor's mailbox holds a connection's requests in the order read. Topic commands run to the
+// end here (they wait until the topic table shows their effect), so the requests read after
+// one see the topic created or deleted. Metadata only reads and runs in the answer.
+func (s *Server) dispatch(f wire.Frame) answer {
+	bad := func(err error) answer { return answered(&wire.AdminResponse{Err: wire.AsError(err)}) }
 	switch f.API {
 	case wire.ApiProduce:
 		var req wire.ProduceRequest
@@ -244,19 +275,19 @@ func (s *Server) handle(f wire.Frame) any {
 		if err := wire.Decode(f.API, f.Body, &req); err != nil {
 			return bad(err)
 		}
-		return s.metadata(&req)
+		return func() any { return s.metadata(&req) }
 	case wire.ApiCreateTopic:
 		var req wire.CreateTopicRequest
 		if err := wire.Decode(f.API, f.Body, &req); err != nil {
 			return bad(err)
 		}
-		return s.admin(&CreateTopic{Name: req.Name, Partitions: req.Partitions, Replicas: req.Replicas}, req.Name, true)
+		return answered(s.admin(&CreateTopic{Name: req.Name, Partitions: req.Partitions, Replicas: req.Replicas}, req.Name, true))
 	case wire.ApiDeleteTopic:
 		var req wire.DeleteTopicRequest
 		if err := wire.Decode(f.API, f.Body, &req); err != nil {
 			return bad(err)
 		}
-		return s.admin(&DeleteTopic{Name: req.Name}, req.Name, false)
+		return answered(s.admin(&DeleteTopic{Name: req.Name}, req.Name, false))
 	case wire.ApiListOffsets:
 		var req wire.ListOffsetsRequest
 		if err := wire.Decode(f.API, f.Body, &req); err != nil {
@@ -266,21 +297,34 @@ func (s *Server) handle(f wire.Frame) any {
 	case wire.ApiJoinGroup, wire.ApiHeartbeat, wire.ApiLeaveGroup, wire.ApiCommit, wire.ApiFetchCommit:
 		return s.group(f)
 	}
-	return &wire.AdminResponse{Err: wire.Errorf(wire.CodeUnsupported, "API %s (%d)", f.API, uint8(f.API))}
+	return answered(&wire.AdminResponse{Err: wire.Errorf(wire.CodeUnsupported, "API %s (%d)", f.API, uint8(f.API))})
 }
 
-// ask sends msg to pid and waits for the reply.
-func (s *Server) ask(pid *actor.PID, msg any, timeout time.Duration) (any, *wire.Error) {
-	res, err := s.n.system.Root.RequestFuture(pid, msg, timeout).Result()
-	if err != nil {
-		if errors.Is(err, actor.ErrTimeout) {
-			return nil, wire.Errorf(wire.CodeTimeout, "no answer from %s within %v", pid.Id, timeout)
+// request sends msg to pid now and returns a function that waits for the reply.
+func (s *Server) request(pid *actor.PID, msg any, timeout time.Duration) func() (any, *wire.Error) {
+	f := s.n.system.Root.RequestFuture(pid, msg, timeout)
+	return func() (any, *wire.Error) {
+		res, err := f.Result()
+		if err != nil {
+			if errors.Is(err, actor.ErrTimeout) {
+				return nil, wire.Errorf(wire.CodeTimeout, "no answer from %s within %v", pid.Id, timeout)
+			}
+			return nil, wire.Errorf(wire.CodeUnavailable, "%s: %v", pid.Id, err)
 		}
-		return nil, wire.Errorf(wire.CodeUnavailable, "%s: %v", pid.Id, err)
+		return res, nil
 	}
-	return res, nil
 }
 
+// partition returns the PID of a topic's partition, or the error for the response.
+//
+// A topic this node does not know is answered CodeUnknownTopic at once: __meta is local and a
+// topic's creation is answered only once this node serves it (Node.topicCommand), so on one
+// node the answer is final for anyone who saw the creation succeed. The code stays retriable
+// (wire.Code.Retriable) on purpose: a producer started before its topic is created waits for
+// it through its retries (tested in package client), and with several nodes the topic table
+// will reach a node some time after the creation, which is what Kafka's
+// UNKNOWN_TOPIC_OR_PARTITION being retriable is for. Callers that must fail fast look the
+// topic up first, as `weir produce` does: a metadata answer's per-topic error is not retried.
 func (s *Server) partition(topic string, p int32) (*actor.PID, *wire.Error) {
 	if topic == MetaTopic || topic == OffsetsTopic {
 		return nil, wire.Errorf(wire.CodeInvalidRequest, "topic %q is internal", topic)
@@ -297,9 +341,11 @@ func (s *Server) partition(topic string, p int32) (*actor.PID, *wire.Error) {
 	return pid, nil
 }
 
-func (s *Server) produce(req *wire.ProduceRequest) *wire.ProduceResponse {
+// produce checks a produce request and sends its batches to their partitions; the answer
+// collects their replies.
+func (s *Server) produce(req *wire.ProduceRequest) answer {
 	if req.Acks != wire.AcksNone && req.Acks != wire.AcksLeader && req.Acks != wire.AcksAll {
-		return &wire.ProduceResponse{Err: wire.Errorf(wire.CodeInvalidRequest, "acks %d: want 0 (none), 1 (leader) or -1 (all)", req.Acks)}
+		return answered(&wire.ProduceResponse{Err: wire.Errorf(wire.CodeInvalidRequest, "acks %d: want 0 (none), 1 (leader) or -1 (all)", req.Acks)})
 	}
 	timeout := s.cfg.RequestTimeout
 	if req.TimeoutMs > 0 {
@@ -326,47 +372,59 @@ func (s *Server) produce(req *wire.ProduceRequest) *wire.ProduceResponse {
 		}
 		futures[i] = s.n.system.Root.RequestFuture(pid, msg, timeout+time.Second)
 	}
-	for i, f := range futures {
-		if f == nil {
-			continue
+	return func() any {
+		for i, f := range futures {
+			if f == nil {
+				continue
+			}
+			res, err := f.Result()
+			switch {
+			case errors.Is(err, actor.ErrTimeout):
+				resp.Results[i].Err = wire.Errorf(wire.CodeTimeout, "partition %d: no answer within %v", req.Batches[i].Partition, timeout)
+				continue
+			case err != nil: // the partition stopped meanwhile
+				resp.Results[i].Err = wire.Errorf(wire.CodeUnavailable, "partition %d: %v", req.Batches[i].Partition, err)
+				continue
+			}
+			r := res.(*ProduceReply)
+			resp.Results[i].BaseOffset, resp.Results[i].Err = r.BaseOffset, r.Err
 		}
-		res, err := f.Result()
-		if err != nil {
-			resp.Results[i].Err = wire.Errorf(wire.CodeTimeout, "partition %d: no answer within %v", req.Batches[i].Partition, timeout)
-			continue
-		}
-		r := res.(*ProduceReply)
-		resp.Results[i].BaseOffset, resp.Results[i].Err = r.BaseOffset, r.Err
+		return resp
 	}
-	return resp
 }
 
-func (s *Server) fetch(req *wire.FetchRequest) *wire.FetchResponse {
+func (s *Server) fetch(req *wire.FetchRequest) answer {
 	pid, e := s.partition(req.Topic, req.Partition)
 	if e != nil {
-		return &wire.FetchResponse{Err: e}
+		return answered(&wire.FetchResponse{Err: e})
 	}
 	wait := time.Duration(max(req.MaxWaitMs, 0)) * time.Millisecond
 	if wait > time.Minute {
-		return &wire.FetchResponse{Err: wire.Errorf(wire.CodeInvalidRequest, "max wait %v is over a minute", wait)}
+		return answered(&wire.FetchResponse{Err: wire.Errorf(wire.CodeInvalidRequest, "max wait %v is over a minute", wait)})
 	}
-	res, e := s.ask(pid, &Fetch{Offset: req.Offset, MaxBytes: req.MaxBytes, MaxWaitMs: req.MaxWaitMs}, wait+s.cfg.RequestTimeout)
-	if e != nil {
-		return &wire.FetchResponse{Err: e}
+	reply := s.request(pid, &Fetch{Offset: req.Offset, MaxBytes: req.MaxBytes, MaxWaitMs: req.MaxWaitMs}, wait+s.cfg.RequestTimeout)
+	return func() any {
+		res, e := reply()
+		if e != nil {
+			return &wire.FetchResponse{Err: e}
+		}
+		return res.(*wire.FetchResponse)
 	}
-	return res.(*wire.FetchResponse)
 }
 
-func (s *Server) listOffsets(req *wire.ListOffsetsRequest) *wire.ListOffsetsResponse {
+func (s *Server) listOffsets(req *wire.ListOffsetsRequest) answer {
 	pid, e := s.partition(req.Topic, req.Partition)
 	if e != nil {
-		return &wire.ListOffsetsResponse{Offset: -1, Err: e}
+		return answered(&wire.ListOffsetsResponse{Offset: -1, Err: e})
 	}
-	res, e := s.ask(pid, &ListOffsets{Spec: req.Spec, Timestamp: req.Timestamp}, s.cfg.RequestTimeout)
-	if e != nil {
-		return &wire.ListOffsetsResponse{Offset: -1, Err: e}
+	reply := s.request(pid, &ListOffsets{Spec: req.Spec, Timestamp: req.Timestamp}, s.cfg.RequestTimeout)
+	return func() any {
+		res, e := reply()
+		if e != nil {
+			return &wire.ListOffsetsResponse{Offset: -1, Err: e}
+		}
+		return res.(*wire.ListOffsetsResponse)
 	}
-	return res.(*wire.ListOffsetsResponse)
 }
 
 func (s *Server) metadata(req *wire.MetadataRequest) *wire.MetadataResponse {
@@ -418,9 +476,9 @@ func (s *Server) admin(msg any, name string, create bool) *wire.AdminResponse {
 	return &wire.AdminResponse{Err: s.n.topicCommand(msg, name, create, s.cfg.RequestTimeout)}
 }
 
-// group serves the consumer-group APIs through the group's coordinator (commits, offset reads
-// through __offsets).
-func (s *Server) group(f wire.Frame) any {
+// group sends a consumer-group request to the group's coordinator (commits, offset reads to
+// __offsets); the answer waits for the reply.
+func (s *Server) group(f wire.Frame) answer {
 	timeout := s.cfg.RequestTimeout
 	var group string
 	var msg any
@@ -428,59 +486,65 @@ func (s *Server) group(f wire.Frame) any {
 	case wire.ApiJoinGroup:
 		var req wire.JoinGroupRequest
 		if err := wire.Decode(f.API, f.Body, &req); err != nil {
-			return &wire.JoinGroupResponse{Err: wire.AsError(err)}
+			return answered(&wire.JoinGroupResponse{Err: wire.AsError(err)})
 		}
 		group, msg = req.Group, &JoinGroup{req}
 	case wire.ApiHeartbeat:
 		var req wire.HeartbeatRequest
 		if err := wire.Decode(f.API, f.Body, &req); err != nil {
-			return &wire.AdminResponse{Err: wire.AsError(err)}
+			return answered(&wire.AdminResponse{Err: wire.AsError(err)})
 		}
 		group, msg = req.Group, &Heartbeat{req}
 	case wire.ApiLeaveGroup:
 		var req wire.LeaveGroupRequest
 		if err := wire.Decode(f.API, f.Body, &req); err != nil {
-			return &wire.AdminResponse{Err: wire.AsError(err)}
+			return answered(&wire.AdminResponse{Err: wire.AsError(err)})
 		}
 		group, msg = req.Group, &LeaveGroup{req}
 	case wire.ApiCommit:
 		var req wire.CommitRequest
 		if err := wire.Decode(f.API, f.Body, &req); err != nil {
-			return &wire.AdminResponse{Err: wire.AsError(err)}
+			return answered(&wire.AdminResponse{Err: wire.AsError(err)})
 		}
 		for _, o := range req.Offsets {
 			if _, ok := s.n.Topic(o.Topic); !ok {
-				return &wire.AdminResponse{Err: wire.Errorf(wire.CodeUnknownTopic, "commit: topic %q does not exist", o.Topic)}
+				return answered(&wire.AdminResponse{Err: wire.Errorf(wire.CodeUnknownTopic, "commit: topic %q does not exist", o.Topic)})
 			}
 			if o.Offset < 0 {
-				return &wire.AdminResponse{Err: wire.Errorf(wire.CodeInvalidRequest, "commit: negative offset %d for %s/%d", o.Offset, o.Topic, o.Partition)}
+				return answered(&wire.AdminResponse{Err: wire.Errorf(wire.CodeInvalidRequest, "commit: negative offset %d for %s/%d", o.Offset, o.Topic, o.Partition)})
 			}
 		}
 		group, msg = req.Group, &CommitGroup{req}
 	case wire.ApiFetchCommit:
 		var req wire.FetchCommitRequest
 		if err := wire.Decode(f.API, f.Body, &req); err != nil {
-			return &wire.FetchCommitResponse{Err: wire.AsError(err)}
+			return answered(&wire.FetchCommitResponse{Err: wire.AsError(err)})
 		}
-		res, e := s.ask(s.n.childPID("offsets"), &FetchOffsets{Group: req.Group, Partitions: req.Partitions}, timeout)
-		if e != nil {
-			return &wire.FetchCommitResponse{Err: e}
+		reply := s.request(s.n.childPID("offsets"), &FetchOffsets{Group: req.Group, Partitions: req.Partitions}, timeout)
+		return func() any {
+			res, e := reply()
+			if e != nil {
+				return &wire.FetchCommitResponse{Err: e}
+			}
+			return res
 		}
-		return res
 	}
 	if group == "" {
-		return &wire.AdminResponse{Err: wire.Errorf(wire.CodeInvalidRequest, "%s: empty group name", f.API)}
+		return answered(&wire.AdminResponse{Err: wire.Errorf(wire.CodeInvalidRequest, "%s: empty group name", f.API)})
 	}
 	pid, err := s.n.coordinatorFor(group)
 	if err != nil {
-		return &wire.AdminResponse{Err: wire.Errorf(wire.CodeInvalidRequest, "%v", err)}
+		return answered(&wire.AdminResponse{Err: wire.Errorf(wire.CodeInvalidRequest, "%v", err)})
 	}
-	res, e := s.ask(pid, msg, timeout)
-	if e != nil {
-		return &wire.AdminResponse{Err: e}
+	reply := s.request(pid, msg, timeout)
+	return func() any {
+		res, e := reply()
+		if e != nil {
+			return &wire.AdminResponse{Err: e}
+		}
+		if r, ok := res.(*ProduceReply); ok { // a commit, answered by __offsets
+			return &wire.AdminResponse{Err: r.Err}
+		}
+		return res
 	}
-	if r, ok := res.(*ProduceReply); ok { // a commit, answered by __offsets
-		return &wire.AdminResponse{Err: r.Err}
-	}
-	return res
 }

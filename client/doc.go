@@ -46,12 +46,19 @@
 // Retriable errors (wire.Code.Retriable, connection failures, client-side timeouts, which are
 // wire.ErrTimeout) are retried with exponential backoff up to Retries times by producers,
 // consumers and the read-only admin requests; CreateTopic and DeleteTopic are sent once.
+// wire.ErrUnknownTopic is retriable, so that a Producer started before its topic is created
+// waits for it (about 6.5 s with the default retries) before failing its records; to fail at
+// once, look the topic up with Metadata first (its per-topic error is not retried), as
+// `weir produce` does.
 //
 // # Delivery
 //
 // A producer retries a batch after a retriable error, so a batch whose first answer was lost
-// may be written twice (no idempotent producer yet). With MaxInFlight(1), the default, the
-// batches of a partition are written in the order they were produced; with more in flight, a
-// retried batch may land after a later one, and the node may reorder requests in flight on
-// one connection (it serves them concurrently).
+// may be written twice (no idempotent producer yet). The node hands the requests of one
+// connection to its partitions in the order they arrive, as Kafka does; their answers may
+// come back in another order (they are matched by correlation id). With MaxInFlight(1), the
+// default, the batches of a partition are written in the order they were produced. With more
+// in flight, a retried batch may land after a later one, and so may a batch whose request
+// raced the next one onto the connection (the Producer hands each request to the Client
+// from a goroutine of its own).
 package client

@@ -19,8 +19,10 @@ import (
 // committed offsets (or the ResetPolicy's end when there are none).
 //
 // Delivery is at least once: records polled but not committed when their partition moves to
-// another member are read again there. The node refuses commits while a rebalance is in
-// progress, so Commit returns ErrRebalanced then.
+// another member are read again there. During a rebalance the node still takes the commits of
+// the generation that is ending for the partitions the member owns in it, so the commit Poll
+// makes before joining again counts; once the member has a new generation, a commit with the
+// old one is refused and Commit returns ErrRebalanced.
 //
 // Concurrency: Poll, PollRecords, Commit and Close belong to one goroutine at a time; Pause,
 // Resume, Position, Assigned and Member may be called from any goroutine.
@@ -257,8 +259,9 @@ func (g *GroupConsumer) needRejoin(generation int32) {
 }
 
 // Commit stores the positions of what Poll returned, for the partitions whose position moved
-// since the last commit. During a rebalance the node refuses it: the error is then
-// ErrRebalanced (joined with the node's), and the next Poll joins again.
+// since the last commit. When the node refuses it because the member's generation is over (a
+// rebalance completed without it, or it was dropped), the error is ErrRebalanced (joined with
+// the node's), and the next Poll joins again.
 func (g *GroupConsumer) Commit(ctx context.Context) error {
 	if g.closed {
 		return ErrClosed
