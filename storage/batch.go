@@ -19,7 +19,7 @@ import (
 //	 4     1    version          BatchVersion
 //	 5     3    reserved         zero
 //	 8     4    length           body length in bytes (the whole batch is HeaderSize+length)
-//	12     4    crc              CRC32C (Castagnoli) of bytes [40, HeaderSize+length)
+//	12     4    crc              CRC32C (Castagnoli) of bytes [40, 76) and [HeaderSize, HeaderSize+length)
 //	16     8    base offset      offset of the first record; assigned by the log
 //	24     8    term             raft term of the entry; assigned by the log's owner
 //	32     8    index            raft index of the entry; assigned by the log's owner
@@ -30,19 +30,26 @@ import (
 //	56     8    max timestamp    largest record timestamp in the batch
 //	64     8    producer id      -1 when the producer is not idempotent
 //	72     4    base sequence    sequence number of the first record for that producer, -1 if none
+//	76     4    header crc       CRC32C of bytes [0, 76)
 //
-// Bytes 16 to 40 are written by the log when the batch is appended, so they sit outside the CRC,
-// the way Kafka leaves a batch's base offset out of its checksum: a broker places a batch without
-// recomputing anything. The log checks them structurally instead (offsets and indexes dense, terms
-// never decreasing).
+// Two checksums, because two parties write a batch. The producer writes the records and the
+// fields about them, and the crc covers those: it is computed once, where the batch is built, and
+// checked end to end by whoever decodes it. The log writes the placement (bytes 16 to 40) when it
+// appends the batch, and seals the header with the header crc, which covers every header byte
+// before it, the crc and the placement included. So a damaged length, offset, term or index is
+// caught when the header is parsed, before anything is placed by it, and the log recomputes only
+// a checksum of 76 bytes when it places a batch.
+//
+// Version 1 had a 76-byte header without the header crc, and a crc of bytes [40, end); the log
+// does not read it (see segmentVersion).
 //
 // The body of a records batch is record count msgpack arrays, back to back, each
 // [timestamp delta (int, milliseconds after first timestamp), key (bin or nil), value (bin or nil),
 // headers (map of str to str, or nil)]. The body of any other kind is opaque bytes (see Kind).
 const (
 	BatchMagic   uint32 = 0x57454952 // "WEIR"
-	BatchVersion byte   = 1
-	HeaderSize          = 76
+	BatchVersion byte   = 2
+	HeaderSize          = 80
 	// MaxBatchSize bounds one batch, header included. A length field beyond it is corruption.
 	MaxBatchSize = 64 << 20
 
@@ -59,7 +66,12 @@ const (
 	offMaxTS      = 56
 	offProducerID = 64
 	offBaseSeq    = 72
+	offHeaderCRC  = 76
 	crcStart      = offAttributes
+
+	// minRecordSize is the least an encoded record takes: a one-byte array header and four
+	// one-byte fields. It bounds the record count a body of a given length can hold.
+	minRecordSize = 5
 )
 
 // Kind says what a batch carries. Only KindRecords batches hold records; the others are raft
@@ -124,8 +136,8 @@ func (h Header) Size() int { return HeaderSize + int(h.Length) }
 // NextOffset is the offset after the batch's last record.
 func (h Header) NextOffset() int64 { return h.BaseOffset + int64(h.Count) }
 
-// ParseHeader decodes and checks the fixed header at the start of p. It checks magic, version,
-// kind and length bounds, not the CRC (see CheckCRC).
+// ParseHeader decodes and checks the fixed header at the start of p: magic, version, the header
+// checksum, kind, length and record count bounds. It does not check the body's CRC (see CheckCRC).
 func ParseHeader(p []byte) (Header, error) {
 	if len(p) < HeaderSize {
 		return Header{}, fmt.Errorf("%w: %d bytes, shorter than the %d-byte header", ErrBadBatch, len(p), HeaderSize)
@@ -135,6 +147,9 @@ func ParseHeader(p []byte) (Header, error) {
 	}
 	if v := p[offVersion]; v != BatchVersion {
 		return Header{}, fmt.Errorf("%w: version %d, want %d", ErrBadBatch, v, BatchVersion)
+	}
+	if got, want := headerChecksum(p), binary.BigEndian.Uint32(p[offHeaderCRC:]); got != want {
+		return Header{}, fmt.Errorf("%w: header crc %#08x, header says %#08x", ErrBadBatch, got, want)
 	}
 	h := Header{
 		Length:         binary.BigEndian.Uint32(p[offLength:]),
@@ -158,14 +173,28 @@ func ParseHeader(p []byte) (Header, error) {
 	if h.Kind != KindRecords && h.Count != 0 {
 		return Header{}, fmt.Errorf("%w: %s batch claims %d records", ErrBadBatch, h.Kind, h.Count)
 	}
+	if uint64(h.Count)*minRecordSize > uint64(h.Length) {
+		return Header{}, fmt.Errorf("%w: %d records cannot fit in %d bytes", ErrBadBatch, h.Count, h.Length)
+	}
 	if h.BaseOffset < 0 || h.BaseOffset > math.MaxInt64-int64(h.Count) {
 		return Header{}, fmt.Errorf("%w: base offset %d out of range", ErrBadBatch, h.BaseOffset)
 	}
 	return h, nil
 }
 
-// checksum computes the CRC of a whole batch (header and body present in b).
-func checksum(b []byte) uint32 { return crc32.Checksum(b[crcStart:], castagnoli) }
+// checksum computes the CRC of a whole batch (header and body present in b): the producer's
+// header fields and the body, not the header crc after them.
+func checksum(b []byte) uint32 {
+	return crc32.Update(crc32.Checksum(b[crcStart:offHeaderCRC], castagnoli), castagnoli, b[HeaderSize:])
+}
+
+// headerChecksum computes the header crc of the header at the start of b.
+func headerChecksum(b []byte) uint32 { return crc32.Checksum(b[:offHeaderCRC], castagnoli) }
+
+// sealHeader writes the header crc; every other header field must be in place.
+func sealHeader(hdr []byte) {
+	binary.BigEndian.PutUint32(hdr[offHeaderCRC:], headerChecksum(hdr))
+}
 
 // CheckCRC verifies the CRC of the whole batch b, whose header h was parsed from it.
 func CheckCRC(b []byte, h Header) error {
@@ -188,11 +217,13 @@ func ParseBatch(p []byte) (Header, error) {
 	return h, CheckCRC(p, h)
 }
 
-// putPlacement writes the fields the log assigns (base offset, term, index) into a header.
+// putPlacement writes the fields the log assigns (base offset, term, index) into a header and
+// seals it again.
 func putPlacement(hdr []byte, baseOffset int64, term, index uint64) {
 	binary.BigEndian.PutUint64(hdr[offBaseOffset:], uint64(baseOffset))
 	binary.BigEndian.PutUint64(hdr[offTerm:], term)
 	binary.BigEndian.PutUint64(hdr[offIndex:], index)
+	sealHeader(hdr)
 }
 
 // controlBatch builds a batch of a kind other than KindRecords, holding data as its body.
@@ -203,8 +234,8 @@ func controlBatch(kind Kind, data []byte, ts int64) []byte {
 	return b
 }
 
-// fillHeader writes every header field except the placement (left zero) and computes the CRC;
-// the body must already be in b[HeaderSize:].
+// fillHeader writes every header field except the placement (left zero) and computes both
+// checksums; the body must already be in b[HeaderSize:].
 func fillHeader(b []byte, kind Kind, count uint32, firstTS, maxTS, producerID int64, baseSeq int32) {
 	binary.BigEndian.PutUint32(b[offMagic:], BatchMagic)
 	b[offVersion] = BatchVersion
@@ -216,6 +247,7 @@ func fillHeader(b []byte, kind Kind, count uint32, firstTS, maxTS, producerID in
 	binary.BigEndian.PutUint64(b[offProducerID:], uint64(producerID))
 	binary.BigEndian.PutUint32(b[offBaseSeq:], uint32(baseSeq))
 	binary.BigEndian.PutUint32(b[offCRC:], checksum(b))
+	sealHeader(b)
 }
 
 // BatchBuilder encodes records into one batch. It reuses its buffers between batches, so one
@@ -334,12 +366,9 @@ func DecodeBatch(batch []byte, fn func(offset int64, r Record) error) (Header, e
 	if h.Kind != KindRecords {
 		return h, nil
 	}
-	body := batch[HeaderSize:h.Size()]
-	// Every encoded record takes at least 5 bytes (array header and four one-byte fields), which
+	// ParseHeader has checked that count records of minRecordSize bytes fit in the body, which
 	// bounds what a hostile count field can make us do.
-	if uint64(h.Count)*5 > uint64(len(body)) {
-		return h, fmt.Errorf("%w: %d records cannot fit in %d bytes", ErrBadBatch, h.Count, len(body))
-	}
+	body := batch[HeaderSize:h.Size()]
 	rd := bytes.NewReader(body)
 	d := msgpack.NewDecoder(rd)
 	for i := uint32(0); i < h.Count; i++ {

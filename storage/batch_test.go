@@ -93,19 +93,21 @@ func TestBatchBuilderReuse(t *testing.T) {
 	}
 }
 
-// TestBatchPlacementOutsideCRC: the log writes base offset, term and index without recomputing
-// the checksum, so those bytes must not be covered by it, and every other byte must be.
-func TestBatchPlacementOutsideCRC(t *testing.T) {
+// TestBatchChecksums: the log writes base offset, term and index and reseals the header without
+// recomputing the body's crc, so those bytes must be outside the crc; and every byte of the
+// batch must be covered by one of the two checksums.
+func TestBatchChecksums(t *testing.T) {
 	b, _ := EncodeBatch(testRecords(3))
+	crc := binary.BigEndian.Uint32(b[offCRC:])
 	putPlacement(b, 1234, 5, 6)
 	h, err := ParseBatch(b)
 	if err != nil {
-		t.Fatalf("placement broke the crc: %v", err)
+		t.Fatalf("placement broke a checksum: %v", err)
 	}
-	if h.BaseOffset != 1234 || h.Term != 5 || h.Index != 6 {
-		t.Fatalf("placement not read back: %+v", h)
+	if h.BaseOffset != 1234 || h.Term != 5 || h.Index != 6 || h.CRC != crc {
+		t.Fatalf("placement not read back, or the crc changed: %+v", h)
 	}
-	for i := crcStart; i < len(b); i++ {
+	for i := 0; i < len(b); i++ {
 		c := bytes.Clone(b)
 		c[i] ^= 0x40
 		if _, err := ParseBatch(c); err == nil {
@@ -116,9 +118,12 @@ func TestBatchPlacementOutsideCRC(t *testing.T) {
 
 func TestParseHeaderErrors(t *testing.T) {
 	good, _ := EncodeBatch(testRecords(2))
+	// mod changes header fields and reseals the header, so that the check of each field is
+	// reached; "header crc" leaves it unsealed.
 	mod := func(f func(b []byte)) []byte {
 		c := bytes.Clone(good)
 		f(c)
+		sealHeader(c)
 		return c
 	}
 	cases := []struct {
@@ -127,6 +132,8 @@ func TestParseHeaderErrors(t *testing.T) {
 		want string
 	}{
 		{"short", good[:HeaderSize-1], "shorter than"},
+		{"header crc", func() []byte { c := bytes.Clone(good); c[offIndex] ^= 1; return c }(), "header crc"},
+		{"count beyond body", mod(func(b []byte) { binary.BigEndian.PutUint32(b[offCount:], uint32(len(b))) }), "cannot fit"},
 		{"magic", mod(func(b []byte) { b[0] = 'X' }), "magic"},
 		{"version", mod(func(b []byte) { b[offVersion] = 9 }), "version"},
 		{"kind", mod(func(b []byte) { binary.BigEndian.PutUint16(b[offAttributes:], 9) }), "unknown kind"},
@@ -179,13 +186,24 @@ func FuzzDecodeBatch(f *testing.F) {
 	f.Add(good)
 	f.Add(controlBatch(KindConfChange, []byte("cc"), 1))
 	f.Add(good[:HeaderSize])
+	// A header claiming more records than its body can hold, which would make offsets wrap.
+	many := bytes.Clone(good)
+	binary.BigEndian.PutUint32(many[offCount:], 1<<31)
+	sealHeader(many)
+	f.Add(many)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		checkDecode(t, b)
-		// The checksum stops almost every mutation at the door; fix it so the body decoder
-		// meets the mutated bytes too.
-		if h, err := ParseHeader(b); err == nil && len(b) >= h.Size() {
-			c := bytes.Clone(b[:h.Size()])
+		// The checksums stop almost every mutation at the door; fix them so that the header
+		// checks and the body decoder meet the mutated bytes too.
+		if len(b) < HeaderSize {
+			return
+		}
+		c := bytes.Clone(b)
+		sealHeader(c)
+		if h, err := ParseHeader(c); err == nil && len(c) >= h.Size() {
+			c = c[:h.Size()]
 			binary.BigEndian.PutUint32(c[offCRC:], checksum(c))
+			sealHeader(c)
 			checkDecode(t, c)
 		}
 	})

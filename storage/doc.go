@@ -49,8 +49,10 @@
 // Open recovers: sealed segments have their indexes loaded (rebuilt when missing or damaged) and
 // the batches after the last index entry verified; the active segment is scanned whole with
 // checksums. A bad batch at the end of the active segment, with nothing valid after it, is a torn
-// write and is cut off. A bad batch followed by a good one is corruption: Open returns a
-// *CorruptError naming the file, position and expected offset, and leaves the files as they are.
+// write and is cut off. A bad batch with a valid one anywhere after it (found by searching the rest
+// of the file) is corruption: Open returns a *CorruptError naming the file, position and expected
+// offset, and leaves the files as they are. Lookups check what an index entry leads to, and every
+// batch header carries a checksum over its placement (offset, term, raft index).
 // After a failed write or fsync the Log refuses further writes (ErrFailed) until it is reopened,
 // because after a failed fsync the kernel may have dropped pages the log believes written.
 //

@@ -28,6 +28,7 @@ type Log struct {
 	segs       []*segment // by offset; the last is the active segment
 	state      persistedState
 	stateDirty bool   // state differs from the state file only in its commit index
+	dirDirty   bool   // files were removed since the directory was last synced
 	applied    uint64 // highest raft index the owner has applied; retention stays below it
 	unsynced   bool   // the active segment holds data not yet fsynced
 	lastSync   time.Time
@@ -80,17 +81,42 @@ func (l *Log) createSegment(baseOffset int64, baseIndex uint64) (*segment, error
 		f.Close()
 		return nil, err
 	}
-	return newSegmentState(path, f, baseOffset, baseIndex), nil
+	l.dirDirty = false
+	return newSegmentState(path, f, baseOffset, baseIndex, l.log), nil
 }
 
-// removeSegment closes and deletes a segment and its indexes.
+// removeSegment closes and deletes a segment and its indexes. The removal is durable after the
+// next syncDir.
 func (l *Log) removeSegment(s *segment) error {
 	s.f.Close()
 	for _, suffix := range []string{logSuffix, indexSuffix, timeIndexSuffix} {
-		if err := l.fs.Remove(segmentPath(l.dir, s.baseOffset, suffix)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		if err := l.removeFile(segmentPath(l.dir, s.baseOffset, suffix)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return err
 		}
 	}
+	return nil
+}
+
+// removeFile removes a file of the log. The removal is durable after the next syncDir.
+func (l *Log) removeFile(name string) error {
+	if err := l.fs.Remove(name); err != nil {
+		return err
+	}
+	l.dirDirty = true
+	return nil
+}
+
+// syncDir makes the removals since the directory was last synced durable. Callers sync before
+// they change a file whose new content relies on a removal (a segment truncated after the
+// segments following it went), and before they return.
+func (l *Log) syncDir() error {
+	if !l.dirDirty {
+		return nil
+	}
+	if err := l.fs.SyncDir(l.dir); err != nil {
+		return err
+	}
+	l.dirDirty = false
 	return nil
 }
 

@@ -48,6 +48,11 @@ func (l *Log) LastIndex() (uint64, error) {
 func (l *Log) Term(i uint64) (uint64, error) {
 	l.mu.RLock()
 	defer l.mu.RUnlock()
+	return l.term(i)
+}
+
+// term is Term for a caller that holds l.mu.
+func (l *Log) term(i uint64) (uint64, error) {
 	switch {
 	case i == l.state.SnapIndex:
 		return l.state.SnapTerm, nil
@@ -108,6 +113,9 @@ func (l *Log) Entries(lo, hi, maxSize uint64) ([]*pb.Entry, error) {
 			h, err := ParseHeader(hb)
 			if err != nil {
 				return nil, s.corrupt(pos, 0, idx, err.Error())
+			}
+			if h.Index != idx {
+				return nil, s.corrupt(pos, 0, idx, fmt.Sprintf("batch says index %d", h.Index))
 			}
 			b, err := w.bytes(pos, h.Size())
 			if err != nil {
@@ -179,6 +187,10 @@ func (l *Log) batchForEntry(e *pb.Entry) ([]byte, Header, error) {
 // its suffix from the first of them on (raft has found the follower's log diverged); the rest are
 // appended. It syncs as the policy says: with SyncAlways the entries are durable on return, which
 // raft requires before the messages of the same Ready are sent.
+//
+// It is all or nothing as far as it can be: every entry is checked before anything is truncated
+// or written, so bad entries leave the log as it was; a write that fails part way through fails
+// the log (ErrFailed), and recovery on reopen keeps what reached the disk.
 func (l *Log) SaveEntries(ents []*pb.Entry) error {
 	if len(ents) == 0 {
 		return nil
@@ -197,26 +209,39 @@ func (l *Log) SaveEntries(ents []*pb.Entry) error {
 	if first <= l.state.SnapIndex {
 		return fmt.Errorf("%w: entry %d is at or before the snapshot at %d", ErrEntryMismatch, first, l.state.SnapIndex)
 	}
-	if last := l.lastIndex(); first > last+1 {
+	last := l.lastIndex()
+	if first > last+1 {
 		return fmt.Errorf("%w: entry %d leaves a gap after %d", ErrEntryMismatch, first, last)
-	} else if first <= last {
-		if err := l.truncateIndex(first); err != nil {
-			return err
-		}
 	}
-	prevTerm := l.lastTerm()
-	for _, e := range ents {
+	prevTerm, err := l.term(first - 1)
+	if err != nil {
+		return err
+	}
+	type frame struct {
+		b []byte
+		h Header
+	}
+	frames := make([]frame, len(ents))
+	for i, e := range ents {
 		if e.GetTerm() < prevTerm {
-			return l.fail(fmt.Errorf("%w: entry %d has term %d after term %d", ErrEntryMismatch, e.GetIndex(), e.GetTerm(), prevTerm))
+			return fmt.Errorf("%w: entry %d has term %d after term %d", ErrEntryMismatch, e.GetIndex(), e.GetTerm(), prevTerm)
 		}
 		b, h, err := l.batchForEntry(e)
 		if err != nil {
 			return err
 		}
-		if err := l.appendFrame(b, h, e.GetTerm(), e.GetIndex()); err != nil {
+		frames[i] = frame{b, h}
+		prevTerm = e.GetTerm()
+	}
+	if first <= last {
+		if err := l.truncateIndex(first); err != nil {
 			return err
 		}
-		prevTerm = e.GetTerm()
+	}
+	for i, e := range ents {
+		if err := l.appendFrame(frames[i].b, frames[i].h, e.GetTerm(), e.GetIndex()); err != nil {
+			return l.fail(err)
+		}
 	}
 	return l.syncPolicy()
 }
@@ -224,10 +249,11 @@ func (l *Log) SaveEntries(ents []*pb.Entry) error {
 // SetHardState records raft's hard state. A new term or vote is written to the state file and
 // fsynced before returning (raft's safety depends on never voting twice in a term); a new commit
 // index alone is kept in memory and written with the next sync, since raft tolerates a stale
-// commit index after a restart.
+// commit index after a restart. An empty hard state (nil or all zero), which raft hands out when
+// nothing changed, is ignored.
 func (l *Log) SetHardState(hs *pb.HardState) error {
-	if hs == nil {
-		return nil
+	if hs.GetTerm() == 0 && hs.GetVote() == 0 && hs.GetCommit() == 0 {
+		return nil // raft's empty hard state: nothing changed, and it must not reset term and vote
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -356,14 +382,17 @@ func (l *Log) ApplySnapshot(snap *pb.Snapshot) error {
 }
 
 // CommittedOffset returns the record offset after the entry at raft index idx: with idx the
-// commit index, the high watermark up to which consumers may read.
+// commit index, the high watermark up to which consumers may read. Like Term, it knows the
+// snapshot's index but none before it (raft.ErrCompacted).
 func (l *Log) CommittedOffset(idx uint64) (int64, error) {
 	l.mu.RLock()
 	defer l.mu.RUnlock()
-	if idx <= l.state.SnapIndex {
+	switch {
+	case idx == l.state.SnapIndex:
 		return l.state.SnapOffset, nil
-	}
-	if idx > l.lastIndex() {
+	case idx < l.state.SnapIndex:
+		return 0, raft.ErrCompacted
+	case idx > l.lastIndex():
 		return 0, raft.ErrUnavailable
 	}
 	s := l.segmentForIndex(idx)

@@ -396,7 +396,7 @@ func (p *contractPair) compareEntries(t *testing.T, lo, hi, limit uint64) {
 			continue
 		}
 		// A records entry comes back as the batch the log stored: the proposal's bytes with the
-		// placement the log assigned (offset, term, index), which lies outside the CRC.
+		// placement the log assigned (offset, term, index), sealed by the header crc.
 		h, err := ParseBatch(g.Data)
 		if err != nil {
 			t.Fatalf("entry %d: %v", w.GetIndex(), err)

@@ -50,11 +50,16 @@ func (l *Log) Read(dst []byte, from int64, maxBytes int, end int64) ([]byte, err
 	if _, err := s.f.ReadAt(buf, pos); err != nil {
 		return dst[:start], fmt.Errorf("read %s at %d: %w", s.path, pos, err)
 	}
+	// Every batch must continue the one before: the first is the one seekOffset checked.
 	n := 0
+	next, nextIdx := h.BaseOffset, h.Index
 	for n+HeaderSize <= len(buf) {
 		h, err := ParseHeader(buf[n:])
 		if err != nil {
-			return dst[:start], s.corrupt(pos+int64(n), 0, 0, err.Error())
+			return dst[:start], s.corrupt(pos+int64(n), next, nextIdx, err.Error())
+		}
+		if h.BaseOffset != next || h.Index != nextIdx {
+			return dst[:start], s.corrupt(pos+int64(n), next, nextIdx, fmt.Sprintf("batch says index %d offset %d", h.Index, h.BaseOffset))
 		}
 		if n+h.Size() > len(buf) || (h.Count > 0 && h.BaseOffset >= end) {
 			break
@@ -65,9 +70,16 @@ func (l *Log) Read(dst []byte, from int64, maxBytes int, end int64) ([]byte, err
 			}
 		}
 		n += h.Size()
-		if h.NextOffset() >= end {
+		next, nextIdx = h.NextOffset(), h.Index+1
+		if next >= end {
 			break
 		}
+	}
+	if n == 0 {
+		// from is below end, so the batch seekOffset found holds records the caller may read:
+		// not finding it whole where the segment says it lies is damage, and an empty answer
+		// would have the caller poll forever.
+		return dst[:start], s.corrupt(pos, from, h.Index, fmt.Sprintf("the batch of %d bytes holding offset %d does not fit in the segment", h.Size(), from))
 	}
 	return dst[:start+n], nil
 }
@@ -94,32 +106,31 @@ func (l *Log) OffsetForTime(ts int64) (int64, bool, error) {
 			continue
 		}
 		w := &window{f: s.f}
-		pos := s.startForTime(ts)
-		for pos < s.size {
-			h, err := s.headerAt(w, pos)
+		found := int64(-1)
+		_, _, _, err := s.walk(w, s.entryForTime(ts), func(pos int64, h Header) (bool, error) {
+			if h.Count == 0 || h.MaxTimestamp < ts || h.NextOffset() <= l.state.StartOffset {
+				return false, nil
+			}
+			b, err := w.bytes(pos, h.Size())
 			if err != nil {
-				return 0, false, err
+				return false, s.corrupt(pos, h.BaseOffset, h.Index, err.Error())
 			}
-			if h.Count > 0 && h.MaxTimestamp >= ts && h.NextOffset() > l.state.StartOffset {
-				b, err := w.bytes(pos, h.Size())
-				if err != nil {
-					return 0, false, s.corrupt(pos, h.BaseOffset, h.Index, err.Error())
+			_, err = DecodeBatch(b, func(off int64, r Record) error {
+				if found < 0 && r.Timestamp >= ts && off >= l.state.StartOffset {
+					found = off
 				}
-				found := int64(-1)
-				_, err = DecodeBatch(b, func(off int64, r Record) error {
-					if found < 0 && r.Timestamp >= ts && off >= l.state.StartOffset {
-						found = off
-					}
-					return nil
-				})
-				if err != nil {
-					return 0, false, s.corrupt(pos, h.BaseOffset, h.Index, err.Error())
-				}
-				if found >= 0 {
-					return found, true, nil
-				}
+				return nil
+			})
+			if err != nil {
+				return false, s.corrupt(pos, h.BaseOffset, h.Index, err.Error())
 			}
-			pos += int64(h.Size())
+			return found >= 0, nil
+		})
+		if err != nil {
+			return 0, false, err
+		}
+		if found >= 0 {
+			return found, true, nil
 		}
 	}
 	return l.active().nextOffset, false, nil

@@ -25,7 +25,7 @@ func (l *Log) recover() error {
 		switch {
 		case strings.HasSuffix(name, tmpSuffix):
 			// A write by rename that a crash interrupted; the old file (or none) stands.
-			if err := l.fs.Remove(filepath.Join(l.dir, name)); err != nil {
+			if err := l.removeFile(filepath.Join(l.dir, name)); err != nil {
 				return err
 			}
 		case strings.HasSuffix(name, indexSuffix), strings.HasSuffix(name, timeIndexSuffix):
@@ -49,6 +49,11 @@ func (l *Log) recover() error {
 		l.segs = append(l.segs, s)
 	}
 	if err := l.dropBeforeSnapshot(); err != nil {
+		return err
+	}
+	// Removals so far must be durable before recovery changes any file: a torn tail cut while a
+	// removed segment could come back would leave a log with a hole.
+	if err := l.syncDir(); err != nil {
 		return err
 	}
 	prevIndex, prevOffset, prevTerm := l.state.SnapIndex+1, l.state.SnapOffset, l.state.SnapTerm
@@ -84,10 +89,13 @@ func (l *Log) recover() error {
 		name := segmentPath(l.dir, l.active().baseOffset, suffix)
 		if indexes[filepath.Base(name)] {
 			// Gone already if dropBeforeSnapshot removed the segment this one replaces.
-			if err := l.fs.Remove(name); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			if err := l.removeFile(name); err != nil && !errors.Is(err, fs.ErrNotExist) {
 				return err
 			}
 		}
+	}
+	if err := l.syncDir(); err != nil {
+		return err
 	}
 	if l.state.StartOffset < l.segs[0].baseOffset {
 		l.state.StartOffset = l.segs[0].baseOffset
@@ -128,7 +136,7 @@ func (l *Log) openSegment(base int64, last bool) (*segment, error) {
 		if last && size <= segmentHeaderSize {
 			l.log.Warn("removing a segment whose header a crash left incomplete", "file", path, "bytes", size)
 			f.Close()
-			return nil, l.fs.Remove(path)
+			return nil, l.removeFile(path)
 		}
 		f.Close()
 		return nil, &CorruptError{File: path, Reason: herr.Error()}
@@ -137,7 +145,7 @@ func (l *Log) openSegment(base int64, last bool) (*segment, error) {
 		f.Close()
 		return nil, &CorruptError{File: path, Reason: fmt.Sprintf("header says base offset %d", baseOffset)}
 	}
-	return newSegmentState(path, f, baseOffset, baseIndex), nil
+	return newSegmentState(path, f, baseOffset, baseIndex, l.log), nil
 }
 
 // dropBeforeSnapshot removes segments wholly covered by the snapshot: the trace of a compaction
@@ -269,8 +277,10 @@ func (l *Log) writeIndexes(s *segment) error {
 }
 
 // recoverActive scans the whole active segment, checking every checksum, rebuilding its indexes
-// in memory and cutting a torn tail. Damage followed by a good batch is corruption, not a torn
-// tail, and is reported rather than cut: cutting would silently drop the good data after it.
+// in memory and cutting a torn tail. A bad batch with a valid one anywhere after it is corruption,
+// not a torn tail, and is reported rather than cut: cutting would silently drop the good data after
+// it, which was written before the damaged batch and so, under any sync policy, synced with it or
+// earlier.
 func (l *Log) recoverActive(s *segment, prevTerm uint64) error {
 	w := &window{f: s.f}
 	res, err := s.scan(w, segmentHeaderSize, s.baseIndex, s.baseOffset, prevTerm, true, true, l.cfg.IndexIntervalBytes)
@@ -280,14 +290,19 @@ func (l *Log) recoverActive(s *segment, prevTerm uint64) error {
 	if !res.bad {
 		return nil
 	}
-	if !res.torn {
-		if hb, err := w.bytes(res.end, HeaderSize); err == nil {
-			if h, err := ParseHeader(hb); err == nil && validAt(w, res.end+int64(h.Size()), s.nextIndex+1) {
-				return s.corrupt(res.end, s.nextOffset, s.nextIndex, res.reason)
-			}
-		}
+	size, err := s.f.Size()
+	if err != nil {
+		return err
 	}
-	size, _ := s.f.Size()
+	at, h, found, err := s.findValidBatch(w, res.end, size, s.nextIndex)
+	if err != nil {
+		return err
+	}
+	if found {
+		return s.corrupt(res.end, s.nextOffset, s.nextIndex, fmt.Sprintf(
+			"%s; a valid batch (index %d, offset %d) follows at byte %d, so this is damage to written data, not a torn write",
+			res.reason, h.Index, h.BaseOffset, at))
+	}
 	l.log.Warn("truncating torn tail", "file", s.path, "at", res.end, "dropped_bytes", size-res.end, "reason", res.reason)
 	if err := s.f.Truncate(res.end); err != nil {
 		return err

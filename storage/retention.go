@@ -45,7 +45,11 @@ func (l *Log) truncateIndex(idx uint64) error {
 	}
 	s := l.active()
 	if idx >= s.nextIndex {
-		l.clampToEnd(idx) // whole segments went: the log now ends where the active one does
+		// Whole segments went: the log now ends where the active one does.
+		if err := l.syncDir(); err != nil {
+			return l.fail(fmt.Errorf("truncate: %w", err))
+		}
+		l.clampToEnd(idx)
 		return nil
 	}
 	w := &window{f: s.f}
@@ -53,23 +57,29 @@ func (l *Log) truncateIndex(idx uint64) error {
 	if idx > s.baseIndex {
 		p, _, err := s.seekIndex(w, idx)
 		if err != nil {
-			return err
+			return l.fail(err) // segments after this one may be gone already
 		}
 		pos = p
+	}
+	if s.sealed {
+		// The segment is active again; its indexes live in memory from now on.
+		s.sealed = false
+		for _, suffix := range []string{indexSuffix, timeIndexSuffix} {
+			if err := l.removeFile(segmentPath(l.dir, s.baseOffset, suffix)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return l.fail(err)
+			}
+		}
+	}
+	// The segments after this one must stay gone before it is cut: a crash that kept the cut but
+	// not the removals would leave a log with a hole in it.
+	if err := l.syncDir(); err != nil {
+		return l.fail(fmt.Errorf("truncate: %w", err))
 	}
 	if err := s.f.Truncate(pos); err != nil {
 		return l.fail(fmt.Errorf("truncate %s: %w", s.path, err))
 	}
 	if err := s.f.Sync(); err != nil {
 		return l.fail(fmt.Errorf("sync %s: %w", s.path, err))
-	}
-	if s.sealed {
-		s.sealed = false
-		for _, suffix := range []string{indexSuffix, timeIndexSuffix} {
-			if err := l.fs.Remove(segmentPath(l.dir, s.baseOffset, suffix)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-				return l.fail(err)
-			}
-		}
 	}
 	// Recompute the segment's end state by rescanning from its last remaining index entry.
 	s.dropIndexFrom(pos)
@@ -186,5 +196,8 @@ func (l *Log) compact(drop func(*segment) bool) (int, error) {
 		l.log.Info("deleted segment", "file", s.path)
 	}
 	l.segs = append([]*segment(nil), l.segs[n:]...)
+	if err := l.syncDir(); err != nil {
+		return 0, l.fail(fmt.Errorf("delete segment: %w", err))
+	}
 	return n, nil
 }

@@ -1,11 +1,13 @@
 package storage
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/crc32"
 	"io"
+	"log/slog"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -36,12 +38,21 @@ import (
 //     position u32), one for a batch at least IndexIntervalBytes after the previous entry.
 //   - NAME.timeindex: 12-byte entries (timestamp i64, position u32): at an index point where the
 //     segment's largest timestamp so far grew, that largest timestamp and the batch's position.
+//
+// Each index file ends with a 4-byte CRC32C of its entries; a file that fails it is rebuilt from
+// the segment. Lookups check the batch an index entry leads to all the same, and ignore an entry
+// that leads elsewhere.
+//
+// Version 2 of the segment format holds batches of BatchVersion 2 (with a header crc) and index
+// files with a checksum; version 1 had neither, and Open reports a version 1 segment as an error
+// rather than guess.
 const (
 	segmentMagic      uint32 = 0x57534547 // "WSEG"
-	segmentVersion    uint16 = 1
+	segmentVersion    uint16 = 2
 	segmentHeaderSize        = 32
 	indexEntrySize           = 12
 	timeEntrySize            = 12
+	indexCRCSize             = 4
 
 	logSuffix       = ".log"
 	indexSuffix     = ".index"
@@ -82,7 +93,7 @@ func decodeSegmentHeader(b []byte) (baseOffset int64, baseIndex uint64, err erro
 		return 0, 0, fmt.Errorf("segment header: magic %#08x, want %#08x", m, segmentMagic)
 	}
 	if v := binary.BigEndian.Uint16(b[4:]); v != segmentVersion {
-		return 0, 0, fmt.Errorf("segment header: version %d, want %d", v, segmentVersion)
+		return 0, 0, fmt.Errorf("segment header: format version %d; this build reads version %d only", v, segmentVersion)
 	}
 	if got, want := crc32.Checksum(b[:28], castagnoli), binary.BigEndian.Uint32(b[28:]); got != want {
 		return 0, 0, fmt.Errorf("segment header: crc %#08x, stored %#08x", got, want)
@@ -113,13 +124,14 @@ type segment struct {
 	times      []timeEntry
 	indexedAt  int64 // position of the last index entry (segmentHeaderSize if none)
 	sealed     bool
+	log        *slog.Logger // warnings about damage lookups work around; may be nil
 }
 
 const noTimestamp = -1 << 63
 
-func newSegmentState(path string, f vfs.File, baseOffset int64, baseIndex uint64) *segment {
+func newSegmentState(path string, f vfs.File, baseOffset int64, baseIndex uint64, log *slog.Logger) *segment {
 	return &segment{
-		path: path, f: f,
+		path: path, f: f, log: log,
 		baseOffset: baseOffset, baseIndex: baseIndex,
 		nextOffset: baseOffset, nextIndex: baseIndex,
 		size: segmentHeaderSize, maxTS: noTimestamp, firstTS: noTimestamp,
@@ -158,35 +170,41 @@ func (s *segment) track(pos int64, h Header, interval int) {
 	}
 }
 
-// startForIndex returns where to start scanning for raft index idx: the last index entry at or
-// before it (or the first batch) with the index and offset of the batch there.
-func (s *segment) startForIndex(idx uint64) (pos int64, index uint64, offset int64) {
-	i := sort.Search(len(s.index), func(i int) bool { return s.baseIndex+uint64(s.index[i].relIndex) > idx })
-	return s.entryAt(i - 1)
+// entryForIndex returns the number of the last index entry at or before raft index idx, or -1
+// for the segment's first batch.
+func (s *segment) entryForIndex(idx uint64) int {
+	return sort.Search(len(s.index), func(i int) bool { return s.baseIndex+uint64(s.index[i].relIndex) > idx }) - 1
 }
 
-// startForOffset is startForIndex for the batch holding record offset off.
-func (s *segment) startForOffset(off int64) (pos int64, index uint64, offset int64) {
-	i := sort.Search(len(s.index), func(i int) bool { return s.baseOffset+int64(s.index[i].relOffset) > off })
-	return s.entryAt(i - 1)
+// entryForOffset is entryForIndex for the batch holding record offset off.
+func (s *segment) entryForOffset(off int64) int {
+	return sort.Search(len(s.index), func(i int) bool { return s.baseOffset+int64(s.index[i].relOffset) > off }) - 1
 }
 
+// entryForTime returns the index entry to start from for the first batch whose max timestamp is
+// at least ts: the one at the last time entry below ts, since every batch before that one is
+// older. Time entries lie at index entries; -1 (the first batch) if there is none.
+func (s *segment) entryForTime(ts int64) int {
+	t := sort.Search(len(s.times), func(i int) bool { return s.times[i].ts >= ts }) - 1
+	if t < 0 {
+		return -1
+	}
+	pos := s.times[t].pos
+	i := sort.Search(len(s.index), func(i int) bool { return s.index[i].pos >= pos })
+	if i == len(s.index) || s.index[i].pos != pos {
+		return -1
+	}
+	return i
+}
+
+// entryAt returns the position, raft index and record offset of index entry i, or of the first
+// batch when i < 0.
 func (s *segment) entryAt(i int) (int64, uint64, int64) {
 	if i < 0 {
 		return segmentHeaderSize, s.baseIndex, s.baseOffset
 	}
 	e := s.index[i]
 	return int64(e.pos), s.baseIndex + uint64(e.relIndex), s.baseOffset + int64(e.relOffset)
-}
-
-// startForTime returns where to start scanning for the first batch whose max timestamp is at
-// least ts: after the last time entry below ts every earlier batch is older.
-func (s *segment) startForTime(ts int64) int64 {
-	i := sort.Search(len(s.times), func(i int) bool { return s.times[i].ts >= ts })
-	if i == 0 {
-		return segmentHeaderSize
-	}
-	return int64(s.times[i-1].pos)
 }
 
 // dropIndexFrom removes index entries at or after pos, after a truncation.
@@ -202,31 +220,57 @@ func (s *segment) dropIndexFrom(pos int64) {
 }
 
 func encodeIndex(entries []indexEntry) []byte {
-	b := make([]byte, len(entries)*indexEntrySize)
+	b := make([]byte, len(entries)*indexEntrySize+indexCRCSize)
 	for i, e := range entries {
 		p := b[i*indexEntrySize:]
 		binary.BigEndian.PutUint32(p[0:], e.relIndex)
 		binary.BigEndian.PutUint32(p[4:], e.relOffset)
 		binary.BigEndian.PutUint32(p[8:], e.pos)
 	}
+	sealIndexFile(b)
 	return b
 }
 
 func encodeTimeIndex(entries []timeEntry) []byte {
-	b := make([]byte, len(entries)*timeEntrySize)
+	b := make([]byte, len(entries)*timeEntrySize+indexCRCSize)
 	for i, e := range entries {
 		p := b[i*timeEntrySize:]
 		binary.BigEndian.PutUint64(p[0:], uint64(e.ts))
 		binary.BigEndian.PutUint32(p[8:], e.pos)
 	}
+	sealIndexFile(b)
 	return b
 }
 
-// decodeIndexes parses and sanity-checks both index files of a segment of the given size. Any
+// sealIndexFile writes the checksum of an index file's entries into its last 4 bytes.
+func sealIndexFile(b []byte) {
+	n := len(b) - indexCRCSize
+	binary.BigEndian.PutUint32(b[n:], crc32.Checksum(b[:n], castagnoli))
+}
+
+// indexFileEntries checks an index file's checksum and returns its entries, a whole number of
+// entries of size bytes.
+func indexFileEntries(b []byte, size int, what string) ([]byte, error) {
+	if len(b) < indexCRCSize || (len(b)-indexCRCSize)%size != 0 {
+		return nil, fmt.Errorf("%s file of %d bytes is not whole entries and a checksum", what, len(b))
+	}
+	n := len(b) - indexCRCSize
+	if got, want := crc32.Checksum(b[:n], castagnoli), binary.BigEndian.Uint32(b[n:]); got != want {
+		return nil, fmt.Errorf("%s file crc %#08x, stored %#08x", what, got, want)
+	}
+	return b[:n], nil
+}
+
+// decodeIndexes parses and checks both index files of a segment of the given size. Any
 // inconsistency is an error, upon which the caller rebuilds the indexes from the segment.
 func decodeIndexes(ib, tb []byte, size int64) ([]indexEntry, []timeEntry, error) {
-	if len(ib)%indexEntrySize != 0 || len(tb)%timeEntrySize != 0 {
-		return nil, nil, errors.New("index file length is not a whole number of entries")
+	ib, err := indexFileEntries(ib, indexEntrySize, "index")
+	if err != nil {
+		return nil, nil, err
+	}
+	tb, err = indexFileEntries(tb, timeEntrySize, "time index")
+	if err != nil {
+		return nil, nil, err
 	}
 	idx := make([]indexEntry, len(ib)/indexEntrySize)
 	for i := range idx {
@@ -354,21 +398,6 @@ func (s *segment) scan(w *window, pos int64, idx uint64, off int64, prevTerm uin
 	return scanResult{end: pos}, nil
 }
 
-// validAt reports whether a whole, checksum-valid batch with raft index idx starts at pos: the
-// test that tells corruption in the middle of a log (good data follows) from a torn tail.
-func validAt(w *window, pos int64, idx uint64) bool {
-	hb, err := w.bytes(pos, HeaderSize)
-	if err != nil {
-		return false
-	}
-	h, err := ParseHeader(hb)
-	if err != nil || h.Index != idx {
-		return false
-	}
-	b, err := w.bytes(pos, h.Size())
-	return err == nil && CheckCRC(b, h) == nil
-}
-
 // headerAt reads and parses the batch header at pos.
 func (s *segment) headerAt(w *window, pos int64) (Header, error) {
 	hb, err := w.bytes(pos, HeaderSize)
@@ -382,40 +411,127 @@ func (s *segment) headerAt(w *window, pos int64) (Header, error) {
 	return h, nil
 }
 
-// seekIndex finds the position of the batch with raft index idx, which must be in the segment.
-func (s *segment) seekIndex(w *window, idx uint64) (int64, Header, error) {
-	pos, _, _ := s.startForIndex(idx)
+// walk visits the batches of s from index entry i (the first batch when i < 0) until visit says
+// it is done, and returns the position and header of that batch; found is false when the segment
+// ended first. Every header is checked (ParseHeader verifies its checksum) and must continue the
+// one before it. An index entry is not trusted either: if the batch it points at is not the one
+// it names, the entry is damaged, and walk starts again from the entry before it, so that a bad
+// index costs time but never gives a wrong answer.
+func (s *segment) walk(w *window, i int, visit func(pos int64, h Header) (bool, error)) (pos int64, h Header, found bool, err error) {
+	for {
+		pos, idx, off := s.entryAt(i)
+		pos, h, found, landed, err := s.walkFrom(w, pos, idx, off, visit)
+		if landed || i < 0 {
+			return pos, h, found, err
+		}
+		if s.log != nil {
+			s.log.Warn("index entry does not match the segment; ignoring it", "file", s.path, "entry", i, "reason", err)
+		}
+		i--
+	}
+}
+
+// walkFrom is walk from position pos, which should hold raft index idx and record offset off.
+// landed reports whether it did.
+func (s *segment) walkFrom(w *window, pos int64, idx uint64, off int64, visit func(int64, Header) (bool, error)) (int64, Header, bool, bool, error) {
+	landed := false
 	for pos < s.size {
 		h, err := s.headerAt(w, pos)
+		if err == nil && (h.Index != idx || h.BaseOffset != off) {
+			err = s.corrupt(pos, off, idx, fmt.Sprintf("batch says index %d offset %d", h.Index, h.BaseOffset))
+		}
 		if err != nil {
-			return 0, h, err
+			return 0, h, false, landed, err
 		}
-		if h.Index == idx {
-			return pos, h, nil
-		}
-		if h.Index > idx {
-			break
+		landed = true
+		done, err := visit(pos, h)
+		if done || err != nil {
+			return pos, h, done, true, err
 		}
 		pos += int64(h.Size())
+		idx, off = h.Index+1, h.NextOffset()
 	}
-	return 0, Header{}, s.corrupt(pos, 0, idx, "raft index not found where the index says")
+	if !landed && (pos != s.size || idx != s.nextIndex || off != s.nextOffset) {
+		return pos, Header{}, false, false, s.corrupt(pos, off, idx, "index entry points past the end of the segment")
+	}
+	return pos, Header{}, false, true, nil
+}
+
+// seekIndex finds the position of the batch with raft index idx, which must be in the segment.
+func (s *segment) seekIndex(w *window, idx uint64) (int64, Header, error) {
+	pos, h, found, err := s.walk(w, s.entryForIndex(idx), func(_ int64, h Header) (bool, error) {
+		return h.Index == idx, nil
+	})
+	if err == nil && !found {
+		err = s.corrupt(pos, 0, idx, "raft index not found in the segment")
+	}
+	return pos, h, err
 }
 
 // seekOffset finds the position of the batch holding record offset off (the first batch with
 // a record at or after off), which must be below s.nextOffset.
 func (s *segment) seekOffset(w *window, off int64) (int64, Header, error) {
-	pos, _, _ := s.startForOffset(off)
-	for pos < s.size {
-		h, err := s.headerAt(w, pos)
-		if err != nil {
-			return 0, h, err
-		}
-		if h.NextOffset() > off {
-			return pos, h, nil
-		}
-		pos += int64(h.Size())
+	pos, h, found, err := s.walk(w, s.entryForOffset(off), func(_ int64, h Header) (bool, error) {
+		return h.NextOffset() > off, nil
+	})
+	if err == nil && !found {
+		err = s.corrupt(pos, off, 0, "record offset not found in the segment")
 	}
-	return 0, Header{}, s.corrupt(pos, off, 0, "record offset not found where the index says")
+	return pos, h, err
+}
+
+// findValidBatch looks for a whole, checksum-valid batch at or after the bad batch at pos, the
+// test that tells damage to written data (good data follows) from a torn tail. Any valid batch
+// counts at pos itself (a torn write cannot leave one there), and after it one with a raft index
+// of at least minIndex: what the log would hold next. A header that passes its checksum can be
+// trusted for its length, so the search skips the extent of such a batch when its body is bad
+// (a record may well hold bytes that look like a batch) and stops at one that runs past the end
+// of the file (the torn last write).
+func (s *segment) findValidBatch(w *window, pos, size int64, minIndex uint64) (int64, Header, bool, error) {
+	magic := binary.BigEndian.AppendUint32(nil, BatchMagic)
+	check := func(p int64) (next int64, h Header, ok bool, err error) {
+		hb, err := w.bytes(p, HeaderSize)
+		if err != nil {
+			return size, h, false, nil
+		}
+		if h, err = ParseHeader(hb); err != nil {
+			return p + 1, h, false, nil
+		}
+		next = p + int64(h.Size())
+		if next > size {
+			return size, h, false, nil
+		}
+		b, err := w.bytes(p, h.Size())
+		if err != nil {
+			return 0, h, false, err
+		}
+		return next, h, CheckCRC(b, h) == nil, nil
+	}
+	next, h, ok, err := check(pos)
+	if ok || err != nil {
+		return pos, h, ok, err
+	}
+	for p := next; size-p >= HeaderSize; {
+		chunk, err := w.bytes(p, int(min(windowSize, size-p)))
+		if err != nil {
+			return 0, Header{}, false, err
+		}
+		i := bytes.Index(chunk, magic)
+		if i < 0 {
+			p += int64(len(chunk) - len(magic) + 1) // a magic may straddle the chunk's end
+			continue
+		}
+		at := p + int64(i)
+		next, h, ok, err := check(at)
+		if err != nil {
+			return 0, h, false, err
+		}
+		if ok && h.Index >= minIndex {
+			return at, h, true, nil
+		}
+		p = next
+	}
+	return 0, Header{}, false, nil
 }
 
 func (s *segment) corrupt(pos, off int64, idx uint64, reason string) error {

@@ -159,5 +159,9 @@ func (l *Log) writeFileAtomic(name string, data []byte) error {
 	if err := l.fs.Rename(tmp, name); err != nil {
 		return err
 	}
-	return l.fs.SyncDir(l.dir)
+	if err := l.fs.SyncDir(l.dir); err != nil {
+		return err
+	}
+	l.dirDirty = false
+	return nil
 }
