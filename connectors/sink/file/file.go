@@ -1,0 +1,719 @@
+// Package file is a rolling file sink: it writes the values of the records it is given to files
+// in a directory, one sequence of files per topic partition, and rolls to a new file by size and
+// by age. Readers of the directory only ever see whole files: a file is written under a hidden
+// in-progress name and renamed to its final name, after an fsync, when it rolls or the sink
+// closes (what Flume's HDFS sink does with its in-use suffix).
+//
+// # Exactly once
+//
+// The sink runner commits a partition's offset only after Write returned, and after a crash
+// replays from the committed offset: the records between that offset and the last one written
+// come again. The sink removes that repeat itself, so every record lands in the directory
+// exactly once:
+//
+//   - Write is durable when it returns: the files it appended to are fsynced, and then the
+//     manifest, a small file that says for every partition the last offset written and the
+//     length of its in-progress file, is replaced atomically (written to a temporary name,
+//     fsynced, renamed, directory fsynced).
+//   - Write skips every record at or below its partition's last written offset: those are the
+//     replay.
+//   - Open reads the manifest and puts the directory back in the state it describes: an
+//     in-progress file is cut to its recorded length (bytes after it were written by a Write
+//     that did not finish, so their offsets were not committed and will be replayed), and
+//     in-progress files the manifest does not know are removed.
+//   - A roll goes through the manifest too: the file is fsynced and closed, the manifest records
+//     the rename it is about to make, and the rename follows. Open completes a recorded rename
+//     that a crash interrupted, so a record is never both in a final file and replayed.
+//
+// The manifest is the sink's only memory: a directory belongs to one sink at a time and to one
+// incarnation of its topics. Two sinks on one directory corrupt each other; a topic deleted and
+// created again restarts its offsets at zero, and its records at or below the old last offset
+// would be skipped: give the new topic (or a new group) a new directory. In a group of several
+// sinks, each with its own directory, exactly once holds per directory for the partitions a sink
+// keeps; when a rebalance moves a partition to another sink, the records between its committed
+// offset and what the old sink wrote land in both directories (the runtime's at-least-once
+// bound: at most one fetch).
+//
+// # Layout
+//
+//	<dir>/<topic>-<partition>-<first offset>-<last offset><suffix>  a finished file
+//	<dir>/.<topic>-<partition>-<first offset>.inprogress           the file being written
+//	<dir>/.manifest                                                the sink's state, JSON
+//	<dir>/.manifest.tmp                                            a manifest being replaced
+//
+// The manifest (version 1) is {"version":1,"partitions":[...],"renames":[...]}: per partition
+// its topic, partition, last (the last offset written, -1 for none) and, while a file is in
+// progress, file (its name), first (its first offset), size (its synced length) and opened (its
+// creation, Unix milliseconds); renames lists the rolls made right after the manifest was
+// written, as from/to names.
+//
+// Offsets in names are zero-padded to 20 digits, so names sort by partition and offset. Topic
+// characters other than letters, digits, '.', '_' and '-' become '_'. A file holds the records'
+// values in offset order, in one of two formats: Lines, each value followed by '\n' (a value
+// holding '\n' reads back as several lines: use LengthPrefixed for binary values), or
+// LengthPrefixed, each value after its length as 4 bytes big endian. Keys, headers and
+// timestamps are not written.
+//
+// # Rolling
+//
+// A file rolls before a record that would take it past RollSize (a record bigger than RollSize
+// gets a file of its own), and once it is RollInterval old: at the next Write, or at the latest
+// when the sink's timer next checks (every quarter of RollInterval, at most every second). Close
+// rolls every file, so a stopped flow leaves only finished files.
+//
+// # Concurrency
+//
+// The runner calls Open, Write and Close from one goroutine at a time. The sink runs one timer
+// goroutine while it is open (none if RollInterval is 0), which Close stops and waits for; one
+// mutex serialises it with the runner's calls.
+package file
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/weirhq/weir/connectors"
+	"github.com/weirhq/weir/storage/vfs"
+)
+
+// On-disk names and versions.
+const (
+	manifestName     = ".manifest"
+	manifestTemp     = ".manifest.tmp"
+	manifestVersion  = 1
+	inProgressSuffix = ".inprogress"
+	lengthPrefix     = 4 // bytes of the length before a value in LengthPrefixed
+)
+
+// Format is the layout of records in a file.
+type Format int
+
+// The formats.
+const (
+	Lines          Format = iota // value, '\n'
+	LengthPrefixed               // length (uint32, big endian), value
+)
+
+// ErrBroken is returned (wrapped) by Write after a failed Write or roll: the sink's memory no
+// longer matches its directory until it is closed and opened again, which the runner does by
+// restarting the flow's actor.
+var ErrBroken = errors.New("file sink: a previous write failed; close and reopen")
+
+// Config configures a file sink.
+type Config struct {
+	// Dir holds the files; it is created if missing.
+	Dir string
+	// Format is the layout of the files (default Lines).
+	Format Format
+	// RollSize is the most bytes in a file, unless its only record is bigger. Required.
+	RollSize int64
+	// RollInterval is the age at which a file rolls (0: never by age).
+	RollInterval time.Duration
+	// Suffix ends the names of finished files (default ".txt" for Lines, ".bin" for
+	// LengthPrefixed).
+	Suffix string
+	// FS is the filesystem (default vfs.OS).
+	FS vfs.FS
+	// Now is the clock that ages files (default time.Now).
+	Now func() time.Time
+	// Logger receives errors of the timer's rolls (default: discarded).
+	Logger *slog.Logger
+}
+
+// DefaultConfig returns a configuration for dir: lines, 128 MiB or 5 minutes per file.
+func DefaultConfig(dir string) Config {
+	return Config{Dir: dir, Format: Lines, RollSize: 128 << 20, RollInterval: 5 * time.Minute}
+}
+
+// Validate reports a configuration that cannot work.
+func (c Config) Validate() error {
+	switch {
+	case c.Dir == "":
+		return errors.New("file sink: no directory")
+	case c.RollSize <= 0:
+		return fmt.Errorf("file sink: RollSize %d, want more than 0 bytes", c.RollSize)
+	case c.RollInterval < 0:
+		return fmt.Errorf("file sink: negative RollInterval %v", c.RollInterval)
+	case c.Format != Lines && c.Format != LengthPrefixed:
+		return fmt.Errorf("file sink: unknown format %d", c.Format)
+	case strings.ContainsAny(c.Suffix, `/\`):
+		return fmt.Errorf("file sink: suffix %q holds a path separator", c.Suffix)
+	}
+	return nil
+}
+
+// Sink writes records to rolling files.
+type Sink struct {
+	cfg Config
+	fs  vfs.FS
+
+	mu     sync.Mutex
+	open   bool
+	broken error           // why the last Write or roll failed; cleared by Open
+	parts  map[tpKey]*part // every partition the manifest knows
+	stop   chan struct{}   // closed by Close to stop the timer
+	done   chan struct{}   // closed when the timer returns
+}
+
+type tpKey struct {
+	topic     string
+	partition int32
+}
+
+// part is the state of one partition's files.
+type part struct {
+	tpKey
+	last int64 // last offset written, durable once the manifest is; -1: none
+
+	// The file in progress; f is nil when there is none.
+	f       vfs.File
+	name    string // in-progress name, in Dir
+	first   int64  // offset of its first record
+	size    int64  // its length, pending bytes included
+	opened  int64  // when it was created, Unix milliseconds
+	pending []byte // encoded records not yet written to f
+}
+
+// manifest is the JSON content of the manifest file.
+type manifest struct {
+	Version    int              `json:"version"`
+	Partitions []manifestPart   `json:"partitions"`
+	Renames    []manifestRename `json:"renames,omitempty"` // rolls to complete on Open
+}
+
+type manifestPart struct {
+	Topic     string `json:"topic"`
+	Partition int32  `json:"partition"`
+	Last      int64  `json:"last"`
+	File      string `json:"file,omitempty"` // in-progress file, if any
+	First     int64  `json:"first,omitempty"`
+	Size      int64  `json:"size,omitempty"`
+	Opened    int64  `json:"opened,omitempty"`
+}
+
+type manifestRename struct {
+	From string `json:"from"`
+	To   string `json:"to"`
+}
+
+// New returns a sink; it touches the directory only in Open.
+func New(cfg Config) (*Sink, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Suffix == "" {
+		cfg.Suffix = ".txt"
+		if cfg.Format == LengthPrefixed {
+			cfg.Suffix = ".bin"
+		}
+	}
+	if cfg.FS == nil {
+		cfg.FS = vfs.OS
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Sink{cfg: cfg, fs: cfg.FS}, nil
+}
+
+// Open implements connectors.Sink: it creates the directory if needed, recovers it to the state
+// its manifest describes (see the package doc) and writes the manifest again, which also proves
+// that the directory is writable.
+func (s *Sink) Open(context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.open {
+		return errors.New("file sink: Open of an open sink")
+	}
+	if err := s.recover(); err != nil {
+		s.closeFiles()
+		return fmt.Errorf("file sink: open %s: %w", s.cfg.Dir, err)
+	}
+	s.open, s.broken = true, nil
+	if s.cfg.RollInterval > 0 {
+		s.stop, s.done = make(chan struct{}), make(chan struct{})
+		go s.timer(s.stop, s.done, min(max(s.cfg.RollInterval/4, 10*time.Millisecond), time.Second))
+	}
+	return nil
+}
+
+func (s *Sink) recover() error {
+	s.parts = map[tpKey]*part{}
+	if err := s.fs.MkdirAll(s.cfg.Dir); err != nil {
+		return err
+	}
+	m, err := s.readManifest()
+	if err != nil {
+		return err
+	}
+	dirty := false
+	for _, r := range m.Renames {
+		done, err := s.redoRename(r)
+		if err != nil {
+			return err
+		}
+		dirty = dirty || done
+	}
+	known := map[string]bool{}
+	for _, mp := range m.Partitions {
+		p := &part{tpKey: tpKey{mp.Topic, mp.Partition}, last: mp.Last}
+		if _, dup := s.parts[p.tpKey]; dup {
+			return fmt.Errorf("manifest: %s/%d twice", mp.Topic, mp.Partition)
+		}
+		s.parts[p.tpKey] = p
+		if mp.Last < -1 || mp.Size < 0 {
+			return fmt.Errorf("manifest: %s/%d at offset %d with %d bytes", mp.Topic, mp.Partition, mp.Last, mp.Size)
+		}
+		if err := s.checkCollision(p.tpKey); err != nil {
+			return err
+		}
+		if mp.File == "" {
+			continue
+		}
+		if mp.File != inProgressName(p.tpKey, mp.First) || mp.First < 0 || mp.First > mp.Last {
+			return fmt.Errorf("manifest names the file %q for %s/%d from %d to %d", mp.File, mp.Topic, mp.Partition, mp.First, mp.Last)
+		}
+		known[mp.File] = true
+		f, err := s.fs.OpenAppend(s.path(mp.File))
+		if err != nil {
+			return fmt.Errorf("in-progress file of %s/%d: %w", mp.Topic, mp.Partition, err)
+		}
+		p.f, p.name, p.first, p.size, p.opened = f, mp.File, mp.First, mp.Size, mp.Opened
+		size, err := f.Size()
+		if err != nil {
+			return err
+		}
+		switch {
+		case size < mp.Size:
+			return fmt.Errorf("%s is %d bytes, shorter than the %d the manifest says were synced", mp.File, size, mp.Size)
+		case size > mp.Size:
+			// The tail of a Write that did not finish: not committed, it will be replayed.
+			if err := f.Truncate(mp.Size); err != nil {
+				return err
+			}
+			if err := f.Sync(); err != nil {
+				return err
+			}
+		}
+	}
+	names, err := s.fs.List(s.cfg.Dir)
+	if err != nil {
+		return err
+	}
+	for _, name := range names {
+		if name == manifestTemp || (strings.HasPrefix(name, ".") && strings.HasSuffix(name, inProgressSuffix) && !known[name]) {
+			// A manifest never renamed into place, or a file no manifest ever recorded: both
+			// hold only what Writes that did not return wrote.
+			if err := s.fs.Remove(s.path(name)); err != nil {
+				return err
+			}
+			dirty = true
+		}
+	}
+	if dirty {
+		if err := s.fs.SyncDir(s.cfg.Dir); err != nil {
+			return err
+		}
+	}
+	return s.writeManifest(nil)
+}
+
+// redoRename completes a recorded roll; it reports whether it had to.
+func (s *Sink) redoRename(r manifestRename) (bool, error) {
+	if err := checkName(r.From); err != nil {
+		return false, err
+	}
+	if err := checkName(r.To); err != nil {
+		return false, err
+	}
+	if !strings.HasPrefix(r.From, ".") || !strings.HasSuffix(r.From, inProgressSuffix) || strings.HasPrefix(r.To, ".") {
+		return false, fmt.Errorf("manifest renames %q to %q", r.From, r.To)
+	}
+	_, ferr := s.fs.Stat(s.path(r.From))
+	_, terr := s.fs.Stat(s.path(r.To))
+	switch {
+	case ferr == nil && errors.Is(terr, fs.ErrNotExist):
+		return true, s.fs.Rename(s.path(r.From), s.path(r.To))
+	case errors.Is(ferr, fs.ErrNotExist) && terr == nil:
+		return false, nil // renamed before the crash
+	case ferr != nil && !errors.Is(ferr, fs.ErrNotExist):
+		return false, ferr
+	case terr != nil && !errors.Is(terr, fs.ErrNotExist):
+		return false, terr
+	case ferr == nil:
+		return false, fmt.Errorf("both %s and %s exist", r.From, r.To)
+	}
+	return false, fmt.Errorf("%s is gone and was never renamed to %s", r.From, r.To)
+}
+
+// Write implements connectors.Sink: when it returns nil, msgs are in fsynced files and the
+// manifest records them. Records at or below their partition's last written offset are skipped.
+func (s *Sink) Write(_ context.Context, msgs []connectors.Message) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.usable(); err != nil {
+		return err
+	}
+	if err := s.write(msgs); err != nil {
+		s.broken = err
+		return fmt.Errorf("file sink: %w", err)
+	}
+	return nil
+}
+
+func (s *Sink) usable() error {
+	if !s.open {
+		return errors.New("file sink: not open")
+	}
+	if s.broken != nil {
+		return fmt.Errorf("%w: %v", ErrBroken, s.broken)
+	}
+	return nil
+}
+
+func (s *Sink) write(msgs []connectors.Message) error {
+	now := s.cfg.Now()
+	var renames []manifestRename
+	touched := map[*part]bool{}
+	created := false
+	for _, m := range msgs {
+		p, err := s.part(m.Topic, m.Partition)
+		if err != nil {
+			return err
+		}
+		if m.Offset <= p.last {
+			continue // written before a crash or a failed commit: the replay
+		}
+		rec := s.encode(m.Value)
+		if p.f != nil && (p.size+int64(len(rec)) > s.cfg.RollSize || s.due(p, now)) {
+			r, err := s.seal(p)
+			if err != nil {
+				return err
+			}
+			renames = append(renames, r)
+		}
+		if p.f == nil {
+			if err := s.create(p, m.Offset, now); err != nil {
+				return err
+			}
+			created = true
+		}
+		touched[p] = true
+		p.pending = append(p.pending, rec...)
+		p.size += int64(len(rec))
+		p.last = m.Offset
+	}
+	for p := range touched {
+		if err := s.flush(p); err != nil {
+			return err
+		}
+	}
+	if created {
+		// The new in-progress names must survive before the manifest points at them.
+		if err := s.fs.SyncDir(s.cfg.Dir); err != nil {
+			return err
+		}
+	}
+	if len(touched) == 0 && len(renames) == 0 {
+		return nil
+	}
+	return s.commit(renames)
+}
+
+func (s *Sink) part(topic string, partition int32) (*part, error) {
+	k := tpKey{topic, partition}
+	p, ok := s.parts[k]
+	if !ok {
+		if err := s.checkCollision(k); err != nil {
+			return nil, err
+		}
+		p = &part{tpKey: k, last: -1}
+		s.parts[k] = p
+	}
+	return p, nil
+}
+
+// checkCollision refuses a partition whose file names another partition already uses: two
+// topics that differ only in characters safeName replaces.
+func (s *Sink) checkCollision(k tpKey) error {
+	for o := range s.parts {
+		if o != k && o.partition == k.partition && safeName(o.topic) == safeName(k.topic) {
+			return fmt.Errorf("topics %q and %q would share file names", o.topic, k.topic)
+		}
+	}
+	return nil
+}
+
+func inProgressName(k tpKey, first int64) string {
+	return fmt.Sprintf(".%s-%d-%020d%s", safeName(k.topic), k.partition, first, inProgressSuffix)
+}
+
+func (s *Sink) encode(v []byte) []byte {
+	if s.cfg.Format == LengthPrefixed {
+		b := make([]byte, lengthPrefix, lengthPrefix+len(v))
+		binary.BigEndian.PutUint32(b, uint32(len(v)))
+		return append(b, v...)
+	}
+	b := make([]byte, 0, len(v)+1)
+	return append(append(b, v...), '\n')
+}
+
+func (s *Sink) due(p *part, now time.Time) bool {
+	return s.cfg.RollInterval > 0 && now.UnixMilli()-p.opened >= s.cfg.RollInterval.Milliseconds()
+}
+
+// create starts p's in-progress file at offset first.
+func (s *Sink) create(p *part, first int64, now time.Time) error {
+	name := inProgressName(p.tpKey, first)
+	f, err := s.fs.Create(s.path(name))
+	if err != nil {
+		return err
+	}
+	p.f, p.name, p.first, p.size, p.opened = f, name, first, 0, now.UnixMilli()
+	return nil
+}
+
+// flush writes p's pending bytes and fsyncs its file.
+func (s *Sink) flush(p *part) error {
+	if len(p.pending) > 0 {
+		if _, err := p.f.Write(p.pending); err != nil {
+			return err
+		}
+		p.pending = p.pending[:0]
+	}
+	return p.f.Sync()
+}
+
+// seal finishes p's in-progress file: flushed, fsynced and closed. It returns the rename that
+// puts it in place, which commit records in the manifest before making it.
+func (s *Sink) seal(p *part) (manifestRename, error) {
+	r := manifestRename{From: p.name,
+		To: fmt.Sprintf("%s-%d-%020d-%020d%s", safeName(p.topic), p.partition, p.first, p.last, s.cfg.Suffix)}
+	if err := s.flush(p); err != nil {
+		return r, err
+	}
+	// Never replace a finished file: it would mean another sink shares the directory, or the
+	// topic was created anew (see the package doc).
+	if _, err := s.fs.Stat(s.path(r.To)); err == nil {
+		return r, fmt.Errorf("%s already exists", r.To)
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return r, err
+	}
+	err := p.f.Close()
+	p.f, p.pending = nil, nil
+	return r, err
+}
+
+// commit makes the state durable: it replaces the manifest, then makes the renames it records.
+func (s *Sink) commit(renames []manifestRename) error {
+	if err := s.writeManifest(renames); err != nil {
+		return err
+	}
+	for _, r := range renames {
+		if err := s.fs.Rename(s.path(r.From), s.path(r.To)); err != nil {
+			return err
+		}
+	}
+	if len(renames) > 0 {
+		return s.fs.SyncDir(s.cfg.Dir)
+	}
+	return nil
+}
+
+// RollDue rolls every file that is RollInterval old. The sink's timer calls it; tests with a
+// fake clock call it to roll at a time of their choosing.
+func (s *Sink) RollDue() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.usable(); err != nil {
+		return err
+	}
+	now := s.cfg.Now()
+	return s.roll(func(p *part) bool { return s.due(p, now) })
+}
+
+// roll seals the files of the parts that which selects and commits.
+func (s *Sink) roll(which func(*part) bool) error {
+	var renames []manifestRename
+	for _, p := range s.sortedParts() {
+		if p.f == nil || !which(p) {
+			continue
+		}
+		r, err := s.seal(p)
+		if err != nil {
+			s.broken = err
+			return fmt.Errorf("file sink: roll: %w", err)
+		}
+		renames = append(renames, r)
+	}
+	if len(renames) == 0 {
+		return nil
+	}
+	if err := s.commit(renames); err != nil {
+		s.broken = err
+		return fmt.Errorf("file sink: roll: %w", err)
+	}
+	return nil
+}
+
+func (s *Sink) timer(stop <-chan struct{}, done chan<- struct{}, every time.Duration) {
+	defer close(done)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+			if err := s.RollDue(); err != nil && !errors.Is(err, ErrBroken) {
+				s.cfg.Logger.Warn("file sink: roll by age failed", "dir", s.cfg.Dir, "err", err)
+			}
+		}
+	}
+}
+
+// Close implements connectors.Sink: it stops the timer and rolls every file in progress. After a
+// failed Write it only releases the files; the next Open recovers the directory.
+func (s *Sink) Close() error {
+	s.mu.Lock()
+	stop, done := s.stop, s.done
+	s.stop, s.done = nil, nil
+	s.mu.Unlock()
+	if stop != nil {
+		close(stop)
+		<-done
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.open {
+		return nil
+	}
+	s.open = false
+	var err error
+	if s.broken == nil {
+		err = s.roll(func(*part) bool { return true })
+	}
+	s.closeFiles()
+	s.parts = nil
+	return err
+}
+
+func (s *Sink) closeFiles() {
+	for _, p := range s.parts {
+		if p.f != nil {
+			p.f.Close() // nothing written since the last sync matters: Open recovers
+			p.f = nil
+		}
+	}
+}
+
+func (s *Sink) sortedParts() []*part {
+	ps := make([]*part, 0, len(s.parts))
+	for _, p := range s.parts {
+		ps = append(ps, p)
+	}
+	sort.Slice(ps, func(i, j int) bool {
+		if ps[i].topic != ps[j].topic {
+			return ps[i].topic < ps[j].topic
+		}
+		return ps[i].partition < ps[j].partition
+	})
+	return ps
+}
+
+// writeManifest replaces the manifest with the current state (what was flushed) and renames.
+func (s *Sink) writeManifest(renames []manifestRename) error {
+	m := manifest{Version: manifestVersion, Partitions: []manifestPart{}, Renames: renames}
+	for _, p := range s.sortedParts() {
+		mp := manifestPart{Topic: p.topic, Partition: p.partition, Last: p.last}
+		if p.f != nil {
+			mp.File, mp.First, mp.Size, mp.Opened = p.name, p.first, p.size, p.opened
+		}
+		m.Partitions = append(m.Partitions, mp)
+	}
+	b, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	f, err := s.fs.Create(s.path(manifestTemp))
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(b)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	if err := s.fs.Rename(s.path(manifestTemp), s.path(manifestName)); err != nil {
+		return err
+	}
+	return s.fs.SyncDir(s.cfg.Dir)
+}
+
+// readManifest returns the manifest, or an empty one in a directory that has none.
+func (s *Sink) readManifest() (manifest, error) {
+	var m manifest
+	f, err := s.fs.Open(s.path(manifestName))
+	if errors.Is(err, fs.ErrNotExist) {
+		return manifest{Version: manifestVersion}, nil
+	}
+	if err != nil {
+		return m, err
+	}
+	defer f.Close()
+	size, err := f.Size()
+	if err != nil {
+		return m, err
+	}
+	b := make([]byte, size)
+	if _, err := f.ReadAt(b, 0); err != nil && !errors.Is(err, io.EOF) {
+		return m, err
+	}
+	if err := json.Unmarshal(b, &m); err != nil {
+		return m, fmt.Errorf("manifest is corrupt: %w", err)
+	}
+	if m.Version != manifestVersion {
+		return m, fmt.Errorf("manifest version %d, want %d", m.Version, manifestVersion)
+	}
+	return m, nil
+}
+
+func (s *Sink) path(name string) string { return filepath.Join(s.cfg.Dir, name) }
+
+// checkName refuses a manifest name that would reach outside the directory.
+func checkName(name string) error {
+	if name == "" || name == "." || name == ".." || strings.ContainsAny(name, `/\`) {
+		return fmt.Errorf("manifest names the file %q", name)
+	}
+	return nil
+}
+
+// safeName maps a topic to characters that are safe in a file name on any system.
+func safeName(topic string) string {
+	b := []byte(topic)
+	for i, c := range b {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
+			b[i] = '_'
+		}
+	}
+	return string(b)
+}
