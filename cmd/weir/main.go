@@ -33,6 +33,13 @@ Usage:
   weir [--server HOST:PORT] consume TOPIC [--group G] [--partition P] [--from earliest|latest|OFFSET]
                                          [--max N] [--idle-exit DURATION]
                                            print one value per line (all partitions by default)
+  weir [--server HOST:PORT] bench produce --topic T [--embedded [--loopback]] [--partitions N]
+                   [--records N | --duration D] [--record-size B] [--acks all|leader|none] [--rate R]
+                   [--producers K] [--batch-size BYTES] [--linger D] [--max-in-flight N]
+  weir [--server HOST:PORT] bench consume --topic T [--embedded [--loopback]] [--records N] [--group G]
+                                           measure records/s, MB/s and produce latency (p50..max);
+                                           --embedded: an in-process node, fsync off, no client port;
+                                           --cpuprofile FILE writes a CPU profile of the run
   weir version                             print the version
 
 --server (before or after the command) is the node's client port: 127.0.0.1:7420 by default,
@@ -103,6 +110,8 @@ func dispatch(args []string, env cli) error {
 		return runProduce(args[1:], env)
 	case "consume":
 		return runConsume(args[1:], env)
+	case "bench":
+		return runBench(args[1:], env)
 	case "version":
 		fmt.Fprintln(stdout, "weir", version)
 	case "help", "-h", "--help":

@@ -1,0 +1,232 @@
+package main
+
+import (
+	"math"
+	"math/rand/v2"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// benchSummary runs a bench command that must succeed and returns its summary's key=value pairs.
+func benchSummary(t *testing.T, args ...string) map[string]float64 {
+	t.Helper()
+	code, out, errOut := weirIn("", nil, args...)
+	if code != 0 {
+		t.Fatalf("weir %v exited %d:\n%s%s", args, code, out, errOut)
+	}
+	var line string
+	for _, l := range lines(out) {
+		if strings.HasPrefix(l, "bench ") {
+			line = l
+		}
+	}
+	if line == "" {
+		t.Fatalf("weir %v: no summary line in:\n%s", args, out)
+	}
+	kv := map[string]float64{}
+	for _, field := range strings.Fields(line)[2:] {
+		k, v, ok := strings.Cut(field, "=")
+		if !ok {
+			t.Fatalf("summary field %q in %q", field, line)
+		}
+		x, err := strconv.ParseFloat(strings.TrimSuffix(v, "ms"), 64)
+		if err != nil {
+			t.Fatalf("summary field %q in %q: %v", field, line, err)
+		}
+		kv[k] = x
+	}
+	for _, k := range []string{"records", "seconds", "records/s", "MB/s", "errors"} {
+		if _, ok := kv[k]; !ok {
+			t.Fatalf("summary %q lacks %s", line, k)
+		}
+	}
+	return kv
+}
+
+// checkSummary checks a summary's counts and that its rates follow from them.
+func checkSummary(t *testing.T, kv map[string]float64, records int, recordBytes float64) {
+	t.Helper()
+	if kv["records"] != float64(records) || kv["errors"] != 0 {
+		t.Fatalf("summary %v: want records=%d errors=0", kv, records)
+	}
+	sec := kv["seconds"]
+	if sec <= 0 {
+		t.Fatalf("summary %v: seconds must be positive", kv)
+	}
+	near := func(got, want float64) bool { return math.Abs(got-want) <= 0.01*want+1 }
+	// seconds is rounded to 1 ms in the line; the rates were computed before rounding.
+	if lo, hi := float64(records)/(sec+0.0005), float64(records)/max(sec-0.0005, 1e-9); kv["records/s"] < lo-1 || kv["records/s"] > hi+1 {
+		t.Fatalf("summary %v: records/s not records/seconds", kv)
+	}
+	if !near(kv["MB/s"], kv["records/s"]*recordBytes/1e6) && kv["MB/s"] > 0.01 {
+		t.Fatalf("summary %v: MB/s not records/s × %v B", kv, recordBytes)
+	}
+	if p50, ok := kv["p50"]; ok {
+		if !(p50 <= kv["p99"] && kv["p99"] <= kv["p999"] && kv["p999"] <= kv["max"] && kv["max"] > 0) {
+			t.Fatalf("summary %v: want 0 < p50 <= p99 <= p999 <= max", kv)
+		}
+	}
+}
+
+func TestBenchAgainstNode(t *testing.T) {
+	addr := startClientNode(t)
+	const n = 20000
+	p := benchSummary(t, "--server", addr, "bench", "produce", "--topic", "b", "--partitions", "3",
+		"--records", strconv.Itoa(n), "--acks", "all", "--producers", "2", "--batch-size", "16384", "--max-in-flight", "2")
+	checkSummary(t, p, n, 100)
+	c := benchSummary(t, "bench", "consume", "--server", addr, "--topic", "b")
+	checkSummary(t, c, n, 100)
+	g := benchSummary(t, "bench", "consume", "--server", addr, "--topic", "b", "--group", "g1")
+	checkSummary(t, g, n, 100)
+	// The group committed what it read: a second run has nothing left.
+	g = benchSummary(t, "bench", "consume", "--server", addr, "--topic", "b", "--group", "g1")
+	if g["records"] != 0 {
+		t.Fatalf("second group run read %v records, want 0", g["records"])
+	}
+	// A duration-bound run at a fixed rate: about rate × duration records.
+	p = benchSummary(t, "bench", "produce", "--server", addr, "--topic", "b", "--duration", "300ms", "--rate", "5000", "--record-size", "10")
+	if got := p["records"]; got < 1000 || got > 1600 {
+		t.Fatalf("300 ms at 5000 records/s produced %v records", got)
+	}
+	if p["seconds"] < 0.3 {
+		t.Fatalf("--duration 300ms ran %v s", p["seconds"])
+	}
+	checkSummary(t, p, int(p["records"]), 10)
+}
+
+func TestBenchEmbedded(t *testing.T) {
+	const n = 20000
+	for _, acks := range []string{"all", "leader", "none"} {
+		p := benchSummary(t, "bench", "produce", "--embedded", "--topic", "e", "--partitions", "2",
+			"--records", strconv.Itoa(n), "--acks", acks, "--batch-size", "8192", "--max-in-flight", "3")
+		checkSummary(t, p, n, 100)
+	}
+	p := benchSummary(t, "bench", "produce", "--embedded", "--loopback", "--topic", "e", "--records", strconv.Itoa(n), "--linger", "0")
+	checkSummary(t, p, n, 100)
+	c := benchSummary(t, "bench", "consume", "--embedded", "--topic", "e", "--partitions", "2", "--records", strconv.Itoa(n))
+	checkSummary(t, c, n, 100)
+	c = benchSummary(t, "bench", "consume", "--embedded", "--loopback", "--topic", "e", "--records", strconv.Itoa(n))
+	checkSummary(t, c, n, 100)
+}
+
+func TestBenchUsage(t *testing.T) {
+	for _, args := range [][]string{
+		{"bench"},
+		{"bench", "fetch", "--topic", "x"},
+		{"bench", "produce"},
+		{"bench", "produce", "--topic", "x", "--embedded", "--server", "127.0.0.1:1"},
+		{"--server", "127.0.0.1:1", "bench", "produce", "--topic", "x", "--embedded"},
+		{"bench", "produce", "--topic", "x", "--loopback"},
+		{"bench", "produce", "--topic", "x", "--acks", "some"},
+		{"bench", "produce", "--topic", "x", "--rate", "-1"},
+		{"bench", "produce", "--topic", "x", "--producers", "0"},
+		{"bench", "produce", "--topic", "x", "--batch-size", "10"},
+		{"bench", "consume", "--topic", "x", "--rate", "10"}, // produce-only flag
+		{"bench", "consume", "--topic", "x", "stray"},
+	} {
+		if code, _, errOut := weirIn("", nil, args...); code != 2 {
+			t.Errorf("weir %v: exit %d, want 2 (usage)\n%s", args, code, errOut)
+		}
+	}
+}
+
+func TestLatencyHistQuantiles(t *testing.T) {
+	us := time.Microsecond
+	uniform := func(n int) []time.Duration {
+		var ds []time.Duration
+		for i := 1; i <= n; i++ {
+			ds = append(ds, time.Duration(i)*us)
+		}
+		return ds
+	}
+	tests := []struct {
+		name              string
+		values            []time.Duration
+		p50, p99, p999, m time.Duration
+	}{
+		{"empty", nil, 0, 0, 0, 0},
+		{"one value", []time.Duration{1234 * us}, 1234 * us, 1234 * us, 1234 * us, 1234 * us},
+		{"exact small values", []time.Duration{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}, 5, 10, 10, 10},
+		{"negative is zero", []time.Duration{-5, 0, 0}, 0, 0, 0, 0},
+		{"uniform 1..10000 µs", uniform(10000), 5000 * us, 9900 * us, 9990 * us, 10000 * us},
+		{"one outlier in 1000", append(make([]time.Duration, 999), time.Second), 0, 0, 0, time.Second},
+		{"two outliers in 1000", append(make([]time.Duration, 998), time.Second, time.Second), 0, 0, time.Second, time.Second},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var h latencyHist
+			for _, d := range tc.values {
+				h.record(d)
+			}
+			if h.count() != uint64(len(tc.values)) {
+				t.Fatalf("count %d, want %d", h.count(), len(tc.values))
+			}
+			for _, c := range []struct {
+				q         float64
+				got, want time.Duration
+			}{{0.5, h.quantile(0.5), tc.p50}, {0.99, h.quantile(0.99), tc.p99}, {0.999, h.quantile(0.999), tc.p999}, {1, h.max(), tc.m}} {
+				// A quantile is its bucket's highest value: at or above the exact one, by less
+				// than a bucket's width (1/128 of the value).
+				if c.got < c.want || float64(c.got-c.want) > float64(c.want)/128 {
+					t.Errorf("q%v = %v, want %v (+0.8%%)", c.q, c.got, c.want)
+				}
+			}
+		})
+	}
+}
+
+func TestLatencyHistBuckets(t *testing.T) {
+	// Buckets tile the values: each starts right after the one before, none is wider than
+	// 1/128 of its lowest value, and the last ends at 2^64-1.
+	var prevHi uint64
+	for i := range histBuckets {
+		lo, hi := histBounds(i)
+		if i > 0 && lo != prevHi+1 {
+			t.Fatalf("bucket %d starts at %d, the one before ends at %d", i, lo, prevHi)
+		}
+		if hi < lo || (lo >= 1<<histSubBits && hi-lo+1 > lo/128) {
+			t.Fatalf("bucket %d is [%d, %d]", i, lo, hi)
+		}
+		prevHi = hi
+	}
+	if prevHi != math.MaxUint64 {
+		t.Fatalf("the last bucket ends at %d", prevHi)
+	}
+	vals := []uint64{0, 1, 255, 256, 257, 511, 512, 513, 1000, 1 << 20, 1<<40 + 12345, math.MaxInt64, math.MaxUint64}
+	for range 10000 {
+		vals = append(vals, rand.Uint64()>>rand.IntN(64))
+	}
+	for _, v := range vals {
+		i := histIndex(v)
+		lo, hi := histBounds(i)
+		if i < 0 || i >= histBuckets || v < lo || v > hi {
+			t.Fatalf("value %d: bucket %d [%d, %d]", v, i, lo, hi)
+		}
+	}
+}
+
+func TestLatencyHistMerge(t *testing.T) {
+	var a, b, all latencyHist
+	for i := range 5000 {
+		d := time.Duration(rand.Int64N(int64(50 * time.Millisecond)))
+		all.record(d)
+		if i%3 == 0 {
+			a.record(d)
+		} else {
+			b.record(d)
+		}
+	}
+	var m latencyHist
+	m.merge(&a)
+	m.merge(&b)
+	for _, q := range []float64{0, 0.1, 0.5, 0.9, 0.99, 0.999, 1} {
+		if m.quantile(q) != all.quantile(q) {
+			t.Fatalf("q%v: merged %v, recorded together %v", q, m.quantile(q), all.quantile(q))
+		}
+	}
+	if m.count() != 5000 || m.max() != all.max() {
+		t.Fatalf("merged count %d max %v, want 5000 and %v", m.count(), m.max(), all.max())
+	}
+}
