@@ -17,8 +17,7 @@ type Metrics struct {
 	start, hw, end                             *prometheus.GaugeVec
 	hws                                        sync.Map // topic/partition -> high watermark, for lag
 	restarts, failures                         *prometheus.CounterVec
-	committed                                  *prometheus.GaugeVec
-	commits                                    sync.Map // groupPartition -> committed offset, for lag
+	commits                                    sync.Map // groupPartition -> committed offset
 	sourceRecords, sinkRecords                 *prometheus.CounterVec
 }
 
@@ -45,8 +44,7 @@ func NewMetrics() *Metrics {
 	m.end = gauge("log_end_offset", "Offset after the last record appended to a partition's log.", "topic", "partition")
 	m.restarts = counter("actor_restarts_total", "Actor restarts by their supervisor, by kind of actor.", "kind")
 	m.failures = counter("actor_failures_total", "Actor failures (panics) seen by a supervisor, by kind of actor.", "kind")
-	m.Registry.MustRegister(lagCollector{m})
-	m.committed = gauge("group_committed_offset", "A group's committed offset.", "group", "topic", "partition")
+	m.Registry.MustRegister(groupCollector{m})
 	m.sourceRecords = counter("source_records_total", "Records a flow's source had acknowledged by the topic.", "flow")
 	m.sinkRecords = counter("sink_records_total", "Records a flow's sink made durable.", "flow")
 	m.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -93,7 +91,6 @@ func (m *Metrics) deletePartition(topic string, p int32) {
 		m.commits.Range(func(k, _ any) bool {
 			if g := k.(groupPartition); g.topic == topic && g.partition == p {
 				m.commits.Delete(k)
-				m.committed.DeleteLabelValues(g.group, topic, ps)
 			}
 			return true
 		})
@@ -112,11 +109,11 @@ func (m *Metrics) failure(kind string) {
 	}
 }
 
-// groupOffsets records a group's committed offset. Its lag is computed when the metrics are
-// scraped, against the high watermark of that moment, so it grows while a group commits nothing.
+// groupOffsets records a group's committed offset. The offset and the group's lag are reported
+// when the metrics are scraped (groupCollector), the lag against the high watermark of that
+// moment, so it grows while a group commits nothing.
 func (m *Metrics) groupOffsets(group, topic string, p int32, committed int64) {
 	if m != nil {
-		m.committed.WithLabelValues(group, topic, strconv.Itoa(int(p))).Set(float64(committed))
 		m.commits.Store(groupPartition{group, topic, p}, committed)
 	}
 }
@@ -126,25 +123,30 @@ type groupPartition struct {
 	partition    int32
 }
 
-var lagDesc = prometheus.NewDesc("weir_group_lag",
-	"Records between a group's committed offset and the partition's high watermark, as of the scrape.",
-	[]string{"group", "topic", "partition"}, nil)
+var (
+	groupLabels   = []string{"group", "topic", "partition"}
+	committedDesc = prometheus.NewDesc("weir_group_committed_offset", "A group's committed offset.", groupLabels, nil)
+	lagDesc       = prometheus.NewDesc("weir_group_lag",
+		"Records between a group's committed offset and the partition's high watermark, as of the scrape.", groupLabels, nil)
+)
 
-// lagCollector reports weir_group_lag for every committed group partition whose partition is
-// known.
-type lagCollector struct{ m *Metrics }
+// groupCollector reports weir_group_committed_offset for every committed group partition, and
+// weir_group_lag for those whose partition runs here.
+type groupCollector struct{ m *Metrics }
 
-func (c lagCollector) Describe(ch chan<- *prometheus.Desc) { ch <- lagDesc }
+func (c groupCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- committedDesc
+	ch <- lagDesc
+}
 
-func (c lagCollector) Collect(ch chan<- prometheus.Metric) {
+func (c groupCollector) Collect(ch chan<- prometheus.Metric) {
 	c.m.commits.Range(func(k, v any) bool {
-		g := k.(groupPartition)
-		hw, ok := c.m.hws.Load(tp{g.topic, g.partition})
-		if !ok {
-			return true
+		g, committed := k.(groupPartition), v.(int64)
+		labels := []string{g.group, g.topic, strconv.Itoa(int(g.partition))}
+		ch <- prometheus.MustNewConstMetric(committedDesc, prometheus.GaugeValue, float64(committed), labels...)
+		if hw, ok := c.m.hws.Load(tp{g.topic, g.partition}); ok {
+			ch <- prometheus.MustNewConstMetric(lagDesc, prometheus.GaugeValue, float64(max(hw.(int64)-committed, 0)), labels...)
 		}
-		lag := max(hw.(int64)-v.(int64), 0)
-		ch <- prometheus.MustNewConstMetric(lagDesc, prometheus.GaugeValue, float64(lag), g.group, g.topic, strconv.Itoa(int(g.partition)))
 		return true
 	})
 }
