@@ -43,13 +43,16 @@
 // per call), SyncInterval (fsync at most every SyncInterval; a machine crash loses at most that
 // window) or SyncNever (the kernel writes back when it likes; for replicated logs, where the other
 // replicas hold what a crashed machine lost). A process crash loses nothing under any policy:
-// what was written is in the page cache. Rolling a segment always fsyncs it and writes its
-// indexes, so only the active segment can hold unsynced data.
+// what was written is in the page cache. Under SyncAlways rolling a segment fsyncs it and writes
+// its indexes before the append returns; under SyncInterval and SyncNever the log's syncer
+// goroutine does that in the background, oldest segment first, so that no append waits for a
+// whole segment's writeback. A sealed segment's index files appear only once its data is synced.
 //
 // Open recovers: sealed segments have their indexes loaded (rebuilt when missing or damaged) and
 // the batches after the last index entry verified; the active segment is scanned whole with
 // checksums. A bad batch at the end of the active segment, with nothing valid after it, is a torn
-// write and is cut off. A bad batch with a valid one anywhere after it (found by searching the rest
+// write and is cut off; so is one at the end of a sealed segment without index files (one a crash
+// caught before the syncer had synced it), and the segments after it are removed. A bad batch with a valid one anywhere after it (found by searching the rest
 // of the file) is corruption: Open returns a *CorruptError naming the file, position and expected
 // offset, and leaves the files as they are. Lookups check what an index entry leads to, and every
 // batch header carries a checksum over its placement (offset, term, raft index).

@@ -16,8 +16,9 @@ import (
 // addressed by offset and a raft log addressed by index (see the package doc).
 //
 // A Log is safe for concurrent use: appends, truncation and deletion are serialised by a lock,
-// and reads run concurrently with each other. Its one goroutine, the flusher of SyncInterval, is
-// stopped and waited for by Close.
+// and reads run concurrently with each other. Under SyncInterval and SyncNever it runs one
+// goroutine, the syncer, which fsyncs sealed segments off the write path (and the active segment
+// every interval under SyncInterval); Close stops it and waits for it.
 type Log struct {
 	dir string
 	cfg Config
@@ -35,7 +36,12 @@ type Log struct {
 	failed     error
 	closed     bool
 	scratch    []byte
+	// pending are the sealed segments, oldest first, whose data the syncer has not yet fsynced
+	// (SyncInterval and SyncNever only). Their index files are written after the fsync, so a
+	// sealed segment without index files may hold unsynced data (see recover).
+	pending []*segment
 
+	kick chan struct{} // wakes the syncer when a segment is sealed
 	stop chan struct{}
 	done chan struct{}
 }
@@ -55,9 +61,9 @@ func Open(dir string, cfg Config) (*Log, error) {
 		return nil, fmt.Errorf("open log %s: %w", dir, err)
 	}
 	l.lastSync = cfg.Now()
-	if cfg.Sync == SyncInterval {
-		l.stop, l.done = make(chan struct{}), make(chan struct{})
-		go l.flusher()
+	if cfg.Sync != SyncAlways {
+		l.kick, l.stop, l.done = make(chan struct{}, 1), make(chan struct{}), make(chan struct{})
+		go l.syncer()
 	}
 	return l, nil
 }
@@ -89,6 +95,8 @@ func (l *Log) createSegment(baseOffset int64, baseIndex uint64) (*segment, error
 // next syncDir.
 func (l *Log) removeSegment(s *segment) error {
 	s.f.Close()
+	s.removed = true
+	l.unpend(s)
 	for _, suffix := range []string{logSuffix, indexSuffix, timeIndexSuffix} {
 		if err := l.removeFile(segmentPath(l.dir, s.baseOffset, suffix)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return err
@@ -230,14 +238,19 @@ func (l *Log) maybeRoll(next int) error {
 	return l.roll()
 }
 
-// roll seals the active segment (fsync, indexes written) and creates the next one.
+// roll seals the active segment and creates the next one. Under SyncAlways the sealed segment is
+// fsynced and its indexes written here; under SyncInterval and SyncNever that is left to the
+// syncer, so that the append that rolls does not wait for a whole segment's writeback (tens of
+// milliseconds for 128 MiB).
 func (l *Log) roll() error {
 	s := l.active()
-	if err := s.f.Sync(); err != nil {
-		return l.fail(fmt.Errorf("sync %s: %w", s.path, err))
-	}
-	if err := l.writeIndexes(s); err != nil {
-		return l.fail(fmt.Errorf("write indexes of %s: %w", s.path, err))
+	if l.cfg.Sync == SyncAlways {
+		if err := s.f.Sync(); err != nil {
+			return l.fail(fmt.Errorf("sync %s: %w", s.path, err))
+		}
+		if err := l.writeIndexes(s); err != nil {
+			return l.fail(fmt.Errorf("write indexes of %s: %w", s.path, err))
+		}
 	}
 	next, err := l.createSegment(s.nextOffset, s.nextIndex)
 	if err != nil {
@@ -245,10 +258,102 @@ func (l *Log) roll() error {
 	}
 	s.sealed = true
 	l.segs = append(l.segs, next)
-	l.unsynced = false
-	l.lastSync = l.cfg.Now()
+	if l.cfg.Sync == SyncAlways {
+		l.unsynced = false
+		l.lastSync = l.cfg.Now()
+	} else {
+		s.syncPending = true
+		l.pending = append(l.pending, s)
+		l.unsynced = false // the new active segment holds only its synced header
+		select {
+		case l.kick <- struct{}{}:
+		default:
+		}
+	}
 	l.log.Debug("rolled segment", "sealed", s.path, "next", next.path)
 	return nil
+}
+
+// unpend forgets s as a segment awaiting its fsync: it was synced, removed or made active again.
+func (l *Log) unpend(s *segment) {
+	if !s.syncPending {
+		return
+	}
+	s.syncPending = false
+	for i, p := range l.pending {
+		if p == s {
+			l.pending = append(l.pending[:i:i], l.pending[i+1:]...)
+			return
+		}
+	}
+}
+
+// syncPendingLocked fsyncs the sealed segments still awaiting it and writes their indexes, oldest
+// first. The caller holds l.mu; this is the path of Sync and Close, the syncer's is syncSealed.
+func (l *Log) syncPendingLocked() error {
+	for len(l.pending) > 0 {
+		s := l.pending[0]
+		if err := s.f.Sync(); err != nil {
+			return l.fail(fmt.Errorf("sync %s: %w", s.path, err))
+		}
+		if err := l.writeIndexes(s); err != nil {
+			return l.fail(fmt.Errorf("write indexes of %s: %w", s.path, err))
+		}
+		l.unpend(s)
+	}
+	return nil
+}
+
+// syncSealed is the syncer's work on sealed segments: for each one pending, oldest first, it
+// fsyncs the data and writes the index files to temporary names without holding the lock, then,
+// under the lock, renames them into place unless the segment was removed or truncated meanwhile.
+// Appends and reads go on during the fsync. The index files are what tells recovery that a sealed
+// segment's data was synced, so they appear only after the fsync returned.
+func (l *Log) syncSealed() {
+	for {
+		l.mu.Lock()
+		if l.writable() != nil || len(l.pending) == 0 {
+			l.mu.Unlock()
+			return
+		}
+		s := l.pending[0]
+		files := [2]struct {
+			name string
+			data []byte
+		}{
+			{segmentPath(l.dir, s.baseOffset, indexSuffix), encodeIndex(s.index)},
+			{segmentPath(l.dir, s.baseOffset, timeIndexSuffix), encodeTimeIndex(s.times)},
+		}
+		l.mu.Unlock()
+
+		err := s.f.Sync()
+		for i := 0; i < len(files) && err == nil; i++ {
+			err = l.writeFileSynced(files[i].name+sealingSuffix, files[i].data)
+		}
+
+		l.mu.Lock()
+		if s.removed || !s.syncPending || l.closed {
+			// Removed or made active again while it was being synced: its indexes are not wanted.
+			for _, f := range files {
+				_ = l.fs.Remove(f.name + sealingSuffix)
+			}
+			l.mu.Unlock()
+			continue
+		}
+		if err == nil {
+			for i := 0; i < len(files) && err == nil; i++ {
+				err = l.fs.Rename(files[i].name+sealingSuffix, files[i].name)
+			}
+		}
+		if err != nil {
+			l.fail(fmt.Errorf("sync sealed segment %s: %w", s.path, err))
+			l.mu.Unlock()
+			return
+		}
+		l.dirDirty = true // the renames are made durable by the next directory sync; until then recovery treats the segment as unsynced, which is safe
+		l.unpend(s)
+		l.mu.Unlock()
+	}
 }
 
 // syncPolicy fsyncs after an append as the policy says. The caller holds l.mu.
@@ -265,6 +370,10 @@ func (l *Log) syncPolicy() error {
 }
 
 func (l *Log) syncLocked() error {
+	// Sealed segments first: data must never become durable before the data written ahead of it.
+	if err := l.syncPendingLocked(); err != nil {
+		return err
+	}
 	if l.unsynced {
 		s := l.active()
 		if err := s.f.Sync(); err != nil {
@@ -291,15 +400,25 @@ func (l *Log) Sync() error {
 	return l.syncLocked()
 }
 
-func (l *Log) flusher() {
+// syncer is the log's goroutine under SyncInterval and SyncNever: it syncs sealed segments as
+// they are sealed and, under SyncInterval, the active segment when the appenders have not for
+// half an interval.
+func (l *Log) syncer() {
 	defer close(l.done)
-	t := time.NewTicker(l.cfg.SyncInterval)
-	defer t.Stop()
+	var tick <-chan time.Time
+	if l.cfg.Sync == SyncInterval {
+		t := time.NewTicker(l.cfg.SyncInterval)
+		defer t.Stop()
+		tick = t.C
+	}
 	for {
 		select {
 		case <-l.stop:
 			return
-		case <-t.C:
+		case <-l.kick:
+			l.syncSealed()
+		case <-tick:
+			l.syncSealed()
 			l.mu.Lock()
 			if l.writable() == nil && l.unsynced && l.cfg.Now().Sub(l.lastSync) >= l.cfg.SyncInterval/2 {
 				_ = l.syncLocked() // a failure is recorded in l.failed and returned by the next write

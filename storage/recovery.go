@@ -66,7 +66,20 @@ func (l *Log) recover() error {
 		if i == len(l.segs)-1 {
 			err = l.recoverActive(s, prevTerm)
 		} else {
-			err = l.loadSealed(s, prevTerm, indexes)
+			var tornAt int64
+			tornAt, err = l.loadSealed(s, prevTerm, indexes)
+			if next := l.segs[i+1]; err == nil && tornAt == 0 && !s.synced &&
+				(next.baseIndex != s.nextIndex || next.baseOffset != s.nextOffset) {
+				// A crash tore this unsynced segment exactly at a batch boundary: it ends short
+				// of where the next one starts.
+				tornAt = s.size
+			}
+			if err == nil && tornAt > 0 {
+				if err := l.cutUnsyncedSealed(i, tornAt); err != nil {
+					return err
+				}
+				break // s is the active segment now; the ones after it are gone
+			}
 		}
 		if err != nil {
 			return err
@@ -190,16 +203,27 @@ func (l *Log) replacedBySnapshot(s *segment) bool {
 
 // loadSealed loads a sealed segment's indexes, or rebuilds them when missing or damaged, and
 // verifies the batches after the last index entry.
-func (l *Log) loadSealed(s *segment, prevTerm uint64, indexes map[string]bool) error {
+//
+// A sealed segment without index files may never have been fsynced: under SyncInterval and
+// SyncNever the syncer writes them only after the segment's fsync, and a machine crash can come
+// first. In such a segment a bad batch with nothing valid after it is a torn write, as in the
+// active segment: loadSealed returns its position (tornAt > 0) for the caller to cut the log there.
+// With index files, any damage is corruption.
+func (l *Log) loadSealed(s *segment, prevTerm uint64, indexes map[string]bool) (tornAt int64, err error) {
 	s.sealed = true
 	size, err := s.f.Size()
 	if err != nil {
-		return err
+		return 0, err
 	}
 	s.size = size
 	w := &window{f: s.f}
+	synced := indexes[filepath.Base(segmentPath(l.dir, s.baseOffset, indexSuffix))] ||
+		indexes[filepath.Base(segmentPath(l.dir, s.baseOffset, timeIndexSuffix))]
+	s.synced = synced
 	if err := l.readIndexes(s, size, indexes); err != nil {
-		l.log.Warn("rebuilding segment index", "file", s.path, "reason", err)
+		if synced {
+			l.log.Warn("rebuilding segment index", "file", s.path, "reason", err)
+		}
 		s.index, s.times = nil, nil
 	}
 	pos, idx, off := s.entryAt(len(s.index) - 1)
@@ -225,17 +249,68 @@ func (l *Log) loadSealed(s *segment, prevTerm uint64, indexes map[string]bool) e
 	s.index, s.times = s.index[:len(s.index):len(s.index)], s.times[:len(s.times):len(s.times)]
 	res, err := s.scan(w, pos, idx, off, prevTerm, true, true, l.cfg.IndexIntervalBytes)
 	if err != nil {
-		return err
+		return 0, err
+	}
+	if res.bad && !synced {
+		at, h, found, err := s.findValidBatch(w, res.end, size, s.nextIndex)
+		if err != nil {
+			return 0, err
+		}
+		if found {
+			return 0, s.corrupt(res.end, s.nextOffset, s.nextIndex, fmt.Sprintf(
+				"%s; a valid batch (index %d, offset %d) follows at byte %d, so this is damage to written data, not a torn write",
+				res.reason, h.Index, h.BaseOffset, at))
+		}
+		return res.end, nil
 	}
 	if res.bad {
-		return s.corrupt(res.end, s.nextOffset, s.nextIndex, res.reason)
+		return 0, s.corrupt(res.end, s.nextOffset, s.nextIndex, res.reason)
+	}
+	if s.empty() && !synced {
+		return segmentHeaderSize, nil // a crash kept the header and none of the data
 	}
 	if s.empty() {
-		return s.corrupt(segmentHeaderSize, s.baseOffset, s.baseIndex, "sealed segment holds no entries")
+		return 0, s.corrupt(segmentHeaderSize, s.baseOffset, s.baseIndex, "sealed segment holds no entries")
 	}
 	if rebuild {
-		return l.writeIndexes(s)
+		// Index files say the data is synced: make it so before writing them.
+		if err := s.f.Sync(); err != nil {
+			return 0, err
+		}
+		return 0, l.writeIndexes(s)
 	}
+	return 0, nil
+}
+
+// cutUnsyncedSealed handles a torn write at byte at of l.segs[i], a sealed segment whose fsync a
+// machine crash prevented: everything written after the tear is gone or untrustworthy, so the
+// segments after it are removed and the segment is cut there and becomes the active one.
+func (l *Log) cutUnsyncedSealed(i int, at int64) error {
+	s := l.segs[i]
+	size, err := s.f.Size()
+	if err != nil {
+		return err
+	}
+	l.log.Warn("truncating torn tail of a sealed segment that was never synced, and the segments after it",
+		"file", s.path, "at", at, "dropped_bytes", size-at, "dropped_segments", len(l.segs)-1-i)
+	for j := len(l.segs) - 1; j > i; j-- {
+		if err := l.removeSegment(l.segs[j]); err != nil {
+			return err
+		}
+	}
+	l.segs = l.segs[:i+1]
+	// The removals must be durable before the cut (see truncateIndex).
+	if err := l.syncDir(); err != nil {
+		return err
+	}
+	if err := s.f.Truncate(at); err != nil {
+		return err
+	}
+	if err := s.f.Sync(); err != nil {
+		return err
+	}
+	s.size = at
+	s.sealed = false
 	return nil
 }
 

@@ -64,6 +64,7 @@ func (l *Log) truncateIndex(idx uint64) error {
 	if s.sealed {
 		// The segment is active again; its indexes live in memory from now on.
 		s.sealed = false
+		l.unpend(s)
 		for _, suffix := range []string{indexSuffix, timeIndexSuffix} {
 			if err := l.removeFile(segmentPath(l.dir, s.baseOffset, suffix)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 				return l.fail(err)

@@ -58,7 +58,9 @@ const (
 	indexSuffix     = ".index"
 	timeIndexSuffix = ".timeindex"
 	tmpSuffix       = ".tmp"
-	nameDigits      = 20
+	// sealingSuffix marks an index file the syncer wrote and has not yet renamed into place.
+	sealingSuffix = ".sealing" + tmpSuffix
+	nameDigits    = 20
 )
 
 func segmentPath(dir string, baseOffset int64, suffix string) string {
@@ -124,7 +126,11 @@ type segment struct {
 	times      []timeEntry
 	indexedAt  int64 // position of the last index entry (segmentHeaderSize if none)
 	sealed     bool
-	log        *slog.Logger // warnings about damage lookups work around; may be nil
+	// syncPending: sealed, and its data not yet fsynced by the syncer (Log.pending holds it).
+	syncPending bool
+	removed     bool         // deleted from the log; a syncer still holding it must leave it alone
+	synced      bool         // recovery: a sealed segment found with its index files, so fsynced
+	log         *slog.Logger // warnings about damage lookups work around; may be nil
 }
 
 const noTimestamp = -1 << 63

@@ -141,7 +141,23 @@ func (l *Log) writeState() error {
 // directory.
 func (l *Log) writeFileAtomic(name string, data []byte) error {
 	tmp := name + tmpSuffix
-	f, err := l.fs.Create(tmp)
+	if err := l.writeFileSynced(tmp, data); err != nil {
+		return err
+	}
+	if err := l.fs.Rename(tmp, name); err != nil {
+		return err
+	}
+	if err := l.fs.SyncDir(l.dir); err != nil {
+		return err
+	}
+	l.dirDirty = false
+	return nil
+}
+
+// writeFileSynced creates (or replaces) the file name with data and fsyncs it. It touches no
+// state of l but its FS, so the syncer calls it without the lock.
+func (l *Log) writeFileSynced(name string, data []byte) error {
+	f, err := l.fs.Create(name)
 	if err != nil {
 		return err
 	}
@@ -153,15 +169,5 @@ func (l *Log) writeFileAtomic(name string, data []byte) error {
 		f.Close()
 		return err
 	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := l.fs.Rename(tmp, name); err != nil {
-		return err
-	}
-	if err := l.fs.SyncDir(l.dir); err != nil {
-		return err
-	}
-	l.dirDirty = false
-	return nil
+	return f.Close()
 }
