@@ -17,7 +17,7 @@ const (
 	// Every append pays one fsync (milliseconds on most disks), so batch generously.
 	SyncAlways SyncMode = iota
 	// SyncInterval fsyncs at most every Config.SyncInterval, from the appending goroutine and from
-	// a flusher the log owns: a machine crash loses at most that window, a process crash nothing
+	// the log's syncer goroutine: a machine crash loses at most that window, a process crash nothing
 	// (the page cache survives it).
 	SyncInterval
 	// SyncNever leaves the active segment to the kernel's writeback: for logs whose durability comes

@@ -51,8 +51,9 @@
 // Open recovers: sealed segments have their indexes loaded (rebuilt when missing or damaged) and
 // the batches after the last index entry verified; the active segment is scanned whole with
 // checksums. A bad batch at the end of the active segment, with nothing valid after it, is a torn
-// write and is cut off; so is one at the end of a sealed segment without index files (one a crash
-// caught before the syncer had synced it), and the segments after it are removed. A bad batch with a valid one anywhere after it (found by searching the rest
+// write and is cut off; so is one at the end of a sealed segment without index files after the
+// last one with them (one a crash caught before the syncer had synced it), and the segments after
+// it are removed. A bad batch with a valid one anywhere after it (found by searching the rest
 // of the file) is corruption: Open returns a *CorruptError naming the file, position and expected
 // offset, and leaves the files as they are. Lookups check what an index entry leads to, and every
 // batch header carries a checksum over its placement (offset, term, raft index).

@@ -263,6 +263,7 @@ func (l *Log) roll() error {
 		l.lastSync = l.cfg.Now()
 	} else {
 		s.syncPending = true
+		s.sealGen++
 		l.pending = append(l.pending, s)
 		l.unsynced = false // the new active segment holds only its synced header
 		select {
@@ -316,7 +317,7 @@ func (l *Log) syncSealed() {
 			l.mu.Unlock()
 			return
 		}
-		s := l.pending[0]
+		s, gen := l.pending[0], l.pending[0].sealGen
 		files := [2]struct {
 			name string
 			data []byte
@@ -332,10 +333,17 @@ func (l *Log) syncSealed() {
 		}
 
 		l.mu.Lock()
-		if s.removed || !s.syncPending || l.closed {
-			// Removed or made active again while it was being synced: its indexes are not wanted.
+		if s.removed || !s.syncPending || s.sealGen != gen {
+			// Removed, or made active again (and perhaps sealed again) while it was being
+			// synced: these indexes are not wanted. A failed fsync still fails the log unless
+			// the file is gone: the pages it lost may be in the part a truncation kept.
 			for _, f := range files {
 				_ = l.fs.Remove(f.name + sealingSuffix)
+			}
+			if err != nil && !s.removed {
+				l.fail(fmt.Errorf("sync sealed segment %s: %w", s.path, err))
+				l.mu.Unlock()
+				return
 			}
 			l.mu.Unlock()
 			continue
@@ -362,7 +370,9 @@ func (l *Log) syncPolicy() error {
 	case SyncAlways:
 		return l.syncLocked()
 	case SyncInterval:
-		if l.cfg.Now().Sub(l.lastSync) >= l.cfg.SyncInterval {
+		// While sealed segments await the syncer, leave the flush to it: syncing here would
+		// fsync them inline first, the stall the syncer exists to avoid.
+		if len(l.pending) == 0 && l.cfg.Now().Sub(l.lastSync) >= l.cfg.SyncInterval {
 			return l.syncLocked()
 		}
 	}

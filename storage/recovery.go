@@ -56,6 +56,14 @@ func (l *Log) recover() error {
 	if err := l.syncDir(); err != nil {
 		return err
 	}
+	// The syncer writes a sealed segment's index files after its fsync, oldest segment first, so
+	// a sealed segment with index files, or before one with them, is synced. Only the sealed
+	// segments after the last one with index files may hold data a machine crash lost.
+	synced := make([]bool, len(l.segs))
+	for i, later := len(l.segs)-2, false; i >= 0; i-- {
+		later = later || l.hasIndexFiles(l.segs[i], indexes)
+		synced[i] = later
+	}
 	prevIndex, prevOffset, prevTerm := l.state.SnapIndex+1, l.state.SnapOffset, l.state.SnapTerm
 	for i, s := range l.segs {
 		if s.baseIndex != prevIndex || s.baseOffset != prevOffset {
@@ -67,12 +75,16 @@ func (l *Log) recover() error {
 			err = l.recoverActive(s, prevTerm)
 		} else {
 			var tornAt int64
-			tornAt, err = l.loadSealed(s, prevTerm, indexes)
-			if next := l.segs[i+1]; err == nil && tornAt == 0 && !s.synced &&
-				(next.baseIndex != s.nextIndex || next.baseOffset != s.nextOffset) {
-				// A crash tore this unsynced segment exactly at a batch boundary: it ends short
-				// of where the next one starts.
-				tornAt = s.size
+			tornAt, err = l.loadSealed(s, prevTerm, indexes, synced[i])
+			if next := l.segs[i+1]; err == nil && tornAt == 0 && !synced[i] {
+				if next.baseIndex != s.nextIndex || next.baseOffset != s.nextOffset {
+					// A crash tore this unsynced segment exactly at a batch boundary: it ends
+					// short of where the next one starts.
+					tornAt = s.size
+				} else if err = s.f.Sync(); err == nil {
+					// Whole: sync it and write the index files that say so.
+					err = l.writeIndexes(s)
+				}
 			}
 			if err == nil && tornAt > 0 {
 				if err := l.cutUnsyncedSealed(i, tornAt); err != nil {
@@ -121,6 +133,19 @@ func (l *Log) recover() error {
 		// crash took it: raft must not believe entries are committed here that are gone.
 		l.log.Warn("commit index beyond the recovered log; lowering it", "commit", l.state.Commit, "last_index", last)
 		l.state.Commit = last
+		if err := l.writeState(); err != nil {
+			return err
+		}
+	}
+	if cs := l.state.ConfStates; len(cs) > 0 && cs[len(cs)-1].Index > l.lastIndex() {
+		// The same: configurations whose entries the crash took are not in force; raft applies
+		// them again when the entries come back.
+		keep := len(cs)
+		for keep > 0 && cs[keep-1].Index > l.lastIndex() {
+			keep--
+		}
+		l.log.Warn("configuration beyond the recovered log; dropping it", "dropped", len(cs)-keep, "last_index", l.lastIndex())
+		l.state.ConfStates = cs[:keep]
 		if err := l.writeState(); err != nil {
 			return err
 		}
@@ -209,7 +234,7 @@ func (l *Log) replacedBySnapshot(s *segment) bool {
 // first. In such a segment a bad batch with nothing valid after it is a torn write, as in the
 // active segment: loadSealed returns its position (tornAt > 0) for the caller to cut the log there.
 // With index files, any damage is corruption.
-func (l *Log) loadSealed(s *segment, prevTerm uint64, indexes map[string]bool) (tornAt int64, err error) {
+func (l *Log) loadSealed(s *segment, prevTerm uint64, indexes map[string]bool, synced bool) (tornAt int64, err error) {
 	s.sealed = true
 	size, err := s.f.Size()
 	if err != nil {
@@ -217,9 +242,6 @@ func (l *Log) loadSealed(s *segment, prevTerm uint64, indexes map[string]bool) (
 	}
 	s.size = size
 	w := &window{f: s.f}
-	synced := indexes[filepath.Base(segmentPath(l.dir, s.baseOffset, indexSuffix))] ||
-		indexes[filepath.Base(segmentPath(l.dir, s.baseOffset, timeIndexSuffix))]
-	s.synced = synced
 	if err := l.readIndexes(s, size, indexes); err != nil {
 		if synced {
 			l.log.Warn("rebuilding segment index", "file", s.path, "reason", err)
@@ -272,7 +294,7 @@ func (l *Log) loadSealed(s *segment, prevTerm uint64, indexes map[string]bool) (
 	if s.empty() {
 		return 0, s.corrupt(segmentHeaderSize, s.baseOffset, s.baseIndex, "sealed segment holds no entries")
 	}
-	if rebuild {
+	if rebuild && synced { // an unsynced segment's indexes are the caller's to write, once it is known whole
 		// Index files say the data is synced: make it so before writing them.
 		if err := s.f.Sync(); err != nil {
 			return 0, err
@@ -312,6 +334,13 @@ func (l *Log) cutUnsyncedSealed(i int, at int64) error {
 	s.size = at
 	s.sealed = false
 	return nil
+}
+
+// hasIndexFiles reports whether either index file of s was present when recovery listed the
+// directory.
+func (l *Log) hasIndexFiles(s *segment, present map[string]bool) bool {
+	return present[filepath.Base(segmentPath(l.dir, s.baseOffset, indexSuffix))] ||
+		present[filepath.Base(segmentPath(l.dir, s.baseOffset, timeIndexSuffix))]
 }
 
 func (l *Log) readIndexes(s *segment, size int64, present map[string]bool) error {

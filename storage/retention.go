@@ -44,6 +44,19 @@ func (l *Log) truncateIndex(idx uint64) error {
 		l.segs = l.segs[:len(l.segs)-1]
 	}
 	s := l.active()
+	if s.sealed {
+		// The segment is active again; its indexes live in memory from now on.
+		s.sealed = false
+		if s.syncPending {
+			l.unpend(s)
+			l.unsynced = true // the syncer had not synced it: the next sync must
+		}
+		for _, suffix := range []string{indexSuffix, timeIndexSuffix} {
+			if err := l.removeFile(segmentPath(l.dir, s.baseOffset, suffix)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return l.fail(err)
+			}
+		}
+	}
 	if idx >= s.nextIndex {
 		// Whole segments went: the log now ends where the active one does.
 		if err := l.syncDir(); err != nil {
@@ -60,16 +73,6 @@ func (l *Log) truncateIndex(idx uint64) error {
 			return l.fail(err) // segments after this one may be gone already
 		}
 		pos = p
-	}
-	if s.sealed {
-		// The segment is active again; its indexes live in memory from now on.
-		s.sealed = false
-		l.unpend(s)
-		for _, suffix := range []string{indexSuffix, timeIndexSuffix} {
-			if err := l.removeFile(segmentPath(l.dir, s.baseOffset, suffix)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-				return l.fail(err)
-			}
-		}
 	}
 	// The segments after this one must stay gone before it is cut: a crash that kept the cut but
 	// not the removals would leave a log with a hole in it.

@@ -32,7 +32,8 @@ import (
 // and then batches, back to back. The header makes an empty segment self-describing: a segment
 // rolled just before a crash still says where the log goes on.
 //
-// Beside a sealed segment lie two sparse indexes, written once when the segment is sealed (the
+// Beside a sealed segment lie two sparse indexes, written once its data is fsynced: when it is
+// sealed under SyncAlways, by the log's syncer soon after under SyncInterval and SyncNever (the
 // active segment's indexes live in memory and are rebuilt by the recovery scan on open):
 //   - NAME.index: 12-byte entries (raft index - base index u32, record offset - base offset u32,
 //     position u32), one for a batch at least IndexIntervalBytes after the previous entry.
@@ -128,8 +129,8 @@ type segment struct {
 	sealed     bool
 	// syncPending: sealed, and its data not yet fsynced by the syncer (Log.pending holds it).
 	syncPending bool
+	sealGen     uint64       // counts the segment's seals, so a syncer tells this seal from a later one
 	removed     bool         // deleted from the log; a syncer still holding it must leave it alone
-	synced      bool         // recovery: a sealed segment found with its index files, so fsynced
 	log         *slog.Logger // warnings about damage lookups work around; may be nil
 }
 
