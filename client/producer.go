@@ -29,12 +29,16 @@ type Producer struct {
 	cfg    producerConfig
 	budget *budget
 
-	in     chan any       // *pendingRecord, *flushReq, closeReq: in the order they were made
+	// The intake: callers append *pendingRecord, *flushReq and closeReq to inq in the order they
+	// were made, and wake the loop only when inq was empty, so that a busy loop takes many
+	// records per wake-up instead of one goroutine switch per record. MaxBufferedBytes bounds it.
+	mu     sync.Mutex
+	inq    []any
+	closed bool
+	wake   chan struct{} // capacity 1: inq has news
+
 	events chan any       // *sendResult, *metaResult: answers from the request goroutines
 	wg     sync.WaitGroup // the loop goroutine and the request goroutines
-
-	mu     sync.RWMutex // closed, against sends on in
-	closed bool
 
 	// Owned by the loop goroutine.
 	nparts      int32
@@ -121,7 +125,7 @@ func (c *Client) NewProducer(topic string, opts ...ProducerOption) (*Producer, e
 		return nil, errors.New("client: NewProducer: empty topic name")
 	}
 	p := &Producer{c: c, topic: topic, cfg: cfg, budget: newBudget(cfg.maxBufferedBytes),
-		in: make(chan any, 256), events: make(chan any, 64), stickyPart: -1}
+		wake: make(chan struct{}, 1), events: make(chan any, 64), stickyPart: -1}
 	p.wg.Add(1)
 	go p.run()
 	return p, nil
@@ -163,7 +167,8 @@ func (p *Producer) Produce(ctx context.Context, rec storage.Record) *Result {
 // after a closed producer or ctx's end while waiting for buffer space; else on the producer's
 // goroutine when the record is acknowledged or has failed after its retries. It blocks while
 // MaxBufferedBytes are buffered (backpressure); ctx bounds only that wait. A zero Timestamp is
-// set to the current time. fn may be nil. The producer keeps rec's slices until fn is called:
+// set to the time the producer's goroutine takes the record in, normally within a millisecond
+// of the call. fn may be nil. The producer keeps rec's slices until fn is called:
 // the caller must not modify them before.
 func (p *Producer) ProduceAsync(ctx context.Context, rec storage.Record, fn func(offset int64, err error)) {
 	if fn == nil {
@@ -174,35 +179,43 @@ func (p *Producer) ProduceAsync(ctx context.Context, rec storage.Record, fn func
 		fn(-1, wrap(wire.ApiProduce, p.topic, -1, wire.Errorf(wire.CodeRecordTooLarge, "record of %d bytes encoded, limit %d", size, p.cfg.maxRecordBytes)))
 		return
 	}
-	if rec.Timestamp == 0 {
-		rec.Timestamp = time.Now().UnixMilli()
-	}
 	if err := p.budget.acquire(ctx, size); err != nil {
 		fn(-1, wrap(wire.ApiProduce, p.topic, -1, err))
 		return
 	}
-	p.mu.RLock()
-	if p.closed {
-		p.mu.RUnlock()
+	if !p.enqueue(&pendingRecord{rec: rec, size: size, fn: fn}, false) {
 		p.budget.release(size)
 		fn(-1, wrap(wire.ApiProduce, p.topic, -1, ErrClosed))
-		return
 	}
-	p.in <- &pendingRecord{rec: rec, size: size, fn: fn}
-	p.mu.RUnlock()
+}
+
+// enqueue hands m to the loop, unless the producer is closed; close marks it closed with m.
+func (p *Producer) enqueue(m any, close bool) bool {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return false
+	}
+	p.closed = close
+	p.inq = append(p.inq, m)
+	first := len(p.inq) == 1
+	p.mu.Unlock()
+	if first {
+		select {
+		case p.wake <- struct{}{}:
+		default: // a wake-up is pending already
+		}
+	}
+	return true
 }
 
 // Flush sends every buffered record at once and waits until all records produced before it
 // are acknowledged or have failed (their callbacks say which).
 func (p *Producer) Flush(ctx context.Context) error {
 	req := &flushReq{done: make(chan struct{})}
-	p.mu.RLock()
-	if p.closed {
-		p.mu.RUnlock()
+	if !p.enqueue(req, false) {
 		return ErrClosed
 	}
-	p.in <- req
-	p.mu.RUnlock()
 	select {
 	case <-req.done:
 		return nil
@@ -214,12 +227,7 @@ func (p *Producer) Flush(ctx context.Context) error {
 // Close sends what is buffered, waits until every record is acknowledged or has failed, and
 // stops the producer's goroutines. Records produced after Close fail with ErrClosed.
 func (p *Producer) Close() error {
-	p.mu.Lock()
-	if !p.closed {
-		p.closed = true
-		p.in <- closeReq{}
-	}
-	p.mu.Unlock()
+	p.enqueue(closeReq{}, true)
 	p.budget.close()
 	p.wg.Wait()
 	return nil
@@ -239,52 +247,80 @@ func recordSize(r storage.Record) int {
 func (p *Producer) run() {
 	defer p.wg.Done()
 	timer := time.NewTimer(time.Hour)
+	timer.Stop()
 	defer timer.Stop()
+	var armed time.Time // when the timer fires; zero when stopped
+	var taken []any     // the intake last taken, reused
+	now := time.Now()
 	for {
-		now := time.Now()
 		p.dispatch(now)
 		p.maybeFetchMeta(now)
 		if p.closing && p.outstanding == 0 && p.requests == 0 && !p.meta.inflight {
 			return
 		}
-		var tc <-chan time.Time
-		if wake, ok := p.nextWake(now); ok {
+		wake, ok := p.nextWake(now)
+		switch {
+		case ok && !wake.Equal(armed):
 			timer.Reset(max(wake.Sub(now), 0))
+			armed = wake
+		case !ok && !armed.IsZero():
+			timer.Stop()
+			armed = time.Time{}
+		}
+		var tc <-chan time.Time
+		if !armed.IsZero() {
 			tc = timer.C
 		}
 		select {
-		case m := <-p.in:
-			switch m := m.(type) {
-			case *pendingRecord:
-				p.seq++
-				m.seq = p.seq
-				p.outstanding++
-				if p.nparts == 0 {
-					p.waiting = append(p.waiting, m)
-				} else {
-					p.route(m, now)
-				}
-			case *flushReq:
-				p.flushUpTo = p.seq
-				if p.outstanding == 0 {
-					close(m.done)
-				} else {
-					m.target, m.remaining = p.seq, p.outstanding
-					p.flushes = append(p.flushes, m)
-				}
-			case closeReq:
-				p.closing = true
+		case <-p.wake:
+			p.mu.Lock()
+			taken, p.inq = p.inq, taken[:0]
+			p.mu.Unlock()
+			now = time.Now()
+			for _, m := range taken {
+				p.take(m, now)
 			}
+			clear(taken) // the records are referenced from their batches now
 		case e := <-p.events:
+			now = time.Now()
 			switch e := e.(type) {
 			case *sendResult:
-				p.answered(e, time.Now())
+				p.answered(e, now)
 			case *metaResult:
-				p.metaAnswered(e, time.Now())
+				p.metaAnswered(e, now)
 			}
 		case <-tc:
+			armed = time.Time{}
+			now = time.Now()
 		}
-		timer.Stop()
+	}
+}
+
+// take handles one message of the intake.
+func (p *Producer) take(m any, now time.Time) {
+	switch m := m.(type) {
+	case *pendingRecord:
+		if m.rec.Timestamp == 0 {
+			m.rec.Timestamp = now.UnixMilli()
+		}
+		p.seq++
+		m.seq = p.seq
+		p.outstanding++
+		if p.nparts == 0 {
+			p.waiting = append(p.waiting, m)
+		} else {
+			p.route(m, now)
+		}
+	case *flushReq:
+		p.flushUpTo = p.seq
+		if p.outstanding == 0 {
+			close(m.done)
+		} else {
+			m.target, m.remaining = p.seq, p.outstanding
+			p.flushes = append(p.flushes, m)
+		}
+	case closeReq:
+		p.closing = true
 	}
 }
 

@@ -351,3 +351,86 @@ func TestProduceBackpressure(t *testing.T) {
 		t.Fatalf("blocked record: offset %d, %v", off, err)
 	}
 }
+
+// TestProduceConcurrentClose produces from many goroutines while Close runs: every callback is
+// called exactly once, with an offset or ErrClosed; the acknowledged records are exactly the
+// ones in the log, each at the offset its callback named; a zero timestamp is set to the time of
+// producing.
+func TestProduceConcurrentClose(t *testing.T) {
+	_, c := setup(t, "cc", 1)
+	ctx := testCtx(t)
+	for round := range 5 {
+		p, err := c.NewProducer("cc", Linger(time.Millisecond))
+		if err != nil {
+			t.Fatal(err)
+		}
+		const writers, each = 8, 2000
+		calls := make([][]atomic.Int32, writers)
+		offsets := make([][]atomic.Int64, writers)
+		var closedErrs atomic.Int64
+		var wg sync.WaitGroup
+		start := time.Now()
+		for w := range writers {
+			calls[w], offsets[w] = make([]atomic.Int32, each), make([]atomic.Int64, each)
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := range each {
+					p.ProduceAsync(ctx, storage.Record{Value: fmt.Appendf(nil, "%d/%d/%d", round, w, i)}, func(off int64, err error) {
+						calls[w][i].Add(1)
+						offsets[w][i].Store(off)
+						if err != nil {
+							if !errors.Is(err, ErrClosed) {
+								t.Errorf("record %d/%d: %v", w, i, err)
+							}
+							offsets[w][i].Store(-1)
+							closedErrs.Add(1)
+						}
+					})
+				}
+			}()
+		}
+		time.Sleep(time.Duration(round) * 2 * time.Millisecond) // Close at different moments
+		if err := p.Close(); err != nil {
+			t.Fatal(err)
+		}
+		wg.Wait()
+		acked := map[string]int64{}
+		for w := range writers {
+			for i := range each {
+				if n := calls[w][i].Load(); n != 1 {
+					t.Fatalf("round %d: record %d/%d: callback called %d times", round, w, i, n)
+				}
+				if off := offsets[w][i].Load(); off >= 0 {
+					acked[fmt.Sprintf("%d/%d/%d", round, w, i)] = off
+				}
+			}
+		}
+		if int64(len(acked))+closedErrs.Load() != writers*each {
+			t.Fatalf("round %d: %d acknowledged + %d closed != %d", round, len(acked), closedErrs.Load(), writers*each)
+		}
+		// Read the whole partition; this round's records are the ones acknowledged.
+		end, err := c.ListOffsets(ctx, "cc", 0, Latest())
+		if err != nil {
+			t.Fatal(err)
+		}
+		msgs := consumeN(t, c, "cc", 0, AtOffset(0), int(end))
+		found := 0
+		for _, m := range msgs {
+			var r, w, i int
+			if _, err := fmt.Sscanf(string(m.Value), "%d/%d/%d", &r, &w, &i); err != nil || r != round {
+				continue
+			}
+			found++
+			if off, ok := acked[string(m.Value)]; !ok || off != m.Offset {
+				t.Fatalf("round %d: %q at offset %d, its callback said %d (acknowledged: %v)", round, m.Value, m.Offset, off, ok)
+			}
+			if m.Timestamp.Before(start.Add(-time.Second)) || m.Timestamp.After(time.Now().Add(time.Second)) {
+				t.Fatalf("round %d: %q has timestamp %v, produced from %v", round, m.Value, m.Timestamp, start)
+			}
+		}
+		if found != len(acked) {
+			t.Fatalf("round %d: %d records in the log, %d acknowledged", round, found, len(acked))
+		}
+	}
+}
