@@ -90,7 +90,7 @@ func runBench(args []string, env cli) error {
 		fs.Float64Var(&f.rate, "rate", 0, "records/s over all producers (0: as fast as possible)")
 		fs.IntVar(&f.producers, "producers", 1, "concurrent producers (each with its own connection)")
 		fs.IntVar(&f.batchSize, "batch-size", 1<<20, "bytes at which a partition's batch is sent")
-		fs.DurationVar(&f.linger, "linger", 5*time.Millisecond, "how long a batch waits for more records")
+		fs.DurationVar(&f.linger, "linger", client.DefaultLinger, "how long a batch waits for more records")
 		fs.IntVar(&f.maxInFlight, "max-in-flight", 1, "batches per partition awaiting their answer")
 	} else {
 		fs.StringVar(&f.group, "group", "", "consume as a member of this group (default: every partition from the earliest offset)")

@@ -25,7 +25,7 @@ func runProduce(args []string, env cli) error {
 	server := serverFlag(fs, env)
 	acksFlag := fs.String("acks", "all", "when the node answers: all (committed), leader (appended) or none")
 	sep := fs.String("key-separator", "", "split each line into key and value at the first occurrence of this string (no key when absent from the line)")
-	linger := fs.Duration("linger", 5*time.Millisecond, "how long a batch waits for more lines")
+	linger := fs.Duration("linger", client.DefaultLinger, "how long a batch waits for more lines")
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return err
