@@ -83,6 +83,10 @@ func runEnv(args []string, env cli) int {
 	if err == nil {
 		return 0
 	}
+	if h := (*helpError)(nil); errors.As(err, &h) {
+		fmt.Fprint(env.stdout, h.text)
+		return 0
+	}
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
 	}
@@ -129,7 +133,12 @@ func parseFlags(fs *flag.FlagSet, args []string) ([]string, error) {
 	for {
 		if err := fs.Parse(args); err != nil {
 			if errors.Is(err, flag.ErrHelp) {
-				return nil, err
+				var b strings.Builder
+				fmt.Fprintf(&b, "Usage of weir %s:\n", fs.Name())
+				fs.SetOutput(&b)
+				fs.PrintDefaults()
+				fs.SetOutput(io.Discard)
+				return nil, &helpError{text: b.String()}
 			}
 			return nil, fmt.Errorf("%w: %s: %v", errUsage, fs.Name(), err)
 		}
@@ -141,3 +150,9 @@ func parseFlags(fs *flag.FlagSet, args []string) ([]string, error) {
 		args = args[1:]
 	}
 }
+
+// helpError is a subcommand's -h or --help: its flags, printed to standard output.
+type helpError struct{ text string }
+
+func (e *helpError) Error() string { return "help requested" }
+func (e *helpError) Unwrap() error { return flag.ErrHelp }

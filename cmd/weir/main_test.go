@@ -86,3 +86,19 @@ func TestCLIErrors(t *testing.T) {
 		t.Errorf("version: %d %q", code, out)
 	}
 }
+
+// TestSubcommandHelp: -h and --help of a subcommand print its flags to standard output and
+// exit 0.
+func TestSubcommandHelp(t *testing.T) {
+	for _, args := range [][]string{
+		{"node", "-h"}, {"bench", "produce", "--help"}, {"topic", "create", "-h"}, {"consume", "-h"}, {"log", "verify", "-h"},
+	} {
+		var out, errb strings.Builder
+		if code := run(args, &out, &errb); code != 0 {
+			t.Fatalf("%v: exit %d, stderr %q", args, code, errb.String())
+		}
+		if !strings.Contains(out.String(), "Usage of weir "+args[0]) || !strings.Contains(out.String(), "  -") {
+			t.Fatalf("%v: printed %q", args, out.String())
+		}
+	}
+}
