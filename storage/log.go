@@ -29,7 +29,7 @@ type Log struct {
 	segs       []*segment // by offset; the last is the active segment
 	state      persistedState
 	stateDirty bool   // state differs from the state file only in its commit index
-	dirDirty   bool   // files were removed since the directory was last synced
+	dirDirty   bool   // files were removed or renamed since the directory was last synced
 	applied    uint64 // highest raft index the owner has applied; retention stays below it
 	unsynced   bool   // the active segment holds data not yet fsynced
 	lastSync   time.Time
@@ -358,7 +358,9 @@ func (l *Log) syncSealed() {
 			l.mu.Unlock()
 			return
 		}
-		l.dirDirty = true // the renames are made durable by the next directory sync; until then recovery treats the segment as unsynced, which is safe
+		// The renames become durable with the next directory sync; until then a crash may lose
+		// them, and recovery treats the segment as unsynced, which is safe.
+		l.dirDirty = true
 		l.unpend(s)
 		l.mu.Unlock()
 	}

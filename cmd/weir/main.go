@@ -87,9 +87,6 @@ func runEnv(args []string, env cli) int {
 		fmt.Fprint(env.stdout, h.text)
 		return 0
 	}
-	if errors.Is(err, flag.ErrHelp) {
-		return 0
-	}
 	fmt.Fprintln(stderr, "weir:", err)
 	if errors.Is(err, errUsage) {
 		fmt.Fprint(stderr, "\n"+usage)
@@ -155,4 +152,3 @@ func parseFlags(fs *flag.FlagSet, args []string) ([]string, error) {
 type helpError struct{ text string }
 
 func (e *helpError) Error() string { return "help requested" }
-func (e *helpError) Unwrap() error { return flag.ErrHelp }
