@@ -274,14 +274,8 @@ func (l *Log) loadSealed(s *segment, prevTerm uint64, indexes map[string]bool, s
 		return 0, err
 	}
 	if res.bad && !synced {
-		at, h, found, err := s.findValidBatch(w, res.end, size, s.nextIndex)
-		if err != nil {
+		if err := s.checkTorn(w, res, size); err != nil {
 			return 0, err
-		}
-		if found {
-			return 0, s.corrupt(res.end, s.nextOffset, s.nextIndex, fmt.Sprintf(
-				"%s; a valid batch (index %d, offset %d) follows at byte %d, so this is damage to written data, not a torn write",
-				res.reason, h.Index, h.BaseOffset, at))
 		}
 		return res.end, nil
 	}
@@ -325,6 +319,29 @@ func (l *Log) cutUnsyncedSealed(i int, at int64) error {
 	if err := l.syncDir(); err != nil {
 		return err
 	}
+	s.sealed = false
+	return s.cutTail(at)
+}
+
+// checkTorn tells a torn write from corruption at the bad batch a scan of s stopped at: with a
+// whole, valid batch anywhere after it (up to size) it is damage to written data, reported as a
+// *CorruptError, since cutting would silently drop the good data after it, which was written
+// before the damaged batch and so, under any sync policy, synced with it or earlier.
+func (s *segment) checkTorn(w *window, res scanResult, size int64) error {
+	at, h, found, err := s.findValidBatch(w, res.end, size, s.nextIndex)
+	if err != nil {
+		return err
+	}
+	if found {
+		return s.corrupt(res.end, s.nextOffset, s.nextIndex, fmt.Sprintf(
+			"%s; a valid batch (index %d, offset %d) follows at byte %d, so this is damage to written data, not a torn write",
+			res.reason, h.Index, h.BaseOffset, at))
+	}
+	return nil
+}
+
+// cutTail truncates s to at bytes, a torn write cut off, and syncs the cut.
+func (s *segment) cutTail(at int64) error {
 	if err := s.f.Truncate(at); err != nil {
 		return err
 	}
@@ -332,7 +349,6 @@ func (l *Log) cutUnsyncedSealed(i int, at int64) error {
 		return err
 	}
 	s.size = at
-	s.sealed = false
 	return nil
 }
 
@@ -381,39 +397,20 @@ func (l *Log) writeIndexes(s *segment) error {
 }
 
 // recoverActive scans the whole active segment, checking every checksum, rebuilding its indexes
-// in memory and cutting a torn tail. A bad batch with a valid one anywhere after it is corruption,
-// not a torn tail, and is reported rather than cut: cutting would silently drop the good data after
-// it, which was written before the damaged batch and so, under any sync policy, synced with it or
-// earlier.
+// in memory and cutting a torn tail (see checkTorn for what is not one).
 func (l *Log) recoverActive(s *segment, prevTerm uint64) error {
 	w := &window{f: s.f}
 	res, err := s.scan(w, segmentHeaderSize, s.baseIndex, s.baseOffset, prevTerm, true, true, l.cfg.IndexIntervalBytes)
-	if err != nil {
+	if err != nil || !res.bad {
 		return err
-	}
-	if !res.bad {
-		return nil
 	}
 	size, err := s.f.Size()
 	if err != nil {
 		return err
 	}
-	at, h, found, err := s.findValidBatch(w, res.end, size, s.nextIndex)
-	if err != nil {
+	if err := s.checkTorn(w, res, size); err != nil {
 		return err
-	}
-	if found {
-		return s.corrupt(res.end, s.nextOffset, s.nextIndex, fmt.Sprintf(
-			"%s; a valid batch (index %d, offset %d) follows at byte %d, so this is damage to written data, not a torn write",
-			res.reason, h.Index, h.BaseOffset, at))
 	}
 	l.log.Warn("truncating torn tail", "file", s.path, "at", res.end, "dropped_bytes", size-res.end, "reason", res.reason)
-	if err := s.f.Truncate(res.end); err != nil {
-		return err
-	}
-	if err := s.f.Sync(); err != nil {
-		return err
-	}
-	s.size = res.end
-	return nil
+	return s.cutTail(res.end)
 }
