@@ -329,7 +329,7 @@ func (l *Log) syncSealed() {
 
 		err := s.f.Sync()
 		for i := 0; i < len(files) && err == nil; i++ {
-			err = l.writeFileSynced(files[i].name+sealingSuffix, files[i].data)
+			err = vfs.WriteFileSynced(l.fs, files[i].name+sealingSuffix, files[i].data)
 		}
 
 		l.mu.Lock()

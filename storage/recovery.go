@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"github.com/weirhq/weir/storage/vfs"
 )
 
 func (l *Log) recover() error {
@@ -366,19 +368,11 @@ func (l *Log) readIndexes(s *segment, size int64, present map[string]bool) error
 		if !present[filepath.Base(name)] {
 			return fmt.Errorf("%s is missing", filepath.Base(name))
 		}
-		f, err := l.fs.Open(name)
+		b, err := vfs.ReadFile(l.fs, name)
 		if err != nil {
 			return err
 		}
-		n, err := f.Size()
-		if err == nil {
-			data[i] = make([]byte, n)
-			_, err = f.ReadAt(data[i], 0)
-		}
-		f.Close()
-		if err != nil {
-			return err
-		}
+		data[i] = b
 	}
 	idx, times, err := decodeIndexes(data[0], data[1], size)
 	if err != nil {

@@ -58,7 +58,7 @@ const (
 	logSuffix       = ".log"
 	indexSuffix     = ".index"
 	timeIndexSuffix = ".timeindex"
-	tmpSuffix       = ".tmp"
+	tmpSuffix       = vfs.TmpSuffix
 	// sealingSuffix marks an index file the syncer wrote and has not yet renamed into place.
 	sealingSuffix = ".sealing" + tmpSuffix
 	nameDigits    = 20

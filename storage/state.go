@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 
 	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/weirhq/weir/storage/vfs"
 )
 
 // The state file, named "state", holds what a raft group must keep beside its log and what the
@@ -99,21 +101,12 @@ func decodeState(b []byte) (*persistedState, error) {
 // readState loads the state file; a missing file is an empty state.
 func (l *Log) readState() (*persistedState, error) {
 	name := filepath.Join(l.dir, stateFile)
-	size, err := l.fs.Stat(name)
+	b, err := vfs.ReadFile(l.fs, name)
 	if errors.Is(err, fs.ErrNotExist) {
 		return &persistedState{}, nil
 	}
 	if err != nil {
 		return nil, err
-	}
-	f, err := l.fs.Open(name)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	b := make([]byte, size)
-	if _, err := f.ReadAt(b, 0); err != nil {
-		return nil, fmt.Errorf("read %s: %w", name, err)
 	}
 	st, err := decodeState(b)
 	if err != nil {
@@ -137,37 +130,12 @@ func (l *Log) writeState() error {
 	return nil
 }
 
-// writeFileAtomic writes data to name by way of name.tmp, fsync and rename, then fsyncs the
-// directory.
+// writeFileAtomic replaces a file of the log (see vfs.WriteFileAtomic); it syncs the directory,
+// which makes earlier removals durable too.
 func (l *Log) writeFileAtomic(name string, data []byte) error {
-	tmp := name + tmpSuffix
-	if err := l.writeFileSynced(tmp, data); err != nil {
-		return err
-	}
-	if err := l.fs.Rename(tmp, name); err != nil {
-		return err
-	}
-	if err := l.fs.SyncDir(l.dir); err != nil {
+	if err := vfs.WriteFileAtomic(l.fs, name, data); err != nil {
 		return err
 	}
 	l.dirDirty = false
 	return nil
-}
-
-// writeFileSynced creates (or replaces) the file name with data and fsyncs it. It touches no
-// state of l but its FS, so the syncer calls it without the lock.
-func (l *Log) writeFileSynced(name string, data []byte) error {
-	f, err := l.fs.Create(name)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
 }
