@@ -48,7 +48,9 @@
 // written, as from/to names.
 //
 // Offsets in names are zero-padded to 20 digits, so names sort by partition and offset. Topic
-// characters other than letters, digits, '.', '_' and '-' become '_'. A file holds the records'
+// names are those the node accepts (letters, digits, '.', '_' and '-'; a record of any other topic
+// fails the Write); a topic whose name starts with '.' has a '+' put before it in file names, so
+// that its finished files are not hidden. A file holds the records'
 // values in offset order, in one of two formats: Lines, each value followed by '\n' (a value
 // holding '\n' reads back as several lines: use LengthPrefixed for binary values), or
 // LengthPrefixed, each value after its length as 4 bytes big endian. Keys, headers and
@@ -74,7 +76,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"log/slog"
 	"path/filepath"
@@ -90,7 +91,7 @@ import (
 // On-disk names and versions.
 const (
 	manifestName     = ".manifest"
-	manifestTemp     = ".manifest.tmp"
+	manifestTemp     = manifestName + vfs.TmpSuffix
 	manifestVersion  = 1
 	inProgressSuffix = ".inprogress"
 	lengthPrefix     = 4 // bytes of the length before a value in LengthPrefixed
@@ -156,7 +157,6 @@ func (c Config) Validate() error {
 // Sink writes records to rolling files.
 type Sink struct {
 	cfg Config
-	fs  vfs.FS
 
 	mu     sync.Mutex
 	open   bool
@@ -174,7 +174,8 @@ type tpKey struct {
 // part is the state of one partition's files.
 type part struct {
 	tpKey
-	last int64 // last offset written, durable once the manifest is; -1: none
+	fileTopic string // the topic as it appears in file names
+	last      int64  // last offset written, durable once the manifest is; -1: none
 
 	// The file in progress; f is nil when there is none.
 	f       vfs.File
@@ -227,7 +228,7 @@ func New(cfg Config) (*Sink, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Sink{cfg: cfg, fs: cfg.FS}, nil
+	return &Sink{cfg: cfg}, nil
 }
 
 // Open implements connectors.Sink: it creates the directory if needed, recovers it to the state
@@ -253,7 +254,7 @@ func (s *Sink) Open(context.Context) error {
 
 func (s *Sink) recover() error {
 	s.parts = map[tpKey]*part{}
-	if err := s.fs.MkdirAll(s.cfg.Dir); err != nil {
+	if err := s.cfg.FS.MkdirAll(s.cfg.Dir); err != nil {
 		return err
 	}
 	m, err := s.readManifest()
@@ -278,17 +279,17 @@ func (s *Sink) recover() error {
 		if mp.Last < -1 || mp.Size < 0 {
 			return fmt.Errorf("manifest: %s/%d at offset %d with %d bytes", mp.Topic, mp.Partition, mp.Last, mp.Size)
 		}
-		if err := s.checkCollision(p.tpKey); err != nil {
-			return err
+		if err := p.setFileTopic(); err != nil {
+			return fmt.Errorf("manifest: %w", err)
 		}
 		if mp.File == "" {
 			continue
 		}
-		if mp.File != inProgressName(p.tpKey, mp.First) || mp.First < 0 || mp.First > mp.Last {
+		if mp.File != p.inProgressName(mp.First) || mp.First < 0 || mp.First > mp.Last {
 			return fmt.Errorf("manifest names the file %q for %s/%d from %d to %d", mp.File, mp.Topic, mp.Partition, mp.First, mp.Last)
 		}
 		known[mp.File] = true
-		f, err := s.fs.OpenAppend(s.path(mp.File))
+		f, err := s.cfg.FS.OpenAppend(s.path(mp.File))
 		if err != nil {
 			return fmt.Errorf("in-progress file of %s/%d: %w", mp.Topic, mp.Partition, err)
 		}
@@ -310,7 +311,7 @@ func (s *Sink) recover() error {
 			}
 		}
 	}
-	names, err := s.fs.List(s.cfg.Dir)
+	names, err := s.cfg.FS.List(s.cfg.Dir)
 	if err != nil {
 		return err
 	}
@@ -318,14 +319,14 @@ func (s *Sink) recover() error {
 		if name == manifestTemp || (strings.HasPrefix(name, ".") && strings.HasSuffix(name, inProgressSuffix) && !known[name]) {
 			// A manifest never renamed into place, or a file no manifest ever recorded: both
 			// hold only what Writes that did not return wrote.
-			if err := s.fs.Remove(s.path(name)); err != nil {
+			if err := s.cfg.FS.Remove(s.path(name)); err != nil {
 				return err
 			}
 			dirty = true
 		}
 	}
 	if dirty {
-		if err := s.fs.SyncDir(s.cfg.Dir); err != nil {
+		if err := s.cfg.FS.SyncDir(s.cfg.Dir); err != nil {
 			return err
 		}
 	}
@@ -343,18 +344,21 @@ func (s *Sink) redoRename(r manifestRename) (bool, error) {
 	if !strings.HasPrefix(r.From, ".") || !strings.HasSuffix(r.From, inProgressSuffix) || strings.HasPrefix(r.To, ".") {
 		return false, fmt.Errorf("manifest renames %q to %q", r.From, r.To)
 	}
-	_, ferr := s.fs.Stat(s.path(r.From))
-	_, terr := s.fs.Stat(s.path(r.To))
-	switch {
-	case ferr == nil && errors.Is(terr, fs.ErrNotExist):
-		return true, s.fs.Rename(s.path(r.From), s.path(r.To))
-	case errors.Is(ferr, fs.ErrNotExist) && terr == nil:
-		return false, nil // renamed before the crash
-	case ferr != nil && !errors.Is(ferr, fs.ErrNotExist):
+	_, ferr := s.cfg.FS.Stat(s.path(r.From))
+	_, terr := s.cfg.FS.Stat(s.path(r.To))
+	if ferr != nil && !errors.Is(ferr, fs.ErrNotExist) {
 		return false, ferr
-	case terr != nil && !errors.Is(terr, fs.ErrNotExist):
+	}
+	if terr != nil && !errors.Is(terr, fs.ErrNotExist) {
 		return false, terr
-	case ferr == nil:
+	}
+	fromExists, toExists := ferr == nil, terr == nil
+	switch {
+	case fromExists && !toExists:
+		return true, s.cfg.FS.Rename(s.path(r.From), s.path(r.To))
+	case !fromExists && toExists:
+		return false, nil // renamed before the crash
+	case fromExists:
 		return false, fmt.Errorf("both %s and %s exist", r.From, r.To)
 	}
 	return false, fmt.Errorf("%s is gone and was never renamed to %s", r.From, r.To)
@@ -398,8 +402,8 @@ func (s *Sink) write(msgs []connectors.Message) error {
 		if m.Offset <= p.last {
 			continue // written before a crash or a failed commit: the replay
 		}
-		rec := s.encode(m.Value)
-		if p.f != nil && (p.size+int64(len(rec)) > s.cfg.RollSize || s.due(p, now)) {
+		n := s.encodedSize(m.Value)
+		if p.f != nil && (p.size+n > s.cfg.RollSize || s.due(p, now)) {
 			r, err := s.seal(p)
 			if err != nil {
 				return err
@@ -413,8 +417,8 @@ func (s *Sink) write(msgs []connectors.Message) error {
 			created = true
 		}
 		touched[p] = true
-		p.pending = append(p.pending, rec...)
-		p.size += int64(len(rec))
+		p.pending = s.appendEncoded(p.pending, m.Value)
+		p.size += n
 		p.last = m.Offset
 	}
 	for p := range touched {
@@ -424,11 +428,11 @@ func (s *Sink) write(msgs []connectors.Message) error {
 	}
 	if created {
 		// The new in-progress names must survive before the manifest points at them.
-		if err := s.fs.SyncDir(s.cfg.Dir); err != nil {
+		if err := s.cfg.FS.SyncDir(s.cfg.Dir); err != nil {
 			return err
 		}
 	}
-	if len(touched) == 0 && len(renames) == 0 {
+	if len(touched) == 0 { // every record was a replay (a roll always comes with a record)
 		return nil
 	}
 	return s.commit(renames)
@@ -438,37 +442,55 @@ func (s *Sink) part(topic string, partition int32) (*part, error) {
 	k := tpKey{topic, partition}
 	p, ok := s.parts[k]
 	if !ok {
-		if err := s.checkCollision(k); err != nil {
+		p = &part{tpKey: k, last: -1}
+		if err := p.setFileTopic(); err != nil {
 			return nil, err
 		}
-		p = &part{tpKey: k, last: -1}
 		s.parts[k] = p
 	}
 	return p, nil
 }
 
-// checkCollision refuses a partition whose file names another partition already uses: two
-// topics that differ only in characters safeName replaces.
-func (s *Sink) checkCollision(k tpKey) error {
-	for o := range s.parts {
-		if o != k && o.partition == k.partition && safeName(o.topic) == safeName(k.topic) {
-			return fmt.Errorf("topics %q and %q would share file names", o.topic, k.topic)
+// setFileTopic sets the topic as it appears in p's file names (see the package doc): the
+// mapping is one to one, since '+' is not in a topic name.
+func (p *part) setFileTopic() error {
+	for _, c := range []byte(p.topic) {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return fmt.Errorf("topic %q cannot name files: letters, digits, '.', '_' and '-' only", p.topic)
 		}
+	}
+	switch {
+	case p.topic == "":
+		return errors.New("empty topic name")
+	case p.topic[0] == '.':
+		p.fileTopic = "+" + p.topic
+	default:
+		p.fileTopic = p.topic
 	}
 	return nil
 }
 
-func inProgressName(k tpKey, first int64) string {
-	return fmt.Sprintf(".%s-%d-%020d%s", safeName(k.topic), k.partition, first, inProgressSuffix)
+func (p *part) inProgressName(first int64) string {
+	return fmt.Sprintf(".%s-%d-%020d%s", p.fileTopic, p.partition, first, inProgressSuffix)
 }
 
-func (s *Sink) encode(v []byte) []byte {
+func (p *part) finishedName(suffix string) string {
+	return fmt.Sprintf("%s-%d-%020d-%020d%s", p.fileTopic, p.partition, p.first, p.last, suffix)
+}
+
+// encodedSize is the size of a value in a file.
+func (s *Sink) encodedSize(v []byte) int64 {
 	if s.cfg.Format == LengthPrefixed {
-		b := make([]byte, lengthPrefix, lengthPrefix+len(v))
-		binary.BigEndian.PutUint32(b, uint32(len(v)))
-		return append(b, v...)
+		return lengthPrefix + int64(len(v))
 	}
-	b := make([]byte, 0, len(v)+1)
+	return int64(len(v)) + 1
+}
+
+// appendEncoded appends a value as the file format lays it out.
+func (s *Sink) appendEncoded(b, v []byte) []byte {
+	if s.cfg.Format == LengthPrefixed {
+		return append(binary.BigEndian.AppendUint32(b, uint32(len(v))), v...)
+	}
 	return append(append(b, v...), '\n')
 }
 
@@ -478,8 +500,8 @@ func (s *Sink) due(p *part, now time.Time) bool {
 
 // create starts p's in-progress file at offset first.
 func (s *Sink) create(p *part, first int64, now time.Time) error {
-	name := inProgressName(p.tpKey, first)
-	f, err := s.fs.Create(s.path(name))
+	name := p.inProgressName(first)
+	f, err := s.cfg.FS.Create(s.path(name))
 	if err != nil {
 		return err
 	}
@@ -487,28 +509,29 @@ func (s *Sink) create(p *part, first int64, now time.Time) error {
 	return nil
 }
 
-// flush writes p's pending bytes and fsyncs its file.
+// flush writes p's pending bytes and fsyncs its file. Without pending bytes there is nothing to
+// do: every other write to the file was synced by the flush that made it.
 func (s *Sink) flush(p *part) error {
-	if len(p.pending) > 0 {
-		if _, err := p.f.Write(p.pending); err != nil {
-			return err
-		}
-		p.pending = p.pending[:0]
+	if len(p.pending) == 0 {
+		return nil
 	}
+	if _, err := p.f.Write(p.pending); err != nil {
+		return err
+	}
+	p.pending = p.pending[:0]
 	return p.f.Sync()
 }
 
 // seal finishes p's in-progress file: flushed, fsynced and closed. It returns the rename that
 // puts it in place, which commit records in the manifest before making it.
 func (s *Sink) seal(p *part) (manifestRename, error) {
-	r := manifestRename{From: p.name,
-		To: fmt.Sprintf("%s-%d-%020d-%020d%s", safeName(p.topic), p.partition, p.first, p.last, s.cfg.Suffix)}
+	r := manifestRename{From: p.name, To: p.finishedName(s.cfg.Suffix)}
 	if err := s.flush(p); err != nil {
 		return r, err
 	}
 	// Never replace a finished file: it would mean another sink shares the directory, or the
 	// topic was created anew (see the package doc).
-	if _, err := s.fs.Stat(s.path(r.To)); err == nil {
+	if _, err := s.cfg.FS.Stat(s.path(r.To)); err == nil {
 		return r, fmt.Errorf("%s already exists", r.To)
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return r, err
@@ -524,19 +547,19 @@ func (s *Sink) commit(renames []manifestRename) error {
 		return err
 	}
 	for _, r := range renames {
-		if err := s.fs.Rename(s.path(r.From), s.path(r.To)); err != nil {
+		if err := s.cfg.FS.Rename(s.path(r.From), s.path(r.To)); err != nil {
 			return err
 		}
 	}
 	if len(renames) > 0 {
-		return s.fs.SyncDir(s.cfg.Dir)
+		return s.cfg.FS.SyncDir(s.cfg.Dir)
 	}
 	return nil
 }
 
-// RollDue rolls every file that is RollInterval old. The sink's timer calls it; tests with a
+// rollDue rolls every file that is RollInterval old. The sink's timer calls it; tests with a
 // fake clock call it to roll at a time of their choosing.
-func (s *Sink) RollDue() error {
+func (s *Sink) rollDue() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := s.usable(); err != nil {
@@ -579,7 +602,7 @@ func (s *Sink) timer(stop <-chan struct{}, done chan<- struct{}, every time.Dura
 		case <-stop:
 			return
 		case <-t.C:
-			if err := s.RollDue(); err != nil && !errors.Is(err, ErrBroken) {
+			if err := s.rollDue(); err != nil && !errors.Is(err, ErrBroken) {
 				s.cfg.Logger.Warn("file sink: roll by age failed", "dir", s.cfg.Dir, "err", err)
 			}
 		}
@@ -649,43 +672,17 @@ func (s *Sink) writeManifest(renames []manifestRename) error {
 	if err != nil {
 		return err
 	}
-	f, err := s.fs.Create(s.path(manifestTemp))
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(b)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return err
-	}
-	if err := s.fs.Rename(s.path(manifestTemp), s.path(manifestName)); err != nil {
-		return err
-	}
-	return s.fs.SyncDir(s.cfg.Dir)
+	return vfs.WriteFileAtomic(s.cfg.FS, s.path(manifestName), b)
 }
 
 // readManifest returns the manifest, or an empty one in a directory that has none.
 func (s *Sink) readManifest() (manifest, error) {
 	var m manifest
-	f, err := s.fs.Open(s.path(manifestName))
+	b, err := vfs.ReadFile(s.cfg.FS, s.path(manifestName))
 	if errors.Is(err, fs.ErrNotExist) {
 		return manifest{Version: manifestVersion}, nil
 	}
 	if err != nil {
-		return m, err
-	}
-	defer f.Close()
-	size, err := f.Size()
-	if err != nil {
-		return m, err
-	}
-	b := make([]byte, size)
-	if _, err := f.ReadAt(b, 0); err != nil && !errors.Is(err, io.EOF) {
 		return m, err
 	}
 	if err := json.Unmarshal(b, &m); err != nil {
@@ -705,15 +702,4 @@ func checkName(name string) error {
 		return fmt.Errorf("manifest names the file %q", name)
 	}
 	return nil
-}
-
-// safeName maps a topic to characters that are safe in a file name on any system.
-func safeName(topic string) string {
-	b := []byte(topic)
-	for i, c := range b {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
-			b[i] = '_'
-		}
-	}
-	return string(b)
 }

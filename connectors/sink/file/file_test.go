@@ -1,7 +1,6 @@
 package file
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -9,6 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -216,11 +216,11 @@ func TestRollsByAge(t *testing.T) {
 	write(0, 3)
 	clock.advance(30 * time.Second)
 	write(3, 4)
-	if err := s.RollDue(); err != nil || len(visible()) != 0 {
+	if err := s.rollDue(); err != nil || len(visible()) != 0 {
 		t.Fatalf("rolled a file 30 s old: %v %v", visible(), err)
 	}
 	clock.advance(31 * time.Second)
-	if err := s.RollDue(); err != nil {
+	if err := s.rollDue(); err != nil {
 		t.Fatal(err)
 	}
 	if got := visible(); len(got) != 1 || got[0] != "t/0:v00,v01,v02,v03" {
@@ -291,7 +291,7 @@ func TestPartitionsAndTopicsGetTheirOwnFiles(t *testing.T) {
 	for o := int64(0); o < 4; o++ { // interleaved, as a Write may get them
 		in = append(in, msgs("a", 0, o, o+1)...)
 		in = append(in, msgs("a", 1, o+10, o+11)...)
-		in = append(in, msgs("odd/topic name", 0, o, o+1)...)
+		in = append(in, msgs(".hidden", 0, o, o+1)...)
 	}
 	if err := s.Write(ctx, in); err != nil {
 		t.Fatal(err)
@@ -302,7 +302,7 @@ func TestPartitionsAndTopicsGetTheirOwnFiles(t *testing.T) {
 	got := finished(t, mem, "/out", Lines)
 	if strings.Join(got["a/0"], ",") != strings.Join(want(0, 4), ",") ||
 		strings.Join(got["a/1"], ",") != strings.Join(want(10, 14), ",") ||
-		strings.Join(got["odd_topic_name/0"], ",") != strings.Join(want(0, 4), ",") {
+		strings.Join(got["+.hidden/0"], ",") != strings.Join(want(0, 4), ",") {
 		t.Fatalf("files: %v", got)
 	}
 }
@@ -376,6 +376,9 @@ func crashScenario(t *testing.T, seed uint64) {
 	const total = 60
 	mem := vfs.NewMem()
 	committed := map[int32]int64{0: 0, 1: 0} // next offset to write, per partition
+	// Partition 1 belongs to a topic whose name starts with '.': its finished files must not be
+	// hidden, and a rename a crash interrupted must be redone.
+	topics := map[int32]string{0: "t", 1: ".t"}
 	format := Format(rng.IntN(2))
 	clock := &fakeClock{now: time.Unix(1_700_000_000, 0)}
 	for round := 0; ; round++ {
@@ -420,12 +423,12 @@ func crashScenario(t *testing.T, seed uint64) {
 			next := map[int32]int64{}
 			for p := range int32(2) {
 				to := min(committed[p]+int64(rng.IntN(6)), total)
-				in = append(in, msgs("t", p, committed[p], to)...)
+				in = append(in, msgs(topics[p], p, committed[p], to)...)
 				next[p] = to
 			}
 			clock.advance(time.Duration(rng.IntN(30)) * time.Second)
 			if rng.IntN(8) == 0 {
-				s.RollDue() // a failure here shows in the next Write
+				s.rollDue() // a failure here shows in the next Write
 			}
 			if err := s.Write(ctx, in); err != nil {
 				if failAt < 0 {
@@ -448,8 +451,8 @@ func crashScenario(t *testing.T, seed uint64) {
 		mem = crash(mem, rng)
 	}
 	got := finished(t, mem, "/out", format)
-	for p := range 2 {
-		if g := got[fmt.Sprintf("t/%d", p)]; strings.Join(g, ",") != strings.Join(want(0, total), ",") {
+	for p, name := range map[int32]string{0: "t", 1: "+.t"} {
+		if g := got[fmt.Sprintf("%s/%d", name, p)]; strings.Join(g, ",") != strings.Join(want(0, total), ",") {
 			t.Fatalf("partition %d holds %v", p, g)
 		}
 	}
@@ -507,6 +510,10 @@ func TestRecovery(t *testing.T) {
 		{name: "unknown manifest version", files: map[string]string{manifestName: `{"version":9}`}, wantErr: "version 9"},
 		{name: "manifest names a path", files: map[string]string{
 			manifestName: manifestWith("../escape", 1, "[]")}, wantErr: "names the file"},
+		{name: "manifest renames from a path", files: map[string]string{
+			manifestName: manifestWith("", 0, fmt.Sprintf(`[{"from":"../.x.inprogress","to":%q}]`, final))}, wantErr: `names the file "../.x.inprogress"`},
+		{name: "manifest renames to a path", files: map[string]string{
+			manifestName: manifestWith("", 0, fmt.Sprintf(`[{"from":%q,"to":"../x.txt"}]`, inprog)), inprog: "v00\n"}, wantErr: `names the file "../x.txt"`},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -656,12 +663,30 @@ func TestBadConfig(t *testing.T) {
 	}
 }
 
-func TestNamesSort(t *testing.T) {
-	// Offsets are zero-padded: names sort in offset order.
-	a := fmt.Sprintf("%s-%d-%020d", safeName("t"), 0, 9)
-	b := fmt.Sprintf("%s-%d-%020d", safeName("t"), 0, 10)
-	if !(a < b) || !bytes.Equal([]byte(safeName("a b/c")), []byte("a_b_c")) {
-		t.Fatal(a, b)
+// TestFileNames: offsets are zero-padded, so names sort in offset order; a topic starting with
+// '.' gets a '+' so that its files are not hidden.
+func TestFileNames(t *testing.T) {
+	p := &part{tpKey: tpKey{"t", 3}}
+	if err := p.setFileTopic(); err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, r := range [][2]int64{{9, 9}, {10, 99}, {100, 100}} {
+		p.first, p.last = r[0], r[1]
+		names = append(names, p.finishedName(".txt"))
+	}
+	if !sort.StringsAreSorted(names) || names[0] != "t-3-00000000000000000009-00000000000000000009.txt" {
+		t.Fatalf("names %v", names)
+	}
+	if n := p.inProgressName(10); n != ".t-3-00000000000000000010.inprogress" {
+		t.Fatalf("in-progress name %s", n)
+	}
+	dot := &part{tpKey: tpKey{".t", 0}}
+	if err := dot.setFileTopic(); err != nil {
+		t.Fatal(err)
+	}
+	if n := dot.finishedName(".txt"); strings.HasPrefix(n, ".") || !strings.HasPrefix(n, "+.t-0-") {
+		t.Fatalf("finished name of topic .t: %s", n)
 	}
 }
 
@@ -696,13 +721,78 @@ func FuzzManifest(f *testing.F) {
 	})
 }
 
-func TestTopicNameCollision(t *testing.T) {
-	s := openSink(t, Config{Dir: "/out", RollSize: 100, FS: vfs.NewMem()})
-	defer s.Close()
-	if err := s.Write(ctx, msgs("a b", 0, 0, 1)); err != nil {
+// TestBadTopicName: a record of a topic that cannot name a file fails the Write, and the error
+// says why.
+func TestBadTopicName(t *testing.T) {
+	for _, topic := range []string{"a b", "a/b", "+.a", ""} {
+		s := openSink(t, Config{Dir: "/out", RollSize: 100, FS: vfs.NewMem()})
+		if err := s.Write(ctx, msgs(topic, 0, 0, 1)); err == nil || !strings.Contains(err.Error(), "topic") {
+			t.Fatalf("topic %q: %v", topic, err)
+		}
+		s.Close()
+	}
+}
+
+// TestDirectorySyncs checks the order of directory fsyncs, which vfs.Mem cannot check by a
+// crash (it makes directory entries durable at once): an in-progress file's creation, a
+// rename of a finished file and a removal are each followed by a directory fsync before the
+// manifest that relies on them is renamed into place, and before Open, Write or Close returns.
+func TestDirectorySyncs(t *testing.T) {
+	mem := vfs.NewMem()
+	if err := mem.MkdirAll("/out"); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Write(ctx, msgs("a/b", 0, 0, 1)); err == nil || !strings.Contains(err.Error(), "share file names") {
-		t.Fatalf("two topics with the same file names: %v", err)
+	// A directory a crash left: a recorded rename to redo and an unknown in-progress file.
+	const inprog, final = ".t-0-00000000000000000000.inprogress", "t-0-00000000000000000000-00000000000000000001.txt"
+	for name, content := range map[string]string{
+		manifestName: fmt.Sprintf(`{"version":1,"partitions":[{"topic":"t","partition":0,"last":1}],"renames":[{"from":%q,"to":%q}]}`, inprog, final),
+		inprog:       "v00\nv01\n",
+		".t-1-00000000000000000005.inprogress": "v05\n",
+	} {
+		if err := mem.WriteFile("/out/"+name, []byte(content)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var unsynced []string // directory changes since the last directory fsync
+	rec := vfs.InjectorFunc(func(op vfs.Op, name string) error {
+		base := filepath.Base(name)
+		switch {
+		case op == vfs.OpSyncDir:
+			unsynced = nil
+		case op == vfs.OpRename && base == manifestTemp:
+			if len(unsynced) > 0 {
+				t.Errorf("manifest renamed into place before the directory fsync of %v", unsynced)
+			}
+		case op == vfs.OpCreate && base != manifestTemp, op == vfs.OpRename, op == vfs.OpRemove:
+			unsynced = append(unsynced, op.String()+" "+base)
+		}
+		return nil
+	})
+	check := func(what string) {
+		t.Helper()
+		if len(unsynced) > 0 {
+			t.Fatalf("%s returned with directory changes not synced: %v", what, unsynced)
+		}
+	}
+	s, err := New(Config{Dir: "/out", RollSize: 12, FS: vfs.NewFaulty(mem, rec)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Open(ctx); err != nil {
+		t.Fatal(err)
+	}
+	check("Open")
+	for from := int64(2); from < 20; from += 3 {
+		if err := s.Write(ctx, msgs("t", 0, from, from+3)); err != nil { // rolls every 3 records
+			t.Fatal(err)
+		}
+		check("Write")
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	check("Close")
+	if got := finished(t, mem, "/out", Lines)["t/0"]; strings.Join(got, ",") != strings.Join(want(0, 20), ",") {
+		t.Fatalf("finished: %v", got)
 	}
 }
