@@ -745,8 +745,8 @@ func TestDirectorySyncs(t *testing.T) {
 	// A directory a crash left: a recorded rename to redo and an unknown in-progress file.
 	const inprog, final = ".t-0-00000000000000000000.inprogress", "t-0-00000000000000000000-00000000000000000001.txt"
 	for name, content := range map[string]string{
-		manifestName: fmt.Sprintf(`{"version":1,"partitions":[{"topic":"t","partition":0,"last":1}],"renames":[{"from":%q,"to":%q}]}`, inprog, final),
-		inprog:       "v00\nv01\n",
+		manifestName:                           fmt.Sprintf(`{"version":1,"partitions":[{"topic":"t","partition":0,"last":1}],"renames":[{"from":%q,"to":%q}]}`, inprog, final),
+		inprog:                                 "v00\nv01\n",
 		".t-1-00000000000000000005.inprogress": "v05\n",
 	} {
 		if err := mem.WriteFile("/out/"+name, []byte(content)); err != nil {
