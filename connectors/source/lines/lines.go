@@ -127,12 +127,19 @@ type Config struct {
 	Now func() time.Time
 }
 
-// Validate reports a configuration that cannot work.
+// MaxMaxLine is the largest MaxLine: a line is held in memory whole.
+const MaxMaxLine = 1 << 30
+
+// Validate reports a configuration that cannot work, naming the field.
 func (c Config) Validate() error {
-	if c.MaxLine < 0 || c.Batch < 0 || c.BatchBytes < 0 {
-		return errors.New("lines: negative MaxLine, Batch or BatchBytes")
-	}
-	if c.Overlong < Truncate || c.Overlong > Fail {
+	switch {
+	case c.MaxLine < 0 || c.MaxLine > MaxMaxLine:
+		return fmt.Errorf("lines: MaxLine %d: want 0 (default 1 MiB) to %d bytes", c.MaxLine, MaxMaxLine)
+	case c.Batch < 0:
+		return fmt.Errorf("lines: Batch %d: want 0 (default 100) or more lines", c.Batch)
+	case c.BatchBytes < 0:
+		return fmt.Errorf("lines: BatchBytes %d: want 0 (default 1 MiB) or more bytes", c.BatchBytes)
+	case c.Overlong < Truncate || c.Overlong > Fail:
 		return fmt.Errorf("lines: unknown Overlong policy %d", c.Overlong)
 	}
 	return nil
