@@ -146,9 +146,6 @@ func (c *coordinator) Receive(ctx actor.Context) {
 				return
 			}
 		}
-		for _, o := range m.Offsets {
-			c.n.metrics.groupOffsets(c.group, o.Topic, o.Partition, o.Offset)
-		}
 		// __offsets answers the committer directly once the offsets are committed.
 		ctx.RequestWithCustomSender(c.n.childPID("offsets"), &CommitOffsets{Group: c.group, Offsets: m.Offsets}, ctx.Sender())
 	case tick:

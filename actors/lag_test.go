@@ -32,13 +32,18 @@ func gauge(t testing.TB, n *Node, name string, labels map[string]string) (float6
 }
 
 // TestGroupLagGrowsWithoutCommits: a group's lag is measured against the high watermark when
-// the metrics are read, so it grows while the group commits nothing, falls when it commits,
-// and goes away with the topic.
+// the metrics are read, so it grows while the group commits nothing, falls when it commits, is
+// there again after a restart (from the replayed commits, before any new one), and goes away
+// with the topic. Node.GroupLag says the same.
 func TestGroupLagGrowsWithoutCommits(t *testing.T) {
-	n := startTestNode(t, t.TempDir(), func(c *NodeConfig) {
-		c.Coordinator = CoordinatorConfig{InitialDelay: 10 * time.Millisecond}
-	})
-	defer n.Close()
+	dir := t.TempDir()
+	start := func() *Node {
+		return startTestNode(t, dir, func(c *NodeConfig) {
+			c.Coordinator = CoordinatorConfig{InitialDelay: 10 * time.Millisecond}
+		})
+	}
+	n := start()
+	defer func() { n.Close() }()
 	tc := dialNode(t, n)
 	createTopic(t, tc, "lagging", 1)
 	labels := map[string]string{"group": "slow", "topic": "lagging", "partition": "0"}
@@ -83,6 +88,26 @@ func TestGroupLagGrowsWithoutCommits(t *testing.T) {
 	if c, ok := gauge(t, n, "weir_group_committed_offset", labels); !ok || c != 4 {
 		t.Fatalf("weir_group_committed_offset = %v (present %v), want 4", c, ok)
 	}
+	groupLag := func(group string, want int64) {
+		t.Helper()
+		if lag, err := n.GroupLag(group, "lagging"); err != nil || lag != want {
+			t.Fatalf("GroupLag(%s) = %d, %v; want %d", group, lag, err, want)
+		}
+	}
+	groupLag("slow", 1)
+	groupLag("never-committed", 5)
+	if _, err := n.GroupLag("slow", "no-such-topic"); err == nil {
+		t.Fatal("GroupLag of a missing topic: no error")
+	}
+
+	n.Close()
+	n = start()
+	tc = dialNode(t, n)
+	lagIs(1) // from the commits __offsets replayed
+	if c, ok := gauge(t, n, "weir_group_committed_offset", labels); !ok || c != 4 {
+		t.Fatalf("after a restart: weir_group_committed_offset = %v (present %v), want 4", c, ok)
+	}
+	groupLag("slow", 1)
 
 	var dr wire.AdminResponse
 	tc.call(wire.ApiDeleteTopic, &wire.DeleteTopicRequest{Name: "lagging"}, &dr)

@@ -1,11 +1,14 @@
 package actors
 
 import (
+	"fmt"
 	"strconv"
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/weirhq/weir/cluster/wire"
 )
 
 // Metrics are the node's Prometheus metrics. A nil *Metrics records nothing, so tests and
@@ -15,7 +18,7 @@ type Metrics struct {
 
 	recIn, recOut, bytesIn, bytesOut, overload *prometheus.CounterVec
 	start, hw, end                             *prometheus.GaugeVec
-	hws                                        sync.Map // topic/partition -> high watermark, for lag
+	hws                                        sync.Map // tp -> partitionPos of each partition running here
 	restarts, failures                         *prometheus.CounterVec
 	commits                                    sync.Map // groupPartition -> committed offset
 	sourceRecords, sinkRecords                 *prometheus.CounterVec
@@ -77,7 +80,7 @@ func (m *Metrics) partitionOffsets(topic string, p int32, start, hw, end int64) 
 		m.start.WithLabelValues(topic, ps).Set(float64(start))
 		m.hw.WithLabelValues(topic, ps).Set(float64(hw))
 		m.end.WithLabelValues(topic, ps).Set(float64(end))
-		m.hws.Store(tp{topic, p}, hw)
+		m.hws.Store(tp{topic, p}, partitionPos{start, hw})
 	}
 }
 
@@ -109,12 +112,13 @@ func (m *Metrics) failure(kind string) {
 	}
 }
 
-// groupOffsets records a group's committed offset. The offset and the group's lag are reported
-// when the metrics are scraped (groupCollector), the lag against the high watermark of that
-// moment, so it grows while a group commits nothing.
-func (m *Metrics) groupOffsets(group, topic string, p int32, committed int64) {
-	if m != nil {
-		m.commits.Store(groupPartition{group, topic, p}, committed)
+// groupOffsets records an offset that __offsets stored (or replayed at its start) for a group
+// partition; a flow source's position (partition -1) is not one. The offset and the group's lag
+// are reported when the metrics are scraped (groupCollector), the lag against the high watermark
+// of that moment, so it grows while a group commits nothing.
+func (m *Metrics) groupOffsets(group string, o wire.PartitionOffset) {
+	if m != nil && o.Partition >= 0 {
+		m.commits.Store(groupPartition{group, o.Topic, o.Partition}, o.Offset)
 	}
 }
 
@@ -130,8 +134,30 @@ var (
 		"Records between a group's committed offset and the partition's high watermark, as of the scrape.", groupLabels, nil)
 )
 
-// groupCollector reports weir_group_committed_offset for every committed group partition, and
-// weir_group_lag for those whose partition runs here.
+// partitionPos is where a partition's log starts and its high watermark.
+type partitionPos struct{ start, hw int64 }
+
+// groupLag is the number of committed records of topic's partitions 0..partitions-1 after
+// group's committed offsets (after the log start where the group committed nothing).
+func (m *Metrics) groupLag(group, topic string, partitions int32) (int64, error) {
+	var lag int64
+	for p := range partitions {
+		v, ok := m.hws.Load(tp{topic, p})
+		if !ok {
+			return 0, fmt.Errorf("partition %s/%d does not run here", topic, p)
+		}
+		pos := v.(partitionPos)
+		from := pos.start
+		if c, ok := m.commits.Load(groupPartition{group, topic, p}); ok {
+			from = max(from, c.(int64))
+		}
+		lag += max(pos.hw-from, 0)
+	}
+	return lag, nil
+}
+
+// groupCollector reports weir_group_committed_offset and weir_group_lag for the committed group
+// partitions whose partition runs here (commits replayed for deleted topics are left out).
 type groupCollector struct{ m *Metrics }
 
 func (c groupCollector) Describe(ch chan<- *prometheus.Desc) {
@@ -142,11 +168,13 @@ func (c groupCollector) Describe(ch chan<- *prometheus.Desc) {
 func (c groupCollector) Collect(ch chan<- prometheus.Metric) {
 	c.m.commits.Range(func(k, v any) bool {
 		g, committed := k.(groupPartition), v.(int64)
+		pos, ok := c.m.hws.Load(tp{g.topic, g.partition})
+		if !ok {
+			return true
+		}
 		labels := []string{g.group, g.topic, strconv.Itoa(int(g.partition))}
 		ch <- prometheus.MustNewConstMetric(committedDesc, prometheus.GaugeValue, float64(committed), labels...)
-		if hw, ok := c.m.hws.Load(tp{g.topic, g.partition}); ok {
-			ch <- prometheus.MustNewConstMetric(lagDesc, prometheus.GaugeValue, float64(max(hw.(int64)-committed, 0)), labels...)
-		}
+		ch <- prometheus.MustNewConstMetric(lagDesc, prometheus.GaugeValue, float64(max(pos.(partitionPos).hw-committed, 0)), labels...)
 		return true
 	})
 }

@@ -268,6 +268,18 @@ func (n *Node) Partition(topic string, p int32) (*actor.PID, error) {
 	return t.pids[p], nil
 }
 
+// GroupLag is how many committed records of topic lie beyond group's committed offsets, summed
+// over its partitions (a partition where the group committed nothing counts from its log start):
+// zero once a consumer group, or a flow's sink (group "sink:<flow>"), has committed everything
+// the topic holds.
+func (n *Node) GroupLag(group, topic string) (int64, error) {
+	meta, ok := n.Topic(topic)
+	if !ok {
+		return 0, fmt.Errorf("topic %q does not exist", topic)
+	}
+	return n.metrics.groupLag(group, topic, meta.Partitions)
+}
+
 // Topic returns a topic's metadata.
 func (n *Node) Topic(name string) (TopicMeta, bool) {
 	n.mu.RLock()
@@ -358,7 +370,7 @@ func (a *rootActor) Receive(ctx actor.Context) {
 			offs.CheckpointRecords = 0
 		}
 		offs.Faults = n.fault("offsets")
-		offs.NewStateMachine = func() StateMachine { return newOffsetsState() }
+		offs.NewStateMachine = func() StateMachine { return newOffsetsState(n.metrics.groupOffsets) }
 		if _, err := ctx.SpawnNamed(NewReplicaProps(offs), "offsets"); err != nil {
 			panic(err)
 		}

@@ -43,10 +43,12 @@ type tp struct {
 // offsetsState is the state machine of __offsets.
 type offsetsState struct {
 	groups map[string]map[tp]wire.PartitionOffset
+	// committed, if not nil, is told of every offset applied, replayed ones included.
+	committed func(group string, o wire.PartitionOffset)
 }
 
-func newOffsetsState() *offsetsState {
-	return &offsetsState{groups: map[string]map[tp]wire.PartitionOffset{}}
+func newOffsetsState(committed func(group string, o wire.PartitionOffset)) *offsetsState {
+	return &offsetsState{groups: map[string]map[tp]wire.PartitionOffset{}, committed: committed}
 }
 
 // Apply implements StateMachine.
@@ -62,6 +64,9 @@ func (s *offsetsState) Apply(offset int64, rec storage.Record) *wire.Error {
 	}
 	for _, o := range offs {
 		g[tp{o.Topic, o.Partition}] = o
+		if s.committed != nil {
+			s.committed(string(rec.Key), o)
+		}
 	}
 	return nil
 }
