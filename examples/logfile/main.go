@@ -30,7 +30,6 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -69,7 +68,6 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout io.Writer) 
 		return err
 	}
 	input := &eofSignal{Source: src, eof: make(chan struct{})}
-	var kept atomic.Int64
 	stamp := connectors.InterceptorFunc(func(r storage.Record) (storage.Record, bool) {
 		line := bytes.TrimSpace(r.Value)
 		if len(line) == 0 || line[0] == '#' {
@@ -77,7 +75,6 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout io.Writer) 
 		}
 		ts := time.UnixMilli(r.Timestamp).UTC().Format("2006-01-02T15:04:05.000Z07:00")
 		r.Value = append([]byte(ts+" "), line...)
-		kept.Add(1)
 		return r, true
 	})
 	cfg := file.DefaultConfig(*out)
@@ -86,7 +83,6 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout io.Writer) 
 	if err != nil {
 		return err
 	}
-	files := &countingSink{Sink: sink, next: map[string]int64{}}
 
 	node, err := flow.StartNode(flow.NodeConfig{DataDir: *data})
 	if err != nil {
@@ -99,7 +95,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout io.Writer) 
 	if err := rt.Source("stdin", input, "lines", flow.Partitions(int32(*partitions)), flow.Intercept(stamp)); err != nil {
 		return err
 	}
-	if err := rt.Sink("files", files, flow.FromTopics("lines")); err != nil {
+	if err := rt.Sink("files", sink, flow.FromTopics("lines")); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "logfile: reading standard input into %s (node data in %s)\n", *out, *data)
@@ -109,34 +105,37 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout io.Writer) 
 	case <-ctx.Done():
 		fmt.Fprintln(stdout, "logfile: stopped before the end of the input")
 	case <-input.eof:
-		if !waitDrained(ctx, &kept, files, *drain) {
-			fmt.Fprintf(stdout, "logfile: %d of %d lines reached the files within %v; the rest follow on the next run\n",
-				files.written.Load(), kept.Load(), *drain)
+		// The source reports the end only after its last lines are in the topic.
+		if left, err := waitDrained(ctx, node, *drain); err != nil {
+			return err
+		} else if left > 0 {
+			fmt.Fprintf(stdout, "logfile: %d lines had not reached the files within %v; they follow on the next run\n", left, *drain)
 		}
 	}
 	rt.Stop() // the sink closes: its files in progress roll into place
 	return list(stdout, *out)
 }
 
-// waitDrained waits until the sink has written as many records as the interceptor kept, as long
-// as the sink keeps making progress within drain.
-func waitDrained(ctx context.Context, kept *atomic.Int64, files *countingSink, drain time.Duration) bool {
+// waitDrained waits until the sink's group has committed everything in the topic (the file
+// sink commits a record only once it is in a synced file), as long as the lag keeps falling
+// within drain. It returns the lag left.
+func waitDrained(ctx context.Context, node *flow.Node, drain time.Duration) (int64, error) {
 	t := time.NewTicker(20 * time.Millisecond)
 	defer t.Stop()
 	last, since := int64(-1), time.Now()
 	for {
-		n := files.written.Load()
-		if n >= kept.Load() {
-			return true
+		lag, err := node.GroupLag("sink:files", "lines")
+		if err != nil || lag == 0 {
+			return lag, err
 		}
-		if n != last {
-			last, since = n, time.Now()
+		if lag != last {
+			last, since = lag, time.Now()
 		} else if time.Since(since) > drain {
-			return false
+			return lag, nil
 		}
 		select {
 		case <-ctx.Done():
-			return false
+			return lag, nil
 		case <-t.C:
 		}
 	}
@@ -175,28 +174,4 @@ func (s *eofSignal) Read(ctx context.Context) ([]storage.Record, []byte, error) 
 		s.once.Do(func() { close(s.eof) })
 	}
 	return recs, pos, err
-}
-
-// countingSink counts the distinct records (by partition and offset) its sink has stored.
-type countingSink struct {
-	connectors.Sink
-	mu      sync.Mutex
-	next    map[string]int64 // per topic/partition, the offset after the last one written
-	written atomic.Int64
-}
-
-func (s *countingSink) Write(ctx context.Context, msgs []connectors.Message) error {
-	if err := s.Sink.Write(ctx, msgs); err != nil {
-		return err
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, m := range msgs {
-		k := fmt.Sprintf("%s/%d", m.Topic, m.Partition)
-		if m.Offset >= s.next[k] {
-			s.next[k] = m.Offset + 1
-			s.written.Add(1)
-		}
-	}
-	return nil
 }
