@@ -397,7 +397,7 @@ func (b *bench) produce(env cli) error {
 
 // produceLoop produces records with one producer until the run's records are claimed or its
 // duration is over, at the producer's share of --rate, then closes the producer (which waits
-// for every answer).
+// for every answer). With --rate, a record's latency is from its scheduled time.
 func produceLoop(p benchProducer, h *latencyHist, stats *produceStats, claimed *atomic.Int64, value []byte, f *benchFlags, start time.Time) {
 	ctx := context.Background()
 	var interval time.Duration
@@ -418,6 +418,12 @@ func produceLoop(p benchProducer, h *latencyHist, stats *produceStats, claimed *
 		t0 := time.Now()
 		if f.duration > 0 && t0.Sub(start) >= f.duration {
 			break
+		}
+		if interval > 0 {
+			// Latency counts from when the record was due, not from when it went out: a send
+			// that blocked (backpressure) or a late wake-up delays the records after it, and
+			// timing them from their late start would hide that (coordinated omission).
+			t0 = next
 		}
 		p.ProduceAsync(ctx, storage.Record{Value: value}, func(_ int64, err error) {
 			h.record(time.Since(t0))
