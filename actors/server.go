@@ -124,11 +124,9 @@ func (s *Server) accept() {
 }
 
 func writeFrames(w io.Writer, api wire.API, corr uint32, v any) {
-	body, err := wire.Encode(v)
-	if err != nil {
-		return
+	if frame, err := wire.EncodeFrame(api, corr, v); err == nil {
+		_, _ = w.Write(frame)
 	}
-	_, _ = w.Write(wire.AppendFrame(nil, api, corr, body))
 }
 
 // budget is a connection's in-flight allowance: a count and a byte total.
@@ -216,8 +214,8 @@ func (s *Server) serveConn(c net.Conn) {
 		if err != nil {
 			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
 				s.n.logger.Info("client connection closed on a bad frame", "remote", c.RemoteAddr().String(), "err", err)
-				body, _ := wire.Encode(&wire.AdminResponse{Err: wire.Errorf(wire.CodeMalformed, "%v", err)})
-				out <- wire.AppendFrame(nil, wire.ApiError, 0, body)
+				frame, _ := wire.EncodeFrame(wire.ApiError, 0, &wire.AdminResponse{Err: wire.Errorf(wire.CodeMalformed, "%v", err)})
+				out <- frame
 			}
 			return
 		}
@@ -231,11 +229,11 @@ func (s *Server) serveConn(c net.Conn) {
 			defer reqs.Done()
 			defer b.release(size)
 			resp := wait()
-			body, err := wire.Encode(resp)
+			frame, err := wire.EncodeFrame(f.API, f.Corr, resp)
 			if err != nil {
-				body, _ = wire.Encode(&wire.AdminResponse{Err: wire.Errorf(wire.CodeUnknown, "encode response: %v", err)})
+				frame, _ = wire.EncodeFrame(f.API, f.Corr, &wire.AdminResponse{Err: wire.Errorf(wire.CodeUnknown, "encode response: %v", err)})
 			}
-			out <- wire.AppendFrame(make([]byte, 0, wire.HeaderSize+len(body)), f.API, f.Corr, body)
+			out <- frame
 		}()
 	}
 }

@@ -34,19 +34,18 @@ type conn struct {
 // start registers a request and queues it for the writer. It blocks while the queue is full
 // (the writer is held up by TCP: backpressure), until ctx is done.
 func (c *Client) start(ctx context.Context, api wire.API, req any, notify chan<- struct{}) (*call, error) {
-	body, err := wire.Encode(req)
-	if err != nil {
-		return nil, fmt.Errorf("client: encode %s request: %w", api, err)
-	}
-	if 5+len(body) > wire.MaxFrameSize {
-		return nil, wire.Errorf(wire.CodeRecordTooLarge, "%s request of %d bytes exceeds the %d-byte frame limit", api, len(body), wire.MaxFrameSize)
-	}
 	corr := c.corr.Add(1)
 	if corr == 0 { // 0 is the node's id for errors about no request in particular
 		corr = c.corr.Add(1)
 	}
-	cl := &call{corr: corr, api: api, done: make(chan struct{}), notify: notify,
-		frame: wire.AppendFrame(make([]byte, 0, wire.HeaderSize+len(body)), api, corr, body)}
+	frame, err := wire.EncodeFrame(api, corr, req)
+	if err != nil {
+		return nil, fmt.Errorf("client: encode %s request: %w", api, err)
+	}
+	if len(frame)-4 > wire.MaxFrameSize {
+		return nil, wire.Errorf(wire.CodeRecordTooLarge, "%s request of %d bytes exceeds the %d-byte frame limit", api, len(frame)-wire.HeaderSize, wire.MaxFrameSize)
+	}
+	cl := &call{corr: corr, api: api, done: make(chan struct{}), notify: notify, frame: frame}
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
@@ -171,6 +170,7 @@ func (c *Client) writeLoop() {
 			if _, err := bw.Write(cl.frame); err != nil {
 				c.connDead(cn, err)
 			}
+			cl.frame = nil // written (or failed with its connection): not needed while the answer is awaited
 			break
 		}
 		if bw != nil && bw.Buffered() > 0 && len(c.queue) == 0 {

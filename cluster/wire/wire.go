@@ -31,10 +31,13 @@
 package wire
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
+
+	"github.com/vmihailenco/msgpack/v5"
 )
 
 // API identifies the request type of a frame.
@@ -82,6 +85,32 @@ type Frame struct {
 	API  API
 	Corr uint32
 	Body []byte
+}
+
+// EncodeFrame encodes v (as Encode does) straight into a new frame: one buffer, sized up front
+// for messages that carry batches (ProduceRequest, FetchResponse), and no copy of the body.
+func EncodeFrame(api API, corr uint32, v any) ([]byte, error) {
+	hint := 64
+	switch m := v.(type) {
+	case *ProduceRequest:
+		for _, b := range m.Batches {
+			hint += len(b.Batch) + 16
+		}
+	case *FetchResponse:
+		hint += len(m.Batches)
+	}
+	buf := bytes.NewBuffer(make([]byte, HeaderSize, HeaderSize+hint))
+	enc := msgpack.GetEncoder()
+	defer msgpack.PutEncoder(enc)
+	enc.Reset(buf)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	b := buf.Bytes()
+	binary.BigEndian.PutUint32(b[0:], uint32(len(b)-4))
+	b[4] = byte(api)
+	binary.BigEndian.PutUint32(b[5:], corr)
+	return b, nil
 }
 
 // AppendFrame appends a frame holding body to dst.

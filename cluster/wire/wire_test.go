@@ -81,3 +81,25 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+// TestEncodeFrame: EncodeFrame gives the same bytes as Encode and AppendFrame.
+func TestEncodeFrame(t *testing.T) {
+	for _, v := range []any{
+		&ProduceRequest{Topic: "t", Acks: AcksAll, TimeoutMs: 5, Batches: []PartitionBatch{{Partition: 1, Batch: bytes.Repeat([]byte("b"), 70000)}, {Partition: 2, Batch: []byte("c")}}},
+		&FetchResponse{HighWatermark: 9, Batches: bytes.Repeat([]byte("x"), 1000)},
+		&AdminResponse{Err: Errorf(CodeMalformed, "bad")},
+		&MetadataRequest{},
+	} {
+		body, err := Encode(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := EncodeFrame(ApiProduce, 42, v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := AppendFrame(nil, ApiProduce, 42, body); !bytes.Equal(got, want) {
+			t.Fatalf("%T: EncodeFrame differs from AppendFrame(Encode)", v)
+		}
+	}
+}

@@ -63,6 +63,7 @@ type benchFlags struct {
 	maxInFlight int
 	group       string
 	cpuprofile  string
+	memprofile  string
 }
 
 // runBench handles `weir bench produce|consume`.
@@ -83,6 +84,7 @@ func runBench(args []string, env cli) error {
 	fs.IntVar(&f.partitions, "partitions", 1, "partitions of the topic when it is created")
 	fs.Int64Var(&f.records, "records", 0, "records to produce (default 1,000,000 without --duration) or to consume (default: all up to the end at start)")
 	fs.StringVar(&f.cpuprofile, "cpuprofile", "", "write a CPU profile of the measurement to this file")
+	fs.StringVar(&f.memprofile, "memprofile", "", "write a profile of the memory allocated by this process (go tool pprof -sample_index=alloc_space) to this file at the end")
 	if mode == "produce" {
 		fs.DurationVar(&f.duration, "duration", 0, "produce for this long (with --records: whichever ends first)")
 		fs.IntVar(&f.recordSize, "record-size", 100, "value bytes per record (keyless records)")
@@ -124,10 +126,30 @@ func runBench(args []string, env cli) error {
 		}
 		defer pprof.StopCPUProfile()
 	}
+	if f.memprofile != "" {
+		defer func() {
+			if err := writeAllocProfile(f.memprofile); err != nil {
+				fmt.Fprintln(env.stderr, "weir: bench:", err)
+			}
+		}()
+	}
 	if mode == "produce" {
 		return b.produce(env)
 	}
 	return b.consume(env)
+}
+
+// writeAllocProfile writes the allocations of the process so far to file.
+func writeAllocProfile(file string) error {
+	pf, err := os.Create(file)
+	if err != nil {
+		return err
+	}
+	if err := pprof.Lookup("allocs").WriteTo(pf, 0); err != nil {
+		pf.Close()
+		return fmt.Errorf("memory profile: %w", err)
+	}
+	return pf.Close()
 }
 
 // check validates the flags.
