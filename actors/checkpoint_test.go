@@ -1,14 +1,17 @@
 package actors
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/weirhq/weir/cluster/wire"
+	"github.com/weirhq/weir/storage"
 )
 
 // TestOffsetsCheckpoint: __offsets checkpoints its state and deletes the log before it, so it
@@ -97,4 +100,201 @@ func TestOffsetsCheckpoint(t *testing.T) {
 	n = startTestNode(t, dir, cfg)
 	defer n.Close()
 	check(n)
+}
+
+// applyBatch applies every record of an encoded batch at consecutive offsets from base.
+func applyBatch(t *testing.T, s *offsetsState, base int64, b []byte) int64 {
+	t.Helper()
+	off := base
+	if _, err := storage.DecodeBatch(b, func(_ int64, r storage.Record) error {
+		if e := s.Apply(off, r); e != nil {
+			return e
+		}
+		off++
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return off
+}
+
+func commitRecord(t *testing.T, group string, offs ...wire.PartitionOffset) []byte {
+	t.Helper()
+	b, reply := newOffsetsState(nil).Handle(&CommitOffsets{Group: group, Offsets: offs})
+	if reply != nil {
+		t.Fatal(reply)
+	}
+	return b
+}
+
+// TestCheckpointInterleaved: a checkpoint's records applied after commits made since it was
+// taken do not put back older offsets, both live and when a restarted replica replays them.
+func TestCheckpointInterleaved(t *testing.T) {
+	s := newOffsetsState(nil)
+	next := applyBatch(t, s, 0, commitRecord(t, "g", wire.PartitionOffset{Topic: "t", Partition: 0, Offset: 5}))
+	next = applyBatch(t, s, next, commitRecord(t, "h", wire.PartitionOffset{Topic: "t", Partition: 0, Offset: 1}))
+	batches, n, err := s.Checkpoint(next)
+	if err != nil || n != 2 || len(batches) != 1 {
+		t.Fatalf("checkpoint: %d batches, %d records, %v", len(batches), n, err)
+	}
+	// A commit lands before the checkpoint's batch: g moves on to 9.
+	later := commitRecord(t, "g", wire.PartitionOffset{Topic: "t", Partition: 0, Offset: 9})
+	cpAt := applyBatch(t, s, next, later)
+	applyBatch(t, s, cpAt, batches[0])
+	check := func(s *offsetsState, what string) {
+		t.Helper()
+		if g, h := s.groups["g"][tp{"t", 0}].Offset, s.groups["h"][tp{"t", 0}].Offset; g != 9 || h != 1 {
+			t.Fatalf("%s: g at %d, h at %d; want 9 and 1", what, g, h)
+		}
+	}
+	check(s, "live")
+	// After the log before the checkpoint was deleted, a restart replays from the later commit.
+	r := newOffsetsState(nil)
+	applyBatch(t, r, cpAt, batches[0]) // replay as if the checkpoint came first...
+	applyBatch(t, r, cpAt+1, later)    // ...or in log order: both give the same state
+	check(r, "replayed")
+	r = newOffsetsState(nil)
+	applyBatch(t, r, next, later)
+	applyBatch(t, r, cpAt, batches[0])
+	check(r, "replayed in log order")
+}
+
+// TestCheckpointLargeMetadata: offsets with large metadata are spread over records and batches
+// instead of making one record too large to encode.
+func TestCheckpointLargeMetadata(t *testing.T) {
+	s := newOffsetsState(nil)
+	meta := bytes.Repeat([]byte("m"), 64<<10)
+	var offs []wire.PartitionOffset
+	for p := range int32(1024) {
+		offs = append(offs, wire.PartitionOffset{Topic: "t", Partition: p, Offset: int64(p), Metadata: meta})
+	}
+	next := int64(0)
+	for i := 0; i < len(offs); i += 100 { // commits of 100 offsets (6.4 MB each)
+		next = applyBatch(t, s, next, commitRecord(t, "big", offs[i:min(i+100, len(offs))]...))
+	}
+	batches, n, err := s.Checkpoint(next)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := newOffsetsState(nil)
+	off := int64(0)
+	for _, b := range batches {
+		if len(b) > storage.MaxBatchSize {
+			t.Fatalf("a checkpoint batch of %d bytes", len(b))
+		}
+		off = applyBatch(t, r, off, b)
+	}
+	if int(off) != n || len(r.groups["big"]) != 1024 || !bytes.Equal(r.groups["big"][tp{"t", 1023}].Metadata, meta) {
+		t.Fatalf("%d records, %d offsets rebuilt", off, len(r.groups["big"]))
+	}
+}
+
+// TestCheckpointConcurrentCommits: commits from many connections at once, checkpoints taken
+// among them, a restart: every group's last commit is there. (Without the rule that a
+// checkpoint is taken only when nothing is in flight, commits proposed before the checkpoint
+// but not in it are deleted with the log before it.)
+func TestCheckpointConcurrentCommits(t *testing.T) {
+	dir := t.TempDir()
+	cfg := func(c *NodeConfig) {
+		c.Log.SegmentBytes = 4 << 10
+		c.OffsetsCheckpointRecords = 100
+		c.Replica.TickInterval = 2 * time.Millisecond
+	}
+	n := startTestNode(t, dir, cfg)
+	createTopic(t, dialNode(t, n), "cp", 1)
+	const workers, per, keys = 16, 400, 4
+	var wg sync.WaitGroup
+	for w := range workers {
+		c := dialNode(t, n)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range per {
+				var cr wire.AdminResponse
+				if err := c.try(wire.ApiCommit, &wire.CommitRequest{Group: fmt.Sprintf("g-%d-%d", w, i%keys),
+					Offsets: []wire.PartitionOffset{{Topic: "cp", Partition: 0, Offset: int64(i + 1)}}}, &cr); err != nil || cr.Err != nil {
+					t.Errorf("commit: %v %v", err, cr.Err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if start, _ := gauge(t, n, "weir_log_start_offset", map[string]string{"topic": OffsetsTopic}); start == 0 {
+		t.Fatal("no checkpoint deleted any of the log")
+	}
+	n.Close()
+	n = startTestNode(t, dir, cfg)
+	defer n.Close()
+	tc := dialNode(t, n)
+	lost := 0
+	for w := range workers {
+		for k := range keys {
+			var fc wire.FetchCommitResponse
+			tc.call(wire.ApiFetchCommit, &wire.FetchCommitRequest{Group: fmt.Sprintf("g-%d-%d", w, k)}, &fc)
+			if len(fc.Offsets) != 1 || fc.Offsets[0].Offset != int64(per-keys+k+1) {
+				lost++
+			}
+		}
+	}
+	if lost > 0 {
+		t.Fatalf("%d of %d groups lost their last commit after the restart", lost, workers*keys)
+	}
+}
+
+// TestCheckpointLargerThanInFlightLimit: a checkpoint larger than the partition's in-flight
+// limit is proposed a part at a time; it completes, the log before it goes, and without new
+// commits the log does not grow.
+func TestCheckpointLargerThanInFlightLimit(t *testing.T) {
+	dir := t.TempDir()
+	cfg := func(c *NodeConfig) {
+		c.Log.SegmentBytes = 64 << 10
+		c.OffsetsCheckpointRecords = 100
+		c.Replica.TickInterval = 10 * time.Millisecond
+		c.Replica.MaxPendingBytes = 600 << 10 // a little more than one 512 KiB checkpoint batch
+	}
+	n := startTestNode(t, dir, cfg)
+	tc := dialNode(t, n)
+	createTopic(t, tc, "cp", 1)
+	meta := bytes.Repeat([]byte("m"), 4000)
+	for i := range 1200 { // 400 groups, about 1.6 MB of state
+		var cr wire.AdminResponse
+		tc.call(wire.ApiCommit, &wire.CommitRequest{Group: fmt.Sprintf("g-%d", i%400),
+			Offsets: []wire.PartitionOffset{{Topic: "cp", Partition: 0, Offset: int64(i), Metadata: meta}}}, &cr)
+		if cr.Err != nil {
+			t.Fatal(cr.Err)
+		}
+	}
+	offsets := func() (start, end float64) {
+		start, _ = gauge(t, n, "weir_log_start_offset", map[string]string{"topic": OffsetsTopic})
+		end, _ = gauge(t, n, "weir_log_end_offset", map[string]string{"topic": OffsetsTopic})
+		return
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if start, _ := offsets(); start > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the checkpoint never completed")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(300 * time.Millisecond)
+	_, end1 := offsets()
+	time.Sleep(500 * time.Millisecond) // many ticks, no commits
+	if _, end2 := offsets(); end2 != end1 {
+		t.Fatalf("__offsets grew from %v to %v without commits", end1, end2)
+	}
+	n.Close()
+	n = startTestNode(t, dir, cfg)
+	defer n.Close()
+	tc = dialNode(t, n)
+	for g := range 400 {
+		var fc wire.FetchCommitResponse
+		tc.call(wire.ApiFetchCommit, &wire.FetchCommitRequest{Group: fmt.Sprintf("g-%d", g)}, &fc)
+		if len(fc.Offsets) != 1 || fc.Offsets[0].Offset != int64(800+g) || !bytes.Equal(fc.Offsets[0].Metadata, meta) {
+			t.Fatalf("group g-%d after a restart: %+v", g, fc.Offsets)
+		}
+	}
 }

@@ -3,6 +3,7 @@ package actors
 import (
 	"fmt"
 	"sort"
+	"strconv"
 
 	"github.com/vmihailenco/msgpack/v5"
 
@@ -14,8 +15,10 @@ import (
 // positions (a source commits under the group "source:<flow>"). Each record's key is the group
 // and its value a msgpack []wire.PartitionOffset; the state is the last value per (group, topic,
 // partition). Retention never shortens the partition, since the state is rebuilt from it at every
-// start; instead the state is checkpointed (Checkpoint: one record per group holding all of its
-// offsets) and the log before a committed checkpoint is deleted.
+// start; instead the state is checkpointed (Checkpoint: records per group holding all of its
+// offsets, each marked with the offset the state was taken at) and the log before a committed
+// checkpoint is deleted. A checkpoint's records may be interleaved with commits made after it
+// was taken: a checkpoint record never replaces an offset set by a record at or after that point.
 
 // CommitOffsets stores offsets for a group; the reply is a *ProduceReply once they are committed.
 type CommitOffsets struct {
@@ -42,13 +45,24 @@ type tp struct {
 
 // offsetsState is the state machine of __offsets.
 type offsetsState struct {
-	groups map[string]map[tp]wire.PartitionOffset
+	groups map[string]map[tp]committedOffset
 	// committed, if not nil, is told of every offset applied, replayed ones included.
 	committed func(group string, o wire.PartitionOffset)
 }
 
+// committedOffset is a stored offset and the log offset of the record that set it (for a
+// checkpoint record, the offset its state was taken at, less one).
+type committedOffset struct {
+	wire.PartitionOffset
+	at int64
+}
+
+// checkpointHeader marks a checkpoint record; its value is the offset (decimal) after the last
+// record the checkpoint's state includes.
+const checkpointHeader = "checkpoint-of"
+
 func newOffsetsState(committed func(group string, o wire.PartitionOffset)) *offsetsState {
-	return &offsetsState{groups: map[string]map[tp]wire.PartitionOffset{}, committed: committed}
+	return &offsetsState{groups: map[string]map[tp]committedOffset{}, committed: committed}
 }
 
 // Apply implements StateMachine.
@@ -57,13 +71,26 @@ func (s *offsetsState) Apply(offset int64, rec storage.Record) *wire.Error {
 	if err := msgpack.Unmarshal(rec.Value, &offs); err != nil {
 		return wire.Errorf(wire.CodeMalformed, "__offsets record at %d: %v", offset, err)
 	}
+	at := offset
+	cp, isCheckpoint := rec.Headers[checkpointHeader]
+	if isCheckpoint {
+		asOf, err := strconv.ParseInt(cp, 10, 64)
+		if err != nil || asOf < 0 {
+			return wire.Errorf(wire.CodeMalformed, "__offsets record at %d: checkpoint header %q", offset, cp)
+		}
+		at = asOf - 1
+	}
 	g := s.groups[string(rec.Key)]
 	if g == nil {
-		g = map[tp]wire.PartitionOffset{}
+		g = map[tp]committedOffset{}
 		s.groups[string(rec.Key)] = g
 	}
 	for _, o := range offs {
-		g[tp{o.Topic, o.Partition}] = o
+		k := tp{o.Topic, o.Partition}
+		if cur, ok := g[k]; isCheckpoint && ok && cur.at > at {
+			continue // committed after the checkpoint was taken
+		}
+		g[k] = committedOffset{o, at}
 		if s.committed != nil {
 			s.committed(string(rec.Key), o)
 		}
@@ -71,13 +98,15 @@ func (s *offsetsState) Apply(offset int64, rec storage.Record) *wire.Error {
 	return nil
 }
 
-// checkpointBatchBytes bounds one batch of a checkpoint.
-const checkpointBatchBytes = 512 << 10
+// Checkpoint limits: a record holds offsets of one group up to checkpointRecordBytes (one offset
+// with more metadata makes a record of its own), a batch records up to checkpointBatchBytes.
+const (
+	checkpointRecordBytes = 256 << 10
+	checkpointBatchBytes  = 512 << 10
+)
 
-// Checkpoint implements Checkpointer: a record per group with all of its offsets, groups in
-// order, in batches of at most checkpointBatchBytes (a group too large for one batch is split
-// over records).
-func (s *offsetsState) Checkpoint() ([][]byte, int) {
+// Checkpoint implements Checkpointer: the offsets of every group as of asOf, groups in order.
+func (s *offsetsState) Checkpoint(asOf int64) ([][]byte, int, error) {
 	names := make([]string, 0, len(s.groups))
 	for g := range s.groups {
 		names = append(names, g)
@@ -89,44 +118,65 @@ func (s *offsetsState) Checkpoint() ([][]byte, int) {
 		size    int
 		n       int
 	)
-	flush := func() {
+	flush := func() error {
 		if len(recs) == 0 {
-			return
+			return nil
 		}
 		b, err := storage.EncodeBatch(recs)
 		if err != nil {
-			panic(fmt.Errorf("__offsets checkpoint: %w", err)) // records of bounded size: a bug
+			return fmt.Errorf("__offsets checkpoint: %w", err)
 		}
 		batches = append(batches, b)
 		n += len(recs)
 		recs, size = nil, 0
+		return nil
 	}
+	headers := map[string]string{checkpointHeader: strconv.FormatInt(asOf, 10)}
 	now := nowMillis()
+	addRecord := func(g string, offs []wire.PartitionOffset) error {
+		v, err := msgpack.Marshal(offs)
+		if err != nil {
+			return fmt.Errorf("__offsets checkpoint: %w", err)
+		}
+		if size > 0 && size+len(g)+len(v) > checkpointBatchBytes {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+		recs = append(recs, storage.Record{Key: []byte(g), Value: v, Headers: headers, Timestamp: now})
+		size += len(g) + len(v) + 64
+		return nil
+	}
 	for _, g := range names {
 		offs := make([]wire.PartitionOffset, 0, len(s.groups[g]))
 		for _, o := range s.groups[g] {
-			offs = append(offs, o)
+			offs = append(offs, o.PartitionOffset)
 		}
 		sort.Slice(offs, func(i, j int) bool {
 			a, b := offs[i], offs[j]
 			return a.Topic < b.Topic || a.Topic == b.Topic && a.Partition < b.Partition
 		})
-		for len(offs) > 0 {
-			chunk := offs[:min(len(offs), 1024)]
-			offs = offs[len(chunk):]
-			v, err := msgpack.Marshal(chunk)
-			if err != nil {
-				panic(fmt.Errorf("__offsets checkpoint: %w", err))
+		from, bytes := 0, 0
+		for i, o := range offs {
+			sz := len(o.Topic) + len(o.Metadata) + 32
+			if i > from && bytes+sz > checkpointRecordBytes {
+				if err := addRecord(g, offs[from:i]); err != nil {
+					return nil, 0, err
+				}
+				from, bytes = i, 0
 			}
-			if size+len(g)+len(v) > checkpointBatchBytes {
-				flush()
+			bytes += sz
+		}
+		if len(offs) > from {
+			if err := addRecord(g, offs[from:]); err != nil {
+				return nil, 0, err
 			}
-			recs = append(recs, storage.Record{Key: []byte(g), Value: v, Timestamp: now})
-			size += len(g) + len(v) + 32
 		}
 	}
-	flush()
-	return batches, n
+	if err := flush(); err != nil {
+		return nil, 0, err
+	}
+	return batches, n, nil
 }
 
 // Handle implements StateMachine.
@@ -150,13 +200,13 @@ func (s *offsetsState) Handle(msg any) ([]byte, any) {
 		resp := &wire.FetchCommitResponse{}
 		if len(m.Partitions) == 0 {
 			for _, o := range g {
-				resp.Offsets = append(resp.Offsets, o)
+				resp.Offsets = append(resp.Offsets, o.PartitionOffset)
 			}
 		} else {
 			for _, t := range m.Partitions {
 				for _, p := range t.Partitions {
 					if o, ok := g[tp{t.Topic, p}]; ok {
-						resp.Offsets = append(resp.Offsets, o)
+						resp.Offsets = append(resp.Offsets, o.PartitionOffset)
 					}
 				}
 			}

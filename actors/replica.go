@@ -101,13 +101,15 @@ type StateMachine interface {
 }
 
 // Checkpointer is a state machine whose log can be shortened: Checkpoint returns batches of
-// records that rebuild its whole state when applied after any prefix of the log, or nothing
-// when the state is empty. The replica proposes a checkpoint when CheckpointRecords records
-// were applied since the last one began (and at least twice as many as the checkpoint holds,
-// so that checkpoints do not follow each other), at a moment when none of its own proposals is
-// in flight; once the checkpoint is committed, the log before it may be deleted.
+// records that rebuild its state as of asOf (the offset after the last record applied) when
+// applied after any prefix of the log, also when records appended after asOf are interleaved
+// with them; nothing when the state is empty. The replica takes a checkpoint when
+// CheckpointRecords records were applied since the last one began (and at least twice as many
+// as the checkpoint holds, so that checkpoints do not follow each other), at a moment when none
+// of its own proposals is in flight, and proposes its batches as the in-flight limit allows;
+// once the last is committed, the log before the first is deleted.
 type Checkpointer interface {
-	Checkpoint() (batches [][]byte, records int)
+	Checkpoint(asOf int64) (batches [][]byte, records int, err error)
 }
 
 // proposal is a produce request between Propose and its answer.
@@ -158,7 +160,10 @@ type replica struct {
 	// Checkpoints (see Checkpointer): cpBase is where the last one began (or the log start),
 	// cpStart where the one in flight begins once its first batch is committed.
 	cpBase, cpStart int64
-	cpInFlight      bool
+	cpInFlight      bool     // a checkpoint's batches are being proposed or committed
+	cpRest          [][]byte // its batches not yet proposed, the first first
+	cpProposed      int      // how many of its batches were proposed
+	cpMinSince      int64    // records since cpBase before the next attempt
 }
 
 // NewReplicaProps returns the props of a partition replica actor.
@@ -285,7 +290,7 @@ func (r *replica) start(ctx actor.Context) error {
 	}
 	r.stopTick = startTicker(ctx.ActorSystem(), ctx.Self(), cfg.TickInterval, tick{})
 	r.lastRetention = time.Now()
-	r.cpBase, r.cpInFlight = l.StartOffset(), false
+	r.cpBase, r.cpInFlight, r.cpRest, r.cpMinSince = l.StartOffset(), false, nil, 0
 	r.handleReady(ctx)
 	// The state machine is complete once replay and the entries a single voter commits again at
 	// start are applied; only then does it report its state.

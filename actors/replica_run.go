@@ -52,12 +52,12 @@ func (r *replica) propose(ctx actor.Context, batch []byte, acks wire.Acks, reply
 		fail(wire.Errorf(wire.CodeNotLeader, "partition %s: leader is %d", r.cfg.Group(), r.lead))
 		return false
 	}
-	if r.pending+len(batch) > r.cfg.MaxPendingBytes && r.pending > 0 {
+	if r.full(len(batch)) {
 		r.cfg.Metrics.overloaded(r.cfg.Topic)
 		fail(wire.Errorf(wire.CodeOverloaded, "partition %s: %d bytes in flight", r.cfg.Group(), r.pending))
 		return false
 	}
-	if err := r.rn.Propose(batch); err != nil {
+	if err := r.submit(ctx, &proposal{data: batch, acks: acks, replyTo: replyTo, deadline: deadline}); err != nil {
 		code := wire.CodeUnavailable
 		if errors.Is(err, raft.ErrProposalDropped) {
 			code = wire.CodeOverloaded
@@ -65,11 +65,26 @@ func (r *replica) propose(ctx actor.Context, batch []byte, acks wire.Acks, reply
 		fail(wire.Errorf(code, "partition %s: %v", r.cfg.Group(), err))
 		return false
 	}
-	h, _ := storage.ParseHeader(batch)
-	r.unsaved = append(r.unsaved, &proposal{data: batch, acks: acks, replyTo: replyTo, deadline: deadline, records: int(h.Count)})
-	r.pending += len(batch)
-	r.queueReady(ctx)
 	return true
+}
+
+// full reports whether a proposal of n bytes would exceed the in-flight limit (one proposal
+// always fits).
+func (r *replica) full(n int) bool {
+	return r.pending > 0 && r.pending+n > r.cfg.MaxPendingBytes
+}
+
+// submit hands a proposal to raft and tracks it until its answer.
+func (r *replica) submit(ctx actor.Context, p *proposal) error {
+	if err := r.rn.Propose(p.data); err != nil {
+		return err
+	}
+	h, _ := storage.ParseHeader(p.data)
+	p.records = int(h.Count)
+	r.unsaved = append(r.unsaved, p)
+	r.pending += len(p.data)
+	r.queueReady(ctx)
+	return nil
 }
 
 // queueReady makes the actor process raft's Ready after the messages already in its mailbox, so
@@ -157,6 +172,9 @@ func (r *replica) leaderChanged(ctx actor.Context, lead uint64) {
 	r.cfg.Logger.Info("partition leader", "group", r.cfg.Group(), "leader", lead, "term", st.HardState.GetTerm(), "self", r.cfg.ID)
 	if r.lead == r.cfg.ID && lead != r.cfg.ID {
 		r.failPending(ctx, wire.Errorf(wire.CodeNotLeader, "partition %s lost leadership", r.cfg.Group()))
+		if r.cpInFlight {
+			r.abandonCheckpoint("lost leadership")
+		}
 	}
 	r.lead, r.term = lead, st.HardState.GetTerm()
 	if lead != r.cfg.ID {
@@ -430,48 +448,77 @@ func (r *replica) onTick(ctx actor.Context) {
 	r.queueReady(ctx)
 }
 
-// maybeCheckpoint proposes a checkpoint of the state machine (see Checkpointer) when it is due
+// maybeCheckpoint takes a checkpoint of the state machine (see Checkpointer) when it is due
 // and none of this leader's proposals is in flight, so that everything before the checkpoint in
-// the log is in it.
+// the log is in it, and proposes its batches (the rest of them, on later calls, as the
+// in-flight limit allows; other proposals may come in between).
 func (r *replica) maybeCheckpoint(ctx actor.Context) {
 	cp, ok := r.sm.(Checkpointer)
-	if !ok || r.cfg.CheckpointRecords <= 0 || r.cpInFlight || r.lead != r.cfg.ID {
+	if !ok || r.cfg.CheckpointRecords <= 0 || r.lead != r.cfg.ID {
+		return
+	}
+	if r.cpInFlight {
+		r.proposeCheckpoint(ctx)
 		return
 	}
 	since := r.hw - r.cpBase
-	if since < r.cfg.CheckpointRecords || len(r.unsaved) > 0 || len(r.uncommit) > 0 || r.hw != r.log.EndOffset() {
+	if since < max(r.cfg.CheckpointRecords, r.cpMinSince) || len(r.unsaved) > 0 || len(r.uncommit) > 0 || r.hw != r.log.EndOffset() {
 		return
 	}
-	batches, n := cp.Checkpoint()
-	if len(batches) == 0 || int64(n)*2 > since {
+	batches, n, err := cp.Checkpoint(r.hw)
+	switch {
+	case err != nil:
+		r.cfg.Logger.Warn("checkpoint not taken", "group", r.cfg.Group(), "err", err)
+		r.cpMinSince = since + r.cfg.CheckpointRecords // try again later, not every tick
+		return
+	case len(batches) == 0:
+		return
+	case int64(n)*2 > since:
+		r.cpMinSince = int64(n) * 2
 		return
 	}
-	for i, b := range batches {
-		if !r.propose(ctx, b, wire.AcksAll, nil, 0) {
-			// Those proposed are applied like any records; this checkpoint is abandoned.
-			for _, p := range r.unsaved {
-				p.checkpoint = 0
-			}
-			r.cfg.Logger.Warn("checkpoint not proposed", "group", r.cfg.Group())
-			return
-		}
-		p := r.unsaved[len(r.unsaved)-1]
-		if i == 0 {
+	r.cpInFlight, r.cpRest, r.cpProposed = true, batches, 0
+	r.proposeCheckpoint(ctx)
+}
+
+// proposeCheckpoint proposes the checkpoint's batches still to propose, as many as the
+// in-flight limit takes now.
+func (r *replica) proposeCheckpoint(ctx actor.Context) {
+	for len(r.cpRest) > 0 && !r.full(len(r.cpRest[0])) {
+		p := &proposal{data: r.cpRest[0], acks: wire.AcksAll}
+		if r.cpProposed == 0 {
 			p.checkpoint |= cpFirst
 		}
-		if i == len(batches)-1 {
+		if len(r.cpRest) == 1 {
 			p.checkpoint |= cpLast
 		}
+		if err := r.submit(ctx, p); errors.Is(err, raft.ErrProposalDropped) {
+			return // raft's own limit on uncommitted entries: go on later
+		} else if err != nil {
+			r.abandonCheckpoint(err)
+			return
+		}
+		r.cpRest, r.cpProposed = r.cpRest[1:], r.cpProposed+1
 	}
-	r.cpInFlight = true
+}
+
+// abandonCheckpoint gives up the checkpoint in flight. The batches already proposed are applied
+// like any records (they hold state that later commits override).
+func (r *replica) abandonCheckpoint(cause any) {
+	for _, ps := range [][]*proposal{r.unsaved, r.uncommit} {
+		for _, p := range ps {
+			p.checkpoint = 0
+		}
+	}
+	r.cpInFlight, r.cpRest = false, nil
+	r.cfg.Logger.Warn("checkpoint abandoned", "group", r.cfg.Group(), "cause", cause)
 }
 
 // checkpointAnswered follows a checkpoint's batches to their commit; after the last one, the
 // log before the checkpoint goes.
 func (r *replica) checkpointAnswered(p *proposal, e *wire.Error) {
 	if e != nil {
-		r.cpInFlight = false
-		r.cfg.Logger.Warn("checkpoint failed", "group", r.cfg.Group(), "err", e)
+		r.abandonCheckpoint(e)
 		return
 	}
 	if p.checkpoint&cpFirst != 0 {
