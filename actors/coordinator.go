@@ -238,12 +238,12 @@ func (c *coordinator) join(ctx actor.Context, m *JoinGroup) {
 	}
 	mb.topics, mb.session, mb.lastSeen, mb.joining = m.Topics, session, time.Now(), ctx.Sender()
 	if !c.rebalancing {
-		delay := c.cfg.RebalanceTimeout
-		if len(c.members) == 1 {
-			delay = c.cfg.InitialDelay
+		if len(c.members) == 1 { // alone: no one else to wait for
+			c.startRebalance(c.cfg.InitialDelay)
+			c.firstJoin = true
+		} else {
+			c.startRebalance(c.cfg.RebalanceTimeout)
 		}
-		c.startRebalance(delay)
-		c.firstJoin = len(c.members) == 1
 	}
 	c.maybeComplete(ctx)
 }
