@@ -294,27 +294,12 @@ func (s *sinkRunner) heartbeat(ctx actor.Context) {
 // after the last batch.
 func decodeMessages(k tp, from int64, b []byte) ([]connectors.Message, int64, error) {
 	var msgs []connectors.Message
-	next := from
-	for p := 0; p < len(b); {
-		h, err := storage.ParseHeader(b[p:])
-		if err != nil {
-			return nil, next, err
-		}
-		if p+h.Size() > len(b) {
-			return nil, next, fmt.Errorf("batch at %d overruns the response", p)
-		}
-		if h.Kind == storage.KindRecords {
-			if _, err := storage.DecodeBatch(b[p:p+h.Size()], func(off int64, r storage.Record) error {
-				if off >= from {
-					msgs = append(msgs, connectors.Message{Topic: k.topic, Partition: k.partition, Offset: off, Record: r})
-				}
-				return nil
-			}); err != nil {
-				return nil, next, err
-			}
-		}
-		next = max(next, h.NextOffset())
-		p += h.Size()
+	next, err := storage.DecodeBatches(b, from, func(off int64, r storage.Record) error {
+		msgs = append(msgs, connectors.Message{Topic: k.topic, Partition: k.partition, Offset: off, Record: r})
+		return nil
+	})
+	if err != nil {
+		return nil, from, err
 	}
 	return msgs, next, nil
 }

@@ -355,6 +355,39 @@ func EncodeBatch(records []Record) ([]byte, error) {
 	return bytes.Clone(b.Build()), nil
 }
 
+// DecodeBatches decodes data, whole batches back to back as a fetch returns them: it calls fn
+// for every record at or after offset from, and returns the offset after the last batch (from if
+// data holds none after it). Batches that end at or before from are skipped without being
+// decoded; batches of other kinds than KindRecords hold no records. A header that fails its
+// checks, or a batch cut short, is an error wrapping ErrBadBatch.
+func DecodeBatches(data []byte, from int64, fn func(offset int64, r Record) error) (int64, error) {
+	next := from
+	for len(data) > 0 {
+		h, err := ParseHeader(data)
+		if err != nil {
+			return next, fmt.Errorf("batch after offset %d: %w", next, err)
+		}
+		if h.Size() > len(data) {
+			return next, fmt.Errorf("%w: batch at offset %d cut short: %d of its %d bytes", ErrBadBatch, h.BaseOffset, len(data), h.Size())
+		}
+		b := data[:h.Size()]
+		data = data[h.Size():]
+		if h.NextOffset() <= from {
+			continue
+		}
+		if _, err := DecodeBatch(b, func(off int64, r Record) error {
+			if off < from {
+				return nil
+			}
+			return fn(off, r)
+		}); err != nil {
+			return next, err
+		}
+		next = max(next, h.NextOffset())
+	}
+	return next, nil
+}
+
 // DecodeBatch checks one batch (header and CRC) and calls fn for each record with its offset.
 // The record's byte slices alias batch; copy them to keep them past fn. Batches of kinds other than
 // KindRecords hold no records and produce no calls.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -240,5 +241,40 @@ func checkDecode(t *testing.T, b []byte) {
 				t.Fatalf("record %d changed in a round trip", i)
 			}
 		}
+	}
+}
+
+// TestDecodeBatches: records before from are skipped, whole earlier batches without decoding;
+// the next offset follows the last batch; a batch cut short is an error.
+func TestDecodeBatches(t *testing.T) {
+	var data []byte
+	for base := int64(10); base < 40; base += 10 {
+		b := NewBatchBuilder()
+		for i := range 10 {
+			if err := b.Add(Record{Value: []byte(fmt.Sprint(base + int64(i)))}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		batch := b.Build()
+		putPlacement(batch, base, 1, uint64(base))
+		data = append(data, batch...)
+	}
+	var got []int64
+	next, err := DecodeBatches(data, 15, func(off int64, r Record) error {
+		if string(r.Value) != fmt.Sprint(off) {
+			t.Fatalf("offset %d holds %q", off, r.Value)
+		}
+		got = append(got, off)
+		return nil
+	})
+	if err != nil || next != 40 || len(got) != 25 || got[0] != 15 {
+		t.Fatalf("next %d, %d records from %v, %v", next, len(got), got[:min(1, len(got))], err)
+	}
+	if next, err := DecodeBatches(data, 40, func(int64, Record) error { t.Fatal("a record past the end"); return nil }); err != nil || next != 40 {
+		t.Fatalf("from the end: next %d, %v", next, err)
+	}
+	cut := data[:len(data)-5]
+	if _, err := DecodeBatches(cut, 0, func(int64, Record) error { return nil }); !errors.Is(err, ErrBadBatch) || !strings.Contains(err.Error(), "cut short") {
+		t.Fatalf("a batch cut short: %v", err)
 	}
 }
