@@ -72,11 +72,56 @@ func runBench(args []string, env cli) error {
 		return fmt.Errorf("%w: bench: want produce or consume", errUsage)
 	}
 	mode := args[0]
+	if isHelp(mode) {
+		return benchHelp(env)
+	}
 	if mode != "produce" && mode != "consume" {
 		return fmt.Errorf("%w: bench %q: want produce or consume", errUsage, mode)
 	}
+	fs, f, server := newBenchFlags(mode, env)
+	pos, err := parseFlags(fs, args[1:])
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return fmt.Errorf("%w: bench %s: unexpected argument %q", errUsage, mode, strings.Join(pos, " "))
+	}
+	f.server = *server
+	serverGiven := env.server != ""
+	fs.Visit(func(fl *flag.Flag) { serverGiven = serverGiven || fl.Name == "server" })
+	if err := f.check(mode, serverGiven); err != nil {
+		return err
+	}
+	var cpuFile *os.File
+	if f.cpuprofile != "" { // created now, to fail before a long fill; written during the measurement
+		if cpuFile, err = os.Create(f.cpuprofile); err != nil {
+			return err
+		}
+		defer cpuFile.Close()
+	}
+	b, err := openBench(f, env.stderr)
+	if err != nil {
+		return err
+	}
+	defer b.close()
+	b.cpuFile = cpuFile
+	if f.memprofile != "" {
+		defer func() {
+			if err := writeAllocProfile(f.memprofile); err != nil {
+				fmt.Fprintln(env.stderr, "weir: bench:", err)
+			}
+		}()
+	}
+	if mode == "produce" {
+		return b.produce(env)
+	}
+	return b.consume(env)
+}
+
+// newBenchFlags registers the flags of `weir bench MODE`.
+func newBenchFlags(mode string, env cli) (*flag.FlagSet, *benchFlags, *string) {
 	fs := flag.NewFlagSet("bench "+mode, flag.ContinueOnError)
-	var f benchFlags
+	f := &benchFlags{}
 	server := serverFlag(fs, env)
 	fs.BoolVar(&f.embedded, "embedded", false, "start a node in this process (temporary directory, fsync off) and use it in-process")
 	fs.BoolVar(&f.loopback, "loopback", false, "with --embedded: go through the embedded node's client port on 127.0.0.1")
@@ -97,46 +142,17 @@ func runBench(args []string, env cli) error {
 	} else {
 		fs.StringVar(&f.group, "group", "", "consume as a member of this group (default: every partition from the earliest offset)")
 	}
-	pos, err := parseFlags(fs, args[1:])
-	if err != nil {
-		return err
-	}
-	if len(pos) > 0 {
-		return fmt.Errorf("%w: bench %s: unexpected argument %q", errUsage, mode, strings.Join(pos, " "))
-	}
-	f.server = *server
-	serverGiven := env.server != ""
-	fs.Visit(func(fl *flag.Flag) { serverGiven = serverGiven || fl.Name == "server" })
-	if err := f.check(mode, serverGiven); err != nil {
-		return err
-	}
-	b, err := openBench(&f, env.stderr)
-	if err != nil {
-		return err
-	}
-	defer b.close()
-	if f.cpuprofile != "" {
-		pf, err := os.Create(f.cpuprofile)
-		if err != nil {
-			return err
-		}
-		defer pf.Close()
-		if err := pprof.StartCPUProfile(pf); err != nil {
-			return err
-		}
-		defer pprof.StopCPUProfile()
-	}
-	if f.memprofile != "" {
-		defer func() {
-			if err := writeAllocProfile(f.memprofile); err != nil {
-				fmt.Fprintln(env.stderr, "weir: bench:", err)
-			}
-		}()
-	}
-	if mode == "produce" {
-		return b.produce(env)
-	}
-	return b.consume(env)
+	return fs, f, server
+}
+
+// benchHelp is `weir bench -h`.
+func benchHelp(env cli) error {
+	produce, _, _ := newBenchFlags("produce", env)
+	consume, _, _ := newBenchFlags("consume", env)
+	return groupHelp("bench", []subcommand{
+		{"produce --topic T [flags]", "measure produce: records/s, MB/s and latency (p50..max)", produce},
+		{"consume --topic T [flags]", "measure consume: records/s and MB/s", consume},
+	})
 }
 
 // writeAllocProfile writes the allocations of the process so far to file.
@@ -209,6 +225,26 @@ type bench struct {
 	node   *actors.Node // with --embedded
 	dir    string       // the embedded node's data directory
 	addr   string       // the client port, "" for the in-process path
+
+	cpuFile *os.File // --cpuprofile, written by startCPUProfile
+}
+
+// startCPUProfile and stopCPUProfile are pprof's; tests replace them.
+var (
+	startCPUProfile = pprof.StartCPUProfile
+	stopCPUProfile  = pprof.StopCPUProfile
+)
+
+// profile starts the CPU profile of the measurement if --cpuprofile asks for one; the returned
+// function stops it.
+func (b *bench) profile() (stop func(), err error) {
+	if b.cpuFile == nil {
+		return func() {}, nil
+	}
+	if err := startCPUProfile(b.cpuFile); err != nil {
+		return nil, fmt.Errorf("--cpuprofile: %w", err)
+	}
+	return stopCPUProfile, nil
 }
 
 // openBench starts the embedded node if asked to.
@@ -379,6 +415,11 @@ func (b *bench) produce(env cli) error {
 	}
 	fmt.Fprintf(b.stderr, "bench produce: topic %s (%d partitions), %s, acks=%s, %d B records, %d producer(s)\n",
 		f.topic, nparts, path, f.acks, f.recordSize, f.producers)
+	stopProfile, err := b.profile()
+	if err != nil {
+		return err
+	}
+	defer stopProfile()
 	prog := startProgress(b.stderr, "produce", func() (int64, int64) {
 		n := stats.acked.Load() + stats.failed.Load()
 		return n, n * int64(f.recordSize)
@@ -530,6 +571,11 @@ func (b *bench) consume(env cli) error {
 			return err
 		}
 	}
+	stopProfile, err := b.profile()
+	if err != nil {
+		return err
+	}
+	defer stopProfile()
 	var st consumeStats
 	prog := startProgress(b.stderr, "consume", func() (int64, int64) { return st.records.Load(), st.bytes.Load() })
 	var (
@@ -675,30 +721,28 @@ func fetchLoop(ctx context.Context, root *actor.RootContext, pid *actor.PID, off
 			}
 			return fmt.Errorf("fetch at %d: %w", off, resp.Err)
 		}
-		var n, nb int64
-		for data := resp.Batches; len(data) > 0; {
-			h, err := storage.ParseHeader(data)
-			if err != nil || h.Size() > len(data) {
-				return fmt.Errorf("fetch at %d: bad batch: %v", off, err)
-			}
-			from := off
-			if _, err := storage.DecodeBatch(data[:h.Size()], func(o int64, r storage.Record) error {
-				if o >= from {
-					n++
-					nb += int64(len(r.Key) + len(r.Value))
-				}
-				return nil
-			}); err != nil {
-				return fmt.Errorf("fetch at %d: %w", off, err)
-			}
-			off = max(off, h.NextOffset())
-			data = data[h.Size():]
+		n, nb, next, err := countBatches(resp.Batches, off)
+		if err != nil {
+			return fmt.Errorf("fetch at %d: %w", off, err)
 		}
+		off = next
 		if n > 0 && c.add(n, nb) {
 			return nil
 		}
 	}
 	return nil
+}
+
+// countBatches decodes the batches a fetch at off returned and counts their records at or
+// after off, and the bytes of their keys and values; next is the offset after the last batch.
+// A batch cut short or with a bad header is an error saying so, at its offset.
+func countBatches(data []byte, off int64) (n, nb, next int64, err error) {
+	next, err = storage.DecodeBatches(data, off, func(_ int64, r storage.Record) error {
+		n++
+		nb += int64(len(r.Key) + len(r.Value))
+		return nil
+	})
+	return n, nb, next, err
 }
 
 // consumePartitions reads every partition from its earliest offset with one client.Consumer
@@ -709,14 +753,9 @@ func (b *bench) consumePartitions(ctx context.Context, nparts int32, st *consume
 		return time.Now(), 0, err
 	}
 	defer cl.Close()
-	starts, ends := make([]int64, nparts), make([]int64, nparts)
-	for p := range nparts {
-		if starts[p], err = cl.ListOffsets(ctx, b.f.topic, p, client.Earliest()); err != nil {
-			return time.Now(), 0, err
-		}
-		if ends[p], err = cl.ListOffsets(ctx, b.f.topic, p, client.Latest()); err != nil {
-			return time.Now(), 0, err
-		}
+	starts, ends, err := b.listOffsets(ctx, cl, nparts)
+	if err != nil {
+		return time.Now(), 0, err
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -743,6 +782,20 @@ func (b *bench) consumePartitions(ctx context.Context, nparts int32, st *consume
 	return start, c.target, errors.Join(errs...)
 }
 
+// listOffsets returns the earliest and the latest offset of each partition of the topic.
+func (b *bench) listOffsets(ctx context.Context, cl *client.Client, nparts int32) (starts, ends []int64, err error) {
+	starts, ends = make([]int64, nparts), make([]int64, nparts)
+	for p := range nparts {
+		if starts[p], err = cl.ListOffsets(ctx, b.f.topic, p, client.Earliest()); err != nil {
+			return nil, nil, err
+		}
+		if ends[p], err = cl.ListOffsets(ctx, b.f.topic, p, client.Latest()); err != nil {
+			return nil, nil, err
+		}
+	}
+	return starts, ends, nil
+}
+
 // consumeGroup reads the topic as a member of --group; without --records it reads what the
 // group has not committed yet (from the earliest offset where it has no commit).
 func (b *bench) consumeGroup(ctx context.Context, nparts int32, st *consumeStats) (time.Time, int64, error) {
@@ -751,16 +804,13 @@ func (b *bench) consumeGroup(ctx context.Context, nparts int32, st *consumeStats
 		return time.Now(), 0, err
 	}
 	defer cl.Close()
+	starts, ends, err := b.listOffsets(ctx, cl, nparts)
+	if err != nil {
+		return time.Now(), 0, err
+	}
 	parts := wire.TopicPartitions{Topic: b.f.topic}
-	starts, ends := make([]int64, nparts), make([]int64, nparts)
 	for p := range nparts {
 		parts.Partitions = append(parts.Partitions, p)
-		if starts[p], err = cl.ListOffsets(ctx, b.f.topic, p, client.Earliest()); err != nil {
-			return time.Now(), 0, err
-		}
-		if ends[p], err = cl.ListOffsets(ctx, b.f.topic, p, client.Latest()); err != nil {
-			return time.Now(), 0, err
-		}
 	}
 	committed, err := cl.FetchCommitted(ctx, b.f.group, parts)
 	if err != nil {

@@ -1,11 +1,17 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"io"
 	"math"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"runtime/pprof"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -269,5 +275,93 @@ func TestRateLatencyFromSchedule(t *testing.T) {
 	// all records waited more than ~50 ms. Timed from their sending, all but one took ~0.
 	if p75 := h.quantile(0.75); p75 < 20*time.Millisecond {
 		t.Fatalf("p75 %v after a 100 ms stall: the records due during it did not count their wait", p75)
+	}
+}
+
+// lockedBuffer is a bytes.Buffer for several goroutines.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestBenchProfilesTheMeasurement: --cpuprofile starts after the setup, and for an embedded
+// consume after the node is filled: what bench printed to standard error by then shows it.
+func TestBenchProfilesTheMeasurement(t *testing.T) {
+	var stderr lockedBuffer
+	var atStart []string
+	startCPUProfile = func(io.Writer) error {
+		atStart = append(atStart, stderr.String())
+		return nil
+	}
+	stopCPUProfile = func() {}
+	t.Cleanup(func() { startCPUProfile, stopCPUProfile = pprof.StartCPUProfile, pprof.StopCPUProfile })
+	for _, c := range []struct{ mode, before string }{
+		{"consume", "bench consume: filled p with 2000 records"},
+		{"produce", "bench produce: topic p"},
+	} {
+		atStart = nil
+		file := filepath.Join(t.TempDir(), "cpu.prof")
+		args := []string{"bench", c.mode, "--embedded", "--topic", "p", "--records", "2000", "--cpuprofile", file}
+		if code := runEnv(args, cli{stdin: strings.NewReader(""), stdout: io.Discard, stderr: &stderr}); code != 0 {
+			t.Fatalf("weir %v exited %d:\n%s", args, code, stderr.String())
+		}
+		if len(atStart) != 1 || !strings.Contains(atStart[0], c.before) {
+			t.Fatalf("bench %s: the CPU profile started %d times, first after %q; want once, after %q", c.mode, len(atStart), atStart, c.before)
+		}
+		if _, err := os.Stat(file); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestCountBatches: the batches of an in-process fetch are counted from the fetch offset, and
+// a batch cut short or with a bad header is reported as such.
+func TestCountBatches(t *testing.T) {
+	l, err := storage.Open(t.TempDir(), storage.DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	b := storage.NewBatchBuilder()
+	for i := range 2 {
+		b.Reset()
+		for j := range 5 {
+			if err := b.Add(storage.Record{Key: []byte("k"), Value: []byte(strconv.Itoa(i*5 + j))}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := l.Append(b.Build()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	data, err := l.Read(nil, 0, 1<<20, l.EndOffset())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, nb, next, err := countBatches(data, 2); n != 8 || nb != 16 || next != 10 || err != nil {
+		t.Fatalf("countBatches from 2: %d records, %d bytes, next %d, %v; want 8, 16, 10, nil", n, nb, next, err)
+	}
+	_, _, _, err = countBatches(data[:len(data)-3], 0)
+	if err == nil || !strings.Contains(err.Error(), "batch at offset 5 cut short") || strings.Contains(err.Error(), "<nil>") {
+		t.Fatalf("a truncated batch: %v", err)
+	}
+	h, _ := storage.ParseHeader(data)
+	bad := bytes.Clone(data)
+	bad[h.Size()+3] ^= 0xff // in the second batch's header
+	_, _, _, err = countBatches(bad, 0)
+	if err == nil || !strings.Contains(err.Error(), "batch after offset 5") {
+		t.Fatalf("a bad header: %v", err)
 	}
 }

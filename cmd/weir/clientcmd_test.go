@@ -2,8 +2,11 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"errors"
 	"fmt"
 	"hash/fnv"
+	"io"
 	"sort"
 	"strings"
 	"testing"
@@ -266,6 +269,70 @@ func TestClientCommandUsageErrors(t *testing.T) {
 		code, _, errOut := weirIn("", nil, c.args...)
 		if code != 2 || !strings.Contains(errOut, c.want) {
 			t.Errorf("weir %v: exit %d, %q; want exit 2 mentioning %q", c.args, code, errOut, c.want)
+		}
+	}
+}
+
+// TestProduceInterrupted: when its context ends (SIGINT or SIGTERM in runProduce), produce
+// stops reading standard input, sends the records it buffered (a long linger holds them until
+// then) and prints its summary.
+func TestProduceInterrupted(t *testing.T) {
+	addr := startClientNode(t)
+	weirAt(t, addr, "", "topic", "create", "intr")
+	pr, pw := io.Pipe()
+	defer pw.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var errOut bytes.Buffer
+	done := make(chan error, 1)
+	go func() {
+		done <- produce(ctx, []string{"--server", addr, "intr", "--linger", "1h"},
+			cli{stdin: pr, stdout: io.Discard, stderr: &errOut, getenv: func(string) string { return "" }})
+	}()
+	// produce takes the lines one at a time: once a write returns, the lines before it were taken.
+	for _, l := range []string{"one\n", "two\n", "three\n", "four\n"} {
+		if _, err := io.WriteString(pw, l); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("interrupted produce: %v\n%s", err, errOut.String())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("produce did not return after its context ended")
+	}
+	if !strings.Contains(errOut.String(), "interrupted") ||
+		!(strings.Contains(errOut.String(), "produced 3 of 3 records") || strings.Contains(errOut.String(), "produced 4 of 4 records")) {
+		t.Fatalf("summary: %q", errOut.String())
+	}
+	out, _ := weirAt(t, addr, "", "consume", "intr", "--idle-exit", "300ms")
+	if got := strings.Join(lines(out), ","); got != "one,two,three" && got != "one,two,three,four" {
+		t.Fatalf("the topic holds %q, want one,two,three (and perhaps four)", got)
+	}
+}
+
+// failingWriter fails every write, as standard output on a full disk does.
+type failingWriter struct{}
+
+func (failingWriter) Write([]byte) (int, error) { return 0, errors.New("no space left on device") }
+
+// TestConsumeWriteError: consume fails (exit 1) when it cannot write to standard output.
+func TestConsumeWriteError(t *testing.T) {
+	addr := startClientNode(t)
+	weirAt(t, addr, "", "topic", "create", "w")
+	weirAt(t, addr, "a\nb\nc\n", "produce", "w")
+	for _, args := range [][]string{
+		{"consume", "w", "--idle-exit", "2s"},
+		{"consume", "w", "--group", "g", "--idle-exit", "2s"},
+	} {
+		var errOut bytes.Buffer
+		code := runEnv(append([]string{"--server", addr}, args...),
+			cli{stdin: strings.NewReader(""), stdout: failingWriter{}, stderr: &errOut, getenv: func(string) string { return "" }})
+		if code != 1 || !strings.Contains(errOut.String(), "weir: writing to standard output: no space left on device") {
+			t.Errorf("weir %v to a failing standard output: exit %d, %q", args, code, errOut.String())
 		}
 	}
 }

@@ -108,8 +108,9 @@ type printer struct {
 	printed int
 }
 
-// print writes messages until --max; it returns how many it wrote and whether --max is reached.
-func (p *printer) print(msgs []client.Message) (int, bool) {
+// print writes messages until --max; it returns how many it wrote and whether --max is reached,
+// or the first error writing them (bufio.Writer keeps it: the writes after it fail too).
+func (p *printer) print(msgs []client.Message) (int, bool, error) {
 	n := 0
 	for _, m := range msgs {
 		if p.max > 0 && p.printed >= p.max {
@@ -120,8 +121,10 @@ func (p *printer) print(msgs []client.Message) (int, bool) {
 		p.printed++
 		n++
 	}
-	p.out.Flush()
-	return n, p.max > 0 && p.printed >= p.max
+	if err := p.out.Flush(); err != nil {
+		return n, false, fmt.Errorf("writing to standard output: %w", err)
+	}
+	return n, p.max > 0 && p.printed >= p.max, nil
 }
 
 // consumePartitions reads one partition, or every partition with one goroutine polling each;
@@ -190,8 +193,8 @@ func consumePartitions(ctx context.Context, c *client.Client, f *consumeFlags, s
 			if r.err != nil {
 				return r.err
 			}
-			if _, done := pr.print(r.msgs); done {
-				return nil
+			if _, done, err := pr.print(r.msgs); err != nil || done {
+				return err
 			}
 			idle.reset()
 		case <-idle.c:
@@ -236,7 +239,11 @@ func consumeGroup(ctx context.Context, c *client.Client, f *consumeFlags, out *b
 			}
 			break
 		}
-		_, done := pr.print(msgs)
+		_, done, err := pr.print(msgs)
+		if err != nil {
+			runErr = err
+			break
+		}
 		if err := g.Commit(ctx); err != nil && !errors.Is(err, client.ErrRebalanced) && ctx.Err() == nil {
 			runErr = err
 			break

@@ -12,10 +12,7 @@ import (
 // runDemo exercises the partition log the way a node will: batches of records appended with
 // fsync, the log closed and reopened (recovery), and everything read back by offset and by time.
 func runLogDemo(args []string, out io.Writer) error {
-	fs := flag.NewFlagSet("log demo", flag.ContinueOnError)
-	dir := fs.String("data", "./data/demo", "directory of the demo log")
-	records := fs.Int("records", 200_000, "records to append")
-	batch := fs.Int("batch", 1000, "records per batch")
+	fs, dir, records, batch := logDemoFlags()
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return err
@@ -99,4 +96,13 @@ func runLogDemo(args []string, out io.Writer) error {
 	}
 	fmt.Fprintln(out, "demo done; run it again to append more, or inspect it with: weir log dump", *dir)
 	return nil
+}
+
+// logDemoFlags registers the flags of `weir log demo`.
+func logDemoFlags() (fs *flag.FlagSet, dir *string, records, batch *int) {
+	fs = flag.NewFlagSet("log demo", flag.ContinueOnError)
+	dir = fs.String("data", "./data/demo", "directory of the demo log")
+	records = fs.Int("records", 200_000, "records to append")
+	batch = fs.Int("batch", 1000, "records per batch")
+	return fs, dir, records, batch
 }

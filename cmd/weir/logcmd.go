@@ -15,22 +15,21 @@ func runLog(args []string, out io.Writer) error {
 		return fmt.Errorf("%w: log needs a subcommand: dump, verify or demo", errUsage)
 	}
 	sub := args[0]
-	if sub == "demo" {
+	switch {
+	case isHelp(sub):
+		return logHelp()
+	case sub == "demo":
 		return runLogDemo(args[1:], out)
+	case sub != "dump" && sub != "verify":
+		return fmt.Errorf("%w: unknown log subcommand %q (want dump, verify or demo)", errUsage, sub)
 	}
-	fs := flag.NewFlagSet("log "+sub, flag.ContinueOnError)
-	from := fs.Int64("from", -1, "first offset to dump (default: the log start)")
-	maxBatches := fs.Int("max", 0, "stop after this many batches (0: all)")
-	records := fs.Bool("records", false, "print every record, not only batch headers")
+	fs, from, maxBatches, records := logFlags(sub)
 	pos, err := parseFlags(fs, args[1:])
 	if err != nil {
 		return err
 	}
 	if len(pos) != 1 {
 		return fmt.Errorf("%w: log %s takes one log directory", errUsage, sub)
-	}
-	if sub != "dump" && sub != "verify" {
-		return fmt.Errorf("%w: unknown log subcommand %q (want dump or verify)", errUsage, sub)
 	}
 	// Open creates a missing log; an inspection tool must not, so a typo fails loudly instead.
 	if st, err := os.Stat(pos[0]); err != nil {
@@ -85,4 +84,25 @@ func runLog(args []string, out io.Writer) error {
 			batches, recs, l.StartOffset(), l.EndOffset(), l.Segments(), l.Size())
 	}
 	return nil
+}
+
+// logFlags registers the flags of `weir log dump` and `weir log verify`.
+func logFlags(sub string) (fs *flag.FlagSet, from *int64, maxBatches *int, records *bool) {
+	fs = flag.NewFlagSet("log "+sub, flag.ContinueOnError)
+	from = fs.Int64("from", -1, "first offset to dump (default: the log start)")
+	maxBatches = fs.Int("max", 0, "stop after this many batches (0: all)")
+	records = fs.Bool("records", false, "print every record, not only batch headers")
+	return fs, from, maxBatches, records
+}
+
+// logHelp is `weir log -h`.
+func logHelp() error {
+	dump, _, _, _ := logFlags("dump")
+	verify, _, _, _ := logFlags("verify")
+	demo, _, _, _ := logDemoFlags()
+	return groupHelp("log", []subcommand{
+		{"dump DIR [--from OFFSET] [--max N] [--records]", "print the batches (and records) of a partition log", dump},
+		{"verify DIR", "recover a partition log and check every checksum", verify},
+		{"demo [--data DIR] [--records N] [--batch N]", "append records to a bare log, reopen it, read them back", demo},
+	})
 }

@@ -39,8 +39,9 @@ Usage:
   weir [--server HOST:PORT] bench consume --topic T [--embedded [--loopback]] [--records N] [--group G]
                                            measure records/s, MB/s and produce latency (p50..max);
                                            --embedded: an in-process node, fsync off, no client port;
-                                           --cpuprofile FILE writes a CPU profile of the run
+                                           --cpuprofile FILE writes a CPU profile of the measurement
   weir version                             print the version
+  weir COMMAND -h                          a command's subcommands and flags
 
 --server (before or after the command) is the node's client port: 127.0.0.1:7420 by default,
 or $WEIR_SERVER.
@@ -130,12 +131,7 @@ func parseFlags(fs *flag.FlagSet, args []string) ([]string, error) {
 	for {
 		if err := fs.Parse(args); err != nil {
 			if errors.Is(err, flag.ErrHelp) {
-				var b strings.Builder
-				fmt.Fprintf(&b, "Usage of weir %s:\n", fs.Name())
-				fs.SetOutput(&b)
-				fs.PrintDefaults()
-				fs.SetOutput(io.Discard)
-				return nil, &helpError{text: b.String()}
+				return nil, &helpError{text: fmt.Sprintf("Usage of weir %s:\n%s", fs.Name(), flagDefaults(fs))}
 			}
 			return nil, fmt.Errorf("%w: %s: %v", errUsage, fs.Name(), err)
 		}
@@ -152,3 +148,61 @@ func parseFlags(fs *flag.FlagSet, args []string) ([]string, error) {
 type helpError struct{ text string }
 
 func (e *helpError) Error() string { return "help requested" }
+
+// flagDefaults returns the flags of fs as the flag package prints them.
+func flagDefaults(fs *flag.FlagSet) string {
+	var b strings.Builder
+	fs.SetOutput(&b)
+	fs.PrintDefaults()
+	fs.SetOutput(io.Discard)
+	return b.String()
+}
+
+// isHelp says whether arg asks for help, as the flag package reads -h and -help.
+func isHelp(arg string) bool {
+	switch arg {
+	case "-h", "-help", "--h", "--help":
+		return true
+	}
+	return false
+}
+
+// subcommand is one subcommand of a command, for the command's help.
+type subcommand struct {
+	synopsis string        // e.g. "create NAME [--partitions N]", after "weir COMMAND "
+	summary  string        // what it does
+	flags    *flag.FlagSet // nil if it has no flags
+}
+
+// groupHelp is the help of a command with subcommands (`weir topic -h`): a line per
+// subcommand, then the flags of each; subcommands with the same flags share their list.
+func groupHelp(command string, subs []subcommand) *helpError {
+	var b strings.Builder
+	fmt.Fprintf(&b, "Usage of weir %s:\n", command)
+	width := 0
+	for _, s := range subs {
+		width = max(width, len(s.synopsis))
+	}
+	for _, s := range subs {
+		fmt.Fprintf(&b, "  weir %s %-*s  %s\n", command, width, s.synopsis, s.summary)
+	}
+	var order []string             // distinct flag lists, in the order of their first subcommand
+	names := map[string][]string{} // flag list -> its subcommands
+	for _, s := range subs {
+		if s.flags == nil {
+			continue
+		}
+		d := flagDefaults(s.flags)
+		if d == "" {
+			continue
+		}
+		if _, ok := names[d]; !ok {
+			order = append(order, d)
+		}
+		names[d] = append(names[d], strings.TrimPrefix(s.flags.Name(), command+" "))
+	}
+	for _, d := range order {
+		fmt.Fprintf(&b, "\nFlags of weir %s %s:\n%s", command, strings.Join(names[d], ", "), d)
+	}
+	return &helpError{text: b.String()}
+}

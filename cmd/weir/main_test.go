@@ -101,4 +101,31 @@ func TestSubcommandHelp(t *testing.T) {
 			t.Fatalf("%v: printed %q", args, out.String())
 		}
 	}
+	// A command with subcommands lists them, and their flags.
+	for _, c := range []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"bench", "-h"}, []string{"weir bench produce --topic T", "weir bench consume --topic T",
+			"Flags of weir bench produce:", "-acks", "Flags of weir bench consume:", "-group", "-cpuprofile"}},
+		{[]string{"bench", "--help"}, []string{"weir bench produce", "weir bench consume", "-embedded"}},
+		{[]string{"topic", "-h"}, []string{"weir topic create NAME", "weir topic list", "weir topic describe NAME", "weir topic delete NAME",
+			"Flags of weir topic create:", "-partitions", "Flags of weir topic list, describe, delete:", "-server"}},
+		{[]string{"topic", "--help"}, []string{"weir topic create", "-replicas"}},
+		{[]string{"log", "-h"}, []string{"weir log dump DIR", "weir log verify DIR", "weir log demo",
+			"Flags of weir log dump, verify:", "-from", "Flags of weir log demo:", "-batch"}},
+		{[]string{"log", "--help"}, []string{"weir log dump", "-records"}},
+		{[]string{"--server", "127.0.0.1:1", "topic", "-help"}, []string{"weir topic create", "127.0.0.1:1"}},
+	} {
+		var out, errb strings.Builder
+		code := run(c.args, &out, &errb)
+		if code != 0 || errb.Len() > 0 {
+			t.Fatalf("%v: exit %d, stderr %q", c.args, code, errb.String())
+		}
+		for _, w := range append([]string{"Usage of weir " + c.args[len(c.args)-2] + ":\n"}, c.want...) {
+			if !strings.Contains(out.String(), w) {
+				t.Fatalf("%v: no %q in:\n%s", c.args, w, out.String())
+			}
+		}
+	}
 }

@@ -7,7 +7,11 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
+	"os"
+	"os/signal"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/weirhq/weir/client"
@@ -18,9 +22,19 @@ import (
 // maxShownErrors bounds the per-record errors printed by `weir produce`.
 const maxShownErrors = 5
 
-// runProduce handles `weir produce TOPIC`: one record per line of standard input. It exits 0
-// only when every record was acknowledged; a summary goes to standard error.
+// runProduce handles `weir produce TOPIC`: one record per line of standard input, until its
+// end or SIGINT or SIGTERM. It exits 0 only when every record was acknowledged; a summary goes
+// to standard error.
 func runProduce(args []string, env cli) error {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	context.AfterFunc(ctx, stop) // a second signal ends the process at once
+	return produce(ctx, args, env)
+}
+
+// produce is runProduce with ctx for the signals: when ctx ends it stops reading standard
+// input, sends what it buffered, waits for the answers and prints its summary.
+func produce(ctx context.Context, args []string, env cli) error {
 	fs := flag.NewFlagSet("produce", flag.ContinueOnError)
 	server := serverFlag(fs, env)
 	acksFlag := fs.String("acks", "all", "when the node answers: all (committed), leader (appended) or none")
@@ -75,13 +89,30 @@ func runProduce(args []string, env cli) error {
 	}
 	start := time.Now()
 	var records, bytesIn int
-	sc := bufio.NewScanner(env.stdin)
-	sc.Buffer(make([]byte, 64<<10), storage.MaxBatchSize-storage.HeaderSize)
-	ctx := context.Background()
-	for sc.Scan() {
+	lines, readDone := readLines(env.stdin)
+	defer close(readDone)
+	var readErr error
+	interrupted := false
+read:
+	for {
+		var line []byte
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				break read
+			}
+			if l.err != nil {
+				readErr = l.err
+				break read
+			}
+			line = l.b
+		case <-ctx.Done():
+			interrupted = true
+			break read
+		}
 		records++
-		line := records
-		rec := storage.Record{Value: bytes.Clone(sc.Bytes())}
+		n := records
+		rec := storage.Record{Value: line}
 		if *sep != "" {
 			if k, v, ok := bytes.Cut(rec.Value, []byte(*sep)); ok {
 				rec.Key, rec.Value = k, v
@@ -90,13 +121,15 @@ func runProduce(args []string, env cli) error {
 		bytesIn += len(rec.Key) + len(rec.Value)
 		p.ProduceAsync(ctx, rec, func(_ int64, err error) {
 			if err != nil {
-				onError(line, err)
+				onError(n, err)
 			}
 		})
 	}
-	readErr := sc.Err()
 	if errors.Is(readErr, bufio.ErrTooLong) {
 		readErr = fmt.Errorf("line %d is longer than %d bytes", records+1, storage.MaxBatchSize-storage.HeaderSize)
+	}
+	if interrupted {
+		fmt.Fprintf(env.stderr, "weir: interrupted: stopped reading standard input after %d records\n", records)
 	}
 	_ = p.Close() // waits for every record's answer
 	el := time.Since(start)
@@ -114,4 +147,35 @@ func runProduce(args []string, env cli) error {
 		return fmt.Errorf("%d of %d records were not acknowledged", failed, records)
 	}
 	return nil
+}
+
+// inputLine is a line of standard input, or the error that ended the reading.
+type inputLine struct {
+	b   []byte
+	err error
+}
+
+// readLines reads r line by line on a goroutine, until its end or an error (sent as the last
+// line) or until done is closed. The channel is unbuffered: a line sent was taken.
+func readLines(r io.Reader) (lines <-chan inputLine, done chan<- struct{}) {
+	ch, stop := make(chan inputLine), make(chan struct{})
+	go func() {
+		defer close(ch)
+		sc := bufio.NewScanner(r)
+		sc.Buffer(make([]byte, 64<<10), storage.MaxBatchSize-storage.HeaderSize)
+		for sc.Scan() {
+			select {
+			case ch <- inputLine{b: bytes.Clone(sc.Bytes())}:
+			case <-stop:
+				return
+			}
+		}
+		if err := sc.Err(); err != nil {
+			select {
+			case ch <- inputLine{err: err}:
+			case <-stop:
+			}
+		}
+	}()
+	return ch, stop
 }

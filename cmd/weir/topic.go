@@ -19,21 +19,15 @@ func runTopic(args []string, env cli) error {
 		return fmt.Errorf("%w: topic needs a subcommand: create, list, describe or delete", errUsage)
 	}
 	sub := args[0]
-	fs := flag.NewFlagSet("topic "+sub, flag.ContinueOnError)
-	server := serverFlag(fs, env)
-	var partitions, replicas *int
-	wantArgs := 1
-	switch sub {
-	case "create":
-		partitions = fs.Int("partitions", 1, "number of partitions")
-		replicas = fs.Int("replicas", 1, "replication factor")
-	case "list":
-		wantArgs = 0
-	case "describe", "delete":
-	default:
-		return fmt.Errorf("%w: unknown topic subcommand %q (want create, list, describe or delete)", errUsage, sub)
+	if isHelp(sub) {
+		return topicHelp(env)
 	}
-	pos, err := parseFlags(fs, args[1:])
+	tf, err := newTopicFlags(sub, env)
+	if err != nil {
+		return err
+	}
+	server, partitions, replicas, wantArgs := tf.server, tf.partitions, tf.replicas, tf.wantArgs
+	pos, err := parseFlags(tf.fs, args[1:])
 	if err != nil {
 		return err
 	}
@@ -73,6 +67,49 @@ func runTopic(args []string, env cli) error {
 		return describeTopic(ctx, c, pos[0], env)
 	}
 	return nil
+}
+
+// topicFlags are the flags of one `weir topic` subcommand.
+type topicFlags struct {
+	fs                   *flag.FlagSet
+	server               *string
+	partitions, replicas *int // create only
+	wantArgs             int  // positional arguments
+}
+
+// newTopicFlags registers the flags of `weir topic SUB`.
+func newTopicFlags(sub string, env cli) (*topicFlags, error) {
+	tf := &topicFlags{fs: flag.NewFlagSet("topic "+sub, flag.ContinueOnError), wantArgs: 1}
+	tf.server = serverFlag(tf.fs, env)
+	switch sub {
+	case "create":
+		tf.partitions = tf.fs.Int("partitions", 1, "number of partitions")
+		tf.replicas = tf.fs.Int("replicas", 1, "replication factor")
+	case "list":
+		tf.wantArgs = 0
+	case "describe", "delete":
+	default:
+		return nil, fmt.Errorf("%w: unknown topic subcommand %q (want create, list, describe or delete)", errUsage, sub)
+	}
+	return tf, nil
+}
+
+// topicHelp is `weir topic -h`.
+func topicHelp(env cli) error {
+	subs := []subcommand{
+		{synopsis: "create NAME [--partitions N] [--replicas R]", summary: "create a topic (1 partition, 1 replica by default)"},
+		{synopsis: "list", summary: "list topics"},
+		{synopsis: "describe NAME", summary: "per partition: leader, replicas, offsets"},
+		{synopsis: "delete NAME", summary: "delete a topic"},
+	}
+	for i, s := range subs {
+		tf, err := newTopicFlags(strings.Fields(s.synopsis)[0], env)
+		if err != nil {
+			return err
+		}
+		subs[i].flags = tf.fs
+	}
+	return groupHelp("topic", subs)
 }
 
 func listTopics(ctx context.Context, c *client.Client, env cli) error {
