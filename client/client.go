@@ -17,10 +17,9 @@ type Client struct {
 	addr string
 	cfg  clientConfig
 
-	queue  chan *call    // requests for the writer goroutine
-	done   chan struct{} // closed by Close
+	queue  chan *call // requests for the writer goroutine
 	ctx    context.Context
-	cancel context.CancelFunc // cancels a dial in progress at Close
+	cancel context.CancelFunc // called by Close: stops the writer and a dial in progress
 	wg     sync.WaitGroup     // the writer and the connections' readers
 	corr   atomic.Uint32
 
@@ -40,11 +39,10 @@ func Dial(addr string, opts ...Option) (*Client, error) {
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	c := &Client{addr: addr, cfg: cfg, queue: make(chan *call, 1024), done: make(chan struct{}),
-		ctx: ctx, cancel: cancel, pending: map[uint32]*call{}}
+	c := &Client{addr: addr, cfg: cfg, queue: make(chan *call, 1024), ctx: ctx, cancel: cancel,
+		pending: map[uint32]*call{}}
 	if _, err := c.dial(); err != nil {
 		cancel()
-		c.wg.Wait()
 		return nil, err
 	}
 	c.wg.Add(1)
@@ -67,7 +65,6 @@ func (c *Client) Close() error {
 	c.closed = true
 	cn := c.cur
 	c.mu.Unlock()
-	close(c.done)
 	c.cancel()
 	if cn != nil {
 		c.connDead(cn, ErrClosed)
@@ -108,24 +105,26 @@ func sleep(ctx context.Context, d time.Duration) error {
 	}
 }
 
+// admin sends a request answered by a wire.AdminResponse, once, and returns the transport's
+// error or the node's.
+func (c *Client) admin(ctx context.Context, api wire.API, req any, timeout time.Duration) error {
+	var resp wire.AdminResponse
+	if err := c.roundTrip(ctx, api, req, &resp, timeout); err != nil {
+		return err
+	}
+	return wireErr(resp.Err)
+}
+
 // CreateTopic creates a topic. It is sent once, not retried: errors.Is(err,
 // wire.ErrTopicExists) tells a topic that exists (perhaps created by an earlier attempt).
 func (c *Client) CreateTopic(ctx context.Context, name string, partitions, replicas int32) error {
-	var resp wire.AdminResponse
-	err := c.roundTrip(ctx, wire.ApiCreateTopic, &wire.CreateTopicRequest{Name: name, Partitions: partitions, Replicas: replicas}, &resp, c.cfg.requestTimeout)
-	if err == nil {
-		err = wireErr(resp.Err)
-	}
+	err := c.admin(ctx, wire.ApiCreateTopic, &wire.CreateTopicRequest{Name: name, Partitions: partitions, Replicas: replicas}, c.cfg.requestTimeout)
 	return wrap(wire.ApiCreateTopic, name, -1, err)
 }
 
 // DeleteTopic deletes a topic and its data. It is sent once, not retried.
 func (c *Client) DeleteTopic(ctx context.Context, name string) error {
-	var resp wire.AdminResponse
-	err := c.roundTrip(ctx, wire.ApiDeleteTopic, &wire.DeleteTopicRequest{Name: name}, &resp, c.cfg.requestTimeout)
-	if err == nil {
-		err = wireErr(resp.Err)
-	}
+	err := c.admin(ctx, wire.ApiDeleteTopic, &wire.DeleteTopicRequest{Name: name}, c.cfg.requestTimeout)
 	return wrap(wire.ApiDeleteTopic, name, -1, err)
 }
 
@@ -133,8 +132,18 @@ func (c *Client) DeleteTopic(ctx context.Context, name string) error {
 // does not exist is listed with its error (TopicInfo.Err, wire.ErrUnknownTopic); the error
 // returned is about the request as a whole.
 func (c *Client) Metadata(ctx context.Context, topics ...string) (*wire.MetadataResponse, error) {
+	resp, err := c.metadata(ctx, c.cfg.retry, topics...)
+	if err != nil {
+		return nil, wrap(wire.ApiMetadata, "", -1, err)
+	}
+	return resp, nil
+}
+
+// metadata sends a metadata request, retried per r when it fails as a whole (not for the
+// errors of single topics).
+func (c *Client) metadata(ctx context.Context, r retryPolicy, topics ...string) (*wire.MetadataResponse, error) {
 	var resp *wire.MetadataResponse
-	err := retry(ctx, c.cfg.retry, func() error {
+	err := retry(ctx, r, func() error {
 		resp = &wire.MetadataResponse{}
 		if err := c.roundTrip(ctx, wire.ApiMetadata, &wire.MetadataRequest{Topics: topics}, resp, c.cfg.requestTimeout); err != nil {
 			return err
@@ -142,39 +151,47 @@ func (c *Client) Metadata(ctx context.Context, topics ...string) (*wire.Metadata
 		return wireErr(resp.Err)
 	})
 	if err != nil {
-		return nil, wrap(wire.ApiMetadata, "", -1, err)
+		return nil, err
 	}
 	return resp, nil
 }
 
-// topicPartitions returns the number of partitions of a topic (one metadata request, retried
-// per r).
+// Partitions returns the number of partitions of an existing topic. A topic that does not
+// exist is an error at once (errors.Is(err, wire.ErrUnknownTopic)), without the retries a
+// Producer makes; the request itself is retried like Metadata.
+func (c *Client) Partitions(ctx context.Context, topic string) (int32, error) {
+	return c.topicPartitions(ctx, topic, c.cfg.retry)
+}
+
+// topicPartitions returns the number of partitions of a topic: one metadata request, retried
+// per r when it fails as a whole. The topic's own error (wire.ErrUnknownTopic) is returned,
+// not retried: a Producer retries it on its own schedule.
 func (c *Client) topicPartitions(ctx context.Context, topic string, r retryPolicy) (int32, error) {
-	var n int32
-	err := retry(ctx, r, func() error {
-		var resp wire.MetadataResponse
-		if err := c.roundTrip(ctx, wire.ApiMetadata, &wire.MetadataRequest{Topics: []string{topic}}, &resp, c.cfg.requestTimeout); err != nil {
-			return err
+	resp, err := c.metadata(ctx, r, topic)
+	if err == nil {
+		var n int32
+		if n, err = partitionCount(resp, topic); err == nil {
+			return n, nil
 		}
-		if resp.Err != nil {
-			return resp.Err
+	}
+	return 0, wrap(wire.ApiMetadata, topic, -1, err)
+}
+
+// partitionCount finds a topic in a metadata answer and counts its partitions.
+func partitionCount(resp *wire.MetadataResponse, topic string) (int32, error) {
+	for _, t := range resp.Topics {
+		if t.Name != topic {
+			continue
 		}
-		for _, t := range resp.Topics {
-			if t.Name != topic {
-				continue
-			}
-			if t.Err != nil {
-				return t.Err
-			}
-			if len(t.Partitions) == 0 {
-				return wire.Errorf(wire.CodeUnknownTopic, "topic %q has no partitions", topic)
-			}
-			n = int32(len(t.Partitions))
-			return nil
+		if t.Err != nil {
+			return 0, t.Err
 		}
-		return wire.Errorf(wire.CodeUnknownTopic, "topic %q is not in the metadata", topic)
-	})
-	return n, wrap(wire.ApiMetadata, topic, -1, err)
+		if len(t.Partitions) == 0 {
+			return 0, wire.Errorf(wire.CodeUnknownTopic, "topic %q has no partitions", topic)
+		}
+		return int32(len(t.Partitions)), nil
+	}
+	return 0, wire.Errorf(wire.CodeUnknownTopic, "topic %q is not in the metadata answer", topic)
 }
 
 // ListOffsets resolves a position in a partition: the first offset still in the log

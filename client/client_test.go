@@ -304,3 +304,85 @@ func TestReconnect(t *testing.T) {
 		}
 	}
 }
+
+// fakeNode is a peer that speaks the wire protocol with answers made up by a test: answer
+// returns the response to a request and how long to hold it (nil: no answer).
+func fakeNode(t testing.TB, answer func(f wire.Frame) (resp any, delay time.Duration)) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	t.Cleanup(func() {
+		ln.Close()
+		wg.Wait()
+	})
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			nc, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer nc.Close()
+				var mu sync.Mutex // one writer at a time
+				var answers sync.WaitGroup
+				defer answers.Wait()
+				for {
+					f, _, err := wire.ReadFrame(nc, nil, 0)
+					if err != nil {
+						return
+					}
+					resp, delay := answer(f)
+					if resp == nil {
+						continue
+					}
+					frame, err := wire.EncodeFrame(f.API, f.Corr, resp)
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					answers.Add(1)
+					time.AfterFunc(delay, func() {
+						defer answers.Done()
+						mu.Lock()
+						defer mu.Unlock()
+						_, _ = nc.Write(frame)
+					})
+				}
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+func TestPartitions(t *testing.T) {
+	_, c := setup(t, "three", 3)
+	ctx := testCtx(t)
+	if n, err := c.Partitions(ctx, "three"); err != nil || n != 3 {
+		t.Fatalf("Partitions of a 3-partition topic: %d, %v", n, err)
+	}
+	start := time.Now()
+	_, err := c.Partitions(ctx, "missing")
+	var ce *Error
+	if !errors.Is(err, wire.ErrUnknownTopic) || !errors.As(err, &ce) || ce.Topic != "missing" {
+		t.Fatalf("Partitions of a missing topic: %v", err)
+	}
+	if el := time.Since(start); el > 2*time.Second {
+		t.Fatalf("a missing topic was retried: %v", el)
+	}
+
+	// A node whose answer holds no topic at all.
+	addr := fakeNode(t, func(f wire.Frame) (any, time.Duration) {
+		return &wire.MetadataResponse{}, 0
+	})
+	fc := dial(t, addr, Retries(0))
+	if n, err := fc.Partitions(ctx, "three"); err == nil {
+		t.Fatalf("an answer without the topic gave %d partitions", n)
+	}
+}

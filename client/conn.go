@@ -59,7 +59,7 @@ func (c *Client) start(ctx context.Context, api wire.API, req any, notify chan<-
 	case <-ctx.Done():
 		c.abandon(cl)
 		return nil, ctx.Err()
-	case <-c.done:
+	case <-c.ctx.Done():
 		c.abandon(cl)
 		return nil, ErrClosed
 	}
@@ -138,7 +138,7 @@ func (c *Client) writeLoop() {
 	for {
 		var cl *call
 		select {
-		case <-c.done:
+		case <-c.ctx.Done():
 			return
 		case cl = <-c.queue:
 		}

@@ -64,11 +64,9 @@ func (s OffsetSpec) wireSpec() int64 {
 // lives only in the Consumer. Poll, PollRecords and Close belong to one goroutine at a time;
 // Pause, Resume, Paused and Position may be called from any goroutine.
 type Consumer struct {
-	topic     string
-	partition int32
-	tp        topicPartition
-	f         *fetcher
-	closed    bool
+	tp     topicPartition
+	f      *fetcher
+	closed bool
 }
 
 // NewConsumer returns a consumer of one partition, starting at From (Earliest by default).
@@ -93,7 +91,7 @@ func (c *Client) NewConsumer(topic string, partition int32, opts ...ConsumerOpti
 	tp := topicPartition{topic, partition}
 	f := newFetcher(c, cfg.fetchConfig)
 	f.assign([]topicPartition{tp}, func(topicPartition) OffsetSpec { return cfg.from })
-	return &Consumer{topic: topic, partition: partition, tp: tp, f: f}, nil
+	return &Consumer{tp: tp, f: f}, nil
 }
 
 // Poll returns the next messages, in offset order: those fetched and not yet returned at once,
@@ -125,8 +123,8 @@ func (c *Consumer) Paused() bool { return c.f.isPaused(c.tp) }
 func (c *Consumer) Position() int64 { return c.f.position(c.tp) }
 
 // Topic and Partition name what the consumer reads.
-func (c *Consumer) Topic() string    { return c.topic }
-func (c *Consumer) Partition() int32 { return c.partition }
+func (c *Consumer) Topic() string    { return c.tp.topic }
+func (c *Consumer) Partition() int32 { return c.tp.partition }
 
 // Close abandons the fetch in flight. It does not close the Client.
 func (c *Consumer) Close() error {

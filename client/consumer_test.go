@@ -212,7 +212,8 @@ func TestConsumerPauseResume(t *testing.T) {
 	}
 
 	// Paused with a fetch in flight, and resumed from another goroutine while Poll waits:
-	// the answer that arrived meanwhile is dropped and fetched again.
+	// the answer that arrived meanwhile is kept, not returned while paused, and returned once
+	// resumed.
 	long, err := c.NewConsumer("pause", 0, From(AtOffset(2)), MaxWait(10*time.Second))
 	if err != nil {
 		t.Fatal(err)
@@ -232,5 +233,55 @@ func TestConsumerPauseResume(t *testing.T) {
 	}
 	if el := time.Since(start); el > 5*time.Second {
 		t.Fatalf("resume did not wake the poll: %v", el)
+	}
+}
+
+// TestPollPastMaxWaitDoesNotSpin polls through a node whose fetch answers come late: once
+// MaxWait has passed, Poll waits for the answer of its fetch without waking meanwhile.
+func TestPollPastMaxWaitDoesNotSpin(t *testing.T) {
+	const late = 300 * time.Millisecond
+	addr := fakeNode(t, func(f wire.Frame) (any, time.Duration) {
+		if f.API != wire.ApiFetch {
+			t.Errorf("unexpected %s request", f.API)
+			return nil, 0
+		}
+		return &wire.FetchResponse{}, late
+	})
+	c := dial(t, addr)
+	cons, err := c.NewConsumer("slow", 0, From(AtOffset(0)), MaxWait(10*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cons.Close()
+	start := time.Now()
+	if msgs, err := cons.Poll(testCtx(t)); err != nil || len(msgs) != 0 {
+		t.Fatalf("poll: %v, %v", msgs, err)
+	}
+	if el := time.Since(start); el < late {
+		t.Fatalf("poll returned after %v, before its fetch's answer", el)
+	}
+	if n := cons.f.wakeups; n > 5 {
+		t.Fatalf("poll woke %d times while its fetch was out", n)
+	}
+}
+
+// TestAssignForgetsPause revokes a paused partition and assigns it again: it comes back not
+// paused, while a paused partition kept across the assignments stays paused.
+func TestAssignForgetsPause(t *testing.T) {
+	f := newFetcher(nil, fetchConfig{})
+	a, b := topicPartition{"t", 0}, topicPartition{"t", 1}
+	from := func(topicPartition) OffsetSpec { return Earliest() }
+	f.assign([]topicPartition{a, b}, from)
+	f.pause(a, b)
+	f.assign([]topicPartition{b}, from)
+	f.assign([]topicPartition{a, b}, from)
+	if f.isPaused(a) {
+		t.Error("a partition paused, revoked and assigned again is still paused")
+	}
+	if !f.isPaused(b) {
+		t.Error("a paused partition kept across assignments was resumed")
+	}
+	if pos := f.position(a); pos != -1 {
+		t.Errorf("position %d of a partition assigned again", pos)
 	}
 }

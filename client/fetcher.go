@@ -30,17 +30,15 @@ type topicPartition struct {
 	partition int32
 }
 
-// fetchPart is the fetching state of one partition. It belongs to the polling goroutine,
-// except what is mirrored in fetcher.mu (position, paused).
+// fetchPart is the fetching state of one partition. It belongs to the polling goroutine; its
+// position and whether it is paused are in fetcher.mu.
 type fetchPart struct {
 	topicPartition
-	position    int64      // the offset after the last message returned; -1 until resolved
 	fetchOffset int64      // the offset the next fetch asks for (after the buffered messages)
 	from        OffsetSpec // how to resolve the position when it is -1
 	buffered    []Message  // fetched, not yet returned
 
-	inflight   *call
-	fetchAt    int64     // the offset inflight asks for
+	inflight   *call     // asks for fetchOffset, which does not move while it is out
 	deadline   time.Time // inflight's client-side timeout
 	launchedBy uint64    // the poll that sent inflight
 	emptyIn    uint64    // the last poll in which a fetch was answered with no records
@@ -59,13 +57,14 @@ type fetcher struct {
 	cfg    fetchConfig
 	notify chan struct{} // capacity 1: a fetch completed, or a partition was resumed
 
-	parts []*fetchPart
-	polls uint64
-	next  int // the partition whose messages come first in the next poll (round robin)
+	parts   []*fetchPart
+	polls   uint64
+	next    int    // the partition whose messages come first in the next poll (round robin)
+	wakeups uint64 // waits in poll (tests count them)
 
 	mu     sync.Mutex
 	paused map[topicPartition]bool
-	pos    map[topicPartition]int64
+	pos    map[topicPartition]int64 // the offset after the last message returned; -1 until resolved
 }
 
 func newFetcher(c *Client, cfg fetchConfig) *fetcher {
@@ -73,35 +72,38 @@ func newFetcher(c *Client, cfg fetchConfig) *fetcher {
 		paused: map[topicPartition]bool{}, pos: map[topicPartition]int64{}}
 }
 
-// assign makes the fetcher fetch exactly parts. A partition it had keeps its state; a new
-// one starts at its OffsetSpec (from).
+// assign makes the fetcher fetch exactly parts. A partition it had keeps its state (its
+// position, and whether it is paused); a new one starts at its OffsetSpec (from), not paused.
 func (f *fetcher) assign(parts []topicPartition, from func(topicPartition) OffsetSpec) {
-	keep := make(map[topicPartition]*fetchPart, len(f.parts))
+	gone := make(map[topicPartition]*fetchPart, len(f.parts))
 	for _, p := range f.parts {
-		keep[p.topicPartition] = p
+		gone[p.topicPartition] = p
 	}
 	next := make([]*fetchPart, 0, len(parts))
+	var added []*fetchPart
 	for _, tp := range parts {
-		if p, ok := keep[tp]; ok {
+		if p, ok := gone[tp]; ok {
 			next = append(next, p)
-			delete(keep, tp)
+			delete(gone, tp)
 			continue
 		}
-		p := &fetchPart{topicPartition: tp, position: -1, fetchOffset: -1, from: from(tp)}
+		p := &fetchPart{topicPartition: tp, fetchOffset: -1, from: from(tp)}
 		if p.from.kind == specOffset {
-			p.position, p.fetchOffset = p.from.offset, p.from.offset
+			p.fetchOffset = p.from.offset
 		}
 		next = append(next, p)
+		added = append(added, p)
 	}
 	f.mu.Lock()
-	for tp, p := range keep {
+	for tp, p := range gone {
 		if p.inflight != nil {
 			f.c.abandon(p.inflight)
 		}
 		delete(f.pos, tp)
+		delete(f.paused, tp)
 	}
-	for _, p := range next {
-		f.pos[p.topicPartition] = p.position
+	for _, p := range added {
+		f.pos[p.topicPartition] = p.fetchOffset
 	}
 	f.mu.Unlock()
 	f.parts = next
@@ -109,7 +111,6 @@ func (f *fetcher) assign(parts []topicPartition, from func(topicPartition) Offse
 }
 
 func (f *fetcher) setPosition(p *fetchPart, off int64) {
-	p.position = off
 	f.mu.Lock()
 	f.pos[p.topicPartition] = off
 	f.mu.Unlock()
@@ -154,9 +155,11 @@ func (f *fetcher) position(tp topicPartition) int64 {
 // positions lists the known positions of the assigned partitions.
 func (f *fetcher) positions() []wire.PartitionOffset {
 	var out []wire.PartitionOffset
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	for _, p := range f.parts {
-		if p.position >= 0 {
-			out = append(out, wire.PartitionOffset{Topic: p.topic, Partition: p.partition, Offset: p.position})
+		if off := f.pos[p.topicPartition]; off >= 0 {
+			out = append(out, wire.PartitionOffset{Topic: p.topic, Partition: p.partition, Offset: off})
 		}
 	}
 	return out
@@ -190,8 +193,14 @@ func (f *fetcher) poll(ctx context.Context, max int, stop <-chan struct{}) ([]Me
 		if got {
 			continue
 		}
+		// Wait for an answer (f.notify), a fetch's timeout, the end of a backoff, or MaxWait;
+		// once MaxWait has passed, only for the fetches of this poll still out.
 		now := time.Now()
-		wake, waiting := deadline, false
+		var wake time.Time // zero: no timer
+		if now.Before(deadline) {
+			wake = deadline
+		}
+		waiting := false
 		for _, p := range f.parts {
 			if p.inflight != nil {
 				wake = earliest(wake, p.deadline)
@@ -203,26 +212,39 @@ func (f *fetcher) poll(ctx context.Context, max int, stop <-chan struct{}) ([]Me
 		if !now.Before(deadline) && !waiting {
 			return nil, nil // nothing within MaxWait, and no fetch of this poll still out
 		}
-		if !wake.After(now) {
-			wake = now.Add(time.Millisecond)
-		}
-		t := time.NewTimer(wake.Sub(now))
-		select {
-		case <-f.notify:
-		case <-t.C:
-		case <-stop:
-			t.Stop()
+		if !f.wait(ctx, wake, now, stop) {
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
 			return nil, nil
-		case <-ctx.Done():
-			t.Stop()
-			return nil, ctx.Err()
 		}
-		t.Stop()
 	}
 }
 
+// wait waits for f.notify, or until wake (none when zero). It reports false when stop is
+// signalled or ctx is done first.
+func (f *fetcher) wait(ctx context.Context, wake, now time.Time, stop <-chan struct{}) bool {
+	f.wakeups++
+	var timeout <-chan time.Time
+	if !wake.IsZero() {
+		t := time.NewTimer(wake.Sub(now)) // a time past fires at once
+		defer t.Stop()
+		timeout = t.C
+	}
+	select {
+	case <-f.notify:
+	case <-timeout:
+	case <-stop:
+		return false
+	case <-ctx.Done():
+		return false
+	}
+	return true
+}
+
+// earliest is the earlier of a and b, the zero time standing for none.
 func earliest(a, b time.Time) time.Time {
-	if b.Before(a) {
+	if a.IsZero() || b.Before(a) {
 		return b
 	}
 	return a
@@ -315,7 +337,7 @@ func (f *fetcher) launch(ctx context.Context, deadline time.Time, poll uint64) e
 		if err != nil {
 			return wrap(wire.ApiFetch, p.topic, p.partition, err)
 		}
-		p.inflight, p.fetchAt, p.launchedBy = cl, p.fetchOffset, poll
+		p.inflight, p.launchedBy = cl, poll
 		p.deadline = now.Add(wait + f.cfg.requestTimeout)
 	}
 	return nil
@@ -345,9 +367,6 @@ func (f *fetcher) collect() (bool, error) {
 			err = wire.Errorf(wire.CodeTimeout, "fetch: no answer from %s by %v", f.c.addr, p.deadline.Format(time.RFC3339Nano))
 		}
 		p.inflight = nil
-		if p.fetchAt != p.fetchOffset || f.isPaused(p.topicPartition) {
-			continue // the position moved, or the partition was paused: the answer is stale
-		}
 		if err == nil {
 			var resp wire.FetchResponse
 			if err = wire.Decode(wire.ApiFetch, body, &resp); err == nil {

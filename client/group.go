@@ -2,6 +2,8 @@ package client
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"sort"
@@ -38,19 +40,22 @@ type GroupConsumer struct {
 	cancel context.CancelFunc // stops the heartbeat goroutine
 	wg     sync.WaitGroup
 
+	member string // chosen here, so that a join cut short leaves no member the client cannot name
+
 	mu         sync.Mutex // what the heartbeat goroutine shares
-	member     string
-	generation int32
-	joined     bool // false: the next Poll joins
+	generation int32      // of the last join answered; 0 before
+	joined     bool       // false: the next Poll joins
 	assigned   []wire.TopicPartitions
 
 	// Owned by the polling goroutine.
 	committed map[topicPartition]int64
+	joinSent  bool // a join was sent: the coordinator may know the member
 	closed    bool
 }
 
 // NewGroupConsumer returns a member of group reading topics. It joins the group on the first
-// Poll.
+// Poll, under a member id chosen here (see Member): a join that Poll's context cuts short is
+// taken up by the next Poll as the same member.
 func (c *Client) NewGroupConsumer(group string, topics []string, opts ...GroupOption) (*GroupConsumer, error) {
 	cfg := groupConfig{fetchConfig: c.cfg.fetch(ResetLatest), sessionTimeout: 10 * time.Second,
 		heartbeatInterval: time.Second, joinTimeout: time.Minute}
@@ -67,12 +72,20 @@ func (c *Client) NewGroupConsumer(group string, topics []string, opts ...GroupOp
 		return nil, errors.New("client: NewGroupConsumer: no topics")
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	g := &GroupConsumer{c: c, group: group, topics: append([]string(nil), topics...), cfg: cfg,
+	g := &GroupConsumer{c: c, group: group, member: newMemberID(), topics: append([]string(nil), topics...), cfg: cfg,
 		f: newFetcher(c, cfg.fetchConfig), rejoin: make(chan struct{}, 1), ctx: ctx, cancel: cancel,
 		committed: map[topicPartition]int64{}}
 	g.wg.Add(1)
 	go g.heartbeat()
 	return g, nil
+}
+
+// newMemberID is a random member id. The coordinator takes a join under an id it does not
+// know as a new member's.
+func newMemberID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:]) // never fails (crypto/rand)
+	return "go-" + hex.EncodeToString(b[:])
 }
 
 func (g *GroupConsumer) wrap(op wire.API, err error) error {
@@ -105,7 +118,7 @@ func (g *GroupConsumer) PollRecords(ctx context.Context, max int) ([]Message, er
 // join commits what it can, joins the group, and fetches the partitions assigned.
 func (g *GroupConsumer) join(ctx context.Context) error {
 	g.mu.Lock()
-	wasMember := g.member != ""
+	wasMember := g.generation > 0
 	g.mu.Unlock()
 	if wasMember {
 		if err := g.commit(ctx); err != nil && !errors.Is(err, ErrRebalanced) {
@@ -116,12 +129,11 @@ func (g *GroupConsumer) join(ctx context.Context) error {
 	case <-g.rejoin:
 	default:
 	}
+	req := &wire.JoinGroupRequest{Group: g.group, MemberID: g.member, Topics: g.topics,
+		SessionTimeoutMs: int32(g.cfg.sessionTimeout / time.Millisecond)}
+	g.joinSent = true
 	var resp wire.JoinGroupResponse
 	err := retry(ctx, g.cfg.retry, func() error {
-		g.mu.Lock()
-		req := &wire.JoinGroupRequest{Group: g.group, MemberID: g.member, Topics: g.topics,
-			SessionTimeoutMs: int32(g.cfg.sessionTimeout / time.Millisecond)}
-		g.mu.Unlock()
 		resp = wire.JoinGroupResponse{}
 		if err := g.c.roundTrip(ctx, wire.ApiJoinGroup, req, &resp, g.cfg.joinTimeout); err != nil {
 			return err
@@ -137,6 +149,12 @@ func (g *GroupConsumer) join(ctx context.Context) error {
 	if err != nil {
 		return g.wrap(wire.ApiJoinGroup, err)
 	}
+	// The member is in the new generation from here on, whatever fails below (the next Poll
+	// joins again). Its commits carry the new generation, so the fetcher must hold no
+	// partition the member does not own in it.
+	g.mu.Lock()
+	g.generation, g.assigned = resp.Generation, resp.Assigned
+	g.mu.Unlock()
 	var parts []topicPartition
 	for _, t := range resp.Assigned {
 		for _, p := range t.Partitions {
@@ -155,9 +173,11 @@ func (g *GroupConsumer) join(ctx context.Context) error {
 	for _, p := range g.f.parts {
 		had[p.topicPartition] = true
 	}
+	var kept []topicPartition
 	var fresh []wire.TopicPartitions
 	for _, tp := range parts {
 		if had[tp] {
+			kept = append(kept, tp)
 			continue
 		}
 		if n := len(fresh); n > 0 && fresh[n-1].Topic == tp.topic {
@@ -170,6 +190,8 @@ func (g *GroupConsumer) join(ctx context.Context) error {
 	if len(fresh) > 0 {
 		offs, err := g.c.FetchCommitted(ctx, g.group, fresh...)
 		if err != nil {
+			g.f.assign(kept, nil) // the kept partitions go on; none is new
+			g.forgetCommitted(kept)
 			return err
 		}
 		for _, o := range offs {
@@ -186,20 +208,25 @@ func (g *GroupConsumer) join(ctx context.Context) error {
 		}
 		return reset
 	})
+	g.forgetCommitted(parts)
+	for tp, off := range committed {
+		g.committed[tp] = off
+	}
+	g.mu.Lock()
+	g.joined = true
+	g.mu.Unlock()
+	g.c.cfg.logger.Info("client: joined group", "group", g.group, "member", g.member, "generation", resp.Generation,
+		"members", resp.Members, "partitions", len(parts))
+	return nil
+}
+
+// forgetCommitted drops the commits known of partitions not in parts.
+func (g *GroupConsumer) forgetCommitted(parts []topicPartition) {
 	for tp := range g.committed {
 		if !containsTP(parts, tp) {
 			delete(g.committed, tp)
 		}
 	}
-	for tp, off := range committed {
-		g.committed[tp] = off
-	}
-	g.mu.Lock()
-	g.member, g.generation, g.joined, g.assigned = resp.MemberID, resp.Generation, true, resp.Assigned
-	g.mu.Unlock()
-	g.c.cfg.logger.Info("client: joined group", "group", g.group, "member", resp.MemberID, "generation", resp.Generation,
-		"members", resp.Members, "partitions", len(parts))
-	return nil
 }
 
 func containsTP(parts []topicPartition, tp topicPartition) bool {
@@ -230,11 +257,7 @@ func (g *GroupConsumer) heartbeat() {
 		if !joined {
 			continue
 		}
-		var resp wire.AdminResponse
-		err := g.c.roundTrip(g.ctx, wire.ApiHeartbeat, req, &resp, min(g.cfg.requestTimeout, g.cfg.sessionTimeout))
-		if err == nil {
-			err = wireErr(resp.Err)
-		}
+		err := g.c.admin(g.ctx, wire.ApiHeartbeat, req, min(g.cfg.requestTimeout, g.cfg.sessionTimeout))
 		switch {
 		case err == nil:
 		case isRebalance(err):
@@ -245,16 +268,20 @@ func (g *GroupConsumer) heartbeat() {
 	}
 }
 
-// needRejoin makes the next Poll join again, unless a join after generation happened.
+// needRejoin makes the next Poll join again, and a Poll waiting return, unless a join after
+// generation happened (the news is old: the member joined since).
 func (g *GroupConsumer) needRejoin(generation int32) {
 	g.mu.Lock()
-	if g.generation == generation {
+	stale := g.generation == generation && g.joined
+	if stale {
 		g.joined = false
 	}
 	g.mu.Unlock()
-	select {
-	case g.rejoin <- struct{}{}:
-	default:
+	if stale {
+		select {
+		case g.rejoin <- struct{}{}:
+		default:
+		}
 	}
 }
 
@@ -283,11 +310,7 @@ func (g *GroupConsumer) commit(ctx context.Context) error {
 	req := &wire.CommitRequest{Group: g.group, MemberID: g.member, Generation: g.generation, Offsets: offs}
 	g.mu.Unlock()
 	err := retry(ctx, g.cfg.retry, func() error {
-		var resp wire.AdminResponse
-		if err := g.c.roundTrip(ctx, wire.ApiCommit, req, &resp, g.cfg.requestTimeout); err != nil {
-			return err
-		}
-		return wireErr(resp.Err)
+		return g.c.admin(ctx, wire.ApiCommit, req, g.cfg.requestTimeout)
 	})
 	if err != nil {
 		if isRebalance(err) {
@@ -313,20 +336,12 @@ func (g *GroupConsumer) Close() error {
 	g.wg.Wait()
 	ctx, cancel := context.WithTimeout(context.Background(), g.cfg.requestTimeout)
 	defer cancel()
-	g.mu.Lock()
-	member := g.member
-	g.mu.Unlock()
 	var errs []error
-	if member != "" {
+	if g.joinSent {
 		if err := g.commit(ctx); err != nil {
 			errs = append(errs, err)
 		}
-		var resp wire.AdminResponse
-		err := g.c.roundTrip(ctx, wire.ApiLeaveGroup, &wire.LeaveGroupRequest{Group: g.group, MemberID: member}, &resp, g.cfg.requestTimeout)
-		if err == nil {
-			err = wireErr(resp.Err)
-		}
-		if err != nil {
+		if err := g.c.admin(ctx, wire.ApiLeaveGroup, &wire.LeaveGroupRequest{Group: g.group, MemberID: g.member}, g.cfg.requestTimeout); err != nil {
 			errs = append(errs, g.wrap(wire.ApiLeaveGroup, err))
 		}
 	}
@@ -368,7 +383,8 @@ func (g *GroupConsumer) Assigned() []wire.TopicPartitions {
 	return out
 }
 
-// Member is the member's id and generation ("" and 0 before it joined).
+// Member is the member's id, chosen by NewGroupConsumer, and its generation (0 before it
+// joined).
 func (g *GroupConsumer) Member() (id string, generation int32) {
 	g.mu.Lock()
 	defer g.mu.Unlock()

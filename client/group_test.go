@@ -172,6 +172,9 @@ func TestGroupRebalance(t *testing.T) {
 				}
 				mu.Lock()
 				for _, m := range msgs {
+					if other, ok := got[string(m.Value)]; ok {
+						t.Errorf("%q read by %s and again by %s", m.Value, other, name)
+					}
 					got[string(m.Value)] = name
 				}
 				mu.Unlock()
@@ -250,5 +253,57 @@ func TestGroupErrors(t *testing.T) {
 	}
 	if _, err := c.NewGroupConsumer("g", nil); err == nil {
 		t.Fatal("no topics accepted")
+	}
+}
+
+// TestNeedRejoinOldGeneration: news of a rebalance about a generation the member has left
+// behind neither makes it join again nor cuts a Poll short.
+func TestNeedRejoinOldGeneration(t *testing.T) {
+	g := &GroupConsumer{rejoin: make(chan struct{}, 1), generation: 3, joined: true}
+	g.needRejoin(2)
+	if !g.joined || len(g.rejoin) != 0 {
+		t.Fatalf("rebalance of generation 2 in generation 3: joined %v, %d signals", g.joined, len(g.rejoin))
+	}
+	g.needRejoin(3)
+	if g.joined || len(g.rejoin) != 1 {
+		t.Fatalf("rebalance of the current generation: joined %v, %d signals", g.joined, len(g.rejoin))
+	}
+	g.needRejoin(3) // already to join again: nothing more to say
+	if g.joined || len(g.rejoin) != 1 {
+		t.Fatalf("second rebalance news: joined %v, %d signals", g.joined, len(g.rejoin))
+	}
+}
+
+// TestGroupJoinCutShort abandons the first join (Poll's context ends before the coordinator
+// answers): the next Polls join as the same member, so that it owns every partition and no
+// member the client cannot name shares them until its session expires.
+func TestGroupJoinCutShort(t *testing.T) {
+	_, c := setup(t, "cut", 4)
+	ctx := testCtx(t)
+	g, err := c.NewGroupConsumer("g-cut", []string{"cut"}, SessionTimeout(20*time.Second),
+		HeartbeatInterval(100*time.Millisecond), MaxWait(50*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	short, cancel := context.WithTimeout(ctx, 20*time.Millisecond) // the first join waits 200 ms for company
+	_, err = g.Poll(short)
+	cancel()
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("poll with a 20 ms context: %v", err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if _, err := g.Poll(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if a := g.Assigned(); len(a) == 1 && len(a[0].Partitions) == 4 {
+			break
+		}
+		if time.Now().After(deadline) {
+			a := g.Assigned()
+			_, gen := g.Member()
+			t.Fatalf("the member owns %v in generation %d, not all 4 partitions", a, gen)
+		}
 	}
 }

@@ -215,9 +215,10 @@ func MaxBufferedBytes(n int) ProducerOption {
 	return producerOpt(func(c *producerConfig) { c.maxBufferedBytes = n })
 }
 
-// MaxRecordBytes is the largest record accepted, as encoded in a batch (key, value, headers
-// and up to 30 bytes of framing); a larger one fails at once with wire.ErrRecordTooLarge. The
-// default and the maximum is what fits in one storage batch.
+// MaxRecordBytes is the largest record accepted, as counted in a batch: its key, value and
+// header keys and values, plus 25 bytes of framing and 10 more per header. A larger one fails
+// at once with wire.ErrRecordTooLarge. The default and the maximum is what fits in one
+// storage batch.
 func MaxRecordBytes(n int) ProducerOption {
 	return producerOpt(func(c *producerConfig) { c.maxRecordBytes = n })
 }

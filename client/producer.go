@@ -75,7 +75,6 @@ type batch struct {
 	recs      []*pendingRecord
 	bytes     int
 	created   time.Time
-	minSeq    uint64
 	sealed    bool
 	data      []byte
 	attempts  int
@@ -242,7 +241,9 @@ func (p *Producer) Close() error {
 }
 
 // recordSize bounds a record's size in a batch's msgpack body: an array header, a timestamp
-// delta of up to 9 bytes, key and value with up to 5 bytes of header each, and the headers map.
+// delta of up to 9 bytes, key and value with up to 5 bytes of header each, and the headers map
+// (up to 5 bytes of header, and 5 per header key and per header value): 25 bytes of framing
+// and 10 per header.
 func recordSize(r storage.Record) int {
 	n := 1 + 9 + 5 + len(r.Key) + 5 + len(r.Value) + 5
 	for k, v := range r.Headers {
@@ -364,16 +365,14 @@ func (p *Producer) add(part int32, r *pendingRecord, now time.Time) *batch {
 		b = nil
 	}
 	if b == nil {
-		b = &batch{partition: part, b: p.builder(), created: now, minSeq: r.seq}
+		b = &batch{partition: part, b: p.builder(), created: now}
 		q.batches = append(q.batches, b)
 	}
 	if err := b.b.Add(r.rec); err != nil {
-		// Cannot happen within the size bounds; the batch's encoding is unusable now.
-		q.batches = q.batches[:len(q.batches)-1]
-		b.recs = append(b.recs, r)
-		b.bytes += r.size
-		p.complete(b, -1, wrap(wire.ApiProduce, p.topic, part, err))
-		return nil
+		// Encoding into memory does not fail, and a batch holds at most BatchBytes or one
+		// record of at most MaxRecordBytes (recordSize is an upper bound), which fit in
+		// storage.MaxBatchSize.
+		panic("client: a record within MaxRecordBytes did not fit in a batch: " + err.Error())
 	}
 	b.recs = append(b.recs, r)
 	b.bytes += r.size
@@ -410,7 +409,7 @@ func (p *Producer) ready(q *partQueue, now time.Time) (bool, time.Time) {
 	if b.retryAt.After(now) {
 		return false, b.retryAt
 	}
-	if b.sealed || p.closing || b.minSeq <= p.flushUpTo {
+	if b.sealed || p.closing || b.recs[0].seq <= p.flushUpTo { // recs[0]: the batch's first record
 		return true, time.Time{}
 	}
 	if at := b.created.Add(p.cfg.linger); at.After(now) {
@@ -513,7 +512,9 @@ func (p *Producer) complete(b *batch, base int64, err error) {
 		p.done(r, off, err)
 	}
 	b.recs, b.data = nil, nil
-	p.builders = append(p.builders, b.b)
+	if b.b.Size() <= p.cfg.batchBytes { // one grown past BatchBytes by a large record is dropped
+		p.builders = append(p.builders, b.b)
+	}
 }
 
 // done reports one record's outcome and counts it for Flush and Close.

@@ -140,11 +140,14 @@ func TestKeyHashing(t *testing.T) {
 			results = append(results, p.Produce(ctx, storage.Record{Key: fmt.Appendf(nil, "key-%d", k), Value: fmt.Appendf(nil, "%d", i)}))
 		}
 	}
-	// Keyless records spread over the partitions a batch at a time.
+	// Keyless records move to the next partition with each batch. Each Flush ends a batch, so
+	// the five groups of ten are at least five batches, in five partitions one after another.
 	for i := range 50 {
 		results = append(results, p.Produce(ctx, storage.Record{Value: fmt.Appendf(nil, "nokey-%d", i)}))
 		if i%10 == 9 {
-			p.Flush(ctx)
+			if err := p.Flush(ctx); err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
 	if err := p.Close(); err != nil {
@@ -157,6 +160,7 @@ func TestKeyHashing(t *testing.T) {
 	}
 	seen := map[string]int32{}
 	keyless := 0
+	keylessIn := map[int32]int{}
 	for part := int32(0); part < parts; part++ {
 		hw, err := c.ListOffsets(ctx, "keyed", part, Latest())
 		if err != nil {
@@ -166,6 +170,7 @@ func TestKeyHashing(t *testing.T) {
 		for _, m := range consumeN(t, c, "keyed", part, Earliest(), int(hw)) {
 			if m.Key == nil {
 				keyless++
+				keylessIn[part]++
 				continue
 			}
 			k := string(m.Key)
@@ -185,12 +190,16 @@ func TestKeyHashing(t *testing.T) {
 	if len(seen) != keys || keyless != 50 {
 		t.Fatalf("%d keys, %d keyless records", len(seen), keyless)
 	}
+	if len(keylessIn) != parts {
+		t.Fatalf("keyless records per partition: %v; want some in each of the %d", keylessIn, parts)
+	}
 }
 
 // TestStickyPartitioning checks that keyless records fill one partition's batch and then move
-// to the next partition.
+// to the next partition: read back in the order produced, their partition changes once per
+// batch, to the next partition round robin.
 func TestStickyPartitioning(t *testing.T) {
-	const parts = 3
+	const parts, n = 3, 30
 	_, c := setup(t, "sticky", parts)
 	ctx := testCtx(t)
 	p, err := c.NewProducer("sticky", Linger(time.Hour), BatchBytes(1000))
@@ -199,8 +208,10 @@ func TestStickyPartitioning(t *testing.T) {
 	}
 	defer p.Close()
 	var results []*Result
-	for i := range 30 { // ~100 bytes each: about 9 per batch
-		results = append(results, p.Produce(ctx, storage.Record{Value: make([]byte, 70+i%3)}))
+	for i := range n { // 95-97 bytes counted, ~76 encoded: 11 in a batch (80 bytes of header)
+		v := make([]byte, 70+i%3)
+		copy(v, fmt.Sprintf("%04d", i))
+		results = append(results, p.Produce(ctx, storage.Record{Value: v}))
 	}
 	if err := p.Flush(ctx); err != nil {
 		t.Fatal(err)
@@ -211,6 +222,7 @@ func TestStickyPartitioning(t *testing.T) {
 		}
 	}
 	total := int64(0)
+	partOf := make([]int32, n) // record i's partition
 	for part := int32(0); part < parts; part++ {
 		hw, err := c.ListOffsets(ctx, "sticky", part, Latest())
 		if err != nil {
@@ -220,9 +232,31 @@ func TestStickyPartitioning(t *testing.T) {
 			t.Errorf("partition %d holds %d records: not round robin by batch", part, hw)
 		}
 		total += hw
+		for _, m := range consumeN(t, c, "sticky", part, Earliest(), int(hw)) {
+			var i int
+			if _, err := fmt.Sscanf(string(m.Value[:4]), "%04d", &i); err != nil || i < 0 || i >= n {
+				t.Fatalf("partition %d: unexpected record %q", part, m.Value[:4])
+			}
+			partOf[i] = part
+		}
 	}
-	if total != 30 {
+	if total != n {
 		t.Fatalf("%d records in all", total)
+	}
+	// Three batches (11, 11 and 8 records): two changes, each to the next partition. One
+	// change per record would be 29.
+	changes := 0
+	for i := 1; i < n; i++ {
+		if partOf[i] == partOf[i-1] {
+			continue
+		}
+		changes++
+		if partOf[i] != (partOf[i-1]+1)%parts {
+			t.Errorf("record %d went to partition %d after record %d's %d: not the next partition", i, partOf[i], i-1, partOf[i-1])
+		}
+	}
+	if changes < parts-1 || changes > 4 {
+		t.Fatalf("the partition changed %d times over %d records (%v), want about once per batch", changes, n, partOf)
 	}
 }
 
@@ -431,6 +465,28 @@ func TestProduceConcurrentClose(t *testing.T) {
 		}
 		if found != len(acked) {
 			t.Fatalf("round %d: %d records in the log, %d acknowledged", round, found, len(acked))
+		}
+	}
+}
+
+// TestProducerBuildersBounded produces a record larger than BatchBytes after a small one: the
+// builder of their batches, grown to hold the large one, is not kept for reuse.
+func TestProducerBuildersBounded(t *testing.T) {
+	_, c := setup(t, "big", 1)
+	ctx := testCtx(t)
+	p, err := c.NewProducer("big", BatchBytes(4<<10))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []int{100, 100 << 10} {
+		if _, err := p.Produce(ctx, storage.Record{Value: make([]byte, n)}).Wait(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p.Close() // the loop has stopped: its fields may be read
+	for _, b := range p.builders {
+		if b.Size() > 4<<10 {
+			t.Fatalf("a builder of %d bytes kept for reuse, BatchBytes 4 KiB", b.Size())
 		}
 	}
 }
