@@ -416,34 +416,20 @@ func (f *fetcher) reset(p *fetchPart, cause error) error {
 
 // decode appends the records of a fetch's batches at or after the partition's fetch offset
 // to its buffer and moves the fetch offset past them. Batches of other kinds (raft's) are
-// skipped. A batch that fails its checks is an error and nothing of it is kept.
+// skipped. A batch that fails its checks is an error, and nothing of the answer is kept.
 func (f *fetcher) decode(p *fetchPart, data []byte) error {
-	for len(data) > 0 {
-		h, err := storage.ParseHeader(data)
-		if err != nil {
-			return fmt.Errorf("%w: at offset %d", err, p.fetchOffset)
-		}
-		if h.Size() > len(data) {
-			return fmt.Errorf("%w: batch at offset %d truncated: %d of %d bytes", storage.ErrBadBatch, h.BaseOffset, len(data), h.Size())
-		}
-		b := data[:h.Size()]
-		data = data[h.Size():]
-		if h.Kind != storage.KindRecords || h.NextOffset() <= p.fetchOffset {
-			continue
-		}
-		var msgs []Message
-		if _, err := storage.DecodeBatch(b, func(off int64, r storage.Record) error {
-			if off >= p.fetchOffset {
-				msgs = append(msgs, Message{Topic: p.topic, Partition: p.partition, Offset: off, Key: r.Key,
-					Value: r.Value, Headers: r.Headers, Timestamp: time.UnixMilli(r.Timestamp)})
-			}
-			return nil
-		}); err != nil {
-			return err
-		}
-		p.buffered = append(p.buffered, msgs...)
-		p.fetchOffset = h.NextOffset()
+	before := len(p.buffered)
+	next, err := storage.DecodeBatches(data, p.fetchOffset, func(off int64, r storage.Record) error {
+		p.buffered = append(p.buffered, Message{Topic: p.topic, Partition: p.partition, Offset: off, Key: r.Key,
+			Value: r.Value, Headers: r.Headers, Timestamp: time.UnixMilli(r.Timestamp)})
+		return nil
+	})
+	if err != nil {
+		clear(p.buffered[before:])
+		p.buffered = p.buffered[:before] // none of this answer: the next fetch asks again
+		return err
 	}
+	p.fetchOffset = next
 	if len(p.buffered) == 0 {
 		f.setPosition(p, p.fetchOffset)
 	}

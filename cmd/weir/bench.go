@@ -299,14 +299,7 @@ func (b *bench) ensureTopic(ctx context.Context) (int32, error) {
 	if err := c.CreateTopic(ctx, b.f.topic, int32(b.f.partitions), 1); err != nil && !errors.Is(err, wire.ErrTopicExists) {
 		return 0, err
 	}
-	md, err := c.Metadata(ctx, b.f.topic)
-	if err != nil {
-		return 0, err
-	}
-	if e := md.Topics[0].Err; e != nil {
-		return 0, fmt.Errorf("bench %s: %w", b.f.topic, e)
-	}
-	return int32(len(md.Topics[0].Partitions)), nil
+	return c.Partitions(ctx, b.f.topic)
 }
 
 // partitionPIDs returns the topic's partition actors once each has elected itself leader.

@@ -130,21 +130,17 @@ func (p *printer) print(msgs []client.Message) (int, bool, error) {
 // consumePartitions reads one partition, or every partition with one goroutine polling each;
 // the goroutines are stopped and waited for before it returns.
 func consumePartitions(ctx context.Context, c *client.Client, f *consumeFlags, start client.OffsetSpec, out *bufio.Writer) error {
-	md, err := c.Metadata(ctx, f.topic)
+	n, err := c.Partitions(ctx, f.topic)
 	if err != nil {
 		return err
 	}
-	if t := md.Topics[0]; t.Err != nil {
-		return fmt.Errorf("consume %s: %w", f.topic, t.Err)
-	}
-	n := len(md.Topics[0].Partitions)
 	parts := []int32{int32(f.partition)}
 	if f.partition < 0 {
 		parts = parts[:0]
 		for p := range n {
-			parts = append(parts, int32(p))
+			parts = append(parts, p)
 		}
-	} else if f.partition >= n {
+	} else if f.partition >= int(n) {
 		return fmt.Errorf("consume %s: --partition %d: the topic has %d partitions", f.topic, f.partition, n)
 	}
 	ctx, cancel := context.WithCancel(ctx)

@@ -61,12 +61,11 @@ func produce(ctx context.Context, args []string, env cli) error {
 	}
 	defer c.Close()
 	// A topic that does not exist fails at once, not after every line's retries.
-	md, err := c.Metadata(context.Background(), topic)
-	if err != nil {
+	if _, err := c.Partitions(ctx, topic); err != nil {
+		if we := wire.AsError(err); we != nil {
+			return fmt.Errorf("produce %s: %w", topic, we)
+		}
 		return err
-	}
-	if e := md.Topics[0].Err; e != nil {
-		return fmt.Errorf("produce %s: %w", topic, e)
 	}
 	p, err := c.NewProducer(topic, client.Acks(acks), client.Linger(*linger))
 	if err != nil {
