@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"testing"
 )
@@ -127,5 +128,19 @@ func TestSubcommandHelp(t *testing.T) {
 				t.Fatalf("%v: no %q in:\n%s", c.args, w, out.String())
 			}
 		}
+	}
+}
+
+// TestTuneGC: without $GOGC the collector's target is gcPercent; $GOGC wins.
+func TestTuneGC(t *testing.T) {
+	old := debug.SetGCPercent(100)
+	defer debug.SetGCPercent(old)
+	tuneGC(func(string) string { return "" })
+	if got := debug.SetGCPercent(100); got != gcPercent {
+		t.Fatalf("GOGC %d, want %d", got, gcPercent)
+	}
+	tuneGC(func(k string) string { return map[string]string{"GOGC": "50"}[k] })
+	if got := debug.SetGCPercent(100); got != 100 {
+		t.Fatalf("with $GOGC set, tuneGC changed GOGC to %d", got)
 	}
 }
