@@ -1,7 +1,6 @@
 package actors
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"time"
@@ -202,7 +201,7 @@ func (r *replica) matchProposals(ctx actor.Context, ents []*pb.Entry, lastBefore
 				n = int64(h.Count)
 			}
 		}
-		if len(r.unsaved) > 0 && e.GetTerm() == r.term && sameBatch(e.Data, r.unsaved[0].data) {
+		if len(r.unsaved) > 0 && e.GetTerm() == r.term && storage.SameBatch(e.Data, r.unsaved[0].data) {
 			p := r.unsaved[0]
 			r.unsaved = r.unsaved[1:]
 			p.index = e.GetIndex()
@@ -567,12 +566,4 @@ func (r *replica) listOffsets(m *ListOffsets) *wire.ListOffsetsResponse {
 		return &wire.ListOffsetsResponse{Offset: off}
 	}
 	return &wire.ListOffsetsResponse{Offset: -1, Err: wire.Errorf(wire.CodeInvalidRequest, "offset spec %d", m.Spec)}
-}
-
-// sameBatch compares two batches by length and header (which holds the body's CRC).
-func sameBatch(a, b []byte) bool {
-	if len(a) != len(b) || len(a) < storage.HeaderSize {
-		return false
-	}
-	return bytes.Equal(a[:storage.HeaderSize], b[:storage.HeaderSize])
 }

@@ -226,6 +226,16 @@ func putPlacement(hdr []byte, baseOffset int64, term, index uint64) {
 	sealHeader(hdr)
 }
 
+// SameBatch reports whether a and b are the same batch, placed or not: equal in length and in
+// every header field but the placement and the header crc. The crc field covers the body, so
+// equal headers mean equal batches unless one is damaged.
+func SameBatch(a, b []byte) bool {
+	if len(a) != len(b) || len(a) < HeaderSize {
+		return false
+	}
+	return bytes.Equal(a[:offBaseOffset], b[:offBaseOffset]) && bytes.Equal(a[offAttributes:offHeaderCRC], b[offAttributes:offHeaderCRC])
+}
+
 // controlBatch builds a batch of a kind other than KindRecords, holding data as its body.
 func controlBatch(kind Kind, data []byte, ts int64) []byte {
 	b := make([]byte, HeaderSize+len(data))

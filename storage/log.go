@@ -36,6 +36,7 @@ type Log struct {
 	failed     error
 	closed     bool
 	scratch    []byte
+	cache      entryCache // entries saved and not yet applied, for Entries
 	// pending are the sealed segments, oldest first, whose data the syncer has not yet fsynced
 	// (SyncInterval and SyncNever only). Their index files are written after the fsync, so a
 	// sealed segment without index files may hold unsynced data (see recover).
@@ -179,7 +180,7 @@ func (l *Log) Append(batch []byte) (int64, error) {
 	}
 	base := l.active().nextOffset
 	idx := l.active().nextIndex
-	if err := l.appendFrame(batch[:h.Size()], h, l.lastTerm(), idx); err != nil {
+	if err := l.appendFrame(batch[:h.Size()], h, l.lastTerm(), idx, false); err != nil {
 		return 0, err
 	}
 	l.applied = idx
@@ -190,8 +191,10 @@ func (l *Log) Append(batch []byte) (int64, error) {
 }
 
 // appendFrame writes one batch as raft entry (term, idx) at the end of the log, rolling first
-// if the active segment is full. The caller holds l.mu and calls syncPolicy afterwards.
-func (l *Log) appendFrame(batch []byte, h Header, term, idx uint64) error {
+// if the active segment is full. With own, the placement is written into batch's header and
+// batch written as it is; otherwise batch is not modified. The caller holds l.mu and calls
+// syncPolicy afterwards.
+func (l *Log) appendFrame(batch []byte, h Header, term, idx uint64, own bool) error {
 	if err := l.maybeRoll(len(batch)); err != nil {
 		return err
 	}
@@ -200,18 +203,25 @@ func (l *Log) appendFrame(batch []byte, h Header, term, idx uint64) error {
 	if s.nextOffset > math.MaxInt64-int64(h.Count) {
 		return fmt.Errorf("%w: offsets exhausted", ErrBadBatch)
 	}
-	// Copy small batches into one buffer for a single write; write large ones as header and body,
-	// which saves copying a large body for one extra system call.
-	var hdr [HeaderSize]byte
-	copy(hdr[:], batch[:HeaderSize])
-	putPlacement(hdr[:], h.BaseOffset, term, idx)
 	pos := s.size
 	var err error
-	if len(batch) <= 64<<10 {
-		l.scratch = append(append(l.scratch[:0], hdr[:]...), batch[HeaderSize:]...)
+	switch {
+	case own:
+		putPlacement(batch[:HeaderSize], h.BaseOffset, term, idx)
+		_, err = s.f.Write(batch)
+	case len(batch) <= 64<<10:
+		// Copy a small batch behind its placed header for a single write; write a large one as
+		// header and body, which saves copying a large body for one extra system call.
+		l.scratch = append(l.scratch[:0], batch...)
+		putPlacement(l.scratch[:HeaderSize], h.BaseOffset, term, idx)
 		_, err = s.f.Write(l.scratch)
-	} else if _, err = s.f.Write(hdr[:]); err == nil {
-		_, err = s.f.Write(batch[HeaderSize:])
+	default:
+		var hdr [HeaderSize]byte
+		copy(hdr[:], batch[:HeaderSize])
+		putPlacement(hdr[:], h.BaseOffset, term, idx)
+		if _, err = s.f.Write(hdr[:]); err == nil {
+			_, err = s.f.Write(batch[HeaderSize:])
+		}
 	}
 	if err != nil {
 		return l.fail(fmt.Errorf("append to %s: %w", s.path, err))

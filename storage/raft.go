@@ -96,6 +96,9 @@ func (l *Log) Entries(lo, hi, maxSize uint64) ([]*pb.Entry, error) {
 	if hi > l.lastIndex()+1 || lo > hi {
 		return nil, raft.ErrUnavailable
 	}
+	if ents, ok := l.cache.get(lo, hi); ok {
+		return limitSize(ents, maxSize), nil
+	}
 	var out []*pb.Entry
 	var size uint64
 	for idx := lo; idx < hi; {
@@ -134,6 +137,18 @@ func (l *Log) Entries(lo, hi, maxSize uint64) ([]*pb.Entry, error) {
 		}
 	}
 	return out, nil
+}
+
+// limitSize cuts ents to the longest prefix of at most maxSize bytes, but at least one entry.
+func limitSize(ents []*pb.Entry, maxSize uint64) []*pb.Entry {
+	var size uint64
+	for i, e := range ents {
+		size += uint64(proto.Size(e))
+		if i > 0 && size > maxSize {
+			return ents[:i]
+		}
+	}
+	return ents
 }
 
 func entryFromBatch(b []byte, h Header) *pb.Entry {
@@ -185,7 +200,9 @@ func (l *Log) batchForEntry(e *pb.Entry) ([]byte, Header, error) {
 
 // SaveEntries persists entries handed out by raft's Ready. Entries that overlap the log replace
 // its suffix from the first of them on (raft has found the follower's log diverged); the rest are
-// appended. It syncs as the policy says: with SyncAlways the entries are durable on return, which
+// appended. The placement of a records entry (base offset, term, index, header crc) is written
+// into its Data in place, so that the entry is what Entries returns for it later; the entries
+// are kept until applied (SetApplied) and must not be modified by the caller. It syncs as the policy says: with SyncAlways the entries are durable on return, which
 // raft requires before the messages of the same Ready are sent.
 //
 // It is all or nothing as far as it can be: every entry is checked before anything is truncated
@@ -239,10 +256,12 @@ func (l *Log) SaveEntries(ents []*pb.Entry) error {
 		}
 	}
 	for i, e := range ents {
-		if err := l.appendFrame(frames[i].b, frames[i].h, e.GetTerm(), e.GetIndex()); err != nil {
+		if err := l.appendFrame(frames[i].b, frames[i].h, e.GetTerm(), e.GetIndex(), true); err != nil {
+			l.cache.clear()
 			return l.fail(err)
 		}
 	}
+	l.cache.add(ents)
 	return l.syncPolicy()
 }
 
@@ -307,6 +326,7 @@ func (l *Log) SetApplied(index uint64) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.applied = max(l.applied, index)
+	l.cache.dropThrough(l.applied)
 }
 
 // Snapshot implements raft.Storage. A partition's state machine is its log, so a snapshot is
@@ -371,6 +391,7 @@ func (l *Log) ApplySnapshot(snap *pb.Snapshot) error {
 		}
 	}
 	l.segs = nil
+	l.cache.clear()
 	s, err := l.createSegment(off, md.GetIndex()+1)
 	if err != nil {
 		return l.fail(fmt.Errorf("apply snapshot: %w", err))

@@ -36,6 +36,7 @@ func (l *Log) TruncateTo(off int64) error {
 
 // truncateIndex removes raft entries from idx on; idx must be within the log.
 func (l *Log) truncateIndex(idx uint64) error {
+	l.cache.truncate(idx)
 	for len(l.segs) > 1 && l.active().baseIndex >= idx {
 		s := l.active()
 		if err := l.removeSegment(s); err != nil {
