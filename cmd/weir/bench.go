@@ -413,13 +413,23 @@ func (b *bench) produce(env cli) error {
 		return err
 	}
 	defer stopProfile()
-	prog := startProgress(b.stderr, "produce", func() (int64, int64) {
+	for i := range hists {
+		hists[i] = &latencyHist{}
+	}
+	prog := newProgress(b.stderr, "produce", func() (int64, int64) {
 		n := stats.acked.Load() + stats.failed.Load()
 		return n, n * int64(f.recordSize)
 	})
+	prog.latency = func() *latencyHist {
+		var h latencyHist
+		for _, x := range hists {
+			h.merge(x)
+		}
+		return &h
+	}
+	prog.begin()
 	start := time.Now()
 	for i, p := range prods {
-		hists[i] = &latencyHist{}
 		wg.Add(1)
 		go func(p benchProducer, h *latencyHist) {
 			defer wg.Done()
@@ -509,14 +519,30 @@ func fmtMillis(d time.Duration) string {
 	return fmt.Sprintf("%.3fms", float64(d)/float64(time.Millisecond))
 }
 
-// progress prints the rate of a counter once a second until stopped.
+// progress prints the rate of a counter once a second until stopped and, when it has a
+// latency histogram, the p99 of the latencies recorded in that second.
 type progress struct {
-	done chan struct{}
-	wg   sync.WaitGroup
+	w       io.Writer
+	what    string
+	count   func() (records, bytes int64)
+	latency func() *latencyHist // a snapshot of the run's histogram so far; nil for none
+	done    chan struct{}
+	wg      sync.WaitGroup
 }
 
+// startProgress returns a progress display that starts printing at once; newProgress and begin
+// let the caller set latency first.
 func startProgress(w io.Writer, what string, count func() (records, bytes int64)) *progress {
-	p := &progress{done: make(chan struct{})}
+	p := newProgress(w, what, count)
+	p.begin()
+	return p
+}
+
+func newProgress(w io.Writer, what string, count func() (records, bytes int64)) *progress {
+	return &progress{w: w, what: what, count: count, done: make(chan struct{})}
+}
+
+func (p *progress) begin() {
 	p.wg.Add(1)
 	go func() {
 		defer p.wg.Done()
@@ -524,20 +550,28 @@ func startProgress(w io.Writer, what string, count func() (records, bytes int64)
 		defer t.Stop()
 		start, lastAt := time.Now(), time.Now()
 		var last, lastBytes int64
+		prev := &latencyHist{}
 		for {
 			select {
 			case <-p.done:
 				return
 			case now := <-t.C:
-				n, nb := count()
+				n, nb := p.count()
 				sec := now.Sub(lastAt).Seconds()
-				fmt.Fprintf(w, "bench %s: %3.0fs %10.0f records/s %8.2f MB/s (%d records)\n",
-					what, now.Sub(start).Seconds(), float64(n-last)/sec, float64(nb-lastBytes)/1e6/sec, n)
+				line := fmt.Sprintf("bench %s: %3.0fs %10.0f records/s %8.2f MB/s (%d records)",
+					p.what, now.Sub(start).Seconds(), float64(n-last)/sec, float64(nb-lastBytes)/1e6/sec, n)
+				if p.latency != nil {
+					cur := p.latency()
+					if win := cur.since(prev); win.count() > 0 {
+						line += " p99 " + fmtMillis(win.quantile(0.99))
+					}
+					prev = cur
+				}
+				fmt.Fprintln(p.w, line)
 				last, lastBytes, lastAt = n, nb, now
 			}
 		}
 	}()
-	return p
 }
 
 func (p *progress) stop() {
@@ -1077,6 +1111,22 @@ func (h *latencyHist) merge(o *latencyHist) {
 			return
 		}
 	}
+}
+
+// since returns the durations recorded in h but not in prev, an earlier snapshot of h. Its max
+// is the highest value of its highest non-empty bucket.
+func (h *latencyHist) since(prev *latencyHist) *latencyHist {
+	d := &latencyHist{}
+	for i := range h.counts {
+		c, p := h.counts[i].Load(), prev.counts[i].Load()
+		if c > p {
+			d.counts[i].Store(c - p)
+			d.n.Add(c - p)
+			_, hi := histBounds(i)
+			d.hi.Store(int64(min(hi, math.MaxInt64, uint64(h.hi.Load()))))
+		}
+	}
+	return d
 }
 
 // count is the number of durations recorded.
