@@ -173,6 +173,9 @@ func (b *budget) close() {
 // in order. Only the wait for the actors' replies runs in a goroutine per request, and the
 // responses go out through one writer goroutine as they are ready, in any order: each carries
 // its request's correlation id.
+// maxKeptFrameBuffer is the largest frame buffer a connection keeps for its next frame.
+const maxKeptFrameBuffer = 4 << 20
+
 func (s *Server) serveConn(c net.Conn) {
 	defer s.wg.Done()
 	out := make(chan []byte, s.cfg.MaxInFlight+1)
@@ -209,8 +212,16 @@ func (s *Server) serveConn(c net.Conn) {
 		s.mu.Unlock()
 	}()
 	r := bufio.NewReaderSize(c, 64<<10)
+	var buf []byte
 	for {
-		f, _, err := wire.ReadFrame(r, nil, wire.MaxFrameSize)
+		// The frame's buffer is reused for the next frame: dispatch decodes the request before
+		// it returns, and decoding copies what it keeps.
+		var f wire.Frame
+		var err error
+		f, buf, err = wire.ReadFrame(r, buf, wire.MaxFrameSize)
+		if cap(buf) > maxKeptFrameBuffer {
+			buf = nil
+		}
 		if err != nil {
 			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
 				s.n.logger.Info("client connection closed on a bad frame", "remote", c.RemoteAddr().String(), "err", err)

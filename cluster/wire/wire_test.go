@@ -103,3 +103,38 @@ func TestEncodeFrame(t *testing.T) {
 		}
 	}
 }
+
+// TestDecodeDoesNotAlias guards the node's reuse of a connection's frame buffer: a decoded
+// request must not share memory with the body it was decoded from.
+func TestDecodeDoesNotAlias(t *testing.T) {
+	cases := []struct {
+		api  API
+		msg  any
+		into func() any
+	}{
+		{ApiProduce, &ProduceRequest{Topic: "topic", Acks: AcksAll, Batches: []PartitionBatch{{Partition: 3, Batch: []byte("batch bytes")}}}, func() any { return &ProduceRequest{} }},
+		{ApiJoinGroup, &JoinGroupRequest{Group: "group", MemberID: "member", Topics: []string{"a", "b"}}, func() any { return &JoinGroupRequest{} }},
+		{ApiCommit, &CommitRequest{Group: "group", MemberID: "member", Offsets: []PartitionOffset{{Topic: "t", Partition: 1, Offset: 7, Metadata: []byte("source position")}}}, func() any { return &CommitRequest{} }},
+	}
+	for _, c := range cases {
+		body, err := Encode(c.msg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, want := c.into(), c.into()
+		if err := Decode(c.api, body, got); err != nil {
+			t.Fatal(err)
+		}
+		if err := Decode(c.api, bytes.Clone(body), want); err != nil {
+			t.Fatal(err)
+		}
+		for i := range body {
+			body[i] = 0xff
+		}
+		a, _ := Encode(got)
+		b, _ := Encode(want)
+		if !bytes.Equal(a, b) {
+			t.Errorf("%s: the decoded request changed when its frame body was overwritten", c.api)
+		}
+	}
+}
