@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"path/filepath"
 	"sort"
@@ -31,6 +32,9 @@ type NodeConfig struct {
 	ClientAddr string
 	// HTTPAddr serves /metrics (Prometheus text) and /healthz; empty: none.
 	HTTPAddr string
+	// Profiling also serves Go's runtime profiles under /debug/pprof/ at HTTPAddr (off by
+	// default: they reveal the program's internals to whoever can reach the port).
+	Profiling bool
 	// NodeID names the node in metadata; "node-1" by default.
 	NodeID string
 	// Log is the template of every partition's log config; Sync defaults to SyncAlways.
@@ -236,6 +240,13 @@ func (n *Node) startHTTP(addr string) error {
 			fmt.Fprintf(w, "failed %s: %s\n", id, failed[id])
 		}
 	})
+	if n.cfg.Profiling {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
 	n.httpLn = ln
 	n.http = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	n.httpWG.Add(1)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -206,5 +207,35 @@ func TestProduceUnknownTopicAnswersAtOnce(t *testing.T) {
 	}
 	if el := time.Since(start); el > time.Second {
 		t.Fatalf("answered after %v", el)
+	}
+}
+
+// TestProfilingEndpoints: /debug/pprof/ is served only when Profiling is set; /metrics and
+// /healthz either way.
+func TestProfilingEndpoints(t *testing.T) {
+	for _, on := range []bool{false, true} {
+		n := startTestNode(t, t.TempDir(), func(c *NodeConfig) { c.HTTPAddr, c.Profiling = "127.0.0.1:0", on })
+		get := func(path string) int {
+			resp, err := http.Get("http://" + n.HTTPAddr() + path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			return resp.StatusCode
+		}
+		want := http.StatusNotFound
+		if on {
+			want = http.StatusOK
+		}
+		if got := get("/debug/pprof/"); got != want {
+			t.Errorf("Profiling %v: /debug/pprof/ answered %d, want %d", on, got, want)
+		}
+		if got := get("/debug/pprof/heap"); got != want {
+			t.Errorf("Profiling %v: /debug/pprof/heap answered %d, want %d", on, got, want)
+		}
+		if got := get("/metrics"); got != http.StatusOK {
+			t.Errorf("Profiling %v: /metrics answered %d", on, got)
+		}
+		n.Close()
 	}
 }

@@ -76,6 +76,7 @@ func TestCLIErrors(t *testing.T) {
 		{[]string{"log", "verify", "/dev/null/nope"}, 1, "/dev/null/nope"},
 		{[]string{"log", "dump", "/no/such/log"}, 1, "no such file or directory"},
 		{[]string{"log", "dump", "/etc/hostname"}, 1, "is not a directory"},
+		{[]string{"node", "--data", "/tmp/unused", "--http", "", "--pprof"}, 2, "--pprof needs an --http address"},
 	}
 	for _, c := range cases {
 		code, _, errOut := runCLI(c.args...)

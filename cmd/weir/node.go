@@ -21,6 +21,7 @@ import (
 type nodeFlags struct {
 	data, listen, gossip, join, http, sync, logLevel string
 	syncEvery                                        time.Duration
+	pprof                                            bool
 }
 
 func (f *nodeFlags) register(fs *flag.FlagSet, defaultData string) {
@@ -29,6 +30,7 @@ func (f *nodeFlags) register(fs *flag.FlagSet, defaultData string) {
 	fs.StringVar(&f.gossip, "gossip", "", "gossip address (cluster membership; not yet available)")
 	fs.StringVar(&f.join, "join", "", "comma-separated members to join (cluster; not yet available)")
 	fs.StringVar(&f.http, "http", "127.0.0.1:7421", "metrics and health address (empty: none)")
+	fs.BoolVar(&f.pprof, "pprof", false, "also serve Go runtime profiles at the --http address under /debug/pprof/")
 	fs.StringVar(&f.sync, "sync", "always", "log durability: always (fsync every write), interval, never")
 	fs.DurationVar(&f.syncEvery, "sync-interval", time.Second, "fsync period with --sync interval")
 	fs.StringVar(&f.logLevel, "log-level", "warn", "log level: debug, info, warn, error")
@@ -52,6 +54,10 @@ func (f *nodeFlags) config(stderr io.Writer) (actors.NodeConfig, error) {
 		return cfg, fmt.Errorf("%w: --log-level %q: want debug, info, warn or error", errUsage, f.logLevel)
 	}
 	cfg.DataDir, cfg.ClientAddr, cfg.HTTPAddr = f.data, f.listen, f.http
+	if f.pprof && f.http == "" {
+		return cfg, fmt.Errorf("%w: --pprof needs an --http address", errUsage)
+	}
+	cfg.Profiling = f.pprof
 	cfg.Log = storage.DefaultConfig()
 	cfg.Log.Sync, cfg.Log.SyncInterval = mode, f.syncEvery
 	if err := cfg.Log.Validate(); err != nil {
