@@ -470,26 +470,33 @@ func produceLoop(p benchProducer, h *latencyHist, stats *produceStats, claimed *
 	if f.rate > 0 {
 		interval = time.Duration(float64(time.Second) * float64(f.producers) / f.rate)
 	}
-	next := start
-	for {
+	// now is the clock as last read: with --rate it is read only when the next record is not
+	// due by then, so that a fast loop sends the records that are due in a burst without
+	// reading the clock for each (the load generator must cost little next to the producer).
+	now := start
+	for sent := int64(1); ; sent++ {
 		if f.records > 0 && claimed.Add(1) > f.records {
 			break
 		}
-		if interval > 0 {
-			next = next.Add(interval)
-			if d := time.Until(next); d > 0 {
-				time.Sleep(d)
-			}
-		}
-		t0 := time.Now()
-		if f.duration > 0 && t0.Sub(start) >= f.duration {
-			break
-		}
+		var t0 time.Time
 		if interval > 0 {
 			// Latency counts from when the record was due, not from when it went out: a send
 			// that blocked (backpressure) or a late wake-up delays the records after it, and
 			// timing them from their late start would hide that (coordinated omission).
-			t0 = next
+			t0 = start.Add(time.Duration(sent) * interval)
+			if t0.After(now) {
+				now = time.Now()
+				if d := t0.Sub(now); d > 0 {
+					time.Sleep(d)
+					now = time.Now()
+				}
+			}
+		} else {
+			t0 = time.Now()
+			now = t0
+		}
+		if f.duration > 0 && t0.Sub(start) >= f.duration {
+			break
 		}
 		p.ProduceAsync(ctx, storage.Record{Value: value}, func(_ int64, err error) {
 			h.record(time.Since(t0))
