@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"sync"
 	"time"
 
 	"github.com/weirhq/weir/cluster/wire"
@@ -25,6 +26,27 @@ type call struct {
 	notify chan<- struct{} // optional, signalled without blocking on completion
 }
 
+// frames holds written request frames for reuse, so that a producer does not allocate a
+// frame the size of its batches for every request.
+var frames sync.Pool
+
+// maxPooledFrame is the largest frame kept for reuse.
+const maxPooledFrame = 4 << 20
+
+func getFrame() []byte {
+	if b, ok := frames.Get().(*[]byte); ok {
+		return (*b)[:0]
+	}
+	return nil
+}
+
+func putFrame(b []byte) {
+	if cap(b) > 0 && cap(b) <= maxPooledFrame {
+		b = b[:0]
+		frames.Put(&b)
+	}
+}
+
 // conn is one TCP connection; a Client has at most one live at a time.
 type conn struct {
 	nc   net.Conn
@@ -38,7 +60,7 @@ func (c *Client) start(ctx context.Context, api wire.API, req any, notify chan<-
 	if corr == 0 { // 0 is the node's id for errors about no request in particular
 		corr = c.corr.Add(1)
 	}
-	frame, err := wire.EncodeFrame(api, corr, req)
+	frame, err := wire.EncodeFrameTo(getFrame(), api, corr, req)
 	if err != nil {
 		return nil, fmt.Errorf("client: encode %s request: %w", api, err)
 	}
@@ -170,7 +192,10 @@ func (c *Client) writeLoop() {
 			if _, err := bw.Write(cl.frame); err != nil {
 				c.connDead(cn, err)
 			}
-			cl.frame = nil // written (or failed with its connection): not needed while the answer is awaited
+			// Written (bufio copied it or wrote it through) or failed with its connection: not
+			// needed while the answer is awaited.
+			putFrame(cl.frame)
+			cl.frame = nil
 			break
 		}
 		if bw != nil && bw.Buffered() > 0 && len(c.queue) == 0 {

@@ -54,6 +54,7 @@ type Producer struct {
 	requests    int    // produce requests in flight
 	closing     bool
 	builders    []*storage.BatchBuilder // free list
+	recLists    [][]*pendingRecord      // free list of batches' record lists
 }
 
 // pendingRecords recycles pendingRecords: one per record produced is the client's largest
@@ -365,7 +366,7 @@ func (p *Producer) add(part int32, r *pendingRecord, now time.Time) *batch {
 		b = nil
 	}
 	if b == nil {
-		b = &batch{partition: part, b: p.builder(), created: now}
+		b = &batch{partition: part, b: p.builder(), recs: p.recList(), created: now}
 		q.batches = append(q.batches, b)
 	}
 	if err := b.b.Add(r.rec); err != nil {
@@ -390,6 +391,18 @@ func (p *Producer) builder() *storage.BatchBuilder {
 		return b
 	}
 	return storage.NewBatchBuilder()
+}
+
+// maxKeptRecList is the largest record list capacity kept for reuse.
+const maxKeptRecList = 64 << 10
+
+func (p *Producer) recList() []*pendingRecord {
+	if n := len(p.recLists); n > 0 {
+		l := p.recLists[n-1]
+		p.recLists = p.recLists[:n-1]
+		return l
+	}
+	return nil
 }
 
 func (p *Producer) seal(b *batch) {
@@ -510,6 +523,10 @@ func (p *Producer) complete(b *batch, base int64, err error) {
 			off = base + int64(i)
 		}
 		p.done(r, off, err)
+	}
+	if cap(b.recs) <= maxKeptRecList && len(p.recLists) < len(p.builders)+1 {
+		clear(b.recs)
+		p.recLists = append(p.recLists, b.recs[:0])
 	}
 	b.recs, b.data = nil, nil
 	if b.b.Size() <= p.cfg.batchBytes { // one grown past BatchBytes by a large record is dropped

@@ -90,6 +90,12 @@ type Frame struct {
 // EncodeFrame encodes v (as Encode does) straight into a new frame: one buffer, sized up front
 // for messages that carry batches (ProduceRequest, FetchResponse), and no copy of the body.
 func EncodeFrame(api API, corr uint32, v any) ([]byte, error) {
+	return EncodeFrameTo(nil, api, corr, v)
+}
+
+// EncodeFrameTo is EncodeFrame into dst's memory when it is large enough (dst's contents are
+// overwritten), so that a caller can reuse frames it has written.
+func EncodeFrameTo(dst []byte, api API, corr uint32, v any) ([]byte, error) {
 	hint := 64
 	switch m := v.(type) {
 	case *ProduceRequest:
@@ -99,7 +105,10 @@ func EncodeFrame(api API, corr uint32, v any) ([]byte, error) {
 	case *FetchResponse:
 		hint += len(m.Batches)
 	}
-	buf := bytes.NewBuffer(make([]byte, HeaderSize, HeaderSize+hint))
+	if cap(dst) < HeaderSize+hint {
+		dst = make([]byte, 0, HeaderSize+hint)
+	}
+	buf := bytes.NewBuffer(dst[:HeaderSize])
 	enc := msgpack.GetEncoder()
 	defer msgpack.PutEncoder(enc)
 	enc.Reset(buf)

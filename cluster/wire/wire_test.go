@@ -138,3 +138,28 @@ func TestDecodeDoesNotAlias(t *testing.T) {
 		}
 	}
 }
+
+// TestEncodeFrameTo: a frame encoded into a reused buffer is the same as a new one and uses the
+// buffer's memory when it is large enough.
+func TestEncodeFrameTo(t *testing.T) {
+	req := &ProduceRequest{Topic: "t", Acks: AcksAll, Batches: []PartitionBatch{{Partition: 1, Batch: bytes.Repeat([]byte("x"), 1000)}}}
+	want, err := EncodeFrame(ApiProduce, 7, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := bytes.Repeat([]byte{0xee}, 4096)
+	got, err := EncodeFrameTo(old[:10], ApiProduce, 7, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatal("a frame encoded into a reused buffer differs from a new one")
+	}
+	if &got[0] != &old[0] {
+		t.Fatal("the reused buffer was large enough but not used")
+	}
+	small, err := EncodeFrameTo(make([]byte, 0, 8), ApiProduce, 7, req)
+	if err != nil || !bytes.Equal(small, want) {
+		t.Fatalf("a frame encoded past a small buffer differs: %v", err)
+	}
+}
