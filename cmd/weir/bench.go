@@ -40,6 +40,8 @@ import (
 const (
 	benchDefaultRecords = 1_000_000
 	benchMaxShownErrors = 5
+	// benchLead is how far ahead of its --rate schedule a producer may send records.
+	benchLead = time.Millisecond
 	// benchStall ends a consume that has read nothing for this long.
 	benchStall = 10 * time.Second
 )
@@ -470,9 +472,14 @@ func produceLoop(p benchProducer, h *latencyHist, stats *produceStats, claimed *
 	if f.rate > 0 {
 		interval = time.Duration(float64(time.Second) * float64(f.producers) / f.rate)
 	}
-	// now is the clock as last read: with --rate it is read only when the next record is not
-	// due by then, so that a fast loop sends the records that are due in a burst without
-	// reading the clock for each (the load generator must cost little next to the producer).
+	// now is the clock as last read. With --rate it is read only when the next record is due
+	// after it, and the producer sleeps only when it is more than benchLead ahead: sleeps are
+	// coarse (about a millisecond on the benchmark VM, whatever is asked), so waking for each
+	// record (one is due every 0.5 µs at 2 M/s) would cost more than producing it and delay
+	// every record by a sleep. So records go out in bursts, up to benchLead before they are
+	// due; one sent early is timed from when it was sent (approximately: from the last clock
+	// reading before it, which overstates its latency a little), one sent late from when it was
+	// due.
 	now := start
 	for sent := int64(1); ; sent++ {
 		if f.records > 0 && claimed.Add(1) > f.records {
@@ -480,23 +487,31 @@ func produceLoop(p benchProducer, h *latencyHist, stats *produceStats, claimed *
 		}
 		var t0 time.Time
 		if interval > 0 {
+			due := start.Add(time.Duration(sent) * interval)
+			if due.After(now) {
+				now = time.Now()
+				if d := due.Sub(now); d > benchLead {
+					time.Sleep(d - benchLead)
+					now = time.Now()
+				}
+			}
 			// Latency counts from when the record was due, not from when it went out: a send
 			// that blocked (backpressure) or a late wake-up delays the records after it, and
 			// timing them from their late start would hide that (coordinated omission).
-			t0 = start.Add(time.Duration(sent) * interval)
-			if t0.After(now) {
-				now = time.Now()
-				if d := t0.Sub(now); d > 0 {
-					time.Sleep(d)
-					now = time.Now()
-				}
+			t0 = due
+			if now.Before(due) {
+				t0 = now
+			}
+			if f.duration > 0 && due.Sub(start) >= f.duration {
+				time.Sleep(time.Until(start.Add(f.duration))) // the run lasts its duration
+				break
 			}
 		} else {
 			t0 = time.Now()
 			now = t0
-		}
-		if f.duration > 0 && t0.Sub(start) >= f.duration {
-			break
+			if f.duration > 0 && t0.Sub(start) >= f.duration {
+				break
+			}
 		}
 		p.ProduceAsync(ctx, storage.Record{Value: value}, func(_ int64, err error) {
 			h.record(time.Since(t0))

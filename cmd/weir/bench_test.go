@@ -365,3 +365,34 @@ func TestCountBatches(t *testing.T) {
 		t.Fatalf("a bad header: %v", err)
 	}
 }
+
+// delayedProducer answers every record after delay.
+type delayedProducer struct {
+	delay time.Duration
+	wg    sync.WaitGroup
+}
+
+func (p *delayedProducer) ProduceAsync(_ context.Context, _ storage.Record, fn func(int64, error)) {
+	p.wg.Add(1)
+	time.AfterFunc(p.delay, func() { fn(0, nil); p.wg.Done() })
+}
+
+func (p *delayedProducer) Close() error { p.wg.Wait(); return nil }
+
+// TestRateEarlyRecordsTimedFromSending: with --rate, records go out up to benchLead before they
+// are due; one that went out early must be timed from its sending, not from its (later) due
+// time, or its latency would read less than the producer's.
+func TestRateEarlyRecordsTimedFromSending(t *testing.T) {
+	p := &delayedProducer{delay: 3 * time.Millisecond}
+	var h latencyHist
+	var stats produceStats
+	var claimed atomic.Int64
+	f := &benchFlags{records: 2000, rate: 100_000, producers: 1} // one due every 10 µs: many early
+	produceLoop(p, &h, &stats, &claimed, []byte("v"), f, time.Now())
+	if stats.acked.Load() != 2000 {
+		t.Fatalf("%d acknowledged", stats.acked.Load())
+	}
+	if low := h.quantile(0); low < p.delay {
+		t.Fatalf("lowest latency %v, below the producer's %v: early records were timed from their due time", low, p.delay)
+	}
+}
