@@ -66,6 +66,14 @@ type Config struct {
 	RetentionBytes int64
 	// RetentionAge deletes segments whose newest record is older (0: unlimited).
 	RetentionAge time.Duration
+	// DropCache asks the OS to drop sealed segments from its page cache once they are fsynced,
+	// all but the newest CachedSealedSegments of them, so that the page cache does not grow by
+	// every byte written. On the benchmark VM a write into a growing page cache became 14 times
+	// as costly once about 1.4 GB was cached (docs/benchmarks.md); consumers that keep up read
+	// the active segment and the newest sealed ones, which stay cached, while catching-up
+	// consumers read older segments from disk. False leaves the page cache to the kernel, as
+	// Kafka does. Only clean pages are dropped: it never loses data.
+	DropCache bool
 	// VerifyReads checks the CRC of every batch that Read returns. It costs little (CRC32C runs in
 	// hardware) and turns silent bit rot into an ErrCorrupt naming the file and position.
 	VerifyReads bool
@@ -81,6 +89,7 @@ func DefaultConfig() Config {
 	return Config{
 		FS:                 vfs.OS,
 		SegmentBytes:       128 << 20,
+		DropCache:          true,
 		IndexIntervalBytes: 4096,
 		Sync:               SyncAlways,
 		SyncInterval:       time.Second,
@@ -88,6 +97,9 @@ func DefaultConfig() Config {
 		Now:                time.Now,
 	}
 }
+
+// CachedSealedSegments is how many of the newest sealed segments DropCache leaves cached.
+const CachedSealedSegments = 2
 
 // maxSegmentBytes keeps positions inside a segment within the index's 32-bit fields.
 const maxSegmentBytes = 1<<32 - MaxBatchSize - 1

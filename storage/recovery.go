@@ -238,6 +238,7 @@ func (l *Log) replacedBySnapshot(s *segment) bool {
 // With index files, any damage is corruption.
 func (l *Log) loadSealed(s *segment, prevTerm uint64, indexes map[string]bool, synced bool) (tornAt int64, err error) {
 	s.sealed = true
+	s.uncached = true
 	size, err := s.f.Size()
 	if err != nil {
 		return 0, err

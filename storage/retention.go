@@ -48,6 +48,7 @@ func (l *Log) truncateIndex(idx uint64) error {
 	if s.sealed {
 		// The segment is active again; its indexes live in memory from now on.
 		s.sealed = false
+		s.uncached = false
 		if s.syncPending {
 			l.unpend(s)
 			l.unsynced = true // the syncer had not synced it: the next sync must

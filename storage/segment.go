@@ -129,9 +129,12 @@ type segment struct {
 	sealed     bool
 	// syncPending: sealed, and its data not yet fsynced by the syncer (Log.pending holds it).
 	syncPending bool
-	sealGen     uint64       // counts the segment's seals, so a syncer tells this seal from a later one
-	removed     bool         // deleted from the log; a syncer still holding it must leave it alone
-	log         *slog.Logger // warnings about damage lookups work around; may be nil
+	sealGen     uint64 // counts the segment's seals, so a syncer tells this seal from a later one
+	removed     bool   // deleted from the log; a syncer still holding it must leave it alone
+	// uncached: its pages were dropped from the page cache (DropCache), or it was sealed when the
+	// log was opened (what is cached of it then is what readers brought in).
+	uncached bool
+	log      *slog.Logger // warnings about damage lookups work around; may be nil
 }
 
 const noTimestamp = -1 << 63

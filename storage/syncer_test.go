@@ -416,3 +416,81 @@ func TestMissingIndexBeforeSyncedSegmentIsCorruption(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// dropFS records the files whose pages a log asks to drop from the page cache.
+type dropFS struct {
+	*vfs.Mem
+	mu      sync.Mutex
+	dropped []string
+}
+
+func (d *dropFS) DropCache(name string) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.dropped = append(d.dropped, name)
+	return nil
+}
+
+// TestDropCacheOfSyncedSegments: with DropCache, each sealed segment is dropped from the page
+// cache once it is fsynced, except the newest CachedSealedSegments; never the active one, never
+// one awaiting its fsync, and never one the log found sealed when it opened. Without DropCache
+// nothing is dropped.
+func TestDropCacheOfSyncedSegments(t *testing.T) {
+	for _, sync := range []SyncMode{SyncNever, SyncAlways} {
+		for _, drop := range []bool{true, false} {
+			dfs := &dropFS{Mem: vfs.NewMem()}
+			cfg := testConfig()
+			cfg.FS, cfg.Sync, cfg.DropCache = dfs, sync, drop
+			l := mustOpen(t, "/log", cfg)
+			for l.Segments() < 6 {
+				appendN(t, l, 1, 3, 0)
+			}
+			waitNoPending(t, l)
+			l.mu.RLock()
+			var want []string
+			if drop {
+				for _, s := range l.segs[:len(l.segs)-1-CachedSealedSegments] {
+					want = append(want, s.path)
+				}
+			}
+			l.mu.RUnlock()
+			dfs.mu.Lock()
+			got := append([]string(nil), dfs.dropped...)
+			dfs.mu.Unlock()
+			if len(got) != len(want) {
+				t.Fatalf("%v DropCache %v: dropped %q, want %q", sync, drop, got, want)
+			}
+			for i := range got {
+				if got[i] != want[i] {
+					t.Fatalf("%v DropCache %v: dropped %q, want %q", sync, drop, got, want)
+				}
+			}
+			l.Close()
+
+			// Reopened: the sealed segments found are not the log's to drop, the ones it seals
+			// from now on are.
+			dfs.mu.Lock()
+			dfs.dropped = nil
+			dfs.mu.Unlock()
+			l = mustOpen(t, "/log", cfg)
+			n := l.Segments()
+			for l.Segments() < n+CachedSealedSegments+2 {
+				appendN(t, l, 1, 3, 0)
+			}
+			waitNoPending(t, l)
+			dfs.mu.Lock()
+			got = append([]string(nil), dfs.dropped...)
+			dfs.mu.Unlock()
+			l.mu.RLock()
+			first := l.segs[n-1].path // active when reopened, sealed since
+			l.mu.RUnlock()
+			if drop && (len(got) == 0 || got[0] != first) {
+				t.Fatalf("%v: after reopening dropped %q, want the segments sealed since, from %s", sync, got, first)
+			}
+			if !drop && len(got) > 0 {
+				t.Fatalf("%v: without DropCache, dropped %q", sync, got)
+			}
+			l.Close()
+		}
+	}
+}

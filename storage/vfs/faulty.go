@@ -203,6 +203,9 @@ func (f *Faulty) SyncDir(dir string) error {
 }
 
 // faultyFile is a File of a Faulty.
+// DropCache passes the advice on to the wrapped FS; it injects no fault (it loses nothing).
+func (f *Faulty) DropCache(name string) error { return DropCache(f.inner, name) }
+
 type faultyFile struct {
 	fs    *Faulty
 	inner File

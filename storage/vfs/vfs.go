@@ -56,6 +56,21 @@ type FS interface {
 	SyncDir(dir string) error
 }
 
+// CacheDropper is an FS that can ask the operating system to drop a file's pages from its page
+// cache. Only clean pages go; it never loses data.
+type CacheDropper interface {
+	DropCache(name string) error
+}
+
+// DropCache asks fsys to drop the file name's pages from the page cache, if it can; it does
+// nothing for an FS that cannot.
+func DropCache(fsys FS, name string) error {
+	if d, ok := fsys.(CacheDropper); ok {
+		return d.DropCache(name)
+	}
+	return nil
+}
+
 // OS is the FS of the operating system.
 var OS FS = osFS{}
 
