@@ -40,6 +40,9 @@ import (
 const (
 	benchDefaultRecords = 1_000_000
 	benchMaxShownErrors = 5
+	// benchReadEvery is how many records a producer ahead of its schedule sends between two
+	// readings of the clock.
+	benchReadEvery = 64
 	// benchLead is how far ahead of its --rate schedule a producer may send records.
 	benchLead = time.Millisecond
 	// benchStall ends a consume that has read nothing for this long.
@@ -478,9 +481,9 @@ func produceLoop(p benchProducer, h *latencyHist, stats *produceStats, claimed *
 	// record (one is due every 0.5 µs at 2 M/s) would cost more than producing it and delay
 	// every record by a sleep. So records go out in bursts, up to benchLead before they are
 	// due; one sent early is timed from when it was sent (approximately: from the last clock
-	// reading before it, which overstates its latency a little), one sent late from when it was
-	// due.
-	now := start
+	// reading before it, taken at most benchReadEvery records earlier, which overstates its
+	// latency by microseconds), one sent late from when it was due.
+	now, readAt := start, int64(0)
 	for sent := int64(1); ; sent++ {
 		if f.records > 0 && claimed.Add(1) > f.records {
 			break
@@ -488,8 +491,8 @@ func produceLoop(p benchProducer, h *latencyHist, stats *produceStats, claimed *
 		var t0 time.Time
 		if interval > 0 {
 			due := start.Add(time.Duration(sent) * interval)
-			if due.After(now) {
-				now = time.Now()
+			if due.After(now) && (due.Sub(now) > benchLead || sent-readAt >= benchReadEvery) {
+				now, readAt = time.Now(), sent
 				if d := due.Sub(now); d > benchLead {
 					time.Sleep(d - benchLead)
 					now = time.Now()
