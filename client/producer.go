@@ -30,12 +30,19 @@ type Producer struct {
 	budget *budget
 
 	// The intake: callers append *pendingRecord, *flushReq and closeReq to inq in the order they
-	// were made, and wake the loop only when inq was empty, so that a busy loop takes many
-	// records per wake-up instead of one goroutine switch per record. MaxBufferedBytes bounds it.
-	mu     sync.Mutex
-	inq    []any
-	closed bool
-	wake   chan struct{} // capacity 1: inq has news
+	// were made. They wake the loop only when it is idle (nothing to wake it by itself within a
+	// linger), when the records waiting reach wakeBytes, or for a flush or close; otherwise the
+	// loop drains inq when it wakes anyway (an answer, a linger timer, a periodic wake-up at most
+	// one linger apart while it is busy). So a busy loop takes many records per wake-up instead
+	// of a goroutine switch every few records (254,000 wake-ups a second at 2.1 M records/s
+	// before). MaxBufferedBytes bounds inq.
+	mu       sync.Mutex
+	inq      []any
+	inqSince time.Time // when the first record of inq came: its records' batches linger from then
+	inqBytes int       // the records' sizes in inq
+	idle     bool      // the loop sleeps with nothing to wake it but the intake
+	closed   bool
+	wake     chan struct{} // capacity 1: inq has news
 
 	events chan any       // *sendResult, *metaResult: answers from the request goroutines
 	wg     sync.WaitGroup // the loop goroutine and the request goroutines
@@ -53,6 +60,7 @@ type Producer struct {
 	flushUpTo   uint64 // records up to this sequence number are sent without lingering
 	requests    int    // produce requests in flight
 	closing     bool
+	wakeups     int                     // wake-ups by the intake, for tests
 	builders    []*storage.BatchBuilder // free list
 	recLists    [][]*pendingRecord      // free list of batches' record lists
 }
@@ -171,8 +179,8 @@ func (p *Producer) Produce(ctx context.Context, rec storage.Record) *Result {
 // after a closed producer or ctx's end while waiting for buffer space; else on the producer's
 // goroutine when the record is acknowledged or has failed after its retries. It blocks while
 // MaxBufferedBytes are buffered (backpressure); ctx bounds only that wait. A zero Timestamp is
-// set to the time the producer's goroutine takes the record in, normally within a millisecond
-// of the call. fn may be nil. The producer keeps rec's slices until fn is called:
+// set to when the first of the records the producer's goroutine takes in together was
+// produced: at most a Linger before the call, and never after it. fn may be nil. The producer keeps rec's slices until fn is called:
 // the caller must not modify them before.
 func (p *Producer) ProduceAsync(ctx context.Context, rec storage.Record, fn func(offset int64, err error)) {
 	if fn == nil {
@@ -206,9 +214,19 @@ func (p *Producer) enqueue(m any, close bool) bool {
 	}
 	p.closed = close
 	p.inq = append(p.inq, m)
-	first := len(p.inq) == 1
+	if len(p.inq) == 1 {
+		p.inqSince = time.Now()
+	}
+	signal := true
+	if r, ok := m.(*pendingRecord); ok {
+		p.inqBytes += r.size
+		signal = p.idle || p.inqBytes >= p.wakeBytes()
+	}
+	if signal {
+		p.idle = false
+	}
 	p.mu.Unlock()
-	if first {
+	if signal {
 		select {
 		case p.wake <- struct{}{}:
 		default: // a wake-up is pending already
@@ -216,6 +234,10 @@ func (p *Producer) enqueue(m any, close bool) bool {
 	}
 	return true
 }
+
+// wakeBytes is how many bytes of records in the intake wake a busy loop, so that full batches
+// go out without waiting for the next wake-up.
+func (p *Producer) wakeBytes() int { return max(min(p.cfg.batchBytes, p.cfg.maxBufferedBytes)/4, 1) }
 
 // Flush sends every buffered record at once and waits until all records produced before it
 // are acknowledged or have failed (their callbacks say which).
@@ -263,12 +285,31 @@ func (p *Producer) run() {
 	var taken []any     // the intake last taken, reused
 	now := time.Now()
 	for {
+		// Take the intake whatever woke the loop: callers do not wake a busy loop for each
+		// record (see Producer.inq).
+		p.mu.Lock()
+		taken, p.inq = p.inq, taken[:0]
+		since := p.inqSince
+		p.inqBytes = 0
+		p.mu.Unlock()
+		for _, m := range taken {
+			p.take(m, since)
+		}
+		clear(taken) // the records are referenced from their batches now
+
 		p.dispatch(now)
 		p.maybeFetchMeta(now)
 		if p.closing && p.outstanding == 0 && p.requests == 0 && !p.meta.inflight {
 			return
 		}
 		wake, ok := p.nextWake(now)
+		busy := p.requests > 0 || p.meta.inflight || p.outstanding > 0
+		if busy && p.cfg.linger > 0 {
+			// Look at the intake at least once a linger while busy.
+			if at := now.Add(p.cfg.linger); !ok || at.Before(wake) {
+				wake, ok = at, true
+			}
+		}
 		switch {
 		case ok && !wake.Equal(armed):
 			timer.Reset(max(wake.Sub(now), 0))
@@ -281,16 +322,19 @@ func (p *Producer) run() {
 		if !armed.IsZero() {
 			tc = timer.C
 		}
-		select {
-		case <-p.wake:
-			p.mu.Lock()
-			taken, p.inq = p.inq, taken[:0]
+		p.mu.Lock()
+		if len(p.inq) > 0 {
 			p.mu.Unlock()
 			now = time.Now()
-			for _, m := range taken {
-				p.take(m, now)
-			}
-			clear(taken) // the records are referenced from their batches now
+			continue
+		}
+		// Idle: nothing would wake the loop within a linger, so the next record must.
+		p.idle = !busy || p.cfg.linger == 0
+		p.mu.Unlock()
+		select {
+		case <-p.wake:
+			p.wakeups++
+			now = time.Now()
 		case e := <-p.events:
 			now = time.Now()
 			switch e := e.(type) {
