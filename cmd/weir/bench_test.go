@@ -396,3 +396,24 @@ func TestRateEarlyRecordsTimedFromSending(t *testing.T) {
 		t.Fatalf("lowest latency %v, below the producer's %v: early records were timed from their due time", low, p.delay)
 	}
 }
+
+// TestHistSince: the progress line's per-second p99 comes from the durations recorded since
+// the last snapshot only.
+func TestHistSince(t *testing.T) {
+	var h latencyHist
+	for range 1000 {
+		h.record(100 * time.Millisecond)
+	}
+	var prev latencyHist
+	prev.merge(&h)
+	for range 1000 {
+		h.record(time.Millisecond)
+	}
+	w := h.since(&prev)
+	if w.count() != 1000 {
+		t.Fatalf("window holds %d durations, want 1000", w.count())
+	}
+	if p99 := w.quantile(0.99); p99 < time.Millisecond || p99 > 1010*time.Microsecond {
+		t.Fatalf("window p99 %v, want about 1 ms (the earlier 100 ms ones are not in it)", p99)
+	}
+}
