@@ -327,7 +327,13 @@ func (g *GroupConsumer) commit(ctx context.Context) error {
 
 // Close commits the positions of what Poll returned, leaves the group (its partitions go to
 // the other members at once) and stops the heartbeat goroutine. It does not close the Client.
-func (g *GroupConsumer) Close() error {
+func (g *GroupConsumer) Close() error { return g.close(true) }
+
+// Abort is Close without the commit: for a member that could not process what it polled last,
+// whose records since the last Commit go again to whoever reads their partitions next.
+func (g *GroupConsumer) Abort() error { return g.close(false) }
+
+func (g *GroupConsumer) close(commit bool) error {
 	if g.closed {
 		return nil
 	}
@@ -338,8 +344,10 @@ func (g *GroupConsumer) Close() error {
 	defer cancel()
 	var errs []error
 	if g.joinSent {
-		if err := g.commit(ctx); err != nil {
-			errs = append(errs, err)
+		if commit {
+			if err := g.commit(ctx); err != nil {
+				errs = append(errs, err)
+			}
 		}
 		if err := g.c.admin(ctx, wire.ApiLeaveGroup, &wire.LeaveGroupRequest{Group: g.group, MemberID: g.member}, g.cfg.requestTimeout); err != nil {
 			errs = append(errs, g.wrap(wire.ApiLeaveGroup, err))

@@ -319,7 +319,8 @@ type failingWriter struct{}
 
 func (failingWriter) Write([]byte) (int, error) { return 0, errors.New("no space left on device") }
 
-// TestConsumeWriteError: consume fails (exit 1) when it cannot write to standard output.
+// TestConsumeWriteError: consume fails (exit 1) when it cannot write to standard output, and a
+// group does not commit what was not written.
 func TestConsumeWriteError(t *testing.T) {
 	addr := startClientNode(t)
 	weirAt(t, addr, "", "topic", "create", "w")
@@ -334,5 +335,10 @@ func TestConsumeWriteError(t *testing.T) {
 		if code != 1 || !strings.Contains(errOut.String(), "weir: writing to standard output: no space left on device") {
 			t.Errorf("weir %v to a failing standard output: exit %d, %q", args, code, errOut.String())
 		}
+	}
+	// The group committed nothing it could not write: it reads every record again.
+	out, _ := weirAt(t, addr, "", "consume", "w", "--group", "g", "--idle-exit", "2s")
+	if got := strings.Join(lines(out), ","); got != "a,b,c" {
+		t.Fatalf("after a failed write the group read %q, want a,b,c again", got)
 	}
 }

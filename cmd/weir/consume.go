@@ -202,7 +202,8 @@ func consumePartitions(ctx context.Context, c *client.Client, f *consumeFlags, s
 }
 
 // consumeGroup polls as a group member, committing after each poll what it printed; Close
-// commits and leaves the group at the end.
+// commits and leaves the group at the end, or Abort leaves it without committing a poll that
+// could not be written out.
 func consumeGroup(ctx context.Context, c *client.Client, f *consumeFlags, out *bufio.Writer, env cli) error {
 	reset := client.ResetEarliest
 	if f.from == "latest" {
@@ -237,8 +238,12 @@ func consumeGroup(ctx context.Context, c *client.Client, f *consumeFlags, out *b
 		}
 		_, done, err := pr.print(msgs)
 		if err != nil {
-			runErr = err
-			break
+			// Not all of this poll reached standard output: leave without committing it, so
+			// that the group reads it again.
+			if aerr := g.Abort(); aerr != nil && !errors.Is(aerr, client.ErrRebalanced) {
+				fmt.Fprintln(env.stderr, "weir: leaving the group:", aerr)
+			}
+			return err
 		}
 		if err := g.Commit(ctx); err != nil && !errors.Is(err, client.ErrRebalanced) && ctx.Err() == nil {
 			runErr = err
