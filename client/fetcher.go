@@ -295,15 +295,36 @@ func (f *fetcher) fail(p *fetchPart, op wire.API, err error) error {
 	return nil
 }
 
-// resolve turns the OffsetSpec of partitions without a position into an offset.
+// maxParallelResolves bounds the ListOffsets requests resolve has in flight at once.
+const maxParallelResolves = 32
+
+// resolve turns the OffsetSpec of partitions without a position into an offset. The lookups go
+// out together (a member given many new partitions waited a round trip for each before).
 func (f *fetcher) resolve(ctx context.Context) error {
 	now := time.Now()
+	var todo []*fetchPart
 	for _, p := range f.parts {
 		if p.fetchOffset >= 0 || p.retryAt.After(now) || f.isPaused(p.topicPartition) {
 			continue
 		}
-		off, err := f.c.listOffsets(ctx, p.topic, p.partition, p.from, retryPolicy{})
-		if err != nil {
+		todo = append(todo, p)
+	}
+	offs := make([]int64, len(todo))
+	errs := make([]error, len(todo))
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, maxParallelResolves)
+	for i, p := range todo {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			offs[i], errs[i] = f.c.listOffsets(ctx, p.topic, p.partition, p.from, retryPolicy{})
+		}()
+	}
+	wg.Wait()
+	for i, p := range todo {
+		if err := errs[i]; err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
@@ -313,8 +334,8 @@ func (f *fetcher) resolve(ctx context.Context) error {
 			continue
 		}
 		p.failures = 0
-		p.fetchOffset = off
-		f.setPosition(p, off)
+		p.fetchOffset = offs[i]
+		f.setPosition(p, offs[i])
 	}
 	return nil
 }
