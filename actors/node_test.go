@@ -426,3 +426,69 @@ func TestRangeAssign(t *testing.T) {
 		}
 	}
 }
+
+// TestRetentionDeletesOldSegments: with node-level retention, a topic's oldest segments go while
+// the partition is larger than RetentionBytes; the log then starts later, reads from there on
+// are whole and in order, and __meta keeps all of itself (the topic survives a restart).
+func TestRetentionDeletesOldSegments(t *testing.T) {
+	dir := t.TempDir()
+	retain := func(c *NodeConfig) {
+		c.Log.SegmentBytes = 4096
+		c.Log.RetentionBytes = 16 << 10
+		c.Replica.RetentionEvery = 10 * time.Millisecond
+	}
+	n := startTestNode(t, dir, retain)
+	tc := dialNode(t, n)
+	createTopic(t, tc, "r", 1)
+	const batches = 100 // about 1.4 KiB each: ~35 segments of 4 KiB
+	for i := range batches {
+		vals := make([]string, 10)
+		for j := range vals {
+			vals[j] = fmt.Sprintf("%04d-%02d-%s", i, j, strings.Repeat("x", 100))
+		}
+		produce(t, tc, "r", 0, wire.AcksAll, vals...)
+	}
+	var start int64
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		var resp wire.ListOffsetsResponse
+		tc.call(wire.ApiListOffsets, &wire.ListOffsetsRequest{Topic: "r", Partition: 0, Spec: wire.OffsetEarliest}, &resp)
+		if start = resp.Offset; start > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("retention deleted nothing in 10 s")
+		}
+	}
+	if start >= batches*10 || start%10 != 0 {
+		t.Fatalf("log start %d after retention: want a batch boundary inside the log", start)
+	}
+	var hw int64
+	{
+		var resp wire.FetchResponse
+		tc.call(wire.ApiFetch, &wire.FetchRequest{Topic: "r", Partition: 0, Offset: start, MaxBytes: 1 << 20}, &resp)
+		if resp.Err != nil {
+			t.Fatalf("fetch at the new log start %d: %v", start, resp.Err)
+		}
+		hw = resp.HighWatermark
+	}
+	if hw != batches*10 {
+		t.Fatalf("high watermark %d, want %d", hw, batches*10)
+	}
+	n.Close()
+
+	// __meta was not shortened: the topic is still there after a restart, and so are the
+	// records retention kept.
+	n = startTestNode(t, dir, retain)
+	defer n.Close()
+	tc = dialNode(t, n)
+	var md wire.MetadataResponse
+	tc.call(wire.ApiMetadata, &wire.MetadataRequest{Topics: []string{"r"}}, &md)
+	if len(md.Topics) != 1 || md.Topics[0].Err != nil {
+		t.Fatalf("topic r after a restart: %+v", md.Topics)
+	}
+	var resp wire.FetchResponse
+	tc.call(wire.ApiFetch, &wire.FetchRequest{Topic: "r", Partition: 0, Offset: 0, MaxBytes: 1 << 20}, &resp)
+	if resp.Err == nil || resp.Err.Code != wire.CodeOffsetOutOfRange {
+		t.Fatalf("fetch at 0 after retention: %v, want offset out of range", resp.Err)
+	}
+}

@@ -2,11 +2,16 @@ package main
 
 import (
 	"bytes"
+	"flag"
+	"io"
 	"os"
 	"path/filepath"
 	"runtime/debug"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/weirhq/weir/actors"
 )
 
 func runCLI(args ...string) (code int, stdout, stderr string) {
@@ -77,6 +82,10 @@ func TestCLIErrors(t *testing.T) {
 		{[]string{"log", "dump", "/no/such/log"}, 1, "no such file or directory"},
 		{[]string{"log", "dump", "/etc/hostname"}, 1, "is not a directory"},
 		{[]string{"node", "--data", "/tmp/unused", "--http", "", "--pprof"}, 2, "--pprof needs an --http address"},
+		{[]string{"node", "--data", "/tmp/unused", "--segment-bytes", "100"}, 2, "--segment-bytes 100: want at least 4096"},
+		{[]string{"node", "--data", "/tmp/unused", "--retention-age", "-1h"}, 2, "--retention-age -1h0m0s: must not be negative"},
+		{[]string{"node", "--data", "/tmp/unused", "--retention-bytes", "-5"}, 2, "--retention-bytes -5: must not be negative"},
+		{[]string{"node", "--data", "/tmp/unused", "--retention-check", "0s"}, 2, "--retention-check 0s: must be positive"},
 	}
 	for _, c := range cases {
 		code, _, errOut := runCLI(c.args...)
@@ -143,5 +152,31 @@ func TestTuneGC(t *testing.T) {
 	tuneGC(func(k string) string { return map[string]string{"GOGC": "50"}[k] })
 	if got := debug.SetGCPercent(100); got != 100 {
 		t.Fatalf("with $GOGC set, tuneGC changed GOGC to %d", got)
+	}
+}
+
+// TestNodeRetentionFlags: the retention flags reach the topics' log config and turn the
+// partitions' retention runs on.
+func TestNodeRetentionFlags(t *testing.T) {
+	parse := func(args ...string) actors.NodeConfig {
+		t.Helper()
+		fs := flag.NewFlagSet("node", flag.ContinueOnError)
+		var f nodeFlags
+		f.register(fs, "/tmp/unused")
+		if err := fs.Parse(args); err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := f.config(io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cfg
+	}
+	if cfg := parse(); cfg.Replica.RetentionEvery != 0 || cfg.Log.RetentionAge != 0 || cfg.Log.RetentionBytes != 0 || cfg.Log.SegmentBytes != 128<<20 {
+		t.Fatalf("defaults: every %v, age %v, bytes %d, segment %d", cfg.Replica.RetentionEvery, cfg.Log.RetentionAge, cfg.Log.RetentionBytes, cfg.Log.SegmentBytes)
+	}
+	cfg := parse("--retention-age", "168h", "--retention-bytes", "1073741824", "--retention-check", "30s", "--segment-bytes", "1048576")
+	if cfg.Replica.RetentionEvery != 30*time.Second || cfg.Log.RetentionAge != 168*time.Hour || cfg.Log.RetentionBytes != 1<<30 || cfg.Log.SegmentBytes != 1<<20 {
+		t.Fatalf("set: every %v, age %v, bytes %d, segment %d", cfg.Replica.RetentionEvery, cfg.Log.RetentionAge, cfg.Log.RetentionBytes, cfg.Log.SegmentBytes)
 	}
 }

@@ -22,6 +22,8 @@ type nodeFlags struct {
 	data, listen, gossip, join, http, sync, logLevel string
 	syncEvery                                        time.Duration
 	pprof                                            bool
+	segmentBytes, retentionBytes                     int64
+	retentionAge, retentionCheck                     time.Duration
 }
 
 func (f *nodeFlags) register(fs *flag.FlagSet, defaultData string) {
@@ -34,6 +36,10 @@ func (f *nodeFlags) register(fs *flag.FlagSet, defaultData string) {
 	fs.StringVar(&f.sync, "sync", "always", "log durability: always (fsync every write), interval, never")
 	fs.DurationVar(&f.syncEvery, "sync-interval", time.Second, "fsync period with --sync interval")
 	fs.StringVar(&f.logLevel, "log-level", "warn", "log level: debug, info, warn, error")
+	fs.Int64Var(&f.segmentBytes, "segment-bytes", storage.DefaultConfig().SegmentBytes, "bytes at which a partition's active segment is rolled")
+	fs.DurationVar(&f.retentionAge, "retention-age", 0, "delete a topic partition's segments whose newest record is older than this (0: keep)")
+	fs.Int64Var(&f.retentionBytes, "retention-bytes", 0, "delete a topic partition's oldest segments while it is larger than this (0: no limit)")
+	fs.DurationVar(&f.retentionCheck, "retention-check", time.Minute, "how often each partition applies --retention-age and --retention-bytes")
 }
 
 // config turns the flags into a node config, with an error naming the flag that is wrong.
@@ -60,6 +66,21 @@ func (f *nodeFlags) config(stderr io.Writer) (actors.NodeConfig, error) {
 	cfg.Profiling = f.pprof
 	cfg.Log = storage.DefaultConfig()
 	cfg.Log.Sync, cfg.Log.SyncInterval = mode, f.syncEvery
+	switch {
+	case f.segmentBytes < 4096:
+		return cfg, fmt.Errorf("%w: --segment-bytes %d: want at least 4096", errUsage, f.segmentBytes)
+	case f.retentionAge < 0:
+		return cfg, fmt.Errorf("%w: --retention-age %v: must not be negative", errUsage, f.retentionAge)
+	case f.retentionBytes < 0:
+		return cfg, fmt.Errorf("%w: --retention-bytes %d: must not be negative", errUsage, f.retentionBytes)
+	case f.retentionCheck <= 0:
+		return cfg, fmt.Errorf("%w: --retention-check %v: must be positive", errUsage, f.retentionCheck)
+	}
+	cfg.Log.SegmentBytes = f.segmentBytes
+	cfg.Log.RetentionAge, cfg.Log.RetentionBytes = f.retentionAge, f.retentionBytes
+	if f.retentionAge > 0 || f.retentionBytes > 0 {
+		cfg.Replica.RetentionEvery = f.retentionCheck
+	}
 	if err := cfg.Log.Validate(); err != nil {
 		return cfg, fmt.Errorf("%w: %v", errUsage, err)
 	}
