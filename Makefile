@@ -8,7 +8,7 @@ BENCH       ?= .
 BENCHTIME   ?= 2s
 FUZZTIME    ?= 30s
 
-.PHONY: build run test unit lint vet fmt bench fuzz clean
+.PHONY: build run test unit lint vet fmt bench fuzz soak clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/weir
@@ -46,6 +46,10 @@ fuzz:
 	@for t in $$($(GO) test -list '^Fuzz' ./storage/ | grep ^Fuzz); do \
 		echo "== $$t"; $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./storage/ || exit 1; \
 	done
+
+# soak runs the randomized crash tests with many more seeds than make test does.
+soak:
+	WEIR_CRASH_SEEDS=20000 $(GO) test -count=1 -run 'TestCrashAnywhere' ./connectors/sink/file/
 
 clean:
 	rm -rf bin data
