@@ -206,6 +206,9 @@ func (f *Faulty) SyncDir(dir string) error {
 // DropCache passes the advice on to the wrapped FS; it injects no fault (it loses nothing).
 func (f *Faulty) DropCache(name string) error { return DropCache(f.inner, name) }
 
+// Lock passes the lock on to the wrapped FS.
+func (f *Faulty) Lock(name string) (func() error, error) { return Lock(f.inner, name) }
+
 type faultyFile struct {
 	fs    *Faulty
 	inner File

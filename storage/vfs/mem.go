@@ -2,6 +2,7 @@ package vfs
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"io/fs"
 	"math/rand/v2"
@@ -34,6 +35,36 @@ type Mem struct {
 	mu    sync.Mutex
 	dirs  map[string]struct{}
 	files map[string]*memInode
+	locks map[string]bool // names locked with Lock (a crash copy holds none)
+}
+
+// Lock takes the lock of name (creating the file if needed) until release.
+func (m *Mem) Lock(name string) (func() error, error) {
+	if _, err := m.Stat(name); err != nil {
+		f, err := m.Create(name)
+		if err != nil {
+			return nil, err
+		}
+		f.Close()
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.locks[name] {
+		return nil, fmt.Errorf("%s: %w", name, ErrLocked)
+	}
+	if m.locks == nil {
+		m.locks = map[string]bool{}
+	}
+	m.locks[name] = true
+	var once sync.Once
+	return func() error {
+		once.Do(func() {
+			m.mu.Lock()
+			delete(m.locks, name)
+			m.mu.Unlock()
+		})
+		return nil
+	}, nil
 }
 
 // memInode is the data of one file. Open files point at it rather than at a name, so, as on a

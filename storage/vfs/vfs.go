@@ -12,6 +12,7 @@
 package vfs
 
 import (
+	"errors"
 	"io"
 	"os"
 	"path/filepath"
@@ -69,6 +70,26 @@ func DropCache(fsys FS, name string) error {
 		return d.DropCache(name)
 	}
 	return nil
+}
+
+// ErrLocked is the error of Lock when another holder has the lock.
+var ErrLocked = errors.New("locked by another holder")
+
+// Locker is an FS that can lock a file exclusively against other holders, in this process or
+// another: a directory's owner keeps a lock file to keep a second owner out. A lock held by a
+// process goes when the process does.
+type Locker interface {
+	// Lock takes the lock of the file name, creating the file if needed; it fails at once with
+	// an error for which errors.Is(err, ErrLocked) holds when someone else has it.
+	Lock(name string) (release func() error, err error)
+}
+
+// Lock takes the lock of name on fsys, or does nothing for an FS that has no locks.
+func Lock(fsys FS, name string) (release func() error, err error) {
+	if l, ok := fsys.(Locker); ok {
+		return l.Lock(name)
+	}
+	return func() error { return nil }, nil
 }
 
 // OS is the FS of the operating system.

@@ -26,7 +26,9 @@
 //     that a crash interrupted, so a record is never both in a final file and replayed.
 //
 // The manifest is the sink's only memory: a directory belongs to one sink at a time and to one
-// incarnation of its topics. Two sinks on one directory corrupt each other; a topic deleted and
+// incarnation of its topics. Open locks the directory (a lock file, flock on Linux, held until
+// Close or the process's end), so a second sink on it fails to open instead of corrupting the
+// first one's files; a topic deleted and
 // created again restarts its offsets at zero, and its records at or below the old last offset
 // would be skipped: give the new topic (or a new group) a new directory. In a group of several
 // sinks, each with its own directory, exactly once holds per directory for the partitions a sink
@@ -38,6 +40,7 @@
 //
 //	<dir>/<topic>-<partition>-<first offset>-<last offset><suffix>  a finished file
 //	<dir>/.<topic>-<partition>-<first offset>.inprogress           the file being written
+//	<dir>/.lock                                                    the lock of the sink that has the directory open
 //	<dir>/.manifest                                                the sink's state, JSON
 //	<dir>/.manifest.tmp                                            a manifest being replaced
 //
@@ -90,6 +93,7 @@ import (
 
 // On-disk names and versions.
 const (
+	lockName         = ".lock"
 	manifestName     = ".manifest"
 	manifestTemp     = manifestName + vfs.TmpSuffix
 	manifestVersion  = 1
@@ -162,6 +166,7 @@ type Sink struct {
 	open   bool
 	broken error           // why the last Write or roll failed; cleared by Open
 	parts  map[tpKey]*part // every partition the manifest knows
+	unlock func() error    // releases the directory's lock; nil while not open
 	stop   chan struct{}   // closed by Close to stop the timer
 	done   chan struct{}   // closed when the timer returns
 }
@@ -240,10 +245,22 @@ func (s *Sink) Open(context.Context) error {
 	if s.open {
 		return errors.New("file sink: Open of an open sink")
 	}
-	if err := s.recover(); err != nil {
-		s.closeFiles()
+	if err := s.cfg.FS.MkdirAll(s.cfg.Dir); err != nil {
 		return fmt.Errorf("file sink: open %s: %w", s.cfg.Dir, err)
 	}
+	unlock, err := vfs.Lock(s.cfg.FS, filepath.Join(s.cfg.Dir, lockName))
+	if err != nil {
+		if errors.Is(err, vfs.ErrLocked) {
+			return fmt.Errorf("file sink: open %s: the directory is in use by another sink: %w", s.cfg.Dir, err)
+		}
+		return fmt.Errorf("file sink: open %s: %w", s.cfg.Dir, err)
+	}
+	if err := s.recover(); err != nil {
+		s.closeFiles()
+		_ = unlock()
+		return fmt.Errorf("file sink: open %s: %w", s.cfg.Dir, err)
+	}
+	s.unlock = unlock
 	s.open, s.broken = true, nil
 	if s.cfg.RollInterval > 0 {
 		s.stop, s.done = make(chan struct{}), make(chan struct{})
@@ -636,6 +653,12 @@ func (s *Sink) Close() error {
 	}
 	s.closeFiles()
 	s.parts = nil
+	if s.unlock != nil {
+		if uerr := s.unlock(); err == nil {
+			err = uerr
+		}
+		s.unlock = nil
+	}
 	return err
 }
 

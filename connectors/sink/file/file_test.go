@@ -149,7 +149,7 @@ func TestRollsBySize(t *testing.T) {
 		t.Fatal(err)
 	}
 	names, _ := vfs.OS.List(dir)
-	wantNames := []string{".manifest",
+	wantNames := []string{".lock", ".manifest",
 		"t-0-00000000000000000000-00000000000000000004.txt",
 		"t-0-00000000000000000005-00000000000000000009.txt",
 		"t-0-00000000000000000010-00000000000000000014.txt",
@@ -173,7 +173,7 @@ func TestRecordBiggerThanRollSize(t *testing.T) {
 		t.Fatal(err)
 	}
 	names, _ := mem.List("/out")
-	if len(names) != 4 { // the manifest and a file per record
+	if len(names) != 5 { // the lock, the manifest and a file per record
 		t.Fatalf("files: %v", names)
 	}
 }
@@ -550,7 +550,7 @@ func TestRecovery(t *testing.T) {
 			}
 			names, _ := mem.List("/out")
 			for _, n := range names {
-				if strings.HasPrefix(n, ".") && n != manifestName {
+				if strings.HasPrefix(n, ".") && n != manifestName && n != lockName {
 					t.Fatalf("left behind: %v", names)
 				}
 			}
@@ -832,5 +832,34 @@ func TestOpenSyncsACutThatWasNotDurable(t *testing.T) {
 	got := finished(t, crashed, "/out", Lines)["t/0"] // checks each name against its records
 	if strings.Join(got, ",") != "v00,v01" {
 		t.Fatalf("after Open and a machine crash the partition holds %v, want v00,v01", got)
+	}
+}
+
+// TestSecondSinkOnADirectoryFails: a directory belongs to one open sink; a second one fails to
+// open, naming the reason, until the first closes.
+func TestSecondSinkOnADirectoryFails(t *testing.T) {
+	for _, fsys := range []vfs.FS{vfs.NewMem(), vfs.OS} {
+		dir := "/out"
+		if fsys == vfs.OS {
+			dir = t.TempDir()
+		}
+		cfg := Config{Dir: dir, RollSize: 1 << 20, FS: fsys}
+		a := openSink(t, cfg)
+		b, err := New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := b.Open(ctx); err == nil || !errors.Is(err, vfs.ErrLocked) || !strings.Contains(err.Error(), "in use by another sink") {
+			t.Fatalf("second sink's Open: %v", err)
+		}
+		if err := a.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.Open(ctx); err != nil {
+			t.Fatalf("Open after the first sink closed: %v", err)
+		}
+		if err := b.Close(); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
