@@ -167,15 +167,15 @@ func (b *budget) close() {
 	b.cond.Broadcast()
 }
 
+// maxKeptFrameBuffer is the largest frame buffer a connection keeps for its next frame.
+const maxKeptFrameBuffer = 4 << 20
+
 // serveConn reads requests and dispatches each to its actors before reading the next, so that
 // the requests of one connection reach a partition (or a coordinator) in the order they were
 // sent: Kafka's per-connection ordering, which keeps pipelined produce requests to a partition
 // in order. Only the wait for the actors' replies runs in a goroutine per request, and the
 // responses go out through one writer goroutine as they are ready, in any order: each carries
 // its request's correlation id.
-// maxKeptFrameBuffer is the largest frame buffer a connection keeps for its next frame.
-const maxKeptFrameBuffer = 4 << 20
-
 func (s *Server) serveConn(c net.Conn) {
 	defer s.wg.Done()
 	out := make(chan []byte, s.cfg.MaxInFlight+1)

@@ -179,8 +179,9 @@ func (p *Producer) Produce(ctx context.Context, rec storage.Record) *Result {
 // after a closed producer or ctx's end while waiting for buffer space; else on the producer's
 // goroutine when the record is acknowledged or has failed after its retries. It blocks while
 // MaxBufferedBytes are buffered (backpressure); ctx bounds only that wait. A zero Timestamp is
-// set to when the first of the records the producer's goroutine takes in together was
-// produced: at most a Linger before the call, and never after it. fn may be nil. The producer keeps rec's slices until fn is called:
+// set to when the first of the records the producer's goroutine takes in together entered the
+// buffer: at most a Linger before this record did (after any wait for buffer space). fn may be
+// nil. The producer keeps rec's slices until fn is called:
 // the caller must not modify them before.
 func (p *Producer) ProduceAsync(ctx context.Context, rec storage.Record, fn func(offset int64, err error)) {
 	if fn == nil {

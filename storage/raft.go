@@ -202,7 +202,9 @@ func (l *Log) batchForEntry(e *pb.Entry) ([]byte, Header, error) {
 // its suffix from the first of them on (raft has found the follower's log diverged); the rest are
 // appended. The placement of a records entry (base offset, term, index, header crc) is written
 // into its Data in place, so that the entry is what Entries returns for it later; the entries
-// are kept until applied (SetApplied) and must not be modified by the caller. It syncs as the policy says: with SyncAlways the entries are durable on return, which
+// are kept until applied (SetApplied). So the log owns the Data of entries given to it: the
+// caller must not modify or reuse it, and two entries must not share it (raft's own entries
+// never do: it copies each proposal). It syncs as the policy says: with SyncAlways the entries are durable on return, which
 // raft requires before the messages of the same Ready are sent.
 //
 // It is all or nothing as far as it can be: every entry is checked before anything is truncated

@@ -482,7 +482,8 @@ func produceLoop(p benchProducer, h *latencyHist, stats *produceStats, claimed *
 	// every record by a sleep. So records go out in bursts, up to benchLead before they are
 	// due; one sent early is timed from when it was sent (approximately: from the last clock
 	// reading before it, taken at most benchReadEvery records earlier, which overstates its
-	// latency by microseconds), one sent late from when it was due.
+	// latency by microseconds), one sent late from when it was due. Behind schedule the clock is
+	// read every benchReadEvery records too, so that the run ends at its duration.
 	now, readAt := start, int64(0)
 	for sent := int64(1); ; sent++ {
 		if f.records > 0 && claimed.Add(1) > f.records {
@@ -491,12 +492,15 @@ func produceLoop(p benchProducer, h *latencyHist, stats *produceStats, claimed *
 		var t0 time.Time
 		if interval > 0 {
 			due := start.Add(time.Duration(sent) * interval)
-			if due.After(now) && (due.Sub(now) > benchLead || sent-readAt >= benchReadEvery) {
+			if (due.After(now) && due.Sub(now) > benchLead) || sent-readAt >= benchReadEvery {
 				now, readAt = time.Now(), sent
 				if d := due.Sub(now); d > benchLead {
 					time.Sleep(d - benchLead)
 					now = time.Now()
 				}
+			}
+			if f.duration > 0 && now.Sub(start) >= f.duration {
+				break // behind schedule: the run still ends at its duration
 			}
 			// Latency counts from when the record was due, not from when it went out: a send
 			// that blocked (backpressure) or a late wake-up delays the records after it, and
@@ -1112,14 +1116,16 @@ func histBounds(i int) (lo, hi uint64) {
 // record adds one duration (negative ones count as 0).
 func (h *latencyHist) record(d time.Duration) {
 	d = max(d, 0)
-	h.counts[histIndex(uint64(d))].Add(1)
-	h.n.Add(1)
+	// The maximum first: a snapshot (merge, since) that sees the count must see it too, or it
+	// would cap the quantiles below the value counted.
 	for {
 		cur := h.hi.Load()
 		if int64(d) <= cur || h.hi.CompareAndSwap(cur, int64(d)) {
-			return
+			break
 		}
 	}
+	h.counts[histIndex(uint64(d))].Add(1)
+	h.n.Add(1)
 }
 
 // merge adds o's counts to h.

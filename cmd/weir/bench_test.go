@@ -417,3 +417,28 @@ func TestHistSince(t *testing.T) {
 		t.Fatalf("window p99 %v, want about 1 ms (the earlier 100 ms ones are not in it)", p99)
 	}
 }
+
+// slowProducer blocks every send for delay, as a producer out of buffer space does.
+type slowProducer struct{ delay time.Duration }
+
+func (p *slowProducer) ProduceAsync(_ context.Context, _ storage.Record, fn func(int64, error)) {
+	time.Sleep(p.delay)
+	fn(0, nil)
+}
+
+func (p *slowProducer) Close() error { return nil }
+
+// TestRateBehindScheduleEndsAtDuration: a producer that cannot keep up with --rate still stops
+// at --duration (give or take benchReadEvery sends), not when the last record due by then has
+// gone out (which took 1.08 s for a 100 ms run before).
+func TestRateBehindScheduleEndsAtDuration(t *testing.T) {
+	var h latencyHist
+	var stats produceStats
+	var claimed atomic.Int64
+	f := &benchFlags{rate: 10_000, producers: 1, duration: 100 * time.Millisecond}
+	start := time.Now()
+	produceLoop(&slowProducer{delay: time.Millisecond}, &h, &stats, &claimed, []byte("v"), f, start)
+	if el := time.Since(start); el > 3*f.duration {
+		t.Fatalf("a %v run lasted %v (%d records)", f.duration, el, stats.acked.Load())
+	}
+}

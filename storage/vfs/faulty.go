@@ -202,13 +202,13 @@ func (f *Faulty) SyncDir(dir string) error {
 	return f.inner.SyncDir(dir)
 }
 
-// faultyFile is a File of a Faulty.
 // DropCache passes the advice on to the wrapped FS; it injects no fault (it loses nothing).
 func (f *Faulty) DropCache(name string) error { return DropCache(f.inner, name) }
 
 // Lock passes the lock on to the wrapped FS.
 func (f *Faulty) Lock(name string) (func() error, error) { return Lock(f.inner, name) }
 
+// faultyFile is a File of a Faulty.
 type faultyFile struct {
 	fs    *Faulty
 	inner File
