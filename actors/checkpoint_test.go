@@ -120,7 +120,7 @@ func applyBatch(t *testing.T, s *offsetsState, base int64, b []byte) int64 {
 
 func commitRecord(t *testing.T, group string, offs ...wire.PartitionOffset) []byte {
 	t.Helper()
-	b, reply := newOffsetsState(nil).Handle(&CommitOffsets{Group: group, Offsets: offs})
+	b, reply := newOffsetsState(nil, nil).Handle(&CommitOffsets{Group: group, Offsets: offs})
 	if reply != nil {
 		t.Fatal(reply)
 	}
@@ -130,7 +130,7 @@ func commitRecord(t *testing.T, group string, offs ...wire.PartitionOffset) []by
 // TestCheckpointInterleaved: a checkpoint's records applied after commits made since it was
 // taken do not put back older offsets, both live and when a restarted replica replays them.
 func TestCheckpointInterleaved(t *testing.T) {
-	s := newOffsetsState(nil)
+	s := newOffsetsState(nil, nil)
 	next := applyBatch(t, s, 0, commitRecord(t, "g", wire.PartitionOffset{Topic: "t", Partition: 0, Offset: 5}))
 	next = applyBatch(t, s, next, commitRecord(t, "h", wire.PartitionOffset{Topic: "t", Partition: 0, Offset: 1}))
 	batches, n, err := s.Checkpoint(next)
@@ -149,11 +149,11 @@ func TestCheckpointInterleaved(t *testing.T) {
 	}
 	check(s, "live")
 	// After the log before the checkpoint was deleted, a restart replays from the later commit.
-	r := newOffsetsState(nil)
+	r := newOffsetsState(nil, nil)
 	applyBatch(t, r, cpAt, batches[0]) // replay as if the checkpoint came first...
 	applyBatch(t, r, cpAt+1, later)    // ...or in log order: both give the same state
 	check(r, "replayed")
-	r = newOffsetsState(nil)
+	r = newOffsetsState(nil, nil)
 	applyBatch(t, r, next, later)
 	applyBatch(t, r, cpAt, batches[0])
 	check(r, "replayed in log order")
@@ -162,7 +162,7 @@ func TestCheckpointInterleaved(t *testing.T) {
 // TestCheckpointLargeMetadata: offsets with large metadata are spread over records and batches
 // instead of making one record too large to encode.
 func TestCheckpointLargeMetadata(t *testing.T) {
-	s := newOffsetsState(nil)
+	s := newOffsetsState(nil, nil)
 	meta := bytes.Repeat([]byte("m"), 64<<10)
 	var offs []wire.PartitionOffset
 	for p := range int32(1024) {
@@ -176,7 +176,7 @@ func TestCheckpointLargeMetadata(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := newOffsetsState(nil)
+	r := newOffsetsState(nil, nil)
 	off := int64(0)
 	for _, b := range batches {
 		if len(b) > storage.MaxBatchSize {
@@ -296,5 +296,97 @@ func TestCheckpointLargerThanInFlightLimit(t *testing.T) {
 		if len(fc.Offsets) != 1 || fc.Offsets[0].Offset != int64(800+g) || !bytes.Equal(fc.Offsets[0].Metadata, meta) {
 			t.Fatalf("group g-%d after a restart: %+v", g, fc.Offsets)
 		}
+	}
+}
+
+// TestDeleteTopicOffsets: a deletion removes every group's offsets in the topic but not flow
+// sources' positions (partition -1) nor other topics'; a checkpoint taken before the deletion
+// and applied after it does not bring them back; commits after it (a topic created again) stand.
+func TestDeleteTopicOffsets(t *testing.T) {
+	s := newOffsetsState(nil, nil)
+	next := applyBatch(t, s, 0, commitRecord(t, "g",
+		wire.PartitionOffset{Topic: "t", Partition: 0, Offset: 5},
+		wire.PartitionOffset{Topic: "u", Partition: 0, Offset: 7}))
+	next = applyBatch(t, s, next, commitRecord(t, SourceGroup("f"), wire.PartitionOffset{Topic: "t", Partition: -1, Metadata: []byte("pos")}))
+	cp, _, err := s.Checkpoint(next) // holds t/0 = 5
+	if err != nil {
+		t.Fatal(err)
+	}
+	del, reply := s.Handle(&DeleteTopicOffsets{Topic: "t"})
+	if reply != nil {
+		t.Fatal(reply)
+	}
+	next = applyBatch(t, s, next, del)
+	check := func(what string, wantT bool) {
+		t.Helper()
+		_, hasT := s.groups["g"][tp{"t", 0}]
+		if hasT != wantT || s.groups["g"][tp{"u", 0}].Offset != 7 || string(s.groups[SourceGroup("f")][tp{"t", -1}].Metadata) != "pos" {
+			t.Fatalf("%s: g has t/0: %v (want %v), g u/0 %d, source position %q", what, hasT, wantT,
+				s.groups["g"][tp{"u", 0}].Offset, s.groups[SourceGroup("f")][tp{"t", -1}].Metadata)
+		}
+	}
+	check("after the deletion", false)
+	for _, b := range cp {
+		next = applyBatch(t, s, next, b)
+	}
+	check("after a checkpoint taken before the deletion", false)
+	next = applyBatch(t, s, next, commitRecord(t, "g", wire.PartitionOffset{Topic: "t", Partition: 0, Offset: 1}))
+	check("after a commit to the topic created again", true)
+	if s.groups["g"][tp{"t", 0}].Offset != 1 {
+		t.Fatalf("g t/0 at %d after the new commit, want 1", s.groups["g"][tp{"t", 0}].Offset)
+	}
+	if _, reply := s.Handle(&DeleteTopicOffsets{}); reply == nil {
+		t.Fatal("a deletion without a topic was accepted")
+	}
+}
+
+// TestDeletedTopicOffsetsGone: a group's offsets in a deleted topic are gone when the topic is
+// created again, and stay gone after a restart.
+func TestDeletedTopicOffsetsGone(t *testing.T) {
+	dir := t.TempDir()
+	n := startTestNode(t, dir, nil)
+	tc := dialNode(t, n)
+	createTopic(t, tc, "d", 2)
+	var ar wire.AdminResponse
+	var jr wire.JoinGroupResponse
+	tc.call(wire.ApiJoinGroup, &wire.JoinGroupRequest{Group: "g", MemberID: "m1", Topics: []string{"d"}, SessionTimeoutMs: 30000}, &jr)
+	if jr.Err != nil {
+		t.Fatalf("join: %v", jr.Err)
+	}
+	tc.call(wire.ApiCommit, &wire.CommitRequest{Group: "g", MemberID: "m1", Generation: jr.Generation,
+		Offsets: []wire.PartitionOffset{{Topic: "d", Partition: 0, Offset: 3}, {Topic: "d", Partition: 1, Offset: 4}}}, &ar)
+	if ar.Err != nil {
+		t.Fatalf("commit: %v", ar.Err)
+	}
+	fetched := func() []wire.PartitionOffset {
+		t.Helper()
+		var fr wire.FetchCommitResponse
+		tc.call(wire.ApiFetchCommit, &wire.FetchCommitRequest{Group: "g", Partitions: []wire.TopicPartitions{{Topic: "d", Partitions: []int32{0, 1}}}}, &fr)
+		if fr.Err != nil {
+			t.Fatal(fr.Err)
+		}
+		return fr.Offsets
+	}
+	if got := fetched(); len(got) != 2 {
+		t.Fatalf("committed before the deletion: %v", got)
+	}
+	tc.call(wire.ApiDeleteTopic, &wire.DeleteTopicRequest{Name: "d"}, &ar)
+	if ar.Err != nil {
+		t.Fatal(ar.Err)
+	}
+	createTopic(t, tc, "d", 2)
+	deadline := time.Now().Add(5 * time.Second)
+	for len(fetched()) > 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("offsets of the deleted topic still there: %v", fetched())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	n.Close()
+	n = startTestNode(t, dir, nil)
+	defer n.Close()
+	tc = dialNode(t, n)
+	if got := fetched(); len(got) > 0 {
+		t.Fatalf("offsets of the deleted topic back after a restart: %v", got)
 	}
 }

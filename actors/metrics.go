@@ -122,6 +122,19 @@ func (m *Metrics) groupOffsets(group string, o wire.PartitionOffset) {
 	}
 }
 
+// forgetGroupTopic drops the groups' offsets of a topic whose offsets __offsets deleted.
+func (m *Metrics) forgetGroupTopic(topic string) {
+	if m == nil {
+		return
+	}
+	m.commits.Range(func(k, _ any) bool {
+		if k.(groupPartition).topic == topic {
+			m.commits.Delete(k)
+		}
+		return true
+	})
+}
+
 type groupPartition struct {
 	group, topic string
 	partition    int32

@@ -26,6 +26,14 @@ type CommitOffsets struct {
 	Offsets []wire.PartitionOffset `msgpack:"o"`
 }
 
+// DeleteTopicOffsets removes every group's committed offsets in a topic that was deleted, so that
+// a topic created again under its name starts without them, as in Kafka. Flow sources' positions
+// (partition -1) stay: they are positions in the source, not in the topic. The reply is a
+// *ProduceReply once the deletion is committed.
+type DeleteTopicOffsets struct {
+	Topic string `msgpack:"t"`
+}
+
 // FetchOffsets reads a group's committed offsets; the reply is a *wire.FetchCommitResponse.
 type FetchOffsets struct {
 	Group      string                 `msgpack:"g"`
@@ -36,6 +44,7 @@ func init() {
 	register(30, &CommitOffsets{})
 	register(31, &FetchOffsets{})
 	register(32, &wire.FetchCommitResponse{})
+	register(33, &DeleteTopicOffsets{})
 }
 
 type tp struct {
@@ -46,8 +55,13 @@ type tp struct {
 // offsetsState is the state machine of __offsets.
 type offsetsState struct {
 	groups map[string]map[tp]committedOffset
-	// committed, if not nil, is told of every offset applied, replayed ones included.
+	// deleted is, per topic, the log offset of the last record that deleted its offsets: a
+	// checkpoint taken before it must not bring them back.
+	deleted map[string]int64
+	// committed, if not nil, is told of every offset applied, replayed ones included; forget of
+	// every topic whose offsets were deleted.
 	committed func(group string, o wire.PartitionOffset)
+	forget    func(topic string)
 }
 
 // committedOffset is a stored offset and the log offset of the record that set it (for a
@@ -58,15 +72,37 @@ type committedOffset struct {
 }
 
 // checkpointHeader marks a checkpoint record; its value is the offset (decimal) after the last
-// record the checkpoint's state includes.
-const checkpointHeader = "checkpoint-of"
+// record the checkpoint's state includes. deleteTopicHeader marks a record that deletes the
+// offsets of the topic it names (DeleteTopicOffsets).
+const (
+	checkpointHeader  = "checkpoint-of"
+	deleteTopicHeader = "delete-topic"
+)
 
-func newOffsetsState(committed func(group string, o wire.PartitionOffset)) *offsetsState {
-	return &offsetsState{groups: map[string]map[tp]committedOffset{}, committed: committed}
+func newOffsetsState(committed func(group string, o wire.PartitionOffset), forget func(topic string)) *offsetsState {
+	return &offsetsState{groups: map[string]map[tp]committedOffset{}, deleted: map[string]int64{},
+		committed: committed, forget: forget}
 }
 
 // Apply implements StateMachine.
 func (s *offsetsState) Apply(offset int64, rec storage.Record) *wire.Error {
+	if topic, ok := rec.Headers[deleteTopicHeader]; ok {
+		for name, g := range s.groups {
+			for k := range g {
+				if k.topic == topic && k.partition >= 0 {
+					delete(g, k)
+				}
+			}
+			if len(g) == 0 {
+				delete(s.groups, name)
+			}
+		}
+		s.deleted[topic] = offset
+		if s.forget != nil {
+			s.forget(topic)
+		}
+		return nil
+	}
 	var offs []wire.PartitionOffset
 	if err := msgpack.Unmarshal(rec.Value, &offs); err != nil {
 		return wire.Errorf(wire.CodeMalformed, "__offsets record at %d: %v", offset, err)
@@ -89,6 +125,9 @@ func (s *offsetsState) Apply(offset int64, rec storage.Record) *wire.Error {
 		k := tp{o.Topic, o.Partition}
 		if cur, ok := g[k]; isCheckpoint && ok && cur.at > at {
 			continue // committed after the checkpoint was taken
+		}
+		if d, ok := s.deleted[o.Topic]; isCheckpoint && ok && o.Partition >= 0 && at < d {
+			continue // deleted after the checkpoint was taken
 		}
 		g[k] = committedOffset{o, at}
 		if s.committed != nil {
@@ -193,6 +232,16 @@ func (s *offsetsState) Handle(msg any) ([]byte, any) {
 		b, err := storage.EncodeBatch([]storage.Record{{Key: []byte(m.Group), Value: v, Timestamp: nowMillis()}})
 		if err != nil {
 			return nil, &ProduceReply{BaseOffset: -1, Err: wire.Errorf(wire.CodeInvalidRequest, "commit: %v", err)}
+		}
+		return b, nil
+	case *DeleteTopicOffsets:
+		if m.Topic == "" {
+			return nil, &ProduceReply{BaseOffset: -1, Err: wire.Errorf(wire.CodeInvalidRequest, "delete offsets: empty topic")}
+		}
+		v, _ := msgpack.Marshal([]wire.PartitionOffset{})
+		b, err := storage.EncodeBatch([]storage.Record{{Value: v, Headers: map[string]string{deleteTopicHeader: m.Topic}, Timestamp: nowMillis()}})
+		if err != nil {
+			return nil, &ProduceReply{BaseOffset: -1, Err: wire.Errorf(wire.CodeInvalidRequest, "delete offsets: %v", err)}
 		}
 		return b, nil
 	case *FetchOffsets:
