@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -388,5 +389,53 @@ func TestDeletedTopicOffsetsGone(t *testing.T) {
 	tc = dialNode(t, n)
 	if got := fetched(); len(got) > 0 {
 		t.Fatalf("offsets of the deleted topic back after a restart: %v", got)
+	}
+}
+
+// TestDeleteTopicOffsetsUnderLoad: while __offsets is kept at its in-flight limit by another
+// group's commits, the deletion of a deleted topic's offsets is refused (overloaded) at first;
+// it is retried, and the topic created again under the name starts without them (they
+// survived before the retry, found by review).
+func TestDeleteTopicOffsetsUnderLoad(t *testing.T) {
+	n := startTestNode(t, t.TempDir(), func(c *NodeConfig) { c.Replica.MaxPendingBytes = 1 })
+	defer n.Close()
+	tc := dialNode(t, n)
+	createTopic(t, tc, "d", 1)
+	createTopic(t, tc, "other", 1)
+	var ar wire.AdminResponse
+	tc.call(wire.ApiCommit, &wire.CommitRequest{Group: "g", Offsets: []wire.PartitionOffset{{Topic: "d", Partition: 0, Offset: 3}}}, &ar)
+	if ar.Err != nil {
+		t.Fatal(ar.Err)
+	}
+	// Another group commits to another topic, busily (any in-flight commit fills the limit).
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := int64(0); !stop.Load(); i++ {
+				n.system.Root.Send(n.childPID("offsets"), &CommitOffsets{Group: "busy", Offsets: []wire.PartitionOffset{{Topic: "other", Partition: 0, Offset: i}}})
+				if i%64 == 0 {
+					time.Sleep(time.Microsecond)
+				}
+			}
+		}()
+	}
+	time.Sleep(50 * time.Millisecond)
+	// The load lasts a while after the deletion, then ends: the deletion's first tries are
+	// refused, a later one gets in.
+	time.AfterFunc(300*time.Millisecond, func() { stop.Store(true) })
+	tc.call(wire.ApiDeleteTopic, &wire.DeleteTopicRequest{Name: "d"}, &ar)
+	if ar.Err != nil {
+		t.Fatal(ar.Err)
+	}
+	createTopic(t, tc, "d", 1)
+	stop.Store(true)
+	wg.Wait()
+	var fr wire.FetchCommitResponse
+	tc.call(wire.ApiFetchCommit, &wire.FetchCommitRequest{Group: "g", Partitions: []wire.TopicPartitions{{Topic: "d", Partitions: []int32{0}}}}, &fr)
+	if len(fr.Offsets) > 0 {
+		t.Fatalf("the deleted topic's offsets are still there for the new topic: %v", fr.Offsets)
 	}
 }

@@ -482,23 +482,34 @@ func (a *rootActor) reconcile(ctx actor.Context, t *Topics) {
 	n.once.Do(func() { close(n.ready) })
 }
 
-// deleteOffsets has __offsets delete the groups' committed offsets of a deleted topic. It is
-// sent before the partitions of a topic created again under the name are spawned, so it is
-// ahead of their commits in __offsets' mailbox. If the node dies before it is committed, the
-// offsets stay (a known gap, docs/runtime.md).
+// deleteOffsets has __offsets delete the groups' committed offsets of a deleted topic, and
+// waits until the deletion is committed (retrying while __offsets is overloaded or restarting,
+// for up to deleteOffsetsTimeout): the caller spawns a topic created again under the name only
+// afterwards, so no commit to the new topic can come before the deletion (or be wiped by a late
+// one), and no group reads the old offsets for it. If it gives up, or the node dies before the
+// deletion is committed, the offsets stay (a known gap, docs/runtime.md).
 func (a *rootActor) deleteOffsets(ctx actor.Context, topic string) {
-	f := ctx.RequestFuture(a.n.childPID("offsets"), &DeleteTopicOffsets{Topic: topic}, 10*time.Second)
-	logger := a.n.logger
-	go func() {
-		res, err := f.Result()
+	deadline := time.Now().Add(deleteOffsetsTimeout)
+	backoff := 10 * time.Millisecond
+	for {
+		res, err := ctx.RequestFuture(a.n.childPID("offsets"), &DeleteTopicOffsets{Topic: topic}, 10*time.Second).Result()
 		if r, ok := res.(*ProduceReply); ok && r.Err != nil {
 			err = r.Err
 		}
-		if err != nil {
-			logger.Warn("delete the committed offsets of a deleted topic", "topic", topic, "err", err)
+		if err == nil {
+			return
 		}
-	}()
+		if time.Now().Add(backoff).After(deadline) {
+			a.n.logger.Warn("the committed offsets of a deleted topic stay", "topic", topic, "err", err)
+			return
+		}
+		time.Sleep(backoff)
+		backoff = min(2*backoff, 500*time.Millisecond)
+	}
 }
+
+// deleteOffsetsTimeout bounds how long deleteOffsets retries.
+const deleteOffsetsTimeout = 30 * time.Second
 
 // collectGarbage removes topic directories that no topic owns: left by a delete that crashed
 // before removing them. Only directories of topics created before end (the __meta offset the
