@@ -86,6 +86,7 @@ func TestCLIErrors(t *testing.T) {
 		{[]string{"node", "--data", "/tmp/unused", "--retention-age", "-1h"}, 2, "--retention-age -1h0m0s: must not be negative"},
 		{[]string{"node", "--data", "/tmp/unused", "--retention-bytes", "-5"}, 2, "--retention-bytes -5: must not be negative"},
 		{[]string{"node", "--data", "/tmp/unused", "--retention-check", "0s"}, 2, "--retention-check 0s: must be positive"},
+		{[]string{"node", "--data", "/tmp/unused", "--segment-age", "-1s"}, 2, "--segment-age -1s: must not be negative"},
 	}
 	for _, c := range cases {
 		code, _, errOut := runCLI(c.args...)
@@ -172,11 +173,18 @@ func TestNodeRetentionFlags(t *testing.T) {
 		}
 		return cfg
 	}
-	if cfg := parse(); cfg.Replica.RetentionEvery != 0 || cfg.Log.RetentionAge != 0 || cfg.Log.RetentionBytes != 0 || cfg.Log.SegmentBytes != 128<<20 {
+	if cfg := parse(); cfg.Replica.RetentionEvery != 0 || cfg.Log.RetentionAge != 0 || cfg.Log.RetentionBytes != 0 || cfg.Log.SegmentBytes != 128<<20 || cfg.Log.SegmentAge != 0 {
 		t.Fatalf("defaults: every %v, age %v, bytes %d, segment %d", cfg.Replica.RetentionEvery, cfg.Log.RetentionAge, cfg.Log.RetentionBytes, cfg.Log.SegmentBytes)
 	}
 	cfg := parse("--retention-age", "168h", "--retention-bytes", "1073741824", "--retention-check", "30s", "--segment-bytes", "1048576")
 	if cfg.Replica.RetentionEvery != 30*time.Second || cfg.Log.RetentionAge != 168*time.Hour || cfg.Log.RetentionBytes != 1<<30 || cfg.Log.SegmentBytes != 1<<20 {
 		t.Fatalf("set: every %v, age %v, bytes %d, segment %d", cfg.Replica.RetentionEvery, cfg.Log.RetentionAge, cfg.Log.RetentionBytes, cfg.Log.SegmentBytes)
+	}
+	// A quiet topic's active segment rolls by age, or retention could not delete it.
+	if cfg.Log.SegmentAge != 168*time.Hour {
+		t.Fatalf("segment age %v with --retention-age 168h, want 168h", cfg.Log.SegmentAge)
+	}
+	if cfg := parse("--retention-age", "24h", "--segment-age", "1h"); cfg.Log.SegmentAge != time.Hour {
+		t.Fatalf("segment age %v with --segment-age 1h", cfg.Log.SegmentAge)
 	}
 }

@@ -23,7 +23,7 @@ type nodeFlags struct {
 	syncEvery                                        time.Duration
 	pprof                                            bool
 	segmentBytes, retentionBytes                     int64
-	retentionAge, retentionCheck                     time.Duration
+	retentionAge, retentionCheck, segmentAge         time.Duration
 }
 
 func (f *nodeFlags) register(fs *flag.FlagSet, defaultData string) {
@@ -37,6 +37,7 @@ func (f *nodeFlags) register(fs *flag.FlagSet, defaultData string) {
 	fs.DurationVar(&f.syncEvery, "sync-interval", time.Second, "fsync period with --sync interval")
 	fs.StringVar(&f.logLevel, "log-level", "warn", "log level: debug, info, warn, error")
 	fs.Int64Var(&f.segmentBytes, "segment-bytes", storage.DefaultConfig().SegmentBytes, "bytes at which a partition's active segment is rolled")
+	fs.DurationVar(&f.segmentAge, "segment-age", 0, "age at which a partition's active segment is rolled (0: the --retention-age if set, else never)")
 	fs.DurationVar(&f.retentionAge, "retention-age", 0, "delete a topic partition's segments whose newest record is older than this (0: keep)")
 	fs.Int64Var(&f.retentionBytes, "retention-bytes", 0, "delete a topic partition's oldest segments while it is larger than this (0: no limit)")
 	fs.DurationVar(&f.retentionCheck, "retention-check", time.Minute, "how often each partition applies --retention-age and --retention-bytes")
@@ -75,6 +76,14 @@ func (f *nodeFlags) config(stderr io.Writer) (actors.NodeConfig, error) {
 		return cfg, fmt.Errorf("%w: --retention-bytes %d: must not be negative", errUsage, f.retentionBytes)
 	case f.retentionCheck <= 0:
 		return cfg, fmt.Errorf("%w: --retention-check %v: must be positive", errUsage, f.retentionCheck)
+	case f.segmentAge < 0:
+		return cfg, fmt.Errorf("%w: --segment-age %v: must not be negative", errUsage, f.segmentAge)
+	}
+	// Retention deletes only sealed segments: without rolling by age, a quiet topic's active
+	// segment would keep records for as long as it takes to fill it.
+	cfg.Log.SegmentAge = f.segmentAge
+	if cfg.Log.SegmentAge == 0 {
+		cfg.Log.SegmentAge = f.retentionAge
 	}
 	cfg.Log.SegmentBytes = f.segmentBytes
 	cfg.Log.RetentionAge, cfg.Log.RetentionBytes = f.retentionAge, f.retentionBytes
