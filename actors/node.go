@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -82,7 +83,9 @@ type Node struct {
 	topics map[string]*topicEntry
 	groups map[string]*actor.PID
 	ready  chan struct{} // closed when __meta has replayed and its topics are spawned
-	once   sync.Once
+	// closing is set when Close begins: the root stops retrying work so that it can stop.
+	closing atomic.Bool
+	once    sync.Once
 
 	closeOnce sync.Once // Close's work runs once; later and concurrent calls wait for it
 }
@@ -199,6 +202,7 @@ func (n *Node) Close() error {
 // (a long-polling fetch, a join waiting for a rebalance) at once, and only then waits for the
 // client port's goroutines, which wait for those answers.
 func (n *Node) close() {
+	n.closing.Store(true)
 	if n.server != nil {
 		n.server.stop()
 	}
@@ -499,7 +503,7 @@ func (a *rootActor) deleteOffsets(ctx actor.Context, topic string) {
 		if err == nil {
 			return
 		}
-		if time.Now().Add(backoff).After(deadline) {
+		if time.Now().Add(backoff).After(deadline) || a.n.closing.Load() {
 			a.n.logger.Warn("the committed offsets of a deleted topic stay", "topic", topic, "err", err)
 			return
 		}
