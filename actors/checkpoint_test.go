@@ -331,7 +331,7 @@ func TestDeleteTopicOffsets(t *testing.T) {
 		next = applyBatch(t, s, next, b)
 	}
 	check("after a checkpoint taken before the deletion", false)
-	next = applyBatch(t, s, next, commitRecord(t, "g", wire.PartitionOffset{Topic: "t", Partition: 0, Offset: 1}))
+	applyBatch(t, s, next, commitRecord(t, "g", wire.PartitionOffset{Topic: "t", Partition: 0, Offset: 1}))
 	check("after a commit to the topic created again", true)
 	if s.groups["g"][tp{"t", 0}].Offset != 1 {
 		t.Fatalf("g t/0 at %d after the new commit, want 1", s.groups["g"][tp{"t", 0}].Offset)
