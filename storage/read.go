@@ -3,7 +3,12 @@ package storage
 import (
 	"fmt"
 	"sort"
+
+	"github.com/weirhq/weir/storage/vfs"
 )
+
+// readAheadBytes is how far ahead of a read of an uncached segment the kernel is asked to read.
+const readAheadBytes = 8 << 20
 
 // segmentForOffset returns the segment holding offset off (start <= off < end).
 func (l *Log) segmentForOffset(off int64) *segment {
@@ -49,6 +54,11 @@ func (l *Log) Read(dst []byte, from int64, maxBytes int, end int64) ([]byte, err
 	buf := dst[start:]
 	if _, err := s.f.ReadAt(buf, pos); err != nil {
 		return dst[:start], fmt.Errorf("read %s at %d: %w", s.path, pos, err)
+	}
+	if s.uncached {
+		// A segment dropped from the page cache (DropCache) is read by a consumer catching up:
+		// have the kernel read ahead of it, so that its next reads find the data cached.
+		_ = vfs.Prefetch(s.f, pos+int64(len(buf)), readAheadBytes)
 	}
 	// Every batch must continue the one before: the first is the one seekOffset checked.
 	n := 0

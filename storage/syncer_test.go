@@ -2,7 +2,9 @@ package storage
 
 import (
 	"errors"
+	"fmt"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -492,5 +494,78 @@ func TestDropCacheOfSyncedSegments(t *testing.T) {
 			}
 			l.Close()
 		}
+	}
+}
+
+// prefetchFS records the Prefetch calls on its files.
+type prefetchFS struct {
+	dropFS
+	mu    sync.Mutex
+	calls []string
+}
+
+type prefetchFile struct {
+	vfs.File
+	fs *prefetchFS
+}
+
+func (f prefetchFile) Prefetch(off, n int64) error {
+	f.fs.mu.Lock()
+	defer f.fs.mu.Unlock()
+	f.fs.calls = append(f.fs.calls, fmt.Sprintf("%s@%d+%d", f.Name(), off, n))
+	return nil
+}
+
+func (p *prefetchFS) wrap(f vfs.File, err error) (vfs.File, error) {
+	if err != nil {
+		return nil, err
+	}
+	return prefetchFile{File: f, fs: p}, nil
+}
+func (p *prefetchFS) Create(n string) (vfs.File, error)     { return p.wrap(p.Mem.Create(n)) }
+func (p *prefetchFS) OpenAppend(n string) (vfs.File, error) { return p.wrap(p.Mem.OpenAppend(n)) }
+func (p *prefetchFS) Open(n string) (vfs.File, error)       { return p.wrap(p.Mem.Open(n)) }
+
+// TestReadAheadOfDroppedSegments: a read of a segment dropped from the page cache asks for the
+// bytes after it to be read ahead; a read of a cached one (the active segment) does not.
+func TestReadAheadOfDroppedSegments(t *testing.T) {
+	pfs := &prefetchFS{dropFS: dropFS{Mem: vfs.NewMem()}}
+	cfg := testConfig()
+	cfg.FS = pfs
+	l := mustOpen(t, "/log", cfg)
+	for l.Segments() < 6 {
+		appendN(t, l, 1, 3, 0)
+	}
+	waitNoPending(t, l)
+	b, err := l.Read(nil, 0, 256, l.EndOffset())
+	if err != nil || len(b) == 0 {
+		t.Fatalf("read of the first segment: %d bytes, %v", len(b), err)
+	}
+	l.mu.RLock()
+	first := l.segs[0]
+	activeBase := l.active().baseOffset
+	l.mu.RUnlock()
+	pfs.mu.Lock()
+	got := append([]string(nil), pfs.calls...)
+	pfs.calls = nil
+	pfs.mu.Unlock()
+	pos, _, _ := first.seekOffset(&window{f: first.f}, 0)
+	var off, n int64
+	var path string
+	if len(got) == 1 {
+		i := strings.LastIndex(got[0], "@")
+		path = got[0][:i]
+		fmt.Sscanf(got[0][i+1:], "%d+%d", &off, &n)
+	}
+	if len(got) != 1 || path != first.path || off < pos+int64(len(b)) || n != readAheadBytes {
+		t.Fatalf("prefetches after reading %d bytes at %d of a dropped segment: %q, want one of %s after them", len(b), pos, got, first.path)
+	}
+	if _, err := l.Read(nil, activeBase, 256, l.EndOffset()); err != nil {
+		t.Fatal(err)
+	}
+	pfs.mu.Lock()
+	defer pfs.mu.Unlock()
+	if len(pfs.calls) != 0 {
+		t.Fatalf("a read of the active segment prefetched: %q", pfs.calls)
 	}
 }

@@ -16,3 +16,8 @@ func (osFS) DropCache(name string) error {
 	defer f.Close()
 	return unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_DONTNEED)
 }
+
+// Prefetch starts reading [off, off+n) into the page cache (posix_fadvise POSIX_FADV_WILLNEED).
+func (f osFile) Prefetch(off, n int64) error {
+	return unix.Fadvise(int(f.Fd()), off, n, unix.FADV_WILLNEED)
+}

@@ -72,6 +72,20 @@ func DropCache(fsys FS, name string) error {
 	return nil
 }
 
+// Prefetcher is a File that can ask the operating system to read a range into the page cache
+// ahead of the reads that will want it.
+type Prefetcher interface {
+	Prefetch(off, n int64) error
+}
+
+// Prefetch asks f to read [off, off+n) ahead, if it can; it is advice and may do nothing.
+func Prefetch(f File, off, n int64) error {
+	if p, ok := f.(Prefetcher); ok {
+		return p.Prefetch(off, n)
+	}
+	return nil
+}
+
 // ErrLocked is the error of Lock when another holder has the lock.
 var ErrLocked = errors.New("locked by another holder")
 
