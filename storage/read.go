@@ -27,24 +27,40 @@ func (l *Log) segmentForOffset(off int64) *segment {
 // Reads stay within one segment; the next read continues in the next. A read at end returns no
 // bytes; one outside [StartOffset, EndOffset] returns ErrOffsetOutOfRange.
 func (l *Log) Read(dst []byte, from int64, maxBytes int, end int64) ([]byte, error) {
+	out, ahead, err := l.read(dst, from, maxBytes, end)
+	if ahead.f != nil {
+		// Outside the lock: the advice takes up to a few milliseconds, which appends would
+		// otherwise wait for. The segment may be closed meanwhile; the advice then fails.
+		_ = vfs.Prefetch(ahead.f, ahead.off, readAheadBytes)
+	}
+	return out, err
+}
+
+// readAhead is where Read asks the kernel to read ahead after a read of an uncached segment.
+type readAhead struct {
+	f   vfs.File
+	off int64
+}
+
+func (l *Log) read(dst []byte, from int64, maxBytes int, end int64) (_ []byte, ahead readAhead, _ error) {
 	l.mu.RLock()
 	defer l.mu.RUnlock()
 	if l.closed {
-		return dst, ErrClosed
+		return dst, ahead, ErrClosed
 	}
 	logEnd := l.active().nextOffset
 	if from < l.state.StartOffset || from > logEnd {
-		return dst, fmt.Errorf("%w: %d not in [%d, %d]", ErrOffsetOutOfRange, from, l.state.StartOffset, logEnd)
+		return dst, ahead, fmt.Errorf("%w: %d not in [%d, %d]", ErrOffsetOutOfRange, from, l.state.StartOffset, logEnd)
 	}
 	end = min(end, logEnd)
 	if from >= end {
-		return dst, nil
+		return dst, ahead, nil
 	}
 	s := l.segmentForOffset(from)
 	w := &window{f: s.f, chunk: 2 * HeaderSize}
 	pos, h, err := s.seekOffset(w, from)
 	if err != nil {
-		return dst, err
+		return dst, ahead, err
 	}
 	// Read maxBytes (or the first batch, if larger) in one go, then cut at the last whole batch.
 	want := max(int64(maxBytes), int64(h.Size()))
@@ -53,12 +69,12 @@ func (l *Log) Read(dst []byte, from int64, maxBytes int, end int64) ([]byte, err
 	dst = growLen(dst, int(want))
 	buf := dst[start:]
 	if _, err := s.f.ReadAt(buf, pos); err != nil {
-		return dst[:start], fmt.Errorf("read %s at %d: %w", s.path, pos, err)
+		return dst[:start], ahead, fmt.Errorf("read %s at %d: %w", s.path, pos, err)
 	}
 	if s.uncached {
 		// A segment dropped from the page cache (DropCache) is read by a consumer catching up:
 		// have the kernel read ahead of it, so that its next reads find the data cached.
-		_ = vfs.Prefetch(s.f, pos+int64(len(buf)), readAheadBytes)
+		ahead = readAhead{s.f, pos + int64(len(buf))}
 	}
 	// Every batch must continue the one before: the first is the one seekOffset checked.
 	n := 0
@@ -66,17 +82,17 @@ func (l *Log) Read(dst []byte, from int64, maxBytes int, end int64) ([]byte, err
 	for n+HeaderSize <= len(buf) {
 		h, err := ParseHeader(buf[n:])
 		if err != nil {
-			return dst[:start], s.corrupt(pos+int64(n), next, nextIdx, err.Error())
+			return dst[:start], ahead, s.corrupt(pos+int64(n), next, nextIdx, err.Error())
 		}
 		if h.BaseOffset != next || h.Index != nextIdx {
-			return dst[:start], s.corrupt(pos+int64(n), next, nextIdx, fmt.Sprintf("batch says index %d offset %d", h.Index, h.BaseOffset))
+			return dst[:start], ahead, s.corrupt(pos+int64(n), next, nextIdx, fmt.Sprintf("batch says index %d offset %d", h.Index, h.BaseOffset))
 		}
 		if n+h.Size() > len(buf) || (h.Count > 0 && h.BaseOffset >= end) {
 			break
 		}
 		if l.cfg.VerifyReads {
 			if err := CheckCRC(buf[n:], h); err != nil {
-				return dst[:start], s.corrupt(pos+int64(n), h.BaseOffset, h.Index, err.Error())
+				return dst[:start], ahead, s.corrupt(pos+int64(n), h.BaseOffset, h.Index, err.Error())
 			}
 		}
 		n += h.Size()
@@ -89,9 +105,9 @@ func (l *Log) Read(dst []byte, from int64, maxBytes int, end int64) ([]byte, err
 		// from is below end, so the batch seekOffset found holds records the caller may read:
 		// not finding it whole where the segment says it lies is damage, and an empty answer
 		// would have the caller poll forever.
-		return dst[:start], s.corrupt(pos, from, h.Index, fmt.Sprintf("the batch of %d bytes holding offset %d does not fit in the segment", h.Size(), from))
+		return dst[:start], ahead, s.corrupt(pos, from, h.Index, fmt.Sprintf("the batch of %d bytes holding offset %d does not fit in the segment", h.Size(), from))
 	}
-	return dst[:start+n], nil
+	return dst[:start+n], ahead, nil
 }
 
 func growLen(b []byte, n int) []byte {
