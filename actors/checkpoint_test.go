@@ -439,3 +439,35 @@ func TestDeleteTopicOffsetsUnderLoad(t *testing.T) {
 		t.Fatalf("the deleted topic's offsets are still there for the new topic: %v", fr.Offsets)
 	}
 }
+
+// TestStaleMemberCommitAfterRecreateRefused: a member of the generation that read a topic
+// commits its old position after the topic was deleted and created again: the commit is
+// refused (the group rebalances on the deletion and nobody owns the old partitions), and the
+// group starts the new topic without it (it was taken before, found by review).
+func TestStaleMemberCommitAfterRecreateRefused(t *testing.T) {
+	n := startTestNode(t, t.TempDir(), nil)
+	defer n.Close()
+	tc := dialNode(t, n)
+	createTopic(t, tc, "d", 1)
+	var jr wire.JoinGroupResponse
+	tc.call(wire.ApiJoinGroup, &wire.JoinGroupRequest{Group: "g", MemberID: "m1", Topics: []string{"d"}, SessionTimeoutMs: 30000}, &jr)
+	if jr.Err != nil {
+		t.Fatal(jr.Err)
+	}
+	var ar wire.AdminResponse
+	tc.call(wire.ApiDeleteTopic, &wire.DeleteTopicRequest{Name: "d"}, &ar)
+	if ar.Err != nil {
+		t.Fatal(ar.Err)
+	}
+	createTopic(t, tc, "d", 1)
+	tc.call(wire.ApiCommit, &wire.CommitRequest{Group: "g", MemberID: "m1", Generation: jr.Generation,
+		Offsets: []wire.PartitionOffset{{Topic: "d", Partition: 0, Offset: 500}}}, &ar)
+	if ar.Err == nil {
+		t.Fatal("a commit of the old generation to the deleted topic's partition was accepted")
+	}
+	var fr wire.FetchCommitResponse
+	tc.call(wire.ApiFetchCommit, &wire.FetchCommitRequest{Group: "g"}, &fr)
+	if len(fr.Offsets) > 0 {
+		t.Fatalf("the group holds %v for the new topic", fr.Offsets)
+	}
+}

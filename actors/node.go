@@ -453,6 +453,7 @@ func (a *rootActor) reconcile(ctx actor.Context, t *Topics) {
 		}
 		delete(a.running, name)
 		n.logger.Info("topic deleted", "topic", name)
+		a.tellCoordinators(ctx, name)
 		a.deleteOffsets(ctx, name)
 	}
 	for name, tm := range want {
@@ -484,6 +485,27 @@ func (a *rootActor) reconcile(ctx actor.Context, t *Topics) {
 	}
 	n.mu.Unlock()
 	n.once.Do(func() { close(n.ready) })
+}
+
+// tellCoordinators tells every group coordinator that a topic was deleted and waits for their
+// answers: from then on they accept no commit to it, so none they pass on can land in
+// __offsets after the deletion of its offsets that follows.
+func (a *rootActor) tellCoordinators(ctx actor.Context, topic string) {
+	a.n.mu.Lock()
+	pids := make([]*actor.PID, 0, len(a.n.groups))
+	for _, pid := range a.n.groups {
+		pids = append(pids, pid)
+	}
+	a.n.mu.Unlock()
+	futures := make([]*actor.Future, len(pids))
+	for i, pid := range pids {
+		futures[i] = ctx.RequestFuture(pid, &topicDeleted{Topic: topic}, 5*time.Second)
+	}
+	for i, f := range futures {
+		if _, err := f.Result(); err != nil {
+			a.n.logger.Warn("a group coordinator did not take a topic's deletion in", "topic", topic, "coordinator", pids[i].Id, "err", err)
+		}
+	}
 }
 
 // deleteOffsets has __offsets delete the groups' committed offsets of a deleted topic, and
