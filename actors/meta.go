@@ -25,10 +25,11 @@ const (
 // TopicMeta describes a topic. ID is the __meta offset of the command that created it, so a
 // topic deleted and created again under the same name gets new directories.
 type TopicMeta struct {
-	Name       string `msgpack:"n"`
-	Partitions int32  `msgpack:"p"`
-	Replicas   int32  `msgpack:"r"`
-	ID         int64  `msgpack:"i"`
+	Name       string           `msgpack:"n"`
+	Partitions int32            `msgpack:"p"`
+	Replicas   int32            `msgpack:"r"`
+	ID         int64            `msgpack:"i"`
+	Config     wire.TopicConfig `msgpack:"c,omitempty"`
 }
 
 // Dir is the topic's directory under the node's data directory.
@@ -36,9 +37,10 @@ func (t TopicMeta) Dir() string { return fmt.Sprintf("%s.%d", t.Name, t.ID) }
 
 // CreateTopic asks __meta to create a topic; the reply is a *ProduceReply.
 type CreateTopic struct {
-	Name       string `msgpack:"n"`
-	Partitions int32  `msgpack:"p"`
-	Replicas   int32  `msgpack:"r"`
+	Name       string           `msgpack:"n"`
+	Partitions int32            `msgpack:"p"`
+	Replicas   int32            `msgpack:"r"`
+	Config     wire.TopicConfig `msgpack:"c,omitempty"`
 }
 
 // DeleteTopic asks __meta to delete a topic; the reply is a *ProduceReply.
@@ -164,10 +166,13 @@ func (s *metaState) Handle(msg any) ([]byte, any) {
 		if m.Replicas < 1 || m.Replicas > s.replicas {
 			return nil, &ProduceReply{BaseOffset: -1, Err: wire.Errorf(wire.CodeInvalidRequest, "topic %q: %d replicas: want 1 to %d (the number of nodes)", m.Name, m.Replicas, s.replicas)}
 		}
+		if err := m.Config.Validate(); err != nil {
+			return nil, &ProduceReply{BaseOffset: -1, Err: wire.Errorf(wire.CodeInvalidRequest, "topic %q: %v", m.Name, err)}
+		}
 		if _, ok := s.topics[m.Name]; ok {
 			return nil, &ProduceReply{BaseOffset: -1, Err: wire.Errorf(wire.CodeTopicExists, "topic %q exists", m.Name)}
 		}
-		return metaCommand("create-topic", TopicMeta{Name: m.Name, Partitions: m.Partitions, Replicas: m.Replicas}), nil
+		return metaCommand("create-topic", TopicMeta{Name: m.Name, Partitions: m.Partitions, Replicas: m.Replicas, Config: m.Config}), nil
 	case *DeleteTopic:
 		if _, ok := s.topics[m.Name]; !ok {
 			return nil, &ProduceReply{BaseOffset: -1, Err: wire.Errorf(wire.CodeUnknownTopic, "topic %q does not exist", m.Name)}

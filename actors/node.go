@@ -346,6 +346,36 @@ func (n *Node) replicaConfig(topic string, p int32, dir string) ReplicaConfig {
 	return c
 }
 
+// defaultRetentionEvery is how often a partition applies its topic's retention when the node
+// sets no period (NodeConfig.Replica.RetentionEvery).
+const defaultRetentionEvery = time.Minute
+
+// topicReplicaConfig is replicaConfig with the topic's own settings over the node's: retention
+// (wire.TopicConfig). A topic that sets a retention age rolls its segments at that age at the
+// latest, since retention deletes only sealed segments.
+func (n *Node) topicReplicaConfig(tm TopicMeta, p int32, dir string) ReplicaConfig {
+	c := n.replicaConfig(tm.Name, p, dir)
+	switch tc := tm.Config; {
+	case tc.RetentionMs > 0:
+		c.Log.RetentionAge = time.Duration(tc.RetentionMs) * time.Millisecond
+		if c.Log.SegmentAge == 0 || c.Log.SegmentAge > c.Log.RetentionAge {
+			c.Log.SegmentAge = c.Log.RetentionAge
+		}
+	case tc.RetentionMs == wire.RetentionUnlimited:
+		c.Log.RetentionAge = 0
+	}
+	switch tc := tm.Config; {
+	case tc.RetentionBytes > 0:
+		c.Log.RetentionBytes = tc.RetentionBytes
+	case tc.RetentionBytes == wire.RetentionUnlimited:
+		c.Log.RetentionBytes = 0
+	}
+	if (c.Log.RetentionAge > 0 || c.Log.RetentionBytes > 0) && c.RetentionEvery == 0 {
+		c.RetentionEvery = defaultRetentionEvery
+	}
+	return c
+}
+
 // rootActor is the root supervisor. It owns the internal partitions and spawns and stops the
 // topics' partitions as the topic table in __meta changes.
 type rootActor struct {
@@ -463,7 +493,7 @@ func (a *rootActor) reconcile(ctx actor.Context, t *Topics) {
 		run := &topicEntry{meta: tm}
 		for p := int32(0); p < tm.Partitions; p++ {
 			dir := filepath.Join(n.cfg.DataDir, "topics", tm.Dir(), fmt.Sprint(p))
-			props := NewReplicaProps(n.replicaConfig(name, p, dir))
+			props := NewReplicaProps(n.topicReplicaConfig(tm, p, dir))
 			pid, err := ctx.SpawnNamed(props, fmt.Sprintf("partition/%s/%d", name, p))
 			if err != nil {
 				n.logger.Error("spawn partition", "topic", name, "partition", p, "err", err)

@@ -492,3 +492,64 @@ func TestRetentionDeletesOldSegments(t *testing.T) {
 		t.Fatalf("fetch at 0 after retention: %v, want offset out of range", resp.Err)
 	}
 }
+
+// TestTopicRetentionOverridesNode: a topic's own retention (wire.TopicConfig) replaces the
+// node's: tighter, unlimited, or the node's when unset; and it survives a restart.
+func TestTopicRetentionOverridesNode(t *testing.T) {
+	dir := t.TempDir()
+	retain := func(c *NodeConfig) {
+		c.Log.SegmentBytes = 4096
+		c.Log.RetentionBytes = 24 << 10
+		c.Replica.RetentionEvery = 10 * time.Millisecond
+	}
+	n := startTestNode(t, dir, retain)
+	tc := dialNode(t, n)
+	for name, cfg := range map[string]wire.TopicConfig{
+		"dflt":  {},
+		"tight": {RetentionBytes: 8 << 10},
+		"keep":  {RetentionBytes: wire.RetentionUnlimited},
+	} {
+		var resp wire.AdminResponse
+		tc.call(wire.ApiCreateTopic, &wire.CreateTopicRequest{Name: name, Partitions: 1, Replicas: 1, Config: cfg}, &resp)
+		if resp.Err != nil {
+			t.Fatalf("create %s: %v", name, resp.Err)
+		}
+		for i := range 100 {
+			vals := make([]string, 10)
+			for j := range vals {
+				vals[j] = fmt.Sprintf("%04d-%02d-%s", i, j, strings.Repeat("x", 100))
+			}
+			produce(t, tc, name, 0, wire.AcksAll, vals...)
+		}
+	}
+	start := func(name string) int64 {
+		var resp wire.ListOffsetsResponse
+		tc.call(wire.ApiListOffsets, &wire.ListOffsetsRequest{Topic: name, Partition: 0, Spec: wire.OffsetEarliest}, &resp)
+		return resp.Offset
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for start("dflt") == 0 || start("tight") <= start("dflt") {
+		if time.Now().After(deadline) {
+			t.Fatalf("log starts: dflt %d, tight %d: want tight > dflt > 0", start("dflt"), start("tight"))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(100 * time.Millisecond) // ten retention runs
+	if s := start("keep"); s != 0 {
+		t.Fatalf("a topic with unlimited retention starts at %d", s)
+	}
+	var bad wire.AdminResponse
+	tc.call(wire.ApiCreateTopic, &wire.CreateTopicRequest{Name: "bad", Partitions: 1, Replicas: 1, Config: wire.TopicConfig{RetentionMs: -7}}, &bad)
+	if bad.Err == nil || bad.Err.Code != wire.CodeInvalidRequest {
+		t.Fatalf("create with retention -7 ms: %v", bad.Err)
+	}
+	n.Close()
+	n = startTestNode(t, dir, retain)
+	defer n.Close()
+	tc = dialNode(t, n)
+	var md wire.MetadataResponse
+	tc.call(wire.ApiMetadata, &wire.MetadataRequest{Topics: []string{"tight", "keep"}}, &md)
+	if len(md.Topics) != 2 || md.Topics[0].Config.RetentionBytes != 8<<10 || md.Topics[1].Config.RetentionBytes != wire.RetentionUnlimited {
+		t.Fatalf("topic configs after a restart: %+v", md.Topics)
+	}
+}

@@ -290,7 +290,7 @@ func (s *Server) dispatch(f wire.Frame) answer {
 		if err := wire.Decode(f.API, f.Body, &req); err != nil {
 			return bad(err)
 		}
-		return answered(s.admin(&CreateTopic{Name: req.Name, Partitions: req.Partitions, Replicas: req.Replicas}, req.Name, true))
+		return answered(s.admin(&CreateTopic{Name: req.Name, Partitions: req.Partitions, Replicas: req.Replicas, Config: req.Config}, req.Name, true))
 	case wire.ApiDeleteTopic:
 		var req wire.DeleteTopicRequest
 		if err := wire.Decode(f.API, f.Body, &req); err != nil {
@@ -454,7 +454,7 @@ func (s *Server) describe(name string) wire.TopicInfo {
 	if !ok {
 		return wire.TopicInfo{Name: name, Err: wire.Errorf(wire.CodeUnknownTopic, "topic %q does not exist", name)}
 	}
-	info := wire.TopicInfo{Name: name, Replicas: tm.Replicas, Partitions: make([]wire.PartitionInfo, tm.Partitions)}
+	info := wire.TopicInfo{Name: name, Replicas: tm.Replicas, Config: tm.Config, Partitions: make([]wire.PartitionInfo, tm.Partitions)}
 	futures := make([]*actor.Future, tm.Partitions)
 	for p := range tm.Partitions {
 		info.Partitions[p] = wire.PartitionInfo{Partition: p, Replicas: []string{s.n.cfg.NodeID}, HighWatermark: -1, StartOffset: -1, EndOffset: -1}

@@ -118,7 +118,12 @@ func (c *Client) admin(ctx context.Context, api wire.API, req any, timeout time.
 // CreateTopic creates a topic. It is sent once, not retried: errors.Is(err,
 // wire.ErrTopicExists) tells a topic that exists (perhaps created by an earlier attempt).
 func (c *Client) CreateTopic(ctx context.Context, name string, partitions, replicas int32) error {
-	err := c.admin(ctx, wire.ApiCreateTopic, &wire.CreateTopicRequest{Name: name, Partitions: partitions, Replicas: replicas}, c.cfg.requestTimeout)
+	return c.CreateTopicWithConfig(ctx, name, partitions, replicas, wire.TopicConfig{})
+}
+
+// CreateTopicWithConfig is CreateTopic with the topic's own settings (retention) over the node's.
+func (c *Client) CreateTopicWithConfig(ctx context.Context, name string, partitions, replicas int32, cfg wire.TopicConfig) error {
+	err := c.admin(ctx, wire.ApiCreateTopic, &wire.CreateTopicRequest{Name: name, Partitions: partitions, Replicas: replicas, Config: cfg}, c.cfg.requestTimeout)
 	return wrap(wire.ApiCreateTopic, name, -1, err)
 }
 

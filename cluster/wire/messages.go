@@ -2,6 +2,8 @@ package wire
 
 import (
 	"fmt"
+	"math"
+	"time"
 
 	"github.com/vmihailenco/msgpack/v5"
 )
@@ -109,6 +111,7 @@ type NodeInfo struct {
 type TopicInfo struct {
 	Name       string          `msgpack:"n"`
 	Replicas   int32           `msgpack:"r"`
+	Config     TopicConfig     `msgpack:"c,omitempty"`
 	Partitions []PartitionInfo `msgpack:"p"`
 	Err        *Error          `msgpack:"e,omitempty"`
 }
@@ -125,9 +128,36 @@ type PartitionInfo struct {
 
 // CreateTopicRequest creates a topic.
 type CreateTopicRequest struct {
-	Name       string `msgpack:"n"`
-	Partitions int32  `msgpack:"p"`
-	Replicas   int32  `msgpack:"r"`
+	Name       string      `msgpack:"n"`
+	Partitions int32       `msgpack:"p"`
+	Replicas   int32       `msgpack:"r"`
+	Config     TopicConfig `msgpack:"c,omitempty"`
+}
+
+// TopicConfig holds a topic's settings that override the node's. For each, 0 means the node's
+// setting and RetentionUnlimited means no limit whatever the node says.
+type TopicConfig struct {
+	// RetentionMs deletes a partition's segments whose newest record is older (milliseconds).
+	RetentionMs int64 `msgpack:"rm,omitempty"`
+	// RetentionBytes deletes a partition's oldest segments while it is larger.
+	RetentionBytes int64 `msgpack:"rb,omitempty"`
+}
+
+// RetentionUnlimited is the TopicConfig value for "no limit".
+const RetentionUnlimited = -1
+
+// maxRetentionMs is the longest retention age that a time.Duration holds (292 years).
+const maxRetentionMs = math.MaxInt64 / int64(time.Millisecond)
+
+// Validate reports a setting out of range.
+func (c TopicConfig) Validate() error {
+	switch {
+	case c.RetentionMs < RetentionUnlimited || c.RetentionMs > maxRetentionMs:
+		return fmt.Errorf("retention %d ms: want a positive number up to %d, 0 (the node's) or -1 (unlimited)", c.RetentionMs, maxRetentionMs)
+	case c.RetentionBytes < RetentionUnlimited:
+		return fmt.Errorf("retention %d bytes: want a positive number, 0 (the node's) or -1 (unlimited)", c.RetentionBytes)
+	}
+	return nil
 }
 
 // DeleteTopicRequest deletes a topic and its data.

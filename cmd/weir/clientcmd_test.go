@@ -56,6 +56,38 @@ func lines(s string) []string {
 	return strings.Split(s, "\n")
 }
 
+// TestTopicRetentionFlags: a topic's own retention goes through the client and __meta (and
+// survives in describe); bad values are refused naming the flag.
+func TestTopicRetentionFlags(t *testing.T) {
+	addr := startClientNode(t)
+	out, _ := weirAt(t, addr, "", "topic", "create", "short", "--retention-age", "90m", "--retention-bytes", "1048576")
+	if !strings.Contains(out, "retention age 1h30m0s, retention size 1048576 bytes") {
+		t.Fatalf("create: %q", out)
+	}
+	weirAt(t, addr, "", "topic", "create", "forever", "--retention-age", "unlimited", "--retention-bytes", "unlimited")
+	for name, want := range map[string]string{
+		"short":   "retention age 1h30m0s, retention size 1048576 bytes",
+		"forever": "retention age unlimited, retention size unlimited",
+	} {
+		out, _ := weirAt(t, addr, "", "topic", "describe", name)
+		if !strings.Contains(lines(out)[0], want) {
+			t.Fatalf("describe %s: %q, want %q", name, lines(out)[0], want)
+		}
+	}
+	for _, c := range []struct{ flag, value, want string }{
+		{"--retention-age", "soon", `--retention-age "soon": want a duration`},
+		{"--retention-age", "0s", `--retention-age "0s": want a duration`},
+		{"--retention-bytes", "-5", `--retention-bytes "-5": want a positive number`},
+	} {
+		var errOut bytes.Buffer
+		code := runEnv([]string{"--server", addr, "topic", "create", "bad", c.flag, c.value},
+			cli{stdin: strings.NewReader(""), stdout: io.Discard, stderr: &errOut, getenv: func(string) string { return "" }})
+		if code != 2 || !strings.Contains(errOut.String(), c.want) {
+			t.Errorf("topic create %s %s: exit %d, %q", c.flag, c.value, code, errOut.String())
+		}
+	}
+}
+
 func TestTopicCommands(t *testing.T) {
 	addr := startClientNode(t)
 	out, _ := weirAt(t, addr, "", "topic", "create", "orders", "--partitions", "3")
@@ -71,7 +103,7 @@ func TestTopicCommands(t *testing.T) {
 	weirAt(t, addr, "a,b\nc,d\n", "produce", "orders", "--key-separator", ",")
 	out, _ = weirAt(t, addr, "", "topic", "describe", "orders")
 	ls := lines(out)
-	if len(ls) != 5 || ls[0] != "topic orders: 3 partitions, replication factor 1" {
+	if len(ls) != 5 || ls[0] != "topic orders: 3 partitions, replication factor 1, retention age node default, retention size node default" {
 		t.Fatalf("describe:\n%s", out)
 	}
 	if f := strings.Fields(ls[1]); strings.Join(f, " ") != "PARTITION LEADER REPLICAS HIGH-WATERMARK START END" {

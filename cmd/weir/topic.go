@@ -6,11 +6,14 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"text/tabwriter"
+	"time"
 
 	"github.com/weirhq/weir/client"
+	"github.com/weirhq/weir/cluster/wire"
 )
 
 // runTopic handles `weir topic create|list|describe|delete`.
@@ -43,6 +46,12 @@ func runTopic(args []string, env cli) error {
 	if replicas != nil && (*replicas < 1 || *replicas > 255) {
 		return fmt.Errorf("%w: --replicas %d: want 1 to 255", errUsage, *replicas)
 	}
+	var tcfg wire.TopicConfig
+	if sub == "create" {
+		if tcfg, err = tf.topicConfig(); err != nil {
+			return err
+		}
+	}
 	c, err := connect(*server)
 	if err != nil {
 		return err
@@ -52,10 +61,10 @@ func runTopic(args []string, env cli) error {
 	defer stop()
 	switch sub {
 	case "create":
-		if err := c.CreateTopic(ctx, pos[0], int32(*partitions), int32(*replicas)); err != nil {
+		if err := c.CreateTopicWithConfig(ctx, pos[0], int32(*partitions), int32(*replicas), tcfg); err != nil {
 			return err
 		}
-		fmt.Fprintf(env.stdout, "created topic %s: %d partitions, replication factor %d\n", pos[0], *partitions, *replicas)
+		fmt.Fprintf(env.stdout, "created topic %s: %d partitions, replication factor %d, %s\n", pos[0], *partitions, *replicas, retentionString(tcfg))
 	case "delete":
 		if err := c.DeleteTopic(ctx, pos[0]); err != nil {
 			return err
@@ -71,10 +80,58 @@ func runTopic(args []string, env cli) error {
 
 // topicFlags are the flags of one `weir topic` subcommand.
 type topicFlags struct {
-	fs                   *flag.FlagSet
-	server               *string
-	partitions, replicas *int // create only
-	wantArgs             int  // positional arguments
+	fs                           *flag.FlagSet
+	server                       *string
+	partitions, replicas         *int    // create only
+	retentionAge, retentionBytes *string // create only
+	wantArgs                     int     // positional arguments
+}
+
+// topicConfig reads --retention-age and --retention-bytes: empty for the node's setting,
+// "unlimited" for none, else a duration or a byte count.
+func (tf *topicFlags) topicConfig() (wire.TopicConfig, error) {
+	var c wire.TopicConfig
+	switch a := *tf.retentionAge; a {
+	case "":
+	case "unlimited":
+		c.RetentionMs = wire.RetentionUnlimited
+	default:
+		d, err := time.ParseDuration(a)
+		if err != nil || d < time.Millisecond {
+			return c, fmt.Errorf("%w: --retention-age %q: want a duration of 1ms or more, or unlimited", errUsage, a)
+		}
+		c.RetentionMs = d.Milliseconds()
+	}
+	switch b := *tf.retentionBytes; b {
+	case "":
+	case "unlimited":
+		c.RetentionBytes = wire.RetentionUnlimited
+	default:
+		n, err := strconv.ParseInt(b, 10, 64)
+		if err != nil || n < 1 {
+			return c, fmt.Errorf("%w: --retention-bytes %q: want a positive number of bytes, or unlimited", errUsage, b)
+		}
+		c.RetentionBytes = n
+	}
+	return c, nil
+}
+
+// retentionString describes a topic's retention settings.
+func retentionString(c wire.TopicConfig) string {
+	age, size := "node default", "node default"
+	switch {
+	case c.RetentionMs > 0:
+		age = (time.Duration(c.RetentionMs) * time.Millisecond).String()
+	case c.RetentionMs == wire.RetentionUnlimited:
+		age = "unlimited"
+	}
+	switch {
+	case c.RetentionBytes > 0:
+		size = strconv.FormatInt(c.RetentionBytes, 10) + " bytes"
+	case c.RetentionBytes == wire.RetentionUnlimited:
+		size = "unlimited"
+	}
+	return "retention age " + age + ", retention size " + size
 }
 
 // newTopicFlags registers the flags of `weir topic SUB`.
@@ -85,6 +142,8 @@ func newTopicFlags(sub string, env cli) (*topicFlags, error) {
 	case "create":
 		tf.partitions = tf.fs.Int("partitions", 1, "number of partitions")
 		tf.replicas = tf.fs.Int("replicas", 1, "replication factor")
+		tf.retentionAge = tf.fs.String("retention-age", "", "delete segments whose newest record is older than this duration, or unlimited (default: the node's --retention-age)")
+		tf.retentionBytes = tf.fs.String("retention-bytes", "", "delete a partition's oldest segments while it is larger than this many bytes, or unlimited (default: the node's --retention-bytes)")
 	case "list":
 		tf.wantArgs = 0
 	case "describe", "delete":
@@ -97,7 +156,7 @@ func newTopicFlags(sub string, env cli) (*topicFlags, error) {
 // topicHelp is `weir topic -h`.
 func topicHelp(env cli) error {
 	subs := []subcommand{
-		{synopsis: "create NAME [--partitions N] [--replicas R]", summary: "create a topic (1 partition, 1 replica by default)"},
+		{synopsis: "create NAME [--partitions N] [--replicas R] [--retention-age D] [--retention-bytes N]", summary: "create a topic (1 partition, 1 replica, the node's retention by default)"},
 		{synopsis: "list", summary: "list topics"},
 		{synopsis: "describe NAME", summary: "per partition: leader, replicas, offsets"},
 		{synopsis: "delete NAME", summary: "delete a topic"},
@@ -141,7 +200,7 @@ func describeTopic(ctx context.Context, c *client.Client, name string, env cli) 
 	if t.Err != nil {
 		return fmt.Errorf("describe %s: %w", name, t.Err)
 	}
-	fmt.Fprintf(env.stdout, "topic %s: %d partitions, replication factor %d\n", t.Name, len(t.Partitions), t.Replicas)
+	fmt.Fprintf(env.stdout, "topic %s: %d partitions, replication factor %d, %s\n", t.Name, len(t.Partitions), t.Replicas, retentionString(t.Config))
 	w := tabwriter.NewWriter(env.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(w, "PARTITION\tLEADER\tREPLICAS\tHIGH-WATERMARK\tSTART\tEND")
 	for _, p := range t.Partitions {
