@@ -148,39 +148,8 @@ func (c *coordinator) Receive(ctx actor.Context) {
 		}
 		// __offsets answers the committer directly once the offsets are committed.
 		ctx.RequestWithCustomSender(c.n.childPID("offsets"), &CommitOffsets{Group: c.group, Offsets: m.Offsets}, ctx.Sender())
-	case *topicDeleted:
-		c.topicDeleted(m.Topic)
-		ctx.Respond(&topicDeleted{Topic: m.Topic})
 	case tick:
 		c.onTick(ctx)
-	}
-}
-
-// topicDeleted is sent by the root to every coordinator when a topic is deleted, and answered
-// once the coordinator took it in.
-type topicDeleted struct{ Topic string }
-
-// topicDeleted takes a deleted topic's partitions from every member, so that no commit to them
-// is accepted from now on (a member of the generation that read the old topic would otherwise
-// commit its old positions into a topic created again under the name), and has the members
-// that subscribed to it join again.
-func (c *coordinator) topicDeleted(topic string) {
-	affected := false
-	for _, mb := range c.members {
-		if slices.Contains(mb.topics, topic) {
-			affected = true
-		}
-		var kept []wire.TopicPartitions
-		for _, tp := range mb.assigned {
-			if tp.Topic != topic {
-				kept = append(kept, tp)
-			}
-		}
-		mb.assigned = kept
-	}
-	if affected {
-		c.n.logger.Info("group rebalancing: a topic it reads was deleted", "group", c.group, "topic", topic)
-		c.startRebalance(c.cfg.RebalanceTimeout)
 	}
 }
 

@@ -14,7 +14,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -83,9 +82,7 @@ type Node struct {
 	topics map[string]*topicEntry
 	groups map[string]*actor.PID
 	ready  chan struct{} // closed when __meta has replayed and its topics are spawned
-	// closing is set when Close begins: the root stops retrying work so that it can stop.
-	closing atomic.Bool
-	once    sync.Once
+	once   sync.Once
 
 	closeOnce sync.Once // Close's work runs once; later and concurrent calls wait for it
 }
@@ -202,7 +199,6 @@ func (n *Node) Close() error {
 // (a long-polling fetch, a join waiting for a rebalance) at once, and only then waits for the
 // client port's goroutines, which wait for those answers.
 func (n *Node) close() {
-	n.closing.Store(true)
 	if n.server != nil {
 		n.server.stop()
 	}
@@ -483,7 +479,6 @@ func (a *rootActor) reconcile(ctx actor.Context, t *Topics) {
 		}
 		delete(a.running, name)
 		n.logger.Info("topic deleted", "topic", name)
-		a.tellCoordinators(ctx, name)
 		a.deleteOffsets(ctx, name)
 	}
 	for name, tm := range want {
@@ -517,55 +512,25 @@ func (a *rootActor) reconcile(ctx actor.Context, t *Topics) {
 	n.once.Do(func() { close(n.ready) })
 }
 
-// tellCoordinators tells every group coordinator that a topic was deleted and waits for their
-// answers: from then on they accept no commit to it, so none they pass on can land in
-// __offsets after the deletion of its offsets that follows.
-func (a *rootActor) tellCoordinators(ctx actor.Context, topic string) {
-	a.n.mu.Lock()
-	pids := make([]*actor.PID, 0, len(a.n.groups))
-	for _, pid := range a.n.groups {
-		pids = append(pids, pid)
-	}
-	a.n.mu.Unlock()
-	futures := make([]*actor.Future, len(pids))
-	for i, pid := range pids {
-		futures[i] = ctx.RequestFuture(pid, &topicDeleted{Topic: topic}, 5*time.Second)
-	}
-	for i, f := range futures {
-		if _, err := f.Result(); err != nil {
-			a.n.logger.Warn("a group coordinator did not take a topic's deletion in", "topic", topic, "coordinator", pids[i].Id, "err", err)
-		}
-	}
-}
-
-// deleteOffsets has __offsets delete the groups' committed offsets of a deleted topic, and
-// waits until the deletion is committed (retrying while __offsets is overloaded or restarting,
-// for up to deleteOffsetsTimeout): the caller spawns a topic created again under the name only
-// afterwards, so no commit to the new topic can come before the deletion (or be wiped by a late
-// one), and no group reads the old offsets for it. If it gives up, or the node dies before the
-// deletion is committed, the offsets stay (a known gap, docs/runtime.md).
+// deleteOffsets has __offsets delete the groups' committed offsets of a deleted topic. It is
+// sent before the partitions of a topic created again under the name are spawned, so it is
+// ahead of their commits in __offsets' mailbox; __offsets takes it even at its in-flight limit
+// (inFlightExempt). The root does not wait for it: it must go on supervising (and restarting
+// __offsets, should it fail). If it is lost (__offsets restarting, the node dying before it is
+// committed), the offsets stay: a known gap (docs/runtime.md).
 func (a *rootActor) deleteOffsets(ctx actor.Context, topic string) {
-	deadline := time.Now().Add(deleteOffsetsTimeout)
-	backoff := 10 * time.Millisecond
-	for {
-		res, err := ctx.RequestFuture(a.n.childPID("offsets"), &DeleteTopicOffsets{Topic: topic}, 10*time.Second).Result()
+	f := ctx.RequestFuture(a.n.childPID("offsets"), &DeleteTopicOffsets{Topic: topic}, 10*time.Second)
+	logger := a.n.logger
+	go func() {
+		res, err := f.Result()
 		if r, ok := res.(*ProduceReply); ok && r.Err != nil {
 			err = r.Err
 		}
-		if err == nil {
-			return
+		if err != nil {
+			logger.Warn("the committed offsets of a deleted topic stay", "topic", topic, "err", err)
 		}
-		if time.Now().Add(backoff).After(deadline) || a.n.closing.Load() {
-			a.n.logger.Warn("the committed offsets of a deleted topic stay", "topic", topic, "err", err)
-			return
-		}
-		time.Sleep(backoff)
-		backoff = min(2*backoff, 500*time.Millisecond)
-	}
+	}()
 }
-
-// deleteOffsetsTimeout bounds how long deleteOffsets retries.
-const deleteOffsetsTimeout = 30 * time.Second
 
 // collectGarbage removes topic directories that no topic owns: left by a delete that crashed
 // before removing them. Only directories of topics created before end (the __meta offset the

@@ -34,6 +34,12 @@ type DeleteTopicOffsets struct {
 	Topic string `msgpack:"t"`
 }
 
+// inFlightExempt marks a state machine message whose proposal the replica takes even at its
+// in-flight limit: a small record that must not be lost to load.
+type inFlightExempt interface{ inFlightExempt() }
+
+func (*DeleteTopicOffsets) inFlightExempt() {}
+
 // FetchOffsets reads a group's committed offsets; the reply is a *wire.FetchCommitResponse.
 type FetchOffsets struct {
 	Group      string                 `msgpack:"g"`

@@ -220,14 +220,19 @@ func (r *replica) Receive(ctx actor.Context) {
 			return
 		}
 		batch, reply := r.sm.Handle(m)
+		_, exempt := m.(inFlightExempt)
 		switch {
 		case batch != nil:
-			r.propose(ctx, batch, wire.AcksAll, ctx.Sender(), time.Now().Add(10*time.Second).UnixMilli())
+			r.propose(ctx, batch, wire.AcksAll, ctx.Sender(), time.Now().Add(10*time.Second).UnixMilli(), exempt)
 		case reply != nil:
 			ctx.Respond(reply)
 		}
 	}
 }
+
+// exemptHeadroom is how many bytes of proposals exempt from the in-flight limit raft takes beyond
+// it.
+const exemptHeadroom = 1 << 20
 
 func (r *replica) start(ctx actor.Context) error {
 	cfg := &r.cfg
@@ -257,14 +262,15 @@ func (r *replica) start(ctx actor.Context) error {
 		return fmt.Errorf("high watermark at index %d: %w", r.applied, err)
 	}
 	rn, err := raft.NewRawNode(&raft.Config{
-		ID:                        cfg.ID,
-		ElectionTick:              cfg.ElectionTicks,
-		HeartbeatTick:             cfg.HeartbeatTicks,
-		Storage:                   l,
-		Applied:                   r.applied,
-		MaxSizePerMsg:             1 << 20,
-		MaxCommittedSizePerReady:  16 << 20,
-		MaxUncommittedEntriesSize: uint64(cfg.MaxPendingBytes) * 2,
+		ID:                       cfg.ID,
+		ElectionTick:             cfg.ElectionTicks,
+		HeartbeatTick:            cfg.HeartbeatTicks,
+		Storage:                  l,
+		Applied:                  r.applied,
+		MaxSizePerMsg:            1 << 20,
+		MaxCommittedSizePerReady: 16 << 20,
+		// Room beyond the in-flight limit for the small proposals exempt from it (inFlightExempt).
+		MaxUncommittedEntriesSize: uint64(cfg.MaxPendingBytes)*2 + exemptHeadroom,
 		MaxInflightMsgs:           256,
 		CheckQuorum:               true,
 		PreVote:                   true,

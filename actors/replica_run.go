@@ -35,13 +35,13 @@ func (r *replica) produce(ctx actor.Context, m *Produce) {
 		return
 	}
 	r.fault("produce")
-	r.propose(ctx, m.Batch, m.Acks, ctx.Sender(), m.Deadline)
+	r.propose(ctx, m.Batch, m.Acks, ctx.Sender(), m.Deadline, false)
 }
 
 // propose hands a checked batch to raft and reports whether raft took it. Only the leader
 // accepts proposals: raft could forward them, but the producer must learn the leader to send its
-// next batches there.
-func (r *replica) propose(ctx actor.Context, batch []byte, acks wire.Acks, replyTo *actor.PID, deadline int64) bool {
+// next batches there. An exempt proposal is taken even at the in-flight limit.
+func (r *replica) propose(ctx actor.Context, batch []byte, acks wire.Acks, replyTo *actor.PID, deadline int64, exempt bool) bool {
 	fail := func(e *wire.Error) {
 		if acks != wire.AcksNone && replyTo != nil {
 			ctx.Send(replyTo, &ProduceReply{BaseOffset: -1, Err: e})
@@ -51,7 +51,7 @@ func (r *replica) propose(ctx actor.Context, batch []byte, acks wire.Acks, reply
 		fail(wire.Errorf(wire.CodeNotLeader, "partition %s: leader is %d", r.cfg.Group(), r.lead))
 		return false
 	}
-	if r.full(len(batch)) {
+	if !exempt && r.full(len(batch)) {
 		r.cfg.Metrics.overloaded(r.cfg.Topic)
 		fail(wire.Errorf(wire.CodeOverloaded, "partition %s: %d bytes in flight", r.cfg.Group(), r.pending))
 		return false
