@@ -355,7 +355,8 @@ func (n *Node) topicReplicaConfig(tm TopicMeta, p int32, dir string) ReplicaConf
 	case tc.RetentionMs > 0:
 		c.Log.RetentionAge = time.Duration(tc.RetentionMs) * time.Millisecond
 		if c.Log.SegmentAge == 0 || c.Log.SegmentAge > c.Log.RetentionAge {
-			c.Log.SegmentAge = c.Log.RetentionAge
+			// Not more often than retention runs: a tiny age would roll a segment per append.
+			c.Log.SegmentAge = max(c.Log.RetentionAge, c.RetentionEvery, defaultRetentionEvery)
 		}
 	case tc.RetentionMs == wire.RetentionUnlimited:
 		c.Log.RetentionAge = 0
@@ -370,6 +371,14 @@ func (n *Node) topicReplicaConfig(tm TopicMeta, p int32, dir string) ReplicaConf
 		c.RetentionEvery = defaultRetentionEvery
 	}
 	return c
+}
+
+// CreateTopicWithConfig is CreateTopic with the topic's own settings (wire.TopicConfig).
+func (n *Node) CreateTopicWithConfig(name string, partitions int32, cfg wire.TopicConfig) error {
+	if e := n.topicCommand(&CreateTopic{Name: name, Partitions: partitions, Replicas: 1, Config: cfg}, name, true, 30*time.Second); e != nil {
+		return e
+	}
+	return nil
 }
 
 // rootActor is the root supervisor. It owns the internal partitions and spawns and stops the

@@ -553,3 +553,18 @@ func TestTopicRetentionOverridesNode(t *testing.T) {
 		t.Fatalf("topic configs after a restart: %+v", md.Topics)
 	}
 }
+
+// TestTopicReplicaConfig: a topic's settings over the node's in a partition's config; a tiny
+// retention age does not roll a segment per append.
+func TestTopicReplicaConfig(t *testing.T) {
+	n := &Node{cfg: NodeConfig{Log: storage.DefaultConfig()}}
+	n.cfg.Log.RetentionBytes = 1 << 30
+	c := n.topicReplicaConfig(TopicMeta{Name: "t", Config: wire.TopicConfig{RetentionMs: 5, RetentionBytes: wire.RetentionUnlimited}}, 0, "/x")
+	if c.Log.RetentionAge != 5*time.Millisecond || c.Log.RetentionBytes != 0 || c.RetentionEvery != defaultRetentionEvery || c.Log.SegmentAge != defaultRetentionEvery {
+		t.Fatalf("age %v, bytes %d, every %v, segment age %v", c.Log.RetentionAge, c.Log.RetentionBytes, c.RetentionEvery, c.Log.SegmentAge)
+	}
+	c = n.topicReplicaConfig(TopicMeta{Name: "t"}, 0, "/x")
+	if c.Log.RetentionBytes != 1<<30 || c.Log.RetentionAge != 0 || c.Log.SegmentAge != 0 {
+		t.Fatalf("node's settings: bytes %d, age %v, segment age %v", c.Log.RetentionBytes, c.Log.RetentionAge, c.Log.SegmentAge)
+	}
+}

@@ -173,7 +173,7 @@ func TestNodeRetentionFlags(t *testing.T) {
 		}
 		return cfg
 	}
-	if cfg := parse(); cfg.Replica.RetentionEvery != 0 || cfg.Log.RetentionAge != 0 || cfg.Log.RetentionBytes != 0 || cfg.Log.SegmentBytes != 128<<20 || cfg.Log.SegmentAge != 0 {
+	if cfg := parse(); cfg.Replica.RetentionEvery != time.Minute || cfg.Log.RetentionAge != 0 || cfg.Log.RetentionBytes != 0 || cfg.Log.SegmentBytes != 128<<20 || cfg.Log.SegmentAge != 0 {
 		t.Fatalf("defaults: every %v, age %v, bytes %d, segment %d", cfg.Replica.RetentionEvery, cfg.Log.RetentionAge, cfg.Log.RetentionBytes, cfg.Log.SegmentBytes)
 	}
 	cfg := parse("--retention-age", "168h", "--retention-bytes", "1073741824", "--retention-check", "30s", "--segment-bytes", "1048576")
@@ -186,5 +186,9 @@ func TestNodeRetentionFlags(t *testing.T) {
 	}
 	if cfg := parse("--retention-age", "24h", "--segment-age", "1h"); cfg.Log.SegmentAge != time.Hour {
 		t.Fatalf("segment age %v with --segment-age 1h", cfg.Log.SegmentAge)
+	}
+	// Not a segment per append: a tiny age rolls no more often than retention runs.
+	if cfg := parse("--retention-age", "1ms", "--retention-check", "30s"); cfg.Log.SegmentAge != 30*time.Second {
+		t.Fatalf("segment age %v with --retention-age 1ms --retention-check 30s, want 30s", cfg.Log.SegmentAge)
 	}
 }

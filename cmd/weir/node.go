@@ -82,14 +82,13 @@ func (f *nodeFlags) config(stderr io.Writer) (actors.NodeConfig, error) {
 	// Retention deletes only sealed segments: without rolling by age, a quiet topic's active
 	// segment would keep records for as long as it takes to fill it.
 	cfg.Log.SegmentAge = f.segmentAge
-	if cfg.Log.SegmentAge == 0 {
-		cfg.Log.SegmentAge = f.retentionAge
+	if cfg.Log.SegmentAge == 0 && f.retentionAge > 0 {
+		// Not more often than retention runs: a tiny age would roll a segment per append.
+		cfg.Log.SegmentAge = max(f.retentionAge, f.retentionCheck)
 	}
 	cfg.Log.SegmentBytes = f.segmentBytes
 	cfg.Log.RetentionAge, cfg.Log.RetentionBytes = f.retentionAge, f.retentionBytes
-	if f.retentionAge > 0 || f.retentionBytes > 0 {
-		cfg.Replica.RetentionEvery = f.retentionCheck
-	}
+	cfg.Replica.RetentionEvery = f.retentionCheck // also for topics with retention of their own
 	if err := cfg.Log.Validate(); err != nil {
 		return cfg, fmt.Errorf("%w: %v", errUsage, err)
 	}
