@@ -354,9 +354,14 @@ func (n *Node) topicReplicaConfig(tm TopicMeta, p int32, dir string) ReplicaConf
 	switch tc := tm.Config; {
 	case tc.RetentionMs > 0:
 		c.Log.RetentionAge = time.Duration(tc.RetentionMs) * time.Millisecond
-		if c.Log.SegmentAge == 0 || c.Log.SegmentAge > c.Log.RetentionAge {
-			// Not more often than retention runs: a tiny age would roll a segment per append.
-			c.Log.SegmentAge = max(c.Log.RetentionAge, c.RetentionEvery, defaultRetentionEvery)
+		every := c.RetentionEvery
+		if every == 0 {
+			every = defaultRetentionEvery
+		}
+		// At the retention age at the latest, but not more often than retention runs (a tiny
+		// age would roll a segment per append); never later than the node's segment age.
+		if age := max(c.Log.RetentionAge, every); c.Log.SegmentAge == 0 || c.Log.SegmentAge > age {
+			c.Log.SegmentAge = age
 		}
 	case tc.RetentionMs == wire.RetentionUnlimited:
 		c.Log.RetentionAge = 0

@@ -567,4 +567,19 @@ func TestTopicReplicaConfig(t *testing.T) {
 	if c.Log.RetentionBytes != 1<<30 || c.Log.RetentionAge != 0 || c.Log.SegmentAge != 0 {
 		t.Fatalf("node's settings: bytes %d, age %v, segment age %v", c.Log.RetentionBytes, c.Log.RetentionAge, c.Log.SegmentAge)
 	}
+	// The node's check period and segment age bound the derived segment age; it never grows.
+	for _, c := range []struct {
+		every, nodeSegAge, retention, want time.Duration
+	}{
+		{10 * time.Second, 0, 5 * time.Second, 10 * time.Second},
+		{time.Second, 20 * time.Second, 10 * time.Second, 10 * time.Second},
+		{30 * time.Second, 30 * time.Second, 10 * time.Second, 30 * time.Second},
+		{time.Second, 0, time.Hour, time.Hour},
+	} {
+		n.cfg.Replica.RetentionEvery, n.cfg.Log.SegmentAge = c.every, c.nodeSegAge
+		got := n.topicReplicaConfig(TopicMeta{Name: "t", Config: wire.TopicConfig{RetentionMs: c.retention.Milliseconds()}}, 0, "/x").Log.SegmentAge
+		if got != c.want {
+			t.Errorf("check every %v, node segment age %v, topic retention %v: segment age %v, want %v", c.every, c.nodeSegAge, c.retention, got, c.want)
+		}
+	}
 }

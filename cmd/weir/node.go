@@ -37,7 +37,7 @@ func (f *nodeFlags) register(fs *flag.FlagSet, defaultData string) {
 	fs.DurationVar(&f.syncEvery, "sync-interval", time.Second, "fsync period with --sync interval")
 	fs.StringVar(&f.logLevel, "log-level", "warn", "log level: debug, info, warn, error")
 	fs.Int64Var(&f.segmentBytes, "segment-bytes", storage.DefaultConfig().SegmentBytes, "bytes at which a partition's active segment is rolled")
-	fs.DurationVar(&f.segmentAge, "segment-age", 0, "age at which a partition's active segment is rolled (0: the --retention-age if set, else never)")
+	fs.DurationVar(&f.segmentAge, "segment-age", 0, "age at which a partition's active segment is rolled (0: the larger of --retention-age and --retention-check if a retention age is set, else never)")
 	fs.DurationVar(&f.retentionAge, "retention-age", 0, "delete a topic partition's segments whose newest record is older than this (0: keep)")
 	fs.Int64Var(&f.retentionBytes, "retention-bytes", 0, "delete a topic partition's oldest segments while it is larger than this (0: no limit)")
 	fs.DurationVar(&f.retentionCheck, "retention-check", time.Minute, "how often each partition applies --retention-age and --retention-bytes")
