@@ -581,10 +581,7 @@ func nowMillis() int64 { return time.Now().UnixMilli() }
 // CreateTopic creates a topic with the given partitions (one replica on one node) and returns
 // once this node serves it. errors.Is(err, wire.ErrTopicExists) tells an existing topic.
 func (n *Node) CreateTopic(name string, partitions int32) error {
-	if e := n.topicCommand(&CreateTopic{Name: name, Partitions: partitions, Replicas: 1}, name, true, 30*time.Second); e != nil {
-		return e
-	}
-	return nil
+	return n.CreateTopicWithConfig(name, partitions, wire.TopicConfig{})
 }
 
 // DeleteTopic deletes a topic and its data.

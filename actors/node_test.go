@@ -427,6 +427,26 @@ func TestRangeAssign(t *testing.T) {
 	}
 }
 
+// produceBatches produces n batches of 10 records of about 110 bytes to partition 0 of topic.
+func produceBatches(t *testing.T, tc *testConn, topic string, n int) {
+	t.Helper()
+	for i := range n {
+		vals := make([]string, 10)
+		for j := range vals {
+			vals[j] = fmt.Sprintf("%04d-%02d-%s", i, j, strings.Repeat("x", 100))
+		}
+		produce(t, tc, topic, 0, wire.AcksAll, vals...)
+	}
+}
+
+// logStart is the earliest offset of partition 0 of topic.
+func logStart(t *testing.T, tc *testConn, topic string) int64 {
+	t.Helper()
+	var resp wire.ListOffsetsResponse
+	tc.call(wire.ApiListOffsets, &wire.ListOffsetsRequest{Topic: topic, Partition: 0, Spec: wire.OffsetEarliest}, &resp)
+	return resp.Offset
+}
+
 // TestRetentionDeletesOldSegments: with node-level retention, a topic's oldest segments go while
 // the partition is larger than RetentionBytes; the log then starts later, reads from there on
 // are whole and in order, and __meta keeps all of itself (the topic survives a restart).
@@ -441,18 +461,10 @@ func TestRetentionDeletesOldSegments(t *testing.T) {
 	tc := dialNode(t, n)
 	createTopic(t, tc, "r", 1)
 	const batches = 100 // about 1.4 KiB each: ~35 segments of 4 KiB
-	for i := range batches {
-		vals := make([]string, 10)
-		for j := range vals {
-			vals[j] = fmt.Sprintf("%04d-%02d-%s", i, j, strings.Repeat("x", 100))
-		}
-		produce(t, tc, "r", 0, wire.AcksAll, vals...)
-	}
+	produceBatches(t, tc, "r", batches)
 	var start int64
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		var resp wire.ListOffsetsResponse
-		tc.call(wire.ApiListOffsets, &wire.ListOffsetsRequest{Topic: "r", Partition: 0, Spec: wire.OffsetEarliest}, &resp)
-		if start = resp.Offset; start > 0 {
+		if start = logStart(t, tc, "r"); start > 0 {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -514,19 +526,9 @@ func TestTopicRetentionOverridesNode(t *testing.T) {
 		if resp.Err != nil {
 			t.Fatalf("create %s: %v", name, resp.Err)
 		}
-		for i := range 100 {
-			vals := make([]string, 10)
-			for j := range vals {
-				vals[j] = fmt.Sprintf("%04d-%02d-%s", i, j, strings.Repeat("x", 100))
-			}
-			produce(t, tc, name, 0, wire.AcksAll, vals...)
-		}
+		produceBatches(t, tc, name, 100)
 	}
-	start := func(name string) int64 {
-		var resp wire.ListOffsetsResponse
-		tc.call(wire.ApiListOffsets, &wire.ListOffsetsRequest{Topic: name, Partition: 0, Spec: wire.OffsetEarliest}, &resp)
-		return resp.Offset
-	}
+	start := func(name string) int64 { return logStart(t, tc, name) }
 	deadline := time.Now().Add(10 * time.Second)
 	for start("dflt") == 0 || start("tight") <= start("dflt") {
 		if time.Now().After(deadline) {

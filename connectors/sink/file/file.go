@@ -269,11 +269,9 @@ func (s *Sink) Open(context.Context) error {
 	return nil
 }
 
+// recover runs in Open, which has created the directory.
 func (s *Sink) recover() error {
 	s.parts = map[tpKey]*part{}
-	if err := s.cfg.FS.MkdirAll(s.cfg.Dir); err != nil {
-		return err
-	}
 	m, err := s.readManifest()
 	if err != nil {
 		return err
