@@ -1,0 +1,86 @@
+package cluster
+
+import (
+	"fmt"
+	"testing"
+	"time"
+)
+
+func startMember(t *testing.T, id uint64, join []string, key []byte) *Membership {
+	t.Helper()
+	m, err := Start(MembershipConfig{Bind: "127.0.0.1:0", Join: join, Fast: true, SecretKey: key,
+		Self: Member{ID: id, Node: fmt.Sprintf("node-%d", id), Remote: fmt.Sprintf("127.0.0.1:%d", 9000+id)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = m.Shutdown() })
+	return m
+}
+
+func waitMembers(t *testing.T, m *Membership, want int, within time.Duration) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for time.Since(start) < within {
+		if len(m.Members()) == want {
+			return time.Since(start)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("%s sees %d members after %v, want %d", m.Self().Name, len(m.Members()), within, want)
+	return 0
+}
+
+func TestMembershipJoinAndDeath(t *testing.T) {
+	key := []byte("0123456789abcdef")
+	a := startMember(t, 1, nil, key)
+	b := startMember(t, 2, []string{a.Addr()}, key)
+	c := startMember(t, 3, []string{b.Addr()}, key) // any live member is enough
+	for _, m := range []*Membership{a, b, c} {
+		waitMembers(t, m, 3, 5*time.Second)
+	}
+	ms := a.Members()
+	for i, mb := range ms {
+		if mb.ID != uint64(i+1) || mb.Remote != fmt.Sprintf("127.0.0.1:%d", 9001+i) || mb.Name == "" {
+			t.Fatalf("member %d: %+v", i, mb)
+		}
+	}
+	// A crash (no leave message) is noticed within about a second.
+	_ = c.Shutdown()
+	took := waitMembers(t, a, 2, 5*time.Second)
+	t.Logf("dead member noticed after %v", took)
+	if took > 3*time.Second {
+		t.Fatalf("dead member noticed after %v, want about a second", took)
+	}
+	// It comes back under a new gossip name and the same id.
+	c2 := startMember(t, 3, []string{a.Addr()}, key)
+	waitMembers(t, a, 3, 5*time.Second)
+	if c2.Self().Name == c.Self().Name {
+		t.Fatalf("a new boot reused the gossip name %q", c.Self().Name)
+	}
+	if err := c2.SetDraining(true); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if ms := a.Members(); len(ms) == 3 && ms[2].Draining {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("draining mark not seen: %+v", a.Members())
+		}
+	}
+}
+
+func TestMembershipWrongKey(t *testing.T) {
+	a := startMember(t, 1, nil, []byte("0123456789abcdef"))
+	_, err := Start(MembershipConfig{Bind: "127.0.0.1:0", Join: []string{a.Addr()}, Fast: true,
+		SecretKey: []byte("fedcba9876543210"), Self: Member{ID: 2, Node: "node-2", Remote: "x:1"}, joinTimeout: time.Second})
+	if err == nil {
+		t.Fatal("joined with the wrong gossip key")
+	}
+	if _, err := Start(MembershipConfig{Bind: "127.0.0.1:0", SecretKey: []byte("short"), Self: Member{ID: 2}}); err == nil {
+		t.Fatal("a 5-byte key was taken")
+	}
+	if _, err := Start(MembershipConfig{Bind: "nonsense", Self: Member{ID: 2}}); err == nil {
+		t.Fatal("a bad address was taken")
+	}
+}

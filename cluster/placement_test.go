@@ -1,0 +1,182 @@
+package cluster
+
+import (
+	"reflect"
+	"testing"
+)
+
+func live(ids ...uint64) []NodeState {
+	out := make([]NodeState, len(ids))
+	for i, id := range ids {
+		out[i] = NodeState{ID: id, Live: true}
+	}
+	return out
+}
+
+func TestPlace(t *testing.T) {
+	dead := func(ns []NodeState, id uint64) []NodeState {
+		for i := range ns {
+			if ns[i].ID == id {
+				ns[i].Live = false
+			}
+		}
+		return ns
+	}
+	draining := func(ns []NodeState, id uint64) []NodeState {
+		for i := range ns {
+			if ns[i].ID == id {
+				ns[i].Draining = true
+			}
+		}
+		return ns
+	}
+	cases := []struct {
+		name   string
+		nodes  []NodeState
+		topics []TopicPlacement
+		want   map[string][][]uint64
+		err    bool
+	}{
+		{
+			name:   "new topic spreads leaders and replicas",
+			nodes:  live(1, 2, 3),
+			topics: []TopicPlacement{{Name: "t", Partitions: 6, Replicas: 3}},
+			want:   map[string][][]uint64{"t": {{1, 2, 3}, {2, 3, 1}, {3, 1, 2}, {1, 2, 3}, {2, 3, 1}, {3, 1, 2}}},
+		},
+		{
+			name:   "replication factor 1 round robin",
+			nodes:  live(1, 2, 3),
+			topics: []TopicPlacement{{Name: "t", Partitions: 4, Replicas: 1}},
+			want:   map[string][][]uint64{"t": {{1}, {2}, {3}, {1}}},
+		},
+		{
+			name:   "second topic fills the least loaded nodes",
+			nodes:  live(1, 2, 3),
+			topics: []TopicPlacement{{Name: "a", Partitions: 1, Replicas: 1, Current: [][]uint64{{1}}}, {Name: "b", Partitions: 2, Replicas: 1}},
+			want:   map[string][][]uint64{"a": {{1}}, "b": {{2}, {3}}},
+		},
+		{
+			name:   "too few nodes for a new topic",
+			nodes:  live(1, 2),
+			topics: []TopicPlacement{{Name: "t", Partitions: 1, Replicas: 3}},
+			err:    true,
+		},
+		{
+			name:   "dead nodes do not count",
+			nodes:  dead(live(1, 2, 3), 3),
+			topics: []TopicPlacement{{Name: "t", Partitions: 1, Replicas: 3}},
+			err:    true,
+		},
+		{
+			name:   "stable: a placed topic stays",
+			nodes:  live(1, 2, 3),
+			topics: []TopicPlacement{{Name: "t", Partitions: 2, Replicas: 2, Current: [][]uint64{{3, 1}, {2, 3}}}},
+			want:   map[string][][]uint64{"t": {{3, 1}, {2, 3}}},
+		},
+		{
+			name:   "a dead node's replica stays when no other node can take it",
+			nodes:  dead(live(1, 2, 3), 2),
+			topics: []TopicPlacement{{Name: "t", Partitions: 1, Replicas: 3, Current: [][]uint64{{1, 2, 3}}}},
+			want:   map[string][][]uint64{"t": {{1, 2, 3}}},
+		},
+		{
+			name:   "a dead node's replicas move to a spare node, one per partition",
+			nodes:  dead(live(1, 2, 3, 4), 2),
+			topics: []TopicPlacement{{Name: "t", Partitions: 2, Replicas: 3, Current: [][]uint64{{1, 2, 3}, {2, 3, 1}}}},
+			want:   map[string][][]uint64{"t": {{1, 4, 3}, {4, 3, 1}}},
+		},
+		{
+			name:   "a draining node is emptied",
+			nodes:  draining(live(1, 2, 3, 4), 1),
+			topics: []TopicPlacement{{Name: "t", Partitions: 1, Replicas: 3, Current: [][]uint64{{1, 2, 3}}}},
+			want:   map[string][][]uint64{"t": {{4, 2, 3}}},
+		},
+		{
+			name:   "a new node receives replicas, followers first, one per partition",
+			nodes:  live(1, 2, 3, 4),
+			topics: []TopicPlacement{{Name: "t", Partitions: 4, Replicas: 3, Current: [][]uint64{{1, 2, 3}, {2, 3, 1}, {3, 1, 2}, {1, 2, 3}}}},
+			// 12 replicas over 4 nodes: 3 each. Node 1 (4 replicas) gives one, then 2, then 3.
+			want: map[string][][]uint64{"t": {{1, 4, 3}, {2, 3, 4}, {3, 1, 2}, {1, 2, 4}}},
+		},
+		{
+			name:   "under-replicated partition is filled",
+			nodes:  live(1, 2, 3),
+			topics: []TopicPlacement{{Name: "t", Partitions: 1, Replicas: 3, Current: [][]uint64{{2}}}},
+			want:   map[string][][]uint64{"t": {{2, 1, 3}}},
+		},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			got, err := Place(c.nodes, c.topics)
+			if c.err {
+				if err == nil {
+					t.Fatalf("no error; got %v", got)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(got, c.want) {
+				t.Fatalf("got  %v\nwant %v", got, c.want)
+			}
+			// Placing the result again on the same nodes moves nothing more than balancing
+			// needs, and never puts two replicas of a partition on one node.
+			for name, asg := range got {
+				for p, reps := range asg {
+					seen := map[uint64]bool{}
+					for _, id := range reps {
+						if seen[id] {
+							t.Fatalf("%s/%d: two replicas on node %d: %v", name, p, id, reps)
+						}
+						seen[id] = true
+					}
+				}
+			}
+		})
+	}
+}
+
+// TestPlaceConverges: placing repeatedly (as the __meta leader does after each move) reaches a
+// fixed point where loads differ by at most one.
+func TestPlaceConverges(t *testing.T) {
+	nodes := live(1, 2, 3)
+	topics := []TopicPlacement{{Name: "a", Partitions: 7, Replicas: 3}, {Name: "b", Partitions: 3, Replicas: 2}}
+	for round := 0; ; round++ {
+		got, err := Place(nodes, topics)
+		if err != nil {
+			t.Fatal(err)
+		}
+		same := true
+		for i := range topics {
+			if !reflect.DeepEqual(topics[i].Current, got[topics[i].Name]) {
+				same = false
+			}
+			topics[i].Current = got[topics[i].Name]
+		}
+		if same {
+			break
+		}
+		if round == 20 {
+			t.Fatal("no fixed point after 20 rounds")
+		}
+		if round == 0 {
+			nodes = live(1, 2, 3, 4, 5) // two nodes join
+		}
+	}
+	load := map[uint64]int{}
+	for _, tp := range topics {
+		for _, reps := range tp.Current {
+			for _, id := range reps {
+				load[id]++
+			}
+		}
+	}
+	lo, hi := 1<<30, 0
+	for _, id := range []uint64{1, 2, 3, 4, 5} {
+		lo, hi = min(lo, load[id]), max(hi, load[id])
+	}
+	if hi-lo > 1 {
+		t.Fatalf("loads %v differ by %d", load, hi-lo)
+	}
+}
