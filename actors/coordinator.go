@@ -75,6 +75,7 @@ func init() {
 	register(43, &CommitGroup{})
 	register(44, &wire.JoinGroupResponse{})
 	register(45, &wire.AdminResponse{})
+	register(46, &EnsureCoordinator{})
 }
 
 type member struct {
@@ -147,7 +148,7 @@ func (c *coordinator) Receive(ctx actor.Context) {
 			}
 		}
 		// __offsets answers the committer directly once the offsets are committed.
-		ctx.RequestWithCustomSender(c.n.childPID("offsets"), &CommitOffsets{Group: c.group, Offsets: m.Offsets}, ctx.Sender())
+		ctx.RequestWithCustomSender(c.n.internalPID("offsets"), &CommitOffsets{Group: c.group, Offsets: m.Offsets}, ctx.Sender())
 	case tick:
 		c.onTick(ctx)
 	}
@@ -370,10 +371,33 @@ func newMemberID() string {
 	return "m-" + hex.EncodeToString(b[:])
 }
 
-// coordinatorFor returns the PID of a group's coordinator, spawning it on first use.
+// EnsureCoordinator asks a node's root to run a group's coordinator; the reply is a
+// *ProduceReply.
+type EnsureCoordinator struct {
+	Group string `msgpack:"g"`
+}
+
+// coordinatorFor returns the PID of a group's coordinator, spawning it on first use. In a
+// cluster the coordinators run on the node that leads __offsets, where their commits go.
 func (n *Node) coordinatorFor(group string) (*actor.PID, error) {
 	if group == "" {
 		return nil, fmt.Errorf("empty group name")
+	}
+	if n.cluster != nil {
+		if lead := n.leaderOf(OffsetsTopic + "/0"); lead != 0 && lead != n.raftID {
+			addr := n.peerAddr(lead)
+			if addr == "" {
+				return nil, fmt.Errorf("group %s: the coordinator's node is not reachable", group)
+			}
+			res, err := resultOf(n.rc.RequestFuture(actor.NewPID(addr, rootName), &EnsureCoordinator{Group: group}, 5*time.Second))
+			if r, ok := res.(*ProduceReply); ok && r.Err != nil {
+				err = r.Err
+			}
+			if err != nil {
+				return nil, fmt.Errorf("group %s: coordinator: %w", group, err)
+			}
+			return actor.NewPID(addr, rootName+"/group/"+group), nil
+		}
 	}
 	n.mu.Lock()
 	if n.groups == nil {

@@ -11,6 +11,9 @@ type Produce struct {
 	Batch    []byte    `msgpack:"b"`
 	Acks     wire.Acks `msgpack:"a"`
 	Deadline int64     `msgpack:"d"` // unix milliseconds; 0: none
+	// Forwarded is set when a follower forwarded the request to its leader: it is not
+	// forwarded again.
+	Forwarded bool `msgpack:"f,omitempty"`
 }
 
 // ProduceReply answers Produce: the offset of the batch's first record, or an error.
@@ -24,6 +27,7 @@ type Fetch struct {
 	Offset    int64 `msgpack:"o"`
 	MaxBytes  int32 `msgpack:"m"`
 	MaxWaitMs int32 `msgpack:"w"`
+	Forwarded bool  `msgpack:"f,omitempty"`
 }
 
 // GetStatus asks a partition for its *Status.
@@ -39,6 +43,7 @@ type Status struct {
 	HighWatermark int64       `msgpack:"h"`
 	EndOffset     int64       `msgpack:"e"`
 	Voters        []uint64    `msgpack:"v"`
+	Learners      []uint64    `msgpack:"lr,omitempty"`
 	Err           *wire.Error `msgpack:"err,omitempty"`
 }
 
@@ -46,6 +51,7 @@ type Status struct {
 type ListOffsets struct {
 	Spec      int64 `msgpack:"s"`
 	Timestamp int64 `msgpack:"t"`
+	Forwarded bool  `msgpack:"f,omitempty"`
 }
 
 // RaftMessage carries one raft message (protobuf bytes) between replicas of a group.
@@ -54,7 +60,16 @@ type RaftMessage struct {
 	Data  []byte `msgpack:"d"`
 }
 
+// SetMembers tells a replica the membership its group should have. Only the leader acts on
+// it: one configuration change at a time, a new voter first added as a learner and promoted
+// once it has caught up, and voters removed only after the additions. No reply.
+type SetMembers struct {
+	Voters   []uint64 `msgpack:"v"`
+	Learners []uint64 `msgpack:"l,omitempty"`
+}
+
 func init() {
+	register(10, &SetMembers{})
 	register(1, &Produce{})
 	register(2, &ProduceReply{})
 	register(3, &Fetch{})

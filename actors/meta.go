@@ -8,6 +8,7 @@ import (
 
 	"github.com/vmihailenco/msgpack/v5"
 
+	"github.com/weirhq/weir/cluster"
 	"github.com/weirhq/weir/cluster/wire"
 	"github.com/weirhq/weir/storage"
 )
@@ -30,6 +31,9 @@ type TopicMeta struct {
 	Replicas   int32            `msgpack:"r"`
 	ID         int64            `msgpack:"i"`
 	Config     wire.TopicConfig `msgpack:"c,omitempty"`
+	// Assignment holds each partition's replica node ids, the preferred leader first; nil on a
+	// node that runs alone (its one replica).
+	Assignment [][]uint64 `msgpack:"a,omitempty"`
 }
 
 // Dir is the topic's directory under the node's data directory.
@@ -98,6 +102,8 @@ type metaState struct {
 	changed  func(Topics)
 	live     bool  // replay is over: report changes
 	end      int64 // offset after the last command applied
+	// nodes, in a cluster, gives the nodes placement may use.
+	nodes func() []cluster.NodeState
 }
 
 // Replayed is called by the replica when the table has been rebuilt from the log.
@@ -163,8 +169,11 @@ func (s *metaState) Handle(msg any) ([]byte, any) {
 		if m.Partitions < 1 || m.Partitions > MaxPartitions {
 			return nil, &ProduceReply{BaseOffset: -1, Err: wire.Errorf(wire.CodeInvalidRequest, "topic %q: %d partitions: want 1 to %d", m.Name, m.Partitions, MaxPartitions)}
 		}
-		if m.Replicas < 1 || m.Replicas > s.replicas {
+		if s.nodes == nil && (m.Replicas < 1 || m.Replicas > s.replicas) {
 			return nil, &ProduceReply{BaseOffset: -1, Err: wire.Errorf(wire.CodeInvalidRequest, "topic %q: %d replicas: want 1 to %d (the number of nodes)", m.Name, m.Replicas, s.replicas)}
+		}
+		if m.Replicas < 1 || m.Replicas > 7 {
+			return nil, &ProduceReply{BaseOffset: -1, Err: wire.Errorf(wire.CodeInvalidRequest, "topic %q: %d replicas: want 1 to 7", m.Name, m.Replicas)}
 		}
 		if err := m.Config.Validate(); err != nil {
 			return nil, &ProduceReply{BaseOffset: -1, Err: wire.Errorf(wire.CodeInvalidRequest, "topic %q: %v", m.Name, err)}
@@ -172,7 +181,15 @@ func (s *metaState) Handle(msg any) ([]byte, any) {
 		if _, ok := s.topics[m.Name]; ok {
 			return nil, &ProduceReply{BaseOffset: -1, Err: wire.Errorf(wire.CodeTopicExists, "topic %q exists", m.Name)}
 		}
-		return metaCommand("create-topic", TopicMeta{Name: m.Name, Partitions: m.Partitions, Replicas: m.Replicas, Config: m.Config}), nil
+		tm := TopicMeta{Name: m.Name, Partitions: m.Partitions, Replicas: m.Replicas, Config: m.Config}
+		if s.nodes != nil {
+			asg, err := s.place(tm)
+			if err != nil {
+				return nil, &ProduceReply{BaseOffset: -1, Err: wire.Errorf(wire.CodeInvalidRequest, "%v", err)}
+			}
+			tm.Assignment = asg
+		}
+		return metaCommand("create-topic", tm), nil
 	case *DeleteTopic:
 		if _, ok := s.topics[m.Name]; !ok {
 			return nil, &ProduceReply{BaseOffset: -1, Err: wire.Errorf(wire.CodeUnknownTopic, "topic %q does not exist", m.Name)}
@@ -180,6 +197,19 @@ func (s *metaState) Handle(msg any) ([]byte, any) {
 		return metaCommand("delete-topic", TopicMeta{Name: m.Name}), nil
 	}
 	return nil, nil
+}
+
+// place assigns a new topic's partitions to nodes, around the existing topics' replicas.
+func (s *metaState) place(tm TopicMeta) ([][]uint64, error) {
+	in := []cluster.TopicPlacement{{Name: tm.Name, Partitions: tm.Partitions, Replicas: tm.Replicas}}
+	for _, t := range s.topics {
+		in = append(in, cluster.TopicPlacement{Name: t.Name, Partitions: t.Partitions, Replicas: t.Replicas, Current: t.Assignment})
+	}
+	out, err := cluster.Place(s.nodes(), in)
+	if err != nil {
+		return nil, err
+	}
+	return out[tm.Name], nil
 }
 
 func metaCommand(op string, t TopicMeta) []byte {

@@ -10,6 +10,7 @@ import (
 	"net/http/pprof"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -57,6 +58,9 @@ type NodeConfig struct {
 	// Faults, if set, is called with the actor kind and a point name at fault-injection points
 	// (tests make it panic there).
 	Faults func(kind, point string)
+	// Cluster, if set, makes the node a member of a cluster (docs/cluster.md); nil: the node
+	// runs alone.
+	Cluster *ClusterConfig
 }
 
 // rootName is the node's root supervisor actor; every other actor is its child, with an id
@@ -85,6 +89,12 @@ type Node struct {
 	once   sync.Once
 
 	closeOnce sync.Once // Close's work runs once; later and concurrent calls wait for it
+
+	// rc sends and requests from outside actors; in a cluster it wraps messages bound for other
+	// nodes (the system's own Root must stay plain: protoactor's remote sends through it).
+	rc      *actor.RootContext
+	raftID  uint64        // this node's id in raft groups (1 when alone)
+	cluster *clusterState // nil when alone
 }
 
 type topicEntry struct {
@@ -115,6 +125,7 @@ func StartNode(cfg NodeConfig) (*Node, error) {
 	if err := os.MkdirAll(filepath.Join(cfg.DataDir, "topics"), 0o755); err != nil {
 		return nil, fmt.Errorf("node: %w", err)
 	}
+	var err error
 	n := &Node{
 		cfg:     cfg,
 		metrics: NewMetrics(),
@@ -122,13 +133,26 @@ func StartNode(cfg NodeConfig) (*Node, error) {
 		topics:  map[string]*topicEntry{},
 		ready:   make(chan struct{}),
 	}
+	if n.raftID, err = loadNodeID(cfg.DataDir, cfg.Cluster != nil); err != nil {
+		return nil, fmt.Errorf("node: %w", err)
+	}
 	n.sup = newSupervisor(cfg.Supervisor, cfg.Logger, n.metrics)
-	n.system = actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
+	n.system = actor.NewActorSystem(actor.WithDeveloperSupervisionLogging(os.Getenv("WEIR_DEBUG_SUPERVISION") != ""), actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
 		return cfg.Logger.With("lib", "protoactor")
 	}))
-	root, err := n.system.Root.SpawnNamed(actor.PropsFromProducer(func() actor.Actor { return &rootActor{n: n} },
-		actor.WithSupervisor(n.sup)), rootName)
+	n.rc = n.system.Root
+	if cfg.Cluster != nil {
+		n.rc = actor.NewRootContext(n.system, nil, wrapRemote)
+		if err := n.startCluster(); err != nil {
+			n.system.Shutdown()
+			return nil, fmt.Errorf("node: %w", err)
+		}
+	}
+	root, err := n.system.Root.SpawnNamed(withRemote(actor.PropsFromProducer(func() actor.Actor { return &rootActor{n: n} },
+		actor.WithSupervisor(n.sup))), rootName)
 	if err != nil {
+		n.stopCluster()
+		n.stopRemote()
 		return nil, fmt.Errorf("node: %w", err)
 	}
 	n.root = root
@@ -136,6 +160,8 @@ func StartNode(cfg NodeConfig) (*Node, error) {
 	case <-n.ready:
 	case <-time.After(30 * time.Second):
 		n.system.Root.StopFuture(root).Wait()
+		n.stopCluster()
+		n.stopRemote()
 		return nil, errors.New("node: __meta did not start within 30 s (see the log)")
 	}
 	if cfg.ClientAddr != "" {
@@ -208,12 +234,14 @@ func (n *Node) close() {
 		cancel()
 		n.httpWG.Wait()
 	}
+	n.stopCluster()
 	if n.root != nil {
 		_ = n.system.Root.StopFuture(n.root).Wait()
 	}
 	if n.server != nil {
 		n.server.wait()
 	}
+	n.stopRemote()
 	n.system.Shutdown()
 }
 
@@ -263,20 +291,41 @@ func (n *Node) startHTTP(addr string) error {
 func (n *Node) Partition(topic string, p int32) (*actor.PID, error) {
 	switch topic {
 	case MetaTopic:
-		return n.childPID("meta"), nil
+		return n.internalPID("meta"), nil
 	case OffsetsTopic:
-		return n.childPID("offsets"), nil
+		return n.internalPID("offsets"), nil
 	}
 	n.mu.RLock()
-	defer n.mu.RUnlock()
 	t, ok := n.topics[topic]
+	n.mu.RUnlock()
 	if !ok {
 		return nil, fmt.Errorf("topic %q: %w", topic, errUnknownTopic)
 	}
-	if p < 0 || int(p) >= len(t.pids) {
-		return nil, fmt.Errorf("topic %q has %d partitions, not %d: %w", topic, len(t.pids), p, errUnknownPartition)
+	if p < 0 || p >= t.meta.Partitions {
+		return nil, fmt.Errorf("topic %q has %d partitions, not %d: %w", topic, t.meta.Partitions, p, errUnknownPartition)
 	}
-	return t.pids[p], nil
+	if n.cluster == nil {
+		return t.pids[p], nil
+	}
+	// In a cluster: the leader's replica if this node knows it, else this node's replica
+	// (which forwards to its leader), else a live replica elsewhere (which forwards).
+	name := fmt.Sprintf("%s/partition/%s/%d", rootName, topic, p)
+	if t.pids[p] != nil {
+		if lead := n.leaderOf(fmt.Sprintf("%s/%d", topic, p)); lead != 0 && lead != n.raftID {
+			if addr := n.peerAddr(lead); addr != "" {
+				return actor.NewPID(addr, name), nil
+			}
+		}
+		return t.pids[p], nil
+	}
+	if int(p) < len(t.meta.Assignment) {
+		for _, id := range t.meta.Assignment[p] {
+			if addr := n.peerAddr(id); addr != "" {
+				return actor.NewPID(addr, name), nil
+			}
+		}
+	}
+	return nil, fmt.Errorf("topic %q partition %d: no replica is on a live node: %w", topic, p, errNoReplica)
 }
 
 // GroupLag is how many committed records of topic lie beyond group's committed offsets, summed
@@ -317,6 +366,7 @@ func (n *Node) TopicNames() []string {
 var (
 	errUnknownTopic     = errors.New("unknown topic")
 	errUnknownPartition = errors.New("unknown partition")
+	errNoReplica        = errors.New("partition unavailable")
 )
 
 func (n *Node) childPID(name string) *actor.PID {
@@ -339,7 +389,16 @@ func (n *Node) replicaConfig(topic string, p int32, dir string) ReplicaConfig {
 	c.Metrics = n.metrics
 	c.Logger = n.logger
 	c.Faults = n.fault("partition")
+	n.clusterReplica(&c)
 	return c
+}
+
+// props adds what a node's actors need to talk across nodes, when the node is in a cluster.
+func (n *Node) props(p *actor.Props) *actor.Props {
+	if n.cluster == nil {
+		return p
+	}
+	return withRemote(p)
 }
 
 // defaultRetentionEvery is how often a partition applies its topic's retention when the node
@@ -406,9 +465,15 @@ func (a *rootActor) Receive(ctx actor.Context) {
 		self := ctx.Self()
 		system := ctx.ActorSystem()
 		meta.NewStateMachine = func() StateMachine {
-			return newMetaState(1, func(t Topics) { system.Root.Send(self, &t) })
+			ms := newMetaState(1, func(t Topics) { system.Root.Send(self, &t) })
+			if n.cluster != nil {
+				ms.nodes = n.placementNodes
+			}
+			return ms
 		}
-		if _, err := ctx.SpawnNamed(NewReplicaProps(meta), "meta"); err != nil {
+		joining := n.cluster != nil && len(n.cluster.cfg.Join) > 0
+		meta.Join = joining
+		if _, err := ctx.SpawnNamed(n.props(NewReplicaProps(meta)), "meta"); err != nil {
 			panic(err)
 		}
 		offs := n.replicaConfig(OffsetsTopic, 0, filepath.Join(n.cfg.DataDir, "offsets"))
@@ -426,18 +491,47 @@ func (a *rootActor) Receive(ctx actor.Context) {
 		}
 		offs.Faults = n.fault("offsets")
 		offs.NewStateMachine = func() StateMachine { return newOffsetsState(n.metrics.groupOffsets, n.metrics.forgetGroupTopic) }
-		if _, err := ctx.SpawnNamed(NewReplicaProps(offs), "offsets"); err != nil {
+		offs.Join = joining
+		if _, err := ctx.SpawnNamed(n.props(NewReplicaProps(offs)), "offsets"); err != nil {
 			panic(err)
 		}
 	case *Topics:
 		a.reconcile(ctx, m)
 	case *spawnRequest:
 		n.sup.forget(rootName + "/" + m.Name)
-		pid, err := ctx.SpawnNamed(m.Props, m.Name)
+		pid, err := ctx.SpawnNamed(n.props(m.Props), m.Name)
 		if err != nil && errors.Is(err, actor.ErrNameExists) {
 			err = fmt.Errorf("actor %q already runs", m.Name)
 		}
 		ctx.Respond(&spawnReply{PID: pid, Err: err})
+	case *EnsureCoordinator:
+		// Spawned here, not through Node.Spawn, which asks this actor and would wait for itself.
+		if m.Group == "" {
+			ctx.Respond(&ProduceReply{Err: wire.Errorf(wire.CodeInvalidRequest, "empty group name")})
+			return
+		}
+		name := "group/" + m.Group
+		n.mu.Lock()
+		_, ok := n.groups[m.Group]
+		n.mu.Unlock()
+		if !ok {
+			n.sup.forget(rootName + "/" + name)
+			pid, err := ctx.SpawnNamed(n.props(newCoordinatorProps(n, m.Group, n.cfg.Coordinator)), name)
+			if err != nil && !errors.Is(err, actor.ErrNameExists) {
+				ctx.Respond(&ProduceReply{Err: wire.Errorf(wire.CodeUnavailable, "group %s: %v", m.Group, err)})
+				return
+			}
+			if pid == nil {
+				pid = n.childPID(name)
+			}
+			n.mu.Lock()
+			if n.groups == nil {
+				n.groups = map[string]*actor.PID{}
+			}
+			n.groups[m.Group] = pid
+			n.mu.Unlock()
+		}
+		ctx.Respond(&ProduceReply{})
 	case *stopRequest:
 		ctx.StopFuture(m.PID).Wait()
 		ctx.Respond(&spawnReply{})
@@ -484,8 +578,10 @@ func (a *rootActor) reconcile(ctx actor.Context, t *Topics) {
 			continue
 		}
 		for p, pid := range run.pids {
-			ctx.StopFuture(pid).Wait()
-			n.metrics.deletePartition(name, int32(p))
+			if pid != nil {
+				ctx.StopFuture(pid).Wait()
+				n.metrics.deletePartition(name, int32(p))
+			}
 		}
 		dir := filepath.Join(n.cfg.DataDir, "topics", run.meta.Dir())
 		if err := os.RemoveAll(dir); err != nil {
@@ -499,16 +595,21 @@ func (a *rootActor) reconcile(ctx actor.Context, t *Topics) {
 		if _, ok := a.running[name]; ok {
 			continue
 		}
-		run := &topicEntry{meta: tm}
+		run := &topicEntry{meta: tm, pids: make([]*actor.PID, tm.Partitions)}
 		for p := int32(0); p < tm.Partitions; p++ {
-			dir := filepath.Join(n.cfg.DataDir, "topics", tm.Dir(), fmt.Sprint(p))
-			props := NewReplicaProps(n.topicReplicaConfig(tm, p, dir))
-			pid, err := ctx.SpawnNamed(props, fmt.Sprintf("partition/%s/%d", name, p))
+			c := n.topicReplicaConfig(tm, p, filepath.Join(n.cfg.DataDir, "topics", tm.Dir(), fmt.Sprint(p)))
+			if int(p) < len(tm.Assignment) {
+				if !slices.Contains(tm.Assignment[p], n.raftID) {
+					continue // another node's partition
+				}
+				c.Peers = tm.Assignment[p]
+			}
+			pid, err := ctx.SpawnNamed(n.props(NewReplicaProps(c)), fmt.Sprintf("partition/%s/%d", name, p))
 			if err != nil {
 				n.logger.Error("spawn partition", "topic", name, "partition", p, "err", err)
 				continue
 			}
-			run.pids = append(run.pids, pid)
+			run.pids[p] = pid
 		}
 		a.running[name] = run
 		n.logger.Info("topic open", "topic", name, "partitions", tm.Partitions)
@@ -533,10 +634,10 @@ func (a *rootActor) reconcile(ctx actor.Context, t *Topics) {
 // __offsets, should it fail). If it is lost (__offsets restarting, the node dying before it is
 // committed), the offsets stay: a known gap (docs/runtime.md).
 func (a *rootActor) deleteOffsets(ctx actor.Context, topic string) {
-	f := ctx.RequestFuture(a.n.childPID("offsets"), &DeleteTopicOffsets{Topic: topic}, 10*time.Second)
+	f := ctx.RequestFuture(a.n.internalPID("offsets"), &DeleteTopicOffsets{Topic: topic}, 10*time.Second)
 	logger := a.n.logger
 	go func() {
-		res, err := f.Result()
+		res, err := resultOf(f)
 		if r, ok := res.(*ProduceReply); ok && r.Err != nil {
 			err = r.Err
 		}
@@ -595,16 +696,26 @@ func (n *Node) DeleteTopic(name string) error {
 // topicCommand sends a topic command to __meta and waits until the topic table on this node
 // shows its effect, so that a topic may be used as soon as its creation is answered.
 func (n *Node) topicCommand(msg any, name string, create bool, timeout time.Duration) *wire.Error {
-	res, err := n.system.Root.RequestFuture(n.childPID("meta"), msg, timeout).Result()
-	if err != nil {
-		return wire.Errorf(wire.CodeTimeout, "__meta: %v", err)
-	}
-	r, ok := res.(*ProduceReply)
-	if !ok {
-		return wire.Errorf(wire.CodeUnknown, "unexpected answer %T", res)
-	}
-	if r.Err != nil {
-		return r.Err
+	// In a cluster __meta's leader may be elsewhere, or changing: ask again while it is not
+	// known or moves.
+	start := time.Now()
+	for {
+		res, err := resultOf(n.rc.RequestFuture(n.internalPID("meta"), msg, min(timeout, 5*time.Second)))
+		var e *wire.Error
+		if r, ok := res.(*ProduceReply); ok {
+			e = r.Err
+		} else if err != nil {
+			e = wire.Errorf(wire.CodeTimeout, "__meta: %v", err)
+		} else {
+			return wire.Errorf(wire.CodeUnknown, "unexpected answer %T", res)
+		}
+		if e == nil {
+			break
+		}
+		if n.cluster == nil || (e.Code != wire.CodeNotLeader && e.Code != wire.CodeTimeout && e.Code != wire.CodeUnavailable) || time.Since(start) > timeout {
+			return e
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
 		if _, ok := n.Topic(name); ok == create {

@@ -45,6 +45,18 @@ type ReplicaConfig struct {
 	CheckpointRecords int64
 	// Transport carries raft messages to the other replicas (nil on a single voter).
 	Transport Transport
+	// Join: an empty log is not bootstrapped with Peers; the replica waits for the group's
+	// leader to add it (a replica placed on a node after the group began, or __meta and
+	// __offsets on a node that joins a cluster).
+	Join bool
+	// PeerAddr gives a node's remote address ("" if unknown): produce, fetch and list-offsets
+	// requests that reach a follower are forwarded there, to the leader's replica.
+	PeerAddr func(id uint64) string
+	// OnLeader, if set, is told each new leader (0: none known) and the voters.
+	OnLeader func(lead uint64)
+	// OnRemoved, if set, is called once the replica has applied a configuration that no longer
+	// includes it: the node may then stop it and delete its data.
+	OnRemoved func()
 	Metrics   *Metrics
 	Logger    *slog.Logger
 	// Faults, if set, is called at named points of the actor's work so that tests can inject
@@ -82,9 +94,10 @@ func (c *ReplicaConfig) defaults() {
 	}
 }
 
-// Transport sends raft messages to the replicas of other nodes.
+// Transport sends raft messages to the replicas of other nodes. Send returns the ids of the
+// peers it knows to be unreachable (not live members), which raft then probes gently.
 type Transport interface {
-	Send(ctx actor.Context, group string, msgs []*pb.Message)
+	Send(ctx actor.Context, group string, msgs []*pb.Message) (unreachable []uint64)
 }
 
 // StateMachine is the state an internal partition's records build, such as the topic table of
@@ -145,18 +158,24 @@ type replica struct {
 	rn  *raft.RawNode
 	sm  StateMachine
 
-	lead          uint64
-	term          uint64
-	voters        []uint64
-	hw            int64 // record offset up to which entries are committed and applied
-	applied       uint64
-	unsaved       []*proposal // proposed, not yet in a Ready's entries (leader only)
-	uncommit      []*proposal // appended, waiting for commit (acks=all)
-	pending       int         // bytes of proposals not yet answered
-	parked        []parkedFetch
-	readyQueued   bool
-	stopTick      *ticker
-	lastRetention time.Time
+	lead     uint64
+	term     uint64
+	voters   []uint64
+	learners []uint64
+	target   *SetMembers // the membership the leader moves the group to, one change at a time
+	// confPendingUntil: a configuration change was proposed; the next waits for it to apply
+	// or for this time.
+	confPendingUntil time.Time
+	removed          bool  // a configuration without this replica was applied
+	hw               int64 // record offset up to which entries are committed and applied
+	applied          uint64
+	unsaved          []*proposal // proposed, not yet in a Ready's entries (leader only)
+	uncommit         []*proposal // appended, waiting for commit (acks=all)
+	pending          int         // bytes of proposals not yet answered
+	parked           []parkedFetch
+	readyQueued      bool
+	stopTick         *ticker
+	lastRetention    time.Time
 	// Checkpoints (see Checkpointer): cpBase is where the last one began (or the log start),
 	// cpStart where the one in flight begins once its first batch is committed.
 	cpBase, cpStart int64
@@ -201,15 +220,26 @@ func (r *replica) Receive(ctx actor.Context) {
 	case *actor.Stopping:
 		r.close(ctx, wire.Errorf(wire.CodeUnavailable, "partition %s is stopping", r.cfg.Group()))
 	case *Produce:
-		r.produce(ctx, m)
+		if !r.forward(ctx, &m.Forwarded) {
+			r.produce(ctx, m)
+		}
 	case *Fetch:
-		r.fetch(ctx, m)
+		if !r.forward(ctx, &m.Forwarded) {
+			r.fetch(ctx, m)
+		}
 	case *ListOffsets:
-		ctx.Respond(r.listOffsets(m))
+		if !r.forward(ctx, &m.Forwarded) {
+			ctx.Respond(r.listOffsets(m))
+		}
 	case *GetStatus:
 		ctx.Respond(r.status())
 	case *RaftMessage:
 		r.step(ctx, m)
+	case *SetMembers:
+		r.target = m
+		r.driveMembership(ctx)
+	case *growMembers:
+		r.growMembers(ctx, m)
 	case tick:
 		r.onTick(ctx)
 	case processReady:
@@ -249,6 +279,7 @@ func (r *replica) start(ctx actor.Context) error {
 		return err
 	}
 	r.voters = append(cs.GetVoters(), cs.GetVotersOutgoing()...)
+	r.learners = append(cs.GetLearners(), cs.GetLearnersNext()...)
 	if r.cfg.NewStateMachine != nil {
 		r.sm = r.cfg.NewStateMachine()
 		if err := r.replay(hs.GetCommit()); err != nil {
@@ -281,7 +312,7 @@ func (r *replica) start(ctx actor.Context) error {
 		return err
 	}
 	r.rn = rn
-	if last, _ := l.LastIndex(); last == 0 {
+	if last, _ := l.LastIndex(); last == 0 && !cfg.Join {
 		peers := make([]raft.Peer, len(cfg.Peers))
 		for i, id := range cfg.Peers {
 			peers[i] = raft.Peer{ID: id}

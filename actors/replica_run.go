@@ -3,6 +3,7 @@ package actors
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -142,7 +143,16 @@ func (r *replica) handleReady(ctx actor.Context) {
 			r.matchProposals(ctx, rd.Entries, last, end)
 		}
 		if len(rd.Messages) > 0 && r.cfg.Transport != nil {
-			r.cfg.Transport.Send(ctx, r.cfg.Group(), rd.Messages)
+			for _, id := range r.cfg.Transport.Send(ctx, r.cfg.Group(), rd.Messages) {
+				r.rn.ReportUnreachable(id)
+			}
+			// A snapshot is only a position (storage.Log.Snapshot): it is complete once sent.
+			// If it is lost, the follower's next answer makes the leader send it again.
+			for _, m := range rd.Messages {
+				if m.GetType() == pb.MessageType_MsgSnap {
+					r.rn.ReportSnapshot(m.GetTo(), raft.SnapshotFinish)
+				}
+			}
 		}
 		if len(rd.CommittedEntries) > 0 {
 			r.apply(ctx, rd.CommittedEntries)
@@ -176,6 +186,10 @@ func (r *replica) leaderChanged(ctx actor.Context, lead uint64) {
 		}
 	}
 	r.lead, r.term = lead, st.HardState.GetTerm()
+	r.confPendingUntil = time.Time{}
+	if r.cfg.OnLeader != nil {
+		r.cfg.OnLeader(lead)
+	}
 	if lead != r.cfg.ID {
 		for _, f := range r.parked {
 			ctx.Send(f.replyTo, &wire.FetchResponse{HighWatermark: r.hw, Err: wire.Errorf(wire.CodeNotLeader, "partition %s: leader is %d", r.cfg.Group(), lead)})
@@ -323,8 +337,17 @@ func (r *replica) apply(ctx actor.Context, ents []*pb.Entry) {
 
 func (r *replica) applyConfState(index uint64, cs *pb.ConfState) {
 	r.voters = append(append([]uint64(nil), cs.GetVoters()...), cs.GetVotersOutgoing()...)
+	r.learners = append(append([]uint64(nil), cs.GetLearners()...), cs.GetLearnersNext()...)
 	if err := r.log.SetConfState(index, cs); err != nil {
 		panic(fmt.Errorf("partition %s: conf state: %w", r.cfg.Group(), err))
+	}
+	r.confPendingUntil = time.Time{}
+	r.cfg.Logger.Info("configuration", "group", r.cfg.Group(), "voters", r.voters, "learners", r.learners, "self", r.cfg.ID)
+	if !r.removed && len(r.voters) > 0 && !slices.Contains(r.voters, r.cfg.ID) && !slices.Contains(r.learners, r.cfg.ID) {
+		r.removed = true
+		if r.cfg.OnRemoved != nil {
+			r.cfg.OnRemoved()
+		}
 	}
 }
 
@@ -444,6 +467,7 @@ func (r *replica) onTick(ctx actor.Context) {
 		}
 	}
 	r.maybeCheckpoint(ctx)
+	r.driveMembership(ctx)
 	r.queueReady(ctx)
 }
 
@@ -537,7 +561,7 @@ func (r *replica) checkpointAnswered(p *proposal, e *wire.Error) {
 
 func (r *replica) status() *Status {
 	st := &Status{Group: r.cfg.Group(), NodeID: r.cfg.ID, Leader: r.lead, Term: r.term, HighWatermark: r.hw,
-		Voters: append([]uint64(nil), r.voters...)}
+		Voters: append([]uint64(nil), r.voters...), Learners: append([]uint64(nil), r.learners...)}
 	if r.log == nil {
 		st.Err = wire.Errorf(wire.CodeUnavailable, "partition %s is not running", r.cfg.Group())
 		return st

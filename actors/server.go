@@ -311,9 +311,9 @@ func (s *Server) dispatch(f wire.Frame) answer {
 
 // request sends msg to pid now and returns a function that waits for the reply.
 func (s *Server) request(pid *actor.PID, msg any, timeout time.Duration) func() (any, *wire.Error) {
-	f := s.n.system.Root.RequestFuture(pid, msg, timeout)
+	f := s.n.rc.RequestFuture(pid, msg, timeout)
 	return func() (any, *wire.Error) {
-		res, err := f.Result()
+		res, err := resultOf(f)
 		if err != nil {
 			if errors.Is(err, actor.ErrTimeout) {
 				return nil, wire.Errorf(wire.CodeTimeout, "no answer from %s within %v", pid.Id, timeout)
@@ -344,6 +344,8 @@ func (s *Server) partition(topic string, p int32) (*actor.PID, *wire.Error) {
 		return nil, wire.Errorf(wire.CodeUnknownTopic, "%v", err)
 	case errors.Is(err, errUnknownPartition):
 		return nil, wire.Errorf(wire.CodeUnknownPartition, "%v", err)
+	case errors.Is(err, errNoReplica):
+		return nil, wire.Errorf(wire.CodeUnavailable, "%v", err)
 	case err != nil:
 		return nil, wire.AsError(err)
 	}
@@ -376,17 +378,17 @@ func (s *Server) produce(req *wire.ProduceRequest) answer {
 		}
 		msg := &Produce{Batch: pb.Batch, Acks: req.Acks, Deadline: deadline.UnixMilli()}
 		if req.Acks == wire.AcksNone {
-			s.n.system.Root.Send(pid, msg)
+			s.n.rc.Send(pid, msg)
 			continue
 		}
-		futures[i] = s.n.system.Root.RequestFuture(pid, msg, timeout+time.Second)
+		futures[i] = s.n.rc.RequestFuture(pid, msg, timeout+time.Second)
 	}
 	return func() any {
 		for i, f := range futures {
 			if f == nil {
 				continue
 			}
-			res, err := f.Result()
+			res, err := resultOf(f)
 			switch {
 			case errors.Is(err, actor.ErrTimeout):
 				resp.Results[i].Err = wire.Errorf(wire.CodeTimeout, "partition %d: no answer within %v", req.Batches[i].Partition, timeout)
@@ -438,6 +440,12 @@ func (s *Server) listOffsets(req *wire.ListOffsetsRequest) answer {
 
 func (s *Server) metadata(req *wire.MetadataRequest) *wire.MetadataResponse {
 	resp := &wire.MetadataResponse{Nodes: []wire.NodeInfo{{ID: s.n.cfg.NodeID, Addr: s.Addr()}}}
+	if s.n.cluster != nil {
+		resp.Nodes = resp.Nodes[:0]
+		for _, mb := range s.n.Members() {
+			resp.Nodes = append(resp.Nodes, wire.NodeInfo{ID: mb.Node, Addr: mb.Client})
+		}
+	}
 	names := req.Topics
 	if len(names) == 0 {
 		names = s.n.TopicNames()
@@ -458,22 +466,28 @@ func (s *Server) describe(name string) wire.TopicInfo {
 	futures := make([]*actor.Future, tm.Partitions)
 	for p := range tm.Partitions {
 		info.Partitions[p] = wire.PartitionInfo{Partition: p, Replicas: []string{s.n.cfg.NodeID}, HighWatermark: -1, StartOffset: -1, EndOffset: -1}
+		if int(p) < len(tm.Assignment) {
+			info.Partitions[p].Replicas = info.Partitions[p].Replicas[:0]
+			for _, id := range tm.Assignment[p] {
+				info.Partitions[p].Replicas = append(info.Partitions[p].Replicas, s.n.nodeName(id))
+			}
+		}
 		if pid, err := s.n.Partition(name, p); err == nil {
-			futures[p] = s.n.system.Root.RequestFuture(pid, &GetStatus{}, 5*time.Second)
+			futures[p] = s.n.rc.RequestFuture(pid, &GetStatus{}, 5*time.Second)
 		}
 	}
 	for p, f := range futures {
 		if f == nil {
 			continue
 		}
-		res, err := f.Result()
-		if err != nil {
+		res, err := resultOf(f)
+		st, ok := res.(*Status)
+		if err != nil || !ok {
 			continue
 		}
-		st := res.(*Status)
 		pi := &info.Partitions[p]
-		if st.Leader != 0 && st.Leader == st.NodeID {
-			pi.Leader = s.n.cfg.NodeID
+		if st.Leader != 0 && (st.Leader == st.NodeID || s.n.cluster != nil) {
+			pi.Leader = s.n.nodeName(st.Leader)
 		}
 		pi.StartOffset, pi.HighWatermark, pi.EndOffset = st.StartOffset, st.HighWatermark, st.EndOffset
 	}
@@ -529,7 +543,7 @@ func (s *Server) group(f wire.Frame) answer {
 		if err := wire.Decode(f.API, f.Body, &req); err != nil {
 			return answered(&wire.FetchCommitResponse{Err: wire.AsError(err)})
 		}
-		reply := s.request(s.n.childPID("offsets"), &FetchOffsets{Group: req.Group, Partitions: req.Partitions}, timeout)
+		reply := s.request(s.n.internalPID("offsets"), &FetchOffsets{Group: req.Group, Partitions: req.Partitions}, timeout)
 		return func() any {
 			res, e := reply()
 			if e != nil {

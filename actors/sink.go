@@ -148,8 +148,9 @@ func (s *sinkRunner) start(ctx actor.Context, epoch int, parts []wire.TopicParti
 	if len(parts) == 0 {
 		return
 	}
-	f := ctx.RequestFuture(s.n.childPID("offsets"), &FetchOffsets{Group: s.cfg.Group, Partitions: parts}, 10*time.Second)
+	f := ctx.RequestFuture(s.n.internalPID("offsets"), &FetchOffsets{Group: s.cfg.Group, Partitions: parts}, 10*time.Second)
 	ctx.ReenterAfter(f, func(res any, err error) {
+		res, err = unwrapResult(res, err)
 		if epoch != s.epoch {
 			return
 		}

@@ -101,8 +101,8 @@ func (s *sourceRunner) start(ctx actor.Context) error {
 		}
 		s.pids = append(s.pids, pid)
 	}
-	res, err := ctx.RequestFuture(s.n.childPID("offsets"), &FetchOffsets{Group: SourceGroup(s.cfg.Flow),
-		Partitions: []wire.TopicPartitions{{Topic: s.cfg.Topic, Partitions: []int32{-1}}}}, 10*time.Second).Result()
+	res, err := resultOf(ctx.RequestFuture(s.n.internalPID("offsets"), &FetchOffsets{Group: SourceGroup(s.cfg.Flow),
+		Partitions: []wire.TopicPartitions{{Topic: s.cfg.Topic, Partitions: []int32{-1}}}}, 10*time.Second))
 	if err != nil {
 		return fmt.Errorf("read committed position: %w", err)
 	}
@@ -222,9 +222,10 @@ func (s *sourceRunner) send(ctx actor.Context, p int32) {
 // commit stores the position after the acknowledged batch, then reads the next.
 func (s *sourceRunner) commit(ctx actor.Context) {
 	epoch := s.epoch
-	f := ctx.RequestFuture(s.n.childPID("offsets"), &CommitOffsets{Group: SourceGroup(s.cfg.Flow),
+	f := ctx.RequestFuture(s.n.internalPID("offsets"), &CommitOffsets{Group: SourceGroup(s.cfg.Flow),
 		Offsets: []wire.PartitionOffset{{Topic: s.cfg.Topic, Partition: -1, Metadata: s.pos}}}, 10*time.Second)
 	ctx.ReenterAfter(f, func(res any, err error) {
+		res, err = unwrapResult(res, err)
 		if epoch != s.epoch {
 			return
 		}

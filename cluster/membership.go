@@ -33,6 +33,8 @@ type Member struct {
 	Remote string `msgpack:"r"`
 	// Client is the address of the node's client port ("" if none).
 	Client string `msgpack:"c,omitempty"`
+	// Gossip is the node's gossip address (filled in by Start).
+	Gossip string `msgpack:"g,omitempty"`
 	// Draining marks a node whose replicas are to move elsewhere (`weir node drain`).
 	Draining bool `msgpack:"d,omitempty"`
 	// Boot is when this boot of the node started (unix milliseconds).
@@ -54,12 +56,10 @@ type MembershipConfig struct {
 	// about a second (true is the default Weir uses; the zero value keeps memberlist's LAN
 	// timing).
 	Fast bool
-	// OnChange is called (on memberlist's goroutine; it must not block) when a member joins,
-	// leaves, dies or changes its metadata.
+	// OnChange is called (on a goroutine of its own, never concurrently with itself) after a
+	// member joins, leaves, dies or changes its metadata; calls may be merged.
 	OnChange func()
 	Logger   *slog.Logger
-
-	joinTimeout time.Duration // JoinTimeout if 0 (tests shorten it)
 }
 
 // Membership is this node's view of the cluster.
@@ -69,13 +69,52 @@ type Membership struct {
 	mu   sync.Mutex
 	self Member
 	meta []byte
+	stop   chan struct{}
+	notify chan struct{} // a change to report: OnChange runs on notifier, not under memberlist's locks
+	once   sync.Once
+	wg     sync.WaitGroup
 }
 
-// JoinTimeout bounds Start's attempts to join.
-const JoinTimeout = 30 * time.Second
+func (m *Membership) notifier() {
+	defer m.wg.Done()
+	for {
+		select {
+		case <-m.stop:
+			return
+		case <-m.notify:
+		}
+		if m.cfg.OnChange != nil {
+			m.cfg.OnChange()
+		}
+	}
+}
 
-// Start starts gossip and joins the members in cfg.Join (trying again for up to JoinTimeout:
-// any one live member is enough).
+// rejoinEvery is how often a member that sees no other member tries its seeds again.
+const rejoinEvery = time.Second
+
+// rejoin joins the seeds again whenever this member sees no other: when none answered at
+// start, or after the others all restarted (under new gossip names).
+func (m *Membership) rejoin(seeds []string) {
+	defer m.wg.Done()
+	t := time.NewTicker(rejoinEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-m.stop:
+			return
+		case <-t.C:
+		}
+		if m.ml.NumMembers() > 1 {
+			continue
+		}
+		if _, err := m.ml.Join(seeds); err != nil {
+			m.cfg.Logger.Debug("join", "members", seeds, "err", err)
+		}
+	}
+}
+
+// Start starts gossip and joins the members in cfg.Join: any one live member is enough. If none
+// answers, it goes on trying in the background, as it does whenever it sees no other member.
 func Start(cfg MembershipConfig) (*Membership, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -91,13 +130,10 @@ func Start(cfg MembershipConfig) (*Membership, error) {
 	if err != nil || port < 0 || port > 65535 {
 		return nil, fmt.Errorf("membership: gossip address %q: bad port", cfg.Bind)
 	}
-	m := &Membership{cfg: cfg, self: cfg.Self}
+	m := &Membership{cfg: cfg, self: cfg.Self, stop: make(chan struct{}), notify: make(chan struct{}, 1)}
 	m.self.Name = fmt.Sprintf("%s.%08x", cfg.Self.Node, rand.Uint32())
 	if m.self.Boot == 0 {
 		m.self.Boot = time.Now().UnixMilli()
-	}
-	if m.meta, err = encodeMember(m.self); err != nil {
-		return nil, err
 	}
 	c := memberlist.DefaultLANConfig()
 	c.Name = m.self.Name
@@ -123,6 +159,21 @@ func Start(cfg MembershipConfig) (*Membership, error) {
 		}
 		c.SecretKey = cfg.SecretKey
 	}
+	if port == 0 {
+		// The metadata names the gossip address: pick the port now.
+		ln, err := net.Listen("tcp", cfg.Bind)
+		if err != nil {
+			return nil, fmt.Errorf("membership: gossip address %q: %w", cfg.Bind, err)
+		}
+		port = ln.Addr().(*net.TCPAddr).Port
+		_ = ln.Close()
+		c.BindPort, c.AdvertisePort = port, port
+		m.cfg.Bind = net.JoinHostPort(host, strconv.Itoa(port))
+	}
+	m.self.Gossip = m.cfg.Bind
+	if m.meta, err = encodeMember(m.self); err != nil {
+		return nil, err
+	}
 	c.Delegate = m
 	c.Events = m
 	c.Logger = log.New(slogWriter{cfg.Logger}, "", 0)
@@ -131,27 +182,14 @@ func Start(cfg MembershipConfig) (*Membership, error) {
 		return nil, fmt.Errorf("membership: %w", err)
 	}
 	m.ml = ml
-	if p := ml.LocalNode().Port; port == 0 {
-		m.cfg.Bind = net.JoinHostPort(host, strconv.Itoa(int(p)))
-	}
+	m.wg.Add(1)
+	go m.notifier()
 	if len(cfg.Join) > 0 {
-		wait := cfg.joinTimeout
-		if wait == 0 {
-			wait = JoinTimeout
+		if _, err := ml.Join(cfg.Join); err != nil {
+			cfg.Logger.Warn("join failed; trying again in the background", "members", cfg.Join, "err", err)
 		}
-		deadline := time.Now().Add(wait)
-		for {
-			_, err = ml.Join(cfg.Join)
-			if err == nil {
-				break
-			}
-			if time.Now().After(deadline) {
-				_ = ml.Shutdown()
-				return nil, fmt.Errorf("membership: join %v: %w", cfg.Join, err)
-			}
-			cfg.Logger.Warn("join failed, trying again", "members", cfg.Join, "err", err)
-			time.Sleep(500 * time.Millisecond)
-		}
+		m.wg.Add(1)
+		go m.rejoin(cfg.Join)
 	}
 	return m, nil
 }
@@ -209,6 +247,7 @@ func (m *Membership) Members() []Member {
 
 // Leave tells the others this node is leaving, then stops gossip.
 func (m *Membership) Leave(timeout time.Duration) error {
+	m.halt()
 	err := m.ml.Leave(timeout)
 	if serr := m.ml.Shutdown(); err == nil {
 		err = serr
@@ -217,7 +256,15 @@ func (m *Membership) Leave(timeout time.Duration) error {
 }
 
 // Shutdown stops gossip at once: the others notice a dead member.
-func (m *Membership) Shutdown() error { return m.ml.Shutdown() }
+func (m *Membership) Shutdown() error {
+	m.halt()
+	return m.ml.Shutdown()
+}
+
+func (m *Membership) halt() {
+	m.once.Do(func() { close(m.stop) })
+	m.wg.Wait()
+}
 
 // maxMeta is memberlist's limit on a node's metadata.
 const maxMeta = memberlist.MetaMaxSize
@@ -284,8 +331,9 @@ func (m *Membership) NotifyUpdate(n *memberlist.Node) { m.changed("update", n) }
 
 func (m *Membership) changed(ev string, n *memberlist.Node) {
 	m.cfg.Logger.Info("member "+ev, "member", n.Name, "addr", n.Address())
-	if m.cfg.OnChange != nil {
-		m.cfg.OnChange()
+	select {
+	case m.notify <- struct{}{}:
+	default: // one is pending already
 	}
 }
 

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -70,12 +71,36 @@ func TestMembershipJoinAndDeath(t *testing.T) {
 	}
 }
 
+// TestMembershipOnChangeMayReadMembers: OnChange runs outside memberlist's locks, so it may
+// ask for the members (it deadlocked when called from memberlist's event callback).
+func TestMembershipOnChangeMayReadMembers(t *testing.T) {
+	var self atomic.Pointer[Membership]
+	var seen atomic.Int32
+	a, err := Start(MembershipConfig{Bind: "127.0.0.1:0", Fast: true, Self: Member{ID: 1, Node: "node-1", Remote: "x:1"},
+		OnChange: func() {
+			if m := self.Load(); m != nil {
+				seen.Store(int32(len(m.Members())))
+			}
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	self.Store(a)
+	defer a.Shutdown()
+	startMember(t, 2, []string{a.Addr()}, nil)
+	for deadline := time.Now().Add(5 * time.Second); seen.Load() != 2; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("OnChange saw %d members, want 2", seen.Load())
+		}
+	}
+}
+
 func TestMembershipWrongKey(t *testing.T) {
 	a := startMember(t, 1, nil, []byte("0123456789abcdef"))
-	_, err := Start(MembershipConfig{Bind: "127.0.0.1:0", Join: []string{a.Addr()}, Fast: true,
-		SecretKey: []byte("fedcba9876543210"), Self: Member{ID: 2, Node: "node-2", Remote: "x:1"}, joinTimeout: time.Second})
-	if err == nil {
-		t.Fatal("joined with the wrong gossip key")
+	b := startMember(t, 2, []string{a.Addr()}, []byte("fedcba9876543210"))
+	time.Sleep(2 * time.Second)
+	if n, m := len(a.Members()), len(b.Members()); n != 1 || m != 1 {
+		t.Fatalf("members with different gossip keys see %d and %d members, want 1 each", n, m)
 	}
 	if _, err := Start(MembershipConfig{Bind: "127.0.0.1:0", SecretKey: []byte("short"), Self: Member{ID: 2}}); err == nil {
 		t.Fatal("a 5-byte key was taken")

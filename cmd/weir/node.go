@@ -2,11 +2,13 @@ package main
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"strings"
@@ -20,6 +22,7 @@ import (
 // nodeFlags are the flags of `weir node`, shared with the embedded node of `weir demo`.
 type nodeFlags struct {
 	data, listen, gossip, join, http, sync, logLevel string
+	id, cluster, gossipKey                           string
 	syncEvery                                        time.Duration
 	pprof                                            bool
 	segmentBytes, retentionBytes                     int64
@@ -29,8 +32,11 @@ type nodeFlags struct {
 func (f *nodeFlags) register(fs *flag.FlagSet, defaultData string) {
 	fs.StringVar(&f.data, "data", defaultData, "data directory")
 	fs.StringVar(&f.listen, "listen", "127.0.0.1:7420", "client port address")
-	fs.StringVar(&f.gossip, "gossip", "", "gossip address (cluster membership; not yet available)")
-	fs.StringVar(&f.join, "join", "", "comma-separated members to join (cluster; not yet available)")
+	fs.StringVar(&f.id, "id", "", "the node's name (default node-1 alone, node-<port> in a cluster)")
+	fs.StringVar(&f.cluster, "cluster", "", "address the other nodes reach this node's actors at (host:port); setting it or --gossip makes the node a cluster member")
+	fs.StringVar(&f.gossip, "gossip", "", "gossip (membership) address, host:port, UDP and TCP")
+	fs.StringVar(&f.join, "join", "", "comma-separated gossip addresses of members to join (none, on an empty data directory: start a new cluster)")
+	fs.StringVar(&f.gossipKey, "gossip-key", "", "encrypt gossip with this key: 16, 24 or 32 bytes, hex-encoded (or $WEIR_GOSSIP_KEY); every node needs the same")
 	fs.StringVar(&f.http, "http", "127.0.0.1:7421", "metrics and health address (empty: none)")
 	fs.BoolVar(&f.pprof, "pprof", false, "also serve Go runtime profiles at the --http address under /debug/pprof/")
 	fs.StringVar(&f.sync, "sync", "always", "log durability: always (fsync every write), interval, never")
@@ -49,8 +55,41 @@ func (f *nodeFlags) config(stderr io.Writer) (actors.NodeConfig, error) {
 	if f.data == "" {
 		return cfg, fmt.Errorf("%w: --data is required", errUsage)
 	}
-	if f.join != "" || f.gossip != "" {
-		return cfg, fmt.Errorf("%w: --join and --gossip: clustering is not available in this version (one node only)", errUsage)
+	cfg.NodeID = f.id
+	if f.cluster != "" || f.gossip != "" || f.join != "" {
+		if f.cluster == "" || f.gossip == "" {
+			return cfg, fmt.Errorf("%w: a cluster member needs both --cluster and --gossip addresses", errUsage)
+		}
+		for _, a := range []struct{ flag, v string }{{"--cluster", f.cluster}, {"--gossip", f.gossip}} {
+			if _, _, err := net.SplitHostPort(a.v); err != nil {
+				return cfg, fmt.Errorf("%w: %s %q: want host:port", errUsage, a.flag, a.v)
+			}
+		}
+		cc := &actors.ClusterConfig{RemoteAddr: f.cluster, GossipAddr: f.gossip}
+		for _, j := range strings.Split(f.join, ",") {
+			if j = strings.TrimSpace(j); j != "" {
+				if _, _, err := net.SplitHostPort(j); err != nil {
+					return cfg, fmt.Errorf("%w: --join %q: want host:port", errUsage, j)
+				}
+				cc.Join = append(cc.Join, j)
+			}
+		}
+		key := f.gossipKey
+		if key == "" {
+			key = os.Getenv("WEIR_GOSSIP_KEY")
+		}
+		if key != "" {
+			b, err := hex.DecodeString(key)
+			if err != nil || (len(b) != 16 && len(b) != 24 && len(b) != 32) {
+				return cfg, fmt.Errorf("%w: --gossip-key: want 16, 24 or 32 bytes in hex (32, 48 or 64 hex digits)", errUsage)
+			}
+			cc.GossipKey = b
+		}
+		cfg.Cluster = cc
+		if cfg.NodeID == "" {
+			_, port, _ := net.SplitHostPort(f.listen)
+			cfg.NodeID = "node-" + port
+		}
 	}
 	mode, err := storage.ParseSyncMode(f.sync)
 	if err != nil {

@@ -1,0 +1,335 @@
+package actors
+
+import (
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/asynkron/protoactor-go/remote"
+
+	"github.com/weirhq/weir/cluster"
+	"github.com/weirhq/weir/storage/vfs"
+)
+
+// ClusterConfig makes a node a member of a cluster (NodeConfig.Cluster).
+type ClusterConfig struct {
+	// RemoteAddr is where the node's actors are reached by the other nodes (protoactor remote
+	// over gRPC), host:port.
+	RemoteAddr string
+	// GossipAddr is the membership gossip address (UDP and TCP), host:port.
+	GossipAddr string
+	// Join lists gossip addresses of other members. A node started on an empty data directory
+	// with no Join starts a new cluster: it bootstraps __meta and __offsets alone and the nodes
+	// that join are added to them. A node that joined once remembers its peers' addresses
+	// (DataDir/peers) and also tries those when it restarts.
+	Join []string
+	// GossipKey, if set (16, 24 or 32 bytes), encrypts gossip; every node needs the same key.
+	GossipKey []byte
+	// MetaVoters is how many nodes vote in __meta and __offsets (3 by default); the other
+	// nodes hold non-voting copies.
+	MetaVoters int
+}
+
+// clusterState is what a node in a cluster keeps about the others.
+type clusterState struct {
+	cfg     ClusterConfig
+	remote  *remote.Remote
+	members *cluster.Membership
+	// peers maps node id to its member record (live members only).
+	peers   atomic.Pointer[map[uint64]cluster.Member]
+	names   sync.Map // node id -> name, of every node seen
+	leaders sync.Map // group -> leader id, as this node's replicas last saw it
+	stop    chan struct{}
+	wg      sync.WaitGroup
+}
+
+// nodeIDFile holds a node's raft id in its data directory.
+const nodeIDFile = "node-id"
+
+// loadNodeID returns the node's raft id: kept in DataDir/node-id, chosen at random at the first
+// start of a clustered node. A node that ran alone before keeps id 1, the id its logs hold.
+func loadNodeID(dir string, clustered bool) (uint64, error) {
+	p := filepath.Join(dir, nodeIDFile)
+	b, err := os.ReadFile(p)
+	switch {
+	case err == nil:
+		id, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
+		if err != nil || id == 0 {
+			return 0, fmt.Errorf("node id file %s: %q is not a node id", p, strings.TrimSpace(string(b)))
+		}
+		return id, nil
+	case !errors.Is(err, os.ErrNotExist):
+		return 0, err
+	}
+	id := uint64(1)
+	if ents, _ := os.ReadDir(filepath.Join(dir, "meta")); clustered && len(ents) == 0 {
+		var r [8]byte
+		if _, err := rand.Read(r[:]); err != nil {
+			return 0, err
+		}
+		id = binary.BigEndian.Uint64(r[:])>>1 | 1<<32 // nonzero, and never 1
+	}
+	if err := vfs.WriteFileAtomic(vfs.OS, p, []byte(strconv.FormatUint(id, 10)+"\n")); err != nil {
+		return 0, fmt.Errorf("node id: %w", err)
+	}
+	return id, nil
+}
+
+// peersFile remembers the gossip addresses of the members a node saw, so that a restarted node
+// finds its cluster without --join.
+const peersFile = "peers"
+
+func (n *Node) startCluster() error {
+	c := n.cfg.Cluster
+	if c.MetaVoters <= 0 {
+		c.MetaVoters = 3
+	}
+	cs := &clusterState{cfg: *c, stop: make(chan struct{})}
+	empty := map[uint64]cluster.Member{}
+	cs.peers.Store(&empty)
+	r, err := startRemote(n.system, c.RemoteAddr)
+	if err != nil {
+		return err
+	}
+	cs.remote = r
+	n.cluster = cs
+	seeds := append([]string(nil), c.Join...)
+	if b, err := os.ReadFile(filepath.Join(n.cfg.DataDir, peersFile)); err == nil {
+		for _, s := range strings.Fields(string(b)) {
+			if !slices.Contains(seeds, s) {
+				seeds = append(seeds, s)
+			}
+		}
+	}
+	m, err := cluster.Start(cluster.MembershipConfig{
+		Bind:      c.GossipAddr,
+		Join:      seeds,
+		Self:      cluster.Member{ID: n.raftID, Node: n.cfg.NodeID, Remote: n.system.Address(), Client: n.cfg.ClientAddr},
+		SecretKey: c.GossipKey,
+		Fast:      true,
+		OnChange:  n.membersChanged,
+		Logger:    n.logger,
+	})
+	if err != nil {
+		r.Shutdown(false)
+		return err
+	}
+	cs.members = m
+	n.membersChanged()
+	cs.wg.Add(1)
+	go n.clusterLoop()
+	return nil
+}
+
+// clusterLoop tells __meta and __offsets the live members every second (their leaders add new
+// nodes), and remembers the members' gossip addresses.
+func (n *Node) clusterLoop() {
+	cs := n.cluster
+	defer cs.wg.Done()
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	var saved string
+	for {
+		select {
+		case <-cs.stop:
+			return
+		case <-t.C:
+		}
+		n.membersChanged()
+		var addrs []string
+		for _, mb := range cs.members.Members() {
+			if mb.ID != n.raftID && mb.Gossip != "" {
+				addrs = append(addrs, mb.Gossip)
+			}
+		}
+		slices.Sort(addrs)
+		if s := strings.Join(addrs, "\n"); s != saved && s != "" {
+			if err := vfs.WriteFileAtomic(vfs.OS, filepath.Join(n.cfg.DataDir, peersFile), []byte(s+"\n")); err == nil {
+				saved = s
+			}
+		}
+	}
+}
+
+// membersChanged refreshes the address book from gossip (on memberlist's goroutine).
+func (n *Node) membersChanged() {
+	cs := n.cluster
+	if cs == nil || cs.members == nil {
+		return
+	}
+	m := map[uint64]cluster.Member{}
+	for _, mb := range cs.members.Members() {
+		m[mb.ID] = mb
+		cs.names.Store(mb.ID, mb.Node)
+	}
+	cs.peers.Store(&m)
+	n.pushMembers()
+}
+
+// pushMembers sends the internal partitions the membership they should have: every live node
+// a member, voters up to MetaVoters (a voter is never removed automatically).
+func (n *Node) pushMembers() {
+	cs := n.cluster
+	if cs == nil {
+		return
+	}
+	var live []uint64
+	for id := range *cs.peers.Load() {
+		live = append(live, id)
+	}
+	slices.Sort(live)
+	n.logger.Debug("members", "live", live)
+	for _, name := range []string{"meta", "offsets"} {
+		n.system.Root.Send(n.childPID(name), &growMembers{live: live, maxVoters: cs.cfg.MetaVoters})
+	}
+}
+
+// growMembers asks an internal partition's leader to add live nodes: as voters while there are
+// fewer than maxVoters, else as learners.
+type growMembers struct {
+	live      []uint64
+	maxVoters int
+}
+
+func (r *replica) growMembers(ctx actor.Context, m *growMembers) {
+	if r.rn == nil || r.lead != r.cfg.ID {
+		return
+	}
+	t := &SetMembers{Voters: append([]uint64(nil), r.voters...)}
+	t.Learners = append(t.Learners, r.learners...)
+	for _, id := range m.live {
+		if slices.Contains(t.Voters, id) {
+			continue
+		}
+		if len(t.Voters) < m.maxVoters {
+			t.Voters = append(t.Voters, id)
+			t.Learners = slices.DeleteFunc(t.Learners, func(x uint64) bool { return x == id })
+		} else if !slices.Contains(t.Learners, id) {
+			t.Learners = append(t.Learners, id)
+		}
+	}
+	r.target = t
+	r.driveMembership(ctx)
+}
+
+// peerAddr is a node's remote address, "" if it is not a live member.
+func (n *Node) peerAddr(id uint64) string {
+	if n.cluster == nil {
+		return ""
+	}
+	if mb, ok := (*n.cluster.peers.Load())[id]; ok {
+		return mb.Remote
+	}
+	return ""
+}
+
+// nodeName is a node's name for people.
+func (n *Node) nodeName(id uint64) string {
+	if id == n.raftID {
+		return n.cfg.NodeID
+	}
+	if n.cluster != nil {
+		if v, ok := n.cluster.names.Load(id); ok {
+			return v.(string)
+		}
+	}
+	return fmt.Sprintf("node#%d", id)
+}
+
+// setLeader records the leader this node's replica of group saw.
+func (n *Node) setLeader(group string, lead uint64) {
+	if n.cluster != nil {
+		n.cluster.leaders.Store(group, lead)
+	}
+}
+
+// leaderOf is the leader of group as this node's replica last saw it (0: unknown).
+func (n *Node) leaderOf(group string) uint64 {
+	if n.cluster == nil {
+		return 0
+	}
+	if v, ok := n.cluster.leaders.Load(group); ok {
+		return v.(uint64)
+	}
+	return 0
+}
+
+// internalPID is the PID of an internal partition's leader replica ("meta", "offsets"), or of
+// this node's replica when the leader is unknown or this node leads.
+func (n *Node) internalPID(name string) *actor.PID {
+	group := MetaTopic + "/0"
+	if name == "offsets" {
+		group = OffsetsTopic + "/0"
+	}
+	if lead := n.leaderOf(group); lead != 0 && lead != n.raftID {
+		if addr := n.peerAddr(lead); addr != "" {
+			return actor.NewPID(addr, rootName+"/"+name)
+		}
+	}
+	return n.childPID(name)
+}
+
+// clusterReplica fills in the cluster fields of a replica config.
+func (n *Node) clusterReplica(c *ReplicaConfig) {
+	c.ID = n.raftID
+	if n.cluster == nil {
+		return
+	}
+	c.Transport = &raftTransport{peers: n.peerAddr}
+	c.PeerAddr = n.peerAddr
+	group := c.Group()
+	c.OnLeader = func(lead uint64) { n.setLeader(group, lead) }
+	// Across nodes a message takes a network round trip: fewer messages in flight per
+	// follower bound what a slow follower holds in the sender's queue.
+	if c.ElectionTicks <= 0 {
+		c.ElectionTicks = 20
+	}
+}
+
+func (n *Node) stopCluster() {
+	cs := n.cluster
+	if cs == nil {
+		return
+	}
+	close(cs.stop)
+	cs.wg.Wait()
+	if cs.members != nil {
+		_ = cs.members.Leave(time.Second)
+	}
+}
+
+func (n *Node) stopRemote() {
+	if n.cluster != nil && n.cluster.remote != nil {
+		n.cluster.remote.Shutdown(false)
+	}
+}
+
+// Members lists the live members of the node's cluster (only itself when it runs alone).
+func (n *Node) Members() []cluster.Member {
+	if n.cluster == nil {
+		return []cluster.Member{{ID: n.raftID, Node: n.cfg.NodeID, Client: n.ClientAddr()}}
+	}
+	return n.cluster.members.Members()
+}
+
+// RaftID is the node's id in raft groups.
+func (n *Node) RaftID() uint64 { return n.raftID }
+
+// placementNodes lists the live members for placement.
+func (n *Node) placementNodes() []cluster.NodeState {
+	var out []cluster.NodeState
+	for _, mb := range *n.cluster.peers.Load() {
+		out = append(out, cluster.NodeState{ID: mb.ID, Live: true, Draining: mb.Draining})
+	}
+	return out
+}
