@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -10,12 +11,15 @@ import (
 	"github.com/weirhq/weir/cluster/wire"
 )
 
-// Client is a connection to one node: requests from any goroutine are pipelined on it, each
-// answer matched to its request by correlation id. When the connection fails, the requests in
-// flight on it fail with a *ConnError and the next request dials again.
+// Client is a connection to one node of a cluster: requests from any goroutine are pipelined
+// on it, each answer matched to its request by correlation id. When the connection fails, the
+// requests in flight on it fail with a *ConnError and the next request dials again, the next
+// of the addresses given to Dial first (any node serves any request: it forwards to the
+// partition's leader).
 type Client struct {
-	addr string
-	cfg  clientConfig
+	addr  string
+	addrs []string
+	cfg   clientConfig
 
 	queue  chan *call // requests for the writer goroutine
 	ctx    context.Context
@@ -26,10 +30,12 @@ type Client struct {
 	mu      sync.Mutex
 	pending map[uint32]*call
 	cur     *conn // the live connection, or nil
+	next    int   // index in addrs of the address to dial first
 	closed  bool
 }
 
-// Dial connects to the node at addr ("host:port").
+// Dial connects to the node at addr ("host:port"), or to the first of a comma-separated list
+// of nodes that answers.
 func Dial(addr string, opts ...Option) (*Client, error) {
 	cfg := defaultClientConfig()
 	for _, o := range opts {
@@ -41,6 +47,15 @@ func Dial(addr string, opts ...Option) (*Client, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &Client{addr: addr, cfg: cfg, queue: make(chan *call, 1024), ctx: ctx, cancel: cancel,
 		pending: map[uint32]*call{}}
+	for _, a := range strings.Split(addr, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			c.addrs = append(c.addrs, a)
+		}
+	}
+	if len(c.addrs) == 0 {
+		cancel()
+		return nil, fmt.Errorf("client: no node address in %q", addr)
+	}
 	if _, err := c.dial(); err != nil {
 		cancel()
 		return nil, err
@@ -50,7 +65,7 @@ func Dial(addr string, opts ...Option) (*Client, error) {
 	return c, nil
 }
 
-// Addr is the node's address.
+// Addr is the address (or comma-separated addresses) given to Dial.
 func (c *Client) Addr() string { return c.addr }
 
 // Close closes the connection, fails every request in flight with ErrClosed and waits for the

@@ -248,11 +248,26 @@ func (c *Client) connection(ds *dialState) (*conn, error) {
 // dial connects and starts the connection's reader goroutine.
 func (c *Client) dial() (*conn, error) {
 	d := net.Dialer{Timeout: c.cfg.dialTimeout}
-	nc, err := d.DialContext(c.ctx, "tcp", c.addr)
-	if err != nil {
+	c.mu.Lock()
+	first := c.next
+	c.mu.Unlock()
+	var nc net.Conn
+	var err error
+	addr := ""
+	for i := range c.addrs {
+		idx := (first + i) % len(c.addrs)
+		addr = c.addrs[idx]
+		if nc, err = d.DialContext(c.ctx, "tcp", addr); err == nil {
+			c.mu.Lock()
+			c.next = idx
+			c.mu.Unlock()
+			break
+		}
 		if c.ctx.Err() != nil {
 			return nil, ErrClosed
 		}
+	}
+	if err != nil {
 		return nil, &ConnError{Addr: c.addr, Err: err}
 	}
 	cn := &conn{nc: nc}
@@ -265,7 +280,7 @@ func (c *Client) dial() (*conn, error) {
 	c.cur = cn
 	c.wg.Add(1)
 	c.mu.Unlock()
-	c.cfg.logger.Debug("client: connected", "addr", c.addr, "local", nc.LocalAddr().String())
+	c.cfg.logger.Debug("client: connected", "addr", addr, "local", nc.LocalAddr().String())
 	go c.readLoop(cn)
 	return cn, nil
 }
@@ -321,6 +336,7 @@ func (c *Client) connDead(cn *conn, cause error) {
 	cn.dead = true
 	if c.cur == cn {
 		c.cur = nil
+		c.next++ // the node may be gone: try the next one first
 	}
 	closed := c.closed
 	var failed []*call
