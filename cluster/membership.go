@@ -64,11 +64,11 @@ type MembershipConfig struct {
 
 // Membership is this node's view of the cluster.
 type Membership struct {
-	ml   *memberlist.Memberlist
-	cfg  MembershipConfig
-	mu   sync.Mutex
-	self Member
-	meta []byte
+	ml     *memberlist.Memberlist
+	cfg    MembershipConfig
+	mu     sync.Mutex
+	self   Member
+	meta   []byte
 	stop   chan struct{}
 	notify chan struct{} // a change to report: OnChange runs on notifier, not under memberlist's locks
 	once   sync.Once
