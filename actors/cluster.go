@@ -49,8 +49,13 @@ type clusterState struct {
 	peers   atomic.Pointer[map[uint64]cluster.Member]
 	names   sync.Map // node id -> name, of every node seen
 	leaders sync.Map // group -> leader id, as this node's replicas last saw it
-	stop    chan struct{}
-	wg      sync.WaitGroup
+	// gone holds, per remote address asked for, a channel closed when no live member has it.
+	goneMu sync.Mutex
+	gone   map[string]chan struct{}
+	// died is closed (and replaced) whenever a member dies.
+	died chan struct{}
+	stop chan struct{}
+	wg   sync.WaitGroup
 }
 
 // nodeIDFile holds a node's raft id in its data directory.
@@ -172,7 +177,26 @@ func (n *Node) membersChanged() {
 		m[mb.ID] = mb
 		cs.names.Store(mb.ID, mb.Node)
 	}
+	live := map[string]bool{}
+	for _, mb := range m {
+		live[mb.Remote] = true
+	}
+	cs.goneMu.Lock()
+	for id := range *cs.peers.Load() {
+		if _, ok := m[id]; !ok && cs.died != nil {
+			close(cs.died)
+			cs.died = nil
+			break
+		}
+	}
+	for addr, ch := range cs.gone {
+		if !live[addr] {
+			close(ch)
+			delete(cs.gone, addr)
+		}
+	}
 	cs.peers.Store(&m)
+	cs.goneMu.Unlock()
 	n.pushMembers()
 }
 
@@ -332,4 +356,75 @@ func (n *Node) placementNodes() []cluster.NodeState {
 		out = append(out, cluster.NodeState{ID: mb.ID, Live: true, Draining: mb.Draining})
 	}
 	return out
+}
+
+// goneCh returns a channel closed once no live member has the remote address addr (at once if
+// none has it now).
+func (n *Node) goneCh(addr string) <-chan struct{} {
+	cs := n.cluster
+	cs.goneMu.Lock()
+	defer cs.goneMu.Unlock()
+	if ch, ok := cs.gone[addr]; ok {
+		return ch
+	}
+	ch := make(chan struct{})
+	live := false
+	for _, mb := range *cs.peers.Load() {
+		if mb.Remote == addr {
+			live = true
+		}
+	}
+	if !live {
+		close(ch)
+		return ch
+	}
+	if cs.gone == nil {
+		cs.gone = map[string]chan struct{}{}
+	}
+	cs.gone[addr] = ch
+	return ch
+}
+
+// errNodeGone answers a request whose node died before it answered.
+var errNodeGone = errors.New("the node died before it answered")
+
+// diedCh returns a channel closed when the next member dies.
+func (n *Node) diedCh() <-chan struct{} {
+	cs := n.cluster
+	cs.goneMu.Lock()
+	defer cs.goneMu.Unlock()
+	if cs.died == nil {
+		cs.died = make(chan struct{})
+	}
+	return cs.died
+}
+
+// await waits for the answer to a request sent to pid. In a cluster a request fails as soon as
+// gossip declares a node dead (about a second) instead of waiting for its timeout: a request to
+// another node when that node dies, a request to this node's replica when any node dies (the
+// replica may have forwarded it to a leader on that node). The request may have been carried
+// out, which the producer's retry must tolerate.
+func (n *Node) await(f *actor.Future, pid *actor.PID) (any, error) {
+	if n.cluster == nil {
+		return resultOf(f)
+	}
+	gone := n.diedCh()
+	if isRemote(n.system, pid) {
+		gone = n.goneCh(pid.Address)
+	}
+	type result struct {
+		res any
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		res, err := resultOf(f)
+		done <- result{res, err}
+	}()
+	select {
+	case r := <-done:
+		return r.res, r.err
+	case <-gone:
+		return nil, fmt.Errorf("%s at %s: %w", pid.Id, pid.Address, errNodeGone)
+	}
 }

@@ -1,7 +1,6 @@
 package actors
 
 import (
-	"errors"
 	"fmt"
 	"net"
 	"strconv"
@@ -163,5 +162,3 @@ func (t *raftTransport) Send(ctx actor.Context, group string, msgs []*pb.Message
 	}
 	return unreachable
 }
-
-var errNoLeader = errors.New("no leader known")

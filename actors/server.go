@@ -313,7 +313,7 @@ func (s *Server) dispatch(f wire.Frame) answer {
 func (s *Server) request(pid *actor.PID, msg any, timeout time.Duration) func() (any, *wire.Error) {
 	f := s.n.rc.RequestFuture(pid, msg, timeout)
 	return func() (any, *wire.Error) {
-		res, err := resultOf(f)
+		res, err := s.n.await(f, pid)
 		if err != nil {
 			if errors.Is(err, actor.ErrTimeout) {
 				return nil, wire.Errorf(wire.CodeTimeout, "no answer from %s within %v", pid.Id, timeout)
@@ -365,6 +365,7 @@ func (s *Server) produce(req *wire.ProduceRequest) answer {
 	deadline := time.Now().Add(timeout)
 	resp := &wire.ProduceResponse{Results: make([]wire.ProduceResult, len(req.Batches))}
 	futures := make([]*actor.Future, len(req.Batches))
+	pids := make([]*actor.PID, len(req.Batches))
 	for i, pb := range req.Batches {
 		resp.Results[i] = wire.ProduceResult{Partition: pb.Partition, BaseOffset: -1}
 		if len(pb.Batch) > storage.MaxBatchSize {
@@ -382,13 +383,14 @@ func (s *Server) produce(req *wire.ProduceRequest) answer {
 			continue
 		}
 		futures[i] = s.n.rc.RequestFuture(pid, msg, timeout+time.Second)
+		pids[i] = pid
 	}
 	return func() any {
 		for i, f := range futures {
 			if f == nil {
 				continue
 			}
-			res, err := resultOf(f)
+			res, err := s.n.await(f, pids[i])
 			switch {
 			case errors.Is(err, actor.ErrTimeout):
 				resp.Results[i].Err = wire.Errorf(wire.CodeTimeout, "partition %d: no answer within %v", req.Batches[i].Partition, timeout)
