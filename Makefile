@@ -47,9 +47,11 @@ fuzz:
 		echo "== $$t"; $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./storage/ || exit 1; \
 	done
 
-# soak runs the randomized crash tests with many more seeds than make test does.
+# soak runs the randomized crash tests with many more seeds than make test does, and the
+# cluster kill test for 70 s instead of 15.
 soak:
 	WEIR_CRASH_SEEDS=20000 $(GO) test -count=1 -run 'TestCrashAnywhere' ./connectors/sink/file/
+	WEIR_CLUSTER_SOAK=70s $(GO) test -count=1 -v -run 'TestClusterKillRandomNodes' ./cmd/weir/
 
 clean:
 	rm -rf bin data
