@@ -305,6 +305,9 @@ func (n *Node) Partition(topic string, p int32) (*actor.PID, error) {
 		return nil, fmt.Errorf("topic %q has %d partitions, not %d: %w", topic, t.meta.Partitions, p, errUnknownPartition)
 	}
 	if n.cluster == nil {
+		if t.pids[p] == nil { // its spawn failed (logged)
+			return nil, fmt.Errorf("topic %q partition %d is not running: %w", topic, p, errNoReplica)
+		}
 		return t.pids[p], nil
 	}
 	// In a cluster: the leader's replica if this node knows it, else this node's replica
