@@ -3,6 +3,7 @@ package actors
 import (
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -166,16 +167,19 @@ type replica struct {
 	// confPendingUntil: a configuration change was proposed; the next waits for it to apply
 	// or for this time.
 	confPendingUntil time.Time
-	removed          bool  // a configuration without this replica was applied
-	hw               int64 // record offset up to which entries are committed and applied
-	applied          uint64
-	unsaved          []*proposal // proposed, not yet in a Ready's entries (leader only)
-	uncommit         []*proposal // appended, waiting for commit (acks=all)
-	pending          int         // bytes of proposals not yet answered
-	parked           []parkedFetch
-	readyQueued      bool
-	stopTick         *ticker
-	lastRetention    time.Time
+	// member: a configuration with this replica was applied (or loaded); removed: a later one
+	// without it. A replica that joins replays the configurations from before it was added,
+	// which do not make it removed.
+	member, removed bool
+	hw              int64 // record offset up to which entries are committed and applied
+	applied         uint64
+	unsaved         []*proposal // proposed, not yet in a Ready's entries (leader only)
+	uncommit        []*proposal // appended, waiting for commit (acks=all)
+	pending         int         // bytes of proposals not yet answered
+	parked          []parkedFetch
+	readyQueued     bool
+	stopTick        *ticker
+	lastRetention   time.Time
 	// Checkpoints (see Checkpointer): cpBase is where the last one began (or the log start),
 	// cpStart where the one in flight begins once its first batch is committed.
 	cpBase, cpStart int64
@@ -280,6 +284,7 @@ func (r *replica) start(ctx actor.Context) error {
 	}
 	r.voters = append(cs.GetVoters(), cs.GetVotersOutgoing()...)
 	r.learners = append(cs.GetLearners(), cs.GetLearnersNext()...)
+	r.member = slices.Contains(r.voters, cfg.ID) || slices.Contains(r.learners, cfg.ID)
 	if r.cfg.NewStateMachine != nil {
 		r.sm = r.cfg.NewStateMachine()
 		if err := r.replay(hs.GetCommit()); err != nil {
@@ -306,6 +311,7 @@ func (r *replica) start(ctx actor.Context) error {
 		CheckQuorum:               true,
 		PreVote:                   true,
 		DisableProposalForwarding: true,
+		StepDownOnRemoval:         true, // a leader that removed itself hands over at once
 		Logger:                    raftLogger{cfg.Logger.With("group", cfg.Group())},
 	})
 	if err != nil {

@@ -343,7 +343,11 @@ func (r *replica) applyConfState(index uint64, cs *pb.ConfState) {
 	}
 	r.confPendingUntil = time.Time{}
 	r.cfg.Logger.Info("configuration", "group", r.cfg.Group(), "voters", r.voters, "learners", r.learners, "self", r.cfg.ID)
-	if !r.removed && len(r.voters) > 0 && !slices.Contains(r.voters, r.cfg.ID) && !slices.Contains(r.learners, r.cfg.ID) {
+	in := slices.Contains(r.voters, r.cfg.ID) || slices.Contains(r.learners, r.cfg.ID)
+	if in {
+		r.member = true
+	}
+	if r.member && !in && !r.removed {
 		r.removed = true
 		if r.cfg.OnRemoved != nil {
 			r.cfg.OnRemoved()

@@ -1,0 +1,178 @@
+package actors
+
+import (
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	pb "go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/weirhq/weir/cluster/wire"
+	"github.com/weirhq/weir/storage"
+)
+
+// localTransport carries raft messages between replicas of one actor system, by raft id.
+type localTransport struct {
+	mu   sync.Mutex
+	pids map[uint64]*actor.PID
+}
+
+func (t *localTransport) Send(ctx actor.Context, group string, msgs []*pb.Message) []uint64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var unreachable []uint64
+	for _, m := range msgs {
+		pid, ok := t.pids[m.GetTo()]
+		if !ok {
+			unreachable = append(unreachable, m.GetTo())
+			continue
+		}
+		data, err := proto.Marshal(m)
+		if err != nil {
+			panic(err)
+		}
+		ctx.Send(pid, &RaftMessage{Group: group, Data: data})
+	}
+	return unreachable
+}
+
+// TestReplicaMembershipChanges moves a group from one voter to voters {1,2,3} with learner 4,
+// then to voters {2,3,4} (4 promoted, the leader 1 removing itself last), then demotes 4 to a
+// learner; records produced along the way reach every member.
+func TestReplicaMembershipChanges(t *testing.T) {
+	system := actor.NewActorSystem()
+	tr := &localTransport{pids: map[uint64]*actor.PID{}}
+	var mu sync.Mutex
+	removed := map[uint64]bool{}
+	pids := map[uint64]*actor.PID{}
+	for id := uint64(1); id <= 4; id++ {
+		log := storage.DefaultConfig()
+		log.Sync = storage.SyncNever
+		cfg := ReplicaConfig{Topic: "g", Partition: 0, Dir: t.TempDir(), Log: log, ID: id, Peers: []uint64{1},
+			Join: id != 1, Transport: tr, TickInterval: 10 * time.Millisecond, ElectionTicks: 10,
+			OnRemoved: func() { mu.Lock(); removed[id] = true; mu.Unlock() }}
+		pid, err := system.Root.SpawnNamed(NewReplicaProps(cfg), fmt.Sprintf("r%d", id))
+		if err != nil {
+			t.Fatal(err)
+		}
+		pids[id] = pid
+		tr.mu.Lock()
+		tr.pids[id] = pid
+		tr.mu.Unlock()
+	}
+	defer func() {
+		for _, pid := range pids {
+			_ = system.Root.StopFuture(pid).Wait()
+		}
+	}()
+	status := func(id uint64) *Status {
+		res, err := system.Root.RequestFuture(pids[id], &GetStatus{}, time.Second).Result()
+		if err != nil {
+			t.Fatalf("status of %d: %v", id, err)
+		}
+		return res.(*Status)
+	}
+	isRemoved := func(id uint64) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return removed[id]
+	}
+	leader := func() uint64 {
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+			for id := range pids {
+				if st := status(id); st.Leader == id && !isRemoved(id) {
+					return id
+				}
+			}
+		}
+		for id := range pids {
+			t.Logf("replica %d: %+v removed %v", id, *status(id), isRemoved(id))
+		}
+		t.Fatal("no leader")
+		return 0
+	}
+	produced := 0
+	produce := func() {
+		t.Helper()
+		b, err := storage.EncodeBatch([]storage.Record{{Value: []byte("x")}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			res, err := system.Root.RequestFuture(pids[leader()], &Produce{Batch: b, Acks: wire.AcksAll}, 5*time.Second).Result()
+			if err == nil && res.(*ProduceReply).Err == nil {
+				produced++
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("produce: %v %v", err, res)
+			}
+		}
+	}
+	same := func(a, b []uint64) bool {
+		a, b = slices.Clone(a), slices.Clone(b)
+		slices.Sort(a)
+		slices.Sort(b)
+		return slices.Equal(a, b)
+	}
+	// waitConfig waits until the leader reports the voters and learners, and every member of
+	// them holds every record produced.
+	waitConfig := func(voters, learners []uint64) {
+		t.Helper()
+		var st *Status
+		for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+			st = status(leader())
+			if !same(st.Voters, voters) || !same(st.Learners, learners) {
+				continue
+			}
+			ok := true
+			for _, id := range append(slices.Clone(voters), learners...) {
+				if status(id).EndOffset != int64(produced) {
+					ok = false
+				}
+			}
+			if ok {
+				return
+			}
+		}
+		t.Fatalf("configuration: voters %v learners %v, want %v and %v", st.Voters, st.Learners, voters, learners)
+	}
+
+	if l := leader(); l != 1 {
+		t.Fatalf("leader %d, want the bootstrapped voter 1", l)
+	}
+	produce()
+	system.Root.Send(pids[1], &SetMembers{Voters: []uint64{1, 2, 3}, Learners: []uint64{4}})
+	waitConfig([]uint64{1, 2, 3}, []uint64{4})
+	produce()
+
+	// The leader removes itself last, after promoting 4; it then steps down.
+	system.Root.Send(pids[1], &SetMembers{Voters: []uint64{2, 3, 4}})
+	waitConfig([]uint64{2, 3, 4}, nil)
+	if !isRemoved(1) {
+		t.Fatal("replica 1 was not told it was removed")
+	}
+	produce()
+	waitConfig([]uint64{2, 3, 4}, nil)
+
+	// Demote a voter that does not lead.
+	l := leader()
+	demote := uint64(2)
+	if l == 2 {
+		demote = 3
+	}
+	var keep []uint64
+	for _, id := range []uint64{2, 3, 4} {
+		if id != demote {
+			keep = append(keep, id)
+		}
+	}
+	system.Root.Send(pids[l], &SetMembers{Voters: keep, Learners: []uint64{demote}})
+	waitConfig(keep, []uint64{demote})
+	produce()
+	waitConfig(keep, []uint64{demote})
+}
