@@ -42,13 +42,15 @@ type ClusterConfig struct {
 
 // clusterState is what a node in a cluster keeps about the others.
 type clusterState struct {
-	cfg     ClusterConfig
-	remote  *remote.Remote
-	members *cluster.Membership
+	cfg    ClusterConfig
+	remote *remote.Remote
+	// members is set once gossip has started; its OnChange may run before (and sees nil).
+	members atomic.Pointer[cluster.Membership]
 	// peers maps node id to its member record (live members only).
 	peers   atomic.Pointer[map[uint64]cluster.Member]
 	names   sync.Map // node id -> name, of every node seen
 	leaders sync.Map // group -> leader id, as this node's replicas last saw it
+	// goneMu guards gone and died, and makes refreshes of peers (membersChanged) one at a time.
 	// gone holds, per remote address asked for, a channel closed when no live member has it.
 	goneMu sync.Mutex
 	gone   map[string]chan struct{}
@@ -129,7 +131,7 @@ func (n *Node) startCluster() error {
 		r.Shutdown(false)
 		return err
 	}
-	cs.members = m
+	cs.members.Store(m)
 	n.membersChanged()
 	cs.wg.Add(1)
 	go n.clusterLoop()
@@ -152,7 +154,7 @@ func (n *Node) clusterLoop() {
 		}
 		n.membersChanged()
 		var addrs []string
-		for _, mb := range cs.members.Members() {
+		for _, mb := range cs.members.Load().Members() {
 			if mb.ID != n.raftID && mb.Gossip != "" {
 				addrs = append(addrs, mb.Gossip)
 			}
@@ -166,14 +168,21 @@ func (n *Node) clusterLoop() {
 	}
 }
 
-// membersChanged refreshes the address book from gossip (on memberlist's goroutine).
+// membersChanged refreshes the address book from gossip, fails the requests waiting on nodes
+// that died (await), and tells __meta and __offsets the live nodes. It runs when gossip reports
+// a change and every second.
 func (n *Node) membersChanged() {
 	cs := n.cluster
-	if cs == nil || cs.members == nil {
+	if cs == nil {
 		return
 	}
+	ms := cs.members.Load()
+	if ms == nil {
+		return
+	}
+	cs.goneMu.Lock()
 	m := map[uint64]cluster.Member{}
-	for _, mb := range cs.members.Members() {
+	for _, mb := range ms.Members() {
 		m[mb.ID] = mb
 		cs.names.Store(mb.ID, mb.Node)
 	}
@@ -181,7 +190,6 @@ func (n *Node) membersChanged() {
 	for _, mb := range m {
 		live[mb.Remote] = true
 	}
-	cs.goneMu.Lock()
 	for id := range *cs.peers.Load() {
 		if _, ok := m[id]; !ok && cs.died != nil {
 			close(cs.died)
@@ -313,11 +321,6 @@ func (n *Node) clusterReplica(c *ReplicaConfig) {
 	c.PeerAddr = n.peerAddr
 	group := c.Group()
 	c.OnLeader = func(lead uint64) { n.setLeader(group, lead) }
-	// Across nodes a message takes a network round trip: fewer messages in flight per
-	// follower bound what a slow follower holds in the sender's queue.
-	if c.ElectionTicks <= 0 {
-		c.ElectionTicks = 20
-	}
 }
 
 func (n *Node) stopCluster() {
@@ -327,8 +330,8 @@ func (n *Node) stopCluster() {
 	}
 	close(cs.stop)
 	cs.wg.Wait()
-	if cs.members != nil {
-		_ = cs.members.Leave(time.Second)
+	if ms := cs.members.Load(); ms != nil {
+		_ = ms.Leave(time.Second)
 	}
 }
 
@@ -343,7 +346,7 @@ func (n *Node) Members() []cluster.Member {
 	if n.cluster == nil {
 		return []cluster.Member{{ID: n.raftID, Node: n.cfg.NodeID, Client: n.ClientAddr()}}
 	}
-	return n.cluster.members.Members()
+	return n.cluster.members.Load().Members()
 }
 
 // RaftID is the node's id in raft groups.

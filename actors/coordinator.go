@@ -377,44 +377,37 @@ type EnsureCoordinator struct {
 	Group string `msgpack:"g"`
 }
 
-// coordinatorFor returns the PID of a group's coordinator, spawning it on first use. In a
-// cluster the coordinators run on the node that leads __offsets, where their commits go.
+// coordinatorFor returns the PID of a group's coordinator, which the root of its node spawns
+// on first use (EnsureCoordinator). In a cluster the coordinators run on the node that leads
+// __offsets, where their commits go; only this node's own coordinators are remembered here (a
+// node elsewhere may have restarted without them).
 func (n *Node) coordinatorFor(group string) (*actor.PID, error) {
 	if group == "" {
 		return nil, fmt.Errorf("empty group name")
 	}
+	addr := n.system.Address()
 	if n.cluster != nil {
 		if lead := n.leaderOf(OffsetsTopic + "/0"); lead != 0 && lead != n.raftID {
-			addr := n.peerAddr(lead)
-			if addr == "" {
+			if addr = n.peerAddr(lead); addr == "" {
 				return nil, fmt.Errorf("group %s: the coordinator's node is not reachable", group)
 			}
-			res, err := resultOf(n.rc.RequestFuture(actor.NewPID(addr, rootName), &EnsureCoordinator{Group: group}, 5*time.Second))
-			if r, ok := res.(*ProduceReply); ok && r.Err != nil {
-				err = r.Err
-			}
-			if err != nil {
-				return nil, fmt.Errorf("group %s: coordinator: %w", group, err)
-			}
-			return actor.NewPID(addr, rootName+"/group/"+group), nil
 		}
 	}
-	n.mu.Lock()
-	if n.groups == nil {
-		n.groups = map[string]*actor.PID{}
+	local := addr == n.system.Address()
+	if local {
+		n.mu.Lock()
+		pid, ok := n.groups[group]
+		n.mu.Unlock()
+		if ok {
+			return pid, nil
+		}
 	}
-	pid, ok := n.groups[group]
-	n.mu.Unlock()
-	if ok {
-		return pid, nil
+	res, err := resultOf(n.rc.RequestFuture(actor.NewPID(addr, rootName), &EnsureCoordinator{Group: group}, 10*time.Second))
+	if r, ok := res.(*ProduceReply); ok && r.Err != nil {
+		err = r.Err
 	}
-	pid, err := n.Spawn("group/"+group, newCoordinatorProps(n, group, n.cfg.Coordinator))
 	if err != nil {
-		// Another request spawned it first.
-		pid = n.childPID("group/" + group)
+		return nil, fmt.Errorf("group %s: coordinator: %w", group, err)
 	}
-	n.mu.Lock()
-	n.groups[group] = pid
-	n.mu.Unlock()
-	return pid, nil
+	return actor.NewPID(addr, rootName+"/group/"+group), nil
 }

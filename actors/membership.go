@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"go.etcd.io/raft/v3"
 	pb "go.etcd.io/raft/v3/raftpb"
 )
 
@@ -43,10 +44,14 @@ func (r *replica) driveMembership(ctx actor.Context) {
 	}
 	// 2. Promote learners that are to vote, once caught up.
 	if cc == nil {
-		var st = r.rn.Status()
+		var st *raft.Status // only when a learner is to be promoted: it copies every progress
 		for _, id := range t.Voters {
 			if !slices.Contains(r.learners, id) {
 				continue
+			}
+			if st == nil {
+				s := r.rn.Status()
+				st = &s
 			}
 			if pr, ok := st.Progress[id]; ok && pr.Match+caughtUpEntries >= st.HardState.GetCommit() {
 				cc = confChange(pb.ConfChangeAddNode, id)

@@ -98,10 +98,7 @@ func TestReplicaMembershipChanges(t *testing.T) {
 	produced := 0
 	produce := func() {
 		t.Helper()
-		b, err := storage.EncodeBatch([]storage.Record{{Value: []byte("x")}})
-		if err != nil {
-			t.Fatal(err)
-		}
+		b := batchOf(t, "x")
 		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 			res, err := system.Root.RequestFuture(pids[leader()], &Produce{Batch: b, Acks: wire.AcksAll}, 5*time.Second).Result()
 			if err == nil && res.(*ProduceReply).Err == nil {

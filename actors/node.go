@@ -508,16 +508,15 @@ func (a *rootActor) Receive(ctx actor.Context) {
 		}
 		ctx.Respond(&spawnReply{PID: pid, Err: err})
 	case *EnsureCoordinator:
-		// Spawned here, not through Node.Spawn, which asks this actor and would wait for itself.
 		if m.Group == "" {
 			ctx.Respond(&ProduceReply{Err: wire.Errorf(wire.CodeInvalidRequest, "empty group name")})
 			return
 		}
-		name := "group/" + m.Group
 		n.mu.Lock()
 		_, ok := n.groups[m.Group]
 		n.mu.Unlock()
 		if !ok {
+			name := "group/" + m.Group
 			n.sup.forget(rootName + "/" + name)
 			pid, err := ctx.SpawnNamed(n.props(newCoordinatorProps(n, m.Group, n.cfg.Coordinator)), name)
 			if err != nil && !errors.Is(err, actor.ErrNameExists) {

@@ -100,19 +100,6 @@ func startRemote(system *actor.ActorSystem, addr string) (*remote.Remote, error)
 	if err != nil || port < 0 || port > 65535 {
 		return nil, fmt.Errorf("cluster address %q: bad port", addr)
 	}
-	if port == 0 {
-		// remote.Start panics on a listen error and keeps port 0 in its address: pick a port.
-		ln, err := net.Listen("tcp", addr)
-		if err != nil {
-			return nil, fmt.Errorf("cluster address %q: %w", addr, err)
-		}
-		port = ln.Addr().(*net.TCPAddr).Port
-		_ = ln.Close()
-	} else if ln, err := net.Listen("tcp", addr); err != nil {
-		return nil, fmt.Errorf("cluster address %q: %w", addr, err)
-	} else {
-		_ = ln.Close()
-	}
 	cfg := remote.Configure(host, port,
 		remote.WithEndpointWriterBatchSize(remoteWriterBatch),
 		remote.WithEndpointWriterQueueSize(1<<16),
@@ -123,7 +110,7 @@ func startRemote(system *actor.ActorSystem, addr string) (*remote.Remote, error)
 	r := remote.NewRemote(system, cfg)
 	var startErr error
 	func() {
-		defer func() {
+		defer func() { // remote.Start panics when it cannot listen
 			if p := recover(); p != nil {
 				startErr = fmt.Errorf("cluster address %q: %v", addr, p)
 			}
