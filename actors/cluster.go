@@ -53,11 +53,14 @@ type clusterState struct {
 	// goneMu guards gone and died, and makes refreshes of peers (membersChanged) one at a time.
 	// gone holds, per remote address asked for, a channel closed when no live member has it.
 	goneMu sync.Mutex
-	gone   map[string]chan struct{}
+	gone   map[string]goneWatch
 	// died is closed (and replaced) whenever a member dies.
 	died chan struct{}
 	stop chan struct{}
 	wg   sync.WaitGroup
+	// joining: the node has members to join (--join or DataDir/peers), so its empty internal
+	// partitions wait to be added instead of starting a cluster.
+	joining bool
 }
 
 // nodeIDFile holds a node's raft id in its data directory.
@@ -118,6 +121,7 @@ func (n *Node) startCluster() error {
 			}
 		}
 	}
+	cs.joining = len(seeds) > 0
 	m, err := cluster.Start(cluster.MembershipConfig{
 		Bind:      c.GossipAddr,
 		Join:      seeds,
@@ -186,20 +190,22 @@ func (n *Node) membersChanged() {
 		m[mb.ID] = mb
 		cs.names.Store(mb.ID, mb.Node)
 	}
-	live := map[string]bool{}
+	live := map[string]string{} // remote address -> boot
 	for _, mb := range m {
-		live[mb.Remote] = true
+		live[mb.Remote] = mb.Name
 	}
-	for id := range *cs.peers.Load() {
-		if _, ok := m[id]; !ok && cs.died != nil {
+	// A node counts as dead when its boot is gone: also when it was restarted (on the same
+	// address) before gossip declared the old boot dead.
+	for id, old := range *cs.peers.Load() {
+		if now, ok := m[id]; (!ok || now.Name != old.Name) && cs.died != nil {
 			close(cs.died)
 			cs.died = nil
 			break
 		}
 	}
-	for addr, ch := range cs.gone {
-		if !live[addr] {
-			close(ch)
+	for addr, w := range cs.gone {
+		if live[addr] != w.boot {
+			close(w.ch)
 			delete(cs.gone, addr)
 		}
 	}
@@ -299,9 +305,9 @@ func (n *Node) leaderOf(group string) uint64 {
 // internalPID is the PID of an internal partition's leader replica ("meta", "offsets"), or of
 // this node's replica when the leader is unknown or this node leads.
 func (n *Node) internalPID(name string) *actor.PID {
-	group := MetaTopic + "/0"
+	group := partitionGroup(MetaTopic, 0)
 	if name == "offsets" {
-		group = OffsetsTopic + "/0"
+		group = partitionGroup(OffsetsTopic, 0)
 	}
 	if lead := n.leaderOf(group); lead != 0 && lead != n.raftID {
 		if addr := n.peerAddr(lead); addr != "" {
@@ -361,30 +367,36 @@ func (n *Node) placementNodes() []cluster.NodeState {
 	return out
 }
 
-// goneCh returns a channel closed once no live member has the remote address addr (at once if
-// none has it now).
+// goneWatch is a channel closed when the boot of a node at an address is gone.
+type goneWatch struct {
+	boot string
+	ch   chan struct{}
+}
+
+// goneCh returns a channel closed once the boot of the member now at remote address addr is
+// gone (at once if no live member has it).
 func (n *Node) goneCh(addr string) <-chan struct{} {
 	cs := n.cluster
 	cs.goneMu.Lock()
 	defer cs.goneMu.Unlock()
-	if ch, ok := cs.gone[addr]; ok {
-		return ch
+	if w, ok := cs.gone[addr]; ok {
+		return w.ch
 	}
 	ch := make(chan struct{})
-	live := false
+	boot := ""
 	for _, mb := range *cs.peers.Load() {
 		if mb.Remote == addr {
-			live = true
+			boot = mb.Name
 		}
 	}
-	if !live {
+	if boot == "" {
 		close(ch)
 		return ch
 	}
 	if cs.gone == nil {
-		cs.gone = map[string]chan struct{}{}
+		cs.gone = map[string]goneWatch{}
 	}
-	cs.gone[addr] = ch
+	cs.gone[addr] = goneWatch{boot: boot, ch: ch}
 	return ch
 }
 
@@ -402,18 +414,28 @@ func (n *Node) diedCh() <-chan struct{} {
 	return cs.died
 }
 
-// await waits for the answer to a request sent to pid. In a cluster a request fails as soon as
-// gossip declares a node dead (about a second) instead of waiting for its timeout: a request to
-// another node when that node dies, a request to this node's replica when any node dies (the
-// replica may have forwarded it to a leader on that node). The request may have been carried
-// out, which the producer's retry must tolerate.
-func (n *Node) await(f *actor.Future, pid *actor.PID) (any, error) {
-	if n.cluster == nil {
-		return resultOf(f)
+// watch returns, for a request about to be sent to pid (for the partition group, "" if none),
+// a channel closed when its answer can no longer come: in a cluster, when the boot of pid's
+// node is gone (gossip notices within about a second), or, for this node's replica that does
+// not lead group (it may forward the request to a leader elsewhere), when any node dies. Nil:
+// nothing to watch. Taken before sending, so that a death in between is not missed.
+func (n *Node) watch(pid *actor.PID, group string) <-chan struct{} {
+	switch {
+	case n.cluster == nil:
+		return nil
+	case isRemote(n.system, pid):
+		return n.goneCh(pid.Address)
+	case group != "" && n.leaderOf(group) == n.raftID:
+		return nil
 	}
-	gone := n.diedCh()
-	if isRemote(n.system, pid) {
-		gone = n.goneCh(pid.Address)
+	return n.diedCh()
+}
+
+// await waits for the answer to a request, or fails when gone (from watch) is closed first:
+// the request may have been carried out, which a producer's retry must tolerate.
+func (n *Node) await(f *actor.Future, pid *actor.PID, gone <-chan struct{}) (any, error) {
+	if gone == nil {
+		return resultOf(f)
 	}
 	type result struct {
 		res any

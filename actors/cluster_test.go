@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/asynkron/protoactor-go/actor"
+
 	"github.com/weirhq/weir/cluster/wire"
 )
 
@@ -52,5 +54,90 @@ func TestClusterNodeAlone(t *testing.T) {
 	res, err := n.rc.RequestFuture(pid, &Produce{Batch: batchOf(t, "v"), Acks: wire.AcksAll}, 10*time.Second).Result()
 	if err != nil || res.(*ProduceReply).Err != nil {
 		t.Fatalf("produce: %v %v", err, res)
+	}
+}
+
+// TestLoneNodeJoinsClusterKeepsTopics: a node that ran alone (id 1) restarted as a cluster
+// member keeps serving the topics it created alone, which have no assignment: they are its.
+func TestLoneNodeJoinsClusterKeepsTopics(t *testing.T) {
+	dir := t.TempDir()
+	n, err := StartNode(NodeConfig{DataDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.CreateTopic("old", 2); err != nil {
+		t.Fatal(err)
+	}
+	pid, _ := n.Partition("old", 1)
+	if res, err := n.rc.RequestFuture(pid, &Produce{Batch: batchOf(t, "a", "b"), Acks: wire.AcksAll}, 10*time.Second).Result(); err != nil || res.(*ProduceReply).Err != nil {
+		t.Fatalf("produce: %v %v", err, res)
+	}
+	n.Close()
+	n, err = StartNode(NodeConfig{DataDir: dir, Cluster: &ClusterConfig{RemoteAddr: "127.0.0.1:0", GossipAddr: "127.0.0.1:0"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	if n.RaftID() != 1 {
+		t.Fatalf("id %d after joining a cluster, want 1 (its logs' id)", n.RaftID())
+	}
+	tm, _ := n.Topic("old")
+	if r := tm.replicasOf(1); len(r) != 1 || r[0] != 1 {
+		t.Fatalf("replicas of an unassigned topic: %v", r)
+	}
+	pid, err = n.Partition("old", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		res, err := n.rc.RequestFuture(pid, &GetStatus{}, time.Second).Result()
+		if err == nil && res.(*Status).Leader == 1 && res.(*Status).HighWatermark == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("partition old/1 after the restart: %v %+v", err, res)
+		}
+	}
+}
+
+// replier answers every request with a ProduceReply wrapped as it comes from another node.
+type replier struct{}
+
+func (replier) Receive(ctx actor.Context) {
+	if _, ok := ctx.Message().(*GetStatus); ok {
+		env, err := Wrap(&ProduceReply{BaseOffset: 7})
+		if err != nil {
+			panic(err)
+		}
+		ctx.Respond(env)
+	}
+}
+
+// asker requests from the replier with reenter and reports what its continuation got.
+type asker struct {
+	to  *actor.PID
+	got chan any
+}
+
+func (a *asker) Receive(ctx actor.Context) {
+	if _, ok := ctx.Message().(*actor.Started); ok {
+		reenter(ctx, ctx.RequestFuture(a.to, &GetStatus{}, 5*time.Second), func(res any, err error) { a.got <- res })
+	}
+}
+
+// TestReenterUnwraps: continuations of requests to other nodes get the answer, not its
+// envelope (flows read "no answer" and retried forever before).
+func TestReenterUnwraps(t *testing.T) {
+	system := actor.NewActorSystem()
+	to := system.Root.Spawn(actor.PropsFromProducer(func() actor.Actor { return replier{} }))
+	got := make(chan any, 1)
+	system.Root.Spawn(actor.PropsFromProducer(func() actor.Actor { return &asker{to: to, got: got} }))
+	select {
+	case res := <-got:
+		if r, ok := res.(*ProduceReply); !ok || r.BaseOffset != 7 {
+			t.Fatalf("continuation got %T %+v", res, res)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no answer")
 	}
 }

@@ -3,7 +3,6 @@ package actors
 import (
 	"crypto/rand"
 	"encoding/hex"
-	"fmt"
 	"slices"
 	"sort"
 	"time"
@@ -379,35 +378,46 @@ type EnsureCoordinator struct {
 
 // coordinatorFor returns the PID of a group's coordinator, which the root of its node spawns
 // on first use (EnsureCoordinator). In a cluster the coordinators run on the node that leads
-// __offsets, where their commits go; only this node's own coordinators are remembered here (a
-// node elsewhere may have restarted without them).
+// __offsets, where their commits go; a coordinator elsewhere is remembered with the boot of its
+// node (a restarted node has none until asked again). Its errors are *wire.Error.
 func (n *Node) coordinatorFor(group string) (*actor.PID, error) {
 	if group == "" {
-		return nil, fmt.Errorf("empty group name")
+		return nil, wire.Errorf(wire.CodeInvalidRequest, "empty group name")
 	}
-	addr := n.system.Address()
+	addr, boot := n.system.Address(), ""
 	if n.cluster != nil {
-		if lead := n.leaderOf(OffsetsTopic + "/0"); lead != 0 && lead != n.raftID {
-			if addr = n.peerAddr(lead); addr == "" {
-				return nil, fmt.Errorf("group %s: the coordinator's node is not reachable", group)
+		lead := n.leaderOf(OffsetsTopic + "/0")
+		if lead == 0 {
+			return nil, wire.Errorf(wire.CodeUnavailable, "group %s: __offsets has no leader yet", group)
+		}
+		if lead != n.raftID {
+			mb, ok := (*n.cluster.peers.Load())[lead]
+			if !ok {
+				return nil, wire.Errorf(wire.CodeUnavailable, "group %s: the coordinator's node is not reachable", group)
 			}
+			addr, boot = mb.Remote, mb.Name
 		}
 	}
-	local := addr == n.system.Address()
-	if local {
-		n.mu.Lock()
-		pid, ok := n.groups[group]
-		n.mu.Unlock()
-		if ok {
-			return pid, nil
-		}
+	key := group + "@" + boot
+	n.mu.Lock()
+	pid, ok := n.groups[key]
+	n.mu.Unlock()
+	if ok && pid.Address == addr {
+		return pid, nil
 	}
 	res, err := resultOf(n.rc.RequestFuture(actor.NewPID(addr, rootName), &EnsureCoordinator{Group: group}, 10*time.Second))
 	if r, ok := res.(*ProduceReply); ok && r.Err != nil {
-		err = r.Err
+		return nil, r.Err
 	}
 	if err != nil {
-		return nil, fmt.Errorf("group %s: coordinator: %w", group, err)
+		return nil, wire.Errorf(wire.CodeUnavailable, "group %s: coordinator: %v", group, err)
 	}
-	return actor.NewPID(addr, rootName+"/group/"+group), nil
+	pid = actor.NewPID(addr, rootName+"/group/"+group)
+	n.mu.Lock()
+	if n.groups == nil {
+		n.groups = map[string]*actor.PID{}
+	}
+	n.groups[key] = pid
+	n.mu.Unlock()
+	return pid, nil
 }

@@ -7,6 +7,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	"go.etcd.io/raft/v3"
 	pb "go.etcd.io/raft/v3/raftpb"
+	"go.etcd.io/raft/v3/tracker"
 )
 
 // A replica's group membership moves by raft configuration changes that its leader proposes,
@@ -18,8 +19,8 @@ import (
 // before it proposes again (raft may have dropped it).
 const confChangeWait = 5 * time.Second
 
-// caughtUpEntries is how far behind the leader's commit index a learner may be and still be
-// promoted to voter.
+// caughtUpEntries is how far behind the leader's commit index a learner that acknowledged
+// appends (raft's replicate state) may be and still be promoted to voter.
 const caughtUpEntries = 16
 
 // driveMembership proposes the next configuration change towards the target, if this replica
@@ -53,7 +54,7 @@ func (r *replica) driveMembership(ctx actor.Context) {
 				s := r.rn.Status()
 				st = &s
 			}
-			if pr, ok := st.Progress[id]; ok && pr.Match+caughtUpEntries >= st.HardState.GetCommit() {
+			if pr, ok := st.Progress[id]; ok && pr.State == tracker.StateReplicate && pr.Match > 0 && pr.Match+caughtUpEntries >= st.HardState.GetCommit() {
 				cc = confChange(pb.ConfChangeAddNode, id)
 				break
 			}

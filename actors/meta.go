@@ -36,6 +36,15 @@ type TopicMeta struct {
 	Assignment [][]uint64 `msgpack:"a,omitempty"`
 }
 
+// replicasOf is partition p's replica node ids: its assignment, or node 1 for a topic created
+// while its node ran alone (a node that ran alone has id 1 and keeps it in a cluster).
+func (t TopicMeta) replicasOf(p int32) []uint64 {
+	if int(p) < len(t.Assignment) {
+		return t.Assignment[p]
+	}
+	return []uint64{1}
+}
+
 // Dir is the topic's directory under the node's data directory.
 func (t TopicMeta) Dir() string { return fmt.Sprintf("%s.%d", t.Name, t.ID) }
 
@@ -203,7 +212,11 @@ func (s *metaState) Handle(msg any) ([]byte, any) {
 func (s *metaState) place(tm TopicMeta) ([][]uint64, error) {
 	in := []cluster.TopicPlacement{{Name: tm.Name, Partitions: tm.Partitions, Replicas: tm.Replicas}}
 	for _, t := range s.topics {
-		in = append(in, cluster.TopicPlacement{Name: t.Name, Partitions: t.Partitions, Replicas: t.Replicas, Current: t.Assignment})
+		cur := make([][]uint64, t.Partitions)
+		for p := range cur {
+			cur[p] = t.replicasOf(int32(p))
+		}
+		in = append(in, cluster.TopicPlacement{Name: t.Name, Partitions: t.Partitions, Replicas: t.Replicas, Current: cur})
 	}
 	out, err := cluster.Place(s.nodes(), in)
 	if err != nil {

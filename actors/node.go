@@ -84,8 +84,8 @@ type Node struct {
 
 	mu     sync.RWMutex
 	topics map[string]*topicEntry
-	groups map[string]*actor.PID
-	ready  chan struct{} // closed when __meta has replayed and its topics are spawned
+	groups map[string]*actor.PID // coordinator PIDs by "group@boot" (coordinatorFor)
+	ready  chan struct{}         // closed when __meta has replayed and its topics are spawned
 	once   sync.Once
 
 	closeOnce sync.Once // Close's work runs once; later and concurrent calls wait for it
@@ -314,18 +314,16 @@ func (n *Node) Partition(topic string, p int32) (*actor.PID, error) {
 	// (which forwards to its leader), else a live replica elsewhere (which forwards).
 	name := fmt.Sprintf("%s/partition/%s/%d", rootName, topic, p)
 	if t.pids[p] != nil {
-		if lead := n.leaderOf(fmt.Sprintf("%s/%d", topic, p)); lead != 0 && lead != n.raftID {
+		if lead := n.leaderOf(partitionGroup(topic, p)); lead != 0 && lead != n.raftID {
 			if addr := n.peerAddr(lead); addr != "" {
 				return actor.NewPID(addr, name), nil
 			}
 		}
 		return t.pids[p], nil
 	}
-	if int(p) < len(t.meta.Assignment) {
-		for _, id := range t.meta.Assignment[p] {
-			if addr := n.peerAddr(id); addr != "" {
-				return actor.NewPID(addr, name), nil
-			}
+	for _, id := range t.meta.replicasOf(p) {
+		if addr := n.peerAddr(id); addr != "" {
+			return actor.NewPID(addr, name), nil
 		}
 	}
 	return nil, fmt.Errorf("topic %q partition %d: no replica is on a live node: %w", topic, p, errNoReplica)
@@ -451,9 +449,10 @@ func (n *Node) CreateTopicWithConfig(name string, partitions int32, cfg wire.Top
 // rootActor is the root supervisor. It owns the internal partitions and spawns and stops the
 // topics' partitions as the topic table in __meta changes.
 type rootActor struct {
-	n       *Node
-	running map[string]*topicEntry
-	gcDone  bool
+	n            *Node
+	running      map[string]*topicEntry
+	coordinators map[string]bool // groups whose coordinator this root spawned
+	gcDone       bool
 }
 
 func (a *rootActor) Receive(ctx actor.Context) {
@@ -461,6 +460,7 @@ func (a *rootActor) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
 		a.running = map[string]*topicEntry{}
+		a.coordinators = map[string]bool{}
 		meta := n.replicaConfig(MetaTopic, 0, filepath.Join(n.cfg.DataDir, "meta"))
 		meta.Log.Sync = storage.SyncAlways
 		meta.Log.RetentionBytes, meta.Log.RetentionAge = 0, 0 // the state is rebuilt from all of it
@@ -474,7 +474,9 @@ func (a *rootActor) Receive(ctx actor.Context) {
 			}
 			return ms
 		}
-		joining := n.cluster != nil && len(n.cluster.cfg.Join) > 0
+		// Only a node with no one to join (no --join, no remembered peers) starts a cluster: a
+		// node that joined once must never bootstrap a second __meta of its own.
+		joining := n.cluster != nil && n.cluster.joining
 		meta.Join = joining
 		if _, err := ctx.SpawnNamed(n.props(NewReplicaProps(meta)), "meta"); err != nil {
 			panic(err)
@@ -512,26 +514,14 @@ func (a *rootActor) Receive(ctx actor.Context) {
 			ctx.Respond(&ProduceReply{Err: wire.Errorf(wire.CodeInvalidRequest, "empty group name")})
 			return
 		}
-		n.mu.Lock()
-		_, ok := n.groups[m.Group]
-		n.mu.Unlock()
-		if !ok {
-			name := "group/" + m.Group
+		name := "group/" + m.Group
+		if !a.coordinators[m.Group] {
 			n.sup.forget(rootName + "/" + name)
-			pid, err := ctx.SpawnNamed(n.props(newCoordinatorProps(n, m.Group, n.cfg.Coordinator)), name)
-			if err != nil && !errors.Is(err, actor.ErrNameExists) {
+			if _, err := ctx.SpawnNamed(n.props(newCoordinatorProps(n, m.Group, n.cfg.Coordinator)), name); err != nil && !errors.Is(err, actor.ErrNameExists) {
 				ctx.Respond(&ProduceReply{Err: wire.Errorf(wire.CodeUnavailable, "group %s: %v", m.Group, err)})
 				return
 			}
-			if pid == nil {
-				pid = n.childPID(name)
-			}
-			n.mu.Lock()
-			if n.groups == nil {
-				n.groups = map[string]*actor.PID{}
-			}
-			n.groups[m.Group] = pid
-			n.mu.Unlock()
+			a.coordinators[m.Group] = true
 		}
 		ctx.Respond(&ProduceReply{})
 	case *stopRequest:
@@ -600,11 +590,8 @@ func (a *rootActor) reconcile(ctx actor.Context, t *Topics) {
 		run := &topicEntry{meta: tm, pids: make([]*actor.PID, tm.Partitions)}
 		for p := int32(0); p < tm.Partitions; p++ {
 			c := n.topicReplicaConfig(tm, p, filepath.Join(n.cfg.DataDir, "topics", tm.Dir(), fmt.Sprint(p)))
-			if int(p) < len(tm.Assignment) {
-				if !slices.Contains(tm.Assignment[p], n.raftID) {
-					continue // another node's partition
-				}
-				c.Peers = tm.Assignment[p]
+			if c.Peers = tm.replicasOf(p); !slices.Contains(c.Peers, n.raftID) {
+				continue // another node's partition
 			}
 			pid, err := ctx.SpawnNamed(n.props(NewReplicaProps(c)), fmt.Sprintf("partition/%s/%d", name, p))
 			if err != nil {
@@ -701,7 +688,7 @@ func (n *Node) topicCommand(msg any, name string, create bool, timeout time.Dura
 	// In a cluster __meta's leader may be elsewhere, or changing: ask again while it is not
 	// known or moves.
 	start := time.Now()
-	for {
+	for tries := 0; ; tries++ {
 		res, err := resultOf(n.rc.RequestFuture(n.internalPID("meta"), msg, min(timeout, 5*time.Second)))
 		var e *wire.Error
 		if r, ok := res.(*ProduceReply); ok {
@@ -713,6 +700,11 @@ func (n *Node) topicCommand(msg any, name string, create bool, timeout time.Dura
 		}
 		if e == nil {
 			break
+		}
+		if tries > 0 && (e.Code == wire.CodeTopicExists || e.Code == wire.CodeUnknownTopic) {
+			// An earlier try that timed out or lost its leader may have been committed.
+			e.Msg += " (an earlier attempt of this command may have been carried out)"
+			return e
 		}
 		if n.cluster == nil || (e.Code != wire.CodeNotLeader && e.Code != wire.CodeTimeout && e.Code != wire.CodeUnavailable) || time.Since(start) > timeout {
 			return e

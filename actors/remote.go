@@ -18,9 +18,9 @@ import (
 // sender middleware below and unwrapped by the receiver middleware of the actor it reaches;
 // replies that reach a future (a request from outside an actor) are unwrapped by resultOf.
 
-// Limits of the remote transport. A raft message carries at most raftMaxMsgBytes of entries and
-// a fetch response at most MaxFetchBytes (4 MiB by default); a forwarded produce request carries
-// one batch of at most storage.MaxBatchSize (64 MiB). protoactor sends up to
+// Limits of the remote transport. A raft message carries at most 1 MiB of entries (the raft
+// config's MaxSizePerMsg) and a fetch response at most MaxFetchBytes (4 MiB by default); a
+// forwarded produce request carries one batch of at most storage.MaxBatchSize (64 MiB). protoactor sends up to
 // remoteWriterBatch messages in one gRPC message, so the gRPC limit is set well above what a
 // batch of them may hold, and a message too large for it is refused by gRPC with an error in
 // the log (not dropped silently, which is what gRPC's default 4 MiB limit did).
@@ -64,9 +64,12 @@ func unwrapRemote(next actor.ReceiverFunc) actor.ReceiverFunc {
 	}
 }
 
-// withRemote adds the envelope middlewares to props.
+// withRemote returns a copy of props with the envelope middlewares (a copy: the caller may
+// spawn from the same props again).
 func withRemote(props *actor.Props) *actor.Props {
-	return props.Configure(actor.WithSenderMiddleware(wrapRemote), actor.WithReceiverMiddleware(unwrapRemote))
+	cp := *props
+	cp.Configure(actor.WithSenderMiddleware(wrapRemote), actor.WithReceiverMiddleware(unwrapRemote))
+	return &cp
 }
 
 // resultOf waits for a future and unwraps an answer that came from another node.
@@ -81,12 +84,14 @@ func resultOf(f *actor.Future) (any, error) {
 	return res, nil
 }
 
-// unwrapResult unwraps an answer from another node given to a ReenterAfter continuation.
-func unwrapResult(res any, err error) (any, error) {
-	if e, ok := res.(*Envelope); ok && err == nil {
-		return Unwrap(e)
-	}
-	return res, err
+// reenter is ctx.ReenterAfter whose continuation gets answers from other nodes unwrapped.
+func reenter(ctx actor.Context, f *actor.Future, cont func(res any, err error)) {
+	ctx.ReenterAfter(f, func(res any, err error) {
+		if e, ok := res.(*Envelope); ok && err == nil {
+			res, err = Unwrap(e)
+		}
+		cont(res, err)
+	})
 }
 
 // startRemote starts the node's remote endpoint at addr (host:port; port 0 picks one) and

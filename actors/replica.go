@@ -66,7 +66,10 @@ type ReplicaConfig struct {
 }
 
 // Group is the partition's raft group name.
-func (c *ReplicaConfig) Group() string { return fmt.Sprintf("%s/%d", c.Topic, c.Partition) }
+func (c *ReplicaConfig) Group() string { return partitionGroup(c.Topic, c.Partition) }
+
+// partitionGroup is the raft group name of a topic's partition: "topic/partition".
+func partitionGroup(topic string, p int32) string { return fmt.Sprintf("%s/%d", topic, p) }
 
 func (c *ReplicaConfig) defaults() {
 	if c.TickInterval <= 0 {

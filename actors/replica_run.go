@@ -126,6 +126,10 @@ func (r *replica) handleReady(ctx actor.Context) {
 			}
 			r.applied = rd.Snapshot.GetMetadata().GetIndex()
 			r.hw, _ = r.log.CommittedOffset(r.applied)
+			cs := rd.Snapshot.GetMetadata().GetConfState()
+			r.voters = append(append([]uint64(nil), cs.GetVoters()...), cs.GetVotersOutgoing()...)
+			r.learners = append(append([]uint64(nil), cs.GetLearners()...), cs.GetLearnersNext()...)
+			r.resetStateMachine()
 		}
 		last, _ := r.log.LastIndex()
 		end := r.log.EndOffset()
@@ -594,4 +598,19 @@ func (r *replica) listOffsets(m *ListOffsets) *wire.ListOffsetsResponse {
 		return &wire.ListOffsetsResponse{Offset: off}
 	}
 	return &wire.ListOffsetsResponse{Offset: -1, Err: wire.Errorf(wire.CodeInvalidRequest, "offset spec %d", m.Spec)}
+}
+
+// resetStateMachine starts an internal partition's state afresh after a snapshot emptied the
+// log: the leader's log after the snapshot begins with a checkpoint (Checkpointer), which
+// rebuilds the state, so what this replica held before must not linger (offsets of a topic
+// deleted meanwhile, say).
+func (r *replica) resetStateMachine() {
+	if r.sm == nil {
+		return
+	}
+	r.sm = r.cfg.NewStateMachine()
+	if rp, ok := r.sm.(interface{ Replayed() }); ok {
+		rp.Replayed()
+	}
+	r.cpBase, r.cpInFlight, r.cpRest, r.cpMinSince = r.log.StartOffset(), false, nil, 0
 }

@@ -309,11 +309,13 @@ func (s *Server) dispatch(f wire.Frame) answer {
 	return answered(&wire.AdminResponse{Err: wire.Errorf(wire.CodeUnsupported, "API %s (%d)", f.API, uint8(f.API))})
 }
 
-// request sends msg to pid now and returns a function that waits for the reply.
-func (s *Server) request(pid *actor.PID, msg any, timeout time.Duration) func() (any, *wire.Error) {
+// request sends msg to pid (the replica of the partition group, or "") now and returns a
+// function that waits for the reply.
+func (s *Server) request(pid *actor.PID, group string, msg any, timeout time.Duration) func() (any, *wire.Error) {
+	gone := s.n.watch(pid, group)
 	f := s.n.rc.RequestFuture(pid, msg, timeout)
 	return func() (any, *wire.Error) {
-		res, err := s.n.await(f, pid)
+		res, err := s.n.await(f, pid, gone)
 		if err != nil {
 			if errors.Is(err, actor.ErrTimeout) {
 				return nil, wire.Errorf(wire.CodeTimeout, "no answer from %s within %v", pid.Id, timeout)
@@ -366,6 +368,7 @@ func (s *Server) produce(req *wire.ProduceRequest) answer {
 	resp := &wire.ProduceResponse{Results: make([]wire.ProduceResult, len(req.Batches))}
 	futures := make([]*actor.Future, len(req.Batches))
 	pids := make([]*actor.PID, len(req.Batches))
+	gone := make([]<-chan struct{}, len(req.Batches))
 	for i, pb := range req.Batches {
 		resp.Results[i] = wire.ProduceResult{Partition: pb.Partition, BaseOffset: -1}
 		if len(pb.Batch) > storage.MaxBatchSize {
@@ -382,15 +385,15 @@ func (s *Server) produce(req *wire.ProduceRequest) answer {
 			s.n.rc.Send(pid, msg)
 			continue
 		}
+		pids[i], gone[i] = pid, s.n.watch(pid, partitionGroup(req.Topic, pb.Partition))
 		futures[i] = s.n.rc.RequestFuture(pid, msg, timeout+time.Second)
-		pids[i] = pid
 	}
 	return func() any {
 		for i, f := range futures {
 			if f == nil {
 				continue
 			}
-			res, err := s.n.await(f, pids[i])
+			res, err := s.n.await(f, pids[i], gone[i])
 			switch {
 			case errors.Is(err, actor.ErrTimeout):
 				resp.Results[i].Err = wire.Errorf(wire.CodeTimeout, "partition %d: no answer within %v", req.Batches[i].Partition, timeout)
@@ -415,7 +418,7 @@ func (s *Server) fetch(req *wire.FetchRequest) answer {
 	if wait > time.Minute {
 		return answered(&wire.FetchResponse{Err: wire.Errorf(wire.CodeInvalidRequest, "max wait %v is over a minute", wait)})
 	}
-	reply := s.request(pid, &Fetch{Offset: req.Offset, MaxBytes: req.MaxBytes, MaxWaitMs: req.MaxWaitMs}, wait+s.cfg.RequestTimeout)
+	reply := s.request(pid, partitionGroup(req.Topic, req.Partition), &Fetch{Offset: req.Offset, MaxBytes: req.MaxBytes, MaxWaitMs: req.MaxWaitMs}, wait+s.cfg.RequestTimeout)
 	return func() any {
 		res, e := reply()
 		if e != nil {
@@ -430,7 +433,7 @@ func (s *Server) listOffsets(req *wire.ListOffsetsRequest) answer {
 	if e != nil {
 		return answered(&wire.ListOffsetsResponse{Offset: -1, Err: e})
 	}
-	reply := s.request(pid, &ListOffsets{Spec: req.Spec, Timestamp: req.Timestamp}, s.cfg.RequestTimeout)
+	reply := s.request(pid, partitionGroup(req.Topic, req.Partition), &ListOffsets{Spec: req.Spec, Timestamp: req.Timestamp}, s.cfg.RequestTimeout)
 	return func() any {
 		res, e := reply()
 		if e != nil {
@@ -468,9 +471,9 @@ func (s *Server) describe(name string) wire.TopicInfo {
 	futures := make([]*actor.Future, tm.Partitions)
 	for p := range tm.Partitions {
 		info.Partitions[p] = wire.PartitionInfo{Partition: p, Replicas: []string{s.n.cfg.NodeID}, HighWatermark: -1, StartOffset: -1, EndOffset: -1}
-		if int(p) < len(tm.Assignment) {
+		if s.n.cluster != nil {
 			info.Partitions[p].Replicas = info.Partitions[p].Replicas[:0]
-			for _, id := range tm.Assignment[p] {
+			for _, id := range tm.replicasOf(p) {
 				info.Partitions[p].Replicas = append(info.Partitions[p].Replicas, s.n.nodeName(id))
 			}
 		}
@@ -545,7 +548,7 @@ func (s *Server) group(f wire.Frame) answer {
 		if err := wire.Decode(f.API, f.Body, &req); err != nil {
 			return answered(&wire.FetchCommitResponse{Err: wire.AsError(err)})
 		}
-		reply := s.request(s.n.internalPID("offsets"), &FetchOffsets{Group: req.Group, Partitions: req.Partitions}, timeout)
+		reply := s.request(s.n.internalPID("offsets"), OffsetsTopic+"/0", &FetchOffsets{Group: req.Group, Partitions: req.Partitions}, timeout)
 		return func() any {
 			res, e := reply()
 			if e != nil {
@@ -559,9 +562,9 @@ func (s *Server) group(f wire.Frame) answer {
 	}
 	pid, err := s.n.coordinatorFor(group)
 	if err != nil {
-		return answered(&wire.AdminResponse{Err: wire.Errorf(wire.CodeInvalidRequest, "%v", err)})
+		return answered(&wire.AdminResponse{Err: wire.AsError(err)})
 	}
-	reply := s.request(pid, msg, timeout)
+	reply := s.request(pid, OffsetsTopic+"/0", msg, timeout) // a coordinator commits through __offsets
 	return func() any {
 		res, e := reply()
 		if e != nil {

@@ -118,7 +118,7 @@ func (s *sinkRunner) join(ctx actor.Context) {
 	epoch := s.epoch
 	f := ctx.RequestFuture(s.coordinator(), &JoinGroup{wire.JoinGroupRequest{Group: s.cfg.Group, MemberID: s.member,
 		Topics: s.cfg.Topics, SessionTimeoutMs: int32(s.cfg.Session / time.Millisecond)}}, 30*time.Second)
-	ctx.ReenterAfter(f, func(res any, err error) {
+	reenter(ctx, f, func(res any, err error) {
 		if epoch != s.epoch {
 			return
 		}
@@ -149,8 +149,7 @@ func (s *sinkRunner) start(ctx actor.Context, epoch int, parts []wire.TopicParti
 		return
 	}
 	f := ctx.RequestFuture(s.n.internalPID("offsets"), &FetchOffsets{Group: s.cfg.Group, Partitions: parts}, 10*time.Second)
-	ctx.ReenterAfter(f, func(res any, err error) {
-		res, err = unwrapResult(res, err)
+	reenter(ctx, f, func(res any, err error) {
 		if epoch != s.epoch {
 			return
 		}
@@ -185,7 +184,7 @@ func (s *sinkRunner) fetch(ctx actor.Context, k tp) {
 	epoch := s.epoch
 	if s.pos[k] < 0 {
 		f := ctx.RequestFuture(pid, &ListOffsets{Spec: wire.OffsetEarliest}, 10*time.Second)
-		ctx.ReenterAfter(f, func(res any, err error) {
+		reenter(ctx, f, func(res any, err error) {
 			if epoch != s.epoch {
 				return
 			}
@@ -200,7 +199,7 @@ func (s *sinkRunner) fetch(ctx actor.Context, k tp) {
 	}
 	from := s.pos[k]
 	f := ctx.RequestFuture(pid, &Fetch{Offset: from, MaxBytes: s.cfg.MaxBytes, MaxWaitMs: int32(s.cfg.MaxWait / time.Millisecond)}, s.cfg.MaxWait+10*time.Second)
-	ctx.ReenterAfter(f, func(res any, err error) {
+	reenter(ctx, f, func(res any, err error) {
 		if epoch != s.epoch {
 			return
 		}
@@ -239,7 +238,7 @@ func (s *sinkRunner) commit(ctx actor.Context, k tp, next int64, n int) {
 	s.n.fault("sink")("commit")
 	f := ctx.RequestFuture(s.coordinator(), &CommitGroup{wire.CommitRequest{Group: s.cfg.Group, MemberID: s.member, Generation: s.generation,
 		Offsets: []wire.PartitionOffset{{Topic: k.topic, Partition: k.partition, Offset: next}}}}, 10*time.Second)
-	ctx.ReenterAfter(f, func(res any, err error) {
+	reenter(ctx, f, func(res any, err error) {
 		if epoch != s.epoch {
 			return
 		}
@@ -280,7 +279,7 @@ func (s *sinkRunner) heartbeat(ctx actor.Context) {
 	}
 	epoch := s.epoch
 	f := ctx.RequestFuture(s.coordinator(), &Heartbeat{wire.HeartbeatRequest{Group: s.cfg.Group, MemberID: s.member, Generation: s.generation}}, 5*time.Second)
-	ctx.ReenterAfter(f, func(res any, err error) {
+	reenter(ctx, f, func(res any, err error) {
 		if epoch != s.epoch {
 			return
 		}

@@ -189,8 +189,14 @@ func (s *sourceRunner) pull(ctx actor.Context) {
 func (s *sourceRunner) send(ctx actor.Context, p int32) {
 	b := s.pending[p]
 	epoch := s.epoch
-	f := ctx.RequestFuture(s.pids[p], &Produce{Batch: b, Acks: s.cfg.Acks, Deadline: time.Now().Add(10 * time.Second).UnixMilli()}, 11*time.Second)
-	ctx.ReenterAfter(f, func(res any, err error) {
+	pid := s.pids[p]
+	if s.n.cluster != nil { // the leader moves: ask where it is now
+		if cur, err := s.n.Partition(s.cfg.Topic, p); err == nil {
+			pid = cur
+		}
+	}
+	f := ctx.RequestFuture(pid, &Produce{Batch: b, Acks: s.cfg.Acks, Deadline: time.Now().Add(10 * time.Second).UnixMilli()}, 11*time.Second)
+	reenter(ctx, f, func(res any, err error) {
 		if epoch != s.epoch {
 			return
 		}
@@ -224,8 +230,7 @@ func (s *sourceRunner) commit(ctx actor.Context) {
 	epoch := s.epoch
 	f := ctx.RequestFuture(s.n.internalPID("offsets"), &CommitOffsets{Group: SourceGroup(s.cfg.Flow),
 		Offsets: []wire.PartitionOffset{{Topic: s.cfg.Topic, Partition: -1, Metadata: s.pos}}}, 10*time.Second)
-	ctx.ReenterAfter(f, func(res any, err error) {
-		res, err = unwrapResult(res, err)
+	reenter(ctx, f, func(res any, err error) {
 		if epoch != s.epoch {
 			return
 		}

@@ -95,11 +95,37 @@ func Place(nodes []NodeState, topics []TopicPlacement) (map[string][][]uint64, e
 		asg := out[t.Name]
 		for p := range asg {
 			reps := asg[p]
+			// Too many replicas (never made by Place; from an older assignment or a smaller
+			// replication factor): drop those on unusable nodes first, then the last ones.
+			for len(reps) > int(t.Replicas) {
+				i := len(reps) - 1
+				for j, id := range reps {
+					if !usable[id] {
+						i = j
+						break
+					}
+				}
+				if id := reps[i]; usable[id] {
+					load[id]--
+					if i == 0 {
+						leads[id]--
+					}
+				}
+				reps = append(reps[:i], reps[i+1:]...)
+				if i == 0 && usable[reps[0]] {
+					leads[reps[0]]++ // the next one is now the preferred leader
+				}
+				mark(t.Name, p)
+			}
 			if len(reps) == 0 && int(t.Replicas) > len(ids) {
 				return nil, fmt.Errorf("topic %q wants %d replicas, %d nodes can hold them", t.Name, t.Replicas, len(ids))
 			}
-			// Replace one replica on a node that is gone or draining, if some node can take it.
+			// Replace one replica on a node that is gone or draining, if some node can take it
+			// (not in a partition just shrunk: one change per partition per call).
 			for i, id := range reps {
+				if moved[t.Name][p] {
+					break
+				}
 				if usable[id] {
 					continue
 				}
@@ -124,13 +150,6 @@ func Place(nodes []NodeState, topics []TopicPlacement) (map[string][][]uint64, e
 				}
 				reps = append(reps, to)
 				load[to]++
-			}
-			// Too many replicas (never made by Place; from an older assignment): drop the last.
-			for len(reps) > int(t.Replicas) {
-				if id := reps[len(reps)-1]; usable[id] {
-					load[id]--
-				}
-				reps = reps[:len(reps)-1]
 			}
 			asg[p] = reps
 		}

@@ -1,7 +1,9 @@
 package cluster
 
 import (
+	"math/rand/v2"
 	"reflect"
+	"slices"
 	"testing"
 )
 
@@ -99,6 +101,12 @@ func TestPlace(t *testing.T) {
 			want: map[string][][]uint64{"t": {{1, 4, 3}, {2, 3, 4}, {3, 1, 2}, {1, 2, 4}}},
 		},
 		{
+			name:   "too many replicas: those on dead nodes go first",
+			nodes:  dead(dead(dead(live(1, 2, 3, 4), 2), 3), 4),
+			topics: []TopicPlacement{{Name: "t", Partitions: 1, Replicas: 3, Current: [][]uint64{{1, 3, 2, 4}}}},
+			want:   map[string][][]uint64{"t": {{1, 2, 4}}},
+		},
+		{
 			name:   "under-replicated partition is filled",
 			nodes:  live(1, 2, 3),
 			topics: []TopicPlacement{{Name: "t", Partitions: 1, Replicas: 3, Current: [][]uint64{{2}}}},
@@ -119,19 +127,6 @@ func TestPlace(t *testing.T) {
 			}
 			if !reflect.DeepEqual(got, c.want) {
 				t.Fatalf("got  %v\nwant %v", got, c.want)
-			}
-			// Placing the result again on the same nodes moves nothing more than balancing
-			// needs, and never puts two replicas of a partition on one node.
-			for name, asg := range got {
-				for p, reps := range asg {
-					seen := map[uint64]bool{}
-					for _, id := range reps {
-						if seen[id] {
-							t.Fatalf("%s/%d: two replicas on node %d: %v", name, p, id, reps)
-						}
-						seen[id] = true
-					}
-				}
 			}
 		})
 	}
@@ -178,5 +173,87 @@ func TestPlaceConverges(t *testing.T) {
 	}
 	if hi-lo > 1 {
 		t.Fatalf("loads %v differ by %d", load, hi-lo)
+	}
+}
+
+// TestPlaceProperties places random inputs and checks what Place promises for every one of
+// them: no two replicas of a partition on one node, the replication factor whenever enough
+// nodes are usable, at most one replica changed per partition (of partitions that were at
+// their replication factor), and a usable replica never given up for an unusable one.
+func TestPlaceProperties(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for n := 0; n < 20000; n++ {
+		nn := 1 + rng.IntN(6)
+		var nodes []NodeState
+		usable := map[uint64]bool{}
+		for id := uint64(1); id <= uint64(nn); id++ {
+			ns := NodeState{ID: id, Live: rng.IntN(4) != 0, Draining: rng.IntN(6) == 0}
+			nodes = append(nodes, ns)
+			usable[id] = ns.Live && !ns.Draining
+		}
+		var topics []TopicPlacement
+		for ti := 0; ti < 1+rng.IntN(3); ti++ {
+			tp := TopicPlacement{Name: string(rune('a' + ti)), Partitions: int32(1 + rng.IntN(4)), Replicas: int32(1 + rng.IntN(3))}
+			if rng.IntN(3) != 0 { // already placed, on a random subset of the nodes
+				for p := int32(0); p < tp.Partitions; p++ {
+					perm := rng.Perm(nn)
+					k := 1 + rng.IntN(nn)
+					var reps []uint64
+					for _, i := range perm[:k] {
+						reps = append(reps, uint64(i+1))
+					}
+					tp.Current = append(tp.Current, reps)
+				}
+			}
+			topics = append(topics, tp)
+		}
+		got, err := Place(nodes, topics)
+		if err != nil {
+			continue // a new topic wanting more replicas than usable nodes
+		}
+		nUsable := 0
+		for _, u := range usable {
+			if u {
+				nUsable++
+			}
+		}
+		for _, tp := range topics {
+			for p, reps := range got[tp.Name] {
+				seen := map[uint64]bool{}
+				for _, id := range reps {
+					if seen[id] {
+						t.Fatalf("case %d: %s/%d: two replicas on node %d: %v (nodes %v, input %v)", n, tp.Name, p, id, reps, nodes, tp.Current)
+					}
+					seen[id] = true
+				}
+				var cur []uint64
+				if p < len(tp.Current) {
+					cur = tp.Current[p]
+				}
+				if len(reps) > int(tp.Replicas) || (nUsable >= int(tp.Replicas) && len(cur) <= int(tp.Replicas) && len(reps) < int(tp.Replicas)) {
+					t.Fatalf("case %d: %s/%d: %d replicas %v, factor %d, %d usable nodes (input %v)", n, tp.Name, p, len(reps), reps, tp.Replicas, nUsable, cur)
+				}
+				if len(cur) == int(tp.Replicas) {
+					changed := 0
+					for _, id := range cur {
+						if !slices.Contains(reps, id) {
+							changed++
+						}
+					}
+					if changed > 1 {
+						t.Fatalf("case %d: %s/%d: %v became %v: more than one replica changed", n, tp.Name, p, cur, reps)
+					}
+				}
+				for _, id := range cur {
+					if usable[id] && !slices.Contains(reps, id) {
+						for _, dropped := range reps {
+							if !usable[dropped] {
+								t.Fatalf("case %d: %s/%d: %v became %v: usable %d given up while unusable %d kept", n, tp.Name, p, cur, reps, id, dropped)
+							}
+						}
+					}
+				}
+			}
+		}
 	}
 }
