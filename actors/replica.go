@@ -190,6 +190,10 @@ type replica struct {
 	cpRest          [][]byte // its batches not yet proposed, the first first
 	cpProposed      int      // how many of its batches were proposed
 	cpMinSince      int64    // records since cpBase before the next attempt
+	// producers follows idempotent producers' sequences (idempotence.go); leaderReady: this
+	// leader has applied an entry of its own term, so everything before it too.
+	producers   producerTable
+	leaderReady bool
 }
 
 // NewReplicaProps returns the props of a partition replica actor.
@@ -299,6 +303,12 @@ func (r *replica) start(ctx actor.Context) error {
 	r.applied = max(hs.GetCommit(), first-1)
 	if r.hw, err = l.CommittedOffset(r.applied); err != nil {
 		return fmt.Errorf("high watermark at index %d: %w", r.applied, err)
+	}
+	r.leaderReady = false
+	if r.sm == nil {
+		if err := r.loadProducers(); err != nil {
+			return fmt.Errorf("reading the producers' last batches: %w", err)
+		}
 	}
 	rn, err := raft.NewRawNode(&raft.Config{
 		ID:                       cfg.ID,

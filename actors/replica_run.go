@@ -36,6 +36,20 @@ func (r *replica) produce(ctx actor.Context, m *Produce) {
 		return
 	}
 	r.fault("produce")
+	if idempotent(h) && r.sm == nil {
+		replyOffset := func(base int64) {
+			if m.Acks != wire.AcksNone && ctx.Sender() != nil {
+				ctx.Respond(&ProduceReply{BaseOffset: base})
+			}
+		}
+		if !r.checkSequence(h, reply, replyOffset) {
+			return
+		}
+		if r.propose(ctx, m.Batch, m.Acks, ctx.Sender(), m.Deadline, false) {
+			r.producers.proposed(h)
+		}
+		return
+	}
 	r.propose(ctx, m.Batch, m.Acks, ctx.Sender(), m.Deadline, false)
 }
 
@@ -130,6 +144,9 @@ func (r *replica) handleReady(ctx actor.Context) {
 			r.voters = append(append([]uint64(nil), cs.GetVoters()...), cs.GetVotersOutgoing()...)
 			r.learners = append(append([]uint64(nil), cs.GetLearners()...), cs.GetLearnersNext()...)
 			r.resetStateMachine()
+			// The batches the snapshot stands for were never seen here: their producers are
+			// forgotten (their next batches are taken whatever their sequence).
+			r.producers = producerTable{}
 		}
 		last, _ := r.log.LastIndex()
 		end := r.log.EndOffset()
@@ -190,6 +207,8 @@ func (r *replica) leaderChanged(ctx actor.Context, lead uint64) {
 		}
 	}
 	r.lead, r.term = lead, st.HardState.GetTerm()
+	r.leaderReady = false
+	r.producers.leaderChanged()
 	r.confPendingUntil = time.Time{}
 	if r.cfg.OnLeader != nil {
 		r.cfg.OnLeader(lead)
@@ -283,10 +302,22 @@ func (r *replica) failPending(ctx actor.Context, e *wire.Error) {
 // of an internal partition; then the high watermark moves and waiting requests are answered.
 func (r *replica) apply(ctx actor.Context, ents []*pb.Entry) {
 	var smResults map[uint64]*wire.Error
+	off := r.hw // the offset of the next committed record
 	for _, e := range ents {
 		r.fault("apply")
+		if e.GetTerm() == r.term && r.lead == r.cfg.ID {
+			r.leaderReady = true
+		}
 		switch e.GetType() {
 		case pb.EntryType_EntryNormal:
+			if r.sm == nil && len(e.Data) > 0 {
+				if h, err := storage.ParseHeader(e.Data); err == nil && h.Kind == storage.KindRecords {
+					if idempotent(h) {
+						r.producers.applied(h, off, e.GetIndex())
+					}
+					off += int64(h.Count)
+				}
+			}
 			if r.sm != nil && len(e.Data) > 0 {
 				next, err := r.log.CommittedOffset(e.GetIndex())
 				if err != nil {
@@ -324,6 +355,9 @@ func (r *replica) apply(ctx actor.Context, ents []*pb.Entry) {
 	hw, err := r.log.CommittedOffset(last)
 	if err != nil {
 		panic(fmt.Errorf("partition %s: high watermark at %d: %w", r.cfg.Group(), last, err))
+	}
+	if r.sm == nil && off != hw {
+		r.cfg.Logger.Error("applied records do not end at the high watermark", "group", r.cfg.Group(), "counted", off, "hw", hw)
 	}
 	r.hw = hw
 	n := 0

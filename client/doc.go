@@ -53,8 +53,12 @@
 //
 // # Delivery
 //
-// A producer retries a batch after a retriable error, so a batch whose first answer was lost
-// may be written twice (no idempotent producer yet). The node hands the requests of one
+// A producer retries a batch after a retriable error. It is idempotent by default (Idempotent):
+// each batch carries a producer id and the sequence number of its first record in its
+// partition, and the partition's leader writes a batch sent again (its first answer was lost,
+// or a failover came in between) once, answering the copy with the first one's offset. A
+// record whose batch failed for good may still have been written once. With Idempotent(false)
+// a batch whose first answer was lost may be written twice. The node hands the requests of one
 // connection to its partitions in the order they arrive, as Kafka does; their answers may
 // come back in another order (they are matched by correlation id). With MaxInFlight(1), the
 // default, the batches of a partition are written in the order they were produced. With more

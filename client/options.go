@@ -143,6 +143,7 @@ type producerConfig struct {
 	maxRecordBytes   int
 	retry            retryPolicy
 	requestTimeout   time.Duration
+	idempotent       bool
 }
 
 func (c *clientConfig) producer() producerConfig {
@@ -155,6 +156,7 @@ func (c *clientConfig) producer() producerConfig {
 		maxRecordBytes:   storage.MaxBatchSize - storage.HeaderSize,
 		retry:            c.retry,
 		requestTimeout:   c.requestTimeout,
+		idempotent:       true,
 	}
 }
 
@@ -206,6 +208,14 @@ func BatchBytes(n int) ProducerOption {
 // default, which keeps a partition's records in order across retries).
 func MaxInFlight(n int) ProducerOption {
 	return producerOpt(func(c *producerConfig) { c.maxInFlight = n })
+}
+
+// Idempotent says whether batches carry a producer id and sequence numbers, so that a batch
+// sent again (a retry after a timeout, a lost answer or a failover) is written once (true by
+// default; it does not apply with wire.AcksNone, which never retries). See the package
+// documentation, Delivery.
+func Idempotent(on bool) ProducerOption {
+	return producerOpt(func(c *producerConfig) { c.idempotent = on })
 }
 
 // MaxBufferedBytes bounds the records produced but not yet answered (32 MiB by default,

@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"errors"
+	"math"
 	"math/rand/v2"
 	"sync"
 	"time"
@@ -88,12 +89,23 @@ type batch struct {
 	data      []byte
 	attempts  int
 	retryAt   time.Time
+	pid       int64 // the producer id data is stamped with (0: not stamped)
 }
 
+// partQueue is one partition's batches. An idempotent producer numbers a partition's records
+// from 0 under a producer id of the partition's own (pid), stamped on each batch when it is
+// first sent; when a batch fails for good, the partition takes a new id and numbers from 0
+// again, so that the gap it left does not hold back the batches after it.
 type partQueue struct {
 	batches  []*batch // oldest first; only the last may be open
 	inflight int
+	pid      int64
+	nextSeq  int32
 }
+
+// newProducerID picks a producer id: random, positive, so that producers need not ask a node
+// for one (two producers of one partition share an id with odds of about 2^-63 per pair).
+func newProducerID() int64 { return rand.Int64N(math.MaxInt64) + 1 }
 
 type metaState struct {
 	inflight  bool
@@ -491,6 +503,7 @@ func (p *Producer) dispatch(now time.Time) {
 			if len(bs) > 0 && size+len(b.data) > maxRequestBytes {
 				continue
 			}
+			p.stamp(q, b)
 			q.batches = q.batches[1:]
 			q.inflight++
 			size += len(b.data)
@@ -502,6 +515,22 @@ func (p *Producer) dispatch(now time.Time) {
 		p.send(bs)
 	}
 }
+
+// stamp numbers a batch that an idempotent producer sends for the first time under its
+// partition's current producer id.
+func (p *Producer) stamp(q *partQueue, b *batch) {
+	if !p.cfg.idempotent || p.cfg.acks == wire.AcksNone || b.pid == q.pid {
+		return
+	}
+	if err := storage.StampProducer(b.data, q.pid, q.nextSeq); err != nil {
+		panic("client: stamping a batch the producer built: " + err.Error())
+	}
+	b.pid = q.pid
+	q.nextSeq = storage.AddSequence(q.nextSeq, int32(len(b.recs)))
+}
+
+// resetSequence gives a partition a new producer id, numbered from 0.
+func (q *partQueue) resetSequence() { q.pid, q.nextSeq = newProducerID(), 0 }
 
 // send runs one produce request in a goroutine of its own that hands the answer to the loop.
 func (p *Producer) send(bs []*batch) {
@@ -547,6 +576,18 @@ func (p *Producer) answered(r *sendResult, now time.Time) {
 		switch codeOf(err) {
 		case wire.CodeUnknownTopic, wire.CodeNotLeader, wire.CodeUnknownPartition:
 			p.meta.want = true
+		case wire.CodeDuplicateSequence:
+			// Written before, so long ago that the node no longer knows where.
+			p.complete(b, -1, nil)
+			continue
+		case wire.CodeOutOfOrderSequence:
+			// With no batch of the partition before it in flight, the node lost the batches
+			// before this one (acknowledged by the leader alone, which then failed): waiting
+			// will not bring them back, so the partition numbers anew.
+			if q.inflight == 0 && b.pid == q.pid {
+				p.c.cfg.logger.Warn("client: the partition lost a producer's earlier batches; numbering anew", "topic", p.topic, "partition", b.partition, "err", err)
+				q.resetSequence()
+			}
 		}
 		if IsRetriable(err) && b.attempts < p.cfg.retry.retries {
 			b.attempts++
@@ -554,6 +595,9 @@ func (p *Producer) answered(r *sendResult, now time.Time) {
 			q.batches = append([]*batch{b}, q.batches...)
 			p.c.cfg.logger.Debug("client: retrying batch", "topic", p.topic, "partition", b.partition, "err", err, "attempt", b.attempts)
 			continue
+		}
+		if b.pid == q.pid {
+			q.resetSequence() // the batches after this one must not wait for it
 		}
 		p.complete(b, -1, wrap(wire.ApiProduce, p.topic, b.partition, err))
 	}
@@ -674,7 +718,9 @@ func (p *Producer) metaAnswered(r *metaResult, now time.Time) {
 	p.meta.retryAt, p.meta.fetchedAt = time.Time{}, now
 	// Queues of partitions beyond a smaller count stay to drain (their batches fail).
 	for int32(len(p.parts)) < r.partitions {
-		p.parts = append(p.parts, &partQueue{})
+		q := &partQueue{}
+		q.resetSequence()
+		p.parts = append(p.parts, q)
 	}
 	p.nparts = r.partitions
 	if p.stickyPart >= p.nparts {

@@ -503,3 +503,30 @@ func Records(batch []byte) ([]Record, error) {
 	})
 	return out, err
 }
+
+// StampProducer writes an idempotent producer's id and the sequence number of the batch's first
+// record into a records batch b (as SetProducer would have before Build), and computes its
+// checksums again. b must hold exactly one batch that ParseHeader accepts.
+func StampProducer(b []byte, id int64, baseSeq int32) error {
+	h, err := ParseHeader(b)
+	if err != nil {
+		return err
+	}
+	if h.Size() != len(b) || h.Kind != KindRecords {
+		return fmt.Errorf("%w: want exactly one records batch to stamp", ErrBadBatch)
+	}
+	binary.BigEndian.PutUint64(b[offProducerID:], uint64(id))
+	binary.BigEndian.PutUint32(b[offBaseSeq:], uint32(baseSeq))
+	binary.BigEndian.PutUint32(b[offCRC:], checksum(b))
+	sealHeader(b)
+	return nil
+}
+
+// LastSequence is the sequence number of the batch's last record for its producer: BaseSequence
+// plus Count less one, wrapping past math.MaxInt32 to 0 as producers number their records.
+func (h Header) LastSequence() int32 { return AddSequence(h.BaseSequence, int32(h.Count)-1) }
+
+// AddSequence adds n to the producer sequence number seq, wrapping past math.MaxInt32 to 0.
+func AddSequence(seq, n int32) int32 {
+	return int32((int64(seq) + int64(n)) % (math.MaxInt32 + 1))
+}

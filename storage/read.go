@@ -161,3 +161,29 @@ func (l *Log) OffsetForTime(ts int64) (int64, bool, error) {
 	}
 	return l.active().nextOffset, false, nil
 }
+
+// TailHeaders calls visit with the header of each batch, in log order, from the first batch of
+// the oldest of the newest segments that together hold at least tailBytes (every segment if they
+// hold less) to the end of the log, until visit returns false. Headers are checked; bodies are
+// neither read nor checked. It holds the log's read lock throughout, so appends wait: it is
+// meant for a replica that is starting (to rebuild what it keeps about recent batches).
+func (l *Log) TailHeaders(tailBytes int64, visit func(Header) bool) error {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	if l.closed {
+		return ErrClosed
+	}
+	i := len(l.segs) - 1
+	for held := l.segs[i].size; i > 0 && held < tailBytes; {
+		i--
+		held += l.segs[i].size
+	}
+	for _, s := range l.segs[i:] {
+		w := &window{f: s.f}
+		_, _, stopped, err := s.walk(w, -1, func(_ int64, h Header) (bool, error) { return !visit(h), nil })
+		if err != nil || stopped {
+			return err
+		}
+	}
+	return nil
+}

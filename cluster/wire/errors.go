@@ -29,6 +29,12 @@ const (
 	CodeRebalance        Code = 17 // group: a rebalance is in progress (rejoin)
 	CodeStaleGeneration  Code = 18 // group: the generation is old (rejoin)
 	CodeUnknownGroup     Code = 19
+	// CodeOutOfOrderSequence: retriable: an idempotent producer's batch does not follow its
+	// last one in the partition (an earlier batch is still on its way, or was lost).
+	CodeOutOfOrderSequence Code = 20
+	// CodeDuplicateSequence: an idempotent producer's batch was written before, too long ago for
+	// its offset to be known; the batch is in the log once.
+	CodeDuplicateSequence Code = 21
 )
 
 var codeNames = map[Code]string{
@@ -40,6 +46,7 @@ var codeNames = map[Code]string{
 	CodeUnavailable: "partition unavailable", CodeOverloaded: "overloaded", CodeStorage: "storage error",
 	CodeUnknownMember: "unknown member", CodeRebalance: "rebalance in progress",
 	CodeStaleGeneration: "stale generation", CodeUnknownGroup: "unknown group",
+	CodeOutOfOrderSequence: "out of order sequence", CodeDuplicateSequence: "duplicate sequence",
 }
 
 func (c Code) String() string {
@@ -52,7 +59,7 @@ func (c Code) String() string {
 // Retriable reports whether a request that failed with c may succeed when sent again.
 func (c Code) Retriable() bool {
 	switch c {
-	case CodeUnknownTopic, CodeNotLeader, CodeTimeout, CodeUnavailable, CodeOverloaded:
+	case CodeUnknownTopic, CodeNotLeader, CodeTimeout, CodeUnavailable, CodeOverloaded, CodeOutOfOrderSequence:
 		return true
 	}
 	return false
