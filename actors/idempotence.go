@@ -14,9 +14,14 @@ import (
 // producer's sequence; a batch sent again (a retry after a timeout, a lost answer or a failover)
 // is answered with the offset of its first copy instead of being written twice.
 //
+// Batches of a producer are taken strictly in sequence, from 0: so a sequence number below the
+// next expected one was written, and one at or above it was not. A producer not known (never
+// seen, or forgotten) is taken only at sequence 0; otherwise it is told to number anew under a
+// new id (CodeUnknownProducer), which it does once nothing earlier is outstanding.
+//
 // The table is rebuilt at start from the headers of the log's newest segments (at least
-// producerTailBytes of them): a producer whose last batch is older than that is forgotten, and
-// its next batch is taken whatever its sequence, as Kafka does once a producer id expires.
+// producerTailBytes of them): a producer whose last batch is older than that is forgotten, as
+// Kafka forgets a producer id once it expires.
 const (
 	// producerRecent is how many of a producer's last batches are kept to answer a retry with
 	// their offsets (Kafka keeps 5 as well; the Go client sends one batch per partition at a time
@@ -55,6 +60,7 @@ const (
 	seqInFlight                    // proposed already, not yet applied: the producer retries
 	seqOld                         // older than what is kept: written already, offset unknown
 	seqGap                         // ahead of the sequence: an earlier batch is missing
+	seqUnknown                     // a producer not known here, not at sequence 0
 )
 
 func (t *producerTable) get(id int64) *producerState {
@@ -72,11 +78,17 @@ func (t *producerTable) get(id int64) *producerState {
 // check decides about a batch with header h on the leader; for seqDuplicate it also returns the
 // offset of the batch's first copy.
 func (t *producerTable) check(h storage.Header) (seqVerdict, int64) {
+	first, last := h.BaseSequence, h.LastSequence()
 	s := t.m[h.ProducerID]
 	if s == nil || (len(s.recent) == 0 && len(s.proposed) == 0) {
-		return seqAppend, 0 // a producer not seen (or forgotten) starts anywhere
+		// A producer's first batch is at sequence 0. Any other batch of a producer not known
+		// here may follow batches that are not in the log, or be a copy of one forgotten: the
+		// producer must number anew (under a new id) once nothing earlier is outstanding.
+		if first == 0 {
+			return seqAppend, 0
+		}
+		return seqUnknown, 0
 	}
-	first, last := h.BaseSequence, h.LastSequence()
 	for _, b := range s.recent {
 		if b.first == first && b.last == last {
 			return seqDuplicate, b.base
@@ -97,9 +109,7 @@ func (t *producerTable) check(h storage.Header) (seqVerdict, int64) {
 	if first == next {
 		return seqAppend, 0
 	}
-	// Ahead or behind, on the circle of sequence numbers (they wrap past math.MaxInt32 to 0).
-	const circle = 1 << 31
-	if d := ((int64(first)-int64(next))%circle + circle) % circle; d < circle/2 {
+	if storage.SequenceBefore(next, first) {
 		return seqGap, 0
 	}
 	return seqOld, 0
@@ -164,7 +174,7 @@ func (t *producerTable) evict() {
 		}
 		return 0
 	})
-	for _, a := range all[:max(len(t.m)-maxProducers, 0)] {
+	for _, a := range all[:min(max(len(t.m)-maxProducers, 0), len(all))] {
 		delete(t.m, a.id)
 	}
 }
@@ -214,6 +224,9 @@ func (r *replica) checkSequence(h storage.Header, reply func(*wire.Error), reply
 		return false
 	case seqGap:
 		reply(wire.Errorf(wire.CodeOutOfOrderSequence, "partition %s: producer %d's batch at sequence %d does not follow its last one", r.cfg.Group(), h.ProducerID, h.BaseSequence))
+		return false
+	case seqUnknown:
+		reply(wire.Errorf(wire.CodeUnknownProducer, "partition %s: producer %d is not known here, and its batch is at sequence %d, not 0", r.cfg.Group(), h.ProducerID, h.BaseSequence))
 		return false
 	}
 	return true

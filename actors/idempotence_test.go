@@ -53,7 +53,8 @@ func TestIdempotentProduce(t *testing.T) {
 	expect("a gap", produceRaw(t, tc, "t", stampedBatch(t, 7, 4, "gap")), 0, wire.CodeOutOfOrderSequence)
 	expect("second batch", produceRaw(t, tc, "t", b), 3, 0)
 	expect("an older sequence of another size", produceRaw(t, tc, "t", stampedBatch(t, 7, 1, "x")), 0, wire.CodeDuplicateSequence)
-	expect("another producer starting anywhere", produceRaw(t, tc, "t", stampedBatch(t, 8, 1000, "c0")), 5, 0)
+	expect("an unknown producer not at 0", produceRaw(t, tc, "t", stampedBatch(t, 8, 1000, "x")), 0, wire.CodeUnknownProducer)
+	expect("another producer starting at 0", produceRaw(t, tc, "t", stampedBatch(t, 8, 0, "c0")), 5, 0)
 	expect("not idempotent", produceRaw(t, tc, "t", batchOf(t, "d0")), 6, 0)
 	expect("not idempotent again", produceRaw(t, tc, "t", batchOf(t, "d0")), 7, 0)
 	n.Close()
@@ -84,7 +85,8 @@ func TestProducerTable(t *testing.T) {
 		{hdr(1, math.MaxInt32-1, 2), seqDuplicate},
 		{hdr(1, 1, 1), seqGap},
 		{hdr(1, math.MaxInt32-5, 1), seqOld},
-		{hdr(2, 12345, 1), seqAppend},
+		{hdr(2, 12345, 1), seqUnknown},
+		{hdr(2, 0, 1), seqAppend},
 	}
 	for _, c := range cases {
 		if v, _ := pt.check(c.h); v != c.want {

@@ -36,6 +36,11 @@ func (r *replica) produce(ctx actor.Context, m *Produce) {
 		return
 	}
 	r.fault("produce")
+	if m.Deadline > 0 && time.Now().UnixMilli() > m.Deadline {
+		// Its sender stopped waiting: it may have sent it again already.
+		reply(wire.Errorf(wire.CodeTimeout, "partition %s: the request reached the leader after its deadline", r.cfg.Group()))
+		return
+	}
 	if idempotent(h) && r.sm == nil {
 		replyOffset := func(base int64) {
 			if m.Acks != wire.AcksNone && ctx.Sender() != nil {

@@ -170,6 +170,8 @@ func (c *producerConfig) validate() error {
 		return fmt.Errorf("client: BatchBytes(%d): want (%d, %d]", c.batchBytes, storage.HeaderSize, storage.MaxBatchSize)
 	case c.maxInFlight < 1:
 		return fmt.Errorf("client: MaxInFlight(%d): want 1 or more", c.maxInFlight)
+	case c.idempotent && c.acks != wire.AcksNone && c.maxInFlight > maxIdempotentInFlight:
+		return fmt.Errorf("client: MaxInFlight(%d): an idempotent producer has at most %d in flight (or set Idempotent(false))", c.maxInFlight, maxIdempotentInFlight)
 	case c.maxRecordBytes < 1 || c.maxRecordBytes > storage.MaxBatchSize-storage.HeaderSize:
 		return fmt.Errorf("client: MaxRecordBytes(%d): want [1, %d]", c.maxRecordBytes, storage.MaxBatchSize-storage.HeaderSize)
 	case c.maxBufferedBytes < 1:
@@ -209,6 +211,11 @@ func BatchBytes(n int) ProducerOption {
 func MaxInFlight(n int) ProducerOption {
 	return producerOpt(func(c *producerConfig) { c.maxInFlight = n })
 }
+
+// maxIdempotentInFlight is the most batches per partition an idempotent producer may have in
+// flight: a partition's leader remembers each producer's last 5 batches, to answer their copies
+// with their offsets (as Kafka does).
+const maxIdempotentInFlight = 5
 
 // Idempotent says whether batches carry a producer id and sequence numbers, so that a batch
 // sent again (a retry after a timeout, a lost answer or a failover) is written once (true by

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"time"
 
@@ -90,21 +91,39 @@ type batch struct {
 	attempts  int
 	retryAt   time.Time
 	pid       int64 // the producer id data is stamped with (0: not stamped)
+	seq       int32 // the sequence number of its first record, when stamped
+	// afterEarlier: the leader found it ahead of its producer's sequence while batches before
+	// it were in flight; it is sent again, without counting a retry, once they are answered.
+	afterEarlier bool
+	sent         uint64 // the partition's count of batches sent when it was first sent (0: never)
 }
 
 // partQueue is one partition's batches. An idempotent producer numbers a partition's records
 // from 0 under a producer id of the partition's own (pid), stamped on each batch when it is
-// first sent; when a batch fails for good, the partition takes a new id and numbers from 0
-// again, so that the gap it left does not hold back the batches after it.
+// first sent and kept on its retries. The partition's leader takes a producer's batches strictly
+// in sequence, so when it answers that a batch does not follow (a batch before it failed for
+// good and was not written, or the leader forgot the producer) and no batch before it is still
+// outstanding, none of the partition's unanswered batches was written: they are numbered anew
+// under a new id.
 type partQueue struct {
 	batches  []*batch // oldest first; only the last may be open
 	inflight int
 	pid      int64
 	nextSeq  int32
+	sent     uint64 // batches sent for the first time
 }
 
-// newProducerID picks a producer id: random, positive, so that producers need not ask a node
-// for one (two producers of one partition share an id with odds of about 2^-63 per pair).
+// requeue puts a batch to be sent again back in the queue, in the order the batches were first
+// sent: ahead of those sent after it and of those never sent. (Answers come back in any order
+// with more than one batch in flight.)
+func (q *partQueue) requeue(b *batch) {
+	i := 0
+	for i < len(q.batches) && q.batches[i].sent != 0 && q.batches[i].sent < b.sent {
+		i++
+	}
+	q.batches = slices.Insert(q.batches, i, b)
+}
+
 func newProducerID() int64 { return rand.Int64N(math.MaxInt64) + 1 }
 
 type metaState struct {
@@ -476,6 +495,9 @@ func (p *Producer) ready(q *partQueue, now time.Time) (bool, time.Time) {
 		return false, time.Time{}
 	}
 	b := q.batches[0]
+	if b.afterEarlier && q.inflight > 0 {
+		return false, time.Time{} // an answer wakes the loop
+	}
 	if b.retryAt.After(now) {
 		return false, b.retryAt
 	}
@@ -504,6 +526,11 @@ func (p *Producer) dispatch(now time.Time) {
 				continue
 			}
 			p.stamp(q, b)
+			b.afterEarlier = false
+			if b.sent == 0 {
+				q.sent++
+				b.sent = q.sent
+			}
 			q.batches = q.batches[1:]
 			q.inflight++
 			size += len(b.data)
@@ -519,18 +546,43 @@ func (p *Producer) dispatch(now time.Time) {
 // stamp numbers a batch that an idempotent producer sends for the first time under its
 // partition's current producer id.
 func (p *Producer) stamp(q *partQueue, b *batch) {
-	if !p.cfg.idempotent || p.cfg.acks == wire.AcksNone || b.pid == q.pid {
+	if !p.cfg.idempotent || p.cfg.acks == wire.AcksNone || b.pid != 0 {
 		return
 	}
 	if err := storage.StampProducer(b.data, q.pid, q.nextSeq); err != nil {
 		panic("client: stamping a batch the producer built: " + err.Error())
 	}
-	b.pid = q.pid
+	b.pid, b.seq = q.pid, q.nextSeq
 	q.nextSeq = storage.AddSequence(q.nextSeq, int32(len(b.recs)))
 }
 
 // resetSequence gives a partition a new producer id, numbered from 0.
 func (q *partQueue) resetSequence() { q.pid, q.nextSeq = newProducerID(), 0 }
+
+// renumber handles a batch the leader says does not follow its producer's last one (or whose
+// producer it does not know). If no batch before it is outstanding (in flight, or queued for a
+// retry) none of the partition's unanswered batches was written, since the leader takes a
+// producer's batches strictly in order: they are numbered anew under a new id, in queue order,
+// when next sent. Otherwise the batches before it are awaited.
+func (p *Producer) renumber(q *partQueue, b *batch, err error) {
+	if b.pid == 0 || q.inflight > 0 {
+		return
+	}
+	for _, o := range q.batches {
+		if o.pid == b.pid && storage.SequenceBefore(o.seq, b.seq) {
+			return
+		}
+	}
+	p.c.cfg.logger.Info("client: numbering a partition's batches anew", "topic", p.topic, "partition", b.partition, "err", err)
+	old := b.pid
+	q.resetSequence()
+	b.pid = 0
+	for _, o := range q.batches {
+		if o.pid == old {
+			o.pid = 0
+		}
+	}
+}
 
 // send runs one produce request in a goroutine of its own that hands the answer to the loop.
 func (p *Producer) send(bs []*batch) {
@@ -580,24 +632,22 @@ func (p *Producer) answered(r *sendResult, now time.Time) {
 			// Written before, so long ago that the node no longer knows where.
 			p.complete(b, -1, nil)
 			continue
-		case wire.CodeOutOfOrderSequence:
-			// With no batch of the partition before it in flight, the node lost the batches
-			// before this one (acknowledged by the leader alone, which then failed): waiting
-			// will not bring them back, so the partition numbers anew.
-			if q.inflight == 0 && b.pid == q.pid {
-				p.c.cfg.logger.Warn("client: the partition lost a producer's earlier batches; numbering anew", "topic", p.topic, "partition", b.partition, "err", err)
-				q.resetSequence()
+		case wire.CodeOutOfOrderSequence, wire.CodeUnknownProducer:
+			if b.pid != 0 && q.inflight > 0 {
+				// It overtook batches before it (their requests race onto the connection):
+				// send it again once they are answered.
+				b.afterEarlier = true
+				q.requeue(b)
+				continue
 			}
+			p.renumber(q, b, err)
 		}
 		if IsRetriable(err) && b.attempts < p.cfg.retry.retries {
 			b.attempts++
 			b.retryAt = now.Add(p.cfg.retry.backoff(b.attempts))
-			q.batches = append([]*batch{b}, q.batches...)
+			q.requeue(b)
 			p.c.cfg.logger.Debug("client: retrying batch", "topic", p.topic, "partition", b.partition, "err", err, "attempt", b.attempts)
 			continue
-		}
-		if b.pid == q.pid {
-			q.resetSequence() // the batches after this one must not wait for it
 		}
 		p.complete(b, -1, wrap(wire.ApiProduce, p.topic, b.partition, err))
 	}

@@ -526,6 +526,14 @@ func StampProducer(b []byte, id int64, baseSeq int32) error {
 // plus Count less one, wrapping past math.MaxInt32 to 0 as producers number their records.
 func (h Header) LastSequence() int32 { return AddSequence(h.BaseSequence, int32(h.Count)-1) }
 
+// SequenceBefore reports whether producer sequence number a comes before b, on the circle of
+// sequence numbers (they wrap past math.MaxInt32 to 0): b is less than 2^30 ahead of a.
+func SequenceBefore(a, b int32) bool {
+	const circle = 1 << 31
+	d := ((int64(b)-int64(a))%circle + circle) % circle
+	return d > 0 && d < circle/2
+}
+
 // AddSequence adds n to the producer sequence number seq, wrapping past math.MaxInt32 to 0.
 func AddSequence(seq, n int32) int32 {
 	return int32((int64(seq) + int64(n)) % (math.MaxInt32 + 1))

@@ -28,6 +28,14 @@ func TestStampProducer(t *testing.T) {
 	if err := StampProducer(b[:HeaderSize+1], 1, 0); err == nil {
 		t.Fatal("stamped a cut batch")
 	}
+	for _, c := range []struct {
+		a, b int32
+		want bool
+	}{{0, 1, true}, {1, 0, false}, {3, 3, false}, {math.MaxInt32, 0, true}, {0, math.MaxInt32, false}, {5, 5 + 1<<29, true}} {
+		if got := SequenceBefore(c.a, c.b); got != c.want {
+			t.Errorf("SequenceBefore(%d, %d) = %v", c.a, c.b, got)
+		}
+	}
 	for _, c := range []struct{ seq, n, want int32 }{{0, 0, 0}, {0, 5, 5}, {math.MaxInt32, 1, 0}, {math.MaxInt32 - 1, 3, 1}} {
 		if got := AddSequence(c.seq, c.n); got != c.want {
 			t.Errorf("AddSequence(%d, %d) = %d, want %d", c.seq, c.n, got, c.want)

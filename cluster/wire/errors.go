@@ -35,6 +35,9 @@ const (
 	// CodeDuplicateSequence: an idempotent producer's batch was written before, too long ago for
 	// its offset to be known; the batch is in the log once.
 	CodeDuplicateSequence Code = 21
+	// CodeUnknownProducer: retriable: the partition does not know an idempotent producer whose
+	// batch is not at sequence 0 (it never saw it, or forgot it); the producer numbers anew.
+	CodeUnknownProducer Code = 22
 )
 
 var codeNames = map[Code]string{
@@ -47,6 +50,7 @@ var codeNames = map[Code]string{
 	CodeUnknownMember: "unknown member", CodeRebalance: "rebalance in progress",
 	CodeStaleGeneration: "stale generation", CodeUnknownGroup: "unknown group",
 	CodeOutOfOrderSequence: "out of order sequence", CodeDuplicateSequence: "duplicate sequence",
+	CodeUnknownProducer: "unknown producer",
 }
 
 func (c Code) String() string {
@@ -59,7 +63,7 @@ func (c Code) String() string {
 // Retriable reports whether a request that failed with c may succeed when sent again.
 func (c Code) Retriable() bool {
 	switch c {
-	case CodeUnknownTopic, CodeNotLeader, CodeTimeout, CodeUnavailable, CodeOverloaded, CodeOutOfOrderSequence:
+	case CodeUnknownTopic, CodeNotLeader, CodeTimeout, CodeUnavailable, CodeOverloaded, CodeOutOfOrderSequence, CodeUnknownProducer:
 		return true
 	}
 	return false
