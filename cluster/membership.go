@@ -73,6 +73,10 @@ type Membership struct {
 	notify chan struct{} // a change to report: OnChange runs on notifier, not under memberlist's locks
 	once   sync.Once
 	wg     sync.WaitGroup
+	// alive holds the metadata of the members gossip reports alive, by gossip name, copied in
+	// its event callbacks: memberlist's Members returns pointers into state it goes on changing
+	// (reading them raced with its updates).
+	alive map[string][]byte
 }
 
 func (m *Membership) notifier() {
@@ -130,7 +134,7 @@ func Start(cfg MembershipConfig) (*Membership, error) {
 	if err != nil || port < 0 || port > 65535 {
 		return nil, fmt.Errorf("membership: gossip address %q: bad port", cfg.Bind)
 	}
-	m := &Membership{cfg: cfg, self: cfg.Self, stop: make(chan struct{}), notify: make(chan struct{}, 1)}
+	m := &Membership{cfg: cfg, self: cfg.Self, stop: make(chan struct{}), notify: make(chan struct{}, 1), alive: map[string][]byte{}}
 	m.self.Name = fmt.Sprintf("%s.%08x", cfg.Self.Node, rand.Uint32())
 	if m.self.Boot == 0 {
 		m.self.Boot = time.Now().UnixMilli()
@@ -223,16 +227,20 @@ func (m *Membership) SetDraining(d bool) error {
 // older one), sorted by id.
 func (m *Membership) Members() []Member {
 	byID := map[uint64]Member{}
-	for _, n := range m.ml.Members() {
-		if n.State != memberlist.StateAlive {
-			continue
-		}
-		mb, err := decodeMember(n.Meta)
+	m.mu.Lock()
+	alive := make(map[string][]byte, len(m.alive)+1)
+	for name, meta := range m.alive {
+		alive[name] = meta
+	}
+	alive[m.self.Name] = m.meta
+	m.mu.Unlock()
+	for name, meta := range alive {
+		mb, err := decodeMember(meta)
 		if err != nil {
-			m.cfg.Logger.Warn("member with unreadable metadata", "member", n.Name, "err", err)
+			m.cfg.Logger.Warn("member with unreadable metadata", "member", name, "err", err)
 			continue
 		}
-		mb.Name = n.Name
+		mb.Name = name
 		if old, ok := byID[mb.ID]; !ok || mb.Boot > old.Boot {
 			byID[mb.ID] = mb
 		}
@@ -329,8 +337,16 @@ func (m *Membership) NotifyLeave(n *memberlist.Node) { m.changed("leave", n) }
 // NotifyUpdate implements memberlist.EventDelegate.
 func (m *Membership) NotifyUpdate(n *memberlist.Node) { m.changed("update", n) }
 
+// changed runs in memberlist's event callbacks, under its lock: n may be read, not kept.
 func (m *Membership) changed(ev string, n *memberlist.Node) {
 	m.cfg.Logger.Info("member "+ev, "member", n.Name, "addr", n.Address())
+	m.mu.Lock()
+	if ev == "leave" || n.State != memberlist.StateAlive {
+		delete(m.alive, n.Name)
+	} else {
+		m.alive[n.Name] = append([]byte(nil), n.Meta...)
+	}
+	m.mu.Unlock()
 	select {
 	case m.notify <- struct{}{}:
 	default: // one is pending already
