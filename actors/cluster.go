@@ -38,6 +38,9 @@ type ClusterConfig struct {
 	// MetaVoters is how many nodes vote in __meta and __offsets (3 by default); the other
 	// nodes hold non-voting copies.
 	MetaVoters int
+	// DeadAfter is how long a node may be away before its replicas are re-created on other
+	// nodes (DefaultDeadAfter if 0).
+	DeadAfter time.Duration
 }
 
 // clusterState is what a node in a cluster keeps about the others.
@@ -61,6 +64,10 @@ type clusterState struct {
 	// joining: the node has members to join (--join or DataDir/peers), so its empty internal
 	// partitions wait to be added instead of starting a cluster.
 	joining bool
+	// lastSeen: node id -> when it was last a live member; started: when this node started
+	// (the last sighting assumed of nodes not seen since).
+	lastSeen sync.Map
+	started  time.Time
 }
 
 // nodeIDFile holds a node's raft id in its data directory.
@@ -95,6 +102,33 @@ func loadNodeID(dir string, clustered bool) (uint64, error) {
 	return id, nil
 }
 
+// drainingFile, in a node's data directory, marks it draining (SetDraining) across restarts.
+const drainingFile = "draining"
+
+// SetDraining marks the node as draining or not: a draining node's replicas move to other nodes
+// and it is given no new ones. The mark is gossiped and kept in the data directory.
+func (n *Node) SetDraining(on bool) error {
+	if n.cluster == nil {
+		return errors.New("drain: the node is not in a cluster (start it with --cluster and --gossip)")
+	}
+	p := filepath.Join(n.cfg.DataDir, drainingFile)
+	var err error
+	if on {
+		err = vfs.WriteFileAtomic(vfs.OS, p, []byte("draining\n"))
+	} else if err = os.Remove(p); errors.Is(err, os.ErrNotExist) {
+		err = nil
+	}
+	if err != nil {
+		return fmt.Errorf("drain: %w", err)
+	}
+	if err := n.cluster.members.Load().SetDraining(on); err != nil {
+		return fmt.Errorf("drain: %w", err)
+	}
+	n.membersChanged()
+	n.logger.Info("draining", "on", on)
+	return nil
+}
+
 // peersFile remembers the gossip addresses of the members a node saw, so that a restarted node
 // finds its cluster without --join.
 const peersFile = "peers"
@@ -104,7 +138,10 @@ func (n *Node) startCluster() error {
 	if c.MetaVoters <= 0 {
 		c.MetaVoters = 3
 	}
-	cs := &clusterState{cfg: *c, stop: make(chan struct{})}
+	if c.DeadAfter <= 0 {
+		c.DeadAfter = DefaultDeadAfter
+	}
+	cs := &clusterState{cfg: *c, stop: make(chan struct{}), started: time.Now()}
 	empty := map[uint64]cluster.Member{}
 	cs.peers.Store(&empty)
 	r, err := startRemote(n.system, c.RemoteAddr)
@@ -122,10 +159,12 @@ func (n *Node) startCluster() error {
 		}
 	}
 	cs.joining = len(seeds) > 0
+	_, err = os.Stat(filepath.Join(n.cfg.DataDir, drainingFile))
+	draining := err == nil
 	m, err := cluster.Start(cluster.MembershipConfig{
 		Bind:      c.GossipAddr,
 		Join:      seeds,
-		Self:      cluster.Member{ID: n.raftID, Node: n.cfg.NodeID, Remote: n.system.Address(), Client: n.cfg.ClientAddr},
+		Self:      cluster.Member{ID: n.raftID, Node: n.cfg.NodeID, Remote: n.system.Address(), Client: n.cfg.ClientAddr, Draining: draining},
 		SecretKey: c.GossipKey,
 		Fast:      true,
 		OnChange:  n.membersChanged,
@@ -137,8 +176,9 @@ func (n *Node) startCluster() error {
 	}
 	cs.members.Store(m)
 	n.membersChanged()
-	cs.wg.Add(1)
+	cs.wg.Add(2)
 	go n.clusterLoop()
+	go n.rebalanceLoop()
 	return nil
 }
 
@@ -186,9 +226,11 @@ func (n *Node) membersChanged() {
 	}
 	cs.goneMu.Lock()
 	m := map[uint64]cluster.Member{}
+	now := time.Now()
 	for _, mb := range ms.Members() {
 		m[mb.ID] = mb
 		cs.names.Store(mb.ID, mb.Node)
+		cs.lastSeen.Store(mb.ID, now)
 	}
 	live := map[string]string{} // remote address -> boot
 	for _, mb := range m {
@@ -215,49 +257,91 @@ func (n *Node) membersChanged() {
 }
 
 // pushMembers sends the internal partitions the membership they should have: every live node
-// a member, voters up to MetaVoters (a voter is never removed automatically).
+// a member, up to MetaVoters of them voting (not draining ones, while others can vote); a
+// member away for longer than DeadAfter is replaced and removed.
 func (n *Node) pushMembers() {
 	cs := n.cluster
 	if cs == nil {
 		return
 	}
-	var live []uint64
-	for id := range *cs.peers.Load() {
-		live = append(live, id)
+	m := &growMembers{maxVoters: cs.cfg.MetaVoters}
+	for id, mb := range *cs.peers.Load() {
+		m.live = append(m.live, id)
+		if mb.Draining {
+			m.draining = append(m.draining, id)
+		}
 	}
-	slices.Sort(live)
-	n.logger.Debug("members", "live", live)
+	slices.Sort(m.live)
+	now := time.Now()
+	m.unknownRecent = now.Sub(cs.started) < cs.cfg.DeadAfter
+	cs.lastSeen.Range(func(k, v any) bool {
+		if id := k.(uint64); !slices.Contains(m.live, id) && now.Sub(v.(time.Time)) < cs.cfg.DeadAfter {
+			m.recent = append(m.recent, id)
+		} else if !slices.Contains(m.live, id) {
+			m.gone = append(m.gone, id)
+		}
+		return true
+	})
 	for _, name := range []string{"meta", "offsets"} {
-		n.system.Root.Send(n.childPID(name), &growMembers{live: live, maxVoters: cs.cfg.MetaVoters})
+		n.system.Root.Send(n.childPID(name), m)
 	}
 }
 
-// growMembers asks an internal partition's leader to add live nodes: as voters while there are
-// fewer than maxVoters, else as learners.
+// growMembers asks an internal partition's leader to move towards: every live node a member,
+// maxVoters voting. Voters stay voters unless they drain (and another node can vote instead)
+// or are gone: away past DeadAfter, or, when unknownRecent is false, not seen at all since this
+// node started more than DeadAfter ago. Recent: away less than DeadAfter (kept as they are).
 type growMembers struct {
-	live      []uint64
-	maxVoters int
+	live, draining, recent, gone []uint64
+	unknownRecent                bool
+	maxVoters                    int
 }
 
 func (r *replica) growMembers(ctx actor.Context, m *growMembers) {
 	if r.rn == nil || r.lead != r.cfg.ID {
 		return
 	}
-	t := &SetMembers{Voters: append([]uint64(nil), r.voters...)}
-	t.Learners = append(t.Learners, r.learners...)
-	for _, id := range m.live {
-		if slices.Contains(t.Voters, id) {
-			continue
+	if t := m.target(r.voters, r.learners); t != nil {
+		r.target = t
+		r.driveMembership(ctx)
+	}
+}
+
+// target is the membership an internal partition with these voters and learners should move
+// to (nil: none can vote).
+func (m *growMembers) target(voters, learners []uint64) *SetMembers {
+	isGone := func(id uint64) bool {
+		if slices.Contains(m.live, id) || slices.Contains(m.recent, id) {
+			return false
 		}
-		if len(t.Voters) < m.maxVoters {
+		return slices.Contains(m.gone, id) || !m.unknownRecent
+	}
+	usable := func(id uint64) bool { return slices.Contains(m.live, id) && !slices.Contains(m.draining, id) }
+	t := &SetMembers{}
+	for _, id := range voters { // voters that may go on voting
+		if !isGone(id) && (usable(id) || !slices.Contains(m.live, id)) {
 			t.Voters = append(t.Voters, id)
-			t.Learners = slices.DeleteFunc(t.Learners, func(x uint64) bool { return x == id })
-		} else if !slices.Contains(t.Learners, id) {
+		}
+	}
+	for _, id := range m.live { // then live nodes that may vote
+		if len(t.Voters) < m.maxVoters && usable(id) && !slices.Contains(t.Voters, id) {
+			t.Voters = append(t.Voters, id)
+		}
+	}
+	for _, id := range voters { // draining voters only if no one else can vote
+		if len(t.Voters) < m.maxVoters && !isGone(id) && !slices.Contains(t.Voters, id) {
+			t.Voters = append(t.Voters, id)
+		}
+	}
+	for _, id := range sortedUnion(learners, m.live) {
+		if !isGone(id) && !slices.Contains(t.Voters, id) {
 			t.Learners = append(t.Learners, id)
 		}
 	}
-	r.target = t
-	r.driveMembership(ctx)
+	if len(t.Voters) == 0 {
+		return nil
+	}
+	return t
 }
 
 // peerAddr is a node's remote address, "" if it is not a live member.
@@ -357,15 +441,6 @@ func (n *Node) Members() []cluster.Member {
 
 // RaftID is the node's id in raft groups.
 func (n *Node) RaftID() uint64 { return n.raftID }
-
-// placementNodes lists the live members for placement.
-func (n *Node) placementNodes() []cluster.NodeState {
-	var out []cluster.NodeState
-	for _, mb := range *n.cluster.peers.Load() {
-		out = append(out, cluster.NodeState{ID: mb.ID, Live: true, Draining: mb.Draining})
-	}
-	return out
-}
 
 // goneWatch is a channel closed when the boot of a node at an address is gone.
 type goneWatch struct {

@@ -3,6 +3,7 @@ package actors
 import (
 	"fmt"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 
@@ -34,7 +35,14 @@ type TopicMeta struct {
 	// Assignment holds each partition's replica node ids, the preferred leader first; nil on a
 	// node that runs alone (its one replica).
 	Assignment [][]uint64 `msgpack:"a,omitempty"`
+	// Moved marks the partitions whose replicas changed since the topic was created: a replica
+	// that starts with an empty log joins such a partition's group (its leader adds it) instead
+	// of bootstrapping it.
+	Moved []bool `msgpack:"m,omitempty"`
 }
+
+// moved reports whether partition p's replicas changed since the topic was created.
+func (t TopicMeta) moved(p int32) bool { return int(p) < len(t.Moved) && t.Moved[p] }
 
 // replicasOf is partition p's replica node ids: its assignment, or node 1 for a topic created
 // while its node ran alone (a node that ran alone has id 1 and keeps it in a cluster).
@@ -64,6 +72,14 @@ type DeleteTopic struct {
 // ListTopics asks __meta for its table; the reply is a *Topics.
 type ListTopics struct{}
 
+// Rebalance asks __meta's leader to place every topic's replicas again (cluster.Place) and to
+// commit the assignments that change; the reply is a *ProduceReply. Unsettled lists, by topic,
+// the partitions whose raft groups do not have their assignment's membership yet (a move in
+// progress, or no leader): they keep their assignment.
+type Rebalance struct {
+	Unsettled map[string][]int32 `msgpack:"u"`
+}
+
 // Topics is the topic table, sorted by name, as of End: the __meta offset after the last
 // command applied.
 type Topics struct {
@@ -76,6 +92,7 @@ func init() {
 	register(21, &DeleteTopic{})
 	register(22, &ListTopics{})
 	register(23, &Topics{})
+	register(24, &Rebalance{})
 }
 
 // Limits on topics.
@@ -111,8 +128,9 @@ type metaState struct {
 	changed  func(Topics)
 	live     bool  // replay is over: report changes
 	end      int64 // offset after the last command applied
-	// nodes, in a cluster, gives the nodes placement may use.
-	nodes func() []cluster.NodeState
+	// nodes, in a cluster, gives the nodes placement may use, among them those of referenced
+	// (the nodes the assignments name) that are away for less than the re-placement timeout.
+	nodes func(referenced []uint64) []cluster.NodeState
 }
 
 // Replayed is called by the replica when the table has been rebuilt from the log.
@@ -156,6 +174,20 @@ func (s *metaState) Apply(offset int64, rec storage.Record) *wire.Error {
 			return wire.Errorf(wire.CodeUnknownTopic, "topic %q does not exist", t.Name)
 		}
 		delete(s.topics, t.Name)
+	case "set-assignment":
+		cur, ok := s.topics[t.Name]
+		if !ok || cur.ID != t.ID || len(t.Assignment) != int(cur.Partitions) {
+			return wire.Errorf(wire.CodeUnknownTopic, "topic %q (id %d) with %d partitions does not exist", t.Name, t.ID, len(t.Assignment))
+		}
+		moved := make([]bool, cur.Partitions)
+		copy(moved, cur.Moved)
+		for p := range moved {
+			if !sameNodes(cur.replicasOf(int32(p)), t.Assignment[p]) {
+				moved[p] = true
+			}
+		}
+		cur.Assignment, cur.Moved = t.Assignment, moved
+		s.topics[t.Name] = cur
 	default:
 		return wire.Errorf(wire.CodeMalformed, "__meta record at %d: unknown command %q", offset, rec.Key)
 	}
@@ -199,6 +231,8 @@ func (s *metaState) Handle(msg any) ([]byte, any) {
 			tm.Assignment = asg
 		}
 		return metaCommand("create-topic", tm), nil
+	case *Rebalance:
+		return s.rebalance(m)
 	case *DeleteTopic:
 		if _, ok := s.topics[m.Name]; !ok {
 			return nil, &ProduceReply{BaseOffset: -1, Err: wire.Errorf(wire.CodeUnknownTopic, "topic %q does not exist", m.Name)}
@@ -218,19 +252,108 @@ func (s *metaState) place(tm TopicMeta) ([][]uint64, error) {
 		}
 		in = append(in, cluster.TopicPlacement{Name: t.Name, Partitions: t.Partitions, Replicas: t.Replicas, Current: cur})
 	}
-	out, err := cluster.Place(s.nodes(), in)
+	out, err := cluster.Place(s.nodes(s.referenced()), in)
 	if err != nil {
 		return nil, err
 	}
 	return out[tm.Name], nil
 }
 
-func metaCommand(op string, t TopicMeta) []byte {
+// rebalance places every topic again and returns the commands that change assignments, one
+// batch; or a reply when nothing changes (or the node runs alone).
+func (s *metaState) rebalance(m *Rebalance) ([]byte, any) {
+	if s.nodes == nil || len(s.topics) == 0 {
+		return nil, &ProduceReply{}
+	}
+	var in []cluster.TopicPlacement
+	for _, t := range s.topics {
+		in = append(in, cluster.TopicPlacement{Name: t.Name, Partitions: t.Partitions, Replicas: t.Replicas, Current: t.assignment()})
+	}
+	out, err := cluster.Place(s.nodes(s.referenced()), in)
+	if err != nil {
+		return nil, &ProduceReply{BaseOffset: -1, Err: wire.Errorf(wire.CodeInvalidRequest, "placement: %v", err)}
+	}
+	var recs []storage.Record
+	for _, name := range sortedKeys(out) {
+		t := s.topics[name]
+		cur, next := t.assignment(), out[name]
+		for _, p := range m.Unsettled[name] {
+			if p >= 0 && int(p) < len(next) {
+				next[p] = cur[p]
+			}
+		}
+		changed := false
+		for p := range next {
+			// A change of order alone (the preferred leader) is not worth a command.
+			changed = changed || !sameNodes(cur[p], next[p])
+		}
+		if changed {
+			recs = append(recs, metaRecord("set-assignment", TopicMeta{Name: t.Name, ID: t.ID, Partitions: t.Partitions, Assignment: next}))
+		}
+	}
+	if len(recs) == 0 {
+		return nil, &ProduceReply{}
+	}
+	b, err := storage.EncodeBatch(recs)
+	if err != nil {
+		panic(err)
+	}
+	return b, nil
+}
+
+// referenced lists the nodes the topics' assignments name.
+func (s *metaState) referenced() []uint64 {
+	var ids []uint64
+	for _, t := range s.topics {
+		for p := int32(0); p < t.Partitions; p++ {
+			ids = append(ids, t.replicasOf(p)...)
+		}
+	}
+	slices.Sort(ids)
+	return slices.Compact(ids)
+}
+
+// assignment is every partition's replicas.
+func (t TopicMeta) assignment() [][]uint64 {
+	out := make([][]uint64, t.Partitions)
+	for p := range out {
+		out[p] = append([]uint64(nil), t.replicasOf(int32(p))...)
+	}
+	return out
+}
+
+// sameNodes reports whether two replica lists hold the same nodes, in any order.
+func sameNodes(a, b []uint64) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for _, id := range a {
+		if !slices.Contains(b, id) {
+			return false
+		}
+	}
+	return true
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func metaRecord(op string, t TopicMeta) storage.Record {
 	v, err := msgpack.Marshal(&t)
 	if err != nil {
 		panic(err) // a struct of strings and integers always encodes
 	}
-	b, err := storage.EncodeBatch([]storage.Record{{Key: []byte(op), Value: v, Timestamp: nowMillis()}})
+	return storage.Record{Key: []byte(op), Value: v, Timestamp: nowMillis()}
+}
+
+func metaCommand(op string, t TopicMeta) []byte {
+	b, err := storage.EncodeBatch([]storage.Record{metaRecord(op, t)})
 	if err != nil {
 		panic(err)
 	}

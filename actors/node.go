@@ -10,6 +10,7 @@ import (
 	"net/http/pprof"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"sort"
 	"strconv"
@@ -453,6 +454,8 @@ type rootActor struct {
 	running      map[string]*topicEntry
 	coordinators map[string]bool // groups whose coordinator this root spawned
 	gcDone       bool
+	ticker       *ticker
+	orphanChecks map[string]bool // partitions ("topic/p") being checked (rebalance.go)
 }
 
 func (a *rootActor) Receive(ctx actor.Context) {
@@ -461,6 +464,10 @@ func (a *rootActor) Receive(ctx actor.Context) {
 	case *actor.Started:
 		a.running = map[string]*topicEntry{}
 		a.coordinators = map[string]bool{}
+		a.orphanChecks = map[string]bool{}
+		if n.cluster != nil {
+			a.ticker = startTicker(ctx.ActorSystem(), ctx.Self(), rootTickEvery, rootTick{})
+		}
 		meta := n.replicaConfig(MetaTopic, 0, filepath.Join(n.cfg.DataDir, "meta"))
 		meta.Log.Sync = storage.SyncAlways
 		meta.Log.RetentionBytes, meta.Log.RetentionAge = 0, 0 // the state is rebuilt from all of it
@@ -500,8 +507,20 @@ func (a *rootActor) Receive(ctx actor.Context) {
 		if _, err := ctx.SpawnNamed(n.props(NewReplicaProps(offs)), "offsets"); err != nil {
 			panic(err)
 		}
+	case *actor.Stopping, *actor.Restarting:
+		a.ticker.stop()
 	case *Topics:
 		a.reconcile(ctx, m)
+	case rootTick:
+		a.tick(ctx)
+	case *dropReplica:
+		a.drop(ctx, m)
+	case *checkRemoved:
+		if run, ok := a.running[m.Topic]; ok && run.meta.ID == m.TopicID && int(m.Partition) < len(run.pids) {
+			a.checkOrphan(ctx, run, m.Partition)
+		}
+	case *orphanChecked:
+		delete(a.orphanChecks, m.key)
 	case *spawnRequest:
 		n.sup.forget(rootName + "/" + m.Name)
 		pid, err := ctx.SpawnNamed(n.props(m.Props), m.Name)
@@ -567,6 +586,9 @@ func (a *rootActor) reconcile(ctx actor.Context, t *Topics) {
 	}
 	for name, run := range a.running {
 		if tm, ok := want[name]; ok && tm.ID == run.meta.ID {
+			if !reflect.DeepEqual(tm, run.meta) {
+				a.running[name] = a.updateTopic(ctx, run, tm)
+			}
 			continue
 		}
 		for p, pid := range run.pids {
@@ -589,11 +611,10 @@ func (a *rootActor) reconcile(ctx actor.Context, t *Topics) {
 		}
 		run := &topicEntry{meta: tm, pids: make([]*actor.PID, tm.Partitions)}
 		for p := int32(0); p < tm.Partitions; p++ {
-			c := n.topicReplicaConfig(tm, p, filepath.Join(n.cfg.DataDir, "topics", tm.Dir(), fmt.Sprint(p)))
-			if c.Peers = tm.replicasOf(p); !slices.Contains(c.Peers, n.raftID) {
+			if !slices.Contains(tm.replicasOf(p), n.raftID) && !n.hasReplicaData(tm, p) {
 				continue // another node's partition
 			}
-			pid, err := ctx.SpawnNamed(n.props(NewReplicaProps(c)), fmt.Sprintf("partition/%s/%d", name, p))
+			pid, err := a.spawnReplica(ctx, tm, p)
 			if err != nil {
 				n.logger.Error("spawn partition", "topic", name, "partition", p, "err", err)
 				continue

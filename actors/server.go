@@ -297,6 +297,16 @@ func (s *Server) dispatch(f wire.Frame) answer {
 			return bad(err)
 		}
 		return answered(s.admin(&DeleteTopic{Name: req.Name}, req.Name, false))
+	case wire.ApiDrain:
+		var req wire.DrainRequest
+		if err := wire.Decode(f.API, f.Body, &req); err != nil {
+			return bad(err)
+		}
+		resp := &wire.AdminResponse{}
+		if err := s.n.SetDraining(!req.Undo); err != nil {
+			resp.Err = wire.Errorf(wire.CodeInvalidRequest, "%v", err)
+		}
+		return answered(resp)
 	case wire.ApiListOffsets:
 		var req wire.ListOffsetsRequest
 		if err := wire.Decode(f.API, f.Body, &req); err != nil {
@@ -490,11 +500,27 @@ func (s *Server) describe(name string) wire.TopicInfo {
 		if err != nil || !ok {
 			continue
 		}
+		if addr := s.n.peerAddr(st.Leader); st.Leader != st.NodeID && addr != "" {
+			// A follower answered: the leader knows the group's members.
+			pid := actor.NewPID(addr, fmt.Sprintf("%s/partition/%s/%d", rootName, name, p))
+			res, err := resultOf(s.n.rc.RequestFuture(pid, &GetStatus{}, 5*time.Second))
+			if ls, ok := res.(*Status); err == nil && ok && ls.Err == nil && ls.Leader == ls.NodeID {
+				st = ls
+			}
+		}
 		pi := &info.Partitions[p]
 		if st.Leader != 0 && (st.Leader == st.NodeID || s.n.cluster != nil) {
 			pi.Leader = s.n.nodeName(st.Leader)
 		}
 		pi.StartOffset, pi.HighWatermark, pi.EndOffset = st.StartOffset, st.HighWatermark, st.EndOffset
+		if st.Leader == st.NodeID {
+			for _, id := range st.Voters {
+				pi.Voters = append(pi.Voters, s.n.nodeName(id))
+			}
+			for _, id := range st.Learners {
+				pi.Learners = append(pi.Learners, s.n.nodeName(id))
+			}
+		}
 	}
 	return info
 }

@@ -148,6 +148,15 @@ func (c *Client) DeleteTopic(ctx context.Context, name string) error {
 	return wrap(wire.ApiDeleteTopic, name, -1, err)
 }
 
+// Drain marks the node the client is connected to (the first address it was given that
+// answers) as draining: its replicas move to other nodes, and it is given no new ones;
+// `weir topic describe` shows when it holds none. With undo it is no longer draining. The mark
+// is kept across the node's restarts. It is sent once, not retried.
+func (c *Client) Drain(ctx context.Context, undo bool) error {
+	err := c.admin(ctx, wire.ApiDrain, &wire.DrainRequest{Undo: undo}, c.cfg.requestTimeout)
+	return wrap(wire.ApiDrain, "", -1, err)
+}
+
 // Metadata describes the named topics, or all topics when none is named. A named topic that
 // does not exist is listed with its error (TopicInfo.Err, wire.ErrUnknownTopic); the error
 // returned is about the request as a whole.

@@ -17,6 +17,9 @@ type NodeState struct {
 	Live bool
 	// Draining: its replicas are to move elsewhere (`weir node drain`).
 	Draining bool
+	// Down: Live, but not a member now (it died less than the re-placement timeout ago): its
+	// replicas stay where they are, and it is given no new ones.
+	Down bool
 }
 
 // TopicPlacement is one topic's input to placement: its size and current assignment.
@@ -41,7 +44,9 @@ func Place(nodes []NodeState, topics []TopicPlacement) (map[string][][]uint64, e
 	for _, n := range nodes {
 		if n.Live && !n.Draining {
 			usable[n.ID] = true
-			ids = append(ids, n.ID)
+			if !n.Down {
+				ids = append(ids, n.ID) // the nodes that may be given replicas
+			}
 		}
 	}
 	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })

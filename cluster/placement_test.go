@@ -32,6 +32,14 @@ func TestPlace(t *testing.T) {
 		}
 		return ns
 	}
+	down := func(ns []NodeState, id uint64) []NodeState {
+		for i := range ns {
+			if ns[i].ID == id {
+				ns[i].Down = true
+			}
+		}
+		return ns
+	}
 	cases := []struct {
 		name   string
 		nodes  []NodeState
@@ -105,6 +113,19 @@ func TestPlace(t *testing.T) {
 			nodes:  dead(dead(dead(live(1, 2, 3, 4), 2), 3), 4),
 			topics: []TopicPlacement{{Name: "t", Partitions: 1, Replicas: 3, Current: [][]uint64{{1, 3, 2, 4}}}},
 			want:   map[string][][]uint64{"t": {{1, 2, 4}}},
+		},
+		{
+			name:   "a node down within the timeout keeps its replicas and gets no new ones",
+			nodes:  down(live(1, 2, 3, 4), 2),
+			topics: []TopicPlacement{{Name: "a", Partitions: 1, Replicas: 3, Current: [][]uint64{{1, 2, 3}}}, {Name: "b", Partitions: 2, Replicas: 2}},
+			// b goes to 4, 3 and 1; evening out then moves a's follower on 3 to 4, never touching 2.
+			want: map[string][][]uint64{"a": {{1, 2, 4}}, "b": {{4, 3}, {3, 1}}},
+		},
+		{
+			name:   "a node down is not evened out",
+			nodes:  down(live(1, 2, 3), 1),
+			topics: []TopicPlacement{{Name: "t", Partitions: 4, Replicas: 1, Current: [][]uint64{{1}, {1}, {1}, {1}}}},
+			want:   map[string][][]uint64{"t": {{1}, {1}, {1}, {1}}},
 		},
 		{
 			name:   "under-replicated partition is filled",

@@ -124,6 +124,11 @@ type PartitionInfo struct {
 	StartOffset   int64    `msgpack:"s"`
 	HighWatermark int64    `msgpack:"h"`
 	EndOffset     int64    `msgpack:"e"`
+	// Voters and Learners are the members of the partition's raft group as its leader sees
+	// them; empty when no leader answered. While replicas move they differ from Replicas (the
+	// assignment): a new replica is a learner until it has caught up.
+	Voters   []string `msgpack:"v,omitempty"`
+	Learners []string `msgpack:"lr,omitempty"`
 }
 
 // CreateTopicRequest creates a topic.
@@ -163,6 +168,12 @@ func (c TopicConfig) Validate() error {
 // DeleteTopicRequest deletes a topic and its data.
 type DeleteTopicRequest struct {
 	Name string `msgpack:"n"`
+}
+
+// DrainRequest marks the node that receives it as draining (its replicas move to other nodes,
+// and it is given no new ones), or, with Undo, as not draining; answered by an AdminResponse.
+type DrainRequest struct {
+	Undo bool `msgpack:"u,omitempty"`
 }
 
 // AdminResponse answers the admin requests that return nothing but success or an error.

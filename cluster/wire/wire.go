@@ -57,10 +57,11 @@ const (
 	ApiLeaveGroup  API = 9
 	ApiCommit      API = 10
 	ApiFetchCommit API = 11
+	ApiDrain       API = 12
 )
 
 var apiNames = [...]string{"error", "produce", "fetch", "metadata", "create-topic", "delete-topic",
-	"list-offsets", "join-group", "heartbeat", "leave-group", "commit", "fetch-commit"}
+	"list-offsets", "join-group", "heartbeat", "leave-group", "commit", "fetch-commit", "drain"}
 
 func (a API) String() string {
 	if int(a) < len(apiNames) {

@@ -106,19 +106,19 @@ func TestTopicCommands(t *testing.T) {
 	if len(ls) != 5 || ls[0] != "topic orders: 3 partitions, replication factor 1, retention age node default, retention size node default" {
 		t.Fatalf("describe:\n%s", out)
 	}
-	if f := strings.Fields(ls[1]); strings.Join(f, " ") != "PARTITION LEADER REPLICAS HIGH-WATERMARK START END" {
+	if f := strings.Fields(ls[1]); strings.Join(f, " ") != "PARTITION LEADER REPLICAS GROUP HIGH-WATERMARK START END" {
 		t.Fatalf("describe header %q", ls[1])
 	}
 	total := 0
 	for i, l := range ls[2:] {
 		f := strings.Fields(l)
 		var hw, start, end int
-		if len(f) != 6 || f[0] != fmt.Sprint(i) || f[1] != "node-1" || f[2] != "node-1" {
+		if len(f) != 7 || f[0] != fmt.Sprint(i) || f[1] != "node-1" || f[2] != "node-1" || f[3] != "node-1" {
 			t.Fatalf("describe row %q", l)
 		}
-		fmt.Sscan(f[3], &hw)
-		fmt.Sscan(f[4], &start)
-		fmt.Sscan(f[5], &end)
+		fmt.Sscan(f[4], &hw)
+		fmt.Sscan(f[5], &start)
+		fmt.Sscan(f[6], &end)
 		if start != 0 || end < hw {
 			t.Fatalf("describe row %q", l)
 		}
@@ -372,5 +372,23 @@ func TestConsumeWriteError(t *testing.T) {
 	out, _ := weirAt(t, addr, "", "consume", "w", "--group", "g", "--idle-exit", "2s")
 	if got := strings.Join(lines(out), ","); got != "a,b,c" {
 		t.Fatalf("after a failed write the group read %q, want a,b,c again", got)
+	}
+}
+
+// TestNodeDrainCommand: `weir node drain` names what is wrong with a node that is not in a
+// cluster and with stray arguments (draining itself is covered by TestClusterMovesReplicas).
+func TestNodeDrainCommand(t *testing.T) {
+	addr := startClientNode(t)
+	code, _, errOut := weirIn("", nil, "--server", addr, "node", "drain")
+	if code != 1 || !strings.Contains(errOut, "not in a cluster") {
+		t.Fatalf("drain of a node alone: exit %d, %q", code, errOut)
+	}
+	code, _, errOut = weirIn("", nil, "--server", addr, "node", "drain", "n1")
+	if code != 2 || !strings.Contains(errOut, "unexpected argument") {
+		t.Fatalf("drain with an argument: exit %d, %q", code, errOut)
+	}
+	code, out, _ := weirIn("", nil, "node", "drain", "-h")
+	if code != 0 || !strings.Contains(out, "-undo") {
+		t.Fatalf("drain -h: exit %d, %q", code, out)
 	}
 }

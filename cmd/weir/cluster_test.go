@@ -23,6 +23,7 @@ type clusterNode struct {
 	name                        string
 	dir, client, remote, gossip string
 	join                        []string
+	extra                       []string // more `weir node` flags
 	cmd                         *exec.Cmd
 	exited                      chan struct{} // closed when cmd has been waited for
 }
@@ -34,6 +35,7 @@ func (cn *clusterNode) start(t *testing.T, bin string) {
 	if len(cn.join) > 0 {
 		args = append(args, "--join", strings.Join(cn.join, ","))
 	}
+	args = append(args, cn.extra...)
 	cmd := exec.Command(bin, args...)
 	log, err := os.OpenFile(cn.dir+".log", os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
@@ -56,17 +58,18 @@ func (cn *clusterNode) kill() {
 	}
 }
 
-// startCluster starts n nodes on 127.0.0.1: the first starts the cluster, the others join it.
-func startCluster(t *testing.T, bin string, n int) []*clusterNode {
+// startCluster starts n nodes on 127.0.0.1 with the extra flags: the first starts the cluster,
+// the others join it.
+func startCluster(t *testing.T, bin string, n int, extra ...string) []*clusterNode {
 	t.Helper()
 	root := t.TempDir()
 	nodes := make([]*clusterNode, n)
 	for i := range nodes {
-		nodes[i] = &clusterNode{name: fmt.Sprintf("n%d", i+1), dir: fmt.Sprintf("%s/n%d", root, i+1),
-			client: freeAddr(t), remote: freeAddr(t), gossip: freeAddr(t)}
+		var join []string
 		if i > 0 {
-			nodes[i].join = []string{nodes[0].gossip}
+			join = []string{nodes[0].gossip}
 		}
+		nodes[i] = newClusterNode(t, root, fmt.Sprintf("n%d", i+1), join, extra)
 	}
 	for i, cn := range nodes {
 		cn.start(t, bin)
@@ -74,21 +77,25 @@ func startCluster(t *testing.T, bin string, n int) []*clusterNode {
 			time.Sleep(500 * time.Millisecond)
 		}
 	}
+	return nodes
+}
+
+// newClusterNode makes a node (not started) with fresh addresses, killed when the test ends
+// (its log's tail shown if the test failed).
+func newClusterNode(t *testing.T, root, name string, join, extra []string) *clusterNode {
+	cn := &clusterNode{name: name, dir: root + "/" + name, client: freeAddr(t), remote: freeAddr(t), gossip: freeAddr(t),
+		join: join, extra: extra}
 	t.Cleanup(func() {
-		for _, cn := range nodes {
-			cn.kill()
-		}
+		cn.kill()
 		if t.Failed() {
-			for _, cn := range nodes {
-				b, _ := os.ReadFile(cn.dir + ".log")
-				if len(b) > 8000 {
-					b = b[len(b)-8000:]
-				}
-				t.Logf("log of %s (tail):\n%s", cn.name, b)
+			b, _ := os.ReadFile(cn.dir + ".log")
+			if len(b) > 8000 {
+				b = b[len(b)-8000:]
 			}
+			t.Logf("log of %s (tail):\n%s", cn.name, b)
 		}
 	})
-	return nodes
+	return cn
 }
 
 func clientAddrs(nodes []*clusterNode) string {
@@ -115,6 +122,153 @@ func createClusterTopic(t *testing.T, c *client.Client, name string, partitions,
 		}
 		time.Sleep(300 * time.Millisecond)
 	}
+}
+
+// load produces to a topic with acks=all from one idempotent producer, records keyed over 60
+// keys (record i has key "k<i mod 60>" and value "<i>", a key's records produced in order), and
+// keeps what was acknowledged; check reads the topic back.
+type load struct {
+	t        *testing.T
+	p        *client.Producer
+	mu       sync.Mutex
+	acked    map[int]bool
+	failed   int
+	errs     []error
+	lastAck  atomic.Int64
+	longest  time.Duration
+	stop     atomic.Bool
+	produced int
+	wg       sync.WaitGroup
+}
+
+func startLoad(t *testing.T, c *client.Client, topic string) *load {
+	t.Helper()
+	p, err := c.NewProducer(topic, client.Acks(wire.AcksAll), client.Retries(1000), client.RetryBackoff(50*time.Millisecond, 500*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := &load{t: t, p: p, acked: map[int]bool{}}
+	l.lastAck.Store(time.Now().UnixNano())
+	l.wg.Add(1)
+	go func() {
+		defer l.wg.Done()
+		ctx := context.Background()
+		for i := 0; !l.stop.Load(); i++ {
+			i := i
+			p.ProduceAsync(ctx, storage.Record{Key: []byte(fmt.Sprintf("k%d", i%60)), Value: []byte(strconv.Itoa(i))}, func(_ int64, err error) {
+				now := time.Now()
+				l.mu.Lock()
+				defer l.mu.Unlock()
+				if err != nil {
+					l.failed++
+					if len(l.errs) < 5 {
+						l.errs = append(l.errs, err)
+					}
+					return
+				}
+				l.acked[i] = true
+				if gap := time.Duration(now.UnixNano() - l.lastAck.Swap(now.UnixNano())); gap > l.longest {
+					l.longest = gap
+				}
+			})
+			l.mu.Lock()
+			l.produced = i + 1
+			l.mu.Unlock()
+			if i%200 == 199 {
+				time.Sleep(time.Millisecond)
+			}
+		}
+	}()
+	return l
+}
+
+// acknowledged is how many records were acknowledged so far.
+func (l *load) acknowledged() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.acked)
+}
+
+// finish stops producing and waits for every record's answer.
+func (l *load) finish() {
+	l.stop.Store(true)
+	l.wg.Wait()
+	fctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	if err := l.p.Flush(fctx); err != nil {
+		l.t.Errorf("flush: %v", err)
+	}
+	cancel()
+	_ = l.p.Close()
+}
+
+// loadResult is what check found.
+type loadResult struct {
+	produced, acked, failed, seen, lost, dups, reordered int
+	longest                                              time.Duration
+}
+
+func (r loadResult) String() string {
+	return fmt.Sprintf("%d records produced, %d acknowledged, %d failed; read %d distinct; lost %d, duplicated %d, reordered %d; longest time without an acknowledgement %v",
+		r.produced, r.acked, r.failed, r.seen, r.lost, r.dups, r.reordered, r.longest.Round(time.Millisecond))
+}
+
+// check reads every partition of topic to its end and compares it with what was acknowledged.
+func (l *load) check(c *client.Client, topic string, parts int32) loadResult {
+	t := l.t
+	seen := map[int]int{}
+	var res loadResult
+	for part := int32(0); part < parts; part++ {
+		cons, err := c.NewConsumer(topic, part, client.From(client.Earliest()), client.MaxWait(500*time.Millisecond))
+		if err != nil {
+			t.Fatal(err)
+		}
+		last := map[string]int{} // per key: the last id read
+		idle := 0
+		for idle < 4 {
+			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+			msgs, err := cons.Poll(ctx)
+			cancel()
+			if err != nil {
+				t.Logf("partition %d: poll: %v", part, err)
+				idle++
+				continue
+			}
+			if len(msgs) == 0 {
+				idle++
+				continue
+			}
+			idle = 0
+			for _, m := range msgs {
+				id, err := strconv.Atoi(string(m.Value))
+				if err != nil {
+					t.Fatalf("partition %d offset %d: value %q", part, m.Offset, m.Value)
+				}
+				seen[id]++
+				k := string(m.Key)
+				// A duplicate re-read of an earlier record is counted as a duplicate, not as a
+				// reordering; otherwise a key's ids must grow.
+				if prev, ok := last[k]; ok && id < prev && seen[id] == 1 {
+					res.reordered++
+				}
+				last[k] = max(last[k], id)
+			}
+		}
+		_ = cons.Close()
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for id := range l.acked {
+		if seen[id] == 0 {
+			res.lost++
+		}
+	}
+	for _, n := range seen {
+		if n > 1 {
+			res.dups += n - 1
+		}
+	}
+	res.produced, res.acked, res.failed, res.seen, res.longest = l.produced, len(l.acked), l.failed, len(seen), l.longest
+	return res
 }
 
 // TestClusterKillRandomNodes runs three `weir node` processes, produces with acks=all to a topic
@@ -145,49 +299,8 @@ func TestClusterKillRandomNodes(t *testing.T) {
 	defer c.Close()
 	const parts = 6
 	createClusterTopic(t, c, "chaos", parts, 3)
-
-	p, err := c.NewProducer("chaos", client.Acks(wire.AcksAll), client.Retries(1000), client.RetryBackoff(50*time.Millisecond, 500*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Record i has key "k<i mod 60>" and value "<i>"; a key's records are produced in order.
-	var (
-		mu        sync.Mutex
-		acked     = map[int]bool{}
-		failed    int
-		lastAck   atomic.Int64
-		longest   time.Duration
-		stopProd  atomic.Bool
-		produced  int
-		prodWG    sync.WaitGroup
-		killCount int
-	)
-	lastAck.Store(time.Now().UnixNano())
-	prodWG.Add(1)
-	go func() {
-		defer prodWG.Done()
-		ctx := context.Background()
-		for i := 0; !stopProd.Load(); i++ {
-			i := i
-			p.ProduceAsync(ctx, storage.Record{Key: []byte(fmt.Sprintf("k%d", i%60)), Value: []byte(strconv.Itoa(i))}, func(_ int64, err error) {
-				now := time.Now()
-				mu.Lock()
-				defer mu.Unlock()
-				if err != nil {
-					failed++
-					return
-				}
-				acked[i] = true
-				if gap := time.Duration(now.UnixNano() - lastAck.Swap(now.UnixNano())); gap > longest {
-					longest = gap
-				}
-			})
-			produced = i + 1
-			if i%200 == 199 {
-				time.Sleep(time.Millisecond)
-			}
-		}
-	}()
+	l := startLoad(t, c, "chaos")
+	killCount := 0
 	end := time.Now().Add(dur)
 	for time.Now().Before(end) {
 		time.Sleep(time.Duration(2000+rand.IntN(2000)) * time.Millisecond)
@@ -197,81 +310,19 @@ func TestClusterKillRandomNodes(t *testing.T) {
 		time.Sleep(time.Second)
 		victim.start(t, bin)
 	}
-	stopProd.Store(true)
-	prodWG.Wait()
-	fctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	if err := p.Flush(fctx); err != nil {
-		t.Errorf("flush: %v", err)
+	l.finish()
+	res := l.check(c, "chaos", parts)
+	t.Logf("%v with %d kills: %v", dur, killCount, res)
+	if res.lost != 0 || res.reordered != 0 || res.dups != 0 {
+		t.Fatalf("lost %d acknowledged records, %d reordered, %d duplicated", res.lost, res.reordered, res.dups)
 	}
-	cancel()
-	_ = p.Close()
-
-	// Read every partition to its end.
-	seen := map[int]int{}
-	reordered := 0
-	for part := int32(0); part < parts; part++ {
-		cons, err := c.NewConsumer("chaos", part, client.From(client.Earliest()), client.MaxWait(500*time.Millisecond))
-		if err != nil {
-			t.Fatal(err)
-		}
-		last := map[string]int{} // per key: the last id read
-		idle := 0
-		for idle < 4 {
-			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-			msgs, err := cons.Poll(ctx)
-			cancel()
-			if err != nil {
-				t.Logf("partition %d: poll: %v", part, err)
-				idle++
-				continue
-			}
-			if len(msgs) == 0 {
-				idle++
-				continue
-			}
-			idle = 0
-			for _, m := range msgs {
-				id, err := strconv.Atoi(string(m.Value))
-				if err != nil {
-					t.Fatalf("partition %d offset %d: value %q", part, m.Offset, m.Value)
-				}
-				seen[id]++
-				k := string(m.Key)
-				// A duplicate re-read of an earlier record is counted as a duplicate, not as a
-				// reordering; otherwise a key's ids must grow.
-				if prev, ok := last[k]; ok && id < prev && seen[id] == 1 {
-					reordered++
-				}
-				last[k] = max(last[k], id)
-			}
-		}
-		_ = cons.Close()
-	}
-	mu.Lock()
-	defer mu.Unlock()
-	lost, dups := 0, 0
-	for id := range acked {
-		if seen[id] == 0 {
-			lost++
-		}
-	}
-	for _, n := range seen {
-		if n > 1 {
-			dups += n - 1
-		}
-	}
-	t.Logf("%v with %d kills: %d records produced, %d acknowledged, %d failed; read %d distinct; lost %d, duplicated %d, reordered %d; longest time without an acknowledgement %v",
-		dur, killCount, produced, len(acked), failed, len(seen), lost, dups, reordered, longest.Round(time.Millisecond))
-	if lost != 0 || reordered != 0 || dups != 0 {
-		t.Fatalf("lost %d acknowledged records, %d reordered, %d duplicated", lost, reordered, dups)
-	}
-	if len(acked) == 0 {
+	if res.acked == 0 {
 		t.Fatal("nothing was acknowledged")
 	}
 	// A failover stalls the producer for gossip's detection (about a second) and an election.
 	// (Stalls of 10-11 s, the client's request timeout, came from nodes restarted on the same
 	// address before gossip declared the old boot dead; requests now watch node boots.)
-	if longest > 5*time.Second {
-		t.Fatalf("the producer went %v without an acknowledgement, want at most 5 s", longest)
+	if res.longest > 5*time.Second {
+		t.Fatalf("the producer went %v without an acknowledgement, want at most 5 s", res.longest)
 	}
 }

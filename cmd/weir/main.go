@@ -19,6 +19,8 @@ const usage = `weir: a stream runtime — a replicated partitioned log with sour
 Usage:
   weir node --data DIR [--listen HOST:PORT] [--http HOST:PORT] [--sync always|interval|never]
                                            run a node (client port 7420, metrics 7421 by default)
+  weir [--server HOST:PORT] node drain [--undo]
+                                           move the replicas of the node at --server to other nodes
   weir demo [--data DIR] [--rate N] [--duration D]
                                            run a node with a demo flow: generator -> topic -> printer
   weir log demo [--data DIR] [--records N] append records to a bare log, reopen it, read them back
@@ -120,6 +122,9 @@ func dispatch(args []string, env cli) error {
 	case "demo":
 		return runDemo(args[1:], stdout, stderr)
 	case "node":
+		if len(args) > 1 && args[1] == "drain" {
+			return runDrain(args[2:], env)
+		}
 		return runNode(args[1:], stdout, stderr)
 	case "log":
 		return runLog(args[1:], stdout)

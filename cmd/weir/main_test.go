@@ -192,3 +192,36 @@ func TestNodeRetentionFlags(t *testing.T) {
 		t.Fatalf("segment age %v with --retention-age 1ms --retention-check 30s, want 30s", cfg.Log.SegmentAge)
 	}
 }
+
+// TestNodeClusterFlags: the cluster flags become a ClusterConfig, and bad ones are named.
+func TestNodeClusterFlags(t *testing.T) {
+	parse := func(args ...string) (actors.NodeConfig, error) {
+		fs := flag.NewFlagSet("node", flag.ContinueOnError)
+		var f nodeFlags
+		f.register(fs, "/tmp/unused")
+		if err := fs.Parse(args); err != nil {
+			t.Fatal(err)
+		}
+		return f.config(io.Discard)
+	}
+	cfg, err := parse("--cluster", "127.0.0.1:1", "--gossip", "127.0.0.1:2", "--join", "127.0.0.1:3", "--dead-after", "30s")
+	if err != nil || cfg.Cluster == nil || cfg.Cluster.DeadAfter != 30*time.Second || len(cfg.Cluster.Join) != 1 {
+		t.Fatalf("config %+v, %v", cfg.Cluster, err)
+	}
+	if cfg, _ := parse("--cluster", "127.0.0.1:1", "--gossip", "127.0.0.1:2"); cfg.Cluster.DeadAfter != actors.DefaultDeadAfter {
+		t.Fatalf("default dead-after %v", cfg.Cluster.DeadAfter)
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--cluster", "127.0.0.1:1"}, "both --cluster and --gossip"},
+		{[]string{"--cluster", "127.0.0.1:1", "--gossip", "127.0.0.1:2", "--dead-after", "100ms"}, "--dead-after 100ms"},
+		{[]string{"--cluster", "x", "--gossip", "127.0.0.1:2"}, `--cluster "x"`},
+		{[]string{"--cluster", "127.0.0.1:1", "--gossip", "127.0.0.1:2", "--gossip-key", "abc"}, "--gossip-key"},
+	} {
+		if _, err := parse(c.args...); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%v: %v, want an error naming %q", c.args, err, c.want)
+		}
+	}
+}

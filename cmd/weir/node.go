@@ -23,7 +23,7 @@ import (
 type nodeFlags struct {
 	data, listen, gossip, join, http, sync, logLevel string
 	id, cluster, gossipKey                           string
-	syncEvery                                        time.Duration
+	syncEvery, deadAfter                             time.Duration
 	pprof                                            bool
 	segmentBytes, retentionBytes                     int64
 	retentionAge, retentionCheck, segmentAge         time.Duration
@@ -37,6 +37,7 @@ func (f *nodeFlags) register(fs *flag.FlagSet, defaultData string) {
 	fs.StringVar(&f.gossip, "gossip", "", "gossip (membership) address, host:port, UDP and TCP")
 	fs.StringVar(&f.join, "join", "", "comma-separated gossip addresses of members to join (none, on an empty data directory: start a new cluster)")
 	fs.StringVar(&f.gossipKey, "gossip-key", "", "encrypt gossip with this key: 16, 24 or 32 bytes, hex-encoded (or $WEIR_GOSSIP_KEY); every node needs the same")
+	fs.DurationVar(&f.deadAfter, "dead-after", actors.DefaultDeadAfter, "in a cluster: how long a node may be away before its replicas are re-created on other nodes")
 	fs.StringVar(&f.http, "http", "127.0.0.1:7421", "metrics and health address (empty: none)")
 	fs.BoolVar(&f.pprof, "pprof", false, "also serve Go runtime profiles at the --http address under /debug/pprof/")
 	fs.StringVar(&f.sync, "sync", "always", "log durability: always (fsync every write), interval, never")
@@ -65,7 +66,10 @@ func (f *nodeFlags) config(stderr io.Writer) (actors.NodeConfig, error) {
 				return cfg, fmt.Errorf("%w: %s %q: want host:port", errUsage, a.flag, a.v)
 			}
 		}
-		cc := &actors.ClusterConfig{RemoteAddr: f.cluster, GossipAddr: f.gossip}
+		if f.deadAfter < time.Second {
+			return cfg, fmt.Errorf("%w: --dead-after %v: want at least 1s", errUsage, f.deadAfter)
+		}
+		cc := &actors.ClusterConfig{RemoteAddr: f.cluster, GossipAddr: f.gossip, DeadAfter: f.deadAfter}
 		for _, j := range strings.Split(f.join, ",") {
 			if j = strings.TrimSpace(j); j != "" {
 				if _, _, err := net.SplitHostPort(j); err != nil {
@@ -171,4 +175,36 @@ func orNone(s string) string {
 		return "(none)"
 	}
 	return "http://" + s + "/metrics"
+}
+
+// runDrain is `weir node drain`: the node at --server (its first address) is marked draining,
+// or no longer draining with --undo.
+func runDrain(args []string, env cli) error {
+	fs := flag.NewFlagSet("node drain", flag.ContinueOnError)
+	server := serverFlag(fs, env)
+	undo := fs.Bool("undo", false, "mark the node as not draining")
+	pos, err := parseFlags(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return fmt.Errorf("%w: node drain: unexpected argument %q (name the node with --server)", errUsage, strings.Join(pos, " "))
+	}
+	addr := strings.TrimSpace(strings.Split(*server, ",")[0])
+	c, err := connect(addr)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := c.Drain(ctx, *undo); err != nil {
+		return err
+	}
+	if *undo {
+		fmt.Fprintf(env.stdout, "node at %s: no longer draining\n", addr)
+	} else {
+		fmt.Fprintf(env.stdout, "node at %s: draining; its replicas move to other nodes (weir topic describe shows where they are)\n", addr)
+	}
+	return nil
 }

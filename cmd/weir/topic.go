@@ -202,13 +202,21 @@ func describeTopic(ctx context.Context, c *client.Client, name string, env cli) 
 	}
 	fmt.Fprintf(env.stdout, "topic %s: %d partitions, replication factor %d, %s\n", t.Name, len(t.Partitions), t.Replicas, retentionString(t.Config))
 	w := tabwriter.NewWriter(env.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "PARTITION\tLEADER\tREPLICAS\tHIGH-WATERMARK\tSTART\tEND")
+	fmt.Fprintln(w, "PARTITION\tLEADER\tREPLICAS\tGROUP\tHIGH-WATERMARK\tSTART\tEND")
 	for _, p := range t.Partitions {
 		leader := p.Leader
 		if leader == "" {
 			leader = "(none)"
 		}
-		fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\t%s\n", p.Partition, leader, strings.Join(p.Replicas, ","),
+		// The raft group as its leader sees it: its voters, then learners (catching up).
+		group := strings.Join(p.Voters, ",")
+		for _, l := range p.Learners {
+			group += "," + l + "(learner)"
+		}
+		if group == "" {
+			group = "-"
+		}
+		fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", p.Partition, leader, strings.Join(p.Replicas, ","), strings.TrimPrefix(group, ","),
 			offset(p.HighWatermark), offset(p.StartOffset), offset(p.EndOffset))
 	}
 	return w.Flush()
