@@ -41,6 +41,8 @@ type ClusterConfig struct {
 	// DeadAfter is how long a node may be away before its replicas are re-created on other
 	// nodes (DefaultDeadAfter if 0).
 	DeadAfter time.Duration
+	// TLS, if set, makes the transport between nodes mutual TLS (ClusterTLS).
+	TLS *ClusterTLS
 }
 
 // clusterState is what a node in a cluster keeps about the others.
@@ -144,7 +146,7 @@ func (n *Node) startCluster() error {
 	cs := &clusterState{cfg: *c, stop: make(chan struct{}), started: time.Now()}
 	empty := map[uint64]cluster.Member{}
 	cs.peers.Store(&empty)
-	r, err := startRemote(n.system, c.RemoteAddr)
+	r, err := startRemote(n.system, c.RemoteAddr, c.TLS)
 	if err != nil {
 		return err
 	}

@@ -9,6 +9,7 @@ import (
 	"github.com/asynkron/protoactor-go/remote"
 	pb "go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/proto"
 )
@@ -96,7 +97,7 @@ func reenter(ctx actor.Context, f *actor.Future, cont func(res any, err error)) 
 
 // startRemote starts the node's remote endpoint at addr (host:port; port 0 picks one) and
 // returns the address others reach it at.
-func startRemote(system *actor.ActorSystem, addr string) (*remote.Remote, error) {
+func startRemote(system *actor.ActorSystem, addr string, tlsCfg *ClusterTLS) (*remote.Remote, error) {
 	host, portStr, err := net.SplitHostPort(addr)
 	if err != nil {
 		return nil, fmt.Errorf("cluster address %q: %w", addr, err)
@@ -105,11 +106,21 @@ func startRemote(system *actor.ActorSystem, addr string) (*remote.Remote, error)
 	if err != nil || port < 0 || port > 65535 {
 		return nil, fmt.Errorf("cluster address %q: bad port", addr)
 	}
+	serverOpts := []grpc.ServerOption{grpc.MaxRecvMsgSize(remoteMaxMsgBytes), grpc.MaxSendMsgSize(remoteMaxMsgBytes)}
+	creds := insecure.NewCredentials()
+	if tlsCfg != nil {
+		srv, dial, err := tlsCfg.configs()
+		if err != nil {
+			return nil, err
+		}
+		serverOpts = append(serverOpts, grpc.Creds(credentials.NewTLS(srv)))
+		creds = credentials.NewTLS(dial)
+	}
 	cfg := remote.Configure(host, port,
 		remote.WithEndpointWriterBatchSize(remoteWriterBatch),
 		remote.WithEndpointWriterQueueSize(1<<16),
-		remote.WithServerOptions(grpc.MaxRecvMsgSize(remoteMaxMsgBytes), grpc.MaxSendMsgSize(remoteMaxMsgBytes)),
-		remote.WithDialOptions(grpc.WithTransportCredentials(insecure.NewCredentials()),
+		remote.WithServerOptions(serverOpts...),
+		remote.WithDialOptions(grpc.WithTransportCredentials(creds),
 			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(remoteMaxMsgBytes), grpc.MaxCallSendMsgSize(remoteMaxMsgBytes))),
 	)
 	r := remote.NewRemote(system, cfg)

@@ -208,6 +208,9 @@ func TestNodeClusterFlags(t *testing.T) {
 	if err != nil || cfg.Cluster == nil || cfg.Cluster.DeadAfter != 30*time.Second || len(cfg.Cluster.Join) != 1 {
 		t.Fatalf("config %+v, %v", cfg.Cluster, err)
 	}
+	if cfg, _ := parse("--cluster", "127.0.0.1:1", "--gossip", "127.0.0.1:2", "--tls-cert", "c", "--tls-key", "k", "--tls-ca", "a"); cfg.Cluster.TLS == nil || cfg.Cluster.TLS.KeyFile != "k" {
+		t.Fatalf("tls %+v", cfg.Cluster.TLS)
+	}
 	if cfg, _ := parse("--cluster", "127.0.0.1:1", "--gossip", "127.0.0.1:2"); cfg.Cluster.DeadAfter != actors.DefaultDeadAfter {
 		t.Fatalf("default dead-after %v", cfg.Cluster.DeadAfter)
 	}
@@ -219,6 +222,8 @@ func TestNodeClusterFlags(t *testing.T) {
 		{[]string{"--cluster", "127.0.0.1:1", "--gossip", "127.0.0.1:2", "--dead-after", "100ms"}, "--dead-after 100ms"},
 		{[]string{"--cluster", "x", "--gossip", "127.0.0.1:2"}, `--cluster "x"`},
 		{[]string{"--cluster", "127.0.0.1:1", "--gossip", "127.0.0.1:2", "--gossip-key", "abc"}, "--gossip-key"},
+		{[]string{"--cluster", "127.0.0.1:1", "--gossip", "127.0.0.1:2", "--tls-cert", "a.pem"}, "1 of 3 given"},
+		{[]string{"--tls-cert", "a", "--tls-key", "b", "--tls-ca", "c"}, "need --cluster and --gossip"},
 	} {
 		if _, err := parse(c.args...); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%v: %v, want an error naming %q", c.args, err, c.want)

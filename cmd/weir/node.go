@@ -23,6 +23,7 @@ import (
 type nodeFlags struct {
 	data, listen, gossip, join, http, sync, logLevel string
 	id, cluster, gossipKey                           string
+	tlsCert, tlsKey, tlsCA                           string
 	syncEvery, deadAfter                             time.Duration
 	pprof                                            bool
 	segmentBytes, retentionBytes                     int64
@@ -37,6 +38,9 @@ func (f *nodeFlags) register(fs *flag.FlagSet, defaultData string) {
 	fs.StringVar(&f.gossip, "gossip", "", "gossip (membership) address, host:port, UDP and TCP")
 	fs.StringVar(&f.join, "join", "", "comma-separated gossip addresses of members to join (none, on an empty data directory: start a new cluster)")
 	fs.StringVar(&f.gossipKey, "gossip-key", "", "encrypt gossip with this key: 16, 24 or 32 bytes, hex-encoded (or $WEIR_GOSSIP_KEY); every node needs the same")
+	fs.StringVar(&f.tlsCert, "tls-cert", "", "in a cluster: PEM certificate (server and client authentication) for mutual TLS between nodes; needs --tls-key and --tls-ca")
+	fs.StringVar(&f.tlsKey, "tls-key", "", "the PEM private key of --tls-cert")
+	fs.StringVar(&f.tlsCA, "tls-ca", "", "PEM certificate of the cluster's CA: a node accepts only peers with a certificate it signed")
 	fs.DurationVar(&f.deadAfter, "dead-after", actors.DefaultDeadAfter, "in a cluster: how long a node may be away before its replicas are re-created on other nodes")
 	fs.StringVar(&f.http, "http", "127.0.0.1:7421", "metrics and health address (empty: none)")
 	fs.BoolVar(&f.pprof, "pprof", false, "also serve Go runtime profiles at the --http address under /debug/pprof/")
@@ -89,11 +93,21 @@ func (f *nodeFlags) config(stderr io.Writer) (actors.NodeConfig, error) {
 			}
 			cc.GossipKey = b
 		}
+		switch n := countSet(f.tlsCert, f.tlsKey, f.tlsCA); n {
+		case 0:
+		case 3:
+			cc.TLS = &actors.ClusterTLS{CertFile: f.tlsCert, KeyFile: f.tlsKey, CAFile: f.tlsCA}
+		default:
+			return cfg, fmt.Errorf("%w: cluster TLS needs all of --tls-cert, --tls-key and --tls-ca (%d of 3 given)", errUsage, n)
+		}
 		cfg.Cluster = cc
 		if cfg.NodeID == "" {
 			_, port, _ := net.SplitHostPort(f.listen)
 			cfg.NodeID = "node-" + port
 		}
+	}
+	if cfg.Cluster == nil && countSet(f.tlsCert, f.tlsKey, f.tlsCA) > 0 {
+		return cfg, fmt.Errorf("%w: --tls-cert, --tls-key and --tls-ca secure the transport between cluster nodes: they need --cluster and --gossip", errUsage)
 	}
 	mode, err := storage.ParseSyncMode(f.sync)
 	if err != nil {
@@ -207,4 +221,15 @@ func runDrain(args []string, env cli) error {
 		fmt.Fprintf(env.stdout, "node at %s: draining; its replicas move to other nodes (weir topic describe shows where they are)\n", addr)
 	}
 	return nil
+}
+
+// countSet counts the non-empty strings.
+func countSet(ss ...string) int {
+	n := 0
+	for _, s := range ss {
+		if s != "" {
+			n++
+		}
+	}
+	return n
 }
