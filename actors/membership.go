@@ -80,6 +80,12 @@ func (r *replica) driveMembership(ctx actor.Context) {
 	if cc == nil && !want(r.cfg.ID) && len(r.voters) > 1 {
 		cc = confChange(pb.ConfChangeRemoveNode, r.cfg.ID)
 	}
+	if cc == nil && slices.Contains(t.Learners, r.cfg.ID) && !slices.Contains(t.Voters, r.cfg.ID) && slices.Contains(r.voters, r.cfg.ID) {
+		// This leader is to stop voting: it hands leadership to a caught-up voter, which
+		// then demotes it (a leader does not demote itself).
+		r.transferLeadership(ctx, t.Voters)
+		return
+	}
 	if cc == nil {
 		return
 	}
@@ -98,6 +104,31 @@ func (r *replica) driveMembership(ctx actor.Context) {
 	}
 	r.confPendingUntil = time.Now().Add(confChangeWait)
 	r.cfg.Logger.Info("configuration change proposed", "group", r.cfg.Group(), "change", cc.GetType().String(), "node", cc.GetNodeId())
+	r.queueReady(ctx)
+}
+
+// transferLeadership hands leadership to the most caught-up of the given voters, once every
+// wanted voter votes (so that the new leader is one of them).
+func (r *replica) transferLeadership(ctx actor.Context, to []uint64) {
+	st := r.rn.Status()
+	best, match := uint64(0), uint64(0)
+	for _, id := range to {
+		if !slices.Contains(r.voters, id) || id == r.cfg.ID {
+			if id != r.cfg.ID {
+				return // a wanted voter does not vote yet
+			}
+			continue
+		}
+		if pr, ok := st.Progress[id]; ok && pr.State == tracker.StateReplicate && pr.Match >= match {
+			best, match = id, pr.Match
+		}
+	}
+	if best == 0 || st.LeadTransferee != 0 {
+		return
+	}
+	r.cfg.Logger.Info("handing leadership over", "group", r.cfg.Group(), "to", best)
+	r.rn.TransferLeader(best)
+	r.confPendingUntil = time.Now().Add(confChangeWait)
 	r.queueReady(ctx)
 }
 

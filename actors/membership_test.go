@@ -42,8 +42,9 @@ func (t *localTransport) Send(ctx actor.Context, group string, msgs []*pb.Messag
 }
 
 // TestReplicaMembershipChanges moves a group from one voter to voters {1,2,3} with learner 4,
-// then to voters {2,3,4} (4 promoted, the leader 1 removing itself last), then demotes 4 to a
-// learner; records produced along the way reach every member.
+// then to voters {2,3,4} (4 promoted, the leader 1 removing itself last), then demotes a
+// follower to a learner, then the leader itself (it hands leadership over first); records
+// produced along the way reach every member.
 func TestReplicaMembershipChanges(t *testing.T) {
 	system := actor.NewActorSystem()
 	tr := &localTransport{pids: map[uint64]*actor.PID{}}
@@ -173,6 +174,25 @@ func TestReplicaMembershipChanges(t *testing.T) {
 	waitConfig(keep, []uint64{demote})
 	produce()
 	waitConfig(keep, []uint64{demote})
+
+	// Demote the leader itself (a drained node): it hands leadership to a caught-up voter,
+	// which demotes it. Every replica is told the target, as nodes tell their own.
+	l = leader()
+	voters := []uint64{demote}
+	for _, id := range keep {
+		if id != l {
+			voters = append(voters, id)
+		}
+	}
+	for _, id := range []uint64{2, 3, 4} {
+		system.Root.Send(pids[id], &SetMembers{Voters: voters, Learners: []uint64{l}})
+	}
+	waitConfig(voters, []uint64{l})
+	if nl := leader(); nl == l {
+		t.Fatalf("replica %d still leads after its demotion", l)
+	}
+	produce()
+	waitConfig(voters, []uint64{l})
 }
 
 // kvState is a state machine of key=value records ("key" with an empty value deletes), with

@@ -456,6 +456,7 @@ type rootActor struct {
 	gcDone       bool
 	ticker       *ticker
 	orphanChecks map[string]bool // partitions ("topic/p") being checked (rebalance.go)
+	dropping     map[string]bool // partitions whose replica here is stopped for a second check
 }
 
 func (a *rootActor) Receive(ctx actor.Context) {
@@ -465,6 +466,7 @@ func (a *rootActor) Receive(ctx actor.Context) {
 		a.running = map[string]*topicEntry{}
 		a.coordinators = map[string]bool{}
 		a.orphanChecks = map[string]bool{}
+		a.dropping = map[string]bool{}
 		if n.cluster != nil {
 			a.ticker = startTicker(ctx.ActorSystem(), ctx.Self(), rootTickEvery, rootTick{})
 		}
@@ -515,6 +517,8 @@ func (a *rootActor) Receive(ctx actor.Context) {
 		a.tick(ctx)
 	case *dropReplica:
 		a.drop(ctx, m)
+	case *dropChecked:
+		a.dropped(ctx, m)
 	case *checkRemoved:
 		if run, ok := a.running[m.Topic]; ok && run.meta.ID == m.TopicID && int(m.Partition) < len(run.pids) {
 			a.checkOrphan(ctx, run, m.Partition)
@@ -727,7 +731,7 @@ func (n *Node) topicCommand(msg any, name string, create bool, timeout time.Dura
 			e.Msg += " (an earlier attempt of this command may have been carried out)"
 			return e
 		}
-		if n.cluster == nil || (e.Code != wire.CodeNotLeader && e.Code != wire.CodeTimeout && e.Code != wire.CodeUnavailable) || time.Since(start) > timeout {
+		if (n.cluster == nil && e.Code != wire.CodeUnavailable) || (e.Code != wire.CodeNotLeader && e.Code != wire.CodeTimeout && e.Code != wire.CodeUnavailable) || time.Since(start) > timeout {
 			return e
 		}
 		time.Sleep(100 * time.Millisecond)

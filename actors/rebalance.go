@@ -85,14 +85,22 @@ func (n *Node) rebalance() error {
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 16)
+	stopped := func() bool {
+		select {
+		case <-n.cluster.stop:
+			return true
+		default:
+			return false
+		}
+	}
 	for _, tm := range metas {
-		for p := int32(0); p < tm.Partitions; p++ {
+		for p := int32(0); p < tm.Partitions && !stopped(); p++ {
 			wg.Add(1)
 			sem <- struct{}{}
 			go func() {
 				defer wg.Done()
 				defer func() { <-sem }()
-				if !n.settled(tm, p) {
+				if n.moving(tm, p) {
 					mu.Lock()
 					unsettled[tm.Name] = append(unsettled[tm.Name], p)
 					mu.Unlock()
@@ -101,6 +109,9 @@ func (n *Node) rebalance() error {
 		}
 	}
 	wg.Wait()
+	if stopped() {
+		return nil
+	}
 	res, err := resultOf(n.rc.RequestFuture(n.childPID("meta"), &Rebalance{Unsettled: unsettled}, 10*time.Second))
 	if err != nil {
 		return err
@@ -111,11 +122,37 @@ func (n *Node) rebalance() error {
 	return nil
 }
 
-// settled reports whether a partition's group has a leader and exactly its assignment's
-// members, all voting.
-func (n *Node) settled(tm TopicMeta, p int32) bool {
+// moving reports whether a partition's replicas are moving: its group has no leader, or its
+// members differ from its assignment while every assigned node it does not count as a voter yet
+// may still join (a node away past DeadAfter will not: placement may then replace it).
+func (n *Node) moving(tm TopicMeta, p int32) bool {
 	st := n.groupStatus(tm, p)
-	return st != nil && len(st.Learners) == 0 && sameNodes(st.Voters, tm.replicasOf(p))
+	if st == nil {
+		return true
+	}
+	asg := tm.replicasOf(p)
+	if len(st.Learners) == 0 && sameNodes(st.Voters, asg) {
+		return false
+	}
+	for _, id := range asg {
+		if !slices.Contains(st.Voters, id) && n.gone(id) {
+			return false
+		}
+	}
+	return true
+}
+
+// gone reports whether a node has been away for longer than DeadAfter.
+func (n *Node) gone(id uint64) bool {
+	cs := n.cluster
+	if _, ok := (*cs.peers.Load())[id]; ok {
+		return false
+	}
+	seen := cs.started
+	if v, ok := cs.lastSeen.Load(id); ok {
+		seen = v.(time.Time)
+	}
+	return time.Since(seen) >= cs.cfg.DeadAfter
 }
 
 // groupStatus asks a partition's leader for its status: found through this node's replica or
@@ -191,7 +228,7 @@ func (a *rootActor) updateTopic(ctx actor.Context, run *topicEntry, tm TopicMeta
 	n := a.n
 	next := &topicEntry{meta: tm, pids: slices.Clone(run.pids)}
 	for p := int32(0); p < tm.Partitions; p++ {
-		if next.pids[p] == nil && slices.Contains(tm.replicasOf(p), n.raftID) {
+		if next.pids[p] == nil && slices.Contains(tm.replicasOf(p), n.raftID) && !a.dropping[partitionGroup(tm.Name, p)] {
 			pid, err := a.spawnReplica(ctx, tm, p)
 			if err != nil {
 				n.logger.Error("spawn partition", "topic", tm.Name, "partition", p, "err", err)
@@ -263,8 +300,10 @@ func (a *rootActor) checkOrphan(ctx actor.Context, run *topicEntry, p int32) {
 // orphanChecked ends an orphan check of a partition ("topic/p").
 type orphanChecked struct{ key string }
 
-// drop stops and deletes a replica that its group removed, unless the partition was assigned
-// to this node again meanwhile (the group's leader then adds it back, log and all).
+// drop stops a replica that its group's leader no longer counted, then asks the leader again:
+// stopped, the replica can no longer be counted anew (re-added and acknowledging entries) behind
+// the check's back. Its data is deleted only if the leader still does not count it
+// (dropChecked); else it starts again on its data.
 func (a *rootActor) drop(ctx actor.Context, m *dropReplica) {
 	n := a.n
 	run, ok := a.running[m.Topic]
@@ -276,11 +315,49 @@ func (a *rootActor) drop(ctx actor.Context, m *dropReplica) {
 	ctx.StopFuture(next.pids[m.Partition]).Wait()
 	next.pids[m.Partition] = nil
 	n.metrics.deletePartition(m.Topic, m.Partition)
-	dir := n.partitionDir(run.meta, m.Partition)
-	if err := os.RemoveAll(dir); err != nil {
-		n.logger.Error("delete a removed replica's data", "dir", dir, "err", err)
+	a.publish(m.Topic, next)
+	key := partitionGroup(m.Topic, m.Partition)
+	a.dropping[key] = true
+	root := ctx.Self()
+	system := ctx.ActorSystem()
+	tm := run.meta
+	go func() {
+		st := n.groupStatus(tm, m.Partition)
+		gone := st != nil && !slices.Contains(st.Voters, n.raftID) && !slices.Contains(st.Learners, n.raftID)
+		system.Root.Send(root, &dropChecked{dropReplica: *m, gone: gone})
+	}()
+}
+
+// dropChecked is the second check of a stopped replica (drop): gone, the group's leader still
+// does not count it.
+type dropChecked struct {
+	dropReplica
+	gone bool
+}
+
+// dropped deletes a stopped replica's data, or starts it again.
+func (a *rootActor) dropped(ctx actor.Context, m *dropChecked) {
+	n := a.n
+	delete(a.dropping, partitionGroup(m.Topic, m.Partition))
+	run, ok := a.running[m.Topic]
+	if !ok || run.meta.ID != m.TopicID || int(m.Partition) >= len(run.pids) || run.pids[m.Partition] != nil {
+		return // the topic was deleted (with its data) or created again
 	}
-	n.logger.Info("replica removed from this node", "topic", m.Topic, "partition", m.Partition, "why", m.Why)
+	if m.gone && !slices.Contains(run.meta.replicasOf(m.Partition), n.raftID) {
+		dir := n.partitionDir(run.meta, m.Partition)
+		if err := os.RemoveAll(dir); err != nil {
+			n.logger.Error("delete a removed replica's data", "dir", dir, "err", err)
+		}
+		n.logger.Info("replica removed from this node", "topic", m.Topic, "partition", m.Partition, "why", m.Why)
+		return
+	}
+	pid, err := a.spawnReplica(ctx, run.meta, m.Partition)
+	if err != nil {
+		n.logger.Error("spawn partition", "topic", m.Topic, "partition", m.Partition, "err", err)
+		return
+	}
+	next := &topicEntry{meta: run.meta, pids: slices.Clone(run.pids)}
+	next.pids[m.Partition] = pid
 	a.publish(m.Topic, next)
 }
 
@@ -301,16 +378,11 @@ func (n *Node) placementNodes(referenced []uint64) []cluster.NodeState {
 	for _, mb := range live {
 		out = append(out, cluster.NodeState{ID: mb.ID, Live: true, Draining: mb.Draining})
 	}
-	now := time.Now()
 	for _, id := range referenced {
 		if _, ok := live[id]; ok || slices.ContainsFunc(out, func(s cluster.NodeState) bool { return s.ID == id }) {
 			continue
 		}
-		seen := cs.started
-		if v, ok := cs.lastSeen.Load(id); ok {
-			seen = v.(time.Time)
-		}
-		if now.Sub(seen) < cs.cfg.DeadAfter {
+		if !n.gone(id) {
 			out = append(out, cluster.NodeState{ID: id, Live: true, Down: true})
 		}
 	}

@@ -263,6 +263,12 @@ func (r *replica) Receive(ctx actor.Context) {
 		batch, reply := r.sm.Handle(m)
 		_, exempt := m.(inFlightExempt)
 		switch {
+		case batch != nil && r.lead == r.cfg.ID && !r.leaderReady:
+			// The state the command was checked against may miss entries of earlier terms
+			// that are committed but not yet applied here.
+			if ctx.Sender() != nil {
+				ctx.Respond(&ProduceReply{BaseOffset: -1, Err: wire.Errorf(wire.CodeUnavailable, "%s: the new leader is applying its log", r.cfg.Group())})
+			}
 		case batch != nil:
 			r.propose(ctx, batch, wire.AcksAll, ctx.Sender(), time.Now().Add(10*time.Second).UnixMilli(), exempt)
 		case reply != nil:

@@ -136,6 +136,7 @@ type load struct {
 	errs     []error
 	lastAck  atomic.Int64
 	longest  time.Duration
+	longAt   time.Time // when the longest gap ended
 	stop     atomic.Bool
 	produced int
 	wg       sync.WaitGroup
@@ -168,7 +169,7 @@ func startLoad(t *testing.T, c *client.Client, topic string) *load {
 				}
 				l.acked[i] = true
 				if gap := time.Duration(now.UnixNano() - l.lastAck.Swap(now.UnixNano())); gap > l.longest {
-					l.longest = gap
+					l.longest, l.longAt = gap, now
 				}
 			})
 			l.mu.Lock()
@@ -205,11 +206,12 @@ func (l *load) finish() {
 type loadResult struct {
 	produced, acked, failed, seen, lost, dups, reordered int
 	longest                                              time.Duration
+	longAt                                               time.Time
 }
 
 func (r loadResult) String() string {
-	return fmt.Sprintf("%d records produced, %d acknowledged, %d failed; read %d distinct; lost %d, duplicated %d, reordered %d; longest time without an acknowledgement %v",
-		r.produced, r.acked, r.failed, r.seen, r.lost, r.dups, r.reordered, r.longest.Round(time.Millisecond))
+	return fmt.Sprintf("%d records produced, %d acknowledged, %d failed; read %d distinct; lost %d, duplicated %d, reordered %d; longest time without an acknowledgement %v (ending %s)",
+		r.produced, r.acked, r.failed, r.seen, r.lost, r.dups, r.reordered, r.longest.Round(time.Millisecond), r.longAt.Format("15:04:05.000"))
 }
 
 // check reads every partition of topic to its end and compares it with what was acknowledged.
@@ -267,7 +269,7 @@ func (l *load) check(c *client.Client, topic string, parts int32) loadResult {
 			res.dups += n - 1
 		}
 	}
-	res.produced, res.acked, res.failed, res.seen, res.longest = l.produced, len(l.acked), l.failed, len(seen), l.longest
+	res.produced, res.acked, res.failed, res.seen, res.longest, res.longAt = l.produced, len(l.acked), l.failed, len(seen), l.longest, l.longAt
 	return res
 }
 
