@@ -8,7 +8,7 @@ BENCH       ?= .
 BENCHTIME   ?= 2s
 FUZZTIME    ?= 30s
 
-.PHONY: build run test unit lint vet fmt bench fuzz soak clean
+.PHONY: build run test unit lint vet fmt bench bench-cluster fuzz soak clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/weir
@@ -40,6 +40,12 @@ fmt:
 # command in docs/benchmarks.md.
 bench:
 	$(GO) test -run '^$$' -bench '$(BENCH)' -benchtime $(BENCHTIME) -benchmem ./storage/...
+
+# The cluster benchmarks of issue 4: throughput and latency of three nodes at replication factor
+# 3 (scripts/bench-cluster.sh), then failover time over 10 leader kills.
+bench-cluster: build
+	BIN=$(BIN) ./scripts/bench-cluster.sh 3
+	WEIR_FAILOVER_KILLS=10 $(GO) test -count=1 -v -run 'TestClusterFailoverTime' ./cmd/weir/
 
 # Runs every fuzz target for FUZZTIME each.
 fuzz:

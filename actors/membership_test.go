@@ -351,3 +351,40 @@ func TestSnapshotResetsStateMachine(t *testing.T) {
 		}
 	}
 }
+
+// TestNewGroupPreferredLeaderCampaigns: a new group's first peer campaigns at once; with an
+// election timeout of 20 s, a leader within 5 s can only come from that campaign.
+func TestNewGroupPreferredLeaderCampaigns(t *testing.T) {
+	system := actor.NewActorSystem()
+	tr := &localTransport{pids: map[uint64]*actor.PID{}}
+	pids := map[uint64]*actor.PID{}
+	peers := []uint64{2, 1, 3}
+	for _, id := range peers {
+		log := storage.DefaultConfig()
+		log.Sync = storage.SyncNever
+		cfg := ReplicaConfig{Topic: "g", Partition: 0, Dir: t.TempDir(), Log: log, ID: id, Peers: peers,
+			Transport: tr, TickInterval: 10 * time.Millisecond, ElectionTicks: 2000}
+		pid, err := system.Root.SpawnNamed(NewReplicaProps(cfg), fmt.Sprintf("r%d", id))
+		if err != nil {
+			t.Fatal(err)
+		}
+		pids[id] = pid
+		tr.mu.Lock()
+		tr.pids[id] = pid
+		tr.mu.Unlock()
+	}
+	defer func() {
+		for _, pid := range pids {
+			_ = system.Root.StopFuture(pid).Wait()
+		}
+	}()
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		res, err := system.Root.RequestFuture(pids[1], &GetStatus{}, time.Second).Result()
+		if err == nil && res.(*Status).Leader == 2 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no leader within 5 s (last %+v, %v); want the first peer, 2", res, err)
+		}
+	}
+}
