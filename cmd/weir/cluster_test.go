@@ -24,6 +24,7 @@ type clusterNode struct {
 	dir, client, remote, gossip string
 	join                        []string
 	extra                       []string // more `weir node` flags
+	wrap                        []string // a command that runs the node (ip netns exec NS)
 	cmd                         *exec.Cmd
 	exited                      chan struct{} // closed when cmd has been waited for
 }
@@ -37,6 +38,9 @@ func (cn *clusterNode) start(t *testing.T, bin string) {
 	}
 	args = append(args, cn.extra...)
 	cmd := exec.Command(bin, args...)
+	if len(cn.wrap) > 0 {
+		cmd = exec.Command(cn.wrap[0], append(append(cn.wrap[1:], bin), args...)...)
+	}
 	log, err := os.OpenFile(cn.dir+".log", os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		t.Fatal(err)
