@@ -441,6 +441,9 @@ func (n *Node) Members() []cluster.Member {
 	return n.cluster.members.Load().Members()
 }
 
+// Clustered reports whether the node is a cluster member.
+func (n *Node) Clustered() bool { return n.cluster != nil }
+
 // RaftID is the node's id in raft groups.
 func (n *Node) RaftID() uint64 { return n.raftID }
 

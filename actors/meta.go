@@ -1,6 +1,7 @@
 package actors
 
 import (
+	"errors"
 	"fmt"
 	"regexp"
 	"slices"
@@ -81,10 +82,32 @@ type Rebalance struct {
 }
 
 // Topics is the topic table, sorted by name, as of End: the __meta offset after the last
-// command applied.
+// command applied; in a cluster also the flows and where they run.
 type Topics struct {
 	Topics []TopicMeta `msgpack:"t"`
 	End    int64       `msgpack:"e"`
+	Flows  []FlowMeta  `msgpack:"f,omitempty"`
+}
+
+// FlowMeta is a flow actor (a source or a sink runner) as __meta places it in a cluster: the
+// nodes that define it (every node running the same program does), and the one that runs it.
+// A bound flow (a source reading the node's own files) runs on the node that defined it first,
+// and waits for it when it is away.
+type FlowMeta struct {
+	ID         string   `msgpack:"i"` // the actor's name, "flow/<name>/source" or "flow/<name>/sink"
+	Candidates []uint64 `msgpack:"c"`
+	Bound      bool     `msgpack:"b,omitempty"`
+	Node       uint64   `msgpack:"n,omitempty"` // 0: not placed yet
+	Withdraw   bool     `msgpack:"w,omitempty"` // in a flow-candidate command: the candidates leave
+}
+
+// RegisterFlow tells __meta that a node defines a flow actor, or with Withdraw that it no
+// longer does; the reply is a *ProduceReply.
+type RegisterFlow struct {
+	ID       string `msgpack:"i"`
+	Node     uint64 `msgpack:"n"`
+	Bound    bool   `msgpack:"b,omitempty"`
+	Withdraw bool   `msgpack:"w,omitempty"`
 }
 
 func init() {
@@ -93,6 +116,7 @@ func init() {
 	register(22, &ListTopics{})
 	register(23, &Topics{})
 	register(24, &Rebalance{})
+	register(25, &RegisterFlow{})
 }
 
 // Limits on topics.
@@ -124,6 +148,7 @@ func ValidateTopicName(name string) error {
 // metaState is the state machine of __meta.
 type metaState struct {
 	topics   map[string]TopicMeta
+	flows    map[string]FlowMeta
 	replicas int32 // the most replicas a topic may have: the number of nodes (1 on one node)
 	changed  func(Topics)
 	live     bool  // replay is over: report changes
@@ -142,7 +167,7 @@ func (s *metaState) Replayed() {
 }
 
 func newMetaState(maxReplicas int32, changed func(Topics)) *metaState {
-	return &metaState{topics: map[string]TopicMeta{}, replicas: maxReplicas, changed: changed}
+	return &metaState{topics: map[string]TopicMeta{}, flows: map[string]FlowMeta{}, replicas: maxReplicas, changed: changed}
 }
 
 func (s *metaState) table() Topics {
@@ -151,12 +176,48 @@ func (s *metaState) table() Topics {
 		out.Topics = append(out.Topics, t)
 	}
 	sort.Slice(out.Topics, func(i, j int) bool { return out.Topics[i].Name < out.Topics[j].Name })
+	for _, id := range sortedKeys(s.flows) {
+		f := s.flows[id]
+		f.Candidates = slices.Clone(f.Candidates)
+		out.Flows = append(out.Flows, f)
+	}
 	return out
 }
 
 // Apply implements StateMachine.
 func (s *metaState) Apply(offset int64, rec storage.Record) *wire.Error {
 	s.end = max(s.end, offset+1)
+	if op := string(rec.Key); op == "flow-candidate" || op == "flow-assign" {
+		var f FlowMeta
+		if err := msgpack.Unmarshal(rec.Value, &f); err != nil {
+			return wire.Errorf(wire.CodeMalformed, "__meta record at %d: %v", offset, err)
+		}
+		cur := s.flows[f.ID]
+		cur.ID = f.ID
+		switch {
+		case op == "flow-candidate" && f.Withdraw:
+			cur.Candidates = slices.DeleteFunc(cur.Candidates, func(id uint64) bool { return slices.Contains(f.Candidates, id) })
+			if slices.Contains(f.Candidates, cur.Node) {
+				cur.Node = 0
+			}
+		case op == "flow-candidate":
+			if len(cur.Candidates) == 0 {
+				cur.Bound = f.Bound
+			}
+			for _, id := range f.Candidates {
+				if !slices.Contains(cur.Candidates, id) {
+					cur.Candidates = append(cur.Candidates, id)
+				}
+			}
+		default:
+			cur.Node = f.Node
+		}
+		s.flows[f.ID] = cur
+		if s.live && s.changed != nil {
+			s.changed(s.table())
+		}
+		return nil
+	}
 	var t TopicMeta
 	if err := msgpack.Unmarshal(rec.Value, &t); err != nil {
 		// A command this version cannot read is skipped, not fatal: it came from a newer node.
@@ -225,7 +286,9 @@ func (s *metaState) Handle(msg any) ([]byte, any) {
 		tm := TopicMeta{Name: m.Name, Partitions: m.Partitions, Replicas: m.Replicas, Config: m.Config}
 		if s.nodes != nil {
 			asg, err := s.place(tm)
-			if err != nil {
+			if errors.Is(err, cluster.ErrNotEnoughNodes) {
+				return nil, &ProduceReply{BaseOffset: -1, Err: wire.Errorf(wire.CodeNotEnoughNodes, "%v", err)}
+			} else if err != nil {
 				return nil, &ProduceReply{BaseOffset: -1, Err: wire.Errorf(wire.CodeInvalidRequest, "%v", err)}
 			}
 			tm.Assignment = asg
@@ -233,6 +296,21 @@ func (s *metaState) Handle(msg any) ([]byte, any) {
 		return metaCommand("create-topic", tm), nil
 	case *Rebalance:
 		return s.rebalance(m)
+	case *RegisterFlow:
+		if f, ok := s.flows[m.ID]; ok && slices.Contains(f.Candidates, m.Node) != m.Withdraw {
+			return nil, &ProduceReply{} // nothing to change
+		} else if !ok && m.Withdraw {
+			return nil, &ProduceReply{}
+		}
+		v, err := msgpack.Marshal(&FlowMeta{ID: m.ID, Candidates: []uint64{m.Node}, Bound: m.Bound, Withdraw: m.Withdraw})
+		if err != nil {
+			panic(err)
+		}
+		b, err := storage.EncodeBatch([]storage.Record{{Key: []byte("flow-candidate"), Value: v, Timestamp: nowMillis()}})
+		if err != nil {
+			panic(err)
+		}
+		return b, nil
 	case *DeleteTopic:
 		if _, ok := s.topics[m.Name]; !ok {
 			return nil, &ProduceReply{BaseOffset: -1, Err: wire.Errorf(wire.CodeUnknownTopic, "topic %q does not exist", m.Name)}
@@ -262,18 +340,22 @@ func (s *metaState) place(tm TopicMeta) ([][]uint64, error) {
 // rebalance places every topic again and returns the commands that change assignments, one
 // batch; or a reply when nothing changes (or the node runs alone).
 func (s *metaState) rebalance(m *Rebalance) ([]byte, any) {
-	if s.nodes == nil || len(s.topics) == 0 {
+	if s.nodes == nil {
 		return nil, &ProduceReply{}
+	}
+	nodes := s.nodes(s.referenced())
+	recs := s.placeFlows(nodes)
+	if len(s.topics) == 0 {
+		return metaBatch(recs)
 	}
 	var in []cluster.TopicPlacement
 	for _, t := range s.topics {
 		in = append(in, cluster.TopicPlacement{Name: t.Name, Partitions: t.Partitions, Replicas: t.Replicas, Current: t.assignment()})
 	}
-	out, err := cluster.Place(s.nodes(s.referenced()), in)
+	out, err := cluster.Place(nodes, in)
 	if err != nil {
 		return nil, &ProduceReply{BaseOffset: -1, Err: wire.Errorf(wire.CodeInvalidRequest, "placement: %v", err)}
 	}
-	var recs []storage.Record
 	for _, name := range sortedKeys(out) {
 		t := s.topics[name]
 		cur, next := t.assignment(), out[name]
@@ -291,6 +373,11 @@ func (s *metaState) rebalance(m *Rebalance) ([]byte, any) {
 			recs = append(recs, metaRecord("set-assignment", TopicMeta{Name: t.Name, ID: t.ID, Partitions: t.Partitions, Assignment: next}))
 		}
 	}
+	return metaBatch(recs)
+}
+
+// metaBatch is the batch of commands to propose, or an empty reply when there is none.
+func metaBatch(recs []storage.Record) ([]byte, any) {
 	if len(recs) == 0 {
 		return nil, &ProduceReply{}
 	}
@@ -301,6 +388,56 @@ func (s *metaState) rebalance(m *Rebalance) ([]byte, any) {
 	return b, nil
 }
 
+// placeFlows returns the flow-assign commands that place flows: a flow stays on its node while
+// that node is usable (live, or away for less than the re-placement timeout, and not
+// draining); else it goes to the usable, live candidate running fewest flows. A bound flow runs
+// on its first candidate, whatever its state.
+func (s *metaState) placeFlows(nodes []cluster.NodeState) []storage.Record {
+	state := map[uint64]cluster.NodeState{}
+	for _, n := range nodes {
+		state[n.ID] = n
+	}
+	usable := func(id uint64) bool { st, ok := state[id]; return ok && st.Live && !st.Draining }
+	load := map[uint64]int{}
+	for _, f := range s.flows {
+		if f.Node != 0 {
+			load[f.Node]++
+		}
+	}
+	var recs []storage.Record
+	for _, id := range sortedKeys(s.flows) {
+		f := s.flows[id]
+		want := f.Node
+		switch {
+		case len(f.Candidates) == 0:
+			continue
+		case f.Bound:
+			want = f.Candidates[0]
+		case want == 0 || !slices.Contains(f.Candidates, want) || !usable(want):
+			best := uint64(0)
+			for _, c := range f.Candidates {
+				if st := state[c]; usable(c) && !st.Down && (best == 0 || load[c] < load[best] || (load[c] == load[best] && c < best)) {
+					best = c
+				}
+			}
+			if best == 0 {
+				continue // no candidate can run it now
+			}
+			want = best
+		}
+		if want != f.Node {
+			load[f.Node]--
+			load[want]++
+			v, err := msgpack.Marshal(&FlowMeta{ID: id, Node: want})
+			if err != nil {
+				panic(err)
+			}
+			recs = append(recs, storage.Record{Key: []byte("flow-assign"), Value: v, Timestamp: nowMillis()})
+		}
+	}
+	return recs
+}
+
 // referenced lists the nodes the topics' assignments name.
 func (s *metaState) referenced() []uint64 {
 	var ids []uint64
@@ -308,6 +445,9 @@ func (s *metaState) referenced() []uint64 {
 		for p := int32(0); p < t.Partitions; p++ {
 			ids = append(ids, t.replicasOf(p)...)
 		}
+	}
+	for _, f := range s.flows {
+		ids = append(ids, f.Candidates...)
 	}
 	slices.Sort(ids)
 	return slices.Compact(ids)

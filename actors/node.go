@@ -96,6 +96,8 @@ type Node struct {
 	rc      *actor.RootContext
 	raftID  uint64        // this node's id in raft groups (1 when alone)
 	cluster *clusterState // nil when alone
+	// flowDefs: the flow actors this node defines, by actor name (flows.go; cluster only).
+	flowDefs map[string]flowDef
 }
 
 type topicEntry struct {
@@ -441,7 +443,13 @@ func (n *Node) topicReplicaConfig(tm TopicMeta, p int32, dir string) ReplicaConf
 
 // CreateTopicWithConfig is CreateTopic with the topic's own settings (wire.TopicConfig).
 func (n *Node) CreateTopicWithConfig(name string, partitions int32, cfg wire.TopicConfig) error {
-	if e := n.topicCommand(&CreateTopic{Name: name, Partitions: partitions, Replicas: 1, Config: cfg}, name, true, 30*time.Second); e != nil {
+	return n.CreateReplicatedTopic(name, partitions, 1, cfg)
+}
+
+// CreateReplicatedTopic is CreateTopicWithConfig with a replication factor. In a cluster that
+// has fewer nodes than replicas it waits up to 30 s for more to join.
+func (n *Node) CreateReplicatedTopic(name string, partitions, replicas int32, cfg wire.TopicConfig) error {
+	if e := n.topicCommand(&CreateTopic{Name: name, Partitions: partitions, Replicas: replicas, Config: cfg}, name, true, 30*time.Second); e != nil {
 		return e
 	}
 	return nil
@@ -455,8 +463,10 @@ type rootActor struct {
 	coordinators map[string]bool // groups whose coordinator this root spawned
 	gcDone       bool
 	ticker       *ticker
-	orphanChecks map[string]bool // partitions ("topic/p") being checked (rebalance.go)
-	dropping     map[string]bool // partitions whose replica here is stopped for a second check
+	orphanChecks map[string]bool       // partitions ("topic/p") being checked (rebalance.go)
+	dropping     map[string]bool       // partitions whose replica here is stopped for a second check
+	flowTable    []FlowMeta            // the flows as __meta last placed them
+	flowPIDs     map[string]*actor.PID // the flow actors __meta placed here, running
 }
 
 func (a *rootActor) Receive(ctx actor.Context) {
@@ -467,6 +477,7 @@ func (a *rootActor) Receive(ctx actor.Context) {
 		a.coordinators = map[string]bool{}
 		a.orphanChecks = map[string]bool{}
 		a.dropping = map[string]bool{}
+		a.flowPIDs = map[string]*actor.PID{}
 		if n.cluster != nil {
 			a.ticker = startTicker(ctx.ActorSystem(), ctx.Self(), rootTickEvery, rootTick{})
 		}
@@ -513,6 +524,13 @@ func (a *rootActor) Receive(ctx actor.Context) {
 		a.ticker.stop()
 	case *Topics:
 		a.reconcile(ctx, m)
+		a.flowTable = m.Flows
+		a.reconcileFlows(ctx)
+	case flowsChanged:
+		a.reconcileFlows(ctx)
+		if ctx.Sender() != nil {
+			ctx.Respond(&ProduceReply{})
+		}
 	case rootTick:
 		a.tick(ctx)
 	case *dropReplica:
@@ -731,7 +749,8 @@ func (n *Node) topicCommand(msg any, name string, create bool, timeout time.Dura
 			e.Msg += " (an earlier attempt of this command may have been carried out)"
 			return e
 		}
-		if (n.cluster == nil && e.Code != wire.CodeUnavailable) || (e.Code != wire.CodeNotLeader && e.Code != wire.CodeTimeout && e.Code != wire.CodeUnavailable) || time.Since(start) > timeout {
+		retry := e.Code == wire.CodeUnavailable || (n.cluster != nil && (e.Code == wire.CodeNotLeader || e.Code == wire.CodeTimeout || e.Code == wire.CodeNotEnoughNodes))
+		if !retry || time.Since(start) > timeout {
 			return e
 		}
 		time.Sleep(100 * time.Millisecond)

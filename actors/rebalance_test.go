@@ -112,3 +112,75 @@ func TestMetaRebalance(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestMetaPlacesFlows: a flow runs on one of the nodes that define it, stays there while that
+// node is usable (also when away for less than the timeout), moves when it drains or is gone,
+// and a bound flow stays on its first node whatever its state; a withdrawn node gives its flows
+// up.
+func TestMetaPlacesFlows(t *testing.T) {
+	nodes := []cluster.NodeState{{ID: 1, Live: true}, {ID: 2, Live: true}, {ID: 3, Live: true}}
+	s := newMetaState(1, nil)
+	s.nodes = func([]uint64) []cluster.NodeState { return nodes }
+	offset := int64(0)
+	run := func(msg any) {
+		t.Helper()
+		batch, reply := s.Handle(msg)
+		if batch == nil {
+			if r, ok := reply.(*ProduceReply); !ok || r.Err != nil {
+				t.Fatalf("%T: %+v", msg, reply)
+			}
+			return
+		}
+		applyMeta(t, s, batch, offset)
+		offset += 10
+	}
+	for _, id := range []uint64{2, 1, 3} {
+		run(&RegisterFlow{ID: "flow/f/sink", Node: id})
+		run(&RegisterFlow{ID: "flow/b/source", Node: id, Bound: true})
+	}
+	run(&Rebalance{})
+	where := func(id string) uint64 { return s.flows[id].Node }
+	if where("flow/b/source") != 2 {
+		t.Fatalf("bound flow on %d, want its first candidate 2", where("flow/b/source"))
+	}
+	first := where("flow/f/sink")
+	if first == 0 {
+		t.Fatal("flow not placed")
+	}
+	// Its node away within the timeout: it stays; gone: it moves; the bound flow stays.
+	set := func(id uint64, st cluster.NodeState) {
+		for i := range nodes {
+			if nodes[i].ID == id {
+				nodes[i] = st
+			}
+		}
+	}
+	set(first, cluster.NodeState{ID: first, Live: true, Down: true})
+	set(2, cluster.NodeState{ID: 2, Live: true, Down: true})
+	run(&Rebalance{})
+	if where("flow/f/sink") != first {
+		t.Fatalf("flow moved off a node away within the timeout")
+	}
+	set(first, cluster.NodeState{ID: first, Live: false})
+	set(2, cluster.NodeState{ID: 2, Live: false})
+	run(&Rebalance{})
+	if w := where("flow/f/sink"); w == first || w == 0 {
+		t.Fatalf("flow on %d after its node %d was gone", w, first)
+	}
+	if where("flow/b/source") != 2 {
+		t.Fatal("a bound flow moved")
+	}
+	// Draining moves it again (once another candidate is back); a withdrawal of its node
+	// leaves it unplaced until the next placement.
+	now := where("flow/f/sink")
+	set(first, cluster.NodeState{ID: first, Live: true})
+	set(now, cluster.NodeState{ID: now, Live: true, Draining: true})
+	run(&Rebalance{})
+	if w := where("flow/f/sink"); w == now {
+		t.Fatalf("flow stayed on draining node %d", now)
+	}
+	run(&RegisterFlow{ID: "flow/f/sink", Node: where("flow/f/sink"), Withdraw: true})
+	if where("flow/f/sink") != 0 || len(s.flows["flow/f/sink"].Candidates) != 2 {
+		t.Fatalf("after a withdrawal: %+v", s.flows["flow/f/sink"])
+	}
+}

@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"errors"
 	"fmt"
 	"sort"
 )
@@ -9,6 +10,10 @@ import (
 // its input so that it can be tested by tables and so that every node that runs it on the same
 // input gets the same answer; the __meta leader runs it when members or topics change and
 // commits the result.
+
+// ErrNotEnoughNodes is wrapped by Place's error when a new topic wants more replicas than there
+// are nodes to hold them.
+var ErrNotEnoughNodes = errors.New("not enough nodes")
 
 // NodeState is a node as placement sees it.
 type NodeState struct {
@@ -123,7 +128,7 @@ func Place(nodes []NodeState, topics []TopicPlacement) (map[string][][]uint64, e
 				mark(t.Name, p)
 			}
 			if len(reps) == 0 && int(t.Replicas) > len(ids) {
-				return nil, fmt.Errorf("topic %q wants %d replicas, %d nodes can hold them", t.Name, t.Replicas, len(ids))
+				return nil, fmt.Errorf("%w: topic %q wants %d replicas, %d nodes can hold them", ErrNotEnoughNodes, t.Name, t.Replicas, len(ids))
 			}
 			// Replace one replica on a node that is gone or draining, if some node can take it
 			// (not in a partition just shrunk: one change per partition per call).

@@ -14,6 +14,12 @@
 // committed only after the topic acknowledged its records (acks=all), and a sink's offsets only
 // after its Write returned; see package connectors for the delivery guarantee.
 //
+// In a cluster, every node runs the same program and so defines the same flows; the cluster
+// runs each source and each sink on one of the nodes that define it, and moves it to another
+// when its node is drained or has been away for longer than the node's --dead-after (it resumes
+// there from its committed position or offsets). A source bound to its node's local files
+// (Bound) stays on that node and resumes when the node comes back.
+//
 // Concurrency: a Runtime's methods may be called from any goroutine.
 package flow
 
@@ -22,6 +28,7 @@ import (
 	"fmt"
 	"regexp"
 	"sync"
+	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 
@@ -60,6 +67,8 @@ type SinkOption interface{ applySink(*sinkOpts) }
 type sourceOpts struct {
 	cfg        actors.SourceConfig
 	partitions int32
+	replicas   int32
+	bound      bool
 }
 
 type sinkOpts struct{ cfg actors.SinkConfig }
@@ -80,6 +89,18 @@ func Intercept(ics ...connectors.Interceptor) SourceOption {
 // Partitions creates the topic with n partitions if it does not exist (default 1).
 func Partitions(n int32) SourceOption {
 	return sourceOpt(func(o *sourceOpts) { o.partitions = n })
+}
+
+// Replicas creates the topic with replication factor n if it does not exist (default 1). In a
+// cluster with fewer nodes, the source waits up to 30 s for more to join.
+func Replicas(n int32) SourceOption {
+	return sourceOpt(func(o *sourceOpts) { o.replicas = n })
+}
+
+// Bound keeps the source on the node that defined it first (one reading that node's own files):
+// in a cluster it does not move when its node is away, and resumes when the node comes back.
+func Bound() SourceOption {
+	return sourceOpt(func(o *sourceOpts) { o.bound = true })
 }
 
 // AcksLeader answers the source when the leader appended its records instead of when they are
@@ -109,16 +130,16 @@ func (rt *Runtime) Source(name string, src connectors.Source, topic string, opts
 	if !nameRE.MatchString(name) {
 		return fmt.Errorf("flow %q: use 1 to 100 letters, digits, '.', '_' or '-'", name)
 	}
-	o := sourceOpts{cfg: actors.SourceConfig{Flow: name, Source: src, Topic: topic}, partitions: 1}
+	o := sourceOpts{cfg: actors.SourceConfig{Flow: name, Source: src, Topic: topic}, partitions: 1, replicas: 1}
 	for _, opt := range opts {
 		opt.applySource(&o)
 	}
 	if _, ok := rt.node.Topic(topic); !ok {
-		if err := rt.node.CreateTopic(topic, o.partitions); err != nil && !errors.Is(err, wire.ErrTopicExists) {
+		if err := rt.node.CreateReplicatedTopic(topic, o.partitions, o.replicas, wire.TopicConfig{}); err != nil && !errors.Is(err, wire.ErrTopicExists) {
 			return fmt.Errorf("flow %s: %w", name, err)
 		}
 	}
-	return rt.spawn("flow/"+name+"/source", actors.NewSourceProps(rt.node, o.cfg))
+	return rt.spawn("flow/"+name+"/source", actors.NewSourceProps(rt.node, o.cfg), o.bound)
 }
 
 // Sink runs `topics -> consumer group -> sink` under the name flow. Several sinks in one group
@@ -135,36 +156,53 @@ func (rt *Runtime) Sink(name string, sink connectors.Sink, opts ...SinkOption) e
 		return fmt.Errorf("flow %s: sink reads no topic (use flow.FromTopics)", name)
 	}
 	for _, t := range o.cfg.Topics {
-		if _, ok := rt.node.Topic(t); !ok {
-			return fmt.Errorf("flow %s: topic %q does not exist", name, t)
+		// In a cluster a topic created through another node may not have reached this one's
+		// table yet.
+		deadline := time.Now()
+		if rt.node.Clustered() {
+			deadline = deadline.Add(30 * time.Second)
+		}
+		for {
+			if _, ok := rt.node.Topic(t); ok {
+				break
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("flow %s: topic %q does not exist", name, t)
+			}
+			time.Sleep(100 * time.Millisecond)
 		}
 	}
 	if o.cfg.Group == "" {
 		o.cfg.Group = "sink:" + name
 	}
-	return rt.spawn("flow/"+name+"/sink", actors.NewSinkProps(rt.node, o.cfg))
+	return rt.spawn("flow/"+name+"/sink", actors.NewSinkProps(rt.node, o.cfg), false)
 }
 
-func (rt *Runtime) spawn(id string, props *actor.Props) error {
+func (rt *Runtime) spawn(id string, props *actor.Props, bound bool) error {
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
 	if _, ok := rt.pids[id]; ok {
 		return fmt.Errorf("%s already runs", id)
 	}
-	pid, err := rt.node.Spawn(id, props)
+	pid, err := rt.node.RunFlow(id, props, bound)
 	if err != nil {
 		return err
 	}
-	rt.pids[id] = pid
+	rt.pids[id] = pid // nil in a cluster: the flow runs where the cluster places it
 	return nil
 }
 
-// Stop stops every flow of the runtime and waits for them (sinks leave their groups).
+// Stop stops every flow of the runtime and waits for them (sinks leave their groups). In a
+// cluster, the flows this node ran move to other nodes that define them.
 func (rt *Runtime) Stop() {
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
 	for id, pid := range rt.pids {
-		rt.node.Stop(pid)
+		if pid != nil {
+			rt.node.Stop(pid)
+		} else {
+			rt.node.StopFlow(id)
+		}
 		delete(rt.pids, id)
 	}
 }

@@ -38,6 +38,9 @@ const (
 	// CodeUnknownProducer: retriable: the partition does not know an idempotent producer whose
 	// batch is not at sequence 0 (it never saw it, or forgot it); the producer numbers anew.
 	CodeUnknownProducer Code = 22
+	// CodeNotEnoughNodes: retriable: a topic wants more replicas than there are nodes to hold
+	// them (more may join).
+	CodeNotEnoughNodes Code = 23
 )
 
 var codeNames = map[Code]string{
@@ -50,7 +53,7 @@ var codeNames = map[Code]string{
 	CodeUnknownMember: "unknown member", CodeRebalance: "rebalance in progress",
 	CodeStaleGeneration: "stale generation", CodeUnknownGroup: "unknown group",
 	CodeOutOfOrderSequence: "out of order sequence", CodeDuplicateSequence: "duplicate sequence",
-	CodeUnknownProducer: "unknown producer",
+	CodeUnknownProducer: "unknown producer", CodeNotEnoughNodes: "not enough nodes",
 }
 
 func (c Code) String() string {
@@ -63,7 +66,7 @@ func (c Code) String() string {
 // Retriable reports whether a request that failed with c may succeed when sent again.
 func (c Code) Retriable() bool {
 	switch c {
-	case CodeUnknownTopic, CodeNotLeader, CodeTimeout, CodeUnavailable, CodeOverloaded, CodeOutOfOrderSequence, CodeUnknownProducer:
+	case CodeUnknownTopic, CodeNotLeader, CodeTimeout, CodeUnavailable, CodeOverloaded, CodeOutOfOrderSequence, CodeUnknownProducer, CodeNotEnoughNodes:
 		return true
 	}
 	return false

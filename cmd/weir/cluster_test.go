@@ -25,13 +25,18 @@ type clusterNode struct {
 	join                        []string
 	extra                       []string // more `weir node` flags
 	wrap                        []string // a command that runs the node (ip netns exec NS)
+	command                     string   // the weir command: node (default) or demo
 	cmd                         *exec.Cmd
 	exited                      chan struct{} // closed when cmd has been waited for
 }
 
 func (cn *clusterNode) start(t *testing.T, bin string) {
 	t.Helper()
-	args := []string{"node", "--id", cn.name, "--data", cn.dir, "--listen", cn.client, "--http", "",
+	command := "node"
+	if cn.command != "" {
+		command = cn.command
+	}
+	args := []string{command, "--id", cn.name, "--data", cn.dir, "--listen", cn.client, "--http", "",
 		"--cluster", cn.remote, "--gossip", cn.gossip, "--sync", "always", "--log-level", "warn"}
 	if len(cn.join) > 0 {
 		args = append(args, "--join", strings.Join(cn.join, ","))

@@ -28,6 +28,7 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 	nf.register(fs, "./data/node")
 	rate := fs.Float64("rate", 5, "records per second from the generator")
 	duration := fs.Duration("duration", 0, "stop after this long (0: on Ctrl-C)")
+	replicas := fs.Int("replicas", 1, "replication factor of the topic demo, if it is created (in a cluster: up to the number of nodes)")
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return err
@@ -37,6 +38,9 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 	}
 	if *rate <= 0 {
 		return fmt.Errorf("%w: --rate must be positive", errUsage)
+	}
+	if *replicas < 1 || *replicas > 7 {
+		return fmt.Errorf("%w: --replicas %d: want 1 to 7", errUsage, *replicas)
 	}
 	cfg, err := nf.config(stderr)
 	if err != nil {
@@ -74,7 +78,7 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 		r.Headers = map[string]string{"source": "demo"}
 		return r, true
 	})
-	if err := rt.Source("demo-gen", src, "demo", flow.Partitions(3), flow.Intercept(keep)); err != nil {
+	if err := rt.Source("demo-gen", src, "demo", flow.Partitions(3), flow.Replicas(int32(*replicas)), flow.Intercept(keep)); err != nil {
 		return err
 	}
 	printer := logger.New(stdout, nil)
