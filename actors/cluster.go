@@ -70,6 +70,8 @@ type clusterState struct {
 	// (the last sighting assumed of nodes not seen since).
 	lastSeen sync.Map
 	started  time.Time
+	// offsetsEpoch counts the leaders of __offsets this node saw (setLeader).
+	offsetsEpoch atomic.Uint64
 }
 
 // nodeIDFile holds a node's raft id in its data directory.
@@ -373,7 +375,11 @@ func (n *Node) nodeName(id uint64) string {
 // setLeader records the leader this node's replica of group saw.
 func (n *Node) setLeader(group string, lead uint64) {
 	if n.cluster != nil {
-		n.cluster.leaders.Store(group, lead)
+		if old, _ := n.cluster.leaders.Swap(group, lead); group == partitionGroup(OffsetsTopic, 0) && old != lead && lead != 0 {
+			// Coordinators follow __offsets' leader and stop when it moves: a coordinator
+			// remembered from before may be gone (coordinatorFor).
+			n.cluster.offsetsEpoch.Add(1)
+		}
 	}
 }
 

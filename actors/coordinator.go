@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"slices"
 	"sort"
+	"strconv"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -105,7 +106,17 @@ type coordinator struct {
 	// for company. Any other rebalance completes as soon as every member has joined.
 	firstJoin bool
 	stopTick  *ticker
+	// elsewhere counts the ticks in a row at which another node led __offsets: the coordinator
+	// then stops (its members rejoin the new leader's coordinator).
+	elsewhere int
 }
+
+// coordinatorStopped tells the root that a group's coordinator stopped itself.
+type coordinatorStopped struct{ group string }
+
+// coordinatorMovedTicks is how many ticks in a row another node must lead __offsets before a
+// coordinator on this node stops.
+const coordinatorMovedTicks = 10
 
 func newCoordinatorProps(n *Node, group string, cfg CoordinatorConfig) *actor.Props {
 	cfg.defaults()
@@ -123,7 +134,7 @@ func (c *coordinator) Receive(ctx actor.Context) {
 		c.stopTick.stop()
 		for _, mb := range c.members {
 			if mb.joining != nil {
-				ctx.Send(mb.joining, &wire.JoinGroupResponse{Err: wire.Errorf(wire.CodeRebalance, "group %s: coordinator restarting", c.group)})
+				ctx.Send(mb.joining, &wire.JoinGroupResponse{Err: wire.Errorf(wire.CodeRebalance, "group %s: coordinator restarting or moving", c.group)})
 			}
 		}
 	case *JoinGroup:
@@ -353,6 +364,19 @@ func RangeAssign(n, m int) [][]int32 {
 }
 
 func (c *coordinator) onTick(ctx actor.Context) {
+	if c.n.cluster != nil {
+		if lead := c.n.leaderOf(partitionGroup(OffsetsTopic, 0)); lead != 0 && lead != c.n.raftID {
+			c.elsewhere++
+		} else {
+			c.elsewhere = 0
+		}
+		if c.elsewhere >= coordinatorMovedTicks {
+			c.n.logger.Info("group coordinator stops: __offsets is led elsewhere", "group", c.group, "leader", c.n.nodeName(lead(c.n)))
+			ctx.Send(ctx.Parent(), &coordinatorStopped{group: c.group})
+			ctx.Stop(ctx.Self())
+			return
+		}
+	}
 	now := time.Now()
 	for id, mb := range c.members {
 		if mb.joining == nil && now.Sub(mb.lastSeen) > mb.session {
@@ -363,6 +387,9 @@ func (c *coordinator) onTick(ctx actor.Context) {
 	}
 	c.maybeComplete(ctx)
 }
+
+// lead is the leader of __offsets as this node sees it.
+func lead(n *Node) uint64 { return n.leaderOf(partitionGroup(OffsetsTopic, 0)) }
 
 func newMemberID() string {
 	var b [8]byte
@@ -379,7 +406,8 @@ type EnsureCoordinator struct {
 // coordinatorFor returns the PID of a group's coordinator, which the root of its node spawns
 // on first use (EnsureCoordinator). In a cluster the coordinators run on the node that leads
 // __offsets, where their commits go; a coordinator elsewhere is remembered with the boot of its
-// node (a restarted node has none until asked again). Its errors are *wire.Error.
+// node (a restarted node has none until asked again) and the count of __offsets leaders this
+// node saw (a coordinator stops when the leadership moves away). Its errors are *wire.Error.
 func (n *Node) coordinatorFor(group string) (*actor.PID, error) {
 	if group == "" {
 		return nil, wire.Errorf(wire.CodeInvalidRequest, "empty group name")
@@ -399,6 +427,9 @@ func (n *Node) coordinatorFor(group string) (*actor.PID, error) {
 		}
 	}
 	key := group + "@" + boot
+	if n.cluster != nil {
+		key += "#" + strconv.FormatUint(n.cluster.offsetsEpoch.Load(), 10)
+	}
 	n.mu.Lock()
 	pid, ok := n.groups[key]
 	n.mu.Unlock()

@@ -287,7 +287,7 @@ func (s *metaState) Handle(msg any) ([]byte, any) {
 		if s.nodes != nil {
 			asg, err := s.place(tm)
 			if errors.Is(err, cluster.ErrNotEnoughNodes) {
-				return nil, &ProduceReply{BaseOffset: -1, Err: wire.Errorf(wire.CodeNotEnoughNodes, "%v", err)}
+				return nil, &ProduceReply{BaseOffset: -1, Err: wire.Errorf(wire.CodeNotEnoughNodes, "%s", strings.TrimPrefix(err.Error(), cluster.ErrNotEnoughNodes.Error()+": "))}
 			} else if err != nil {
 				return nil, &ProduceReply{BaseOffset: -1, Err: wire.Errorf(wire.CodeInvalidRequest, "%v", err)}
 			}

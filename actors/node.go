@@ -568,6 +568,8 @@ func (a *rootActor) Receive(ctx actor.Context) {
 	case *stopRequest:
 		ctx.StopFuture(m.PID).Wait()
 		ctx.Respond(&spawnReply{})
+	case *coordinatorStopped:
+		delete(a.coordinators, m.group)
 	}
 }
 
