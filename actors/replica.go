@@ -1,6 +1,7 @@
 package actors
 
 import (
+	"encoding/binary"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -417,6 +418,12 @@ func (r *replica) applyBatch(batch []byte, base, from int64) (*wire.Error, error
 	_, err = storage.DecodeBatch(batch, func(o int64, rec storage.Record) error {
 		off := base + (o - h.BaseOffset)
 		if off < from {
+			return nil
+		}
+		if string(rec.Key) == checkpointMarkKey {
+			if len(rec.Value) == 8 {
+				r.deleteBeforeCheckpoint(min(int64(binary.BigEndian.Uint64(rec.Value)), off))
+			}
 			return nil
 		}
 		if e := r.sm.Apply(off, rec); e != nil && first == nil {

@@ -1,6 +1,7 @@
 package actors
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"slices"
@@ -276,7 +277,7 @@ func (r *replica) matchProposals(ctx actor.Context, ents []*pb.Entry, lastBefore
 func (r *replica) answer(ctx actor.Context, p *proposal, e *wire.Error) {
 	r.pending -= len(p.data)
 	if p.checkpoint != 0 {
-		r.checkpointAnswered(p, e)
+		r.checkpointAnswered(ctx, p, e)
 	}
 	if e == nil {
 		r.cfg.Metrics.recordsIn(r.cfg.Topic, p.records, len(p.data))
@@ -586,7 +587,7 @@ func (r *replica) abandonCheckpoint(cause any) {
 
 // checkpointAnswered follows a checkpoint's batches to their commit; after the last one, the
 // log before the checkpoint goes.
-func (r *replica) checkpointAnswered(p *proposal, e *wire.Error) {
+func (r *replica) checkpointAnswered(ctx actor.Context, p *proposal, e *wire.Error) {
 	if e != nil {
 		r.abandonCheckpoint(e)
 		return
@@ -599,11 +600,38 @@ func (r *replica) checkpointAnswered(p *proposal, e *wire.Error) {
 	}
 	r.cpInFlight = false
 	r.cpBase = r.cpStart
-	if err := r.log.DeleteBefore(r.cpStart); err != nil {
+	// The followers learn where the checkpoint begins from a marker record after it, and
+	// delete their log before it when they apply the marker, as this leader does now.
+	r.propose(ctx, checkpointMarker(r.cpStart), wire.AcksAll, nil, 0, true)
+	r.deleteBeforeCheckpoint(r.cpStart)
+}
+
+// checkpointMarkKey is the key of the record that follows a committed checkpoint: its value is
+// the offset where the checkpoint begins (8 bytes, big-endian). The replica consumes it; the
+// state machine never sees it.
+const checkpointMarkKey = "\x00weir/checkpoint"
+
+func checkpointMarker(start int64) []byte {
+	v := binary.BigEndian.AppendUint64(nil, uint64(start))
+	b, err := storage.EncodeBatch([]storage.Record{{Key: []byte(checkpointMarkKey), Value: v, Timestamp: nowMillis()}})
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
+// deleteBeforeCheckpoint deletes the log before a committed checkpoint that begins at start
+// (whole segments only).
+func (r *replica) deleteBeforeCheckpoint(start int64) {
+	r.cpBase = max(r.cpBase, start)
+	if start <= r.log.StartOffset() {
+		return
+	}
+	if err := r.log.DeleteBefore(start); err != nil {
 		r.cfg.Logger.Warn("checkpoint: deleting the log before it", "group", r.cfg.Group(), "err", err)
 		return
 	}
-	r.cfg.Logger.Debug("checkpoint committed", "group", r.cfg.Group(), "start", r.log.StartOffset())
+	r.cfg.Logger.Debug("log deleted before a checkpoint", "group", r.cfg.Group(), "start", r.log.StartOffset())
 }
 
 func (r *replica) status() *Status {
