@@ -99,6 +99,9 @@ type FlowMeta struct {
 	Bound      bool     `msgpack:"b,omitempty"`
 	Node       uint64   `msgpack:"n,omitempty"` // 0: not placed yet
 	Withdraw   bool     `msgpack:"w,omitempty"` // in a flow-candidate command: the candidates leave
+	// BoundTo is the node a bound flow runs on: its first candidate, kept when candidates
+	// withdraw (a source of a node's files stays with the node across restarts).
+	BoundTo uint64 `msgpack:"t,omitempty"`
 }
 
 // RegisterFlow tells __meta that a node defines a flow actor, or with Withdraw that it no
@@ -197,12 +200,15 @@ func (s *metaState) Apply(offset int64, rec storage.Record) *wire.Error {
 		switch {
 		case op == "flow-candidate" && f.Withdraw:
 			cur.Candidates = slices.DeleteFunc(cur.Candidates, func(id uint64) bool { return slices.Contains(f.Candidates, id) })
-			if slices.Contains(f.Candidates, cur.Node) {
+			if slices.Contains(f.Candidates, cur.Node) && cur.Node != cur.BoundTo {
 				cur.Node = 0
 			}
 		case op == "flow-candidate":
-			if len(cur.Candidates) == 0 {
+			if len(cur.Candidates) == 0 && cur.BoundTo == 0 {
 				cur.Bound = f.Bound
+				if f.Bound && len(f.Candidates) > 0 {
+					cur.BoundTo = f.Candidates[0]
+				}
 			}
 			for _, id := range f.Candidates {
 				if !slices.Contains(cur.Candidates, id) {
@@ -297,9 +303,9 @@ func (s *metaState) Handle(msg any) ([]byte, any) {
 	case *Rebalance:
 		return s.rebalance(m)
 	case *RegisterFlow:
-		if f, ok := s.flows[m.ID]; ok && slices.Contains(f.Candidates, m.Node) != m.Withdraw {
-			return nil, &ProduceReply{} // nothing to change
-		} else if !ok && m.Withdraw {
+		// Always proposed, also when the applied table already says so: a registration or a
+		// withdrawal still on its way to being applied could otherwise overtake this one.
+		if _, ok := s.flows[m.ID]; !ok && m.Withdraw {
 			return nil, &ProduceReply{}
 		}
 		v, err := msgpack.Marshal(&FlowMeta{ID: m.ID, Candidates: []uint64{m.Node}, Bound: m.Bound, Withdraw: m.Withdraw})
@@ -409,10 +415,13 @@ func (s *metaState) placeFlows(nodes []cluster.NodeState) []storage.Record {
 		f := s.flows[id]
 		want := f.Node
 		switch {
-		case len(f.Candidates) == 0:
+		case len(f.Candidates) == 0 && f.BoundTo == 0:
 			continue
 		case f.Bound:
-			want = f.Candidates[0]
+			want = f.BoundTo
+			if want == 0 {
+				want = f.Candidates[0]
+			}
 		case want == 0 || !slices.Contains(f.Candidates, want) || !usable(want):
 			best := uint64(0)
 			for _, c := range f.Candidates {

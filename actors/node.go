@@ -446,10 +446,14 @@ func (n *Node) CreateTopicWithConfig(name string, partitions int32, cfg wire.Top
 	return n.CreateReplicatedTopic(name, partitions, 1, cfg)
 }
 
+// createForFlow is a CreateTopic that waits for enough nodes (topicCommand).
+type createForFlow struct{ CreateTopic }
+
 // CreateReplicatedTopic is CreateTopicWithConfig with a replication factor. In a cluster that
-// has fewer nodes than replicas it waits up to 30 s for more to join.
+// has fewer nodes than replicas it waits up to 30 s for more to join (flows create their topics
+// as every node of a cluster starts).
 func (n *Node) CreateReplicatedTopic(name string, partitions, replicas int32, cfg wire.TopicConfig) error {
-	if e := n.topicCommand(&CreateTopic{Name: name, Partitions: partitions, Replicas: replicas, Config: cfg}, name, true, 30*time.Second); e != nil {
+	if e := n.topicCommand(&createForFlow{CreateTopic{Name: name, Partitions: partitions, Replicas: replicas, Config: cfg}}, name, true, 30*time.Second); e != nil {
 		return e
 	}
 	return nil
@@ -467,6 +471,9 @@ type rootActor struct {
 	dropping     map[string]bool       // partitions whose replica here is stopped for a second check
 	flowTable    []FlowMeta            // the flows as __meta last placed them
 	flowPIDs     map[string]*actor.PID // the flow actors __meta placed here, running
+	stopping     map[string]bool       // flow actors the root stops (by PID id)
+	withdrawn    map[string]bool       // flows this node gave up (flows.go)
+	confirming   bool                  // a request for the __meta leader's flow table is out
 }
 
 func (a *rootActor) Receive(ctx actor.Context) {
@@ -478,6 +485,8 @@ func (a *rootActor) Receive(ctx actor.Context) {
 		a.orphanChecks = map[string]bool{}
 		a.dropping = map[string]bool{}
 		a.flowPIDs = map[string]*actor.PID{}
+		a.stopping = map[string]bool{}
+		a.withdrawn = map[string]bool{}
 		if n.cluster != nil {
 			a.ticker = startTicker(ctx.ActorSystem(), ctx.Self(), rootTickEvery, rootTick{})
 		}
@@ -531,8 +540,13 @@ func (a *rootActor) Receive(ctx actor.Context) {
 		if ctx.Sender() != nil {
 			ctx.Respond(&ProduceReply{})
 		}
+	case *flowsConfirmed:
+		a.startConfirmed(ctx, m)
+	case *actor.Terminated:
+		a.flowTerminated(ctx, m.Who)
 	case rootTick:
 		a.tick(ctx)
+		a.reconcileFlows(ctx)
 	case *dropReplica:
 		a.drop(ctx, m)
 	case *dropChecked:
@@ -734,7 +748,11 @@ func (n *Node) topicCommand(msg any, name string, create bool, timeout time.Dura
 	// known or moves.
 	start := time.Now()
 	for tries := 0; ; tries++ {
-		res, err := resultOf(n.rc.RequestFuture(n.internalPID("meta"), msg, min(timeout, 5*time.Second)))
+		send := msg
+		if f, ok := msg.(*createForFlow); ok {
+			send = &f.CreateTopic
+		}
+		res, err := resultOf(n.rc.RequestFuture(n.internalPID("meta"), send, min(timeout, 5*time.Second)))
 		var e *wire.Error
 		if r, ok := res.(*ProduceReply); ok {
 			e = r.Err
@@ -751,7 +769,10 @@ func (n *Node) topicCommand(msg any, name string, create bool, timeout time.Dura
 			e.Msg += " (an earlier attempt of this command may have been carried out)"
 			return e
 		}
-		retry := e.Code == wire.CodeUnavailable || (n.cluster != nil && (e.Code == wire.CodeNotLeader || e.Code == wire.CodeTimeout || e.Code == wire.CodeNotEnoughNodes))
+		// Waiting for nodes to join is for flows, which create their topics as their program
+		// starts on every node; a user's request is answered at once.
+		_, waitNodes := msg.(*createForFlow)
+		retry := e.Code == wire.CodeUnavailable || (n.cluster != nil && (e.Code == wire.CodeNotLeader || e.Code == wire.CodeTimeout || (waitNodes && e.Code == wire.CodeNotEnoughNodes)))
 		if !retry || time.Since(start) > timeout {
 			return e
 		}

@@ -183,4 +183,18 @@ func TestMetaPlacesFlows(t *testing.T) {
 	if where("flow/f/sink") != 0 || len(s.flows["flow/f/sink"].Candidates) != 2 {
 		t.Fatalf("after a withdrawal: %+v", s.flows["flow/f/sink"])
 	}
+	// A registration is proposed even when the applied table has it (a withdrawal of it may be
+	// on its way).
+	if b, _ := s.Handle(&RegisterFlow{ID: "flow/f/sink", Node: s.flows["flow/f/sink"].Candidates[0]}); b == nil {
+		t.Fatal("a registration the table already holds was not proposed")
+	}
+	// The bound flow's node stops cleanly (withdraws) and comes back: the flow stays bound to it.
+	set(2, cluster.NodeState{ID: 2, Live: true})
+	run(&RegisterFlow{ID: "flow/b/source", Node: 2, Withdraw: true})
+	run(&Rebalance{})
+	run(&RegisterFlow{ID: "flow/b/source", Node: 2, Bound: true})
+	run(&Rebalance{})
+	if f := s.flows["flow/b/source"]; f.Node != 2 || f.BoundTo != 2 {
+		t.Fatalf("bound flow after its node withdrew and registered again: %+v", f)
+	}
 }

@@ -197,12 +197,15 @@ func (rt *Runtime) spawn(id string, props *actor.Props, bound bool) error {
 func (rt *Runtime) Stop() {
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
+	var wg sync.WaitGroup
 	for id, pid := range rt.pids {
 		if pid != nil {
 			rt.node.Stop(pid)
 		} else {
-			rt.node.StopFlow(id)
+			wg.Add(1)
+			go func() { defer wg.Done(); rt.node.StopFlow(id) }() // each waits up to 2 s for __meta
 		}
 		delete(rt.pids, id)
 	}
+	wg.Wait()
 }
