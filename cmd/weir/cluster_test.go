@@ -310,6 +310,23 @@ func TestClusterKillRandomNodes(t *testing.T) {
 	defer c.Close()
 	const parts = 6
 	createClusterTopic(t, c, "chaos", parts, 3)
+	// `weir topic describe` shows the leaders spread over the three nodes (each new partition's
+	// preferred leader campaigns first; placement spreads the preferred leaders).
+	waitPlaced(t, c, "chaos", 30*time.Second, func(map[string]int) bool { return true })
+	out, err := exec.Command(bin, "--server", clientAddrs(nodes), "topic", "describe", "chaos").CombinedOutput()
+	if err != nil {
+		t.Fatalf("topic describe: %v: %s", err, out)
+	}
+	leaders := map[string]int{}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n")[2:] {
+		if f := strings.Fields(line); len(f) > 1 {
+			leaders[f[1]]++
+		}
+	}
+	if len(leaders) != 3 {
+		t.Fatalf("leaders %v, want all three nodes:\n%s", leaders, out)
+	}
+	t.Logf("leaders per node: %v", leaders)
 	l := startLoad(t, c, "chaos")
 	killCount := 0
 	end := time.Now().Add(dur)
