@@ -53,11 +53,12 @@ fuzz:
 		echo "== $$t"; $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./storage/ || exit 1; \
 	done
 
-# soak runs the randomized crash tests with many more seeds than make test does, and the
-# cluster kill test for 70 s instead of 15.
+# soak runs the randomized crash tests with many more seeds than make test does, the cluster
+# kill test for 70 s instead of 15, and the other cluster fault tests three times each.
 soak:
 	WEIR_CRASH_SEEDS=20000 $(GO) test -count=1 -run 'TestCrashAnywhere' ./connectors/sink/file/
 	WEIR_CLUSTER_SOAK=70s $(GO) test -count=1 -v -run 'TestClusterKillRandomNodes' ./cmd/weir/
+	$(GO) test -count=3 -v -run 'TestClusterMovesReplicas|TestClusterNetworkPartition|TestClusterFlowsMove' ./cmd/weir/
 
 clean:
 	rm -rf bin data
