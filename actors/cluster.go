@@ -72,6 +72,8 @@ type clusterState struct {
 	started  time.Time
 	// offsetsEpoch counts the leaders of __offsets this node saw (setLeader).
 	offsetsEpoch atomic.Uint64
+	// conflictLogged: the node names last logged as sharing this node's raft id.
+	conflictLogged atomic.Pointer[string]
 }
 
 // nodeIDFile holds a node's raft id in its data directory.
@@ -227,6 +229,12 @@ func (n *Node) membersChanged() {
 	ms := cs.members.Load()
 	if ms == nil {
 		return
+	}
+	if names, ok := ms.Conflicts()[n.raftID]; ok {
+		if s := strings.Join(names, ","); func() bool { old := cs.conflictLogged.Swap(&s); return old == nil || *old != s }() {
+			n.logger.Error("nodes with one raft id are in this cluster: they corrupt each other's replicas; stop one and start it on an empty data directory",
+				"id", n.raftID, "nodes", names)
+		}
 	}
 	cs.goneMu.Lock()
 	m := map[uint64]cluster.Member{}

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
+	"slices"
 	"sort"
 	"strconv"
 	"sync"
@@ -250,6 +251,34 @@ func (m *Membership) Members() []Member {
 		out = append(out, mb)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// Conflicts lists the live members that share a node id with a member of another name: two
+// nodes with one raft id (two nodes that each ran alone have id 1) must not be in one cluster.
+// Boots of one node share its name and are not conflicts.
+func (m *Membership) Conflicts() map[uint64][]string {
+	m.mu.Lock()
+	alive := make(map[string][]byte, len(m.alive)+1)
+	for name, meta := range m.alive {
+		alive[name] = meta
+	}
+	alive[m.self.Name] = m.meta
+	m.mu.Unlock()
+	names := map[uint64][]string{}
+	for _, meta := range alive {
+		mb, err := decodeMember(meta)
+		if err == nil && !slices.Contains(names[mb.ID], mb.Node) {
+			names[mb.ID] = append(names[mb.ID], mb.Node)
+		}
+	}
+	out := map[uint64][]string{}
+	for id, ns := range names {
+		if len(ns) > 1 {
+			slices.Sort(ns)
+			out[id] = ns
+		}
+	}
 	return out
 }
 

@@ -109,3 +109,32 @@ func TestMembershipWrongKey(t *testing.T) {
 		t.Fatal("a bad address was taken")
 	}
 }
+
+// TestMembershipConflicts: two nodes with one raft id but different names are reported; boots of
+// one node are not.
+func TestMembershipConflicts(t *testing.T) {
+	a := startMember(t, 1, nil, nil)
+	start := func(name string) *Membership {
+		m, err := Start(MembershipConfig{Bind: "127.0.0.1:0", Join: []string{a.Addr()}, Fast: true,
+			Self: Member{ID: 1, Node: name, Remote: "127.0.0.1:9500"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = m.Shutdown() })
+		return m
+	}
+	if c := a.Conflicts(); len(c) != 0 {
+		t.Fatalf("conflicts alone: %v", c)
+	}
+	start("node-1") // another boot of node-1: not a conflict
+	start("other")
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		c := a.Conflicts()
+		if len(c) == 1 && fmt.Sprint(c[1]) == "[node-1 other]" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("conflicts %v, want node-1 and other for id 1", c)
+		}
+	}
+}
