@@ -6,6 +6,7 @@ import (
 	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -403,6 +404,31 @@ type EnsureCoordinator struct {
 	Group string `msgpack:"g"`
 }
 
+// cachedCoordinator is the coordinator coordinatorFor found last for group, if it is still
+// the one to use; nil otherwise. It asks no one.
+func (n *Node) cachedCoordinator(group string) *actor.PID {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for k, pid := range n.groups {
+		if strings.HasPrefix(k, group+"@") {
+			return pid
+		}
+	}
+	return nil
+}
+
+// forgetCoordinator drops the coordinator remembered for group (a request to it failed: it
+// may have stopped), so that the next coordinatorFor asks its node's root again.
+func (n *Node) forgetCoordinator(group string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for k := range n.groups {
+		if strings.HasPrefix(k, group+"@") {
+			delete(n.groups, k)
+		}
+	}
+}
+
 // coordinatorFor returns the PID of a group's coordinator, which the root of its node spawns
 // on first use (EnsureCoordinator). In a cluster the coordinators run on the node that leads
 // __offsets, where their commits go; a coordinator elsewhere is remembered with the boot of its
@@ -447,6 +473,11 @@ func (n *Node) coordinatorFor(group string) (*actor.PID, error) {
 	n.mu.Lock()
 	if n.groups == nil {
 		n.groups = map[string]*actor.PID{}
+	}
+	for k := range n.groups {
+		if strings.HasPrefix(k, group+"@") {
+			delete(n.groups, k) // one remembered coordinator per group
+		}
 	}
 	n.groups[key] = pid
 	n.mu.Unlock()

@@ -1,7 +1,6 @@
 package actors
 
 import (
-	"errors"
 	"fmt"
 	"time"
 
@@ -122,11 +121,12 @@ func (a *rootActor) reconcileFlows(ctx actor.Context) {
 	want := map[string]bool{}
 	for _, f := range a.flowTable {
 		if f.Node != n.raftID {
+			delete(a.withdrawn, f.ID) // placed elsewhere: a later placement here is a fresh one
 			continue
 		}
-		if _, ok := defs[f.ID]; ok {
+		if _, ok := defs[f.ID]; ok && !a.withdrawn[f.ID] {
 			want[f.ID] = true
-		} else if !a.withdrawn[f.ID] {
+		} else if !ok && !a.withdrawn[f.ID] {
 			a.withdraw(ctx, f.ID, "placed here, not defined here")
 		}
 	}
@@ -153,7 +153,7 @@ func (a *rootActor) reconcileFlows(ctx actor.Context) {
 	go func() {
 		var flows []FlowMeta
 		if lead := n.leaderOf(partitionGroup(MetaTopic, 0)); lead != 0 {
-			res, err := resultOf(n.rc.RequestFuture(n.internalPID("meta"), &ListTopics{}, 5*time.Second))
+			res, err := resultOf(n.rc.RequestFuture(n.internalPID("meta"), &ListTopics{Leader: true}, 5*time.Second))
 			if t, ok := res.(*Topics); err == nil && ok {
 				flows = t.Flows
 			}
@@ -173,7 +173,7 @@ func (a *rootActor) startConfirmed(ctx actor.Context, m *flowsConfirmed) {
 	}
 	for _, f := range a.flowTable {
 		d, ok := defs[f.ID]
-		if !ok || f.Node != n.raftID || leader[f.ID] != n.raftID {
+		if !ok || f.Node != n.raftID || leader[f.ID] != n.raftID || a.withdrawn[f.ID] {
 			continue
 		}
 		if _, ok := a.flowPIDs[f.ID]; ok {
@@ -181,8 +181,10 @@ func (a *rootActor) startConfirmed(ctx actor.Context, m *flowsConfirmed) {
 		}
 		n.sup.forget(rootName + "/" + f.ID)
 		pid, err := ctx.SpawnNamed(n.props(d.props), f.ID)
-		if err != nil && !errors.Is(err, actor.ErrNameExists) {
-			n.logger.Error("flow start", "flow", f.ID, "err", err)
+		if err != nil {
+			// ErrNameExists: its previous actor has not finished stopping; the next pass
+			// starts it.
+			n.logger.Info("flow not started yet", "flow", f.ID, "err", err)
 			continue
 		}
 		a.flowPIDs[f.ID] = pid
@@ -200,7 +202,11 @@ func (a *rootActor) flowTerminated(ctx actor.Context, pid *actor.PID) {
 	for id, p := range a.flowPIDs {
 		if p.Id == pid.Id {
 			delete(a.flowPIDs, id)
-			a.withdraw(ctx, id, "its actor stopped for good")
+			if !a.withdrawn[id] {
+				// Not started again here (a bound flow stays placed here) until the node
+				// restarts or the flow is placed elsewhere first.
+				a.withdraw(ctx, id, "its actor stopped for good")
+			}
 		}
 	}
 }

@@ -70,8 +70,12 @@ type DeleteTopic struct {
 	Name string `msgpack:"n"`
 }
 
-// ListTopics asks __meta for its table; the reply is a *Topics.
-type ListTopics struct{}
+// ListTopics asks __meta for its table; the reply is a *Topics. With Leader, only a leader that
+// has applied an entry of its own term answers it (others answer a *ProduceReply with
+// not-leader or unavailable): its table holds every command committed before its term.
+type ListTopics struct {
+	Leader bool `msgpack:"l,omitempty"`
+}
 
 // Rebalance asks __meta's leader to place every topic's replicas again (cluster.Place) and to
 // commit the assignments that change; the reply is a *ProduceReply. Unsettled lists, by topic,

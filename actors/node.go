@@ -572,7 +572,8 @@ func (a *rootActor) Receive(ctx actor.Context) {
 		name := "group/" + m.Group
 		if !a.coordinators[m.Group] {
 			n.sup.forget(rootName + "/" + name)
-			if _, err := ctx.SpawnNamed(n.props(newCoordinatorProps(n, m.Group, n.cfg.Coordinator)), name); err != nil && !errors.Is(err, actor.ErrNameExists) {
+			if _, err := ctx.SpawnNamed(n.props(newCoordinatorProps(n, m.Group, n.cfg.Coordinator)), name); err != nil {
+				// ErrNameExists: a coordinator that stopped itself has not finished stopping.
 				ctx.Respond(&ProduceReply{Err: wire.Errorf(wire.CodeUnavailable, "group %s: %v", m.Group, err)})
 				return
 			}

@@ -261,6 +261,10 @@ func (r *replica) Receive(ctx actor.Context) {
 		if r.sm == nil || r.rn == nil {
 			return
 		}
+		if lt, ok := m.(*ListTopics); ok && lt.Leader && (r.lead != r.cfg.ID || !r.leaderReady) {
+			ctx.Respond(&ProduceReply{BaseOffset: -1, Err: wire.Errorf(wire.CodeNotLeader, "%s: not a leader that has applied its term's first entry", r.cfg.Group())})
+			return
+		}
 		batch, reply := r.sm.Handle(m)
 		_, exempt := m.(inFlightExempt)
 		switch {

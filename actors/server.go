@@ -594,6 +594,9 @@ func (s *Server) group(f wire.Frame) answer {
 	return func() any {
 		res, e := reply()
 		if e != nil {
+			if e.Code == wire.CodeTimeout || e.Code == wire.CodeUnavailable {
+				s.n.forgetCoordinator(group) // it may have stopped: find it again next time
+			}
 			return &wire.AdminResponse{Err: e}
 		}
 		if r, ok := res.(*ProduceReply); ok { // a commit, answered by __offsets

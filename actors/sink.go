@@ -82,9 +82,11 @@ func (s *sinkRunner) Receive(ctx actor.Context) {
 	case *actor.Stopping, *actor.Restarting:
 		s.epoch++
 		s.hb.stop()
-		if s.member != "" {
-			// Leave at once so the others need not wait for the session to expire.
-			ctx.Request(s.coordinator(), &LeaveGroup{wire.LeaveGroupRequest{Group: s.cfg.Group, MemberID: s.member}})
+		if pid := s.n.cachedCoordinator(s.cfg.Group); s.member != "" && pid != nil {
+			// Leave at once so the others need not wait for the session to expire. Only a
+			// coordinator already known: finding one may ask this node's root, which may be
+			// the one stopping this actor (and waiting for it).
+			ctx.Request(pid, &LeaveGroup{wire.LeaveGroupRequest{Group: s.cfg.Group, MemberID: s.member}})
 		}
 		if err := s.cfg.Sink.Close(); err != nil {
 			s.n.logger.Warn("sink close", "flow", s.cfg.Flow, "err", err)
@@ -124,6 +126,9 @@ func (s *sinkRunner) join(ctx actor.Context) {
 		}
 		r, ok := res.(*wire.JoinGroupResponse)
 		if !ok || r.Err != nil {
+			if err != nil {
+				s.n.forgetCoordinator(s.cfg.Group) // it may have stopped: find it again
+			}
 			s.n.logger.Info("sink join failed; retrying", "flow", s.cfg.Flow, "group", s.cfg.Group, "err", err, "reply", res)
 			s.retryJoin(ctx)
 			return
@@ -286,6 +291,10 @@ func (s *sinkRunner) heartbeat(ctx actor.Context) {
 		if r, ok := res.(*wire.AdminResponse); ok && r.Err != nil {
 			s.n.logger.Info("sink rejoining", "flow", s.cfg.Flow, "group", s.cfg.Group, "reason", r.Err)
 			s.join(ctx)
+		} else if err != nil {
+			// No answer: the coordinator may have stopped (it follows __offsets' leader). The
+			// next heartbeat finds it again; a new one answers that the member is unknown.
+			s.n.forgetCoordinator(s.cfg.Group)
 		}
 	})
 }
