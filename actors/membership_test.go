@@ -41,22 +41,17 @@ func (t *localTransport) Send(ctx actor.Context, group string, msgs []*pb.Messag
 	return unreachable
 }
 
-// TestReplicaMembershipChanges moves a group from one voter to voters {1,2,3} with learner 4,
-// then to voters {2,3,4} (4 promoted, the leader 1 removing itself last), then demotes a
-// follower to a learner, then the leader itself (it hands leadership over first); records
-// produced along the way reach every member.
-func TestReplicaMembershipChanges(t *testing.T) {
-	system := actor.NewActorSystem()
-	tr := &localTransport{pids: map[uint64]*actor.PID{}}
-	var mu sync.Mutex
-	removed := map[uint64]bool{}
+// spawnReplicas starts replicas of group "g" with the given ids on the transport (10 ms ticks,
+// logs without fsync in temporary directories), set up further by mod, and stops them when the
+// test ends.
+func spawnReplicas(t *testing.T, system *actor.ActorSystem, tr *localTransport, ids []uint64, mod func(id uint64, c *ReplicaConfig)) map[uint64]*actor.PID {
+	t.Helper()
 	pids := map[uint64]*actor.PID{}
-	for id := uint64(1); id <= 4; id++ {
+	for _, id := range ids {
 		log := storage.DefaultConfig()
 		log.Sync = storage.SyncNever
-		cfg := ReplicaConfig{Topic: "g", Partition: 0, Dir: t.TempDir(), Log: log, ID: id, Peers: []uint64{1},
-			Join: id != 1, Transport: tr, TickInterval: 10 * time.Millisecond, ElectionTicks: 10,
-			OnRemoved: func() { mu.Lock(); removed[id] = true; mu.Unlock() }}
+		cfg := ReplicaConfig{Topic: "g", Partition: 0, Dir: t.TempDir(), Log: log, ID: id, Transport: tr, TickInterval: 10 * time.Millisecond}
+		mod(id, &cfg)
 		pid, err := system.Root.SpawnNamed(NewReplicaProps(cfg), fmt.Sprintf("r%d", id))
 		if err != nil {
 			t.Fatal(err)
@@ -66,11 +61,27 @@ func TestReplicaMembershipChanges(t *testing.T) {
 		tr.pids[id] = pid
 		tr.mu.Unlock()
 	}
-	defer func() {
+	t.Cleanup(func() {
 		for _, pid := range pids {
 			_ = system.Root.StopFuture(pid).Wait()
 		}
-	}()
+	})
+	return pids
+}
+
+// TestReplicaMembershipChanges moves a group from one voter to voters {1,2,3} with learner 4,
+// then to voters {2,3,4} (4 promoted, the leader 1 removing itself last), then demotes a
+// follower to a learner, then the leader itself (it hands leadership over first); records
+// produced along the way reach every member.
+func TestReplicaMembershipChanges(t *testing.T) {
+	system := actor.NewActorSystem()
+	tr := &localTransport{pids: map[uint64]*actor.PID{}}
+	var mu sync.Mutex
+	removed := map[uint64]bool{}
+	pids := spawnReplicas(t, system, tr, []uint64{1, 2, 3, 4}, func(id uint64, c *ReplicaConfig) {
+		c.Peers, c.Join, c.ElectionTicks = []uint64{1}, id != 1, 10
+		c.OnRemoved = func() { mu.Lock(); removed[id] = true; mu.Unlock() }
+	})
 	status := func(id uint64) *Status {
 		res, err := system.Root.RequestFuture(pids[id], &GetStatus{}, time.Second).Result()
 		if err != nil {
@@ -355,27 +366,8 @@ func TestSnapshotResetsStateMachine(t *testing.T) {
 func TestNewGroupPreferredLeaderCampaigns(t *testing.T) {
 	system := actor.NewActorSystem()
 	tr := &localTransport{pids: map[uint64]*actor.PID{}}
-	pids := map[uint64]*actor.PID{}
 	peers := []uint64{2, 1, 3}
-	for _, id := range peers {
-		log := storage.DefaultConfig()
-		log.Sync = storage.SyncNever
-		cfg := ReplicaConfig{Topic: "g", Partition: 0, Dir: t.TempDir(), Log: log, ID: id, Peers: peers,
-			Transport: tr, TickInterval: 10 * time.Millisecond, ElectionTicks: 2000}
-		pid, err := system.Root.SpawnNamed(NewReplicaProps(cfg), fmt.Sprintf("r%d", id))
-		if err != nil {
-			t.Fatal(err)
-		}
-		pids[id] = pid
-		tr.mu.Lock()
-		tr.pids[id] = pid
-		tr.mu.Unlock()
-	}
-	defer func() {
-		for _, pid := range pids {
-			_ = system.Root.StopFuture(pid).Wait()
-		}
-	}()
+	pids := spawnReplicas(t, system, tr, peers, func(_ uint64, c *ReplicaConfig) { c.Peers, c.ElectionTicks = peers, 2000 })
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
 		res, err := system.Root.RequestFuture(pids[1], &GetStatus{}, time.Second).Result()
 		if err == nil && res.(*Status).Leader == 2 {

@@ -80,13 +80,19 @@ func startCluster(t *testing.T, bin string, n int, extra ...string) []*clusterNo
 		}
 		nodes[i] = newClusterNode(t, root, fmt.Sprintf("n%d", i+1), join, extra)
 	}
+	startNodes(t, bin, nodes)
+	return nodes
+}
+
+// startNodes starts the nodes, the first (which starts the cluster) half a second ahead.
+func startNodes(t *testing.T, bin string, nodes []*clusterNode) {
+	t.Helper()
 	for i, cn := range nodes {
 		cn.start(t, bin)
 		if i == 0 {
 			time.Sleep(500 * time.Millisecond)
 		}
 	}
-	return nodes
 }
 
 // newClusterNode makes a node (not started) with fresh addresses, killed when the test ends

@@ -45,12 +45,7 @@ func TestClusterFlowsMove(t *testing.T) {
 		nodes[i] = newClusterNode(t, root, fmt.Sprintf("n%d", i+1), join, extra)
 		nodes[i].command = "demo"
 	}
-	for i, cn := range nodes {
-		cn.start(t, bin)
-		if i == 0 {
-			time.Sleep(500 * time.Millisecond)
-		}
-	}
+	startNodes(t, bin, nodes)
 	state := func() (printers []int, generators int, all map[int]bool, printed int) {
 		all = map[int]bool{}
 		for i, cn := range nodes {

@@ -97,12 +97,7 @@ func TestClusterNetworkPartition(t *testing.T) {
 		}
 		nodes[i] = cn
 	}
-	for i, cn := range nodes {
-		cn.start(t, bin)
-		if i == 0 {
-			time.Sleep(500 * time.Millisecond)
-		}
-	}
+	startNodes(t, bin, nodes)
 	c, err := client.Dial(clientAddrs(nodes), client.RequestTimeout(10*time.Second))
 	if err != nil {
 		t.Fatal(err)

@@ -103,12 +103,7 @@ func TestClusterTLS(t *testing.T) {
 		}
 		nodes[i] = newClusterNode(t, root, name, join, []string{"--tls-cert", cert, "--tls-key", key, "--tls-ca", caFile})
 	}
-	for i, cn := range nodes {
-		cn.start(t, bin)
-		if i == 0 {
-			time.Sleep(500 * time.Millisecond)
-		}
-	}
+	startNodes(t, bin, nodes)
 	c, err := client.Dial(clientAddrs(nodes), client.RequestTimeout(10*time.Second))
 	if err != nil {
 		t.Fatal(err)
