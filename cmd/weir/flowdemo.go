@@ -29,6 +29,7 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 	rate := fs.Float64("rate", 5, "records per second from the generator")
 	duration := fs.Duration("duration", 0, "stop after this long (0: on Ctrl-C)")
 	replicas := fs.Int("replicas", 1, "replication factor of the topic demo, if it is created (in a cluster: up to the number of nodes)")
+	bound := fs.Bool("bound", false, "in a cluster: keep the generator on the node that defined it first, as a source of that node's files would be")
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return err
@@ -78,7 +79,11 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 		r.Headers = map[string]string{"source": "demo"}
 		return r, true
 	})
-	if err := rt.Source("demo-gen", src, "demo", flow.Partitions(3), flow.Replicas(int32(*replicas)), flow.Intercept(keep)); err != nil {
+	srcOpts := []flow.SourceOption{flow.Partitions(3), flow.Replicas(int32(*replicas)), flow.Intercept(keep)}
+	if *bound {
+		srcOpts = append(srcOpts, flow.Bound())
+	}
+	if err := rt.Source("demo-gen", src, "demo", srcOpts...); err != nil {
 		return err
 	}
 	printer := logger.New(stdout, nil)

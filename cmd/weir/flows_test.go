@@ -99,3 +99,74 @@ func TestClusterFlowsMove(t *testing.T) {
 		t.Fatalf("%d events missing", missing)
 	}
 }
+
+// TestClusterBoundSourceStays runs the demo flow in three `weir demo --bound` processes: the
+// generator is bound to the node that defined it first. That node is SIGKILLed: past
+// --dead-after the generator does not move (no other node generates); when the node is started
+// again, its generator resumes there from its committed position.
+func TestClusterBoundSourceStays(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts weir processes")
+	}
+	bin := buildWeir(t)
+	root := t.TempDir()
+	extra := []string{"--rate", "300", "--replicas", "3", "--dead-after", "3s", "--log-level", "info", "--bound"}
+	nodes := make([]*clusterNode, 3)
+	for i := range nodes {
+		var join []string
+		if i > 0 {
+			join = []string{nodes[0].gossip}
+		}
+		nodes[i] = newClusterNode(t, root, fmt.Sprintf("n%d", i+1), join, extra)
+		nodes[i].command = "demo"
+	}
+	startNodes(t, bin, nodes)
+	generator := func() []int {
+		var on []int
+		for i, cn := range nodes {
+			if _, _, g := demoLog(cn); g {
+				on = append(on, i)
+			}
+		}
+		return on
+	}
+	printed := func() map[int]bool {
+		all := map[int]bool{}
+		for _, cn := range nodes {
+			ev, _, _ := demoLog(cn)
+			for _, e := range ev {
+				all[e] = true
+			}
+		}
+		return all
+	}
+	waitFor(t, "the generator placed and events printed", 60*time.Second, func() (bool, string) {
+		g := generator()
+		return len(g) == 1 && len(printed()) > 300, fmt.Sprintf("generator on %v, %d printed", g, len(printed()))
+	})
+	home := nodes[generator()[0]]
+	home.kill()
+	t.Logf("killed %s, where the bound generator runs", home.name)
+	time.Sleep(10 * time.Second) // past --dead-after and a few placement passes
+	if g := generator(); len(g) != 1 || nodes[g[0]] != home {
+		t.Fatalf("the bound generator moved: now on %v", g)
+	}
+	before := len(printed())
+	home.start(t, bin) // its log is appended to: "flow placed here" appears a second time
+	waitFor(t, "the generator resumed on its node", 60*time.Second, func() (bool, string) {
+		n := len(printed())
+		return n > before+300, fmt.Sprintf("%d events printed (%d before the restart)", n, before)
+	})
+	b, _ := os.ReadFile(home.dir + ".log")
+	if c := strings.Count(string(b), `msg="flow placed here" flow=flow/demo-gen/source`); c < 2 {
+		t.Fatalf("the generator was placed on %s %d times, want again after its restart", home.name, c)
+	}
+	for _, cn := range nodes {
+		if cn != home {
+			if _, _, g := demoLog(cn); g {
+				t.Fatalf("the bound generator ran on %s", cn.name)
+			}
+		}
+	}
+	t.Logf("the generator stayed on %s and resumed there (%d events printed)", home.name, len(printed()))
+}
