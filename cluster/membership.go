@@ -78,6 +78,9 @@ type Membership struct {
 	// its event callbacks: memberlist's Members returns pointers into state it goes on changing
 	// (reading them raced with its updates).
 	alive map[string][]byte
+	// known holds the gossip addresses worth joining (rejoin): seeds (zero time) and those of
+	// every member seen alive, with when.
+	known map[string]time.Time
 }
 
 func (m *Membership) notifier() {
@@ -94,28 +97,67 @@ func (m *Membership) notifier() {
 	}
 }
 
-// rejoinEvery is how often a member that sees no other member tries its seeds again.
-const rejoinEvery = time.Second
+// Rejoining. memberlist stops talking to a member it declared dead once GossipToTheDeadTime
+// has passed, so two sides of a network partition that outlasts it would stay apart for good
+// after it heals (a side that had no seeds to join would never try). So every rejoinEvery a
+// member tries to join the gossip addresses it knows (its seeds, and every member it saw alive)
+// that are not live members now, a few at a time.
+const (
+	rejoinEvery = time.Second
+	rejoinBatch = 3
+	// forgetAfter is how long an address not seen alive stays worth trying (seeds stay).
+	forgetAfter = 24 * time.Hour
+)
 
-// rejoin joins the seeds again whenever this member sees no other: when none answered at
-// start, or after the others all restarted (under new gossip names).
-func (m *Membership) rejoin(seeds []string) {
+// rejoin is the loop described above.
+func (m *Membership) rejoin() {
 	defer m.wg.Done()
 	t := time.NewTicker(rejoinEvery)
 	defer t.Stop()
+	next := 0
 	for {
 		select {
 		case <-m.stop:
 			return
 		case <-t.C:
 		}
-		if m.ml.NumMembers() > 1 {
+		missing := m.missing()
+		if len(missing) == 0 {
 			continue
 		}
-		if _, err := m.ml.Join(seeds); err != nil {
-			m.cfg.Logger.Debug("join", "members", seeds, "err", err)
+		var try []string
+		for i := 0; i < min(rejoinBatch, len(missing)); i++ {
+			try = append(try, missing[(next+i)%len(missing)])
+		}
+		next += len(try)
+		if _, err := m.ml.Join(try); err != nil {
+			m.cfg.Logger.Debug("join", "members", try, "err", err)
 		}
 	}
+}
+
+// missing lists, sorted, the known gossip addresses that no live member has.
+func (m *Membership) missing() []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	live := map[string]bool{m.cfg.Bind: true}
+	for _, meta := range m.alive {
+		if mb, err := decodeMember(meta); err == nil {
+			live[mb.Gossip] = true
+		}
+	}
+	var out []string
+	for addr, seen := range m.known {
+		switch {
+		case live[addr]:
+		case !seen.IsZero() && time.Since(seen) > forgetAfter:
+			delete(m.known, addr)
+		default:
+			out = append(out, addr)
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // Start starts gossip and joins the members in cfg.Join: any one live member is enough. If none
@@ -135,7 +177,10 @@ func Start(cfg MembershipConfig) (*Membership, error) {
 	if err != nil || port < 0 || port > 65535 {
 		return nil, fmt.Errorf("membership: gossip address %q: bad port", cfg.Bind)
 	}
-	m := &Membership{cfg: cfg, self: cfg.Self, stop: make(chan struct{}), notify: make(chan struct{}, 1), alive: map[string][]byte{}}
+	m := &Membership{cfg: cfg, self: cfg.Self, stop: make(chan struct{}), notify: make(chan struct{}, 1), alive: map[string][]byte{}, known: map[string]time.Time{}}
+	for _, s := range cfg.Join {
+		m.known[s] = time.Time{}
+	}
 	m.self.Name = fmt.Sprintf("%s.%08x", cfg.Self.Node, rand.Uint32())
 	if m.self.Boot == 0 {
 		m.self.Boot = time.Now().UnixMilli()
@@ -193,9 +238,9 @@ func Start(cfg MembershipConfig) (*Membership, error) {
 		if _, err := ml.Join(cfg.Join); err != nil {
 			cfg.Logger.Warn("join failed; trying again in the background", "members", cfg.Join, "err", err)
 		}
-		m.wg.Add(1)
-		go m.rejoin(cfg.Join)
 	}
+	m.wg.Add(1)
+	go m.rejoin()
 	return m, nil
 }
 
@@ -374,6 +419,11 @@ func (m *Membership) changed(ev string, n *memberlist.Node) {
 		delete(m.alive, n.Name)
 	} else {
 		m.alive[n.Name] = append([]byte(nil), n.Meta...)
+		if mb, err := decodeMember(n.Meta); err == nil && mb.Gossip != "" && mb.Gossip != m.cfg.Bind {
+			if seen, ok := m.known[mb.Gossip]; !ok || !seen.IsZero() {
+				m.known[mb.Gossip] = time.Now()
+			}
+		}
 	}
 	m.mu.Unlock()
 	select {
