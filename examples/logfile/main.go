@@ -125,12 +125,16 @@ func waitDrained(ctx context.Context, node *flow.Node, drain time.Duration) (int
 	last, since := int64(-1), time.Now()
 	for {
 		lag, err := node.GroupLag("sink:files", "lines")
-		if err != nil || lag == 0 {
+		switch {
+		case err != nil && time.Since(since) > drain:
 			return lag, err
-		}
-		if lag != last {
+		case err != nil:
+			// A partition of a topic just created may not have started yet: ask again.
+		case lag == 0:
+			return 0, nil
+		case lag != last:
 			last, since = lag, time.Now()
-		} else if time.Since(since) > drain {
+		case time.Since(since) > drain:
 			return lag, nil
 		}
 		select {
