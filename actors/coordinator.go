@@ -366,13 +366,14 @@ func RangeAssign(n, m int) [][]int32 {
 
 func (c *coordinator) onTick(ctx actor.Context) {
 	if c.n.cluster != nil {
-		if lead := c.n.leaderOf(partitionGroup(OffsetsTopic, 0)); lead != 0 && lead != c.n.raftID {
+		lead := c.n.leaderOf(partitionGroup(OffsetsTopic, 0))
+		if lead != 0 && lead != c.n.raftID {
 			c.elsewhere++
 		} else {
 			c.elsewhere = 0
 		}
 		if c.elsewhere >= coordinatorMovedTicks {
-			c.n.logger.Info("group coordinator stops: __offsets is led elsewhere", "group", c.group, "leader", c.n.nodeName(lead(c.n)))
+			c.n.logger.Info("group coordinator stops: __offsets is led elsewhere", "group", c.group, "leader", c.n.nodeName(lead))
 			ctx.Send(ctx.Parent(), &coordinatorStopped{group: c.group})
 			ctx.Stop(ctx.Self())
 			return
@@ -388,9 +389,6 @@ func (c *coordinator) onTick(ctx actor.Context) {
 	}
 	c.maybeComplete(ctx)
 }
-
-// lead is the leader of __offsets as this node sees it.
-func lead(n *Node) uint64 { return n.leaderOf(partitionGroup(OffsetsTopic, 0)) }
 
 func newMemberID() string {
 	var b [8]byte

@@ -24,7 +24,6 @@ import (
 // flowDef is a flow actor this node defines.
 type flowDef struct {
 	props *actor.Props
-	bound bool
 	stop  chan struct{} // closed by StopFlow: the registration gives up
 	done  chan struct{} // closed when the registration has ended
 }
@@ -43,7 +42,7 @@ func (n *Node) RunFlow(id string, props *actor.Props, bound bool) (*actor.PID, e
 	if n.cluster == nil {
 		return n.Spawn(id, props)
 	}
-	d := flowDef{props: props, bound: bound, stop: make(chan struct{}), done: make(chan struct{})}
+	d := flowDef{props: props, stop: make(chan struct{}), done: make(chan struct{})}
 	n.mu.Lock()
 	if n.flowDefs == nil {
 		n.flowDefs = map[string]flowDef{}

@@ -312,15 +312,7 @@ func (s *metaState) Handle(msg any) ([]byte, any) {
 		if _, ok := s.flows[m.ID]; !ok && m.Withdraw {
 			return nil, &ProduceReply{}
 		}
-		v, err := msgpack.Marshal(&FlowMeta{ID: m.ID, Candidates: []uint64{m.Node}, Bound: m.Bound, Withdraw: m.Withdraw})
-		if err != nil {
-			panic(err)
-		}
-		b, err := storage.EncodeBatch([]storage.Record{{Key: []byte("flow-candidate"), Value: v, Timestamp: nowMillis()}})
-		if err != nil {
-			panic(err)
-		}
-		return b, nil
+		return metaBatch([]storage.Record{flowRecord("flow-candidate", FlowMeta{ID: m.ID, Candidates: []uint64{m.Node}, Bound: m.Bound, Withdraw: m.Withdraw})})
 	case *DeleteTopic:
 		if _, ok := s.topics[m.Name]; !ok {
 			return nil, &ProduceReply{BaseOffset: -1, Err: wire.Errorf(wire.CodeUnknownTopic, "topic %q does not exist", m.Name)}
@@ -441,11 +433,7 @@ func (s *metaState) placeFlows(nodes []cluster.NodeState) []storage.Record {
 		if want != f.Node {
 			load[f.Node]--
 			load[want]++
-			v, err := msgpack.Marshal(&FlowMeta{ID: id, Node: want})
-			if err != nil {
-				panic(err)
-			}
-			recs = append(recs, storage.Record{Key: []byte("flow-assign"), Value: v, Timestamp: nowMillis()})
+			recs = append(recs, flowRecord("flow-assign", FlowMeta{ID: id, Node: want}))
 		}
 	}
 	return recs
@@ -497,12 +485,17 @@ func sortedKeys[V any](m map[string]V) []string {
 	return out
 }
 
-func metaRecord(op string, t TopicMeta) storage.Record {
-	v, err := msgpack.Marshal(&t)
+func metaRecord(op string, t TopicMeta) storage.Record { return encodedRecord(op, &t) }
+
+func flowRecord(op string, f FlowMeta) storage.Record { return encodedRecord(op, &f) }
+
+// encodedRecord is a __meta command: op as the key, v in msgpack as the value.
+func encodedRecord(op string, v any) storage.Record {
+	b, err := msgpack.Marshal(v)
 	if err != nil {
-		panic(err) // a struct of strings and integers always encodes
+		panic(err) // structs of strings and integers always encode
 	}
-	return storage.Record{Key: []byte(op), Value: v, Timestamp: nowMillis()}
+	return storage.Record{Key: []byte(op), Value: b, Timestamp: nowMillis()}
 }
 
 func metaCommand(op string, t TopicMeta) []byte {

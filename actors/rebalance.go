@@ -379,7 +379,7 @@ func (n *Node) placementNodes(referenced []uint64) []cluster.NodeState {
 		out = append(out, cluster.NodeState{ID: mb.ID, Live: true, Draining: mb.Draining})
 	}
 	for _, id := range referenced {
-		if _, ok := live[id]; ok || slices.ContainsFunc(out, func(s cluster.NodeState) bool { return s.ID == id }) {
+		if _, ok := live[id]; ok { // referenced is sorted and without repeats
 			continue
 		}
 		if !n.gone(id) {

@@ -71,6 +71,14 @@ func (cn *clusterNode) kill() {
 // the others join it.
 func startCluster(t *testing.T, bin string, n int, extra ...string) []*clusterNode {
 	t.Helper()
+	nodes := clusterOf(t, n, "node", extra...)
+	startNodes(t, bin, nodes)
+	return nodes
+}
+
+// clusterOf makes n nodes running the weir command (node or demo) with the extra flags, not
+// yet started: n1 starts the cluster, the others join it.
+func clusterOf(t *testing.T, n int, command string, extra ...string) []*clusterNode {
 	root := t.TempDir()
 	nodes := make([]*clusterNode, n)
 	for i := range nodes {
@@ -79,8 +87,8 @@ func startCluster(t *testing.T, bin string, n int, extra ...string) []*clusterNo
 			join = []string{nodes[0].gossip}
 		}
 		nodes[i] = newClusterNode(t, root, fmt.Sprintf("n%d", i+1), join, extra)
+		nodes[i].command = command
 	}
-	startNodes(t, bin, nodes)
 	return nodes
 }
 

@@ -34,17 +34,7 @@ func TestClusterFlowsMove(t *testing.T) {
 		t.Skip("starts weir processes")
 	}
 	bin := buildWeir(t)
-	root := t.TempDir()
-	extra := []string{"--rate", "300", "--replicas", "3", "--dead-after", "4s", "--log-level", "info"}
-	nodes := make([]*clusterNode, 3)
-	for i := range nodes {
-		var join []string
-		if i > 0 {
-			join = []string{nodes[0].gossip}
-		}
-		nodes[i] = newClusterNode(t, root, fmt.Sprintf("n%d", i+1), join, extra)
-		nodes[i].command = "demo"
-	}
+	nodes := clusterOf(t, 3, "demo", "--rate", "300", "--replicas", "3", "--dead-after", "4s", "--log-level", "info")
 	startNodes(t, bin, nodes)
 	state := func() (printers []int, generators int, all map[int]bool, printed int) {
 		all = map[int]bool{}
@@ -109,17 +99,7 @@ func TestClusterBoundSourceStays(t *testing.T) {
 		t.Skip("starts weir processes")
 	}
 	bin := buildWeir(t)
-	root := t.TempDir()
-	extra := []string{"--rate", "300", "--replicas", "3", "--dead-after", "3s", "--log-level", "info", "--bound"}
-	nodes := make([]*clusterNode, 3)
-	for i := range nodes {
-		var join []string
-		if i > 0 {
-			join = []string{nodes[0].gossip}
-		}
-		nodes[i] = newClusterNode(t, root, fmt.Sprintf("n%d", i+1), join, extra)
-		nodes[i].command = "demo"
-	}
+	nodes := clusterOf(t, 3, "demo", "--rate", "300", "--replicas", "3", "--dead-after", "3s", "--log-level", "info", "--bound")
 	startNodes(t, bin, nodes)
 	generator := func() []int {
 		var on []int
