@@ -67,7 +67,8 @@ type Config struct {
 	// RetentionAge deletes segments whose newest record is older (0: unlimited).
 	RetentionAge time.Duration
 	// DropCache asks the OS to drop sealed segments from its page cache once they are fsynced,
-	// all but the newest CachedSealedSegments of them, so that the page cache does not grow by
+	// all but the newest CachedSealedSegments of them, and the active segment's data older than
+	// its newest CachedTailBytes once written back, so that the page cache does not grow by
 	// every byte written. On the benchmark VM a write into a growing page cache became 14 times
 	// as costly once about 1.4 GB was cached (docs/benchmarks.md); consumers that keep up read
 	// the active segment and the newest sealed ones, which stay cached, while catching-up
@@ -100,6 +101,15 @@ func DefaultConfig() Config {
 
 // CachedSealedSegments is how many of the newest sealed segments DropCache leaves cached.
 const CachedSealedSegments = 2
+
+// CachedTailBytes is how much of the active segment's newest data DropCache leaves cached: the
+// log's syncer writes back and drops everything older, EvictStep bytes at a time, so that the
+// page cache (and the kernel's dirty pages) holds about this much per partition whatever the
+// segment size. Consumers that keep up read inside it.
+const (
+	CachedTailBytes = 16 << 20
+	EvictStep       = 4 << 20
+)
 
 // maxSegmentBytes keeps positions inside a segment within the index's 32-bit fields.
 const maxSegmentBytes = 1<<32 - MaxBatchSize - 1

@@ -62,7 +62,7 @@ func Open(dir string, cfg Config) (*Log, error) {
 		return nil, fmt.Errorf("open log %s: %w", dir, err)
 	}
 	l.lastSync = cfg.Now()
-	if cfg.Sync != SyncAlways {
+	if cfg.Sync != SyncAlways || cfg.DropCache {
 		l.kick, l.stop, l.done = make(chan struct{}, 1), make(chan struct{}), make(chan struct{})
 		go l.syncer()
 	}
@@ -228,7 +228,18 @@ func (l *Log) appendFrame(batch []byte, h Header, term, idx uint64, own bool) er
 	}
 	s.track(pos, h, l.cfg.IndexIntervalBytes)
 	l.unsynced = true
+	if l.cfg.DropCache && s.size-s.evictedTo >= CachedTailBytes+EvictStep {
+		l.wakeSyncer() // to evict the data behind the cached tail
+	}
 	return nil
+}
+
+// wakeSyncer wakes the syncer unless a wake-up is pending already.
+func (l *Log) wakeSyncer() {
+	select {
+	case l.kick <- struct{}{}:
+	default:
+	}
 }
 
 // maybeRoll seals the active segment and starts a new one when the next batch would overflow it
@@ -277,10 +288,7 @@ func (l *Log) roll() error {
 		s.sealGen++
 		l.pending = append(l.pending, s)
 		l.unsynced = false // the new active segment holds only its synced header
-		select {
-		case l.kick <- struct{}{}:
-		default:
-		}
+		l.wakeSyncer()
 	}
 	l.log.Debug("rolled segment", "sealed", s.path, "next", next.path)
 	return nil
@@ -379,6 +387,46 @@ func (l *Log) syncSealed() {
 	}
 }
 
+// evictBehind writes back and drops from the page cache the active segment's data older than its
+// newest CachedTailBytes, in whole EvictSteps, without holding the lock: appends and reads go on
+// meanwhile. On this VM a page cache that keeps growing makes every write costlier (docs/
+// benchmarks.md, "DropCache"), and dirty pages left for the kernel's writeback get writers
+// throttled once there are gigabytes of them; sealed segments are dropped once fsynced, but a
+// node with many partitions held up to a segment's worth of each in its active segment. The
+// writeback makes nothing durable and the syncer is the only goroutine that waits for it.
+func (l *Log) evictBehind() {
+	l.mu.Lock()
+	if l.writable() != nil || !l.cfg.DropCache {
+		l.mu.Unlock()
+		return
+	}
+	s := l.active()
+	from := s.evictedTo
+	to := (s.size - CachedTailBytes) / EvictStep * EvictStep
+	if to-from < EvictStep {
+		l.mu.Unlock()
+		return
+	}
+	f := s.f
+	l.mu.Unlock()
+
+	err := vfs.Evict(f, from, to-from)
+
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err != nil {
+		if !s.removed {
+			// Advice only: the data is still in the file. A failed writeback comes back as the
+			// error of the segment's next fsync.
+			l.log.Warn("evict written segment data from the page cache", "path", s.path, "err", err)
+		}
+		return
+	}
+	if !s.removed && s.size >= to {
+		s.evictedTo = max(s.evictedTo, to)
+	}
+}
+
 // uncacheable marks as uncached, and returns the paths of, the synced sealed segments beyond the
 // newest CachedSealedSegments whose pages are still cached (with DropCache). The caller holds
 // l.mu.
@@ -453,9 +501,10 @@ func (l *Log) Sync() error {
 	return l.syncLocked()
 }
 
-// syncer is the log's goroutine under SyncInterval and SyncNever: it syncs sealed segments as
-// they are sealed and, under SyncInterval, the active segment when the appenders have not for
-// half an interval.
+// syncer is the log's goroutine under SyncInterval and SyncNever, and with DropCache: it syncs
+// sealed segments as they are sealed, under SyncInterval the active segment when the appenders
+// have not for half an interval, and with DropCache evicts the active segment's data behind its
+// cached tail.
 func (l *Log) syncer() {
 	defer close(l.done)
 	var tick <-chan time.Time
@@ -470,6 +519,7 @@ func (l *Log) syncer() {
 			return
 		case <-l.kick:
 			l.syncSealed()
+			l.evictBehind()
 		case <-tick:
 			l.syncSealed()
 			l.mu.Lock()

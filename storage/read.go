@@ -71,7 +71,7 @@ func (l *Log) read(dst []byte, from int64, maxBytes int, end int64) (_ []byte, a
 	if _, err := s.f.ReadAt(buf, pos); err != nil {
 		return dst[:start], ahead, fmt.Errorf("read %s at %d: %w", s.path, pos, err)
 	}
-	if s.uncached {
+	if s.uncached || pos < s.evictedTo {
 		// A segment dropped from the page cache (DropCache) is read by a consumer catching up:
 		// have the kernel read ahead of it, so that its next reads find the data cached.
 		ahead = readAhead{s.f, pos + int64(len(buf))}

@@ -48,6 +48,9 @@ func (l *Log) truncateIndex(idx uint64) error {
 	if s.sealed {
 		// The segment is active again; its indexes live in memory from now on.
 		s.sealed = false
+		if s.uncached {
+			s.evictedTo = s.size // cut below by the truncation, if any
+		}
 		s.uncached = false
 		if s.syncPending {
 			l.unpend(s)
@@ -84,6 +87,7 @@ func (l *Log) truncateIndex(idx uint64) error {
 	if err := s.f.Truncate(pos); err != nil {
 		return l.fail(fmt.Errorf("truncate %s: %w", s.path, err))
 	}
+	s.evictedTo = min(s.evictedTo, pos)
 	if err := s.f.Sync(); err != nil {
 		return l.fail(fmt.Errorf("sync %s: %w", s.path, err))
 	}

@@ -134,7 +134,10 @@ type segment struct {
 	// uncached: its pages were dropped from the page cache (DropCache), or it was sealed when the
 	// log was opened (what is cached of it then is what readers brought in).
 	uncached bool
-	log      *slog.Logger // warnings about damage lookups work around; may be nil
+	// evictedTo: the data before this position was written back and dropped from the page cache
+	// while the segment was active (DropCache); 0 if none.
+	evictedTo int64
+	log       *slog.Logger // warnings about damage lookups work around; may be nil
 }
 
 const noTimestamp = -1 << 63

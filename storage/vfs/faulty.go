@@ -261,6 +261,9 @@ func (f *faultyFile) Close() error {
 
 func (f *faultyFile) Name() string { return f.inner.Name() }
 
+// Evict passes the advice on to the wrapped File; it injects no fault (it loses nothing).
+func (f *faultyFile) Evict(off, n int64) error { return Evict(f.inner, off, n) }
+
 // opSet is a set of operations, one bit per Op.
 type opSet uint32
 

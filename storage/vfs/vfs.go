@@ -86,6 +86,22 @@ func Prefetch(f File, off, n int64) error {
 	return nil
 }
 
+// Evicter is a File that can write a range of itself back to the disk and then drop it from the
+// page cache, so that a file written at a steady rate does not grow the page cache (or the
+// kernel's dirty pages) by every byte. It makes nothing durable: Sync does.
+type Evicter interface {
+	Evict(off, n int64) error
+}
+
+// Evict asks f to write [off, off+n) back and drop it from the page cache, if it can; it does
+// nothing for a File that cannot. Only written-back pages are dropped: it never loses data.
+func Evict(f File, off, n int64) error {
+	if e, ok := f.(Evicter); ok {
+		return e.Evict(off, n)
+	}
+	return nil
+}
+
 // ErrLocked is the error of Lock when another holder has the lock.
 var ErrLocked = errors.New("locked by another holder")
 
