@@ -394,7 +394,7 @@ func (l *Log) ApplySnapshot(snap *pb.Snapshot) error {
 	}
 	l.segs = nil
 	l.cache.clear()
-	s, err := l.createSegment(off, md.GetIndex()+1)
+	s, err := l.createSegment(off, md.GetIndex()+1, false)
 	if err != nil {
 		return l.fail(fmt.Errorf("apply snapshot: %w", err))
 	}

@@ -39,9 +39,25 @@ func (l *Log) recover() error {
 		}
 	}
 	sort.Slice(bases, func(i, j int) bool { return bases[i] < bases[j] })
+	// indexedFrom[i]: a segment from bases[i] on has index files (was synced; see below).
+	indexedFrom := make([]bool, len(bases)+1)
+	for i := len(bases) - 1; i >= 0; i-- {
+		indexedFrom[i] = indexedFrom[i+1] || l.indexed(bases[i], indexes)
+	}
 	for i, base := range bases {
 		last := i == len(bases)-1
-		s, err := l.openSegment(base, last)
+		// Under SyncInterval and SyncNever a roll leaves the new segment's header to the syncer,
+		// which makes it durable before it writes the index files of the segment before it. So
+		// a segment after one without index files, with none from it on, may have lost its
+		// header in a machine crash: it and the segments after it hold nothing that was synced.
+		lazy := i > 0 && !l.indexed(bases[i-1], indexes) && !indexedFrom[i]
+		s, err := l.openSegment(base, last, lazy)
+		if errors.Is(err, errTornRoll) {
+			if err := l.removeTornRolls(bases[i:]); err != nil {
+				return err
+			}
+			break
+		}
 		if err != nil {
 			return err
 		}
@@ -84,8 +100,11 @@ func (l *Log) recover() error {
 					// short of where the next one starts.
 					tornAt = s.size
 				} else if err = s.f.Sync(); err == nil {
-					// Whole: sync it and write the index files that say so.
-					err = l.writeIndexes(s)
+					// Whole: sync it and write the index files that say so, after the next
+					// segment's header and entry (see syncSealed).
+					if _, err = l.syncHeaders([]*segment{next}); err == nil {
+						err = l.writeIndexes(s)
+					}
 				}
 			}
 			if err == nil && tornAt > 0 {
@@ -104,7 +123,7 @@ func (l *Log) recover() error {
 		prevIndex, prevOffset = s.nextIndex, s.nextOffset
 	}
 	if len(l.segs) == 0 {
-		s, err := l.createSegment(l.state.SnapOffset, l.state.SnapIndex+1)
+		s, err := l.createSegment(l.state.SnapOffset, l.state.SnapIndex+1, false)
 		if err != nil {
 			return err
 		}
@@ -156,9 +175,38 @@ func (l *Log) recover() error {
 	return nil
 }
 
+// errTornRoll is openSegment's answer for a segment whose header a machine crash lost after a
+// roll that left the header unsynced.
+var errTornRoll = errors.New("segment header lost in a crash after a roll")
+
+// removeTornRolls removes the segments at bases, whose first one's header a crash lost before
+// the syncer made it durable (see recover): nothing in them was synced.
+func (l *Log) removeTornRolls(bases []int64) error {
+	for _, base := range bases {
+		path := segmentPath(l.dir, base, logSuffix)
+		size, _ := l.fs.Stat(path)
+		l.log.Warn("removing a segment whose header a crash lost before it was synced, and the segments after it",
+			"file", path, "dropped_bytes", size)
+		for _, suffix := range []string{logSuffix, indexSuffix, timeIndexSuffix} {
+			if err := l.removeFile(segmentPath(l.dir, base, suffix)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// indexed reports whether either index file of the segment at base was present when recovery
+// listed the directory.
+func (l *Log) indexed(base int64, present map[string]bool) bool {
+	return present[filepath.Base(segmentPath(l.dir, base, indexSuffix))] ||
+		present[filepath.Base(segmentPath(l.dir, base, timeIndexSuffix))]
+}
+
 // openSegment opens a segment file and reads its header. A last segment too short to hold its
-// header is the trace of a roll that a crash cut short: it held no data and is removed.
-func (l *Log) openSegment(base int64, last bool) (*segment, error) {
+// header is the trace of a roll that a crash cut short: it held no data and is removed. With
+// lazy (the header may never have been synced), a bad header is errTornRoll.
+func (l *Log) openSegment(base int64, last, lazy bool) (*segment, error) {
 	path := segmentPath(l.dir, base, logSuffix)
 	f, err := l.fs.OpenAppend(path)
 	if err != nil {
@@ -173,6 +221,10 @@ func (l *Log) openSegment(base int64, last bool) (*segment, error) {
 	n, _ := f.ReadAt(hb, 0)
 	baseOffset, baseIndex, herr := decodeSegmentHeader(hb[:n])
 	if herr != nil {
+		if lazy {
+			f.Close()
+			return nil, errTornRoll
+		}
 		if last && size <= segmentHeaderSize {
 			l.log.Warn("removing a segment whose header a crash left incomplete", "file", path, "bytes", size)
 			f.Close()
@@ -358,8 +410,7 @@ func (s *segment) cutTail(at int64) error {
 // hasIndexFiles reports whether either index file of s was present when recovery listed the
 // directory.
 func (l *Log) hasIndexFiles(s *segment, present map[string]bool) bool {
-	return present[filepath.Base(segmentPath(l.dir, s.baseOffset, indexSuffix))] ||
-		present[filepath.Base(segmentPath(l.dir, s.baseOffset, timeIndexSuffix))]
+	return l.indexed(s.baseOffset, present)
 }
 
 func (l *Log) readIndexes(s *segment, size int64, present map[string]bool) error {

@@ -131,6 +131,9 @@ type segment struct {
 	syncPending bool
 	sealGen     uint64 // counts the segment's seals, so a syncer tells this seal from a later one
 	removed     bool   // deleted from the log; a syncer still holding it must leave it alone
+	// headerUnsynced: created by a roll under SyncInterval or SyncNever, and neither its header
+	// nor its directory entry fsynced yet (the syncer's syncHeaders does that).
+	headerUnsynced bool
 	// uncached: its pages were dropped from the page cache (DropCache), or it was sealed when the
 	// log was opened (what is cached of it then is what readers brought in).
 	uncached bool
