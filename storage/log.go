@@ -16,9 +16,10 @@ import (
 // addressed by offset and a raft log addressed by index (see the package doc).
 //
 // A Log is safe for concurrent use: appends, truncation and deletion are serialised by a lock,
-// and reads run concurrently with each other. Under SyncInterval and SyncNever it runs one
-// goroutine, the syncer, which fsyncs sealed segments off the write path (and the active segment
-// every interval under SyncInterval); Close stops it and waits for it.
+// and reads run concurrently with each other. Under SyncInterval and SyncNever, and with
+// DropCache, it runs one goroutine, the syncer, which fsyncs sealed segments and rolled segments'
+// headers off the write path (and the active segment every interval under SyncInterval), and
+// evicts the active segment's older data from the page cache; Close stops it and waits for it.
 type Log struct {
 	dir string
 	cfg Config
@@ -42,9 +43,13 @@ type Log struct {
 	// sealed segment without index files may hold unsynced data (see recover).
 	pending []*segment
 
-	kick chan struct{} // wakes the syncer when a segment is sealed
-	stop chan struct{}
-	done chan struct{}
+	kick    chan struct{} // wakes the syncer when a segment is sealed, or to evict
+	noEvict bool          // the filesystem cannot evict (vfs.Evict said unsupported)
+	// headersUnsynced: a segment may have headerUnsynced set (a lazy roll since the syncer last
+	// made the headers durable); saves scanning the segments on every sync.
+	headersUnsynced bool
+	stop            chan struct{}
+	done            chan struct{}
 }
 
 // Open opens the log in dir, creating it if needed, and recovers it: torn tails are cut, missing
@@ -234,7 +239,7 @@ func (l *Log) appendFrame(batch []byte, h Header, term, idx uint64, own bool) er
 	}
 	s.track(pos, h, l.cfg.IndexIntervalBytes)
 	l.unsynced = true
-	if l.cfg.DropCache && s.size-s.evictedTo >= CachedTailBytes+EvictStep {
+	if l.cfg.DropCache && !l.noEvict && evictTarget(s) > s.evictedTo {
 		l.wakeSyncer() // to evict the data behind the cached tail
 	}
 	return nil
@@ -295,7 +300,8 @@ func (l *Log) roll() error {
 		s.syncPending = true
 		s.sealGen++
 		l.pending = append(l.pending, s)
-		l.unsynced = false // the new active segment holds only its synced header
+		l.unsynced = false // the new active segment holds only its header, which the syncer syncs
+		l.headersUnsynced = l.headersUnsynced || next.headerUnsynced
 		l.wakeSyncer()
 	}
 	l.log.Debug("rolled segment", "sealed", s.path, "next", next.path)
@@ -319,12 +325,16 @@ func (l *Log) unpend(s *segment) {
 // unsyncedHeaders returns the segments whose header and directory entry a roll left to the
 // syncer. The caller holds l.mu.
 func (l *Log) unsyncedHeaders() []*segment {
+	if !l.headersUnsynced {
+		return nil
+	}
 	var segs []*segment
 	for _, s := range l.segs {
 		if s.headerUnsynced {
 			segs = append(segs, s)
 		}
 	}
+	l.headersUnsynced = len(segs) > 0
 	return segs
 }
 
@@ -466,37 +476,55 @@ func (l *Log) syncSealed() {
 // throttled once there are gigabytes of them; sealed segments are dropped once fsynced, but a
 // node with many partitions held up to a segment's worth of each in its active segment. The
 // writeback makes nothing durable and the syncer is the only goroutine that waits for it.
+//
+// A writeback error is a failed fsync: sync_file_range reports it through the same open file,
+// so the segment's next fsync would not (Linux reports each writeback error once per open
+// file), and the pages it could not write are lost. The log fails, as after a failed fsync.
 func (l *Log) evictBehind() {
-	l.mu.Lock()
-	if l.writable() != nil || !l.cfg.DropCache {
-		l.mu.Unlock()
-		return
-	}
-	s := l.active()
-	from := s.evictedTo
-	to := (s.size - CachedTailBytes) / EvictStep * EvictStep
-	if to-from < EvictStep {
-		l.mu.Unlock()
-		return
-	}
-	f := s.f
-	l.mu.Unlock()
-
-	err := vfs.Evict(f, from, to-from)
-
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if err != nil {
-		if !s.removed {
-			// Advice only: the data is still in the file. A failed writeback comes back as the
-			// error of the segment's next fsync.
-			l.log.Warn("evict written segment data from the page cache", "path", s.path, "err", err)
+	for {
+		l.mu.Lock()
+		if l.writable() != nil || !l.cfg.DropCache || l.noEvict {
+			l.mu.Unlock()
+			return
 		}
-		return
+		s := l.active()
+		from, to := s.evictedTo, evictTarget(s)
+		if to <= from {
+			l.mu.Unlock()
+			return
+		}
+		to = min(to, from+maxEvictSteps*EvictStep) // the first pass over a large segment, in parts
+		f, cuts := s.f, s.truncations
+		l.mu.Unlock()
+
+		err := vfs.Evict(f, from, to-from)
+
+		l.mu.Lock()
+		switch {
+		case s.removed:
+		case errors.Is(err, errors.ErrUnsupported):
+			l.noEvict = true
+			l.log.Warn("the filesystem cannot write back and drop segment data early: the active segment stays in the page cache",
+				"path", s.path, "err", err)
+		case err != nil:
+			l.fail(fmt.Errorf("write back %s: %w", s.path, err))
+		case s.truncations == cuts:
+			s.evictedTo = max(s.evictedTo, to)
+		}
+		l.mu.Unlock()
+		if err != nil || s.removed {
+			return
+		}
 	}
-	if !s.removed && s.size >= to {
-		s.evictedTo = max(s.evictedTo, to)
-	}
+}
+
+// maxEvictSteps bounds one eviction: the syncer's other work waits for it.
+const maxEvictSteps = 16
+
+// evictTarget is where the eviction of s should have reached: the start of its cached tail,
+// in whole EvictSteps.
+func evictTarget(s *segment) int64 {
+	return max(s.size-CachedTailBytes, 0) / EvictStep * EvictStep
 }
 
 // uncacheable marks as uncached, and returns the paths of, the synced sealed segments beyond the

@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -205,7 +206,7 @@ func (l *Log) indexed(base int64, present map[string]bool) bool {
 
 // openSegment opens a segment file and reads its header. A last segment too short to hold its
 // header is the trace of a roll that a crash cut short: it held no data and is removed. With
-// lazy (the header may never have been synced), a bad header is errTornRoll.
+// lazy (the header may never have been synced), a header missing or all zeros is errTornRoll.
 func (l *Log) openSegment(base int64, last, lazy bool) (*segment, error) {
 	path := segmentPath(l.dir, base, logSuffix)
 	f, err := l.fs.OpenAppend(path)
@@ -221,7 +222,8 @@ func (l *Log) openSegment(base int64, last, lazy bool) (*segment, error) {
 	n, _ := f.ReadAt(hb, 0)
 	baseOffset, baseIndex, herr := decodeSegmentHeader(hb[:n])
 	if herr != nil {
-		if lazy {
+		if lazy && (n < segmentHeaderSize || bytes.Count(hb, []byte{0}) == len(hb)) {
+			// What a lost write leaves: nothing, or zeros. Other damage is corruption.
 			f.Close()
 			return nil, errTornRoll
 		}

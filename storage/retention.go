@@ -49,9 +49,10 @@ func (l *Log) truncateIndex(idx uint64) error {
 		// The segment is active again; its indexes live in memory from now on.
 		s.sealed = false
 		if s.uncached {
-			s.evictedTo = s.size // cut below by the truncation, if any
+			s.evictedTo = s.size / EvictStep * EvictStep // cut below by the truncation, if any
 		}
 		s.uncached = false
+		s.truncations++
 		if s.syncPending {
 			l.unpend(s)
 			l.unsynced = true // the syncer had not synced it: the next sync must
@@ -87,7 +88,8 @@ func (l *Log) truncateIndex(idx uint64) error {
 	if err := s.f.Truncate(pos); err != nil {
 		return l.fail(fmt.Errorf("truncate %s: %w", s.path, err))
 	}
-	s.evictedTo = min(s.evictedTo, pos)
+	s.evictedTo = min(s.evictedTo, pos/EvictStep*EvictStep)
+	s.truncations++ // an eviction running now must not record its end
 	if err := s.f.Sync(); err != nil {
 		return l.fail(fmt.Errorf("sync %s: %w", s.path, err))
 	}
@@ -196,6 +198,14 @@ func (l *Log) compact(drop func(*segment) bool) (int, error) {
 		l.state.StartOffset = keep.baseOffset
 	}
 	l.pruneConfStates()
+	// Recovery forgives a lost header only in a segment after another (see recover): the one
+	// that becomes the first must have a durable header before the ones before it go.
+	if keep.headerUnsynced {
+		if _, err := l.syncHeaders([]*segment{keep}); err != nil {
+			return 0, l.fail(err)
+		}
+		keep.headerUnsynced = false
+	}
 	if err := l.writeState(); err != nil {
 		return 0, err
 	}

@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"bytes"
 	"errors"
 	"sync"
 	"testing"
@@ -93,12 +94,17 @@ func TestRollLeavesSyncsToTheSyncer(t *testing.T) {
 	}
 }
 
-// TestRecoverTornRollHeader: a segment whose header is damaged after a sealed segment without
-// index files (its roll left the header unsynced, and a machine crash lost it) is removed on
-// open, with the segments after it; after a sealed segment with index files the same damage is
-// corruption.
+// TestRecoverTornRollHeader: a segment whose header is zeros after a sealed segment without index
+// files (its roll left the header unsynced, and a machine crash lost it) is removed on open,
+// with the segments after it; after a sealed segment with index files the same damage is
+// corruption, and so is a header of other bytes (not what a lost write leaves) anywhere.
 func TestRecoverTornRollHeader(t *testing.T) {
-	for _, synced := range []bool{false, true} {
+	for _, c := range []struct {
+		synced bool
+		fill   byte
+	}{{false, 0}, {true, 0}, {false, 0xa5}} {
+		synced, fill := c.synced, c.fill
+		corrupt := synced || fill != 0
 		mem := vfs.NewMem()
 		cfg := testConfig()
 		cfg.FS = mem
@@ -123,19 +129,19 @@ func TestRecoverTornRollHeader(t *testing.T) {
 				}
 			}
 		}
-		if err := disk.Corrupt(segmentPath("/log", bases[1], logSuffix), 0, make([]byte, segmentHeaderSize)); err != nil {
+		if err := disk.Corrupt(segmentPath("/log", bases[1], logSuffix), 0, bytes.Repeat([]byte{fill}, segmentHeaderSize)); err != nil {
 			t.Fatal(err)
 		}
 		c := cfg
 		c.FS = disk
 		l2, err := Open("/log", c)
-		if synced {
+		if corrupt {
 			var ce *CorruptError
 			if !errors.As(err, &ce) {
 				if err == nil {
 					l2.Close()
 				}
-				t.Fatalf("damaged header after a synced segment: open gave %v, want a CorruptError", err)
+				t.Fatalf("header of %#x bytes, previous segment synced %v: open gave %v, want a CorruptError", fill, synced, err)
 			}
 			continue
 		}

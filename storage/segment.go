@@ -137,10 +137,13 @@ type segment struct {
 	// uncached: its pages were dropped from the page cache (DropCache), or it was sealed when the
 	// log was opened (what is cached of it then is what readers brought in).
 	uncached bool
-	// evictedTo: the data before this position was written back and dropped from the page cache
-	// while the segment was active (DropCache); 0 if none.
+	// evictedTo: the data before this position (a multiple of EvictStep) was written back and
+	// dropped from the page cache while the segment was active (DropCache); 0 if none.
 	evictedTo int64
-	log       *slog.Logger // warnings about damage lookups work around; may be nil
+	// truncations counts the cuts of the segment, so that an eviction that ran meanwhile does not
+	// record an end beyond data written since.
+	truncations uint64
+	log         *slog.Logger // warnings about damage lookups work around; may be nil
 }
 
 const noTimestamp = -1 << 63

@@ -1,6 +1,8 @@
 package vfs
 
 import (
+	"errors"
+	"fmt"
 	"os"
 
 	"golang.org/x/sys/unix"
@@ -19,28 +21,42 @@ func (osFS) DropCache(name string) error {
 
 // Prefetch starts reading [off, off+n) into the page cache (posix_fadvise POSIX_FADV_WILLNEED).
 func (f osFile) Prefetch(off, n int64) error {
-	return unix.Fadvise(int(f.Fd()), off, n, unix.FADV_WILLNEED)
+	return f.control(func(fd int) error { return unix.Fadvise(fd, off, n, unix.FADV_WILLNEED) })
 }
 
-// Evict writes [off, off+n) back to the disk (sync_file_range), waits for that, and drops the
-// range from the page cache (POSIX_FADV_DONTNEED). It makes nothing durable: no metadata is
-// written and the disk's cache is not flushed.
-func (f osFile) Evict(off, n int64) error {
+// control runs op on the file's descriptor, which stays open meanwhile: a concurrent Close
+// cannot hand its number to another file in the middle.
+func (f osFile) control(op func(fd int) error) error {
 	rc, err := f.File.SyscallConn()
 	if err != nil {
 		return err
 	}
-	// Control keeps the descriptor open while it runs, so a concurrent Close cannot hand its
-	// number to another file in the middle.
-	cerr := rc.Control(func(fd uintptr) {
-		err = unix.SyncFileRange(int(fd), off, n,
-			unix.SYNC_FILE_RANGE_WAIT_BEFORE|unix.SYNC_FILE_RANGE_WRITE|unix.SYNC_FILE_RANGE_WAIT_AFTER)
-		if err == nil {
-			err = unix.Fadvise(int(fd), off, n, unix.FADV_DONTNEED)
-		}
-	})
-	if cerr != nil {
+	if cerr := rc.Control(func(fd uintptr) { err = op(int(fd)) }); cerr != nil {
 		return cerr
+	}
+	return err
+}
+
+// Evict writes [off, off+n) back to the disk (sync_file_range), waits for that, and drops the
+// range from the page cache (POSIX_FADV_DONTNEED). It makes nothing durable: no metadata is
+// written and the disk's cache is not flushed. A writeback error is reported here and, for
+// this open file, not again by its next Sync. A filesystem or file that cannot do it gives an
+// error for which errors.Is(err, errors.ErrUnsupported) holds.
+func (f osFile) Evict(off, n int64) error {
+	err := f.control(func(fd int) error {
+		if err := unix.SyncFileRange(fd, off, n,
+			unix.SYNC_FILE_RANGE_WAIT_BEFORE|unix.SYNC_FILE_RANGE_WRITE|unix.SYNC_FILE_RANGE_WAIT_AFTER); err != nil {
+			return fmt.Errorf("sync_file_range %s: %w", f.Name(), err)
+		}
+		if err := unix.Fadvise(fd, off, n, unix.FADV_DONTNEED); err != nil {
+			return fmt.Errorf("fadvise %s: %w", f.Name(), err)
+		}
+		return nil
+	})
+	for _, e := range []error{unix.ENOSYS, unix.EINVAL, unix.EOPNOTSUPP, unix.ESPIPE} {
+		if errors.Is(err, e) {
+			return fmt.Errorf("%w: %w", errors.ErrUnsupported, err)
+		}
 	}
 	return err
 }

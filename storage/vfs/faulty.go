@@ -261,8 +261,14 @@ func (f *faultyFile) Close() error {
 
 func (f *faultyFile) Name() string { return f.inner.Name() }
 
-// Evict passes the advice on to the wrapped File; it injects no fault (it loses nothing).
-func (f *faultyFile) Evict(off, n int64) error { return Evict(f.inner, off, n) }
+// Evict passes the call on to the wrapped File unless OpSync fails: an injected failure is a
+// failed writeback, as a failed Sync is.
+func (f *faultyFile) Evict(off, n int64) error {
+	if err := f.fs.inject(OpSync, f.inner.Name()); err != nil {
+		return err
+	}
+	return Evict(f.inner, off, n)
+}
 
 // opSet is a set of operations, one bit per Op.
 type opSet uint32

@@ -94,7 +94,9 @@ type Evicter interface {
 }
 
 // Evict asks f to write [off, off+n) back and drop it from the page cache, if it can; it does
-// nothing for a File that cannot. Only written-back pages are dropped: it never loses data.
+// nothing for a File that cannot. Only written-back pages are dropped: it never loses data. An
+// error other than errors.ErrUnsupported is a failed writeback, which the File's next Sync may
+// not report again: treat it as a failed Sync.
 func Evict(f File, off, n int64) error {
 	if e, ok := f.(Evicter); ok {
 		return e.Evict(off, n)

@@ -1,0 +1,243 @@
+package storage
+
+import (
+	iofs "io/fs"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/weirhq/weir/storage/vfs"
+)
+
+// TestCompactToUnsyncedRollHeader: under SyncNever, DeleteBefore (a checkpoint) compacts the log
+// up to a segment that a roll created lazily and whose header the syncer has not yet made
+// durable, and the machine crashes. Recovery forgives a lost header only in a segment after
+// another, so compaction makes the new first segment's header durable first: the log opens,
+// starting at that segment.
+func TestCompactToUnsyncedRollHeader(t *testing.T) {
+	cfg := testConfig()
+	cfg.DropCache = false
+	// Where segment 1 starts (the layout is deterministic).
+	probe := mustOpen(t, "/log", withFS(cfg, vfs.NewMem()))
+	for probe.Segments() < 2 {
+		appendN(t, probe, 1, 3, 0)
+	}
+	probe.mu.RLock()
+	base1 := probe.segs[1].baseOffset
+	probe.mu.RUnlock()
+
+	mem := vfs.NewMem()
+	hfs := newHoldFS(mem, segmentPath("/log", base1, logSuffix))
+	hfs.before = true // the syncer's header fsync of segment 1 is slow: nothing synced yet
+	l, err := Open("/log", withFS(cfg, hfs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { close(hfs.release); l.Close() }()
+	hfs.arm()
+	for l.Segments() < 2 {
+		appendN(t, l, 1, 3, 0)
+	}
+	waitHeld(t, hfs)
+	for l.Segments() < 3 {
+		appendN(t, l, 1, 3, 0)
+	}
+	l.mu.RLock()
+	unsynced := l.segs[1].headerUnsynced && l.segs[2].headerUnsynced
+	l.mu.RUnlock()
+	if !unsynced {
+		t.Fatal("setup: headers of segments 1 and 2 should be unsynced")
+	}
+	if err := l.DeleteBefore(base1); err != nil { // segment 0 goes; state file and directory synced
+		t.Fatal(err)
+	}
+	crashed := mem.Crash(nil) // machine crash: nothing unsynced survives
+	l2, err := Open("/log", withFS(cfg, crashed))
+	if err != nil {
+		t.Fatalf("open after a machine crash following compaction to a lazily rolled segment: %v", err)
+	}
+	defer l2.Close()
+	if got := l2.StartOffset(); got != base1 {
+		t.Errorf("start offset %d, want %d", got, base1)
+	}
+}
+
+// eioEvictFS is a Mem whose files' Evict fails with EIO, as sync_file_range does when the
+// kernel's writeback of the file failed.
+type eioEvictFS struct {
+	*vfs.Mem
+	mu    sync.Mutex
+	calls int
+}
+
+type eioEvictFile struct {
+	vfs.File
+	fs *eioEvictFS
+}
+
+func (f eioEvictFile) Evict(off, n int64) error {
+	f.fs.mu.Lock()
+	f.fs.calls++
+	f.fs.mu.Unlock()
+	return &iofs.PathError{Op: "sync_file_range", Path: f.Name(), Err: syscall.EIO}
+}
+
+func (e *eioEvictFS) wrap(f vfs.File, err error) (vfs.File, error) {
+	if err != nil {
+		return nil, err
+	}
+	return eioEvictFile{f, e}, nil
+}
+func (e *eioEvictFS) Create(n string) (vfs.File, error)     { return e.wrap(e.Mem.Create(n)) }
+func (e *eioEvictFS) OpenAppend(n string) (vfs.File, error) { return e.wrap(e.Mem.OpenAppend(n)) }
+func (e *eioEvictFS) Open(n string) (vfs.File, error)       { return e.wrap(e.Mem.Open(n)) }
+
+// TestEvictErrorFailsTheLog: on Linux, sync_file_range(WAIT_AFTER) reports a writeback error
+// of the file and advances the open file's error cursor, so the next fsync on the same
+// descriptor returns 0 although pages were lost. A failed Evict must therefore fail the log, as
+// a failed fsync does: neither the next append nor Sync may succeed.
+func TestEvictErrorFailsTheLog(t *testing.T) {
+	for _, mode := range []SyncMode{SyncAlways, SyncNever} {
+		t.Run(mode.String(), func(t *testing.T) {
+			efs := &eioEvictFS{Mem: vfs.NewMem()}
+			cfg := testConfig()
+			cfg.FS, cfg.Sync, cfg.DropCache = efs, mode, true
+			cfg.SegmentBytes = 1 << 30
+			l := mustOpen(t, "/log", cfg)
+			appendBig(t, l, 80, 256<<10) // just over 20 MiB: the last append wakes the syncer to evict [0, 4 MiB)
+			for start := time.Now(); ; time.Sleep(time.Millisecond) {
+				efs.mu.Lock()
+				n := efs.calls
+				efs.mu.Unlock()
+				if n > 0 {
+					break
+				}
+				if time.Since(start) > 5*time.Second {
+					t.Fatal("no eviction")
+				}
+			}
+			time.Sleep(10 * time.Millisecond) // let evictBehind take the lock and look at the error
+			_, aerr := l.Append(mustBatch(t, 1))
+			serr := l.Sync()
+			if aerr == nil && serr == nil {
+				t.Fatal("writeback failed (sync_file_range: EIO, which the next fsync will not report), yet the next append and Sync succeeded")
+			}
+		})
+	}
+}
+
+// blockEvictFS is a Mem whose files record Evict calls; the first one blocks until release.
+type blockEvictFS struct {
+	*vfs.Mem
+	mu      sync.Mutex
+	calls   [][2]int64
+	held    chan struct{}
+	release chan struct{}
+}
+
+type blockEvictFile struct {
+	vfs.File
+	fs *blockEvictFS
+}
+
+func (f blockEvictFile) Evict(off, n int64) error {
+	f.fs.mu.Lock()
+	f.fs.calls = append(f.fs.calls, [2]int64{off, n})
+	first := len(f.fs.calls) == 1
+	f.fs.mu.Unlock()
+	if first {
+		close(f.fs.held)
+		<-f.fs.release
+	}
+	return nil
+}
+
+func (b *blockEvictFS) wrap(f vfs.File, err error) (vfs.File, error) {
+	if err != nil {
+		return nil, err
+	}
+	return blockEvictFile{f, b}, nil
+}
+func (b *blockEvictFS) Create(n string) (vfs.File, error)     { return b.wrap(b.Mem.Create(n)) }
+func (b *blockEvictFS) OpenAppend(n string) (vfs.File, error) { return b.wrap(b.Mem.OpenAppend(n)) }
+func (b *blockEvictFS) Open(n string) (vfs.File, error)       { return b.wrap(b.Mem.Open(n)) }
+
+// TestEvictRacesTruncation: an eviction of [0, to) runs without the lock; meanwhile the active
+// segment is cut below to and appends grow it past to again. The eviction must not record
+// [0, to) as evicted (the new data in [cut, to) was never written back or dropped): the next
+// eviction starts at or below the cut.
+func TestEvictRacesTruncation(t *testing.T) {
+	bfs := &blockEvictFS{Mem: vfs.NewMem(), held: make(chan struct{}), release: make(chan struct{})}
+	cfg := testConfig()
+	cfg.FS, cfg.Sync, cfg.DropCache = bfs, SyncNever, true
+	cfg.SegmentBytes = 1 << 30
+	l := mustOpen(t, "/log", cfg)
+	appendBig(t, l, 80, 256<<10) // wakes the syncer to evict [0, 4 MiB)
+	select {
+	case <-bfs.held:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no eviction")
+	}
+	if err := l.TruncateTo(1); err != nil { // cut to one batch: about 256 KiB
+		t.Fatal(err)
+	}
+	l.mu.RLock()
+	cut := l.active().size
+	l.mu.RUnlock()
+	appendBig(t, l, 20, 256<<10) // regrow to about 5.3 MiB, past the eviction's end
+	close(bfs.release)
+	time.Sleep(20 * time.Millisecond)
+	appendBig(t, l, 80, 256<<10) // enough for the next evictions
+	time.Sleep(50 * time.Millisecond)
+	bfs.mu.Lock()
+	calls := append([][2]int64(nil), bfs.calls...)
+	bfs.mu.Unlock()
+	if len(calls) < 2 {
+		t.Fatalf("evictions %v: want more after the truncation", calls)
+	}
+	if calls[1][0] > cut {
+		t.Fatalf("evictions %v: after the cut at %d, eviction resumed at %d; [%d, %d) of new data is never evicted",
+			calls, cut, calls[1][0], cut, calls[1][0])
+	}
+}
+
+// TestHeaderDurableBeforeIndexFiles: a machine crash while the syncer is at a rolled segment's
+// header fsync must leave a log that opens. Were a segment's index files written before the
+// next segment's header was durable, the crash would leave segment 0 indexed, segment 1 without
+// a header and segment 2 after it: a CorruptError.
+func TestHeaderDurableBeforeIndexFiles(t *testing.T) {
+	cfg := testConfig()
+	cfg.DropCache = false
+	probe := mustOpen(t, "/log", withFS(cfg, vfs.NewMem()))
+	for probe.Segments() < 2 {
+		appendN(t, probe, 1, 3, 0)
+	}
+	probe.mu.RLock()
+	base1 := probe.segs[1].baseOffset
+	probe.mu.RUnlock()
+
+	mem := vfs.NewMem()
+	hfs := newHoldFS(mem, segmentPath("/log", base1, logSuffix))
+	hfs.before = true
+	l, err := Open("/log", withFS(cfg, hfs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { l.Close() }()
+	hfs.arm()
+	for l.Segments() < 3 {
+		appendN(t, l, 1, 3, 0)
+	}
+	waitHeld(t, hfs)
+	for l.Segments() < 4 {
+		appendN(t, l, 1, 3, 0)
+	}
+	crashed := mem.Crash(nil)
+	close(hfs.release)
+	l2, err := Open("/log", withFS(cfg, crashed))
+	if err != nil {
+		t.Fatalf("open after a machine crash during the syncer's work: %v", err)
+	}
+	l2.Close()
+}
