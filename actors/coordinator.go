@@ -460,7 +460,15 @@ func (n *Node) coordinatorFor(group string) (*actor.PID, error) {
 	if ok && pid.Address == addr {
 		return pid, nil
 	}
-	res, err := resultOf(n.rc.RequestFuture(actor.NewPID(addr, rootName), &EnsureCoordinator{Group: group}, 10*time.Second))
+	// A root on another node is watched: if gossip declares its node dead first (the __offsets
+	// leader this node knows may be the node that just died), the request fails then, retriably,
+	// instead of after the timeout.
+	root := actor.NewPID(addr, rootName)
+	var gone <-chan struct{}
+	if n.cluster != nil && isRemote(n.system, root) {
+		gone = n.watch(root, "")
+	}
+	res, err := n.await(n.rc.RequestFuture(root, &EnsureCoordinator{Group: group}, 10*time.Second), root, gone)
 	if r, ok := res.(*ProduceReply); ok && r.Err != nil {
 		return nil, r.Err
 	}

@@ -17,7 +17,7 @@ type Metrics struct {
 	Registry *prometheus.Registry
 
 	recIn, recOut, bytesIn, bytesOut, overload *prometheus.CounterVec
-	start, hw, end                             *prometheus.GaugeVec
+	start, hw, end, leader                     *prometheus.GaugeVec
 	hws                                        sync.Map // tp -> partitionPos of each partition running here
 	restarts, failures                         *prometheus.CounterVec
 	commits                                    sync.Map // groupPartition -> committed offset
@@ -45,6 +45,7 @@ func NewMetrics() *Metrics {
 	m.start = gauge("log_start_offset", "First offset in a partition's log.", "topic", "partition")
 	m.hw = gauge("high_watermark", "Committed offset (high watermark) of a partition.", "topic", "partition")
 	m.end = gauge("log_end_offset", "Offset after the last record appended to a partition's log.", "topic", "partition")
+	m.leader = gauge("partition_leader", "1 while this node's replica leads the partition, else 0 (__offsets' leader runs the consumer-group coordinators).", "topic", "partition")
 	m.restarts = counter("actor_restarts_total", "Actor restarts by their supervisor, by kind of actor.", "kind")
 	m.failures = counter("actor_failures_total", "Actor failures (panics) seen by a supervisor, by kind of actor.", "kind")
 	m.Registry.MustRegister(groupCollector{m})
@@ -84,9 +85,21 @@ func (m *Metrics) partitionOffsets(topic string, p int32, start, hw, end int64) 
 	}
 }
 
+// leading records whether this node's replica of the partition leads it.
+func (m *Metrics) leading(topic string, p int32, lead bool) {
+	if m != nil {
+		v := 0.0
+		if lead {
+			v = 1
+		}
+		m.leader.WithLabelValues(topic, strconv.Itoa(int(p))).Set(v)
+	}
+}
+
 func (m *Metrics) deletePartition(topic string, p int32) {
 	if m != nil {
 		ps := strconv.Itoa(int(p))
+		m.leader.DeleteLabelValues(topic, ps)
 		m.start.DeleteLabelValues(topic, ps)
 		m.hw.DeleteLabelValues(topic, ps)
 		m.end.DeleteLabelValues(topic, ps)

@@ -213,6 +213,7 @@ func (r *replica) leaderChanged(ctx actor.Context, lead uint64) {
 		}
 	}
 	r.lead, r.term = lead, st.HardState.GetTerm()
+	r.cfg.Metrics.leading(r.cfg.Topic, r.cfg.Partition, lead == r.cfg.ID)
 	r.leaderReady = false
 	r.producers.leaderChanged()
 	r.confPendingUntil = time.Time{}
@@ -405,17 +406,48 @@ func (r *replica) fetch(ctx actor.Context, m *Fetch) {
 		ctx.Respond(&wire.FetchResponse{HighWatermark: r.hw, Err: e})
 		return
 	}
-	start := r.log.StartOffset()
-	if m.Offset < start || m.Offset > r.hw {
+	// A new leader learns the commit index only once it commits an entry of its own term, so
+	// for a moment its high watermark may be below the one its predecessor served: a consumer's
+	// position there is valid (every committed entry is in the new leader's log), and is
+	// answered as caught up, not out of range, which would have the consumer reset its position
+	// (to the latest offset, skipping records, or to the earliest). Only positions beyond the
+	// log's end are out of range.
+	start, end := r.log.StartOffset(), r.log.EndOffset()
+	switch fetchPlanFor(m.Offset, start, r.hw, end, m.MaxWaitMs > 0) {
+	case fetchOutOfRange:
 		ctx.Respond(&wire.FetchResponse{HighWatermark: r.hw, StartOffset: start,
-			Err: wire.Errorf(wire.CodeOffsetOutOfRange, "partition %s: offset %d not in [%d, %d]", r.cfg.Group(), m.Offset, start, r.hw)})
-		return
-	}
-	if m.Offset == r.hw && m.MaxWaitMs > 0 {
+			Err: wire.Errorf(wire.CodeOffsetOutOfRange, "partition %s: offset %d not in [%d, %d]", r.cfg.Group(), m.Offset, start, max(r.hw, end))})
+	case fetchPark:
 		r.parked = append(r.parked, parkedFetch{req: m, replyTo: ctx.Sender(), deadline: time.Now().Add(time.Duration(m.MaxWaitMs) * time.Millisecond)})
-		return
+	case fetchEmpty:
+		ctx.Respond(&wire.FetchResponse{HighWatermark: r.hw, StartOffset: start})
+	default:
+		ctx.Respond(r.read(m))
 	}
-	ctx.Respond(r.read(m))
+}
+
+// fetchPlan is what a leader does with a fetch.
+type fetchPlan int
+
+const (
+	fetchRead       fetchPlan = iota // committed records at the offset: read them
+	fetchPark                        // none yet: wait for some (or the fetch's deadline)
+	fetchEmpty                       // none yet, and the fetch does not wait: answer empty
+	fetchOutOfRange                  // the offset is not in the log
+)
+
+// fetchPlanFor decides a fetch at off on a log holding [start, end) with high watermark hw.
+// Offsets from hw to the log's end are waited for, not out of range: see fetch.
+func fetchPlanFor(off, start, hw, end int64, wait bool) fetchPlan {
+	switch {
+	case off < start || off > max(hw, end):
+		return fetchOutOfRange
+	case off < hw:
+		return fetchRead
+	case wait:
+		return fetchPark
+	}
+	return fetchEmpty
 }
 
 func (r *replica) readable() *wire.Error {

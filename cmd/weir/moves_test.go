@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -178,11 +179,13 @@ func waitPlaced(t *testing.T, c *client.Client, topic string, timeout time.Durat
 // groupReader reads a topic in a consumer group, committing as it goes, and keeps the errors
 // its polls return.
 type groupReader struct {
-	mu   sync.Mutex
-	seen map[string]bool
-	errs []error
-	stop chan struct{}
-	done chan struct{}
+	mu         sync.Mutex
+	seen       map[string]bool
+	errs       []error
+	lastCommit time.Time       // of the last commit that succeeded
+	next       map[int32]int64 // partition -> offset after the last record read
+	stop       chan struct{}
+	done       chan struct{}
 }
 
 func startGroupReader(t *testing.T, addrs, topic string) *groupReader {
@@ -190,11 +193,13 @@ func startGroupReader(t *testing.T, addrs, topic string) *groupReader {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g, err := c.NewGroupConsumer("movers", []string{topic})
+	// From the earliest offset: the group starts after the producer, and a test reading every
+	// acknowledged record must not start at the end.
+	g, err := c.NewGroupConsumer("movers", []string{topic}, client.ResetOffset(client.ResetEarliest))
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &groupReader{seen: map[string]bool{}, stop: make(chan struct{}), done: make(chan struct{})}
+	r := &groupReader{seen: map[string]bool{}, next: map[int32]int64{}, stop: make(chan struct{}), done: make(chan struct{})}
 	go func() {
 		defer close(r.done)
 		defer c.Close()
@@ -214,17 +219,22 @@ func startGroupReader(t *testing.T, addrs, topic string) *groupReader {
 			}
 			for _, m := range msgs {
 				r.seen[string(m.Value)] = true
+				r.next[m.Partition] = max(r.next[m.Partition], m.Offset+1)
 			}
 			r.mu.Unlock()
 			if len(msgs) > 0 {
 				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 				// A commit refused because the group rebalanced (its coordinator moved with
 				// __offsets' leadership, say) is expected, as in Kafka: the records are read again.
-				if err := g.Commit(ctx); err != nil && !errors.Is(err, client.ErrRebalanced) {
-					r.mu.Lock()
+				err := g.Commit(ctx)
+				r.mu.Lock()
+				switch {
+				case err == nil:
+					r.lastCommit = time.Now()
+				case !errors.Is(err, client.ErrRebalanced):
 					r.errs = append(r.errs, fmt.Errorf("commit: %w", err))
-					r.mu.Unlock()
 				}
+				r.mu.Unlock()
 				cancel()
 			}
 		}
@@ -238,6 +248,20 @@ func (r *groupReader) errors() []error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return slices.Clone(r.errs)
+}
+
+// positions is, per partition, the offset after the last record read.
+func (r *groupReader) positions() map[int32]int64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return maps.Clone(r.next)
+}
+
+// committedAt is when the last successful commit returned.
+func (r *groupReader) committedAt() time.Time {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.lastCommit
 }
 
 func (r *groupReader) distinct() int {
