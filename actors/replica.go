@@ -447,6 +447,7 @@ func (r *replica) close(ctx actor.Context, err *wire.Error) {
 		ctx.Send(f.replyTo, &wire.FetchResponse{HighWatermark: r.hw, Err: err})
 	}
 	r.parked = nil
+	r.cfg.Metrics.leading(r.cfg.Topic, r.cfg.Partition, false) // a stopped or restarting replica leads nothing
 	if r.log != nil {
 		if cerr := r.log.Close(); cerr != nil {
 			r.cfg.Logger.Warn("partition close", "group", r.cfg.Group(), "err", cerr)

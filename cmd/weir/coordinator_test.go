@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -121,5 +122,19 @@ func TestClusterCoordinatorMoves(t *testing.T) {
 		}
 		return false, fmt.Sprintf("%d of %d; read up to %v; partitions %s; errors %v", cons.distinct(), acked, cons.positions(), ends, cons.errors())
 	})
+	// By value, not by count: every acknowledged record, whatever else was read.
+	l.mu.Lock()
+	cons.mu.Lock()
+	missing := 0
+	for i := range l.acked {
+		if !cons.seen[strconv.Itoa(i)] {
+			missing++
+		}
+	}
+	cons.mu.Unlock()
+	l.mu.Unlock()
+	if missing > 0 {
+		t.Fatalf("the group never read %d of the %d acknowledged records", missing, acked)
+	}
 	t.Logf("the group read all %d acknowledged records; its errors: %v", acked, cons.errors())
 }
