@@ -9,31 +9,6 @@ import (
 	"github.com/weirhq/weir/cluster/wire"
 )
 
-// gaugeValue returns the value of a gauge family's series with the given labels, and whether
-// the series exists.
-func gaugeValue(t testing.TB, n *Node, name string, labels map[string]string) (float64, bool) {
-	t.Helper()
-	mfs, err := n.Metrics().Registry.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-	series:
-		for _, m := range mf.GetMetric() {
-			for _, lp := range m.GetLabel() {
-				if want, ok := labels[lp.GetName()]; ok && want != lp.GetValue() {
-					continue series
-				}
-			}
-			return m.GetGauge().GetValue(), true
-		}
-	}
-	return 0, false
-}
-
 // TestLeaderMetricClearedWhenReplicaStops: a leading replica that the supervisor gives up
 // on (it failed more often than its restart budget) no longer leads anything on this node, so
 // weir_partition_leader must not stay at 1 for it.
@@ -53,7 +28,7 @@ func TestLeaderMetricClearedWhenReplicaStops(t *testing.T) {
 		t.Fatal(res.Err)
 	}
 	labels := map[string]string{"topic": "lm", "partition": "0"}
-	if v, ok := gaugeValue(t, n, "weir_partition_leader", labels); !ok || v != 1 {
+	if v, ok := gauge(t, n, "weir_partition_leader", labels); !ok || v != 1 {
 		t.Fatalf("leader gauge %v (present %v) while the single replica leads, want 1", v, ok)
 	}
 	armed.Store(true)
@@ -74,7 +49,7 @@ func TestLeaderMetricClearedWhenReplicaStops(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	if v, ok := gaugeValue(t, n, "weir_partition_leader", labels); ok && v != 0 {
+	if v, ok := gauge(t, n, "weir_partition_leader", labels); ok && v != 0 {
 		t.Fatalf("weir_partition_leader{topic=lm,partition=0} = %v after the replica was stopped for good (given up by its supervisor); want 0 or absent", v)
 	}
 }

@@ -3,6 +3,7 @@ package storage
 import (
 	iofs "io/fs"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -63,35 +64,28 @@ func TestCompactToUnsyncedRollHeader(t *testing.T) {
 	}
 }
 
-// eioEvictFS is a Mem whose files' Evict fails with EIO, as sync_file_range does when the
-// kernel's writeback of the file failed.
-type eioEvictFS struct {
+// hookEvictFS is a Mem whose files' Evict calls hook.
+type hookEvictFS struct {
 	*vfs.Mem
-	mu    sync.Mutex
-	calls int
+	hook func(name string, off, n int64) error
 }
 
-type eioEvictFile struct {
+type hookEvictFile struct {
 	vfs.File
-	fs *eioEvictFS
+	fs *hookEvictFS
 }
 
-func (f eioEvictFile) Evict(off, n int64) error {
-	f.fs.mu.Lock()
-	f.fs.calls++
-	f.fs.mu.Unlock()
-	return &iofs.PathError{Op: "sync_file_range", Path: f.Name(), Err: syscall.EIO}
-}
+func (f hookEvictFile) Evict(off, n int64) error { return f.fs.hook(f.Name(), off, n) }
 
-func (e *eioEvictFS) wrap(f vfs.File, err error) (vfs.File, error) {
+func (h *hookEvictFS) wrap(f vfs.File, err error) (vfs.File, error) {
 	if err != nil {
 		return nil, err
 	}
-	return eioEvictFile{f, e}, nil
+	return hookEvictFile{f, h}, nil
 }
-func (e *eioEvictFS) Create(n string) (vfs.File, error)     { return e.wrap(e.Mem.Create(n)) }
-func (e *eioEvictFS) OpenAppend(n string) (vfs.File, error) { return e.wrap(e.Mem.OpenAppend(n)) }
-func (e *eioEvictFS) Open(n string) (vfs.File, error)       { return e.wrap(e.Mem.Open(n)) }
+func (h *hookEvictFS) Create(n string) (vfs.File, error)     { return h.wrap(h.Mem.Create(n)) }
+func (h *hookEvictFS) OpenAppend(n string) (vfs.File, error) { return h.wrap(h.Mem.OpenAppend(n)) }
+func (h *hookEvictFS) Open(n string) (vfs.File, error)       { return h.wrap(h.Mem.Open(n)) }
 
 // TestEvictErrorFailsTheLog: on Linux, sync_file_range(WAIT_AFTER) reports a writeback error
 // of the file and advances the open file's error cursor, so the next fsync on the same
@@ -100,17 +94,19 @@ func (e *eioEvictFS) Open(n string) (vfs.File, error)       { return e.wrap(e.Me
 func TestEvictErrorFailsTheLog(t *testing.T) {
 	for _, mode := range []SyncMode{SyncAlways, SyncNever} {
 		t.Run(mode.String(), func(t *testing.T) {
-			efs := &eioEvictFS{Mem: vfs.NewMem()}
+			// Evict fails with EIO, as sync_file_range does when the kernel's writeback failed.
+			var calls atomic.Int64
+			efs := &hookEvictFS{Mem: vfs.NewMem(), hook: func(name string, _, _ int64) error {
+				calls.Add(1)
+				return &iofs.PathError{Op: "sync_file_range", Path: name, Err: syscall.EIO}
+			}}
 			cfg := testConfig()
 			cfg.FS, cfg.Sync, cfg.DropCache = efs, mode, true
 			cfg.SegmentBytes = 1 << 30
 			l := mustOpen(t, "/log", cfg)
 			appendBig(t, l, 80, 256<<10) // just over 20 MiB: the last append wakes the syncer to evict [0, 4 MiB)
 			for start := time.Now(); ; time.Sleep(time.Millisecond) {
-				efs.mu.Lock()
-				n := efs.calls
-				efs.mu.Unlock()
-				if n > 0 {
+				if calls.Load() > 0 {
 					break
 				}
 				if time.Since(start) > 5*time.Second {
@@ -127,55 +123,33 @@ func TestEvictErrorFailsTheLog(t *testing.T) {
 	}
 }
 
-// blockEvictFS is a Mem whose files record Evict calls; the first one blocks until release.
-type blockEvictFS struct {
-	*vfs.Mem
-	mu      sync.Mutex
-	calls   [][2]int64
-	held    chan struct{}
-	release chan struct{}
-}
-
-type blockEvictFile struct {
-	vfs.File
-	fs *blockEvictFS
-}
-
-func (f blockEvictFile) Evict(off, n int64) error {
-	f.fs.mu.Lock()
-	f.fs.calls = append(f.fs.calls, [2]int64{off, n})
-	first := len(f.fs.calls) == 1
-	f.fs.mu.Unlock()
-	if first {
-		close(f.fs.held)
-		<-f.fs.release
-	}
-	return nil
-}
-
-func (b *blockEvictFS) wrap(f vfs.File, err error) (vfs.File, error) {
-	if err != nil {
-		return nil, err
-	}
-	return blockEvictFile{f, b}, nil
-}
-func (b *blockEvictFS) Create(n string) (vfs.File, error)     { return b.wrap(b.Mem.Create(n)) }
-func (b *blockEvictFS) OpenAppend(n string) (vfs.File, error) { return b.wrap(b.Mem.OpenAppend(n)) }
-func (b *blockEvictFS) Open(n string) (vfs.File, error)       { return b.wrap(b.Mem.Open(n)) }
-
 // TestEvictRacesTruncation: an eviction of [0, to) runs without the lock; meanwhile the active
 // segment is cut below to and appends grow it past to again. The eviction must not record
 // [0, to) as evicted (the new data in [cut, to) was never written back or dropped): the next
 // eviction starts at or below the cut.
 func TestEvictRacesTruncation(t *testing.T) {
-	bfs := &blockEvictFS{Mem: vfs.NewMem(), held: make(chan struct{}), release: make(chan struct{})}
+	// Evictions are recorded; the first one blocks until release.
+	var mu sync.Mutex
+	var evictions [][2]int64
+	held, release := make(chan struct{}), make(chan struct{})
+	bfs := &hookEvictFS{Mem: vfs.NewMem(), hook: func(_ string, off, n int64) error {
+		mu.Lock()
+		evictions = append(evictions, [2]int64{off, n})
+		first := len(evictions) == 1
+		mu.Unlock()
+		if first {
+			close(held)
+			<-release
+		}
+		return nil
+	}}
 	cfg := testConfig()
 	cfg.FS, cfg.Sync, cfg.DropCache = bfs, SyncNever, true
 	cfg.SegmentBytes = 1 << 30
 	l := mustOpen(t, "/log", cfg)
 	appendBig(t, l, 80, 256<<10) // wakes the syncer to evict [0, 4 MiB)
 	select {
-	case <-bfs.held:
+	case <-held:
 	case <-time.After(5 * time.Second):
 		t.Fatal("no eviction")
 	}
@@ -186,13 +160,13 @@ func TestEvictRacesTruncation(t *testing.T) {
 	cut := l.active().size
 	l.mu.RUnlock()
 	appendBig(t, l, 20, 256<<10) // regrow to about 5.3 MiB, past the eviction's end
-	close(bfs.release)
+	close(release)
 	time.Sleep(20 * time.Millisecond)
 	appendBig(t, l, 80, 256<<10) // enough for the next evictions
 	time.Sleep(50 * time.Millisecond)
-	bfs.mu.Lock()
-	calls := append([][2]int64(nil), bfs.calls...)
-	bfs.mu.Unlock()
+	mu.Lock()
+	calls := append([][2]int64(nil), evictions...)
+	mu.Unlock()
 	if len(calls) < 2 {
 		t.Fatalf("evictions %v: want more after the truncation", calls)
 	}
