@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/weirhq/weir/connectors"
+	"github.com/weirhq/weir/connectors/interceptor"
 	"github.com/weirhq/weir/connectors/source/seq"
 	"github.com/weirhq/weir/flow"
 	"github.com/weirhq/weir/storage"
@@ -183,4 +184,53 @@ func TestSinkNeedsTopic(t *testing.T) {
 		t.Fatal("bad flow name accepted")
 	}
 	_ = fmt.Sprint()
+}
+
+// TestInterceptorChain: the interceptor package's interceptors, chained on a source, run in
+// order before the records reach the topic: the filtered-out records never reach it (the sink
+// sees only the others), and the kept ones carry the headers and timestamps set.
+func TestInterceptorChain(t *testing.T) {
+	n := startNode(t, nil)
+	rt := flow.New(n)
+	defer rt.Stop()
+	src, _ := seq.New(seq.Config{Count: 4000, Batch: 200, Prefix: "n"})
+	static, err := interceptor.Static("dc", "eu1", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	odd, err := interceptor.RegexFilter(`[13579]$`, false) // keep odd numbers
+	if err != nil {
+		t.Fatal(err)
+	}
+	extract, err := interceptor.RegexExtractor(`^n(\d)`, "first")
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.UnixMilli(1_700_000_000_000)
+	stamp := interceptor.Timestamp(interceptor.TimestampConfig{Header: "timestamp", Now: func() time.Time { return at }})
+	if err := rt.Source("gen", src, "kept", flow.Partitions(2), flow.Intercept(odd, static, extract, stamp)); err != nil {
+		t.Fatal(err)
+	}
+	sink := &memSink{}
+	if err := rt.Sink("mem", sink, flow.FromTopics("kept")); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(30 * time.Second); len(sink.values()) < 2000; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the sink got %d of the 2000 odd records", len(sink.values()))
+		}
+	}
+	time.Sleep(300 * time.Millisecond) // anything the filter let through would show up by now
+	sink.mu.Lock()
+	defer sink.mu.Unlock()
+	if len(sink.msgs) != 2000 {
+		t.Fatalf("the sink got %d records, want the 2000 odd ones of 4000", len(sink.msgs))
+	}
+	for _, m := range sink.msgs {
+		v := string(m.Value)
+		if !strings.ContainsAny(v[len(v)-1:], "13579") || m.Headers["dc"] != "eu1" || m.Headers["first"] != v[1:2] ||
+			m.Headers["timestamp"] != "1700000000000" || m.Timestamp != at.UnixMilli() {
+			t.Fatalf("record %q: headers %v, timestamp %d", v, m.Headers, m.Timestamp)
+		}
+	}
 }
