@@ -14,14 +14,17 @@ import (
 	"github.com/weirhq/weir/storage"
 )
 
-// SourceConfig configures a source runner: source -> interceptors -> topic.
+// SourceConfig configures a source runner: source -> interceptors -> topic, or topics.
 type SourceConfig struct {
 	// Flow names the flow; the source's position is committed in __offsets under the group
-	// "source:"+Flow.
+	// "source:"+Flow, as topic Topic's partition -1.
 	Flow         string
 	Source       connectors.Source
 	Interceptors []connectors.Interceptor
 	Topic        string
+	// Selector, if set, routes each record to its topics (Topic must be the first of them);
+	// otherwise every record goes to Topic.
+	Selector connectors.Selector
 	// Acks is AcksAll unless set to AcksLeader (AcksNone is refused: positions commit only after
 	// acknowledgement).
 	Acks wire.Acks
@@ -35,22 +38,28 @@ func SourceGroup(flow string) string { return "source:" + flow }
 type pull struct{}
 
 type retryProduce struct {
-	epoch     int
+	epoch int
+	to    topicPart
+}
+
+// topicPart names a partition of a topic.
+type topicPart struct {
+	topic     string
 	partition int32
 }
 
-// sourceRunner runs one source. It reads a batch, sends it to the topic's partitions, and when
+// sourceRunner runs one source. It reads a batch, sends it to the topics' partitions, and when
 // every partition acknowledged, commits the source's position and reads the next: one batch in
 // flight, which is the bound on records read again after a crash.
 type sourceRunner struct {
 	n   *Node
 	cfg SourceConfig
 
-	pids    []*actor.PID
+	pids    map[string][]*actor.PID // by topic, by partition
 	rr      int32
 	epoch   int
-	pending map[int32][]byte // batches not yet acknowledged, by partition
-	tries   map[int32]int
+	pending map[topicPart][]byte // batches not yet acknowledged
+	tries   map[topicPart]int
 	pos     []byte
 	count   int
 	done    bool
@@ -82,24 +91,30 @@ func (s *sourceRunner) Receive(ctx actor.Context) {
 		s.pull(ctx)
 	case retryProduce:
 		if m.epoch == s.epoch {
-			s.send(ctx, m.partition)
+			s.send(ctx, m.to)
 		}
 	}
 }
 
 func (s *sourceRunner) start(ctx actor.Context) error {
 	s.epoch++
-	tm, ok := s.n.Topic(s.cfg.Topic)
-	if !ok {
-		return fmt.Errorf("topic %q does not exist", s.cfg.Topic)
+	topics := []string{s.cfg.Topic}
+	if s.cfg.Selector != nil {
+		topics = s.cfg.Selector.Topics()
 	}
-	s.pids = s.pids[:0]
-	for p := range tm.Partitions {
-		pid, err := s.n.Partition(s.cfg.Topic, p)
-		if err != nil {
-			return err
+	s.pids = map[string][]*actor.PID{}
+	for _, t := range topics {
+		tm, ok := s.n.Topic(t)
+		if !ok {
+			return fmt.Errorf("topic %q does not exist", t)
 		}
-		s.pids = append(s.pids, pid)
+		for p := range tm.Partitions {
+			pid, err := s.n.Partition(t, p)
+			if err != nil {
+				return err
+			}
+			s.pids[t] = append(s.pids[t], pid)
+		}
 	}
 	res, err := resultOf(ctx.RequestFuture(s.n.internalPID("offsets"), &FetchOffsets{Group: SourceGroup(s.cfg.Flow),
 		Partitions: []wire.TopicPartitions{{Topic: s.cfg.Topic, Partitions: []int32{-1}}}}, 10*time.Second))
@@ -138,11 +153,11 @@ func (s *sourceRunner) pull(ctx actor.Context) {
 		panic(fmt.Errorf("flow %s: source read: %w", s.cfg.Flow, err))
 	}
 	s.pos = pos
-	// Interceptors, then partitioning: a key picks its partition by wire.PartitionForKey;
-	// keyless records go to one partition per batch, round robin.
-	byPart := map[int32][]storage.Record{}
-	np := int32(len(s.pids))
-	rr := s.rr % np
+	// Interceptors, the selector, then partitioning: a key picks its partition by
+	// wire.PartitionForKey; keyless records go to one partition per batch and topic, round
+	// robin.
+	byPart := map[topicPart][]storage.Record{}
+	rr := s.rr
 	s.rr++
 	kept := 0
 	for _, r := range recs {
@@ -155,12 +170,26 @@ func (s *sourceRunner) pull(ctx actor.Context) {
 		if !ok {
 			continue
 		}
-		p := rr
-		if len(r.Key) > 0 {
-			p = wire.PartitionForKey(r.Key, np)
+		topics := []string{s.cfg.Topic}
+		if s.cfg.Selector != nil {
+			topics = s.cfg.Selector.Select(r)
 		}
-		byPart[p] = append(byPart[p], r)
-		kept++
+		for _, t := range topics {
+			pids, ok := s.pids[t]
+			if !ok {
+				panic(fmt.Errorf("flow %s: the selector chose topic %q, which is not among its Topics() %v", s.cfg.Flow, t, s.cfg.Selector.Topics()))
+			}
+			np := int32(len(pids))
+			p := int32(uint32(rr) % uint32(np))
+			if len(r.Key) > 0 {
+				p = wire.PartitionForKey(r.Key, np)
+			}
+			k := topicPart{t, p}
+			byPart[k] = append(byPart[k], r)
+		}
+		if len(topics) > 0 {
+			kept++
+		}
 	}
 	s.count = len(recs)
 	if kept == 0 {
@@ -171,27 +200,27 @@ func (s *sourceRunner) pull(ctx actor.Context) {
 		}
 		return
 	}
-	s.pending = map[int32][]byte{}
-	s.tries = map[int32]int{}
-	for p, rs := range byPart {
+	s.pending = map[topicPart][]byte{}
+	s.tries = map[topicPart]int{}
+	for k, rs := range byPart {
 		b, err := storage.EncodeBatch(rs)
 		if err != nil {
 			panic(fmt.Errorf("flow %s: encode: %w", s.cfg.Flow, err))
 		}
-		s.pending[p] = b
+		s.pending[k] = b
 	}
-	for p := range s.pending {
-		s.send(ctx, p)
+	for k := range s.pending {
+		s.send(ctx, k)
 	}
 }
 
-// send produces the pending batch of partition p and handles the answer.
-func (s *sourceRunner) send(ctx actor.Context, p int32) {
-	b := s.pending[p]
+// send produces the pending batch of partition k and handles the answer.
+func (s *sourceRunner) send(ctx actor.Context, k topicPart) {
+	b := s.pending[k]
 	epoch := s.epoch
-	pid := s.pids[p]
+	pid := s.pids[k.topic][k.partition]
 	if s.n.cluster != nil { // the leader moves: ask where it is now
-		if cur, err := s.n.Partition(s.cfg.Topic, p); err == nil {
+		if cur, err := s.n.Partition(k.topic, k.partition); err == nil {
 			pid = cur
 		}
 	}
@@ -208,20 +237,20 @@ func (s *sourceRunner) send(ctx actor.Context, p int32) {
 			e = wire.Errorf(wire.CodeTimeout, "no answer: %v", err)
 		}
 		if e == nil {
-			delete(s.pending, p)
+			delete(s.pending, k)
 			if len(s.pending) == 0 {
 				s.commit(ctx)
 			}
 			return
 		}
 		if !e.Code.Retriable() {
-			panic(fmt.Errorf("flow %s: produce to %s/%d: %w", s.cfg.Flow, s.cfg.Topic, p, e))
+			panic(fmt.Errorf("flow %s: produce to %s/%d: %w", s.cfg.Flow, k.topic, k.partition, e))
 		}
-		s.tries[p]++
-		wait := min(10*time.Millisecond<<min(s.tries[p], 8), 2*time.Second)
-		s.n.logger.Debug("source produce retry", "flow", s.cfg.Flow, "partition", p, "err", e, "wait", wait)
+		s.tries[k]++
+		wait := min(10*time.Millisecond<<min(s.tries[k], 8), 2*time.Second)
+		s.n.logger.Debug("source produce retry", "flow", s.cfg.Flow, "topic", k.topic, "partition", k.partition, "err", e, "wait", wait)
 		self, system := ctx.Self(), ctx.ActorSystem()
-		time.AfterFunc(wait, func() { system.Root.Send(self, retryProduce{epoch: epoch, partition: p}) })
+		time.AfterFunc(wait, func() { system.Root.Send(self, retryProduce{epoch: epoch, to: k}) })
 	})
 }
 

@@ -57,6 +57,18 @@ type Interceptor interface {
 	Intercept(r storage.Record) (storage.Record, bool)
 }
 
+// Selector routes a record to topics, as Flume's channel selectors route events to channels:
+// a source with a selector produces each record (after its interceptors) to every topic Select
+// returns, and drops it if there is none. Package connectors/selector has the replicating and
+// multiplexing selectors.
+type Selector interface {
+	// Select returns the topics r goes to; each must be one of Topics.
+	Select(r storage.Record) []string
+	// Topics lists every topic Select may return, each once; the flow creates them. The first
+	// is where the source's position is kept, so it must stay first.
+	Topics() []string
+}
+
 // InterceptorFunc adapts a function to Interceptor.
 type InterceptorFunc func(storage.Record) (storage.Record, bool)
 

@@ -127,16 +127,38 @@ func Group(g string) SinkOption {
 
 // Source runs `src -> interceptors -> topic` under the name flow, creating the topic if needed.
 func (rt *Runtime) Source(name string, src connectors.Source, topic string, opts ...SourceOption) error {
+	return rt.source(name, src, []string{topic}, nil, opts)
+}
+
+// SourceTo runs `src -> interceptors -> selector -> topics` under the name flow: each record
+// goes to the topics sel picks for it (package connectors/selector: replicating, or
+// multiplexing by a header), and the flow creates every topic sel names that does not exist
+// (Partitions and Replicas apply to each). The source's position is committed once every topic
+// acknowledged a batch, and kept under sel's first topic.
+func (rt *Runtime) SourceTo(name string, src connectors.Source, sel connectors.Selector, opts ...SourceOption) error {
+	if sel == nil {
+		return fmt.Errorf("flow %s: no selector", name)
+	}
+	topics := sel.Topics()
+	if len(topics) == 0 {
+		return fmt.Errorf("flow %s: the selector names no topic", name)
+	}
+	return rt.source(name, src, topics, sel, opts)
+}
+
+func (rt *Runtime) source(name string, src connectors.Source, topics []string, sel connectors.Selector, opts []SourceOption) error {
 	if !nameRE.MatchString(name) {
 		return fmt.Errorf("flow %q: use 1 to 100 letters, digits, '.', '_' or '-'", name)
 	}
-	o := sourceOpts{cfg: actors.SourceConfig{Flow: name, Source: src, Topic: topic}, partitions: 1, replicas: 1}
+	o := sourceOpts{cfg: actors.SourceConfig{Flow: name, Source: src, Topic: topics[0], Selector: sel}, partitions: 1, replicas: 1}
 	for _, opt := range opts {
 		opt.applySource(&o)
 	}
-	if _, ok := rt.node.Topic(topic); !ok {
-		if err := rt.node.CreateReplicatedTopic(topic, o.partitions, o.replicas, wire.TopicConfig{}); err != nil && !errors.Is(err, wire.ErrTopicExists) {
-			return fmt.Errorf("flow %s: %w", name, err)
+	for _, topic := range topics {
+		if _, ok := rt.node.Topic(topic); !ok {
+			if err := rt.node.CreateReplicatedTopic(topic, o.partitions, o.replicas, wire.TopicConfig{}); err != nil && !errors.Is(err, wire.ErrTopicExists) {
+				return fmt.Errorf("flow %s: topic %s: %w", name, topic, err)
+			}
 		}
 	}
 	return rt.spawn("flow/"+name+"/source", actors.NewSourceProps(rt.node, o.cfg), o.bound)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/weirhq/weir/connectors"
 	"github.com/weirhq/weir/connectors/interceptor"
+	"github.com/weirhq/weir/connectors/selector"
 	"github.com/weirhq/weir/connectors/source/seq"
 	"github.com/weirhq/weir/flow"
 	"github.com/weirhq/weir/storage"
@@ -231,6 +232,77 @@ func TestInterceptorChain(t *testing.T) {
 		if !strings.ContainsAny(v[len(v)-1:], "13579") || m.Headers["dc"] != "eu1" || m.Headers["first"] != v[1:2] ||
 			m.Headers["timestamp"] != "1700000000000" || m.Timestamp != at.UnixMilli() {
 			t.Fatalf("record %q: headers %v, timestamp %d", v, m.Headers, m.Timestamp)
+		}
+	}
+}
+
+// TestSourceToSelectors: a multiplexing selector routes each record by a header an
+// interceptor set, to one or two topics or to the default; a replicating one sends every record
+// to each of its topics. Sinks on each topic see exactly the records routed there, once.
+func TestSourceToSelectors(t *testing.T) {
+	n := startNode(t, nil)
+	rt := flow.New(n)
+	defer rt.Stop()
+	kind := interceptor.Func(func(r storage.Record) (storage.Record, bool) {
+		v, _ := strconv.Atoi(strings.TrimPrefix(string(r.Value), "n"))
+		r.Headers = map[string]string{"kind": []string{"a", "b", "c"}[v%3]}
+		return r, true
+	})
+	mux, err := selector.Multiplexing(selector.MultiplexingConfig{
+		Header:  "kind",
+		Routes:  map[string][]string{"a": {"ta"}, "b": {"tb", "tall"}},
+		Default: []string{"tother"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, _ := seq.New(seq.Config{Count: 3000, Batch: 100, Prefix: "n"})
+	if err := rt.SourceTo("mux", src, mux, flow.Partitions(2), flow.Intercept(kind)); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := selector.Replicating("r1", "r2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	src2, _ := seq.New(seq.Config{Count: 1000, Batch: 100, Prefix: "n"})
+	if err := rt.SourceTo("rep", src2, rep); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]func(int) bool{
+		"ta":     func(v int) bool { return v%3 == 0 && v < 3000 },
+		"tb":     func(v int) bool { return v%3 == 1 },
+		"tall":   func(v int) bool { return v%3 == 1 },
+		"tother": func(v int) bool { return v%3 == 2 },
+		"r1":     func(v int) bool { return v < 1000 },
+		"r2":     func(v int) bool { return v < 1000 },
+	}
+	sinks := map[string]*memSink{}
+	for topic := range want {
+		sinks[topic] = &memSink{}
+		if err := rt.Sink("sink-"+topic, sinks[topic], flow.FromTopics(topic)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for topic, ok := range want {
+		count := 1000
+		deadline := time.Now().Add(30 * time.Second)
+		for len(sinks[topic].values()) < count {
+			if time.Now().After(deadline) {
+				t.Fatalf("topic %s: %d of %d records", topic, len(sinks[topic].values()), count)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		time.Sleep(200 * time.Millisecond)
+		seen := map[int]bool{}
+		for _, v := range sinks[topic].values() {
+			n, _ := strconv.Atoi(strings.TrimPrefix(v, "n"))
+			if !ok(n) || seen[n] {
+				t.Fatalf("topic %s got record %d (twice: %v)", topic, n, seen[n])
+			}
+			seen[n] = true
+		}
+		if len(seen) != count {
+			t.Fatalf("topic %s: %d records, want %d", topic, len(seen), count)
 		}
 	}
 }
