@@ -49,8 +49,10 @@ bench-cluster: build
 
 # Runs every fuzz target for FUZZTIME each.
 fuzz:
-	@for t in $$($(GO) test -list '^Fuzz' ./storage/ | grep ^Fuzz); do \
-		echo "== $$t"; $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./storage/ || exit 1; \
+	@for p in $$(grep -rl --include='*_test.go' '^func Fuzz' . | xargs -n1 dirname | sort -u); do \
+		for t in $$($(GO) test -list '^Fuzz' $$p | grep ^Fuzz); do \
+			echo "== $$p $$t"; $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$p || exit 1; \
+		done; \
 	done
 
 # soak runs the randomized crash tests with many more seeds than make test does, the cluster

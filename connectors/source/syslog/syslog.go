@@ -1,0 +1,377 @@
+// Package syslog is a source that receives syslog messages over UDP and TCP, RFC 5424 and RFC
+// 3164, and turns each into a record: the free-form text is the value, the timestamp the
+// message's time (the time it arrived if it had none), and the header fields are headers:
+//
+//	facility, severity   numbers (RFC 5424 section 6.2.1)
+//	host, app, procid, msgid, structured_data   where the message had them
+//	timestamp            the record's timestamp in milliseconds (for Flume-style time bucketing)
+//	syslog.version       1 for RFC 5424, 0 for RFC 3164
+//
+// A message that does not parse is not dropped: the record's value is the whole message and its
+// header "syslog.invalid" says what was wrong (Parse's error); an interceptor can route or drop
+// such records.
+//
+// # Framing
+//
+// Over UDP each datagram is one message. Over TCP (RFC 6587) a frame that starts with a digit
+// is octet-counted ("LEN SP MSG"); any other is a line ending at "\n" (a "\r" before it is
+// removed). Messages longer than Config.MaxMessage are cut to it and marked with the header
+// "syslog.truncated" (their length); a TCP connection whose octet count is not a number is
+// closed, with a warning naming the peer.
+//
+// # Delivery
+//
+// Syslog has no acknowledgements, so nothing can be asked for again: the source's position is
+// always empty, and a crash loses the messages received and not yet acknowledged by the topic
+// (at most Config.Buffer of them plus one batch). When the topic is slower than the senders,
+// TCP connections are no longer read (the senders' own buffers fill, then they block or drop, as
+// their configuration says) and UDP datagrams that find the buffer full are dropped and counted
+// (Dropped). Use a file-based source where loss is not acceptable.
+package syslog
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/weirhq/weir/storage"
+)
+
+// Header names set on records.
+const (
+	HeaderInvalid   = "syslog.invalid"
+	HeaderTruncated = "syslog.truncated"
+	HeaderVersion   = "syslog.version"
+)
+
+// Config configures a Source. At least one of UDP and TCP must be set.
+type Config struct {
+	// UDP and TCP are the addresses to listen on (host:port; port 0 picks one, see Addrs).
+	UDP, TCP string
+	// MaxMessage is the longest message kept whole, in bytes (default 64 KiB).
+	MaxMessage int
+	// Buffer is how many messages may wait between the listeners and Read (default 10,000).
+	Buffer int
+	// Batch is the most records one Read returns (default 1,000); Linger how long Read waits for
+	// more after the first (default 5 ms).
+	Batch  int
+	Linger time.Duration
+	// Location is the time zone of RFC 3164 timestamps, which carry none (default time.Local).
+	Location *time.Location
+	// Logger receives warnings about bad TCP framing; discarded by default.
+	Logger *slog.Logger
+}
+
+// Source receives syslog messages. It is a connectors.Source.
+type Source struct {
+	cfg     Config
+	msgs    chan storage.Record
+	dropped atomic.Int64
+
+	mu    sync.Mutex
+	udp   net.PacketConn
+	tcp   net.Listener
+	conns map[net.Conn]struct{}
+	stop  chan struct{}
+	wg    sync.WaitGroup
+}
+
+// New checks cfg and returns a Source; it listens from Open on.
+func New(cfg Config) (*Source, error) {
+	if cfg.UDP == "" && cfg.TCP == "" {
+		return nil, errors.New("syslog source: set a UDP or a TCP address")
+	}
+	if cfg.MaxMessage <= 0 {
+		cfg.MaxMessage = 64 << 10
+	}
+	if cfg.Buffer <= 0 {
+		cfg.Buffer = 10_000
+	}
+	if cfg.Batch <= 0 {
+		cfg.Batch = 1000
+	}
+	if cfg.Linger <= 0 {
+		cfg.Linger = 5 * time.Millisecond
+	}
+	if cfg.Location == nil {
+		cfg.Location = time.Local
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Source{cfg: cfg, msgs: make(chan storage.Record, cfg.Buffer)}, nil
+}
+
+// Open starts listening. The position is ignored (there is nothing to resume: see Delivery).
+func (s *Source) Open(_ context.Context, _ []byte) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stop != nil {
+		return nil // open already (a restart in the same process keeps the sockets)
+	}
+	s.stop = make(chan struct{})
+	s.conns = map[net.Conn]struct{}{}
+	if s.cfg.UDP != "" {
+		pc, err := net.ListenPacket("udp", s.cfg.UDP)
+		if err != nil {
+			return fmt.Errorf("syslog source: listen on udp %s: %w", s.cfg.UDP, err)
+		}
+		s.udp = pc
+		s.wg.Add(1)
+		go s.serveUDP(pc)
+	}
+	if s.cfg.TCP != "" {
+		ln, err := net.Listen("tcp", s.cfg.TCP)
+		if err != nil {
+			if s.udp != nil {
+				s.udp.Close()
+			}
+			return fmt.Errorf("syslog source: listen on tcp %s: %w", s.cfg.TCP, err)
+		}
+		s.tcp = ln
+		s.wg.Add(1)
+		go s.serveTCP(ln)
+	}
+	return nil
+}
+
+// Addrs returns the addresses listened on (nil for one not configured), once open.
+func (s *Source) Addrs() (udp, tcp net.Addr) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.udp != nil {
+		udp = s.udp.LocalAddr()
+	}
+	if s.tcp != nil {
+		tcp = s.tcp.Addr()
+	}
+	return udp, tcp
+}
+
+// Dropped is how many UDP messages were dropped because the buffer was full.
+func (s *Source) Dropped() int64 { return s.dropped.Load() }
+
+// Read returns the messages received, up to Config.Batch: it waits for the first until ctx is
+// done, then for more within Config.Linger. The position is always nil.
+func (s *Source) Read(ctx context.Context) ([]storage.Record, []byte, error) {
+	var out []storage.Record
+	select {
+	case r := <-s.msgs:
+		out = append(out, r)
+	case <-ctx.Done():
+		return nil, nil, nil
+	}
+	t := time.NewTimer(s.cfg.Linger)
+	defer t.Stop()
+	for len(out) < s.cfg.Batch {
+		select {
+		case r := <-s.msgs:
+			out = append(out, r)
+		case <-t.C:
+			return out, nil, nil
+		}
+	}
+	return out, nil, nil
+}
+
+// Close stops listening and closes the connections. Messages received and not read are lost.
+func (s *Source) Close() error {
+	s.mu.Lock()
+	if s.stop == nil {
+		s.mu.Unlock()
+		return nil
+	}
+	close(s.stop)
+	s.stop = nil
+	if s.udp != nil {
+		s.udp.Close()
+		s.udp = nil
+	}
+	if s.tcp != nil {
+		s.tcp.Close()
+		s.tcp = nil
+	}
+	for c := range s.conns {
+		c.Close()
+	}
+	s.mu.Unlock()
+	s.wg.Wait()
+	return nil
+}
+
+// record makes the record of one message.
+func (s *Source) record(msg []byte, full int) storage.Record {
+	now := time.Now()
+	m, err := Parse(msg, now, s.cfg.Location)
+	h := map[string]string{}
+	var r storage.Record
+	if err != nil {
+		r = storage.Record{Value: bytes.Clone(msg), Timestamp: now.UnixMilli()}
+		h[HeaderInvalid] = err.Error()
+	} else {
+		ts := now
+		if !m.Timestamp.IsZero() {
+			ts = m.Timestamp
+		}
+		r = storage.Record{Value: bytes.Clone(m.Text), Timestamp: ts.UnixMilli()}
+		h["facility"] = strconv.Itoa(m.Facility)
+		h["severity"] = strconv.Itoa(m.Severity)
+		h[HeaderVersion] = strconv.Itoa(m.Version)
+		for k, v := range map[string]string{"host": m.Host, "app": m.App, "procid": m.ProcID, "msgid": m.MsgID, "structured_data": m.StructuredData} {
+			if v != "" {
+				h[k] = v
+			}
+		}
+	}
+	h["timestamp"] = strconv.FormatInt(r.Timestamp, 10)
+	if full > len(msg) {
+		h[HeaderTruncated] = strconv.Itoa(full)
+	}
+	r.Headers = h
+	return r
+}
+
+func (s *Source) serveUDP(pc net.PacketConn) {
+	defer s.wg.Done()
+	buf := make([]byte, 65536)
+	for {
+		n, _, err := pc.ReadFrom(buf)
+		if err != nil {
+			return // closed
+		}
+		msg := bytes.TrimRight(buf[:n], "\r\n")
+		full := len(msg)
+		if len(msg) > s.cfg.MaxMessage {
+			msg = msg[:s.cfg.MaxMessage]
+		}
+		select {
+		case s.msgs <- s.record(msg, full):
+		default:
+			s.dropped.Add(1)
+		}
+	}
+}
+
+func (s *Source) serveTCP(ln net.Listener) {
+	defer s.wg.Done()
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return // closed
+		}
+		s.mu.Lock()
+		if s.stop == nil {
+			s.mu.Unlock()
+			c.Close()
+			return
+		}
+		s.conns[c] = struct{}{}
+		stop := s.stop
+		s.mu.Unlock()
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			err := Frames(c, s.cfg.MaxMessage, func(msg []byte, full int) bool {
+				select {
+				case s.msgs <- s.record(msg, full):
+					return true
+				case <-stop:
+					return false
+				}
+			})
+			if err != nil {
+				s.cfg.Logger.Warn("syslog source: closing a TCP connection", "peer", c.RemoteAddr().String(), "err", err)
+			}
+			s.mu.Lock()
+			delete(s.conns, c)
+			s.mu.Unlock()
+			c.Close()
+		}()
+	}
+}
+
+// Frames splits a TCP syslog stream into messages (RFC 6587: octet counting when a frame starts
+// with a digit, else lines) and calls emit with each, cut to maxLen bytes, and its full length;
+// emit returns false to stop. It returns nil at the end of the stream, or the framing error.
+func Frames(r io.Reader, maxLen int, emit func(msg []byte, full int) bool) error {
+	br := bufio.NewReaderSize(r, 64<<10)
+	buf := make([]byte, 0, 4096)
+	for {
+		c, err := br.ReadByte()
+		if err != nil {
+			return nil
+		}
+		if c >= '0' && c <= '9' {
+			n := int(c - '0')
+			for {
+				c, err = br.ReadByte()
+				if err != nil {
+					return nil // the stream ended inside a frame's length
+				}
+				if c == ' ' {
+					break
+				}
+				if c < '0' || c > '9' || n > 100_000_000 {
+					return fmt.Errorf("octet-counted frame: length is not a number below 10^9 (byte %q)", c)
+				}
+				n = n*10 + int(c-'0')
+			}
+			keep := min(n, maxLen)
+			buf = append(buf[:0], make([]byte, keep)...)
+			if _, err := io.ReadFull(br, buf); err != nil {
+				return nil // cut short: the sender went away
+			}
+			if _, err := br.Discard(n - keep); err != nil {
+				return nil
+			}
+			if !emit(bytes.TrimRight(buf, "\r\n"), n) {
+				return nil
+			}
+			continue
+		}
+		if c == '\n' {
+			continue // an empty line
+		}
+		// A line: c and what follows up to '\n', at most maxLen bytes kept; full is its length
+		// without the "\n" or "\r\n" that ends it.
+		buf = append(buf[:0], c)
+		full, last, pen := 1, c, byte(0)
+		for {
+			line, err := br.ReadSlice('\n')
+			full += len(line)
+			if room := maxLen - len(buf); room > 0 {
+				buf = append(buf, line[:min(len(line), room)]...)
+			}
+			switch len(line) {
+			case 0:
+			case 1:
+				pen, last = last, line[0]
+			default:
+				pen, last = line[len(line)-2], line[len(line)-1]
+			}
+			if err == bufio.ErrBufferFull {
+				continue
+			}
+			if err == nil { // ended by '\n'
+				full--
+				if pen == '\r' {
+					full--
+				}
+			}
+			break
+		}
+		msg := bytes.TrimRight(buf, "\r\n")
+		if !emit(msg, max(full, len(msg))) {
+			return nil
+		}
+	}
+}
