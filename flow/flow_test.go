@@ -3,6 +3,7 @@ package flow_test
 import (
 	"context"
 	"fmt"
+	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
@@ -13,6 +14,7 @@ import (
 	"github.com/weirhq/weir/connectors"
 	"github.com/weirhq/weir/connectors/interceptor"
 	"github.com/weirhq/weir/connectors/selector"
+	httpsource "github.com/weirhq/weir/connectors/source/http"
 	"github.com/weirhq/weir/connectors/source/seq"
 	"github.com/weirhq/weir/flow"
 	"github.com/weirhq/weir/storage"
@@ -303,6 +305,52 @@ func TestSourceToSelectors(t *testing.T) {
 		}
 		if len(seen) != count {
 			t.Fatalf("topic %s: %d records, want %d", topic, len(seen), count)
+		}
+	}
+}
+
+// TestHTTPSourceFlow: events POSTed with curl to an http source in a flow are answered 200
+// once the topic acknowledged them, and reach the topic's sink, headers and keys included.
+func TestHTTPSourceFlow(t *testing.T) {
+	curl, err := exec.LookPath("curl")
+	if err != nil {
+		t.Skip("curl is not installed")
+	}
+	n := startNode(t, nil)
+	rt := flow.New(n)
+	defer rt.Stop()
+	src, err := httpsource.New(httpsource.Config{Addr: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rt.Source("web", src, "web", flow.Partitions(2)); err != nil {
+		t.Fatal(err)
+	}
+	sink := &memSink{}
+	if err := rt.Sink("web-sink", sink, flow.FromTopics("web")); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); src.Addr() == nil; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the http source does not listen")
+		}
+	}
+	url := "http://" + src.Addr().String() + "/"
+	out, err := exec.Command(curl, "-s", "--max-time", "10", "-H", "Content-Type: application/json",
+		"--data", `[{"headers":{"type":"click"},"body":"e1","key":"u1"},{"body":"e2"},{"body":"e3"}]`, url).Output()
+	if err != nil || strings.TrimSpace(string(out)) != `{"accepted":3}` {
+		t.Fatalf("curl: %q, %v", out, err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); len(sink.values()) < 3; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the sink got %v", sink.values())
+		}
+	}
+	sink.mu.Lock()
+	defer sink.mu.Unlock()
+	for _, m := range sink.msgs {
+		if string(m.Value) == "e1" && (m.Headers["type"] != "click" || string(m.Key) != "u1") {
+			t.Fatalf("e1 arrived as %+v", m)
 		}
 	}
 }
