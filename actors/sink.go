@@ -80,7 +80,7 @@ func (s *sinkRunner) Receive(ctx actor.Context) {
 		s.hb = startTicker(ctx.ActorSystem(), ctx.Self(), s.cfg.Session/3, heartbeatTick{})
 		s.join(ctx)
 	case *actor.Stopping, *actor.Restarting:
-		s.epoch++
+		s.epoch = nextEpoch()
 		s.hb.stop()
 		if pid := s.n.cachedCoordinator(s.cfg.Group); s.member != "" && pid != nil {
 			// Leave at once so the others need not wait for the session to expire. Only a
@@ -115,7 +115,7 @@ func (s *sinkRunner) coordinator() *actor.PID {
 // join (re)joins the group; its answer assigns partitions, whose committed offsets are read
 // before fetching starts.
 func (s *sinkRunner) join(ctx actor.Context) {
-	s.epoch++
+	s.epoch = nextEpoch()
 	s.joining = true
 	epoch := s.epoch
 	f := ctx.RequestFuture(s.coordinator(), &JoinGroup{wire.JoinGroupRequest{Group: s.cfg.Group, MemberID: s.member,

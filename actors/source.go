@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -83,24 +85,29 @@ func (s *sourceRunner) Receive(ctx actor.Context) {
 			panic(fmt.Errorf("flow %s: source: %w", s.cfg.Flow, err))
 		}
 	case *actor.Stopping, *actor.Restarting:
-		s.epoch++
+		s.epoch = nextEpoch()
 		if err := s.cfg.Source.Close(); err != nil {
 			s.n.logger.Warn("source close", "flow", s.cfg.Flow, "err", err)
 		}
 	case pull:
 		s.pull(ctx)
 	case retryProduce:
-		if m.epoch == s.epoch {
+		if _, ok := s.pending[m.to]; ok && m.epoch == s.epoch {
 			s.send(ctx, m.to)
 		}
 	}
 }
 
 func (s *sourceRunner) start(ctx actor.Context) error {
-	s.epoch++
+	s.epoch = nextEpoch()
 	topics := []string{s.cfg.Topic}
 	if s.cfg.Selector != nil {
 		topics = s.cfg.Selector.Topics()
+	}
+	for i, t := range topics {
+		if slices.Contains(topics[:i], t) {
+			return fmt.Errorf("the selector names topic %q twice", t)
+		}
 	}
 	s.pids = map[string][]*actor.PID{}
 	for _, t := range topics {
@@ -116,14 +123,33 @@ func (s *sourceRunner) start(ctx actor.Context) error {
 			s.pids[t] = append(s.pids[t], pid)
 		}
 	}
+	// The position is committed under Topic; a flow whose selector's first topic changed (a
+	// route added, or a flow that had one topic given a selector) finds it under another.
+	ask := []wire.TopicPartitions{{Topic: s.cfg.Topic, Partitions: []int32{-1}}}
+	for _, t := range topics {
+		if t != s.cfg.Topic {
+			ask = append(ask, wire.TopicPartitions{Topic: t, Partitions: []int32{-1}})
+		}
+	}
 	res, err := resultOf(ctx.RequestFuture(s.n.internalPID("offsets"), &FetchOffsets{Group: SourceGroup(s.cfg.Flow),
-		Partitions: []wire.TopicPartitions{{Topic: s.cfg.Topic, Partitions: []int32{-1}}}}, 10*time.Second))
+		Partitions: ask}, 10*time.Second))
 	if err != nil {
 		return fmt.Errorf("read committed position: %w", err)
 	}
 	var pos []byte
-	if r, ok := res.(*wire.FetchCommitResponse); ok && len(r.Offsets) == 1 {
-		pos = r.Offsets[0].Metadata
+	if r, ok := res.(*wire.FetchCommitResponse); ok {
+		found := map[string][]byte{}
+		for _, o := range r.Offsets {
+			if len(o.Metadata) > 0 {
+				found[o.Topic] = o.Metadata
+			}
+		}
+		for _, tp := range ask {
+			if p, ok := found[tp.Topic]; ok {
+				pos = p
+				break
+			}
+		}
 	}
 	octx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -268,7 +294,17 @@ func (s *sourceRunner) commit(ctx actor.Context) {
 			panic(fmt.Errorf("flow %s: commit source position: %v %v", s.cfg.Flow, err, r))
 		}
 		s.n.metrics.SourceRecords(s.cfg.Flow, s.count)
+		if a, ok := s.cfg.Source.(connectors.Acker); ok {
+			a.Acked(s.pos)
+		}
 		s.pending = nil
 		ctx.Send(ctx.Self(), pull{})
 	})
 }
+
+// runEpochs numbers the runs of source and sink runners across the process: a timer or a
+// reply of an earlier run (of this actor, or of one defined before it under the same name,
+// which gets the same PID) carries a number no later run has.
+var runEpochs atomic.Int64
+
+func nextEpoch() int { return int(runEpochs.Add(1)) }

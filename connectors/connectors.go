@@ -32,6 +32,13 @@ type Source interface {
 	Close() error
 }
 
+// Acker is a Source that wants to know when what it read is stored: the runner calls Acked
+// with the position of the last Read once the topic acknowledged every record read up to it and
+// the position is committed. A source that answers its senders (the http source) answers then.
+type Acker interface {
+	Acked(position []byte)
+}
+
 // Message is a record read from a topic.
 type Message struct {
 	Topic     string

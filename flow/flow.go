@@ -27,6 +27,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"sync"
 	"time"
 
@@ -134,7 +135,8 @@ func (rt *Runtime) Source(name string, src connectors.Source, topic string, opts
 // goes to the topics sel picks for it (package connectors/selector: replicating, or
 // multiplexing by a header), and the flow creates every topic sel names that does not exist
 // (Partitions and Replicas apply to each). The source's position is committed once every topic
-// acknowledged a batch, and kept under sel's first topic.
+// acknowledged a batch, and kept under sel's first topic (a flow whose first topic changed finds
+// it under its other topics).
 func (rt *Runtime) SourceTo(name string, src connectors.Source, sel connectors.Selector, opts ...SourceOption) error {
 	if sel == nil {
 		return fmt.Errorf("flow %s: no selector", name)
@@ -142,6 +144,11 @@ func (rt *Runtime) SourceTo(name string, src connectors.Source, sel connectors.S
 	topics := sel.Topics()
 	if len(topics) == 0 {
 		return fmt.Errorf("flow %s: the selector names no topic", name)
+	}
+	for i, t := range topics {
+		if slices.Contains(topics[:i], t) {
+			return fmt.Errorf("flow %s: the selector names topic %q twice", name, t)
+		}
 	}
 	return rt.source(name, src, topics, sel, opts)
 }

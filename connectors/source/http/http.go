@@ -4,10 +4,11 @@
 // key); any other POST body is one event, the body as it is.
 //
 // The answer comes once the topic acknowledged the request's events: 200 with
-// {"accepted": N} then, so a client that got 200 knows its events are stored (and retries
-// otherwise). 400 says what is wrong with a body that does not parse, 405 and 413 refuse other
-// methods and bodies over Config.MaxBody, and 503 (with Retry-After) refuses a request while
-// Config.MaxPending events already wait for the topic, or while the flow restarts.
+// {"accepted": N} then (the runner tells the source through connectors.Acker), so a client that
+// got 200 knows its events are stored (and retries otherwise). 400 says what is wrong with a
+// body that does not parse, 405 and 413 refuse other methods and bodies over Config.MaxBody, and
+// 503 (with Retry-After) refuses a request while Config.MaxPending events or
+// Config.MaxPendingBytes bytes already wait for the topic, or while the flow restarts.
 //
 // # Delivery
 //
@@ -42,9 +43,10 @@ type Config struct {
 	Path string
 	// MaxBody is the largest body taken, in bytes (default 16 MiB).
 	MaxBody int64
-	// MaxPending is how many events may wait for the topic before requests get 503 (default
-	// 100,000).
-	MaxPending int
+	// MaxPending is how many events, and MaxPendingBytes how many bytes of bodies, may wait
+	// for the topic before requests get 503 (defaults 100,000 and 64 MiB).
+	MaxPending      int
+	MaxPendingBytes int64
 	// Batch is the most events one Read returns (default 10,000; a larger request goes whole).
 	// Linger is how long Read waits for more requests after the first (default 2 ms).
 	Batch  int
@@ -61,16 +63,18 @@ type Source struct {
 	srv      *http.Server
 	ln       net.Listener
 	queue    []*request // waiting to be read
-	queued   int        // events in queue
-	inflight []*request // returned by the last Read, answered at the next
+	queued   int        // events in queue and in flight
+	bytes    int64      // body bytes in queue and in flight
+	inflight []*request // returned by Read, answered when acknowledged (Acked)
 	wake     chan struct{}
 	closed   bool
 }
 
 // request is one POST waiting for its answer.
 type request struct {
-	recs []storage.Record
-	done chan error // nil: acknowledged
+	recs  []storage.Record
+	bytes int64
+	done  chan error // nil: acknowledged
 }
 
 // New checks cfg and returns a Source; it listens from Open on.
@@ -89,6 +93,9 @@ func New(cfg Config) (*Source, error) {
 	}
 	if cfg.MaxPending <= 0 {
 		cfg.MaxPending = 100_000
+	}
+	if cfg.MaxPendingBytes <= 0 {
+		cfg.MaxPendingBytes = 64 << 20
 	}
 	if cfg.Batch <= 0 {
 		cfg.Batch = 10_000
@@ -116,7 +123,7 @@ func (s *Source) Open(_ context.Context, _ []byte) error {
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc(s.cfg.Path, s.serve)
-	s.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second,
+	s.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
 		ErrorLog: slog.NewLogLogger(s.cfg.Logger.Handler(), slog.LevelWarn)}
 	s.ln = ln
 	s.closed = false
@@ -134,17 +141,23 @@ func (s *Source) Addr() net.Addr {
 	return s.ln.Addr()
 }
 
-// Read answers the requests it returned last (the runner reads again only once the topic
-// acknowledged them), then returns the events of the requests waiting, up to Config.Batch: it
-// waits for the first request until ctx is done, then for more within Config.Linger.
-func (s *Source) Read(ctx context.Context) ([]storage.Record, []byte, error) {
+// Acked answers 200 to the requests whose events Read returned: the topic acknowledged them.
+// It implements connectors.Acker.
+func (s *Source) Acked([]byte) {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	for _, r := range s.inflight {
+		s.queued -= len(r.recs)
+		s.bytes -= r.bytes
 		r.done <- nil
 	}
 	s.inflight = nil
-	s.mu.Unlock()
+}
 
+// Read returns the events of the requests waiting, up to Config.Batch: it waits for the first
+// request until ctx is done, then for more within Config.Linger. The requests are answered when
+// the runner reports the events acknowledged (Acked), or 503 by Close.
+func (s *Source) Read(ctx context.Context) ([]storage.Record, []byte, error) {
 	var out []storage.Record
 	var linger <-chan time.Time
 	for {
@@ -152,7 +165,6 @@ func (s *Source) Read(ctx context.Context) ([]storage.Record, []byte, error) {
 		for len(s.queue) > 0 && (len(out) == 0 || len(out)+len(s.queue[0].recs) <= s.cfg.Batch) {
 			r := s.queue[0]
 			s.queue = s.queue[1:]
-			s.queued -= len(r.recs)
 			out = append(out, r.recs...)
 			s.inflight = append(s.inflight, r)
 		}
@@ -182,7 +194,7 @@ func (s *Source) Close() error {
 	srv := s.srv
 	s.srv, s.ln, s.closed = nil, nil, true
 	pending := append(s.inflight, s.queue...)
-	s.inflight, s.queue, s.queued = nil, nil, 0
+	s.inflight, s.queue, s.queued, s.bytes = nil, nil, 0, 0
 	s.mu.Unlock()
 	for _, r := range pending {
 		r.done <- errors.New("the flow stopped before the topic acknowledged the events")
@@ -227,7 +239,7 @@ func (s *Source) serve(w http.ResponseWriter, req *http.Request) {
 		writeAccepted(w, 0)
 		return
 	}
-	r := &request{recs: recs, done: make(chan error, 1)}
+	r := &request{recs: recs, bytes: int64(len(body)), done: make(chan error, 1)}
 	s.mu.Lock()
 	switch {
 	case s.closed || s.srv == nil:
@@ -235,14 +247,15 @@ func (s *Source) serve(w http.ResponseWriter, req *http.Request) {
 		w.Header().Set("Retry-After", "1")
 		http.Error(w, "the flow is restarting", http.StatusServiceUnavailable)
 		return
-	case s.queued > 0 && s.queued+len(recs) > s.cfg.MaxPending:
+	case s.queued > 0 && (s.queued+len(recs) > s.cfg.MaxPending || s.bytes+r.bytes > s.cfg.MaxPendingBytes):
 		s.mu.Unlock()
 		w.Header().Set("Retry-After", "1")
-		http.Error(w, fmt.Sprintf("overloaded: %d events wait for the topic", s.queued), http.StatusServiceUnavailable)
+		http.Error(w, fmt.Sprintf("overloaded: %d events (%d bytes) wait for the topic", s.queued, s.bytes), http.StatusServiceUnavailable)
 		return
 	}
 	s.queue = append(s.queue, r)
 	s.queued += len(recs)
+	s.bytes += r.bytes
 	s.mu.Unlock()
 	select {
 	case s.wake <- struct{}{}:

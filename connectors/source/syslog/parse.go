@@ -46,9 +46,9 @@ func Parse(b []byte, now time.Time, loc *time.Location) (Message, error) {
 		return m, err
 	}
 	m.Facility, m.Severity = pri/8, pri%8
-	if p.pos < len(b) && b[p.pos] >= '1' && b[p.pos] <= '9' {
-		// A digit right after the priority: RFC 5424's version (a 3164 timestamp starts with a
-		// month name).
+	if rest := b[p.pos:]; len(rest) > 2 && rest[0] == '1' && rest[1] == ' ' && (rest[2] == '-' || rest[2] >= '0' && rest[2] <= '9') {
+		// "1 " and a timestamp or "-": RFC 5424's version. Other messages that start with a
+		// digit (an RFC 3339 time, a device's sequence number) are RFC 3164's loose form.
 		return p.rfc5424(m)
 	}
 	if loc == nil {
@@ -246,7 +246,16 @@ func (p *parser) sdName(what string) error {
 func (p *parser) rfc3164(m Message, now time.Time, loc *time.Location) Message {
 	rest := p.b[p.pos:]
 	const layout = "Jan _2 15:04:05"
-	if len(rest) >= len(layout) {
+	if i := bytes.IndexByte(rest, ' '); i >= 20 && rest[4] == '-' {
+		// An RFC 3339 time in the place of the 3164 one (rsyslog's forwarding format).
+		if t, err := time.Parse(time.RFC3339Nano, string(rest[:i])); err == nil {
+			m.Timestamp = t
+			rest = rest[i+1:]
+			if j := bytes.IndexByte(rest, ' '); j > 0 && rest[j-1] != ':' && !bytes.ContainsAny(rest[:j], "[]") {
+				m.Host, rest = string(rest[:j]), rest[j+1:]
+			}
+		}
+	} else if len(rest) >= len(layout) {
 		if t, err := time.ParseInLocation(layout, string(rest[:len(layout)]), loc); err == nil {
 			m.Timestamp = closestYear(t, now.In(loc))
 			rest = rest[len(layout):]

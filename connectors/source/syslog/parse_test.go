@@ -69,6 +69,9 @@ func TestParse3164(t *testing.T) {
 		{`<13>Jan  2 11:59:00 cron[5]: no host`, time.Date(2026, 1, 2, 11, 59, 0, 0, time.UTC), "", "cron", "5", "no host", 1, 5},
 		{`<13>just some text`, time.Time{}, "", "", "", "just some text", 1, 5},
 		{`<13>`, time.Time{}, "", "", "", "", 1, 5},
+		// Digits after the priority that are not "1 " and a timestamp: the loose 3164 form.
+		{`<13>2 - - - - - -`, time.Time{}, "", "", "", "2 - - - - - -", 1, 5},
+		{`<13>2026-01-02T11:00:00.5Z web1 nginx[7]: GET`, time.Date(2026, 1, 2, 11, 0, 0, 5e8, time.UTC), "web1", "nginx", "7", "GET", 1, 5},
 	} {
 		got, err := Parse([]byte(c.in), now, time.UTC)
 		if err != nil {
@@ -90,8 +93,7 @@ func TestParseErrors(t *testing.T) {
 		{`<1234>x`, "priority: want 1 to 3 digits"},
 		{`<192>x`, `priority "192" out of range`},
 		{`<01>x`, `priority "01" out of range`},
-		{`<13>2 - - - - - -`, `version "2": only 1 is known`},
-		{`<13>1 yesterday h a p m -`, `timestamp "yesterday": not RFC 3339`},
+		{`<13>1 2026-13-01T00:00:00Z h a p m -`, `timestamp "2026-13-01T00:00:00Z": not RFC 3339`},
 		{`<13>1 - h a p`, "msgid: message ends before it"},
 		{`<13>1 -  a p m -`, "hostname: empty"},
 		{"<13>1 - h\x01 a p m -", "hostname: character 0x1"},

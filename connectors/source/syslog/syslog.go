@@ -22,11 +22,15 @@
 // # Delivery
 //
 // Syslog has no acknowledgements, so nothing can be asked for again: the source's position is
-// always empty, and a crash loses the messages received and not yet acknowledged by the topic
-// (at most Config.Buffer of them plus one batch). When the topic is slower than the senders,
-// TCP connections are no longer read (the senders' own buffers fill, then they block or drop, as
-// their configuration says) and UDP datagrams that find the buffer full are dropped and counted
-// (Dropped). Use a file-based source where loss is not acceptable.
+// always empty, and a crash of the process loses the messages received and not yet acknowledged
+// by the topic (at most Config.Buffer of them plus one batch). When the flow's actor restarts in
+// the same process, the buffered messages are kept, but the sockets are closed and opened again:
+// datagrams sent meanwhile (the supervisor's backoff, up to seconds) are lost, and TCP
+// connections are reset, losing what the connection had read and not yet parsed (up to 64 KiB)
+// and what the kernel held for it; senders that reconnect go on. When the topic is slower than
+// the senders, TCP connections are no longer read (the senders' own buffers fill, then they
+// block or drop, as their configuration says) and UDP datagrams that find the buffer full are
+// dropped and counted (Dropped). Use a file-based source where loss is not acceptable.
 package syslog
 
 import (
@@ -116,7 +120,7 @@ func (s *Source) Open(_ context.Context, _ []byte) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.stop != nil {
-		return nil // open already (a restart in the same process keeps the sockets)
+		return nil // open already
 	}
 	s.stop = make(chan struct{})
 	s.conns = map[net.Conn]struct{}{}
@@ -134,7 +138,12 @@ func (s *Source) Open(_ context.Context, _ []byte) error {
 		if err != nil {
 			if s.udp != nil {
 				s.udp.Close()
+				s.udp = nil
 			}
+			s.stop = nil
+			s.mu.Unlock()
+			s.wg.Wait() // the UDP reader
+			s.mu.Lock()
 			return fmt.Errorf("syslog source: listen on tcp %s: %w", s.cfg.TCP, err)
 		}
 		s.tcp = ln
@@ -183,7 +192,9 @@ func (s *Source) Read(ctx context.Context) ([]storage.Record, []byte, error) {
 	return out, nil, nil
 }
 
-// Close stops listening and closes the connections. Messages received and not read are lost.
+// Close stops listening and closes the connections. Messages received and not yet read stay in
+// the buffer for a later Open of the same Source (an actor restart); the process ending loses
+// them.
 func (s *Source) Close() error {
 	s.mu.Lock()
 	if s.stop == nil {
@@ -333,7 +344,15 @@ func Frames(r io.Reader, maxLen int, emit func(msg []byte, full int) bool) error
 			if _, err := br.Discard(n - keep); err != nil {
 				return nil
 			}
-			if !emit(bytes.TrimRight(buf, "\r\n"), n) {
+			msg := bytes.TrimRight(buf, "\r\n")
+			if len(msg) == 0 {
+				continue // an empty frame
+			}
+			full := n
+			if keep == n {
+				full = len(msg) // whole: a line ending counted in the length is no truncation
+			}
+			if !emit(msg, full) {
 				return nil
 			}
 			continue
@@ -370,6 +389,9 @@ func Frames(r io.Reader, maxLen int, emit func(msg []byte, full int) bool) error
 			break
 		}
 		msg := bytes.TrimRight(buf, "\r\n")
+		if len(msg) == 0 {
+			continue // a blank line ("\r\n")
+		}
 		if !emit(msg, max(full, len(msg))) {
 			return nil
 		}
