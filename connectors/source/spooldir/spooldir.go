@@ -35,6 +35,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/weirhq/weir/storage"
@@ -67,8 +68,10 @@ type Source struct {
 	f    *os.File
 	br   *bufio.Reader
 	name string // the file being read
+	ino  uint64 // its inode, which tells it from a later file of the same name
 	off  int64  // offset after the last line returned
 	eof  bool   // every line of name was returned
+	bad  error  // name is to be quarantined for this, once the lines before are acknowledged
 }
 
 // New checks cfg and returns a Source.
@@ -100,21 +103,30 @@ func New(cfg Config) (*Source, error) {
 	return &Source{cfg: cfg}, nil
 }
 
-// encodePosition is offset (8 bytes, big endian) and the file name.
-func encodePosition(name string, off int64) []byte {
+// encodePosition is the offset and the file's inode (8 bytes each, big endian), then its name.
+func encodePosition(name string, ino uint64, off int64) []byte {
 	b := binary.BigEndian.AppendUint64(nil, uint64(off))
+	b = binary.BigEndian.AppendUint64(b, ino)
 	return append(b, name...)
 }
 
-func decodePosition(p []byte) (string, int64, error) {
-	if len(p) < 9 {
-		return "", 0, fmt.Errorf("spooldir source: position of %d bytes: want an offset and a file name", len(p))
+func decodePosition(p []byte) (name string, ino uint64, off int64, err error) {
+	if len(p) < 17 {
+		return "", 0, 0, fmt.Errorf("spooldir source: position of %d bytes: want an offset, an inode and a file name", len(p))
 	}
-	name, off := string(p[8:]), int64(binary.BigEndian.Uint64(p))
-	if off < 0 || strings.ContainsAny(name, "/\x00") || name == "." || name == ".." {
-		return "", 0, fmt.Errorf("spooldir source: position names file %q at offset %d: not a file of the directory", name, off)
+	name, ino, off = string(p[16:]), binary.BigEndian.Uint64(p[8:]), int64(binary.BigEndian.Uint64(p))
+	if off < 0 || strings.ContainsAny(name, "/\x00") || strings.HasPrefix(name, ".") {
+		return "", 0, 0, fmt.Errorf("spooldir source: position names file %q at offset %d: not a file of the directory", name, off)
 	}
-	return name, off, nil
+	return name, ino, off, nil
+}
+
+// inode is the inode number of fi.
+func inode(fi os.FileInfo) uint64 {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return st.Ino
+	}
+	return 0
 }
 
 // Open resumes after position: the file it names at its offset, if the file is still there.
@@ -123,19 +135,19 @@ func (s *Source) Open(_ context.Context, position []byte) error {
 	if len(position) == 0 {
 		return nil
 	}
-	name, off, err := decodePosition(position)
+	name, ino, off, err := decodePosition(position)
 	if err != nil {
 		return err
 	}
-	if _, err := os.Stat(filepath.Join(s.cfg.Dir, name)); errors.Is(err, os.ErrNotExist) {
-		return nil // marked done already (or removed by someone)
+	fi, err := os.Stat(filepath.Join(s.cfg.Dir, name))
+	if errors.Is(err, os.ErrNotExist) || (err == nil && (!fi.Mode().IsRegular() || inode(fi) != ino)) {
+		return nil // marked done already, or removed, or another file now has the name: read anew
 	}
 	if err := s.openFile(name, off); err != nil {
-		s.quarantine(name, err)
-		return nil
+		return s.quarantine(name, err)
 	}
-	if st, err := s.f.Stat(); err == nil && off >= st.Size() {
-		s.done() // read and acknowledged before a crash, not yet marked done
+	if off >= fi.Size() {
+		return s.done() // read and acknowledged before a crash, not yet marked done
 	}
 	return nil
 }
@@ -145,11 +157,15 @@ func (s *Source) openFile(name string, off int64) error {
 	if err != nil {
 		return err
 	}
-	if _, err := f.Seek(off, io.SeekStart); err != nil {
+	fi, err := f.Stat()
+	if err == nil {
+		_, err = f.Seek(off, io.SeekStart)
+	}
+	if err != nil {
 		f.Close()
 		return err
 	}
-	s.f, s.br, s.name, s.off, s.eof = f, bufio.NewReaderSize(f, 64<<10), name, off, false
+	s.f, s.br, s.name, s.ino, s.off, s.eof, s.bad = f, bufio.NewReaderSize(f, 64<<10), name, inode(fi), off, false, nil
 	return nil
 }
 
@@ -157,7 +173,7 @@ func (s *Source) closeFile() {
 	if s.f != nil {
 		s.f.Close()
 	}
-	s.f, s.br, s.name, s.off, s.eof = nil, nil, "", 0, false
+	s.f, s.br, s.name, s.ino, s.off, s.eof, s.bad = nil, nil, "", 0, 0, false, nil
 }
 
 // next opens the oldest file waiting, if any.
@@ -173,7 +189,7 @@ func (s *Source) next() (bool, error) {
 	var cs []cand
 	for _, e := range ents {
 		n := e.Name()
-		if strings.HasPrefix(n, ".") || strings.HasSuffix(n, s.cfg.DoneSuffix) || strings.HasSuffix(n, ".error") || !e.Type().IsRegular() {
+		if strings.HasPrefix(n, ".") || strings.HasSuffix(n, s.cfg.DoneSuffix) || !e.Type().IsRegular() {
 			continue
 		}
 		info, err := e.Info()
@@ -190,7 +206,9 @@ func (s *Source) next() (bool, error) {
 	})
 	for _, c := range cs {
 		if err := s.openFile(c.name, 0); err != nil {
-			s.quarantine(c.name, err)
+			if qerr := s.quarantine(c.name, err); qerr != nil {
+				return false, qerr
+			}
 			continue
 		}
 		return true, nil
@@ -201,10 +219,18 @@ func (s *Source) next() (bool, error) {
 // Read returns the next lines of the current file (opening the next file when there is none),
 // and the position after them; it waits for a file until ctx is done.
 func (s *Source) Read(ctx context.Context) ([]storage.Record, []byte, error) {
-	if s.f != nil && s.eof {
-		// The runner reads again only once what it read before is acknowledged: the file is
-		// done (Acked does this sooner, but not for a file whose end a Read found with no line).
-		s.done()
+	// The runner reads again only once what it read before is acknowledged: a file read to its
+	// end is done now (Acked does this sooner, but not for a file whose end a Read found with no
+	// line), and a bad file whose good lines went out is quarantined.
+	switch {
+	case s.f != nil && s.bad != nil:
+		if err := s.quarantine(s.name, s.bad); err != nil {
+			return nil, nil, err
+		}
+	case s.f != nil && s.eof:
+		if err := s.done(); err != nil {
+			return nil, nil, err
+		}
 	}
 	for s.f == nil {
 		ok, err := s.next()
@@ -226,20 +252,21 @@ func (s *Source) Read(ctx context.Context) ([]storage.Record, []byte, error) {
 	for len(recs) < s.cfg.Batch {
 		line, err := s.br.ReadSlice('\n')
 		full := line
-		for err == bufio.ErrBufferFull {
-			if len(full) > s.cfg.MaxLine+2 {
-				break
-			}
+		if err == bufio.ErrBufferFull {
+			full = bytes.Clone(line) // line is bufio's buffer, which the next read overwrites
+		}
+		for err == bufio.ErrBufferFull && len(full) <= s.cfg.MaxLine+2 {
 			var more []byte
 			more, err = s.br.ReadSlice('\n')
-			full = append(bytes.Clone(full), more...)
+			full = append(full, more...)
 		}
 		if len(full) > 0 {
-			text := bytes.TrimRight(full, "\r\n")
+			text := bytes.TrimSuffix(full, []byte("\n"))
+			if len(text) < len(full) {
+				text = bytes.TrimSuffix(text, []byte("\r"))
+			}
 			if len(text) > s.cfg.MaxLine {
-				name := s.name
-				s.quarantine(name, fmt.Errorf("line at byte %d is longer than %d bytes", off, s.cfg.MaxLine))
-				return recs, s.position(name, off), nil
+				return s.fail(recs, off, fmt.Errorf("line at byte %d is longer than %d bytes", off, s.cfg.MaxLine))
 			}
 			recs = append(recs, storage.Record{Value: bytes.Clone(text), Timestamp: now})
 			off += int64(len(full))
@@ -249,60 +276,75 @@ func (s *Source) Read(ctx context.Context) ([]storage.Record, []byte, error) {
 			break
 		}
 		if err != nil {
-			name := s.name
-			s.quarantine(name, fmt.Errorf("read at byte %d: %w", off, err))
-			return recs, s.position(name, off), nil
+			return s.fail(recs, off, fmt.Errorf("read at byte %d: %w", off, err))
 		}
 	}
 	s.off = off
-	return recs, s.position(s.name, off), nil
+	return recs, encodePosition(s.name, s.ino, off), nil
 }
 
-func (s *Source) position(name string, off int64) []byte { return encodePosition(name, off) }
+// fail handles a bad line or a read error at off of the current file: the lines before it in
+// this batch go out, and the file is quarantined once they are acknowledged (at the next Read),
+// or now if there are none.
+func (s *Source) fail(recs []storage.Record, off int64, reason error) ([]storage.Record, []byte, error) {
+	if len(recs) == 0 {
+		return nil, nil, s.quarantine(s.name, reason)
+	}
+	s.off, s.bad = off, reason
+	return recs, encodePosition(s.name, s.ino, off), nil
+}
 
 // Acked marks the current file done once its last line is acknowledged. It implements
 // connectors.Acker.
 func (s *Source) Acked(position []byte) {
-	name, off, err := decodePosition(position)
-	if err != nil || s.f == nil || !s.eof || name != s.name || off != s.off {
+	name, _, off, err := decodePosition(position)
+	if err != nil || s.f == nil || !s.eof || s.bad != nil || name != s.name || off != s.off {
 		return
 	}
-	s.done()
+	if err := s.done(); err != nil {
+		s.cfg.Logger.Error("spooldir source: marking a file done", "err", err) // Read returns it again
+	}
 }
 
-// done marks the current file done: renamed with DoneSuffix, or deleted.
-func (s *Source) done() {
+// done marks the current file done: renamed with DoneSuffix, or deleted. A failure is an error
+// for Read to return (the flow's actor fails, visibly), never a reason to read the file again.
+func (s *Source) done() error {
 	name := s.name
-	s.closeFile()
 	path := filepath.Join(s.cfg.Dir, name)
+	if fi, err := s.f.Stat(); err == nil && fi.Size() > s.off {
+		return fmt.Errorf("spooldir source: %s grew after it was read (to %d bytes from %d): files must be complete when they appear", path, fi.Size(), s.off)
+	}
 	var err error
 	if s.cfg.Delete {
 		err = os.Remove(path)
+	} else if _, serr := os.Lstat(path + s.cfg.DoneSuffix); serr == nil {
+		err = fmt.Errorf("%s exists already", path+s.cfg.DoneSuffix)
 	} else {
 		err = os.Rename(path, path+s.cfg.DoneSuffix)
 	}
 	if err != nil {
-		s.cfg.Logger.Error("spooldir source: marking a file done", "file", path, "err", err)
-		return
+		return fmt.Errorf("spooldir source: marking %s done: %w", path, err)
 	}
+	s.closeFile()
 	s.cfg.Logger.Info("spooldir source: file done", "file", path)
+	return nil
 }
 
-// quarantine moves a bad file aside with a NAME.error file saying why.
-func (s *Source) quarantine(name string, reason error) {
+// quarantine moves a bad file aside with a NAME.error file saying why; a failure is an error
+// for Read to return.
+func (s *Source) quarantine(name string, reason error) error {
 	s.closeFile()
 	from := filepath.Join(s.cfg.Dir, name)
 	s.cfg.Logger.Error("spooldir source: quarantining a bad file", "file", from, "reason", reason)
 	if err := os.MkdirAll(s.cfg.Quarantine, 0o755); err != nil {
-		s.cfg.Logger.Error("spooldir source: quarantine", "dir", s.cfg.Quarantine, "err", err)
-		return
+		return fmt.Errorf("spooldir source: quarantine %s (%v): %w", from, reason, err)
 	}
 	to := filepath.Join(s.cfg.Quarantine, name)
 	if err := os.Rename(from, to); err != nil {
-		s.cfg.Logger.Error("spooldir source: quarantine", "file", from, "err", err)
-		return
+		return fmt.Errorf("spooldir source: quarantine %s (%v): %w", from, reason, err)
 	}
 	_ = os.WriteFile(to+".error", []byte(reason.Error()+"\n"), 0o644)
+	return nil
 }
 
 // Close closes the file being read.

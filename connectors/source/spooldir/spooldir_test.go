@@ -124,9 +124,7 @@ func TestResumeAfterCrash(t *testing.T) {
 		t.Fatalf("after the crash: %q", got)
 	}
 	// Crash again after the last commit, before the rename.
-	if _, err := os.Stat(filepath.Join(dir, "f")); err == nil {
-		s2.Close()
-	}
+	s2.Close()
 	os.Rename(filepath.Join(dir, "f.COMPLETED"), filepath.Join(dir, "f")) // as if not renamed yet
 	s3 := newSource(t, Config{Dir: dir})
 	if err := s3.Open(ctx, last); err != nil {
@@ -195,19 +193,19 @@ func TestBadConfig(t *testing.T) {
 }
 
 func FuzzPosition(f *testing.F) {
-	f.Add(encodePosition("app.log", 123))
-	f.Add([]byte{0, 0, 0, 0, 0, 0, 0, 1, '.', '.'})
-	f.Add([]byte{0xff, 0, 0, 0, 0, 0, 0, 1, 'x'})
+	f.Add(encodePosition("app.log", 42, 123))
+	f.Add(append(make([]byte, 16), '.', '.'))
+	f.Add(append([]byte{0xff}, make([]byte, 16)...))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		name, off, err := decodePosition(b)
+		name, ino, off, err := decodePosition(b)
 		if err != nil {
 			return
 		}
-		if off < 0 || strings.Contains(name, "/") || name == "" {
+		if off < 0 || strings.Contains(name, "/") || name == "" || strings.HasPrefix(name, ".") {
 			t.Fatalf("accepted %q at %d", name, off)
 		}
-		if n2, o2, err := decodePosition(encodePosition(name, off)); err != nil || n2 != name || o2 != off {
-			t.Fatalf("round trip of %q %d: %q %d %v", name, off, n2, o2, err)
+		if n2, i2, o2, err := decodePosition(encodePosition(name, ino, off)); err != nil || n2 != name || i2 != ino || o2 != off {
+			t.Fatalf("round trip of %q %d %d: %q %d %d %v", name, ino, off, n2, i2, o2, err)
 		}
 	})
 }
