@@ -11,8 +11,9 @@
 // crashes are lost (up to a batch, the line being read and the pipe's buffer, 64 KiB); the
 // command started after a restart of the process prints what it prints, from its own start (a
 // `tail -F` starts at the file's end again, `cat` at its beginning). When the flow's actor
-// restarts in the same process, the command is stopped and started again. For log files, a
-// taildir-style source that keeps a position in the file is the one to use where loss matters.
+// restarts in the same process, the command is stopped and started again, and the batch in flight
+// is lost too. What the command leaves running in its process group when it exits is killed.
+// For log files, a source that keeps a position in the file is the one to use where loss matters.
 package exec
 
 import (
@@ -21,6 +22,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	osexec "os/exec"
 	"sync"
 	"syscall"
@@ -68,6 +70,7 @@ type Source struct {
 	mu     sync.Mutex
 	cmd    *osexec.Cmd
 	out    *lines.Source
+	stdout *os.File      // the read end of the command's output pipe
 	waited chan struct{} // closed when cmd was waited for
 	next   time.Time     // when the command may start again (after an exit, with a restart due)
 	done   bool
@@ -111,13 +114,25 @@ func (s *Source) Open(ctx context.Context, _ []byte) error {
 // start runs the command with its output read by a new lines source. The caller holds s.mu.
 func (s *Source) start(ctx context.Context) error {
 	cmd := osexec.Command(s.cfg.Command[0], s.cfg.Command[1:]...)
-	cmd.Dir, cmd.Env, cmd.Stderr = s.cfg.Dir, s.cfg.Env, s.cfg.Stderr
+	cmd.Dir, cmd.Env = s.cfg.Dir, s.cfg.Env
+	if s.cfg.Stderr != io.Discard {
+		cmd.Stderr = s.cfg.Stderr // nil: /dev/null, with no copying goroutine to wait for
+	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // Close stops the command's children too
-	stdout, err := cmd.StdoutPipe()
+	// A child that keeps the stderr pipe open (a daemon the command started) must not hold up
+	// Wait: after the command exits, the pipes are closed a second later.
+	cmd.WaitDelay = time.Second
+	// A pipe of our own, not StdoutPipe: Wait closes that one when the command exits, maybe
+	// before the output in it was read; this one is read to its end (every writer gone).
+	stdout, w, err := os.Pipe()
 	if err != nil {
 		return fmt.Errorf("exec source: %v: %w", s.cfg.Command, err)
 	}
-	if err := cmd.Start(); err != nil {
+	cmd.Stdout = w
+	err = cmd.Start()
+	w.Close()
+	if err != nil {
+		stdout.Close()
 		return fmt.Errorf("exec source: start %v: %w", s.cfg.Command, err)
 	}
 	lc := s.cfg.Lines
@@ -129,10 +144,17 @@ func (s *Source) start(ctx context.Context) error {
 	if err != nil {
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
+		stdout.Close()
 		return fmt.Errorf("exec source: %w", err)
 	}
 	waited := make(chan struct{})
-	s.cmd, s.out, s.waited = cmd, out, waited
+	go func() {
+		_ = cmd.Wait() // the status is in cmd.ProcessState
+		// What the command left running in its process group goes with it.
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		close(waited)
+	}()
+	s.cmd, s.out, s.stdout, s.waited = cmd, out, stdout, waited
 	s.cfg.Logger.Info("exec source: command started", "command", s.cfg.Command, "pid", cmd.Process.Pid)
 	return nil
 }
@@ -166,6 +188,13 @@ func (s *Source) Read(ctx context.Context) ([]storage.Record, []byte, error) {
 	}
 	recs, _, err := s.out.Read(ctx)
 	if errors.Is(err, io.EOF) {
+		// The output ended; the command may still run (it closed its stdout). Wait for it no
+		// longer than the read may take: the next Read looks again.
+		select {
+		case <-s.waited:
+		case <-ctx.Done():
+			return recs, nil, nil
+		}
 		s.exited()
 		if len(recs) > 0 || !s.done {
 			return recs, nil, nil
@@ -178,14 +207,18 @@ func (s *Source) Read(ctx context.Context) ([]storage.Record, []byte, error) {
 	return recs, nil, nil
 }
 
-// exited waits for the command whose output ended and decides on a restart. The caller holds
-// s.mu.
+// exited handles the command whose output ended and which was waited for, and decides on a
+// restart. The caller holds s.mu.
 func (s *Source) exited() {
-	err := s.cmd.Wait()
-	close(s.waited)
+	state := s.cmd.ProcessState
 	_ = s.out.Close()
-	s.cmd, s.out = nil, nil
-	failed := err != nil
+	s.stdout.Close()
+	s.cmd, s.out, s.stdout = nil, nil, nil
+	failed := state == nil || !state.Success()
+	var err error
+	if failed && state != nil {
+		err = errors.New(state.String())
+	}
 	restart := s.cfg.Restart == Always || (s.cfg.Restart == OnFailure && failed)
 	s.cfg.Logger.Info("exec source: command exited", "command", s.cfg.Command, "err", err, "restart", restart)
 	if !restart {
@@ -204,7 +237,6 @@ func (s *Source) Close() error {
 	}
 	cmd, waited := s.cmd, s.waited
 	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
-	go func() { _ = cmd.Wait(); close(waited) }()
 	select {
 	case <-waited:
 	case <-time.After(2 * time.Second):
@@ -212,6 +244,7 @@ func (s *Source) Close() error {
 		<-waited
 	}
 	_ = s.out.Close()
-	s.cmd, s.out = nil, nil
+	s.stdout.Close() // ends the reading goroutine of package lines
+	s.cmd, s.out, s.stdout = nil, nil, nil
 	return nil
 }
