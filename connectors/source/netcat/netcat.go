@@ -5,7 +5,8 @@
 //
 // With Config.Ack, each TCP line is answered "OK\n" once the topic acknowledged it (Flume's
 // ack-every-event; the runner reports it through connectors.Acker), so a client that counts
-// its OKs knows what is stored.
+// its OKs knows what is stored. A client that half-closes its connection still gets its OKs; one
+// that does not read them is given up on after a second.
 //
 // # Delivery
 //
@@ -13,7 +14,8 @@
 // and not yet acknowledged (up to Config.Buffer plus a batch; with Ack, the client saw no OK for
 // them). When the topic is slower than the clients, TCP connections are no longer read, and
 // UDP datagrams that find the buffer full are dropped and counted (Dropped). An actor restart
-// keeps the buffered lines, but closes the sockets: clients reconnect.
+// keeps the buffered lines and reads the batch that was in flight again, but closes the
+// sockets: clients reconnect (and get no OK for that batch).
 package netcat
 
 import (
@@ -22,6 +24,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"strconv"
 	"sync"
@@ -62,7 +65,8 @@ type Source struct {
 	conns    map[net.Conn]struct{}
 	stop     chan struct{}
 	wg       sync.WaitGroup
-	inflight []*conn // one entry per acknowledged-to-be line with Ack
+	inflight []item // returned by Read, not yet acknowledged
+	replay   []item // the batch in flight when the source closed: read again after Open
 }
 
 type item struct {
@@ -70,10 +74,14 @@ type item struct {
 	c   *conn // the connection to answer OK, with Ack
 }
 
-// conn serialises the OKs written to one client.
+// conn is a client with Ack: its OKs are written one batch at a time, and it is kept open
+// after the client stopped sending until its lines are answered.
 type conn struct {
-	mu sync.Mutex
-	c  net.Conn
+	mu       sync.Mutex
+	c        net.Conn
+	pending  int           // lines received and not yet answered
+	dead     bool          // a write failed: no more OKs
+	answered chan struct{} // signalled when pending falls
 }
 
 // New checks cfg and returns a Source; it listens from Open on.
@@ -153,14 +161,24 @@ func (s *Source) Dropped() int64 { return s.dropped.Load() }
 // Read returns the lines received, up to Config.Batch: it waits for the first until ctx is
 // done, then for more within Config.Linger. The position is always nil.
 func (s *Source) Read(ctx context.Context) ([]storage.Record, []byte, error) {
+	s.mu.Lock()
+	if replay := s.replay; len(replay) > 0 {
+		s.replay = nil
+		s.inflight = append(s.inflight, replay...)
+		s.mu.Unlock()
+		out := make([]storage.Record, len(replay))
+		for i, it := range replay {
+			out[i] = it.rec
+		}
+		return out, nil, nil
+	}
+	s.mu.Unlock()
 	var out []storage.Record
 	take := func(it item) {
 		out = append(out, it.rec)
-		if it.c != nil {
-			s.mu.Lock()
-			s.inflight = append(s.inflight, it.c)
-			s.mu.Unlock()
-		}
+		s.mu.Lock()
+		s.inflight = append(s.inflight, it)
+		s.mu.Unlock()
 	}
 	select {
 	case it := <-s.items:
@@ -185,14 +203,36 @@ func (s *Source) Read(ctx context.Context) ([]storage.Record, []byte, error) {
 // connectors.Acker.
 func (s *Source) Acked([]byte) {
 	s.mu.Lock()
-	acks := s.inflight
+	acked := s.inflight
 	s.inflight = nil
 	s.mu.Unlock()
-	for _, c := range acks {
+	per := map[*conn]int{}
+	var order []*conn
+	for _, it := range acked {
+		if it.c != nil {
+			if per[it.c] == 0 {
+				order = append(order, it.c)
+			}
+			per[it.c]++
+		}
+	}
+	for _, c := range order {
+		n := per[c]
 		c.mu.Lock()
-		_ = c.c.SetWriteDeadline(time.Now().Add(5 * time.Second))
-		_, _ = c.c.Write([]byte("OK\n")) // a client gone away gets no OK
+		if !c.dead {
+			// One write per client and batch; a client that does not read its OKs is given up
+			// on after a second, not waited for line by line.
+			_ = c.c.SetWriteDeadline(time.Now().Add(time.Second))
+			if _, err := c.c.Write(bytes.Repeat([]byte("OK\n"), n)); err != nil {
+				c.dead = true
+			}
+		}
+		c.pending -= n
 		c.mu.Unlock()
+		select {
+		case c.answered <- struct{}{}:
+		default:
+		}
 	}
 }
 
@@ -217,6 +257,9 @@ func (s *Source) Close() error {
 	for c := range s.conns {
 		c.Close()
 	}
+	// The batch in flight was not acknowledged: it is read again after the next Open (its
+	// clients' connections are gone, so they get no OK for it).
+	s.replay = append(s.inflight, s.replay...)
 	s.inflight = nil
 	s.mu.Unlock()
 	s.wg.Wait()
@@ -282,28 +325,41 @@ func (s *Source) serveConn(c net.Conn, stop chan struct{}) {
 	}()
 	var ack *conn
 	if s.cfg.Ack {
-		ack = &conn{c: c}
+		ack = &conn{c: c, answered: make(chan struct{}, 1)}
 	}
 	br := bufio.NewReaderSize(c, 64<<10)
 	var buf []byte
 	for {
 		buf = buf[:0]
 		full, ending := 0, 0
+		var last, pen byte // the last two bytes read, for the line ending
 		for {
 			chunk, err := br.ReadSlice('\n')
 			full += len(chunk)
 			if room := s.cfg.MaxLine - len(buf); room > 0 {
 				buf = append(buf, chunk[:min(len(chunk), room)]...)
 			}
+			switch n := len(chunk); {
+			case n >= 2:
+				pen, last = chunk[n-2], chunk[n-1]
+			case n == 1:
+				pen, last = last, chunk[0]
+			}
 			if err == bufio.ErrBufferFull {
 				continue
 			}
-			if err != nil && full == 0 {
-				return // the client closed the connection
+			if err != nil {
+				if full > 0 && errors.Is(err, io.EOF) {
+					break // a last line without "\n"
+				}
+				// The client went away (or the source closed it), maybe mid-line: what was
+				// cut off is not a line. With Ack, wait for its lines' answers first.
+				s.waitAnswered(ack, stop)
+				return
 			}
-			if n := len(chunk); n > 0 && chunk[n-1] == '\n' {
+			if last == '\n' {
 				ending = 1
-				if n > 1 && chunk[n-2] == '\r' {
+				if pen == '\r' {
 					ending = 2
 				}
 			}
@@ -311,8 +367,34 @@ func (s *Source) serveConn(c net.Conn, stop chan struct{}) {
 		}
 		full -= ending
 		line := buf[:min(len(buf), full)] // without the ending, if it was kept
+		if ack != nil {
+			ack.mu.Lock()
+			ack.pending++
+			ack.mu.Unlock()
+		}
 		select {
 		case s.items <- item{rec: s.record(line, full), c: ack}:
+		case <-stop:
+			return
+		}
+	}
+}
+
+// waitAnswered waits until every line of the client (with Ack) was answered, or the source
+// closes: a client that half-closed its connection still gets its OKs.
+func (s *Source) waitAnswered(c *conn, stop chan struct{}) {
+	if c == nil {
+		return
+	}
+	for {
+		c.mu.Lock()
+		n := c.pending
+		c.mu.Unlock()
+		if n <= 0 {
+			return
+		}
+		select {
+		case <-c.answered:
 		case <-stop:
 			return
 		}
