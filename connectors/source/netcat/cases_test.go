@@ -10,8 +10,8 @@ import (
 	"time"
 )
 
-// A client that half-closes after sending (nc -N, shutdown(SHUT_WR)) and waits for its OKs gets
-// none: serveConn closes the connection at EOF, before the lines are acknowledged.
+// TestHalfCloseGetsOKs: a client that half-closes after sending (nc -N, shutdown(SHUT_WR)) and
+// waits for its OKs gets them (the connection used to be closed at EOF, before the answers).
 func TestHalfCloseGetsOKs(t *testing.T) {
 	s := open(t, Config{TCP: "127.0.0.1:0", Ack: true})
 	tcp, _ := s.Addrs()
@@ -34,8 +34,9 @@ func TestHalfCloseGetsOKs(t *testing.T) {
 	}
 }
 
-// An actor restart (Close, then Open) in the same process: the batch in flight (read, not
-// acknowledged) is neither kept nor given again, unlike package lines: it is lost.
+// TestRestartReadsBatchInFlightAgain: after an actor restart (Close, then Open) in the same
+// process, the batch that was in flight (read, not acknowledged) is read again, as package lines
+// does (it used to be lost).
 func TestRestartReadsBatchInFlightAgain(t *testing.T) {
 	s := open(t, Config{TCP: "127.0.0.1:0"})
 	tcp, _ := s.Addrs()
@@ -57,8 +58,8 @@ func TestRestartReadsBatchInFlightAgain(t *testing.T) {
 	}
 }
 
-// "\r\n" split across the 64 KiB read buffer: the ending is taken from the last chunk only, so
-// the '\r' stays in the value.
+// TestCRLFAcrossBuffer: a "\r\n" split across the 64 KiB read buffer is one line ending (the
+// '\r' used to stay in the value).
 func TestCRLFAcrossBuffer(t *testing.T) {
 	s := open(t, Config{TCP: "127.0.0.1:0"})
 	tcp, _ := s.Addrs()
