@@ -21,6 +21,7 @@ package http
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -41,6 +42,8 @@ type Config struct {
 	Addr string
 	// Path is the URL path events are posted to (default "/").
 	Path string
+	// TLS, if set, is the server configuration: the source serves HTTPS.
+	TLS *tls.Config
 	// MaxBody is the largest body taken, in bytes (default 16 MiB).
 	MaxBody int64
 	// MaxPending is how many events, and MaxPendingBytes how many bytes of bodies, may wait
@@ -127,7 +130,11 @@ func (s *Source) Open(_ context.Context, _ []byte) error {
 		ErrorLog: slog.NewLogLogger(s.cfg.Logger.Handler(), slog.LevelWarn)}
 	s.ln = ln
 	s.closed = false
-	go func(srv *http.Server) { _ = srv.Serve(ln) }(s.srv)
+	serve := ln
+	if s.cfg.TLS != nil {
+		serve = tls.NewListener(ln, s.cfg.TLS)
+	}
+	go func(srv *http.Server) { _ = srv.Serve(serve) }(s.srv)
 	return nil
 }
 

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/weirhq/weir/internal/testcert"
 	"github.com/weirhq/weir/storage"
 )
 
@@ -185,5 +186,32 @@ func TestOverloadAndClose(t *testing.T) {
 	s.Close()
 	if code := <-first; code != 503 {
 		t.Fatalf("a waiting request got %d when the source closed, want 503", code)
+	}
+}
+
+// TestTLS: with Config.TLS the source serves HTTPS; curl, trusting the test certificate,
+// posts over it.
+func TestTLS(t *testing.T) {
+	path := curlPath(t)
+	cert := testcert.New(t)
+	s, url := open(t, Config{TLS: cert.Server})
+	url = strings.Replace(url, "http://", "https://", 1)
+	done := make(chan error, 1)
+	go func() {
+		code, body, err := curl(path, "--cacert", cert.PEMFile, "--data", "secure", url)
+		if err == nil && (code != 200 || body != `{"accepted":1}`) {
+			err = fmt.Errorf("answer %d %q", code, body)
+		}
+		done <- err
+	}()
+	if recs := read(t, s); len(recs) != 1 || string(recs[0].Value) != "secure" {
+		t.Fatalf("records %+v", recs)
+	}
+	s.Acked(nil)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if code, _, err := curl(path, "--data", "x", url); err == nil && code == 200 {
+		t.Fatal("a client that does not trust the certificate got through")
 	}
 }

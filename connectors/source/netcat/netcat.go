@@ -22,6 +22,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -41,6 +42,8 @@ const HeaderTruncated = "netcat.truncated"
 type Config struct {
 	// TCP and UDP are the addresses to listen on (port 0 picks one; see Addrs).
 	TCP, UDP string
+	// TLS, if set, is the server configuration of the TCP listener.
+	TLS *tls.Config
 	// MaxLine is the longest line kept whole, in bytes (default 64 KiB).
 	MaxLine int
 	// Ack answers each TCP line "OK\n" once the topic acknowledged it.
@@ -133,6 +136,9 @@ func (s *Source) Open(_ context.Context, _ []byte) error {
 				s.mu.Lock()
 			}
 			return fmt.Errorf("netcat source: listen on tcp %s: %w", s.cfg.TCP, err)
+		}
+		if s.cfg.TLS != nil {
+			ln = tls.NewListener(ln, s.cfg.TLS)
 		}
 		s.tcp = ln
 		s.wg.Add(1)

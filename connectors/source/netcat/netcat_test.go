@@ -3,6 +3,7 @@ package netcat
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"os/exec"
@@ -10,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/weirhq/weir/internal/testcert"
 	"github.com/weirhq/weir/storage"
 )
 
@@ -127,5 +129,26 @@ func TestNewNeedsAnAddress(t *testing.T) {
 	s, _ := New(Config{TCP: "127.0.0.1:99999"})
 	if err := s.Open(context.Background(), nil); err == nil || !strings.Contains(err.Error(), "listen on tcp 127.0.0.1:99999") {
 		t.Fatalf("bad port: %v", err)
+	}
+}
+
+// TestTLS: with Config.TLS the TCP listener speaks TLS.
+func TestTLS(t *testing.T) {
+	cert := testcert.New(t)
+	s := open(t, Config{TCP: "127.0.0.1:0", TLS: cert.Server, Ack: true})
+	tcp, _ := s.Addrs()
+	c, err := tls.Dial("tcp", tcp.String(), &tls.Config{RootCAs: cert.Pool})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	fmt.Fprint(c, "over tls\n")
+	if r := readN(t, s, 1)[0]; string(r.Value) != "over tls" {
+		t.Fatalf("record %q", r.Value)
+	}
+	s.Acked(nil)
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if line, err := bufio.NewReader(c).ReadString('\n'); err != nil || line != "OK\n" {
+		t.Fatalf("answer %q, %v", line, err)
 	}
 }

@@ -37,6 +37,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -61,6 +62,9 @@ const (
 type Config struct {
 	// UDP and TCP are the addresses to listen on (host:port; port 0 picks one, see Addrs).
 	UDP, TCP string
+	// TLS, if set, is the server configuration of the TCP listener (RFC 5425's syslog over
+	// TLS uses octet counting, which Frames reads).
+	TLS *tls.Config
 	// MaxMessage is the longest message kept whole, in bytes (default 64 KiB).
 	MaxMessage int
 	// Buffer is how many messages may wait between the listeners and Read (default 10,000).
@@ -145,6 +149,9 @@ func (s *Source) Open(_ context.Context, _ []byte) error {
 			s.wg.Wait() // the UDP reader
 			s.mu.Lock()
 			return fmt.Errorf("syslog source: listen on tcp %s: %w", s.cfg.TCP, err)
+		}
+		if s.cfg.TLS != nil {
+			ln = tls.NewListener(ln, s.cfg.TLS)
 		}
 		s.tcp = ln
 		s.wg.Add(1)

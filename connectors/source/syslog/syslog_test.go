@@ -2,6 +2,7 @@ package syslog
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"os/exec"
@@ -10,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/weirhq/weir/internal/testcert"
 	"github.com/weirhq/weir/storage"
 )
 
@@ -186,5 +188,29 @@ func TestNewNeedsAnAddress(t *testing.T) {
 	s, _ := New(Config{TCP: "127.0.0.1:99999"})
 	if err := s.Open(context.Background(), nil); err == nil || !strings.Contains(err.Error(), "listen on tcp 127.0.0.1:99999") {
 		t.Fatalf("bad port: %v", err)
+	}
+}
+
+// TestTLS: with Config.TLS the TCP listener speaks TLS (RFC 5425: octet-counted frames).
+func TestTLS(t *testing.T) {
+	cert := testcert.New(t)
+	s, err := New(Config{TCP: "127.0.0.1:0", TLS: cert.Server})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Open(context.Background(), nil); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	_, tcp := s.Addrs()
+	c, err := tls.Dial("tcp", tcp.String(), &tls.Config{RootCAs: cert.Pool})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	msg := "<13>1 - host app - - - over tls"
+	fmt.Fprintf(c, "%d %s", len(msg), msg)
+	if r := readN(t, s, 1)[0]; string(r.Value) != "over tls" || r.Headers["host"] != "host" {
+		t.Fatalf("record %q %v", r.Value, r.Headers)
 	}
 }
