@@ -32,6 +32,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/weirhq/weir/connectors/source/internal/batch"
 	"github.com/weirhq/weir/storage"
 )
 
@@ -180,28 +181,12 @@ func (s *Source) Read(ctx context.Context) ([]storage.Record, []byte, error) {
 	}
 	s.mu.Unlock()
 	var out []storage.Record
-	take := func(it item) {
+	batch.Take(ctx, s.items, s.cfg.Batch, s.cfg.Linger, func(it item) {
 		out = append(out, it.rec)
 		s.mu.Lock()
 		s.inflight = append(s.inflight, it)
 		s.mu.Unlock()
-	}
-	select {
-	case it := <-s.items:
-		take(it)
-	case <-ctx.Done():
-		return nil, nil, nil
-	}
-	t := time.NewTimer(s.cfg.Linger)
-	defer t.Stop()
-	for len(out) < s.cfg.Batch {
-		select {
-		case it := <-s.items:
-			take(it)
-		case <-t.C:
-			return out, nil, nil
-		}
-	}
+	})
 	return out, nil, nil
 }
 

@@ -48,6 +48,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/weirhq/weir/connectors/source/internal/batch"
 	"github.com/weirhq/weir/storage"
 )
 
@@ -180,22 +181,7 @@ func (s *Source) Dropped() int64 { return s.dropped.Load() }
 // done, then for more within Config.Linger. The position is always nil.
 func (s *Source) Read(ctx context.Context) ([]storage.Record, []byte, error) {
 	var out []storage.Record
-	select {
-	case r := <-s.msgs:
-		out = append(out, r)
-	case <-ctx.Done():
-		return nil, nil, nil
-	}
-	t := time.NewTimer(s.cfg.Linger)
-	defer t.Stop()
-	for len(out) < s.cfg.Batch {
-		select {
-		case r := <-s.msgs:
-			out = append(out, r)
-		case <-t.C:
-			return out, nil, nil
-		}
-	}
+	batch.Take(ctx, s.msgs, s.cfg.Batch, s.cfg.Linger, func(r storage.Record) { out = append(out, r) })
 	return out, nil, nil
 }
 
