@@ -24,7 +24,6 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"strconv"
@@ -33,6 +32,7 @@ import (
 	"time"
 
 	"github.com/weirhq/weir/connectors/source/internal/batch"
+	"github.com/weirhq/weir/connectors/source/internal/listen"
 	"github.com/weirhq/weir/storage"
 )
 
@@ -63,12 +63,8 @@ type Source struct {
 	items   chan item
 	dropped atomic.Int64
 
+	srv      listen.Server
 	mu       sync.Mutex
-	tcp      net.Listener
-	udp      net.PacketConn
-	conns    map[net.Conn]struct{}
-	stop     chan struct{}
-	wg       sync.WaitGroup
 	inflight []item // returned by Read, not yet acknowledged
 	replay   []item // the batch in flight when the source closed: read again after Open
 }
@@ -110,55 +106,13 @@ func New(cfg Config) (*Source, error) {
 
 // Open starts listening; the position is ignored.
 func (s *Source) Open(_ context.Context, _ []byte) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.stop != nil {
-		return nil
-	}
-	s.conns = map[net.Conn]struct{}{}
-	stop := make(chan struct{})
-	if s.cfg.UDP != "" {
-		pc, err := net.ListenPacket("udp", s.cfg.UDP)
-		if err != nil {
-			return fmt.Errorf("netcat source: listen on udp %s: %w", s.cfg.UDP, err)
-		}
-		s.udp = pc
-		s.wg.Add(1)
-		go s.serveUDP(pc)
-	}
-	if s.cfg.TCP != "" {
-		ln, err := net.Listen("tcp", s.cfg.TCP)
-		if err != nil {
-			if s.udp != nil {
-				s.udp.Close()
-				s.udp = nil
-				s.mu.Unlock()
-				s.wg.Wait()
-				s.mu.Lock()
-			}
-			return fmt.Errorf("netcat source: listen on tcp %s: %w", s.cfg.TCP, err)
-		}
-		if s.cfg.TLS != nil {
-			ln = tls.NewListener(ln, s.cfg.TLS)
-		}
-		s.tcp = ln
-		s.wg.Add(1)
-		go s.serveTCP(ln, stop)
-	}
-	s.stop = stop
-	return nil
+	return s.srv.Open(listen.Config{UDP: s.cfg.UDP, TCP: s.cfg.TCP, TLS: s.cfg.TLS, Name: "netcat source"},
+		listen.Handlers{Datagram: s.datagram, Conn: s.serveConn})
 }
 
 // Addrs returns the addresses listened on (nil for one not configured), once open.
 func (s *Source) Addrs() (tcp, udp net.Addr) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.tcp != nil {
-		tcp = s.tcp.Addr()
-	}
-	if s.udp != nil {
-		udp = s.udp.LocalAddr()
-	}
+	udp, tcp = s.srv.Addrs()
 	return tcp, udp
 }
 
@@ -230,30 +184,13 @@ func (s *Source) Acked([]byte) {
 // Close stops listening and closes the connections; lines received and not yet read stay for a
 // later Open (an actor restart). Lines read and not acknowledged get no OK.
 func (s *Source) Close() error {
-	s.mu.Lock()
-	if s.stop == nil {
-		s.mu.Unlock()
-		return nil
-	}
-	close(s.stop)
-	s.stop = nil
-	if s.tcp != nil {
-		s.tcp.Close()
-		s.tcp = nil
-	}
-	if s.udp != nil {
-		s.udp.Close()
-		s.udp = nil
-	}
-	for c := range s.conns {
-		c.Close()
-	}
+	s.srv.Close()
 	// The batch in flight was not acknowledged: it is read again after the next Open (its
 	// clients' connections are gone, so they get no OK for it).
+	s.mu.Lock()
 	s.replay = append(s.inflight, s.replay...)
 	s.inflight = nil
 	s.mu.Unlock()
-	s.wg.Wait()
 	return nil
 }
 
@@ -265,55 +202,20 @@ func (s *Source) record(line []byte, full int) storage.Record {
 	return r
 }
 
-func (s *Source) serveUDP(pc net.PacketConn) {
-	defer s.wg.Done()
-	buf := make([]byte, 65536)
-	for {
-		n, _, err := pc.ReadFrom(buf)
-		if err != nil {
-			return
-		}
-		msg := bytes.TrimRight(buf[:n], "\r\n")
-		full := len(msg)
-		msg = msg[:min(len(msg), s.cfg.MaxLine)]
-		select {
-		case s.items <- item{rec: s.record(msg, full)}:
-		default:
-			s.dropped.Add(1)
-		}
+// datagram handles one UDP datagram.
+func (s *Source) datagram(b []byte) {
+	msg := bytes.TrimRight(b, "\r\n")
+	full := len(msg)
+	msg = msg[:min(len(msg), s.cfg.MaxLine)]
+	select {
+	case s.items <- item{rec: s.record(msg, full)}:
+	default:
+		s.dropped.Add(1)
 	}
 }
 
-func (s *Source) serveTCP(ln net.Listener, stop chan struct{}) {
-	defer s.wg.Done()
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		s.mu.Lock()
-		select {
-		case <-stop: // closed meanwhile
-			s.mu.Unlock()
-			c.Close()
-			return
-		default:
-		}
-		s.conns[c] = struct{}{}
-		s.mu.Unlock()
-		s.wg.Add(1)
-		go s.serveConn(c, stop)
-	}
-}
-
-func (s *Source) serveConn(c net.Conn, stop chan struct{}) {
-	defer s.wg.Done()
-	defer func() {
-		s.mu.Lock()
-		delete(s.conns, c)
-		s.mu.Unlock()
-		c.Close()
-	}()
+// serveConn reads one TCP connection's lines.
+func (s *Source) serveConn(c net.Conn, stop <-chan struct{}) {
 	var ack *conn
 	if s.cfg.Ack {
 		ack = &conn{c: c, answered: make(chan struct{}, 1)}
@@ -373,7 +275,7 @@ func (s *Source) serveConn(c net.Conn, stop chan struct{}) {
 
 // waitAnswered waits until every line of the client (with Ack) was answered, or the source
 // closes: a client that half-closed its connection still gets its OKs.
-func (s *Source) waitAnswered(c *conn, stop chan struct{}) {
+func (s *Source) waitAnswered(c *conn, stop <-chan struct{}) {
 	if c == nil {
 		return
 	}

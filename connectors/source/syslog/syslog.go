@@ -44,11 +44,11 @@ import (
 	"log/slog"
 	"net"
 	"strconv"
-	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/weirhq/weir/connectors/source/internal/batch"
+	"github.com/weirhq/weir/connectors/source/internal/listen"
 	"github.com/weirhq/weir/storage"
 )
 
@@ -86,12 +86,7 @@ type Source struct {
 	msgs    chan storage.Record
 	dropped atomic.Int64
 
-	mu    sync.Mutex
-	udp   net.PacketConn
-	tcp   net.Listener
-	conns map[net.Conn]struct{}
-	stop  chan struct{}
-	wg    sync.WaitGroup
+	srv listen.Server
 }
 
 // New checks cfg and returns a Source; it listens from Open on.
@@ -122,57 +117,12 @@ func New(cfg Config) (*Source, error) {
 
 // Open starts listening. The position is ignored (there is nothing to resume: see Delivery).
 func (s *Source) Open(_ context.Context, _ []byte) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.stop != nil {
-		return nil // open already
-	}
-	s.stop = make(chan struct{})
-	s.conns = map[net.Conn]struct{}{}
-	if s.cfg.UDP != "" {
-		pc, err := net.ListenPacket("udp", s.cfg.UDP)
-		if err != nil {
-			return fmt.Errorf("syslog source: listen on udp %s: %w", s.cfg.UDP, err)
-		}
-		s.udp = pc
-		s.wg.Add(1)
-		go s.serveUDP(pc)
-	}
-	if s.cfg.TCP != "" {
-		ln, err := net.Listen("tcp", s.cfg.TCP)
-		if err != nil {
-			if s.udp != nil {
-				s.udp.Close()
-				s.udp = nil
-			}
-			s.stop = nil
-			s.mu.Unlock()
-			s.wg.Wait() // the UDP reader
-			s.mu.Lock()
-			return fmt.Errorf("syslog source: listen on tcp %s: %w", s.cfg.TCP, err)
-		}
-		if s.cfg.TLS != nil {
-			ln = tls.NewListener(ln, s.cfg.TLS)
-		}
-		s.tcp = ln
-		s.wg.Add(1)
-		go s.serveTCP(ln)
-	}
-	return nil
+	return s.srv.Open(listen.Config{UDP: s.cfg.UDP, TCP: s.cfg.TCP, TLS: s.cfg.TLS, Name: "syslog source"},
+		listen.Handlers{Datagram: s.datagram, Conn: s.serveConn})
 }
 
 // Addrs returns the addresses listened on (nil for one not configured), once open.
-func (s *Source) Addrs() (udp, tcp net.Addr) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.udp != nil {
-		udp = s.udp.LocalAddr()
-	}
-	if s.tcp != nil {
-		tcp = s.tcp.Addr()
-	}
-	return udp, tcp
-}
+func (s *Source) Addrs() (udp, tcp net.Addr) { return s.srv.Addrs() }
 
 // Dropped is how many UDP messages were dropped because the buffer was full.
 func (s *Source) Dropped() int64 { return s.dropped.Load() }
@@ -189,26 +139,7 @@ func (s *Source) Read(ctx context.Context) ([]storage.Record, []byte, error) {
 // the buffer for a later Open of the same Source (an actor restart); the process ending loses
 // them.
 func (s *Source) Close() error {
-	s.mu.Lock()
-	if s.stop == nil {
-		s.mu.Unlock()
-		return nil
-	}
-	close(s.stop)
-	s.stop = nil
-	if s.udp != nil {
-		s.udp.Close()
-		s.udp = nil
-	}
-	if s.tcp != nil {
-		s.tcp.Close()
-		s.tcp = nil
-	}
-	for c := range s.conns {
-		c.Close()
-	}
-	s.mu.Unlock()
-	s.wg.Wait()
+	s.srv.Close()
 	return nil
 }
 
@@ -244,62 +175,30 @@ func (s *Source) record(msg []byte, full int) storage.Record {
 	return r
 }
 
-func (s *Source) serveUDP(pc net.PacketConn) {
-	defer s.wg.Done()
-	buf := make([]byte, 65536)
-	for {
-		n, _, err := pc.ReadFrom(buf)
-		if err != nil {
-			return // closed
-		}
-		msg := bytes.TrimRight(buf[:n], "\r\n")
-		full := len(msg)
-		if len(msg) > s.cfg.MaxMessage {
-			msg = msg[:s.cfg.MaxMessage]
-		}
-		select {
-		case s.msgs <- s.record(msg, full):
-		default:
-			s.dropped.Add(1)
-		}
+// datagram handles one UDP message.
+func (s *Source) datagram(b []byte) {
+	msg := bytes.TrimRight(b, "\r\n")
+	full := len(msg)
+	msg = msg[:min(len(msg), s.cfg.MaxMessage)]
+	select {
+	case s.msgs <- s.record(msg, full):
+	default:
+		s.dropped.Add(1)
 	}
 }
 
-func (s *Source) serveTCP(ln net.Listener) {
-	defer s.wg.Done()
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			return // closed
+// serveConn reads one TCP connection's frames.
+func (s *Source) serveConn(c net.Conn, stop <-chan struct{}) {
+	err := Frames(c, s.cfg.MaxMessage, func(msg []byte, full int) bool {
+		select {
+		case s.msgs <- s.record(msg, full):
+			return true
+		case <-stop:
+			return false
 		}
-		s.mu.Lock()
-		if s.stop == nil {
-			s.mu.Unlock()
-			c.Close()
-			return
-		}
-		s.conns[c] = struct{}{}
-		stop := s.stop
-		s.mu.Unlock()
-		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
-			err := Frames(c, s.cfg.MaxMessage, func(msg []byte, full int) bool {
-				select {
-				case s.msgs <- s.record(msg, full):
-					return true
-				case <-stop:
-					return false
-				}
-			})
-			if err != nil {
-				s.cfg.Logger.Warn("syslog source: closing a TCP connection", "peer", c.RemoteAddr().String(), "err", err)
-			}
-			s.mu.Lock()
-			delete(s.conns, c)
-			s.mu.Unlock()
-			c.Close()
-		}()
+	})
+	if err != nil {
+		s.cfg.Logger.Warn("syslog source: closing a TCP connection", "peer", c.RemoteAddr().String(), "err", err)
 	}
 }
 

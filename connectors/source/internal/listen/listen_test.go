@@ -1,0 +1,64 @@
+package listen
+
+import (
+	"io"
+	"net"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestOpenServeClose: datagrams and connections reach their handlers; Close closes a
+// connection a handler is blocked on and waits for it; Open works again after Close; a failed
+// Open leaves nothing listening.
+func TestOpenServeClose(t *testing.T) {
+	var s Server
+	grams := make(chan string, 1)
+	conns := make(chan string, 1)
+	h := Handlers{
+		Datagram: func(b []byte) { grams <- string(b) },
+		Conn: func(c net.Conn, stop <-chan struct{}) {
+			b, _ := io.ReadAll(c) // until the client or Close closes it
+			conns <- string(b)
+		},
+	}
+	for round := range 2 {
+		if err := s.Open(Config{UDP: "127.0.0.1:0", TCP: "127.0.0.1:0", Name: "test"}, h); err != nil {
+			t.Fatal(err)
+		}
+		udp, tcp := s.Addrs()
+		u, _ := net.Dial("udp", udp.String())
+		u.Write([]byte("gram"))
+		u.Close()
+		if g := <-grams; g != "gram" {
+			t.Fatalf("round %d: datagram %q", round, g)
+		}
+		c, err := net.Dial("tcp", tcp.String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Write([]byte("held open"))
+		time.Sleep(50 * time.Millisecond)
+		done := make(chan struct{})
+		go func() { s.Close(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			t.Fatal("Close did not return while a connection was open")
+		}
+		if got := <-conns; got != "held open" {
+			t.Fatalf("round %d: connection read %q", round, got)
+		}
+		c.Close()
+		if u, t2 := s.Addrs(); u != nil || t2 != nil {
+			t.Fatalf("addresses after Close: %v %v", u, t2)
+		}
+	}
+	err := s.Open(Config{UDP: "127.0.0.1:0", TCP: "127.0.0.1:99999", Name: "test"}, h)
+	if err == nil || !strings.Contains(err.Error(), "test: listen on tcp 127.0.0.1:99999") {
+		t.Fatalf("bad port: %v", err)
+	}
+	if u, t2 := s.Addrs(); u != nil || t2 != nil {
+		t.Fatalf("a failed Open left %v %v listening", u, t2)
+	}
+}
