@@ -164,8 +164,11 @@ func TestHTTPAnswersOnceAcknowledged(t *testing.T) {
 	for deadline := time.Now().Add(5 * time.Second); len(sink.values()) < 1 && time.Now().Before(deadline); {
 		time.Sleep(10 * time.Millisecond)
 	}
-	if got := sink.values(); len(got) == 1 && resp.StatusCode != 200 {
-		t.Fatalf("the event is in the topic (%q) but the client got %d", got, resp.StatusCode)
+	if !fired.Load() {
+		t.Fatal("the runner never stopped after the commit: the fault did not fire")
+	}
+	if got := sink.values(); len(got) != 1 || resp.StatusCode != 200 {
+		t.Fatalf("the topic holds %q and the client got %d; want the event stored once and 200", got, resp.StatusCode)
 	}
 }
 

@@ -17,20 +17,7 @@ import (
 // another, so compaction makes the new first segment's header durable first: the log opens,
 // starting at that segment.
 func TestCompactToUnsyncedRollHeader(t *testing.T) {
-	cfg := testConfig()
-	cfg.DropCache = false
-	// Where segment 1 starts (the layout is deterministic).
-	probe := mustOpen(t, "/log", withFS(cfg, vfs.NewMem()))
-	for probe.Segments() < 2 {
-		appendN(t, probe, 1, 3, 0)
-	}
-	probe.mu.RLock()
-	base1 := probe.segs[1].baseOffset
-	probe.mu.RUnlock()
-
-	mem := vfs.NewMem()
-	hfs := newHoldFS(mem, segmentPath("/log", base1, logSuffix))
-	hfs.before = true // the syncer's header fsync of segment 1 is slow: nothing synced yet
+	cfg, mem, hfs, base1 := heldSecondSegment(t)
 	l, err := Open("/log", withFS(cfg, hfs))
 	if err != nil {
 		t.Fatal(err)
@@ -113,10 +100,15 @@ func TestEvictErrorFailsTheLog(t *testing.T) {
 					t.Fatal("no eviction")
 				}
 			}
-			time.Sleep(10 * time.Millisecond) // let evictBehind take the lock and look at the error
-			_, aerr := l.Append(mustBatch(t, 1))
-			serr := l.Sync()
-			if aerr == nil && serr == nil {
+			// Once evictBehind has looked at the error, the log takes no more writes.
+			var aerr, serr error
+			for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+				if serr = l.Sync(); serr != nil {
+					break
+				}
+			}
+			_, aerr = l.Append(mustBatch(t, 1))
+			if aerr == nil || serr == nil {
 				t.Fatal("writeback failed (sync_file_range: EIO, which the next fsync will not report), yet the next append and Sync succeeded")
 			}
 		})
@@ -161,12 +153,13 @@ func TestEvictRacesTruncation(t *testing.T) {
 	l.mu.RUnlock()
 	appendBig(t, l, 20, 256<<10) // regrow to about 5.3 MiB, past the eviction's end
 	close(release)
-	time.Sleep(20 * time.Millisecond)
 	appendBig(t, l, 80, 256<<10) // enough for the next evictions
-	time.Sleep(50 * time.Millisecond)
-	mu.Lock()
-	calls := append([][2]int64(nil), evictions...)
-	mu.Unlock()
+	var calls [][2]int64
+	for deadline := time.Now().Add(5 * time.Second); len(calls) < 2 && time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		mu.Lock()
+		calls = append(calls[:0], evictions...)
+		mu.Unlock()
+	}
 	if len(calls) < 2 {
 		t.Fatalf("evictions %v: want more after the truncation", calls)
 	}
@@ -181,19 +174,7 @@ func TestEvictRacesTruncation(t *testing.T) {
 // next segment's header was durable, the crash would leave segment 0 indexed, segment 1 without
 // a header and segment 2 after it: a CorruptError.
 func TestHeaderDurableBeforeIndexFiles(t *testing.T) {
-	cfg := testConfig()
-	cfg.DropCache = false
-	probe := mustOpen(t, "/log", withFS(cfg, vfs.NewMem()))
-	for probe.Segments() < 2 {
-		appendN(t, probe, 1, 3, 0)
-	}
-	probe.mu.RLock()
-	base1 := probe.segs[1].baseOffset
-	probe.mu.RUnlock()
-
-	mem := vfs.NewMem()
-	hfs := newHoldFS(mem, segmentPath("/log", base1, logSuffix))
-	hfs.before = true
+	cfg, mem, hfs, _ := heldSecondSegment(t)
 	l, err := Open("/log", withFS(cfg, hfs))
 	if err != nil {
 		t.Fatal(err)
@@ -214,4 +195,24 @@ func TestHeaderDurableBeforeIndexFiles(t *testing.T) {
 		t.Fatalf("open after a machine crash during the syncer's work: %v", err)
 	}
 	l2.Close()
+}
+
+// heldSecondSegment returns a config, a Mem and a holdFS over it whose first fsync of segment 1
+// (once armed) waits before syncing, and the base offset of segment 1, found by a probe log
+// (the layout is deterministic).
+func heldSecondSegment(t *testing.T) (Config, *vfs.Mem, *holdFS, int64) {
+	t.Helper()
+	cfg := testConfig()
+	cfg.DropCache = false
+	probe := mustOpen(t, "/log", withFS(cfg, vfs.NewMem()))
+	for probe.Segments() < 2 {
+		appendN(t, probe, 1, 3, 0)
+	}
+	probe.mu.RLock()
+	base1 := probe.segs[1].baseOffset
+	probe.mu.RUnlock()
+	mem := vfs.NewMem()
+	hfs := newHoldFS(mem, segmentPath("/log", base1, logSuffix))
+	hfs.before = true // the syncer's header fsync of segment 1 is slow: nothing synced yet
+	return cfg, mem, hfs, base1
 }
