@@ -44,7 +44,7 @@ func TestClusterNodeAlone(t *testing.T) {
 	if len(tm.Assignment) != 2 || len(tm.Assignment[0]) != 1 || tm.Assignment[0][0] != n.RaftID() {
 		t.Fatalf("assignment %v", tm.Assignment)
 	}
-	if e := n.topicCommand(&CreateTopic{Name: "wide", Partitions: 1, Replicas: 3}, "wide", true, 5*time.Second); e == nil || e.Code != wire.CodeNotEnoughNodes || !strings.Contains(e.Error(), "1 nodes can hold them") {
+	if e := n.topicCommand(&CreateTopic{Name: "wide", Partitions: 1, Replicas: 3}, "wide", true, false, 5*time.Second); e == nil || e.Code != wire.CodeNotEnoughNodes || !strings.Contains(e.Error(), "1 nodes can hold them") {
 		t.Fatalf("3 replicas on 1 node: %v", e)
 	}
 	pid, err := n.Partition("solo", 1)

@@ -6,7 +6,6 @@ import (
 	"slices"
 	"sort"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -407,12 +406,7 @@ type EnsureCoordinator struct {
 func (n *Node) cachedCoordinator(group string) *actor.PID {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	for k, pid := range n.groups {
-		if strings.HasPrefix(k, group+"@") {
-			return pid
-		}
-	}
-	return nil
+	return n.groups[group].pid
 }
 
 // forgetCoordinator drops the coordinator remembered for group (a request to it failed: it
@@ -420,11 +414,14 @@ func (n *Node) cachedCoordinator(group string) *actor.PID {
 func (n *Node) forgetCoordinator(group string) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	for k := range n.groups {
-		if strings.HasPrefix(k, group+"@") {
-			delete(n.groups, k)
-		}
-	}
+	delete(n.groups, group)
+}
+
+// knownCoordinator is the coordinator coordinatorFor found for a group, and where: the boot of
+// its node and the count of __offsets leaders this node had seen.
+type knownCoordinator struct {
+	at  string
+	pid *actor.PID
 }
 
 // coordinatorFor returns the PID of a group's coordinator, which the root of its node spawns
@@ -450,15 +447,15 @@ func (n *Node) coordinatorFor(group string) (*actor.PID, error) {
 			addr, boot = mb.Remote, mb.Name
 		}
 	}
-	key := group + "@" + boot
+	at := boot
 	if n.cluster != nil {
-		key += "#" + strconv.FormatUint(n.cluster.offsetsEpoch.Load(), 10)
+		at += "#" + strconv.FormatUint(n.cluster.offsetsEpoch.Load(), 10)
 	}
 	n.mu.Lock()
-	pid, ok := n.groups[key]
+	known, ok := n.groups[group]
 	n.mu.Unlock()
-	if ok && pid.Address == addr {
-		return pid, nil
+	if ok && known.at == at && known.pid.Address == addr {
+		return known.pid, nil
 	}
 	// A root on another node is watched: if gossip declares its node dead first (the __offsets
 	// leader this node knows may be the node that just died), the request fails then, retriably,
@@ -475,17 +472,12 @@ func (n *Node) coordinatorFor(group string) (*actor.PID, error) {
 	if err != nil {
 		return nil, wire.Errorf(wire.CodeUnavailable, "group %s: coordinator: %v", group, err)
 	}
-	pid = actor.NewPID(addr, rootName+"/group/"+group)
+	pid := actor.NewPID(addr, rootName+"/group/"+group)
 	n.mu.Lock()
 	if n.groups == nil {
-		n.groups = map[string]*actor.PID{}
+		n.groups = map[string]knownCoordinator{}
 	}
-	for k := range n.groups {
-		if strings.HasPrefix(k, group+"@") {
-			delete(n.groups, k) // one remembered coordinator per group
-		}
-	}
-	n.groups[key] = pid
+	n.groups[group] = knownCoordinator{at: at, pid: pid}
 	n.mu.Unlock()
 	return pid, nil
 }

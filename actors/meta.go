@@ -173,6 +173,9 @@ func (s *metaState) Replayed() {
 	}
 }
 
+// MaxReplicas is the largest replication factor of a topic.
+const MaxReplicas = 7
+
 func newMetaState(maxReplicas int32, changed func(Topics)) *metaState {
 	return &metaState{topics: map[string]TopicMeta{}, flows: map[string]FlowMeta{}, replicas: maxReplicas, changed: changed}
 }
@@ -284,8 +287,8 @@ func (s *metaState) Handle(msg any) ([]byte, any) {
 		if s.nodes == nil && (m.Replicas < 1 || m.Replicas > s.replicas) {
 			return nil, &ProduceReply{BaseOffset: -1, Err: wire.Errorf(wire.CodeInvalidRequest, "topic %q: %d replicas: want 1 to %d (the number of nodes)", m.Name, m.Replicas, s.replicas)}
 		}
-		if m.Replicas < 1 || m.Replicas > 7 {
-			return nil, &ProduceReply{BaseOffset: -1, Err: wire.Errorf(wire.CodeInvalidRequest, "topic %q: %d replicas: want 1 to 7", m.Name, m.Replicas)}
+		if m.Replicas < 1 || m.Replicas > MaxReplicas {
+			return nil, &ProduceReply{BaseOffset: -1, Err: wire.Errorf(wire.CodeInvalidRequest, "topic %q: %d replicas: want 1 to %d", m.Name, m.Replicas, MaxReplicas)}
 		}
 		if err := m.Config.Validate(); err != nil {
 			return nil, &ProduceReply{BaseOffset: -1, Err: wire.Errorf(wire.CodeInvalidRequest, "topic %q: %v", m.Name, err)}

@@ -85,8 +85,8 @@ type Node struct {
 
 	mu     sync.RWMutex
 	topics map[string]*topicEntry
-	groups map[string]*actor.PID // coordinator PIDs by "group@boot" (coordinatorFor)
-	ready  chan struct{}         // closed when __meta has replayed and its topics are spawned
+	groups map[string]knownCoordinator // by group (coordinatorFor)
+	ready  chan struct{}               // closed when __meta has replayed and its topics are spawned
 	once   sync.Once
 
 	closeOnce sync.Once // Close's work runs once; later and concurrent calls wait for it
@@ -446,14 +446,11 @@ func (n *Node) CreateTopicWithConfig(name string, partitions int32, cfg wire.Top
 	return n.CreateReplicatedTopic(name, partitions, 1, cfg)
 }
 
-// createForFlow is a CreateTopic that waits for enough nodes (topicCommand).
-type createForFlow struct{ CreateTopic }
-
 // CreateReplicatedTopic is CreateTopicWithConfig with a replication factor. In a cluster that
 // has fewer nodes than replicas it waits up to 30 s for more to join (flows create their topics
 // as every node of a cluster starts).
 func (n *Node) CreateReplicatedTopic(name string, partitions, replicas int32, cfg wire.TopicConfig) error {
-	if e := n.topicCommand(&createForFlow{CreateTopic{Name: name, Partitions: partitions, Replicas: replicas, Config: cfg}}, name, true, 30*time.Second); e != nil {
+	if e := n.topicCommand(&CreateTopic{Name: name, Partitions: partitions, Replicas: replicas, Config: cfg}, name, true, true, 30*time.Second); e != nil {
 		return e
 	}
 	return nil
@@ -736,24 +733,22 @@ func (n *Node) CreateTopic(name string, partitions int32) error {
 
 // DeleteTopic deletes a topic and its data.
 func (n *Node) DeleteTopic(name string) error {
-	if e := n.topicCommand(&DeleteTopic{Name: name}, name, false, 30*time.Second); e != nil {
+	if e := n.topicCommand(&DeleteTopic{Name: name}, name, false, false, 30*time.Second); e != nil {
 		return e
 	}
 	return nil
 }
 
 // topicCommand sends a topic command to __meta and waits until the topic table on this node
-// shows its effect, so that a topic may be used as soon as its creation is answered.
-func (n *Node) topicCommand(msg any, name string, create bool, timeout time.Duration) *wire.Error {
+// shows its effect, so that a topic may be used as soon as its creation is answered. With
+// waitNodes a creation that finds too few nodes is retried until timeout: flows create their
+// topics as their program starts on every node; a user's request is answered at once.
+func (n *Node) topicCommand(msg any, name string, create, waitNodes bool, timeout time.Duration) *wire.Error {
 	// In a cluster __meta's leader may be elsewhere, or changing: ask again while it is not
 	// known or moves.
 	start := time.Now()
 	for tries := 0; ; tries++ {
-		send := msg
-		if f, ok := msg.(*createForFlow); ok {
-			send = &f.CreateTopic
-		}
-		res, err := resultOf(n.rc.RequestFuture(n.internalPID("meta"), send, min(timeout, 5*time.Second)))
+		res, err := resultOf(n.rc.RequestFuture(n.internalPID("meta"), msg, min(timeout, 5*time.Second)))
 		var e *wire.Error
 		if r, ok := res.(*ProduceReply); ok {
 			e = r.Err
@@ -770,9 +765,6 @@ func (n *Node) topicCommand(msg any, name string, create bool, timeout time.Dura
 			e.Msg += " (an earlier attempt of this command may have been carried out)"
 			return e
 		}
-		// Waiting for nodes to join is for flows, which create their topics as their program
-		// starts on every node; a user's request is answered at once.
-		_, waitNodes := msg.(*createForFlow)
 		retry := e.Code == wire.CodeUnavailable || (n.cluster != nil && (e.Code == wire.CodeNotLeader || e.Code == wire.CodeTimeout || (waitNodes && e.Code == wire.CodeNotEnoughNodes)))
 		if !retry || time.Since(start) > timeout {
 			return e

@@ -527,7 +527,7 @@ func (s *Server) describe(name string) wire.TopicInfo {
 
 // admin sends a topic command to __meta through the node.
 func (s *Server) admin(msg any, name string, create bool) *wire.AdminResponse {
-	return &wire.AdminResponse{Err: s.n.topicCommand(msg, name, create, s.cfg.RequestTimeout)}
+	return &wire.AdminResponse{Err: s.n.topicCommand(msg, name, create, false, s.cfg.RequestTimeout)}
 }
 
 // group sends a consumer-group request to the group's coordinator (commits, offset reads to

@@ -124,6 +124,8 @@ func (q *partQueue) requeue(b *batch) {
 	q.batches = slices.Insert(q.batches, i, b)
 }
 
+// newProducerID picks a producer id: random, positive, so that producers need not ask a node
+// for one (two producers of one partition share an id with odds of about 2^-63 per pair).
 func newProducerID() int64 { return rand.Int64N(math.MaxInt64) + 1 }
 
 type metaState struct {

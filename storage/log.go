@@ -488,12 +488,12 @@ func (l *Log) evictBehind() {
 			return
 		}
 		s := l.active()
-		from, to := s.evictedTo, evictTarget(s)
-		if to <= from {
+		from, target := s.evictedTo, evictTarget(s)
+		if target <= from {
 			l.mu.Unlock()
 			return
 		}
-		to = min(to, from+maxEvictSteps*EvictStep) // the first pass over a large segment, in parts
+		to := min(target, from+maxEvictSteps*EvictStep) // a large backlog (a segment found at Open) in parts
 		f, cuts := s.f, s.truncations
 		l.mu.Unlock()
 
@@ -512,13 +512,13 @@ func (l *Log) evictBehind() {
 			s.evictedTo = max(s.evictedTo, to)
 		}
 		l.mu.Unlock()
-		if err != nil || s.removed {
-			return
+		if err != nil || s.removed || to < target {
+			return // a bounded pass: the next append's wake-up goes on from here
 		}
 	}
 }
 
-// maxEvictSteps bounds one eviction: the syncer's other work waits for it.
+// maxEvictSteps bounds one pass of evictBehind: the syncer's other work waits for it.
 const maxEvictSteps = 16
 
 // evictTarget is where the eviction of s should have reached: the start of its cached tail,

@@ -3,8 +3,8 @@ package storage
 import (
 	"bytes"
 	"errors"
-	"sync"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/weirhq/weir/actors"
 	"github.com/weirhq/weir/connectors"
 	"github.com/weirhq/weir/connectors/sink/logger"
 	"github.com/weirhq/weir/connectors/source/seq"
@@ -40,8 +41,8 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 	if *rate <= 0 {
 		return fmt.Errorf("%w: --rate must be positive", errUsage)
 	}
-	if *replicas < 1 || *replicas > 7 {
-		return fmt.Errorf("%w: --replicas %d: want 1 to 7", errUsage, *replicas)
+	if *replicas < 1 || *replicas > actors.MaxReplicas {
+		return fmt.Errorf("%w: --replicas %d: want 1 to %d", errUsage, *replicas, actors.MaxReplicas)
 	}
 	cfg, err := nf.config(stderr)
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/weirhq/weir/actors"
 	"github.com/weirhq/weir/client"
 	"github.com/weirhq/weir/cluster/wire"
 )
@@ -40,11 +41,11 @@ func runTopic(args []string, env cli) error {
 		}
 		return fmt.Errorf("%w: topic %s takes one topic name", errUsage, sub)
 	}
-	if partitions != nil && (*partitions < 1 || *partitions > 1<<16) {
-		return fmt.Errorf("%w: --partitions %d: want 1 to 65536", errUsage, *partitions)
+	if partitions != nil && (*partitions < 1 || *partitions > actors.MaxPartitions) {
+		return fmt.Errorf("%w: --partitions %d: want 1 to %d", errUsage, *partitions, actors.MaxPartitions)
 	}
-	if replicas != nil && (*replicas < 1 || *replicas > 255) {
-		return fmt.Errorf("%w: --replicas %d: want 1 to 255", errUsage, *replicas)
+	if replicas != nil && (*replicas < 1 || *replicas > actors.MaxReplicas) {
+		return fmt.Errorf("%w: --replicas %d: want 1 to %d", errUsage, *replicas, actors.MaxReplicas)
 	}
 	var tcfg wire.TopicConfig
 	if sub == "create" {
