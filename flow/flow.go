@@ -184,13 +184,13 @@ func (rt *Runtime) Sink(name string, sink connectors.Sink, opts ...SinkOption) e
 	if len(o.cfg.Topics) == 0 {
 		return fmt.Errorf("flow %s: sink reads no topic (use flow.FromTopics)", name)
 	}
+	// In a cluster a topic created through another node may not have reached this one's table
+	// yet: wait for them all, 30 s at most.
+	deadline := time.Now()
+	if rt.node.Clustered() {
+		deadline = deadline.Add(30 * time.Second)
+	}
 	for _, t := range o.cfg.Topics {
-		// In a cluster a topic created through another node may not have reached this one's
-		// table yet.
-		deadline := time.Now()
-		if rt.node.Clustered() {
-			deadline = deadline.Add(30 * time.Second)
-		}
 		for {
 			if _, ok := rt.node.Topic(t); ok {
 				break

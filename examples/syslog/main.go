@@ -83,7 +83,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	printer := logger.New(stdout, func(m connectors.Message) string {
 		return fmt.Sprintf("%s severity=%s host=%s app=%s: %s", m.Topic, m.Headers["severity"], m.Headers["host"], m.Headers["app"], m.Value)
 	})
-	if err := rt.Sink("print", printer, flow.FromTopics("syslog-errors", "syslog")); err != nil {
+	if err := rt.Sink("print", printer, flow.FromTopics(route.Topics()...)); err != nil {
 		return err
 	}
 	if err := waitListening(ctx, src, stdout); err != nil {
