@@ -148,6 +148,7 @@ type file struct {
 	size    int64     // size at the last look
 	grew    time.Time // when it last grew (or was first seen)
 	rotated bool      // no longer under a matching name: read to the end, then dropped
+	inPiece bool      // the line being read is overlong: it goes out in pieces
 	headers map[string]string
 }
 
@@ -688,6 +689,7 @@ func (s *Source) readFile(fl *file, b *batch, now time.Time) error {
 				line = line[:len(line)-1]
 			}
 			if len(line) <= s.cfg.MaxLine {
+				fl.inPiece = false
 				s.line(fl, b, line, fl.off+int64(i)+1, now)
 				buf = buf[i+1:]
 				fl.off += int64(i) + 1
@@ -748,6 +750,11 @@ const (
 // piece delivers the first MaxLine bytes of an overlong line as a record of their own.
 func (s *Source) piece(fl *file, b *batch, piece []byte) {
 	s.flush(fl, b)
+	if !fl.inPiece {
+		s.cfg.Logger.Warn(fmt.Sprintf("taildir source: a line longer than %d bytes (MaxLine) is delivered in pieces, marked with header %s", s.cfg.MaxLine, HeaderSplit),
+			"file", fl.path, "offset", fl.off)
+		fl.inPiece = true
+	}
 	h := map[string]string{HeaderSplit: "more"}
 	if s.cfg.PathHeader != "" {
 		h[s.cfg.PathHeader] = fl.path
