@@ -63,10 +63,8 @@ type Source struct {
 	items   chan item
 	dropped atomic.Int64
 
-	srv      listen.Server
-	mu       sync.Mutex
-	inflight []item // returned by Read, not yet acknowledged
-	replay   []item // the batch in flight when the source closed: read again after Open
+	srv     listen.Server
+	pending batch.Pending[item] // the batch in flight, read again after an actor restart
 }
 
 type item struct {
@@ -122,24 +120,17 @@ func (s *Source) Dropped() int64 { return s.dropped.Load() }
 // Read returns the lines received, up to Config.Batch: it waits for the first until ctx is
 // done, then for more within Config.Linger. The position is always nil.
 func (s *Source) Read(ctx context.Context) ([]storage.Record, []byte, error) {
-	s.mu.Lock()
-	if replay := s.replay; len(replay) > 0 {
-		s.replay = nil
-		s.inflight = append(s.inflight, replay...)
-		s.mu.Unlock()
+	if replay := s.pending.Replay(); len(replay) > 0 {
 		out := make([]storage.Record, len(replay))
 		for i, it := range replay {
 			out[i] = it.rec
 		}
 		return out, nil, nil
 	}
-	s.mu.Unlock()
 	var out []storage.Record
 	batch.Take(ctx, s.items, s.cfg.Batch, s.cfg.Linger, func(it item) {
 		out = append(out, it.rec)
-		s.mu.Lock()
-		s.inflight = append(s.inflight, it)
-		s.mu.Unlock()
+		s.pending.Add(it)
 	})
 	return out, nil, nil
 }
@@ -147,10 +138,7 @@ func (s *Source) Read(ctx context.Context) ([]storage.Record, []byte, error) {
 // Acked answers "OK" for every line Read returned (with Config.Ack). It implements
 // connectors.Acker.
 func (s *Source) Acked([]byte) {
-	s.mu.Lock()
-	acked := s.inflight
-	s.inflight = nil
-	s.mu.Unlock()
+	acked := s.pending.Acked()
 	per := map[*conn]int{}
 	var order []*conn
 	for _, it := range acked {
@@ -187,10 +175,7 @@ func (s *Source) Close() error {
 	s.srv.Close()
 	// The batch in flight was not acknowledged: it is read again after the next Open (its
 	// clients' connections are gone, so they get no OK for it).
-	s.mu.Lock()
-	s.replay = append(s.inflight, s.replay...)
-	s.inflight = nil
-	s.mu.Unlock()
+	s.pending.Closed()
 	return nil
 }
 

@@ -1,6 +1,7 @@
 package syslog
 
 import (
+	"net"
 	"strconv"
 	"strings"
 	"testing"
@@ -78,5 +79,38 @@ func TestOpenAfterAFailedOpen(t *testing.T) {
 		if u, tc := s.Addrs(); tc == nil {
 			t.Fatalf("the second Open returned nil, but the source listens on udp %v tcp %v", u, tc)
 		}
+	}
+}
+
+// An actor restart (Close, then Open of the same Source) reads the batch that was in flight
+// again; an acknowledged batch is not.
+func TestBatchInFlightReadAgainAfterRestart(t *testing.T) {
+	s, err := New(Config{UDP: "127.0.0.1:0", Batch: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Open(t.Context(), nil); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	udp, _ := s.Addrs()
+	c, err := net.Dial("udp", udp.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range []string{"<13>a", "<13>b", "<13>c", "<13>d"} {
+		c.Write([]byte(m))
+	}
+	c.Close()
+	first := readN(t, s, 2)
+	s.Acked(nil)
+	second := readN(t, s, 2)
+	s.Close()
+	if err := s.Open(t.Context(), nil); err != nil {
+		t.Fatal(err)
+	}
+	again := readN(t, s, 2)
+	if string(first[0].Value)+string(first[1].Value) != "ab" || string(again[0].Value)+string(again[1].Value) != string(second[0].Value)+string(second[1].Value) {
+		t.Fatalf("first %v, in flight %v, read after the restart %v", first, second, again)
 	}
 }

@@ -24,7 +24,7 @@
 // Syslog has no acknowledgements, so nothing can be asked for again: the source's position is
 // always empty, and a crash of the process loses the messages received and not yet acknowledged
 // by the topic (at most Config.Buffer of them plus one batch). When the flow's actor restarts in
-// the same process, the buffered messages are kept, but the sockets are closed and opened again:
+// the same process, the buffered messages and the batch in flight are kept (and read again), but the sockets are closed and opened again:
 // datagrams sent meanwhile (the supervisor's backoff, up to seconds) are lost, and TCP
 // connections are reset, losing what the connection had read and not yet parsed (up to 64 KiB)
 // and what the kernel held for it; senders that reconnect go on. When the topic is slower than
@@ -80,13 +80,14 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-// Source receives syslog messages. It is a connectors.Source.
+// Source receives syslog messages. It is a connectors.Source and a connectors.Acker.
 type Source struct {
 	cfg     Config
 	msgs    chan storage.Record
 	dropped atomic.Int64
 
-	srv listen.Server
+	srv     listen.Server
+	pending batch.Pending[storage.Record] // the batch in flight, read again after an actor restart
 }
 
 // New checks cfg and returns a Source; it listens from Open on.
@@ -130,16 +131,26 @@ func (s *Source) Dropped() int64 { return s.dropped.Load() }
 // Read returns the messages received, up to Config.Batch: it waits for the first until ctx is
 // done, then for more within Config.Linger. The position is always nil.
 func (s *Source) Read(ctx context.Context) ([]storage.Record, []byte, error) {
+	if replay := s.pending.Replay(); len(replay) > 0 {
+		return replay, nil, nil
+	}
 	var out []storage.Record
-	batch.Take(ctx, s.msgs, s.cfg.Batch, s.cfg.Linger, func(r storage.Record) { out = append(out, r) })
+	batch.Take(ctx, s.msgs, s.cfg.Batch, s.cfg.Linger, func(r storage.Record) {
+		out = append(out, r)
+		s.pending.Add(r)
+	})
 	return out, nil, nil
 }
 
-// Close stops listening and closes the connections. Messages received and not yet read stay in
-// the buffer for a later Open of the same Source (an actor restart); the process ending loses
-// them.
+// Acked forgets the batch in flight: the topic has it. It implements connectors.Acker.
+func (s *Source) Acked([]byte) { s.pending.Acked() }
+
+// Close stops listening and closes the connections. Messages received and not yet
+// acknowledged (those read in the batch in flight, then those not yet read) stay for a later
+// Open of the same Source (an actor restart); the process ending loses them.
 func (s *Source) Close() error {
 	s.srv.Close()
+	s.pending.Closed()
 	return nil
 }
 

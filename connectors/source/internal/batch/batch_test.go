@@ -28,3 +28,29 @@ func TestTake(t *testing.T) {
 		t.Fatalf("took %d from an empty channel", n)
 	}
 }
+
+// TestPending: what was in flight when the source closed is read again, once, and what was
+// acknowledged is not.
+func TestPending(t *testing.T) {
+	var p Pending[int]
+	p.Add(1)
+	p.Add(2)
+	if a := p.Acked(); len(a) != 2 {
+		t.Fatalf("acked %v", a)
+	}
+	p.Add(3)
+	p.Closed()
+	if r := p.Replay(); len(r) != 1 || r[0] != 3 {
+		t.Fatalf("replay %v, want [3]", r)
+	}
+	if r := p.Replay(); len(r) != 0 {
+		t.Fatalf("replayed twice: %v", r)
+	}
+	p.Closed() // closed again before the replayed batch was acknowledged
+	if r := p.Replay(); len(r) != 1 || r[0] != 3 {
+		t.Fatalf("replay %v, want [3] again", r)
+	}
+	if a := p.Acked(); len(a) != 1 {
+		t.Fatalf("acked %v", a)
+	}
+}
