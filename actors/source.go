@@ -1,6 +1,7 @@
 package actors
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -57,14 +58,15 @@ type sourceRunner struct {
 	n   *Node
 	cfg SourceConfig
 
-	pids    map[string][]*actor.PID // by topic, by partition
-	rr      int32
-	epoch   int
-	pending map[topicPart][]byte // batches not yet acknowledged
-	tries   map[topicPart]int
-	pos     []byte
-	count   int
-	done    bool
+	pids      map[string][]*actor.PID // by topic, by partition
+	rr        int32
+	epoch     int
+	pending   map[topicPart][]byte // batches not yet acknowledged
+	tries     map[topicPart]int
+	pos       []byte
+	committed []byte // the position committed last (or found at start)
+	count     int
+	done      bool
 }
 
 // NewSourceProps returns the props of a source runner on node n.
@@ -151,6 +153,7 @@ func (s *sourceRunner) start(ctx actor.Context) error {
 			}
 		}
 	}
+	s.committed = pos
 	octx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := s.cfg.Source.Open(octx, pos); err != nil {
@@ -219,7 +222,10 @@ func (s *sourceRunner) pull(ctx actor.Context) {
 	}
 	s.count = len(recs)
 	if kept == 0 {
-		if len(recs) > 0 {
+		// Nothing to produce: commit the position if it moved (records all filtered out, or a
+		// source that moved without records, such as a file source started at the end of its
+		// files), else read again.
+		if len(recs) > 0 || pos != nil && !bytes.Equal(pos, s.committed) {
 			s.commit(ctx)
 		} else {
 			ctx.Send(ctx.Self(), pull{})
@@ -293,6 +299,7 @@ func (s *sourceRunner) commit(ctx actor.Context) {
 		if !ok || r.Err != nil {
 			panic(fmt.Errorf("flow %s: commit source position: %v %v", s.cfg.Flow, err, r))
 		}
+		s.committed = s.pos
 		s.n.metrics.SourceRecords(s.cfg.Flow, s.count)
 		if a, ok := s.cfg.Source.(connectors.Acker); ok {
 			a.Acked(s.pos)

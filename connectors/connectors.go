@@ -27,6 +27,9 @@ type Source interface {
 	Open(ctx context.Context, position []byte) error
 	// Read returns the next records and the position after them. It returns what it has when
 	// ctx is done (possibly nothing, with a nil error), and io.EOF when the source is finished.
+	// A Read that returns no records may still return a position: the runner commits it if it
+	// differs from the one committed last (a source that moved without records, such as a file
+	// source started at the end of its files); a nil position commits nothing.
 	Read(ctx context.Context) (records []storage.Record, position []byte, err error)
 	// Close releases the source.
 	Close() error

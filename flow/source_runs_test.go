@@ -224,3 +224,49 @@ func TestSourceFindsItsPositionWhenTheFirstTopicChanges(t *testing.T) {
 		t.Fatalf("the flow defined again opened its source at %q, want the committed position \"1\"", src.opened[1])
 	}
 }
+
+// announceSource returns a position with no records at its first Read, then nothing.
+type announceSource struct {
+	onceSource
+	reads atomic.Int64
+}
+
+func (s *announceSource) Read(ctx context.Context) ([]storage.Record, []byte, error) {
+	if s.reads.Add(1) == 1 {
+		return nil, []byte("start"), nil
+	}
+	<-ctx.Done()
+	return nil, nil, nil
+}
+
+// TestPositionWithoutRecordsIsCommitted: a Read that returns no records but a new position (a
+// file source started at the end of its files) has it committed; the next run opens there.
+func TestPositionWithoutRecordsIsCommitted(t *testing.T) {
+	n := startNode(t, nil)
+	src := &announceSource{}
+	rt := flow.New(n)
+	if err := rt.Source("announce", src, "ann"); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); src.reads.Load() < 3; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the runner did not read again")
+		}
+	}
+	rt.Stop()
+	rt2 := flow.New(n)
+	defer rt2.Stop()
+	if err := rt2.Source("announce", src, "ann"); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); src.openCount() < 2; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the second run did not open the source")
+		}
+	}
+	src.mu.Lock()
+	defer src.mu.Unlock()
+	if string(src.opened[1]) != "start" {
+		t.Fatalf("the second run opened at %q, want the position returned with no records", src.opened[1])
+	}
+}

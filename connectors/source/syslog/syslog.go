@@ -70,6 +70,9 @@ type Config struct {
 	MaxMessage int
 	// Buffer is how many messages may wait between the listeners and Read (default 10,000).
 	Buffer int
+	// ReadBuffer is the UDP socket's receive buffer in bytes (default 4 MiB; Linux grants at most
+	// net.core.rmem_max); a negative value keeps the system's default.
+	ReadBuffer int
 	// Batch is the most records one Read returns (default 1,000); Linger how long Read waits for
 	// more after the first (default 5 ms).
 	Batch  int
@@ -118,7 +121,7 @@ func New(cfg Config) (*Source, error) {
 
 // Open starts listening. The position is ignored (there is nothing to resume: see Delivery).
 func (s *Source) Open(_ context.Context, _ []byte) error {
-	return s.srv.Open(listen.Config{UDP: s.cfg.UDP, TCP: s.cfg.TCP, TLS: s.cfg.TLS, Name: "syslog source"},
+	return s.srv.Open(listen.Config{UDP: s.cfg.UDP, TCP: s.cfg.TCP, TLS: s.cfg.TLS, Name: "syslog source", ReadBuffer: s.cfg.ReadBuffer},
 		listen.Handlers{Datagram: s.datagram, Conn: s.serveConn})
 }
 

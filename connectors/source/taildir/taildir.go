@@ -12,15 +12,20 @@
 //   - Renamed within the patterns (app.log to app.log.1 with the pattern "app.log*"), it is read
 //     on under its new name.
 //   - Renamed out of the patterns or deleted (rotation by rename: app.log to app.log.1 with the
-//     pattern "app.log"), it is read to its end through the descriptor still open, and for
-//     Config.RotateWait after its last growth (a writer may go on writing to it until it reopens
-//     its log), then dropped. Its lines come before those of the file that now has its name.
+//     pattern "app.log"), it is read to its end through its descriptor (reopened by inode in
+//     its directory if it was closed for idleness), and for Config.RotateWait after its last
+//     growth (a writer may go on writing to it until it reopens its log), then dropped. Its
+//     lines come before those of the file that now has its name. A file rotated away twice
+//     before the source first saw it (the source down, or a rotation faster than Config.Poll)
+//     is never read: make the patterns match the rotated names ("app.log*") where that can
+//     happen.
 //   - Truncated (rotation by copytruncate, detected when the file is shorter than what was read
 //     or its first bytes changed), it is read again from its start. The bytes it held that were
 //     not yet read are looked for in a copy in the same directory, recognised by the same first
 //     bytes (up to 1 KiB) and at least as long; the copy's unread part is read first. If no copy
-//     is found (it was compressed at once, or written elsewhere) those bytes are lost, and the
-//     source logs how many. copytruncate itself loses what the writer writes between the copy and
+//     is found (it was compressed at once, or written elsewhere), the complete lines already
+//     read into memory are still delivered, the rest is lost, and the source logs it (with how
+//     many bytes, when it knows). copytruncate itself loses what the writer writes between the copy and
 //     the truncation, and a writer must open its log with O_APPEND or it leaves a hole of zeros.
 //     With copytruncate, the patterns must not match the copies, or they are read as new files
 //     (their lines twice).
@@ -36,8 +41,10 @@
 // line that matches Start begins a record and the lines that do not are joined to it (log lines
 // that begin with a timestamp, followed by a stack trace), or every line that matches Continue is
 // joined to the record before it (continuation lines that begin with white space). A record ends
-// at the next record's first line, at Multiline.MaxLines lines, or when no line joined it for
-// Multiline.Timeout (the last record of a quiet file).
+// at the next record's first line, at Multiline.MaxLines lines, before a line that would make it
+// longer than MaxLine bytes (that line begins the next record), when no line joined it for
+// Multiline.Timeout (the last record of a quiet file), or when its file, rotated away, has been
+// read to its end.
 //
 // # Position and delivery
 //
@@ -45,13 +52,17 @@
 // record returned, a checksum of its first bytes and its last name. On Open each file is found
 // again by device and inode among the files matching the patterns, or, if it was rotated out of
 // them while the source was down, among the files of its directory; a file whose first bytes
-// changed (its inode reused by another file) is read from its start. A line is thus never lost
+// changed (its inode reused by another file) is read from its start, unless it was found only by
+// inode outside the patterns (then it is another file, and is not read). A line is thus never lost
 // across a crash while its file can still be found, and read twice only within the one batch in
 // flight. A file that was deleted (or moved to another directory) while the source was down loses
 // its unread lines; the source logs it.
 //
 // The first start (no position) reads every matching file from its start, or with
 // Config.StartAtEnd from its end (files that appear later are always read from their start).
+// With StartAtEnd the first Read returns that position with no records, for the runner to
+// commit; a crash before it is committed starts at the end again, losing what was written in
+// that moment.
 //
 // Descriptors of files that have not grown for Config.IdleClose are closed and reopened when they
 // grow.
@@ -162,7 +173,14 @@ type Source struct {
 
 	lastLook time.Time
 	rr       int
-	chunk    []byte
+	// announce: started at the end of the files with no position; the first Read returns that
+	// position with no records, so that it is committed and a crash does not start at the
+	// (later) end again.
+	announce bool
+	// unresolved are the position's files not found (or not opened) by Open: when a look
+	// finds one of them, it resumes at its committed offset rather than at 0.
+	unresolved map[fileKey]entry
+	chunk      []byte
 }
 
 // New checks cfg and returns a Source.
@@ -334,6 +352,7 @@ func (s *Source) Open(_ context.Context, position []byte) error {
 	}
 	now := time.Now()
 	m := s.matches()
+	s.unresolved = map[fileKey]entry{}
 	for _, e := range es {
 		path, rotated := "", false
 		if f, ok := m[e.key]; ok {
@@ -343,11 +362,13 @@ func (s *Source) Open(_ context.Context, position []byte) error {
 			s.cfg.Logger.Info("taildir source: file was rotated while the source was down; reading the rest of it", "file", e.path, "now", p)
 		} else {
 			s.cfg.Logger.Warn("taildir source: file is gone; lines after the committed offset, if any, are lost", "file", e.path, "offset", e.commit)
+			s.unresolved[e.key] = e
 			continue
 		}
 		fl, err := s.track(path, e.key, 0, now)
 		if err != nil {
 			s.cfg.Logger.Warn("taildir source: cannot reopen file", "file", path, "err", err)
+			s.unresolved[e.key] = e
 			continue
 		}
 		fl.rotated = rotated
@@ -357,9 +378,14 @@ func (s *Source) Open(_ context.Context, position []byte) error {
 			fl.head = h
 			continue
 		}
+		if rotated { // found outside the patterns by inode, with other bytes: another file now
+			s.cfg.Logger.Warn("taildir source: rotated file is gone (its inode belongs to another file); lines after the committed offset, if any, are lost", "file", e.path, "offset", e.commit)
+			s.drop(fl)
+			continue
+		}
 		// Truncated, or its first bytes changed: rotated by copytruncate while the source was
 		// down (its unread rest may be in a copy), or another file reusing the inode.
-		s.truncated(fl, e.headLen, e.headSum, -1)
+		s.truncated(fl, e.headLen, e.headSum, -1, nil, now)
 	}
 	// Files not in the position: new since, or all of them on a first start.
 	keys := make([]fileKey, 0, len(m))
@@ -370,6 +396,9 @@ func (s *Source) Open(_ context.Context, position []byte) error {
 	}
 	sort.Slice(keys, func(i, j int) bool { return m[keys[i]].path < m[keys[j]].path })
 	for _, k := range keys {
+		if _, ok := s.unresolved[k]; ok {
+			continue // the race that made it unresolved: the next look takes it up
+		}
 		at := int64(0)
 		if len(position) == 0 && s.cfg.StartAtEnd {
 			at = m[k].size
@@ -377,6 +406,7 @@ func (s *Source) Open(_ context.Context, position []byte) error {
 		s.add(m[k].path, k, at, now)
 	}
 	s.lastLook = now
+	s.announce = len(position) == 0 && s.cfg.StartAtEnd
 	return nil
 }
 
@@ -413,6 +443,7 @@ func (s *Source) track(path string, k fileKey, at int64, now time.Time) (*file, 
 		return nil, fmt.Errorf("%s was replaced while it was opened", path)
 	}
 	fl := &file{key: k, path: path, f: f, commit: at, off: at, size: fi.Size(), grew: now}
+	fl.head = fl.readHead(int(min(fi.Size(), headBytes)))
 	if s.byKey == nil {
 		s.byKey = map[fileKey]*file{}
 	}
@@ -424,8 +455,16 @@ func (s *Source) track(path string, k fileKey, at int64, now time.Time) (*file, 
 // add tracks a newly found file, logging a failure to open it (it is tried again at the next
 // look).
 func (s *Source) add(path string, k fileKey, at int64, now time.Time) {
-	if _, err := s.track(path, k, at, now); err != nil {
+	fl, err := s.track(path, k, at, now)
+	if err != nil {
 		s.cfg.Logger.Warn("taildir source: cannot open file", "file", path, "err", err)
+		return
+	}
+	if e, ok := s.unresolved[k]; ok { // in the position after all: resume it there
+		delete(s.unresolved, k)
+		if h := fl.readHead(e.headLen); len(h) == e.headLen && crc32.ChecksumIEEE(h) == e.headSum && fl.size >= e.commit {
+			fl.commit, fl.off, fl.head = e.commit, e.commit, h
+		}
 	}
 }
 
@@ -454,14 +493,34 @@ func (s *Source) drop(fl *file) {
 // first bytes): the unread rest, from its committed offset, is looked for in a copy (a file of
 // its directory with the same first headLen bytes, checksum headSum), and the file is read again
 // from its start. had is the most of the file known to have been there (-1: unknown).
-func (s *Source) truncated(fl *file, headLen int, headSum uint32, had int64) {
+func (s *Source) truncated(fl *file, headLen int, headSum uint32, had int64, b *batch, now time.Time) (copied bool) {
 	from := fl.commit
 	s.cfg.Logger.Info("taildir source: file was truncated or rewritten; reading it from its start", "file", fl.path, "offset", from)
+	var cp *file
 	if headLen > 0 {
-		if cp := s.findCopy(fl, headLen, headSum, from); cp != nil {
+		if cp = s.findCopy(fl, headLen, headSum, from); cp != nil {
 			s.cfg.Logger.Info("taildir source: reading the rest of the truncated file from its copy", "file", fl.path, "copy", cp.path, "from", from)
 			had = -1
 		}
+	}
+	if cp == nil && b != nil { // no copy: at least deliver the complete lines already read
+		buf := fl.buf
+		for {
+			i := bytes.IndexByte(buf, '\n')
+			if i < 0 {
+				break
+			}
+			end := fl.off + int64(i) + 1
+			line := bytes.TrimSuffix(buf[:i], []byte("\r"))
+			for len(line) > s.cfg.MaxLine {
+				s.piece(fl, b, line[:s.cfg.MaxLine])
+				line = line[s.cfg.MaxLine:]
+			}
+			s.line(fl, b, line, end, now)
+			fl.off, buf = end, buf[i+1:]
+		}
+		s.flush(fl, b)
+		from = fl.commit
 	}
 	if had > from {
 		s.cfg.Logger.Warn("taildir source: file was truncated before it was read to its end, and no copy of it was found in its directory: its unread bytes are lost",
@@ -470,6 +529,7 @@ func (s *Source) truncated(fl *file, headLen int, headSum uint32, had int64) {
 	fl.commit, fl.off, fl.buf, fl.head = 0, 0, fl.buf[:0], nil
 	fl.ml, fl.mlOn, fl.mlLines = fl.ml[:0], false, 0
 	fl.size = 0
+	return cp != nil
 }
 
 // headSum is the length and checksum of the first bytes of fl read (perhaps more than its
@@ -533,7 +593,7 @@ func readFileHead(path string, n int) ([]byte, error) {
 }
 
 // look evaluates the patterns again: renames, rotations, truncations and new files.
-func (s *Source) look(now time.Time) {
+func (s *Source) look(now time.Time, b *batch) {
 	s.lastLook = now
 	m := s.matches()
 	for _, fl := range append([]*file(nil), s.files...) {
@@ -544,9 +604,19 @@ func (s *Source) look(now time.Time) {
 				fl.grew = now // RotateWait counts from here, or from a later growth
 				s.cfg.Logger.Info("taildir source: file was renamed away or deleted; reading it to its end", "file", fl.path)
 			}
-			if fl.f == nil { // closed while idle: nothing can be read from it any more
-				s.drop(fl)
-				continue
+			if fl.f == nil { // closed while idle: find it in its directory, or wait for it to come back
+				if p := findByKey(filepath.Dir(fl.path), fl.key); p != "" {
+					if f2, err := os.Open(p); err == nil {
+						if fi, err := f2.Stat(); err == nil && keyOf(fi) == fl.key {
+							fl.f, fl.path = f2, p
+						} else {
+							f2.Close()
+						}
+					}
+				}
+				if fl.f == nil {
+					continue // idle drops it after RotateWait
+				}
 			}
 			fi, err := fl.f.Stat()
 			if err != nil {
@@ -558,7 +628,7 @@ func (s *Source) look(now time.Time) {
 		}
 		if f.size < fl.read() {
 			n, sum := fl.headSum()
-			s.truncated(fl, n, sum, fl.size)
+			s.truncated(fl, n, sum, fl.size, b, now)
 			continue
 		}
 		if f.size != fl.size {
@@ -613,12 +683,16 @@ func (s *Source) full(b *batch) bool {
 // Read returns the next records and the position after them; it waits for lines until ctx is
 // done.
 func (s *Source) Read(ctx context.Context) ([]storage.Record, []byte, error) {
+	if s.announce {
+		s.announce = false
+		return nil, s.position(), nil
+	}
 	for {
 		now := time.Now()
-		if now.Sub(s.lastLook) >= s.cfg.Poll {
-			s.look(now)
-		}
 		b := &batch{now: now.UnixMilli()}
+		if now.Sub(s.lastLook) >= s.cfg.Poll {
+			s.look(now, b)
+		}
 		// Rotated files first: their lines came before those of the file now under their name.
 		order := make([]*file, 0, len(s.files))
 		for _, fl := range s.files {
@@ -641,6 +715,9 @@ func (s *Source) Read(ctx context.Context) ([]storage.Record, []byte, error) {
 		for _, fl := range order {
 			if err = s.readFile(fl, b, now); err != nil || s.full(b) {
 				break
+			}
+			if fl.rotated && fl.mlOn && len(fl.buf) == 0 && fl.read() >= fl.size {
+				s.flush(fl, b)
 			}
 		}
 		for _, fl := range order {
@@ -696,7 +773,7 @@ func (s *Source) readFile(fl *file, b *batch, now time.Time) error {
 				continue
 			}
 		}
-		if len(buf) > s.cfg.MaxLine { // no line end within MaxLine bytes
+		if len(buf) > s.cfg.MaxLine && !(len(buf) == s.cfg.MaxLine+1 && buf[s.cfg.MaxLine] == '\r') { // no line end within MaxLine bytes (a last "\r" may be a "\r\n" not yet read whole)
 			s.piece(fl, b, buf[:s.cfg.MaxLine])
 			buf = buf[s.cfg.MaxLine:]
 			continue
@@ -708,13 +785,17 @@ func (s *Source) readFile(fl *file, b *batch, now time.Time) error {
 		buf = base[:copy(base[:len(buf)], buf)]
 		at := fl.off + int64(len(buf))
 		n, rerr := fl.f.ReadAt(base[len(buf):cap(base)], at)
-		if n > 0 && len(fl.head) > 0 && at > int64(len(fl.head)) {
+		if n > 0 && len(fl.head) > 0 && at >= int64(len(fl.head)) {
 			// Still the file whose first bytes were read? A copytruncate followed by enough
 			// writes to pass the old offset is caught here, before any of the bytes is used.
 			if h := fl.readHead(len(fl.head)); !bytes.Equal(h, fl.head) {
 				hn, sum := fl.headSum()
-				s.truncated(fl, hn, sum, fl.size)
+				fl.buf = fl.buf[:0] // already scanned into buf, which holds no complete line
+				copied := s.truncated(fl, hn, sum, fl.size, b, now)
 				buf = base[:0]
+				if copied {
+					break // the copy's rest is read first, at the next Read
+				}
 				continue
 			}
 		}
@@ -772,7 +853,7 @@ func (s *Source) line(fl *file, b *batch, line []byte, end int64, now time.Time)
 		fl.commit = end
 		return
 	}
-	join := fl.mlOn && fl.mlLines < ml.MaxLines
+	join := fl.mlOn && fl.mlLines < ml.MaxLines && len(fl.ml)+1+len(line) <= s.cfg.MaxLine
 	if join {
 		if ml.Start != nil {
 			join = !ml.Start.Match(line)
@@ -788,9 +869,6 @@ func (s *Source) line(fl *file, b *batch, line []byte, end int64, now time.Time)
 	} else {
 		fl.ml = append(append(fl.ml, '\n'), line...)
 		fl.mlLines++
-	}
-	if len(fl.ml) > s.cfg.MaxLine { // a joined record no longer than a line may be
-		fl.ml = fl.ml[:s.cfg.MaxLine]
 	}
 	fl.mlEnd, fl.mlLast = end, now
 }
@@ -831,7 +909,7 @@ func (s *Source) idle(fl *file, b *batch, now time.Time) {
 				return
 			}
 		}
-		if len(fl.buf) > 0 { // a last line the writer never finished
+		if fl.f != nil && len(fl.buf) > 0 { // a last line the writer never finished
 			s.line(fl, b, fl.buf, fl.read(), now)
 			fl.off, fl.buf = fl.read(), fl.buf[:0]
 		}

@@ -16,7 +16,16 @@ type Config struct {
 	TLS      *tls.Config // for the TCP listener
 	// Name names the source in errors ("syslog source").
 	Name string
+	// ReadBuffer is the UDP socket's receive buffer in bytes (0: DefaultReadBuffer; negative:
+	// the system's default).
+	ReadBuffer int
 }
+
+// DefaultReadBuffer is the UDP receive buffer asked for by default: 4 MiB, room for about 4,000
+// small datagrams (each takes about 1 KiB of kernel memory), so that a burst or a pause of the
+// reader loses nothing. Linux grants at most net.core.rmem_max (often 208 KiB: raise it with
+// sysctl for high rates).
+const DefaultReadBuffer = 4 << 20
 
 // Handlers receive the traffic. Datagram gets each datagram (its buffer is reused after it
 // returns); Conn serves one TCP connection until the client goes or stop is closed, and the
@@ -48,6 +57,14 @@ func (s *Server) Open(cfg Config, h Handlers) error {
 		var err error
 		if pc, err = net.ListenPacket("udp", cfg.UDP); err != nil {
 			return fmt.Errorf("%s: listen on udp %s: %w", cfg.Name, cfg.UDP, err)
+		}
+		rb := cfg.ReadBuffer
+		if rb == 0 {
+			rb = DefaultReadBuffer
+		}
+		if rb > 0 {
+			// The kernel caps it at net.core.rmem_max; a burst beyond it is dropped there.
+			_ = pc.(*net.UDPConn).SetReadBuffer(rb)
 		}
 	}
 	var ln net.Listener

@@ -3,7 +3,10 @@ package listen
 import (
 	"io"
 	"net"
+	"os"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -60,5 +63,37 @@ func TestOpenServeClose(t *testing.T) {
 	}
 	if u, t2 := s.Addrs(); u != nil || t2 != nil {
 		t.Fatalf("a failed Open left %v %v listening", u, t2)
+	}
+}
+
+// The UDP socket gets the receive buffer asked for (Linux reports twice the value it grants,
+// and grants at most net.core.rmem_max).
+func TestUDPReadBuffer(t *testing.T) {
+	max := 1 << 30
+	if b, err := os.ReadFile("/proc/sys/net/core/rmem_max"); err == nil {
+		max, _ = strconv.Atoi(strings.TrimSpace(string(b)))
+	}
+	for _, ask := range []int{0, 512 << 10} {
+		var s Server
+		if err := s.Open(Config{UDP: "127.0.0.1:0", Name: "test", ReadBuffer: ask}, Handlers{Datagram: func([]byte) {}}); err != nil {
+			t.Fatal(err)
+		}
+		want := ask
+		if ask == 0 {
+			want = DefaultReadBuffer
+		}
+		want = min(want, max)
+		s.mu.Lock()
+		raw, err := s.udp.(*net.UDPConn).SyscallConn()
+		s.mu.Unlock()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got int
+		raw.Control(func(fd uintptr) { got, err = syscall.GetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF) })
+		s.Close()
+		if err != nil || got < want {
+			t.Fatalf("asked %d: SO_RCVBUF %d (%v), want at least %d", ask, got, err, want)
+		}
 	}
 }
