@@ -8,7 +8,7 @@ BENCH       ?= .
 BENCHTIME   ?= 2s
 FUZZTIME    ?= 30s
 
-.PHONY: build run test unit lint vet fmt bench bench-cluster fuzz soak clean
+.PHONY: build run test unit lint vet fmt bench bench-cluster bench-sources fuzz soak clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/weir
@@ -46,6 +46,12 @@ bench:
 bench-cluster: build
 	BIN=$(BIN) ./scripts/bench-cluster.sh 3
 	WEIR_FAILOVER_KILLS=10 $(GO) test -count=1 -v -run 'TestClusterFailoverTime' ./cmd/weir/
+
+# The source benchmarks of issue 5: taildir, syslog over UDP and http, each end to end into a
+# topic of an embedded node (connectors/source/bench), SOURCE_RECORDS records each.
+SOURCE_RECORDS ?= 1000000
+bench-sources:
+	$(GO) test -run '^$$' -bench . -benchtime $(SOURCE_RECORDS)x ./connectors/source/bench/
 
 # Runs every fuzz target for FUZZTIME each.
 fuzz:
