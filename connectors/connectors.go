@@ -29,7 +29,9 @@ type Source interface {
 	// ctx is done (possibly nothing, with a nil error), and io.EOF when the source is finished.
 	// A Read that returns no records may still return a position: the runner commits it if it
 	// differs from the one committed last (a source that moved without records, such as a file
-	// source started at the end of its files); a nil position commits nothing.
+	// source started at the end of its files); a nil position commits nothing. Each such
+	// commit is a write to __offsets: a source returns a new position without records only
+	// when it moved, never on every Read.
 	Read(ctx context.Context) (records []storage.Record, position []byte, err error)
 	// Close releases the source.
 	Close() error

@@ -77,7 +77,9 @@ func TestEndToEnd(t *testing.T) {
 	}
 	appendTo(t, app, "2026-12-01 10:00:05 INFO after rotation\n2026-12-01 10:00:06 INFO last of run one\n")
 	waitOutput(t, out, "the line after the rotation", "after rotation")
-	waitOutput(t, out, "the line before the rotation", "before rotation")
+	if before, after := strings.Index(out.String(), "before rotation"), strings.Index(out.String(), "after rotation"); before < 0 || before > after {
+		t.Fatalf("the old file's last line is not printed before the new file's:\n%s", out.String())
+	}
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)

@@ -12,7 +12,9 @@
 // command started after a restart of the process prints what it prints, from its own start (a
 // `tail -F` starts at the file's end again, `cat` at its beginning). When the flow's actor
 // restarts in the same process, the command is stopped and started again, and the batch in flight
-// is lost too. What the command leaves running in its process group when it exits is killed.
+// is lost too. What the command leaves running in its process group when it exits is killed,
+// and the command itself is killed when the process running the source dies (on Linux; its own
+// children are not, unless they exit when their output pipe closes, as most do).
 // For log files, a source that keeps a position in the file is the one to use where loss matters.
 package exec
 
@@ -118,7 +120,9 @@ func (s *Source) start(ctx context.Context) error {
 	if s.cfg.Stderr != io.Discard {
 		cmd.Stderr = s.cfg.Stderr // nil: /dev/null, with no copying goroutine to wait for
 	}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // Close stops the command's children too
+	// Its own process group, so that Close stops the command's children too; and SIGKILL when
+	// this process dies (Linux's parent-death signal), so that it does not run on as an orphan.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	// A child that keeps the stderr pipe open (a daemon the command started) must not hold up
 	// Wait: after the command exits, the pipes are closed a second later.
 	cmd.WaitDelay = time.Second

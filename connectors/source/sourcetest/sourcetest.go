@@ -31,11 +31,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
 	"os/exec"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -145,7 +147,12 @@ type watched struct {
 	late    atomic.Int64 // Reads after Close
 	reads   atomic.Int64 // Reads that returned records
 	opens   atomic.Int64 // Opens that succeeded
+	inRead  atomic.Int64 // Reads running
+	overlap atomic.Int64 // Closes called while a Read ran
 	panicAt map[int64]bool
+
+	mu      sync.Mutex
+	dropped []int // the record numbers of the batches lost in flight to the injected panics
 }
 
 func (w *watched) Open(ctx context.Context, pos []byte) error {
@@ -162,16 +169,36 @@ func (w *watched) Read(ctx context.Context) ([]storage.Record, []byte, error) {
 	if w.closed.Load() {
 		w.late.Add(1)
 	}
+	w.inRead.Add(1)
 	recs, pos, err := w.Source.Read(ctx)
+	w.inRead.Add(-1)
 	if len(recs) > 0 && w.panicAt[w.reads.Add(1)] {
+		w.mu.Lock()
+		for _, r := range recs {
+			w.dropped = append(w.dropped, numbers(r.Value)...)
+		}
+		w.mu.Unlock()
 		panic("sourcetest: injected panic after a Read")
 	}
 	return recs, pos, err
 }
 
 func (w *watched) Close() error {
+	if w.inRead.Load() > 0 {
+		w.overlap.Add(1)
+	}
 	w.closed.Store(true)
 	return w.Source.Close()
+}
+
+// numbers returns the record numbers in a value.
+func numbers(v []byte) []int {
+	var out []int
+	for _, sm := range valueRE.FindAllSubmatch(v, -1) {
+		i, _ := strconv.Atoi(string(sm[1]))
+		out = append(out, i)
+	}
+	return out
 }
 
 // Acked passes acknowledgements on to a source that wants them.
@@ -302,8 +329,7 @@ func counts(ctx context.Context, cl *client.Client) (map[int]int, error) {
 	}
 	out := map[int]int{}
 	for _, m := range msgs {
-		for _, sm := range valueRE.FindAllSubmatch(m.Value, -1) {
-			i, _ := strconv.Atoi(string(sm[1]))
+		for _, i := range numbers(m.Value) {
 			out[i]++
 		}
 	}
@@ -345,28 +371,52 @@ func Retry(ctx context.Context, fn func() error) error {
 	}
 }
 
-// await reads the topic until every record of [from, to) arrived, or fails after 60 s.
+// await reads the topic until every record of [from, to) arrived, or fails after 60 s. It then
+// reads once more after a moment, so that repeats still on their way are counted too.
 func await(t *testing.T, cl *client.Client, from, to int) map[int]int {
 	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
+	return awaitAll(t, cl, rangeOf(from, to))
+}
+
+func rangeOf(from, to int) []int {
+	out := make([]int, 0, to-from)
+	for i := from; i < to; i++ {
+		out = append(out, i)
+	}
+	return out
+}
+
+// awaitTimeout is how long awaitAll waits (the suite's own tests shorten it).
+var awaitTimeout = 60 * time.Second
+
+// awaitAll reads the topic until every record in want arrived (as await).
+func awaitAll(t *testing.T, cl *client.Client, want []int) map[int]int {
+	t.Helper()
+	deadline := time.Now().Add(awaitTimeout)
 	var got map[int]int
 	var err error
 	for time.Now().Before(deadline) {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		got, err = counts(ctx, cl)
 		cancel()
-		if err == nil && missing(got, from, to) == 0 {
+		if err == nil && missing(got, want) == 0 {
+			time.Sleep(300 * time.Millisecond)
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if again, err := counts(ctx, cl); err == nil {
+				got = again
+			}
 			return got
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	t.Fatalf("after 60 s, %d of records %d..%d have not arrived (read error: %v)", missing(got, from, to), from, to-1, err)
+	t.Fatalf("after %v, %d of the %d records awaited have not arrived (read error: %v)", awaitTimeout, missing(got, want), len(want), err)
 	return nil
 }
 
-func missing(got map[int]int, from, to int) int {
+func missing(got map[int]int, want []int) int {
 	n := 0
-	for i := from; i < to; i++ {
+	for _, i := range want {
 		if got[i] == 0 {
 			n++
 		}
@@ -382,10 +432,18 @@ func repeats(got map[int]int) int {
 	return n
 }
 
+// sendContext bounds a case's sends: a sender that waits for acknowledgements that never come
+// fails the case instead of hanging it.
+func sendContext(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	t.Cleanup(cancel)
+	return ctx
+}
+
 func deliversAll(t *testing.T, h Harness) {
 	v := h.Setup(t)
 	r := start(t, h, v, t.TempDir(), nil)
-	if err := sendAsync(context.Background(), h, v, 0, h.n())(); err != nil {
+	if err := sendAsync(sendContext(t), h, v, 0, h.n())(); err != nil {
 		t.Fatal(err)
 	}
 	got := await(t, r.cl, 0, h.n())
@@ -410,7 +468,8 @@ func resumesAfterPanic(t *testing.T, h Harness) {
 	if !h.Lossless && h.Send != nil {
 		sendTo, from = n/2, n/2
 	}
-	if err := sendAsync(context.Background(), h, v, 0, sendTo)(); err != nil && h.Lossless {
+	ctx := sendContext(t)
+	if err := sendAsync(ctx, h, v, 0, sendTo)(); err != nil && h.Lossless {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(60 * time.Second)
@@ -420,10 +479,16 @@ func resumesAfterPanic(t *testing.T, h Harness) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	if err := sendAsync(context.Background(), h, v, sendTo, n)(); err != nil {
+	if err := sendAsync(ctx, h, v, sendTo, n)(); err != nil {
 		t.Fatal(err)
 	}
-	got := await(t, r.cl, from, n)
+	await(t, r.cl, from, n)
+	// The batches the panics lost in flight must arrive all the same: the source reads them
+	// again after its restart (or its senders send them again).
+	r.src.mu.Lock()
+	lost := slices.Clone(r.src.dropped)
+	r.src.mu.Unlock()
+	got := awaitAll(t, r.cl, lost)
 	if n := repeats(got); n > panics*h.Batch && !h.RepeatsAll {
 		t.Fatalf("%d records delivered again over %d panics, more than a batch (%d) each", n, panics, h.Batch)
 	}
@@ -432,9 +497,10 @@ func resumesAfterPanic(t *testing.T, h Harness) {
 
 // child is a node in a child process.
 type child struct {
-	cmd  *exec.Cmd
-	addr string
-	done chan struct{}
+	cmd   *exec.Cmd
+	addr  string
+	done  chan struct{}
+	stdin io.WriteCloser
 }
 
 func startChild(t *testing.T, h Harness, v Vars, dir string) *child {
@@ -447,16 +513,24 @@ func startChild(t *testing.T, h Harness, v Vars, dir string) *child {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The child exits when its standard input ends, which this process's death makes happen.
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	c := &child{cmd: cmd, done: make(chan struct{})}
+	c := &child{cmd: cmd, done: make(chan struct{}), stdin: stdin}
 	t.Cleanup(func() { c.kill() })
-	lines := make(chan string)
+	lines := make(chan string, 64)
 	go func() {
 		sc := bufio.NewScanner(out)
 		for sc.Scan() {
-			lines <- sc.Text()
+			select {
+			case lines <- sc.Text():
+			default: // nobody listens any more
+			}
 		}
 		close(lines)
 		cmd.Wait()
@@ -493,6 +567,10 @@ func (c *child) kill() {
 // runChild is the child process: a node and the flow, until it is killed. It returns only
 // what stopped it from starting.
 func runChild(h Harness) error {
+	go func() {
+		io.Copy(io.Discard, os.Stdin)
+		os.Exit(3) // the test process is gone
+	}()
 	var v Vars
 	if err := json.Unmarshal([]byte(os.Getenv(envVars)), &v); err != nil {
 		return err
@@ -527,11 +605,12 @@ func resumesAfterKill(t *testing.T, h Harness) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Kill once some records arrived, while the rest are being sent.
+	// Kill once some records arrived (more than a few batches, so that a source that ignored
+	// its position would repeat more than the bound), while the rest are being sent.
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		got, err := counts(ctx, cl)
-		if err == nil && len(got) >= n/16 {
+		if err == nil && len(got) >= max(n/8, 3*h.Batch) {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -568,7 +647,8 @@ func stopsCleanly(t *testing.T, h Harness) {
 	dir := t.TempDir()
 	r := start(t, h, v, dir, nil)
 	n := h.n() / 2
-	if err := sendAsync(context.Background(), h, v, 0, n)(); err != nil {
+	ctx := sendContext(t)
+	if err := sendAsync(ctx, h, v, 0, n)(); err != nil {
 		t.Fatal(err)
 	}
 	await(t, r.cl, 0, min(n, 10))
@@ -587,9 +667,12 @@ func stopsCleanly(t *testing.T, h Harness) {
 	if l := src.late.Load(); l > 0 {
 		t.Fatalf("Read was called %d times after Close", l)
 	}
+	if o := src.overlap.Load(); o > 0 {
+		t.Fatalf("Close was called %d times while a Read ran", o)
+	}
 	// Everything released: the same configuration opens again and goes on.
 	r2 := start(t, h, v, dir, nil)
-	if err := sendAsync(context.Background(), h, v, n, h.n())(); err != nil {
+	if err := sendAsync(ctx, h, v, n, h.n())(); err != nil {
 		t.Fatal(err)
 	}
 	from := n
@@ -603,7 +686,8 @@ func reportsBadInput(t *testing.T, h Harness) {
 	v := h.Setup(t)
 	r := start(t, h, v, t.TempDir(), nil)
 	n := h.n() / 2
-	if err := sendAsync(context.Background(), h, v, 0, n)(); err != nil {
+	ctx := sendContext(t)
+	if err := sendAsync(ctx, h, v, 0, n)(); err != nil {
 		t.Fatal(err)
 	}
 	await(t, r.cl, 0, n)
@@ -619,7 +703,7 @@ func reportsBadInput(t *testing.T, h Harness) {
 	if t.Failed() {
 		return
 	}
-	if err := sendAsync(context.Background(), h, v, n, h.n())(); err != nil {
+	if err := sendAsync(ctx, h, v, n, h.n())(); err != nil {
 		t.Fatal(err)
 	}
 	await(t, r.cl, 0, h.n())
