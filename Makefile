@@ -8,7 +8,7 @@ BENCH       ?= .
 BENCHTIME   ?= 2s
 FUZZTIME    ?= 30s
 
-.PHONY: build run test unit lint vet fmt bench bench-cluster bench-sources fuzz soak clean
+.PHONY: build run test deps unit lint vet fmt bench bench-cluster bench-sources fuzz soak clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/weir
@@ -20,7 +20,22 @@ run: build
 
 # Everything CI runs: vet, staticcheck, and every test under the race detector (fuzz targets run
 # their seed corpora).
-test: lint unit
+test: deps lint unit
+
+# Debian packages the tests drive as real peers, installed with apt-get where missing: nc
+# (netcat-openbsd) for the netcat source, curl for the http source, logger (bsdutils) for syslog.
+deps:
+	@missing=""; \
+	command -v nc >/dev/null || missing="$$missing netcat-openbsd"; \
+	command -v curl >/dev/null || missing="$$missing curl"; \
+	command -v logger >/dev/null || missing="$$missing bsdutils"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing$$missing (apt-get)"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get install -y -q $$missing >/dev/null 2>&1 || \
+		{ $$SUDO apt-get update -q >/dev/null && $$SUDO apt-get install -y -q $$missing >/dev/null; } || \
+		{ echo "could not install$$missing: install them, then run make test again"; exit 1; }; \
+	fi
 
 unit:
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"os/exec"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -150,5 +151,68 @@ func TestTLS(t *testing.T) {
 	c.SetReadDeadline(time.Now().Add(5 * time.Second))
 	if line, err := bufio.NewReader(c).ReadString('\n'); err != nil || line != "OK\n" {
 		t.Fatalf("answer %q, %v", line, err)
+	}
+}
+
+// TestNcPeer: OpenBSD netcat (`nc`, installed by make test) sends 500 lines over TCP and reads
+// one OK per line once they are acknowledged, then sends a datagram over UDP.
+func TestNcPeer(t *testing.T) {
+	nc, err := exec.LookPath("nc")
+	if err != nil {
+		t.Fatal("nc is not installed: make test installs it (Debian package netcat-openbsd)")
+	}
+	s := open(t, Config{TCP: "127.0.0.1:0", UDP: "127.0.0.1:0", Ack: true})
+	tcp, udp := s.Addrs()
+	var in strings.Builder
+	for i := 1; i <= 500; i++ {
+		fmt.Fprintf(&in, "line %d\n", i)
+	}
+	cmd := exec.Command(nc, "-N", "127.0.0.1", strconv.Itoa(tcp.(*net.TCPAddr).Port))
+	cmd.Stdin = strings.NewReader(in.String())
+	var out strings.Builder
+	cmd.Stdout = &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	var recs []storage.Record
+	for deadline := time.Now().Add(10 * time.Second); len(recs) < 500 && time.Now().Before(deadline); {
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		got, _, err := s.Read(ctx)
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		recs = append(recs, got...)
+		s.Acked(nil) // the topic acknowledged them: the OKs go out
+	}
+	if len(recs) != 500 {
+		t.Fatalf("%d lines, want 500", len(recs))
+	}
+	for i, r := range recs {
+		if string(r.Value) != fmt.Sprintf("line %d", i+1) {
+			t.Fatalf("record %d: %q", i, r.Value)
+		}
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("nc: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("nc did not end after its OKs; it printed %d bytes", out.Len())
+	}
+	if out.String() != strings.Repeat("OK\n", 500) {
+		t.Fatalf("nc got %d bytes of answers, want 500 OKs: %.60q", out.Len(), out.String())
+	}
+	u := exec.Command(nc, "-u", "-w", "1", "127.0.0.1", strconv.Itoa(udp.(*net.UDPAddr).Port))
+	u.Stdin = strings.NewReader("a datagram\n")
+	if b, err := u.CombinedOutput(); err != nil {
+		t.Fatalf("nc -u: %v: %s", err, b)
+	}
+	if r := readN(t, s, 1); string(r[0].Value) != "a datagram" {
+		t.Fatalf("datagram %q", r[0].Value)
 	}
 }
