@@ -17,7 +17,7 @@ import (
 // The command is `tail -n +1 -F FILE` and records are lines appended to FILE. Each start of
 // the command prints the file from its beginning, so nothing is lost across crashes and
 // everything is delivered again (RepeatsAll): the weak guarantee of a source that cannot ask
-// for anything again. This harness also covers package lines, which reads the command's output.
+// for anything again.
 // Bad input is an overlong line, cut and marked with a header.
 var harness = sourcetest.Harness{
 	Name:       "exec",

@@ -75,6 +75,9 @@ type Harness struct {
 	Setup func(t testing.TB) Vars
 	// New builds the source; log receives what it logs.
 	New func(v Vars, log *slog.Logger) (connectors.Source, error)
+	// Release, if set, is called with a source New built once its flow has stopped for good,
+	// to release what the program owns rather than the source (the reader of a lines source).
+	Release func(connectors.Source)
 	// Send delivers records from..to-1, each with Value(i) in its value, and returns when it
 	// has sent them (a sender that waits for acknowledgements retries until it has them or
 	// ctx is done). Nil for a source that makes records 0..N-1 itself.
@@ -228,11 +231,12 @@ func (l *logBuffer) String() string {
 
 // running is a flow in this process.
 type running struct {
-	node *flow.Node
-	rt   *flow.Runtime
-	src  *watched
-	cl   *client.Client
-	logs *logBuffer
+	release func()
+	node    *flow.Node
+	rt      *flow.Runtime
+	src     *watched
+	cl      *client.Client
+	logs    *logBuffer
 }
 
 func start(t *testing.T, h Harness, v Vars, dir string, panicAt map[int64]bool) *running {
@@ -248,6 +252,9 @@ func start(t *testing.T, h Harness, v Vars, dir string, panicAt map[int64]bool) 
 	}
 	r := &running{node: node, rt: flow.New(node), logs: logs,
 		src: &watched{Source: src, opened: make(chan struct{}), panicAt: panicAt}}
+	if h.Release != nil {
+		r.release = func() { h.Release(src) }
+	}
 	t.Cleanup(func() { r.stop() })
 	if err := r.rt.Source("conf", r.src, topic, flow.Partitions(2)); err != nil {
 		t.Fatal(err)
@@ -275,6 +282,10 @@ func (r *running) stop() {
 	if r.node != nil {
 		r.node.Close()
 		r.node = nil
+	}
+	if r.release != nil {
+		r.release()
+		r.release = nil
 	}
 }
 
