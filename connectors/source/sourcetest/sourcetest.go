@@ -12,12 +12,12 @@
 //   - ResumesAfterPanic: the source's actor panics three times just after a Read returned
 //     records (the batch is then lost in flight); the supervisor restarts it, the source is
 //     opened again at its committed position, and every record arrives; repeats stay within a
-//     batch per panic unless RepeatsAll. A source that is not Lossless loses what is sent while
-//     it restarts, so for it half the records are sent after the last restart, and those must
-//     all arrive.
+//     batch per panic unless RepeatsAll. The records of the batches the panics lost in flight
+//     must arrive too. A source that is not Lossless loses what is sent while it restarts, so
+//     for it half the records are sent after the last restart, and those must all arrive.
 //   - ResumesAfterSIGKILL: the node runs in a child process (the test binary run again, see
-//     Main), which is killed with SIGKILL while records are being sent, then started again on
-//     the same data directory. A Lossless source delivers every record; another delivers every
+//     Main; it exits when its standard input, held by the test process, ends), which is killed
+//     with SIGKILL while records are being sent, then started again on the same data directory. A Lossless source delivers every record; another delivers every
 //     record sent once it is back. Repeats stay within one batch unless RepeatsAll.
 //   - StopsCleanly: once the flow is stopped, Close has been called, Read is not called again,
 //     and a new source of the same configuration opens and delivers (ports, files released).
