@@ -30,6 +30,9 @@ type SinkConfig struct {
 
 type heartbeatTick struct{}
 
+// durableTick asks a staging sink what became durable without a Write (a roll by time).
+type durableTick struct{}
+
 type fetchAgain struct {
 	epoch int
 	tp    tp
@@ -49,6 +52,11 @@ type sinkRunner struct {
 	pos        map[tp]int64
 	hb         *ticker
 	joining    bool
+
+	// A staging sink's offsets are committed as it reports them durable.
+	staging   connectors.StagingSink
+	committed map[tp]int64 // per assigned partition, the offset committed last
+	durable   *ticker
 }
 
 // NewSinkProps returns the props of a sink runner on node n.
@@ -78,10 +86,17 @@ func (s *sinkRunner) Receive(ctx actor.Context) {
 			panic(fmt.Errorf("flow %s: sink open: %w", s.cfg.Flow, err))
 		}
 		s.hb = startTicker(ctx.ActorSystem(), ctx.Self(), s.cfg.Session/3, heartbeatTick{})
+		if st, ok := s.cfg.Sink.(connectors.StagingSink); ok {
+			s.staging = st
+			s.durable = startTicker(ctx.ActorSystem(), ctx.Self(), time.Second, durableTick{})
+		}
 		s.join(ctx)
 	case *actor.Stopping, *actor.Restarting:
 		s.epoch = nextEpoch()
 		s.hb.stop()
+		if s.durable != nil {
+			s.durable.stop()
+		}
 		if pid := s.n.cachedCoordinator(s.cfg.Group); s.member != "" && pid != nil {
 			// Leave at once so the others need not wait for the session to expire. Only a
 			// coordinator already known: finding one may ask this node's root, which may be
@@ -93,6 +108,10 @@ func (s *sinkRunner) Receive(ctx actor.Context) {
 		}
 	case heartbeatTick:
 		s.heartbeat(ctx)
+	case durableTick:
+		if s.member != "" && !s.joining {
+			s.commitDurable(ctx)
+		}
 	case fetchAgain:
 		if m.epoch == s.epoch {
 			s.fetch(ctx, m.tp)
@@ -150,6 +169,14 @@ type rejoin struct{ epoch int }
 func (s *sinkRunner) start(ctx actor.Context, epoch int, parts []wire.TopicPartitions) {
 	s.joining = false
 	s.pos = map[tp]int64{}
+	s.committed = map[tp]int64{}
+	if s.staging != nil {
+		// What it staged is read again from the committed offsets, by it or by the member that
+		// has the partition now.
+		if err := s.staging.Reset(); err != nil {
+			panic(fmt.Errorf("flow %s: sink reset: %w", s.cfg.Flow, err))
+		}
+	}
 	if len(parts) == 0 {
 		return
 	}
@@ -174,6 +201,7 @@ func (s *sinkRunner) start(ctx actor.Context, epoch int, parts []wire.TopicParti
 					off = -1 // no commit yet: from the earliest offset
 				}
 				s.pos[k] = off
+				s.committed[k] = off
 				s.fetch(ctx, k)
 			}
 		}
@@ -233,7 +261,61 @@ func (s *sinkRunner) fetch(ctx actor.Context, k tp) {
 			// Restart: the sink reopens and the partition resumes from the committed offset.
 			panic(fmt.Errorf("flow %s: sink write: %w", s.cfg.Flow, werr))
 		}
+		if s.staging != nil {
+			s.pos[k] = next
+			s.n.metrics.SinkRecords(s.cfg.Flow, len(msgs))
+			s.fetch(ctx, k)
+			s.commitDurable(ctx)
+			return
+		}
 		s.commit(ctx, k, next, len(msgs))
+	})
+}
+
+// commitDurable commits what a staging sink reports durable, for the partitions assigned.
+func (s *sinkRunner) commitDurable(ctx actor.Context) {
+	var offs []wire.PartitionOffset
+	for _, o := range s.staging.Durable() {
+		k := tp{o.Topic, o.Partition}
+		if c, ok := s.committed[k]; ok && o.Offset > c {
+			offs = append(offs, wire.PartitionOffset{Topic: o.Topic, Partition: o.Partition, Offset: o.Offset})
+		}
+	}
+	if len(offs) == 0 {
+		return
+	}
+	epoch := s.epoch
+	s.n.fault("sink")("commit")
+	f := ctx.RequestFuture(s.coordinator(), &CommitGroup{wire.CommitRequest{Group: s.cfg.Group, MemberID: s.member, Generation: s.generation,
+		Offsets: offs}}, 10*time.Second)
+	reenter(ctx, f, func(res any, err error) {
+		if epoch != s.epoch {
+			return
+		}
+		var e *wire.Error
+		switch r := res.(type) {
+		case *ProduceReply:
+			e = r.Err
+		case *wire.AdminResponse:
+			e = r.Err
+		default:
+			e = wire.Errorf(wire.CodeTimeout, "commit: %v", err)
+		}
+		if e != nil {
+			// A timeout: the next report (after a Write, or the tick's, every second) commits
+			// them. A refusal: rejoin.
+			s.n.logger.Info("sink commit of durable offsets failed", "flow", s.cfg.Flow, "err", e)
+			if !errors.Is(e, wire.ErrTimeout) {
+				s.join(ctx)
+			}
+			return
+		}
+		for _, o := range offs {
+			k := tp{o.Topic, o.Partition}
+			if o.Offset > s.committed[k] {
+				s.committed[k] = o.Offset
+			}
+		}
 	})
 }
 

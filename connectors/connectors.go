@@ -63,6 +63,30 @@ type Sink interface {
 	Close() error
 }
 
+// StagingSink is a Sink whose Write stages records that become durable later, many Writes at a
+// time (the HDFS sink: a file's data is durable only once the file is closed and renamed). The
+// runner fetches on after each Write, but commits for each partition only the offset Durable
+// reports, asking after every Write and every second. After a crash, or when the runner joins
+// its group again, it reads on from the committed offsets: what was staged and not durable comes
+// again, and Reset has thrown the staged copy away.
+type StagingSink interface {
+	Sink
+	// Durable returns, for the partitions it has written, the offset after the last record
+	// that is durable in the sink's store. The runner commits those that moved past the
+	// committed offset of a partition it has.
+	Durable() []PartitionOffset
+	// Reset drops everything staged and not yet durable. The runner calls it each time it
+	// (re)joins its group, before it reads from the committed offsets again.
+	Reset() error
+}
+
+// PartitionOffset is an offset of a topic partition.
+type PartitionOffset struct {
+	Topic     string
+	Partition int32
+	Offset    int64
+}
+
 // Interceptor maps one record to zero or one record: filter (false drops the record) or enrich
 // (return a changed record) before it reaches the network.
 type Interceptor interface {
