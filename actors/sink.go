@@ -57,6 +57,7 @@ type sinkRunner struct {
 	staging   connectors.StagingSink
 	committed map[tp]int64 // per assigned partition, the offset committed last
 	durable   *ticker
+	replays   int // ErrReplays in a row, for the backoff
 }
 
 // NewSinkProps returns the props of a sink runner on node n.
@@ -108,6 +109,12 @@ func (s *sinkRunner) Receive(ctx actor.Context) {
 		}
 	case heartbeatTick:
 		s.heartbeat(ctx)
+	case replayAll:
+		if m.epoch == s.epoch {
+			for k := range s.pos {
+				s.fetch(ctx, k)
+			}
+		}
 	case durableTick:
 		if s.member != "" && !s.joining {
 			s.commitDurable(ctx)
@@ -257,11 +264,16 @@ func (s *sinkRunner) fetch(ctx actor.Context, k tp) {
 		wctx, cancel := context.WithTimeout(context.Background(), s.cfg.WriteTimeout)
 		werr := s.cfg.Sink.Write(wctx, msgs)
 		cancel()
+		if werr != nil && s.staging != nil && errors.Is(werr, connectors.ErrReplay) {
+			s.replay(ctx, werr)
+			return
+		}
 		if werr != nil {
 			// Restart: the sink reopens and the partition resumes from the committed offset.
 			panic(fmt.Errorf("flow %s: sink write: %w", s.cfg.Flow, werr))
 		}
 		if s.staging != nil {
+			s.replays = 0
 			s.pos[k] = next
 			s.n.metrics.SinkRecords(s.cfg.Flow, len(msgs))
 			s.fetch(ctx, k)
@@ -274,8 +286,16 @@ func (s *sinkRunner) fetch(ctx actor.Context, k tp) {
 
 // commitDurable commits what a staging sink reports durable, for the partitions assigned.
 func (s *sinkRunner) commitDurable(ctx actor.Context) {
+	durable, err := s.staging.Durable()
+	if err != nil {
+		if errors.Is(err, connectors.ErrReplay) {
+			s.replay(ctx, err)
+			return
+		}
+		panic(fmt.Errorf("flow %s: sink: %w", s.cfg.Flow, err))
+	}
 	var offs []wire.PartitionOffset
-	for _, o := range s.staging.Durable() {
+	for _, o := range durable {
 		k := tp{o.Topic, o.Partition}
 		if c, ok := s.committed[k]; ok && o.Offset > c {
 			offs = append(offs, wire.PartitionOffset{Topic: o.Topic, Partition: o.Partition, Offset: o.Offset})
@@ -353,6 +373,26 @@ func (s *sinkRunner) commit(ctx actor.Context, k tp, next int64, n int) {
 		s.n.metrics.SinkRecords(s.cfg.Flow, n)
 		s.fetch(ctx, k)
 	})
+}
+
+type replayAll struct{ epoch int }
+
+// replay handles a staging sink's ErrReplay: fetches in flight are dropped, the sink is reset,
+// and every partition is read again from its committed offset after a backoff that grows with
+// repeated replays (100 ms to 5 s).
+func (s *sinkRunner) replay(ctx actor.Context, why error) {
+	s.epoch = nextEpoch()
+	s.replays++
+	wait := min(100*time.Millisecond<<min(s.replays-1, 6), 5*time.Second)
+	s.n.logger.Warn("sink abandoned what it staged; reading it again", "flow", s.cfg.Flow, "err", why, "wait", wait)
+	if err := s.staging.Reset(); err != nil {
+		panic(fmt.Errorf("flow %s: sink reset: %w", s.cfg.Flow, err))
+	}
+	for k, c := range s.committed {
+		s.pos[k] = c
+	}
+	self, system, epoch := ctx.Self(), ctx.ActorSystem(), s.epoch
+	time.AfterFunc(wait, func() { system.Root.Send(self, replayAll{epoch: epoch}) })
 }
 
 func (s *sinkRunner) later(ctx actor.Context, k tp) {

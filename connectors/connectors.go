@@ -16,6 +16,7 @@ package connectors
 
 import (
 	"context"
+	"errors"
 
 	"github.com/weirhq/weir/storage"
 )
@@ -74,11 +75,16 @@ type StagingSink interface {
 	// Durable returns, for the partitions it has written, the offset after the last record
 	// that is durable in the sink's store. The runner commits those that moved past the
 	// committed offset of a partition it has.
-	Durable() []PartitionOffset
+	Durable() ([]PartitionOffset, error)
 	// Reset drops everything staged and not yet durable. The runner calls it each time it
 	// (re)joins its group, before it reads from the committed offsets again.
 	Reset() error
 }
+
+// ErrReplay, returned (wrapped or not) by a StagingSink's Write or Durable, says that the sink
+// abandoned what it had staged (a write to its store failed): the runner resets it and reads
+// again from the committed offsets after a backoff, without restarting the sink.
+var ErrReplay = errors.New("sink: staged records abandoned; read them again")
 
 // PartitionOffset is an offset of a topic partition.
 type PartitionOffset struct {
