@@ -31,7 +31,7 @@ func (s *stagingSink) Open(context.Context) error {
 	s.opens++
 	return nil
 }
-func (s *stagingSink) Close() error               { return nil }
+func (s *stagingSink) Close() error { return nil }
 
 func (s *stagingSink) Write(_ context.Context, msgs []connectors.Message) error {
 	s.mu.Lock()
