@@ -56,6 +56,7 @@ type sinkRunner struct {
 	// A staging sink's offsets are committed as it reports them durable.
 	staging   connectors.StagingSink
 	committed map[tp]int64 // per assigned partition, the offset committed last
+	reported  map[tp]int64 // per assigned partition, the durable offset the sink reported last
 	durable   *ticker
 	replays   int // ErrReplays in a row, for the backoff
 }
@@ -143,6 +144,15 @@ func (s *sinkRunner) coordinator() *actor.PID {
 func (s *sinkRunner) join(ctx actor.Context) {
 	s.epoch = nextEpoch()
 	s.joining = true
+	if s.staging != nil {
+		// What it staged is read again from the committed offsets, by it or by the member that
+		// has the partition after this rebalance; dropped before joining, so before any other
+		// member is given the partition (the coordinator waits for the known members to join
+		// again).
+		if err := s.staging.Reset(); err != nil {
+			panic(fmt.Errorf("flow %s: sink reset: %w", s.cfg.Flow, err))
+		}
+	}
 	epoch := s.epoch
 	f := ctx.RequestFuture(s.coordinator(), &JoinGroup{wire.JoinGroupRequest{Group: s.cfg.Group, MemberID: s.member,
 		Topics: s.cfg.Topics, SessionTimeoutMs: int32(s.cfg.Session / time.Millisecond)}}, 30*time.Second)
@@ -176,14 +186,7 @@ type rejoin struct{ epoch int }
 func (s *sinkRunner) start(ctx actor.Context, epoch int, parts []wire.TopicPartitions) {
 	s.joining = false
 	s.pos = map[tp]int64{}
-	s.committed = map[tp]int64{}
-	if s.staging != nil {
-		// What it staged is read again from the committed offsets, by it or by the member that
-		// has the partition now.
-		if err := s.staging.Reset(); err != nil {
-			panic(fmt.Errorf("flow %s: sink reset: %w", s.cfg.Flow, err))
-		}
-	}
+	s.committed, s.reported = map[tp]int64{}, map[tp]int64{}
 	if len(parts) == 0 {
 		return
 	}
@@ -297,6 +300,9 @@ func (s *sinkRunner) commitDurable(ctx actor.Context) {
 	var offs []wire.PartitionOffset
 	for _, o := range durable {
 		k := tp{o.Topic, o.Partition}
+		if _, ok := s.committed[k]; ok && o.Offset > s.reported[k] {
+			s.reported[k] = o.Offset
+		}
 		if c, ok := s.committed[k]; ok && o.Offset > c {
 			offs = append(offs, wire.PartitionOffset{Topic: o.Topic, Partition: o.Partition, Offset: o.Offset})
 		}
@@ -389,7 +395,8 @@ func (s *sinkRunner) replay(ctx actor.Context, why error) {
 		panic(fmt.Errorf("flow %s: sink reset: %w", s.cfg.Flow, err))
 	}
 	for k, c := range s.committed {
-		s.pos[k] = c
+		// From what the sink reported durable, if its commit is still on its way.
+		s.pos[k] = max(c, s.reported[k])
 	}
 	self, system, epoch := ctx.Self(), ctx.ActorSystem(), s.epoch
 	time.AfterFunc(wait, func() { system.Root.Send(self, replayAll{epoch: epoch}) })

@@ -69,15 +69,18 @@ type Sink interface {
 // runner fetches on after each Write, but commits for each partition only the offset Durable
 // reports, asking after every Write and every second. After a crash, or when the runner joins
 // its group again, it reads on from the committed offsets: what was staged and not durable comes
-// again, and Reset has thrown the staged copy away.
+// again, and Reset has thrown the staged copy away. Records the sink made durable may come again
+// too (a crash between durability and the commit): the sink skips them, as it knows what it
+// made durable.
 type StagingSink interface {
 	Sink
 	// Durable returns, for the partitions it has written, the offset after the last record
 	// that is durable in the sink's store. The runner commits those that moved past the
 	// committed offset of a partition it has.
 	Durable() ([]PartitionOffset, error)
-	// Reset drops everything staged and not yet durable. The runner calls it each time it
-	// (re)joins its group, before it reads from the committed offsets again.
+	// Reset drops everything staged and not yet durable. The runner calls it each time before
+	// it (re)joins its group (so before another member can be given its partitions), and then
+	// reads from the committed offsets again.
 	Reset() error
 }
 
