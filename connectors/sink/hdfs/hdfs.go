@@ -1,0 +1,752 @@
+// Package hdfs is a sink that writes records to HDFS files, as Flume's HDFS sink, exactly once:
+// every record the flow reads lands in exactly one finished file, and no in-progress file
+// survives a restart. It writes with github.com/colinmarc/hdfs/v2.
+//
+// # Files
+//
+// Config.Path is the directory of each record's file, a template: %Y %m %d %H %M %S are taken
+// from the record's timestamp (in Config.Location, UTC by default), floored to a multiple of
+// Config.Round if set; %{topic} and %{partition} are the record's topic and partition, and
+// %{NAME} the value of its header NAME (empty if it has none; a '/' in it becomes '_'). A
+// partition's records go to the files of the directories they name, several open at a time;
+// each is written under a hidden in-progress name and renamed when the partition rolls:
+//
+//	DIR/.PREFIXTOPIC-PARTITION-FIRST.TOKEN.inprogress       being written (TOKEN: the sink's)
+//	DIR/PREFIXTOPIC-PARTITION-FIRST-LASTSUFFIX              finished
+//
+// FIRST and LAST are the first and last offsets of the partition's roll (zero-padded to 20
+// digits), so the name tells which records the file may hold. A partition rolls, closing and
+// renaming all of its files, when one of them reaches Config.RollSize bytes or
+// Config.RollCount records, when its oldest file is Config.RollInterval old, when it has not been
+// written to for Config.IdleTimeout, and when the sink closes.
+//
+// # Exactly once
+//
+// HDFS data is durable only once its file is closed. The sink is a connectors.StagingSink: the
+// runner commits a partition's offset only when the sink reports the records before it durable,
+// that is after the roll that renamed their files. For each partition the sink keeps a state
+// file, Config.StateDir/TOPIC-PARTITION.json, written (to a temporary name, then renamed over)
+// before each in-progress file is created (listing it) and before a roll's renames (listing them,
+// with the last offset they make durable). When a partition is assigned to the sink (at start,
+// after a crash, after a rebalance), it reads the state: it finishes the renames listed, removes
+// the in-progress files listed, and skips the records at or below the last durable offset,
+// which the runner reads again when a crash came between a roll and the commit. One state
+// directory belongs to one sink (its group may have several members: a partition is written by
+// one member at a time).
+//
+// A failed HDFS operation is retried with a growing wait for Config.RetryFor; then, or when a
+// write to a DataNode fails, the partition's in-progress files are abandoned and the sink
+// returns connectors.ErrReplay: the runner reads the records again from the committed offset
+// after a backoff, and the sink writes them to new files. An HDFS outage of any length thus
+// delays the files, while the topic holds the backlog.
+//
+// # Formats
+//
+// Text writes each value and "\n"; JSON writes one object per line with topic, partition,
+// offset, timestamp (milliseconds), key, headers and value (key and value as strings). Gzip
+// compresses either, one gzip stream per file.
+package hdfs
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/colinmarc/hdfs/v2"
+
+	"github.com/weirhq/weir/connectors"
+)
+
+// Format is how records are written.
+type Format int
+
+// The formats.
+const (
+	Text Format = iota // each value, then "\n"
+	JSON               // one JSON object per line
+)
+
+// Config configures a Sink.
+type Config struct {
+	// Client is passed to hdfs.NewClient: the NameNode addresses, the user, and for a
+	// Kerberized cluster KerberosClient and KerberosServicePrincipleName (passed through as
+	// they are; not tested here).
+	Client hdfs.ClientOptions
+	// Path is the directory template (see the package doc); it must be absolute.
+	Path string
+	// Prefix and Suffix go around finished file names (Suffix defaults to ".txt", ".jsonl",
+	// with ".gz" after it with Gzip).
+	Prefix, Suffix string
+	// Round floors the timestamp before the time escapes (0: not at all); Location is their
+	// time zone (UTC by default).
+	Round    time.Duration
+	Location *time.Location
+	// Format and Gzip say how records are written.
+	Format Format
+	Gzip   bool
+	// Roll triggers (0: not used): size in bytes (before compression) and records of a file,
+	// and age of a partition's oldest open file; with none of them set, RollCount is 100,000.
+	// IdleTimeout rolls a partition not written to for so long (default 30 s, so that the last
+	// records of a quiet topic become durable; negative: never).
+	RollSize     int64
+	RollCount    int
+	RollInterval time.Duration
+	IdleTimeout  time.Duration
+	// StateDir holds the sink's per-partition state (default: the part of Path before its
+	// first escape, then ".weir-state").
+	StateDir string
+	// RetryFor bounds the retries of one HDFS operation (default 10 s).
+	RetryFor time.Duration
+	// Logger receives rolls, recoveries and abandoned files; discarded by default.
+	Logger *slog.Logger
+}
+
+// Sink writes records to HDFS. It is a connectors.StagingSink.
+type Sink struct {
+	cfg   Config
+	tmpl  []segment
+	token string // in in-progress names: this sink's, told from another member's
+
+	mu     sync.Mutex
+	client *hdfs.Client
+	parts  map[partKey]*part
+	failed error // a roll by time failed: Durable returns it (ErrReplay)
+	stop   chan struct{}
+	done   chan struct{}
+}
+
+type partKey struct {
+	topic     string
+	partition int32
+}
+
+// part is one partition's state.
+type part struct {
+	key     partKey
+	loaded  bool
+	last    int64 // the last offset durable in finished files (-1: none)
+	written int64 // the last offset written to open files (last when none)
+	files   map[string]*openFile
+	touched time.Time // last write
+}
+
+type openFile struct {
+	dir, tmp string
+	first    int64
+	w        *hdfs.FileWriter
+	z        *gzip.Writer
+	out      io.Writer
+	bytes    int64
+	count    int
+	opened   time.Time
+}
+
+// segment is a piece of the path template: a literal, or an escape.
+type segment struct {
+	lit    string
+	escape string // "Y", "m", ... or "{name}"
+}
+
+var escapeRE = regexp.MustCompile(`%([YmdHMS]|\{[^}]*\})`)
+
+func parseTemplate(p string) ([]segment, error) {
+	var out []segment
+	at := 0
+	for _, m := range escapeRE.FindAllStringIndex(p, -1) {
+		if m[0] > at {
+			out = append(out, segment{lit: p[at:m[0]]})
+		}
+		e := p[m[0]+1 : m[1]]
+		if e == "{}" {
+			return nil, fmt.Errorf("empty %%{} at byte %d", m[0])
+		}
+		out = append(out, segment{escape: e})
+		at = m[1]
+	}
+	if at < len(p) {
+		out = append(out, segment{lit: p[at:]})
+	}
+	for _, s := range out {
+		if strings.Contains(s.lit, "%") {
+			return nil, fmt.Errorf("unknown escape in %q: use %%Y %%m %%d %%H %%M %%S or %%{name}", s.lit)
+		}
+	}
+	return out, nil
+}
+
+// New checks cfg and returns a Sink. It does not contact HDFS: Open does not either, so a sink
+// starts while HDFS is away and writes once it is back.
+func New(cfg Config) (*Sink, error) {
+	if len(cfg.Client.Addresses) == 0 {
+		return nil, errors.New("hdfs sink: no NameNode address (Client.Addresses)")
+	}
+	if !strings.HasPrefix(cfg.Path, "/") {
+		return nil, fmt.Errorf("hdfs sink: path %q is not absolute", cfg.Path)
+	}
+	tmpl, err := parseTemplate(cfg.Path)
+	if err != nil {
+		return nil, fmt.Errorf("hdfs sink: path %q: %w", cfg.Path, err)
+	}
+	if cfg.Format != Text && cfg.Format != JSON {
+		return nil, fmt.Errorf("hdfs sink: unknown format %d", cfg.Format)
+	}
+	if cfg.Suffix == "" {
+		cfg.Suffix = map[Format]string{Text: ".txt", JSON: ".jsonl"}[cfg.Format]
+		if cfg.Gzip {
+			cfg.Suffix += ".gz"
+		}
+	}
+	if strings.ContainsAny(cfg.Prefix+cfg.Suffix, "/") || strings.HasPrefix(cfg.Prefix, ".") {
+		return nil, fmt.Errorf("hdfs sink: prefix %q and suffix %q must not hold '/', nor the prefix start with '.'", cfg.Prefix, cfg.Suffix)
+	}
+	if cfg.RollSize < 0 || cfg.RollCount < 0 || cfg.RollInterval < 0 || cfg.Round < 0 {
+		return nil, errors.New("hdfs sink: negative RollSize, RollCount, RollInterval or Round")
+	}
+	if cfg.RollSize == 0 && cfg.RollCount == 0 && cfg.RollInterval == 0 {
+		cfg.RollCount = 100_000
+	}
+	if cfg.IdleTimeout == 0 {
+		cfg.IdleTimeout = 30 * time.Second
+	}
+	if cfg.Location == nil {
+		cfg.Location = time.UTC
+	}
+	if cfg.StateDir == "" {
+		root := cfg.Path
+		if i := strings.IndexByte(root, '%'); i >= 0 {
+			root = root[:i]
+		}
+		cfg.StateDir = path.Join(path.Dir(root+"x"), ".weir-state")
+	}
+	if cfg.RetryFor <= 0 {
+		cfg.RetryFor = 10 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	var tok [6]byte
+	_, _ = rand.Read(tok[:])
+	return &Sink{cfg: cfg, tmpl: tmpl, token: hex.EncodeToString(tok[:]), parts: map[partKey]*part{}}, nil
+}
+
+// dirOf expands the path template for m.
+func (s *Sink) dirOf(m connectors.Message) string {
+	ts := time.UnixMilli(m.Timestamp).In(s.cfg.Location)
+	if s.cfg.Round > 0 {
+		ts = ts.Truncate(s.cfg.Round)
+	}
+	var b strings.Builder
+	for _, seg := range s.tmpl {
+		switch seg.escape {
+		case "":
+			b.WriteString(seg.lit)
+		case "Y":
+			fmt.Fprintf(&b, "%04d", ts.Year())
+		case "m":
+			fmt.Fprintf(&b, "%02d", int(ts.Month()))
+		case "d":
+			fmt.Fprintf(&b, "%02d", ts.Day())
+		case "H":
+			fmt.Fprintf(&b, "%02d", ts.Hour())
+		case "M":
+			fmt.Fprintf(&b, "%02d", ts.Minute())
+		case "S":
+			fmt.Fprintf(&b, "%02d", ts.Second())
+		default:
+			name := seg.escape[1 : len(seg.escape)-1]
+			var v string
+			switch name {
+			case "topic":
+				v = m.Topic
+			case "partition":
+				v = strconv.Itoa(int(m.Partition))
+			default:
+				v = m.Headers[name]
+			}
+			v = strings.ReplaceAll(v, "/", "_")
+			if v == "." || v == ".." {
+				v = "_"
+			}
+			b.WriteString(v)
+		}
+	}
+	return path.Clean(b.String())
+}
+
+// Open starts the timer of rolls by time. It does not contact HDFS.
+func (s *Sink) Open(context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stop != nil {
+		return nil
+	}
+	s.stop, s.done = make(chan struct{}), make(chan struct{})
+	go s.timer(s.stop, s.done)
+	return nil
+}
+
+func (s *Sink) timer(stop, done chan struct{}) {
+	defer close(done)
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case now := <-t.C:
+			s.mu.Lock()
+			for _, p := range s.sortedParts() {
+				if len(p.files) > 0 && s.due(p, now) {
+					ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+					if err := s.roll(ctx, p); err != nil && s.failed == nil {
+						s.failed = err
+					}
+					cancel()
+				}
+			}
+			s.mu.Unlock()
+		}
+	}
+}
+
+// due reports whether p rolls by time at now.
+func (s *Sink) due(p *part, now time.Time) bool {
+	if s.cfg.IdleTimeout > 0 && now.Sub(p.touched) >= s.cfg.IdleTimeout {
+		return true
+	}
+	if s.cfg.RollInterval > 0 {
+		for _, f := range p.files {
+			if now.Sub(f.opened) >= s.cfg.RollInterval {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func (s *Sink) sortedParts() []*part {
+	ps := make([]*part, 0, len(s.parts))
+	for _, p := range s.parts {
+		ps = append(ps, p)
+	}
+	sort.Slice(ps, func(i, j int) bool {
+		a, b := ps[i].key, ps[j].key
+		return a.topic < b.topic || a.topic == b.topic && a.partition < b.partition
+	})
+	return ps
+}
+
+// retry runs op until it succeeds, for RetryFor at most (and not past ctx), waiting more after
+// each failure; a failure forgets the client, so that the next try connects again.
+func (s *Sink) retry(ctx context.Context, what string, op func(*hdfs.Client) error) error {
+	deadline := time.Now().Add(s.cfg.RetryFor)
+	wait := 100 * time.Millisecond
+	for {
+		err := s.connect()
+		if err == nil {
+			if err = op(s.client); err == nil {
+				return nil
+			}
+			if errors.Is(err, os.ErrNotExist) || errors.Is(err, os.ErrExist) {
+				return err // an answer, not a failure
+			}
+			s.client.Close()
+			s.client = nil
+		}
+		if time.Now().Add(wait).After(deadline) {
+			return fmt.Errorf("hdfs sink: %s: %w", what, err)
+		}
+		s.cfg.Logger.Info("hdfs sink: retrying", "op", what, "err", err, "wait", wait)
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("hdfs sink: %s: %w (%v)", what, ctx.Err(), err)
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 2*time.Second)
+	}
+}
+
+func (s *Sink) connect() error {
+	if s.client != nil {
+		return nil
+	}
+	c, err := hdfs.NewClient(s.cfg.Client)
+	if err != nil {
+		return err
+	}
+	s.client = c
+	return nil
+}
+
+// state is a partition's state file.
+type state struct {
+	Version int      `json:"version"`
+	Last    int64    `json:"last"`
+	Open    []string `json:"open,omitempty"`
+	Renames []rename `json:"renames,omitempty"`
+}
+
+type rename struct {
+	From string `json:"from"`
+	To   string `json:"to"`
+}
+
+func (s *Sink) statePath(k partKey) string {
+	return path.Join(s.cfg.StateDir, fmt.Sprintf("%s-%d.json", k.topic, k.partition))
+}
+
+// writeState replaces k's state file: written to a temporary name, closed, renamed over.
+func (s *Sink) writeState(ctx context.Context, k partKey, st state) error {
+	st.Version = 1
+	b, _ := json.Marshal(st)
+	final := s.statePath(k)
+	tmp := final + ".tmp"
+	return s.retry(ctx, "write state "+final, func(c *hdfs.Client) error {
+		if err := c.MkdirAll(s.cfg.StateDir, 0o755); err != nil {
+			return err
+		}
+		if err := c.Remove(tmp); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+		w, err := c.Create(tmp)
+		if err != nil {
+			return err
+		}
+		if _, err := w.Write(b); err != nil {
+			w.Close()
+			return err
+		}
+		if err := closeFile(ctx, w); err != nil {
+			return err
+		}
+		return c.Rename(tmp, final)
+	})
+}
+
+// closeFile closes an HDFS file, trying again while the NameNode has not heard from the
+// DataNodes ("replication in progress"), as the Java client does.
+func closeFile(ctx context.Context, w *hdfs.FileWriter) error {
+	err := w.Close()
+	for wait := 20 * time.Millisecond; hdfs.IsErrReplicating(err) && wait < 10*time.Second; wait *= 2 {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(wait):
+		}
+		err = w.Close()
+	}
+	return err
+}
+
+// load reads p's state and puts HDFS back in the state it describes: renames finished,
+// in-progress files removed.
+func (s *Sink) load(ctx context.Context, p *part) error {
+	var st state
+	st.Last = -1
+	err := s.retry(ctx, "read state "+s.statePath(p.key), func(c *hdfs.Client) error {
+		b, err := c.ReadFile(s.statePath(p.key))
+		if err != nil {
+			return err
+		}
+		if err := json.Unmarshal(b, &st); err != nil || st.Version != 1 {
+			return fmt.Errorf("state file %s is corrupt (%v): move it aside to start the partition from its committed offset", s.statePath(p.key), err)
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	dirty := len(st.Open) > 0 || len(st.Renames) > 0
+	for _, r := range st.Renames {
+		err := s.retry(ctx, "finish rename "+r.From, func(c *hdfs.Client) error { return c.Rename(r.From, r.To) })
+		switch {
+		case err == nil:
+			s.cfg.Logger.Info("hdfs sink: finished a rename a crash interrupted", "from", r.From, "to", r.To)
+		case errors.Is(err, os.ErrNotExist):
+			// Done before the crash, unless the finished file is gone too.
+			if serr := s.retry(ctx, "stat "+r.To, func(c *hdfs.Client) error { _, err := c.Stat(r.To); return err }); serr != nil {
+				return fmt.Errorf("hdfs sink: neither %s nor %s exists: their records are lost (%v)", r.From, r.To, serr)
+			}
+		default:
+			return err
+		}
+	}
+	for _, f := range st.Open {
+		err := s.retry(ctx, "remove "+f, func(c *hdfs.Client) error { return c.Remove(f) })
+		if err == nil {
+			s.cfg.Logger.Info("hdfs sink: removed a stale in-progress file", "file", f)
+		} else if !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+	}
+	if dirty {
+		if err := s.writeState(ctx, p.key, state{Last: st.Last}); err != nil {
+			return err
+		}
+	}
+	p.loaded, p.last, p.written, p.files = true, st.Last, st.Last, map[string]*openFile{}
+	return nil
+}
+
+func (s *Sink) partOf(k partKey) *part {
+	p := s.parts[k]
+	if p == nil {
+		p = &part{key: k, last: -1, written: -1, files: map[string]*openFile{}}
+		s.parts[k] = p
+	}
+	return p
+}
+
+func pad(o int64) string { return fmt.Sprintf("%020d", o) }
+
+// openFor returns p's open file in dir, creating it (listed in the state first).
+func (s *Sink) openFor(ctx context.Context, p *part, dir string, first int64, now time.Time) (*openFile, error) {
+	if f := p.files[dir]; f != nil {
+		return f, nil
+	}
+	tmp := path.Join(dir, "."+s.cfg.Prefix+p.key.topic+"-"+strconv.Itoa(int(p.key.partition))+"-"+pad(first)+"."+s.token+".inprogress")
+	open := []string{tmp}
+	for _, f := range p.files {
+		open = append(open, f.tmp)
+	}
+	sort.Strings(open)
+	if err := s.writeState(ctx, p.key, state{Last: p.last, Open: open}); err != nil {
+		return nil, err
+	}
+	var w *hdfs.FileWriter
+	err := s.retry(ctx, "create "+tmp, func(c *hdfs.Client) error {
+		if err := c.MkdirAll(dir, 0o755); err != nil {
+			return err
+		}
+		if err := c.Remove(tmp); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+		var err error
+		w, err = c.Create(tmp)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	f := &openFile{dir: dir, tmp: tmp, first: first, w: w, out: w, opened: now}
+	if s.cfg.Gzip {
+		f.z = gzip.NewWriter(w)
+		f.out = f.z
+	}
+	p.files[dir] = f
+	return f, nil
+}
+
+// record is the JSON format's line.
+type record struct {
+	Topic     string            `json:"topic"`
+	Partition int32             `json:"partition"`
+	Offset    int64             `json:"offset"`
+	Timestamp int64             `json:"timestamp"`
+	Key       string            `json:"key,omitempty"`
+	Headers   map[string]string `json:"headers,omitempty"`
+	Value     string            `json:"value"`
+}
+
+func (s *Sink) encode(buf *bytes.Buffer, m connectors.Message) {
+	buf.Reset()
+	if s.cfg.Format == JSON {
+		b, _ := json.Marshal(record{m.Topic, m.Partition, m.Offset, m.Timestamp, string(m.Key), m.Headers, string(m.Value)})
+		buf.Write(b)
+	} else {
+		buf.Write(m.Value)
+	}
+	buf.WriteByte('\n')
+}
+
+// Write stages msgs in the partitions' in-progress files, rolling where a file is full. It
+// implements connectors.Sink.
+func (s *Sink) Write(ctx context.Context, msgs []connectors.Message) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.failed != nil {
+		return s.failed
+	}
+	now := time.Now()
+	var buf bytes.Buffer
+	for _, m := range msgs {
+		p := s.partOf(partKey{m.Topic, m.Partition})
+		if !p.loaded {
+			if err := s.load(ctx, p); err != nil {
+				return s.abandon(ctx, p, err)
+			}
+		}
+		if m.Offset <= p.written {
+			continue // durable already (a crash came between a roll and its commit), or staged
+		}
+		f, err := s.openFor(ctx, p, s.dirOf(m), m.Offset, now)
+		if err != nil {
+			return s.abandon(ctx, p, err)
+		}
+		s.encode(&buf, m)
+		if _, err := f.out.Write(buf.Bytes()); err != nil {
+			return s.abandon(ctx, p, fmt.Errorf("hdfs sink: write %s: %w", f.tmp, err))
+		}
+		f.bytes += int64(buf.Len())
+		f.count++
+		p.written, p.touched = m.Offset, now
+		if (s.cfg.RollSize > 0 && f.bytes >= s.cfg.RollSize) || (s.cfg.RollCount > 0 && f.count >= s.cfg.RollCount) {
+			if err := s.roll(ctx, p); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// roll closes p's files and renames them to their finished names; their records are durable
+// then.
+func (s *Sink) roll(ctx context.Context, p *part) error {
+	if len(p.files) == 0 {
+		return nil
+	}
+	dirs := make([]string, 0, len(p.files))
+	for d := range p.files {
+		dirs = append(dirs, d)
+	}
+	sort.Strings(dirs)
+	var renames []rename
+	for _, d := range dirs {
+		f := p.files[d]
+		var err error
+		if f.z != nil {
+			err = f.z.Close()
+		}
+		if err == nil {
+			err = closeFile(ctx, f.w)
+		}
+		if err != nil {
+			return s.abandon(ctx, p, fmt.Errorf("hdfs sink: close %s: %w", f.tmp, err))
+		}
+		to := path.Join(d, s.cfg.Prefix+p.key.topic+"-"+strconv.Itoa(int(p.key.partition))+"-"+pad(f.first)+"-"+pad(p.written)+s.cfg.Suffix)
+		renames = append(renames, rename{From: f.tmp, To: to})
+	}
+	if err := s.writeState(ctx, p.key, state{Last: p.written, Renames: renames}); err != nil {
+		return s.abandon(ctx, p, err)
+	}
+	// The state says they are durable: from here a failure is finished by the next load.
+	p.last, p.files = p.written, map[string]*openFile{}
+	if testHookBeforeRenames != nil {
+		testHookBeforeRenames()
+	}
+	for _, r := range renames {
+		if err := s.retry(ctx, "rename "+r.From, func(c *hdfs.Client) error { return c.Rename(r.From, r.To) }); err != nil {
+			p.loaded = false // the next Write loads the state, which finishes the renames
+			return fmt.Errorf("%w: %w", err, connectors.ErrReplay)
+		}
+	}
+	s.cfg.Logger.Info("hdfs sink: rolled", "topic", p.key.topic, "partition", p.key.partition, "last", p.last, "files", len(renames))
+	return nil
+}
+
+// testHookBeforeRenames, if set, runs between a roll's state write and its renames (tests
+// crash there).
+var testHookBeforeRenames func()
+
+// abandon gives up p's in-progress files (they are removed now if HDFS answers, and at the
+// partition's next load otherwise), so that their records are read again: the error wraps
+// connectors.ErrReplay.
+func (s *Sink) abandon(ctx context.Context, p *part, why error) error {
+	s.drop(ctx, p)
+	s.cfg.Logger.Warn("hdfs sink: abandoned in-progress files; their records will be read again", "topic", p.key.topic, "partition", p.key.partition, "err", why)
+	return fmt.Errorf("%w: %w", why, connectors.ErrReplay)
+}
+
+// drop closes p's files without renaming them and forgets them; the next Write loads p's state
+// again, which removes them.
+func (s *Sink) drop(ctx context.Context, p *part) {
+	for _, f := range p.files {
+		if f.z != nil {
+			f.z.Close()
+		}
+		f.w.Close()
+		if s.client != nil {
+			_ = s.client.Remove(f.tmp)
+		}
+	}
+	p.files, p.loaded, p.written = map[string]*openFile{}, false, p.last
+	_ = ctx
+}
+
+// Durable reports, for every partition written, the offset after its last durable record. It
+// implements connectors.StagingSink.
+func (s *Sink) Durable() ([]connectors.PartitionOffset, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.failed != nil {
+		err := s.failed
+		s.failed = nil
+		return nil, err
+	}
+	var out []connectors.PartitionOffset
+	for _, p := range s.sortedParts() {
+		if p.last >= 0 {
+			out = append(out, connectors.PartitionOffset{Topic: p.key.topic, Partition: p.key.partition, Offset: p.last + 1})
+		}
+	}
+	return out, nil
+}
+
+// Reset abandons every in-progress file: the runner reads their records again. It implements
+// connectors.StagingSink.
+func (s *Sink) Reset() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, p := range s.parts {
+		s.drop(ctx, p)
+	}
+	s.parts = map[partKey]*part{}
+	s.failed = nil
+	return nil
+}
+
+// Close rolls every partition (a stopped flow leaves finished files only, durable: their
+// offsets are committed by the next run, which skips them) and stops the timer.
+func (s *Sink) Close() error {
+	s.mu.Lock()
+	stop, done := s.stop, s.done
+	s.stop, s.done = nil, nil
+	s.mu.Unlock()
+	if stop != nil {
+		close(stop)
+		<-done
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var errs []error
+	for _, p := range s.sortedParts() {
+		if err := s.roll(ctx, p); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	s.parts = map[partKey]*part{}
+	if s.client != nil {
+		s.client.Close()
+		s.client = nil
+	}
+	return errors.Join(errs...)
+}
