@@ -99,14 +99,16 @@ func (s *sinkRunner) Receive(ctx actor.Context) {
 		if s.durable != nil {
 			s.durable.stop()
 		}
+		// Close first: a staging sink's Close makes what it staged durable, which must be done
+		// before another member can be given its partitions.
+		if err := s.cfg.Sink.Close(); err != nil {
+			s.n.logger.Warn("sink close", "flow", s.cfg.Flow, "err", err)
+		}
 		if pid := s.n.cachedCoordinator(s.cfg.Group); s.member != "" && pid != nil {
 			// Leave at once so the others need not wait for the session to expire. Only a
 			// coordinator already known: finding one may ask this node's root, which may be
 			// the one stopping this actor (and waiting for it).
 			ctx.Request(pid, &LeaveGroup{wire.LeaveGroupRequest{Group: s.cfg.Group, MemberID: s.member}})
-		}
-		if err := s.cfg.Sink.Close(); err != nil {
-			s.n.logger.Warn("sink close", "flow", s.cfg.Flow, "err", err)
 		}
 	case heartbeatTick:
 		s.heartbeat(ctx)
@@ -395,8 +397,12 @@ func (s *sinkRunner) replay(ctx actor.Context, why error) {
 		panic(fmt.Errorf("flow %s: sink reset: %w", s.cfg.Flow, err))
 	}
 	for k, c := range s.committed {
-		// From what the sink reported durable, if its commit is still on its way.
-		s.pos[k] = max(c, s.reported[k])
+		// From what the sink reported durable, if its commit is still on its way; -1 (no
+		// commit, nothing reported) reads from the earliest offset again.
+		s.pos[k] = c
+		if r, ok := s.reported[k]; ok && r > c {
+			s.pos[k] = r
+		}
 	}
 	self, system, epoch := ctx.Self(), ctx.ActorSystem(), s.epoch
 	time.AfterFunc(wait, func() { system.Root.Send(self, replayAll{epoch: epoch}) })

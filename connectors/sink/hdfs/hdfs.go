@@ -24,15 +24,23 @@
 //
 // HDFS data is durable only once its file is closed. The sink is a connectors.StagingSink: the
 // runner commits a partition's offset only when the sink reports the records before it durable,
-// that is after the roll that renamed their files. For each partition the sink keeps a state
-// file, Config.StateDir/TOPIC-PARTITION.json, written (to a temporary name, then renamed over)
-// before each in-progress file is created (listing it) and before a roll's renames (listing them,
-// with the last offset they make durable). When a partition is assigned to the sink (at start,
-// after a crash, after a rebalance), it reads the state: it finishes the renames listed, removes
-// the in-progress files listed, and skips the records at or below the last durable offset,
-// which the runner reads again when a crash came between a roll and the commit. One state
-// directory belongs to one sink (its group may have several members: a partition is written by
-// one member at a time).
+// that is after the roll that renamed their files. For each partition the sink keeps its state
+// in HDFS, as numbered files Config.StateDir/TOPIC-PARTITION/N.json (the highest that reads
+// whole is current), each created exclusively: a new one before each in-progress file is created
+// (listing it) and before a roll's renames (listing them, with the last offset they make
+// durable). When a partition comes to the sink (at start, after a crash, after a rebalance), it
+// reads the state: it finishes the renames listed, removes the in-progress files listed, skips
+// the records at or below the last durable offset (which the runner reads again when a crash
+// came between a roll and the commit), and writes a new state. That write fences off a member
+// that had the partition before and has not yet noticed losing it (a Write stuck past its
+// session): its next state write finds the number taken and it gives the partition up
+// (connectors.ErrReplay) instead of writing over the new owner's work. One state directory
+// belongs to one sink and its group.
+//
+// What fencing does not cover: such a member may still create an in-progress file after the
+// new owner read the state (removed by that member when it is fenced off at its next state
+// write, or left behind if it dies first), and may finish renames that the new owner also
+// finishes (the same names, so nothing is repeated).
 //
 // A failed HDFS operation is retried with a growing wait for Config.RetryFor; then, or when a
 // write to a DataNode fails, the partition's in-progress files are abandoned and the sink
@@ -143,6 +151,7 @@ type part struct {
 	written int64 // the last offset written to open files (last when none)
 	files   map[string]*openFile
 	touched time.Time // last write
+	stateN  int64     // the number of the partition's newest state file
 }
 
 type openFile struct {
@@ -248,7 +257,11 @@ func New(cfg Config) (*Sink, error) {
 func (s *Sink) dirOf(m connectors.Message) string {
 	ts := time.UnixMilli(m.Timestamp).In(s.cfg.Location)
 	if s.cfg.Round > 0 {
-		ts = ts.Truncate(s.cfg.Round)
+		// Floor the wall clock of Location, not the absolute time (a zone's offset need not be
+		// a whole number of Rounds).
+		_, off := ts.Zone()
+		shift := time.Duration(off) * time.Second
+		ts = ts.Add(shift).Truncate(s.cfg.Round).Add(-shift).In(s.cfg.Location)
 	}
 	var b strings.Builder
 	for _, seg := range s.tmpl {
@@ -406,36 +419,117 @@ type rename struct {
 	To   string `json:"to"`
 }
 
-func (s *Sink) statePath(k partKey) string {
-	return path.Join(s.cfg.StateDir, fmt.Sprintf("%s-%d.json", k.topic, k.partition))
+// stateDir is the directory of k's state files: STATEDIR/TOPIC-PARTITION, holding
+// NNNNNNNNNNNNNNNNNNNN.json, one per change, the highest number the current one.
+func (s *Sink) stateDir(k partKey) string {
+	return path.Join(s.cfg.StateDir, fmt.Sprintf("%s-%d", k.topic, k.partition))
 }
 
-// writeState replaces k's state file: written to a temporary name, closed, renamed over.
-func (s *Sink) writeState(ctx context.Context, k partKey, st state) error {
+func stateName(n int64) string { return fmt.Sprintf("%020d.json", n) }
+
+// errFenced says that another member wrote a newer state of the partition: it has taken the
+// partition over.
+var errFenced = errors.New("another member has taken the partition over")
+
+// writeState writes p's next state file. Files are created exclusively (HDFS refuses to create
+// a file that exists), so when another member has taken the partition over and written a state
+// of its own, this write fails (errFenced, wrapping connectors.ErrReplay) and the sink gives the
+// partition up instead of writing over the new owner's work. A number whose file was created
+// but not written whole is burned, and the next one is tried.
+func (s *Sink) writeState(ctx context.Context, p *part, st state) error {
 	st.Version = 1
 	b, _ := json.Marshal(st)
-	final := s.statePath(k)
-	tmp := final + ".tmp"
-	return s.retry(ctx, "write state "+final, func(c *hdfs.Client) error {
-		if err := c.MkdirAll(s.cfg.StateDir, 0o755); err != nil {
+	dir := s.stateDir(p.key)
+	var fenced bool
+	err := s.retry(ctx, "write state in "+dir, func(c *hdfs.Client) error {
+		if err := c.MkdirAll(dir, 0o755); err != nil {
 			return err
 		}
-		if err := c.Remove(tmp); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return err
+		name := path.Join(dir, stateName(p.stateN+1))
+		w, err := c.Create(name)
+		if errors.Is(err, os.ErrExist) {
+			fenced = true
+			return nil
 		}
-		w, err := c.Create(tmp)
 		if err != nil {
 			return err
 		}
+		p.stateN++ // created: this number is used, whether the rest works or not
 		if _, err := w.Write(b); err != nil {
 			w.Close()
 			return err
 		}
-		if err := closeFile(ctx, w); err != nil {
+		return closeFile(ctx, w)
+	})
+	if err != nil {
+		return err
+	}
+	if fenced {
+		return fmt.Errorf("hdfs sink: %s/%d: state %s exists: %w: %w", p.key.topic, p.key.partition, path.Join(dir, stateName(p.stateN+1)), errFenced, connectors.ErrReplay)
+	}
+	// Keep the last few (a reader skips one being written); older ones are removed.
+	if p.stateN > 3 && s.client != nil {
+		_ = s.client.Remove(path.Join(dir, stateName(p.stateN-3)))
+	}
+	return nil
+}
+
+// readState finds p's current state: the highest-numbered state file that reads whole (a
+// higher one that does not was being written, or its writer died before closing it, so it was
+// never acted on). It sets p.stateN to the highest number found.
+func (s *Sink) readState(ctx context.Context, p *part) (state, error) {
+	st := state{Last: -1}
+	dir := s.stateDir(p.key)
+	var names []string
+	err := s.retry(ctx, "list "+dir, func(c *hdfs.Client) error {
+		fis, err := c.ReadDir(dir)
+		if err != nil {
 			return err
 		}
-		return c.Rename(tmp, final)
+		names = names[:0]
+		for _, fi := range fis {
+			names = append(names, fi.Name())
+		}
+		return nil
 	})
+	if errors.Is(err, os.ErrNotExist) {
+		p.stateN = 0
+		return st, nil
+	}
+	if err != nil {
+		return st, err
+	}
+	var nums []int64
+	for _, n := range names {
+		if v, err := strconv.ParseInt(strings.TrimSuffix(n, ".json"), 10, 64); err == nil && strings.HasSuffix(n, ".json") {
+			nums = append(nums, v)
+		}
+	}
+	sort.Slice(nums, func(i, j int) bool { return nums[i] > nums[j] })
+	p.stateN = 0
+	if len(nums) > 0 {
+		p.stateN = nums[0]
+	}
+	for _, n := range nums {
+		var b []byte
+		name := path.Join(dir, stateName(n))
+		err := s.retry(ctx, "read "+name, func(c *hdfs.Client) error {
+			var err error
+			b, err = c.ReadFile(name)
+			return err
+		})
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			return st, err
+		}
+		var got state
+		if err == nil && json.Unmarshal(b, &got) == nil && got.Version == 1 {
+			return got, nil
+		}
+		s.cfg.Logger.Warn("hdfs sink: skipping a state file that does not read whole", "file", name)
+	}
+	// None reads whole: each was created by a writer that did not finish it, so none was acted
+	// on (a state is acted on only once its file is closed), and the partition has none yet.
+	return st, nil
 }
 
 // closeFile closes an HDFS file, trying again while the NameNode has not heard from the
@@ -454,24 +548,13 @@ func closeFile(ctx context.Context, w *hdfs.FileWriter) error {
 }
 
 // load reads p's state and puts HDFS back in the state it describes: renames finished,
-// in-progress files removed.
+// in-progress files removed. It then writes a new state, which fences off a member that had the
+// partition before (its next state write fails).
 func (s *Sink) load(ctx context.Context, p *part) error {
-	var st state
-	st.Last = -1
-	err := s.retry(ctx, "read state "+s.statePath(p.key), func(c *hdfs.Client) error {
-		b, err := c.ReadFile(s.statePath(p.key))
-		if err != nil {
-			return err
-		}
-		if err := json.Unmarshal(b, &st); err != nil || st.Version != 1 {
-			return fmt.Errorf("state file %s is corrupt (%v): move it aside to start the partition from its committed offset", s.statePath(p.key), err)
-		}
-		return nil
-	})
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
+	st, err := s.readState(ctx, p)
+	if err != nil {
 		return err
 	}
-	dirty := len(st.Open) > 0 || len(st.Renames) > 0
 	for _, r := range st.Renames {
 		err := s.retry(ctx, "finish rename "+r.From, func(c *hdfs.Client) error { return c.Rename(r.From, r.To) })
 		switch {
@@ -494,10 +577,8 @@ func (s *Sink) load(ctx context.Context, p *part) error {
 			return err
 		}
 	}
-	if dirty {
-		if err := s.writeState(ctx, p.key, state{Last: st.Last}); err != nil {
-			return err
-		}
+	if err := s.writeState(ctx, p, state{Last: st.Last}); err != nil {
+		return err
 	}
 	p.loaded, p.last, p.written, p.files = true, st.Last, st.Last, map[string]*openFile{}
 	return nil
@@ -525,7 +606,7 @@ func (s *Sink) openFor(ctx context.Context, p *part, dir string, first int64, no
 		open = append(open, f.tmp)
 	}
 	sort.Strings(open)
-	if err := s.writeState(ctx, p.key, state{Last: p.last, Open: open}); err != nil {
+	if err := s.writeState(ctx, p, state{Last: p.last, Open: open}); err != nil {
 		return nil, err
 	}
 	var w *hdfs.FileWriter
@@ -641,7 +722,7 @@ func (s *Sink) roll(ctx context.Context, p *part) error {
 		to := path.Join(d, s.cfg.Prefix+p.key.topic+"-"+strconv.Itoa(int(p.key.partition))+"-"+pad(f.first)+"-"+pad(p.written)+s.cfg.Suffix)
 		renames = append(renames, rename{From: f.tmp, To: to})
 	}
-	if err := s.writeState(ctx, p.key, state{Last: p.written, Renames: renames}); err != nil {
+	if err := s.writeState(ctx, p, state{Last: p.written, Renames: renames}); err != nil {
 		return s.abandon(ctx, p, err)
 	}
 	// The state says they are durable: from here a failure is finished by the next load.
