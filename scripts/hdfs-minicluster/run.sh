@@ -16,10 +16,16 @@ cache=${WEIR_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/weir}/hdfs-minicluster
 mkdir -p "$cache"
 stamp=$(cat "$here/pom.xml" "$here/MiniHdfs.java" | sha256sum | cut -c1-16)
 if [ ! -f "$cache/$stamp/MiniHdfs.class" ]; then
-	rm -rf "$cache/$stamp.tmp" && mkdir -p "$cache/$stamp.tmp"
-	(cd "$here" && mvn -q -B -f pom.xml dependency:build-classpath -Dmdep.outputFile="$cache/$stamp.tmp/classpath" >&2) ||
-		{ echo "hdfs-minicluster: Maven could not fetch hadoop-client-minicluster" >&2; exit 3; }
-	javac -nowarn -d "$cache/$stamp.tmp" -cp "$(cat "$cache/$stamp.tmp/classpath")" "$here/MiniHdfs.java" >&2
-	rm -rf "${cache:?}/$stamp" && mv "$cache/$stamp.tmp" "$cache/$stamp"
+	# One build at a time: tests in several packages may start clusters at once.
+	exec 9>"$cache/build.lock"
+	flock 9
+	if [ ! -f "$cache/$stamp/MiniHdfs.class" ]; then
+		rm -rf "$cache/$stamp.tmp" && mkdir -p "$cache/$stamp.tmp"
+		(cd "$here" && mvn -q -B -f pom.xml dependency:build-classpath -Dmdep.outputFile="$cache/$stamp.tmp/classpath" >&2) ||
+			{ echo "hdfs-minicluster: Maven could not fetch hadoop-client-minicluster" >&2; exit 3; }
+		javac -nowarn -d "$cache/$stamp.tmp" -cp "$(cat "$cache/$stamp.tmp/classpath")" "$here/MiniHdfs.java" >&2
+		rm -rf "${cache:?}/$stamp" && mv "$cache/$stamp.tmp" "$cache/$stamp"
+	fi
+	exec 9>&-
 fi
 exec java -Xmx1g -Dlog4j.configuration=none -cp "$cache/$stamp:$(cat "$cache/$stamp/classpath")" MiniHdfs "$@"
