@@ -52,7 +52,9 @@
 //
 // Text writes each value and "\n"; JSON writes one object per line with topic, partition,
 // offset, timestamp (milliseconds), key, headers and value (key and value as strings). Gzip
-// compresses either, one gzip stream per file.
+// compresses either, one gzip stream per file. Avro writes an object container file of records
+// of AvroSchema (the same fields, key and value as bytes), a block per Write and file,
+// compressed as Config.AvroCodec says.
 package hdfs
 
 import (
@@ -76,6 +78,7 @@ import (
 	"time"
 
 	"github.com/colinmarc/hdfs/v2"
+	"github.com/linkedin/goavro/v2"
 
 	"github.com/weirhq/weir/connectors"
 )
@@ -87,7 +90,18 @@ type Format int
 const (
 	Text Format = iota // each value, then "\n"
 	JSON               // one JSON object per line
+	Avro               // an Avro object container file (schema AvroSchema)
 )
+
+// AvroSchema is the schema of the Avro format's records.
+const AvroSchema = `{"type": "record", "name": "Record", "namespace": "io.weir", "fields": [
+  {"name": "topic", "type": "string"},
+  {"name": "partition", "type": "int"},
+  {"name": "offset", "type": "long"},
+  {"name": "timestamp", "type": "long", "doc": "milliseconds since 1970"},
+  {"name": "key", "type": ["null", "bytes"], "default": null},
+  {"name": "headers", "type": {"type": "map", "values": "string"}},
+  {"name": "value", "type": "bytes"}]}`
 
 // Config configures a Sink.
 type Config struct {
@@ -104,9 +118,11 @@ type Config struct {
 	// time zone (UTC by default).
 	Round    time.Duration
 	Location *time.Location
-	// Format and Gzip say how records are written.
-	Format Format
-	Gzip   bool
+	// Format and Gzip say how records are written (Gzip is for Text and JSON); AvroCodec is
+	// the Avro format's block compression: "null" (default), "deflate" or "snappy".
+	Format    Format
+	Gzip      bool
+	AvroCodec string
 	// Roll triggers (0: not used): size in bytes (before compression) and records of a file,
 	// and age of a partition's oldest open file; with none of them set, RollCount is 100,000.
 	// IdleTimeout rolls a partition not written to for so long (default 30 s, so that the last
@@ -129,6 +145,7 @@ type Sink struct {
 	cfg   Config
 	tmpl  []segment
 	token string // in in-progress names: this sink's, told from another member's
+	avro  *goavro.Codec
 
 	mu     sync.Mutex
 	client *hdfs.Client
@@ -160,6 +177,8 @@ type openFile struct {
 	w        *hdfs.FileWriter
 	z        *gzip.Writer
 	out      io.Writer
+	ocf      *goavro.OCFWriter // Avro: the container, and the records for its next block
+	pending  []any
 	bytes    int64
 	count    int
 	opened   time.Time
@@ -211,11 +230,25 @@ func New(cfg Config) (*Sink, error) {
 	if err != nil {
 		return nil, fmt.Errorf("hdfs sink: path %q: %w", cfg.Path, err)
 	}
-	if cfg.Format != Text && cfg.Format != JSON {
+	if cfg.Format != Text && cfg.Format != JSON && cfg.Format != Avro {
 		return nil, fmt.Errorf("hdfs sink: unknown format %d", cfg.Format)
 	}
+	var codec *goavro.Codec
+	if cfg.Format == Avro {
+		if cfg.Gzip {
+			return nil, errors.New("hdfs sink: Gzip is for Text and JSON; Avro compresses its blocks (AvroCodec)")
+		}
+		switch cfg.AvroCodec {
+		case "":
+			cfg.AvroCodec = "null"
+		case "null", "deflate", "snappy":
+		default:
+			return nil, fmt.Errorf("hdfs sink: unknown AvroCodec %q: use null, deflate or snappy", cfg.AvroCodec)
+		}
+		codec, _ = goavro.NewCodec(AvroSchema)
+	}
 	if cfg.Suffix == "" {
-		cfg.Suffix = map[Format]string{Text: ".txt", JSON: ".jsonl"}[cfg.Format]
+		cfg.Suffix = map[Format]string{Text: ".txt", JSON: ".jsonl", Avro: ".avro"}[cfg.Format]
 		if cfg.Gzip {
 			cfg.Suffix += ".gz"
 		}
@@ -250,7 +283,7 @@ func New(cfg Config) (*Sink, error) {
 	}
 	var tok [6]byte
 	_, _ = rand.Read(tok[:])
-	return &Sink{cfg: cfg, tmpl: tmpl, token: hex.EncodeToString(tok[:]), parts: map[partKey]*part{}}, nil
+	return &Sink{cfg: cfg, tmpl: tmpl, token: hex.EncodeToString(tok[:]), avro: codec, parts: map[partKey]*part{}}, nil
 }
 
 // dirOf expands the path template for m.
@@ -630,6 +663,13 @@ func (s *Sink) openFor(ctx context.Context, p *part, dir string, first int64, no
 		f.out = f.z
 	}
 	p.files[dir] = f
+	if s.avro != nil {
+		ocf, err := goavro.NewOCFWriter(goavro.OCFConfig{W: w, Codec: s.avro, CompressionName: s.cfg.AvroCodec})
+		if err != nil {
+			return nil, fmt.Errorf("hdfs sink: start Avro file %s: %w", tmp, err)
+		}
+		f.ocf = ocf
+	}
 	return f, nil
 }
 
@@ -679,11 +719,29 @@ func (s *Sink) Write(ctx context.Context, msgs []connectors.Message) error {
 		if err != nil {
 			return s.abandon(ctx, p, err)
 		}
-		s.encode(&buf, m)
-		if _, err := f.out.Write(buf.Bytes()); err != nil {
-			return s.abandon(ctx, p, fmt.Errorf("hdfs sink: write %s: %w", f.tmp, err))
+		if f.ocf != nil {
+			var key any
+			if m.Key != nil {
+				key = goavro.Union("bytes", m.Key)
+			}
+			h := m.Headers
+			if h == nil {
+				h = map[string]string{}
+			}
+			hs := make(map[string]any, len(h))
+			for k, v := range h {
+				hs[k] = v
+			}
+			f.pending = append(f.pending, map[string]any{"topic": m.Topic, "partition": m.Partition, "offset": m.Offset,
+				"timestamp": m.Timestamp, "key": key, "headers": hs, "value": m.Value})
+			f.bytes += int64(len(m.Key) + len(m.Value) + 32)
+		} else {
+			s.encode(&buf, m)
+			if _, err := f.out.Write(buf.Bytes()); err != nil {
+				return s.abandon(ctx, p, fmt.Errorf("hdfs sink: write %s: %w", f.tmp, err))
+			}
+			f.bytes += int64(buf.Len())
 		}
-		f.bytes += int64(buf.Len())
 		f.count++
 		p.written, p.touched = m.Offset, now
 		if (s.cfg.RollSize > 0 && f.bytes >= s.cfg.RollSize) || (s.cfg.RollCount > 0 && f.count >= s.cfg.RollCount) {
@@ -691,6 +749,26 @@ func (s *Sink) Write(ctx context.Context, msgs []connectors.Message) error {
 				return err
 			}
 		}
+	}
+	// Avro: this Write's records of each file as one block.
+	for _, p := range s.parts {
+		if err := s.flushAvro(ctx, p); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// flushAvro appends the records waiting for p's Avro files as a block of each.
+func (s *Sink) flushAvro(ctx context.Context, p *part) error {
+	for _, f := range p.files {
+		if f.ocf == nil || len(f.pending) == 0 {
+			continue
+		}
+		if err := f.ocf.Append(f.pending); err != nil {
+			return s.abandon(ctx, p, fmt.Errorf("hdfs sink: write %s: %w", f.tmp, err))
+		}
+		f.pending = f.pending[:0]
 	}
 	return nil
 }
@@ -700,6 +778,9 @@ func (s *Sink) Write(ctx context.Context, msgs []connectors.Message) error {
 func (s *Sink) roll(ctx context.Context, p *part) error {
 	if len(p.files) == 0 {
 		return nil
+	}
+	if err := s.flushAvro(ctx, p); err != nil {
+		return err
 	}
 	dirs := make([]string, 0, len(p.files))
 	for d := range p.files {

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/colinmarc/hdfs/v2"
+	"github.com/linkedin/goavro/v2"
 
 	"github.com/weirhq/weir/connectors"
 	"github.com/weirhq/weir/connectors/source/seq"
@@ -49,6 +50,9 @@ func TestPathTemplate(t *testing.T) {
 		{Client: hdfs.ClientOptions{Addresses: []string{"x:1"}}, Path: "/x/%{}"},
 		{Client: hdfs.ClientOptions{Addresses: []string{"x:1"}}, Path: "/x", Prefix: ".hidden"},
 		{Client: hdfs.ClientOptions{Addresses: []string{"x:1"}}, Path: "/x", RollSize: -1},
+		{Client: hdfs.ClientOptions{Addresses: []string{"x:1"}}, Path: "/x", Format: Avro, Gzip: true},
+		{Client: hdfs.ClientOptions{Addresses: []string{"x:1"}}, Path: "/x", Format: Avro, AvroCodec: "lz4"},
+		{Client: hdfs.ClientOptions{Addresses: []string{"x:1"}}, Path: "/x", Format: 9},
 	} {
 		if _, err := New(bad); err == nil || !strings.HasPrefix(err.Error(), "hdfs sink: ") {
 			t.Errorf("%+v: %v", bad, err)
@@ -329,4 +333,55 @@ func (l *lockedBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
+}
+
+// TestAvro: Avro object container files (deflate blocks) that goavro reads back: every record
+// once, with its topic, partition, offset and value.
+func TestAvro(t *testing.T) {
+	c := hdfstest.Start(t, 1)
+	const n = 10_000
+	cfg := Config{Client: hdfs.ClientOptions{Addresses: []string{c.Addr}, User: "weir"}, Path: "/avro/%{topic}", Format: Avro, AvroCodec: "deflate", RollCount: 1500, IdleTimeout: time.Second}
+	run(t, n, cfg, nil, nil)
+	cl := c.Client(t)
+	seen := make([]int, n)
+	files := 0
+	err := cl.Walk("/avro", func(p string, fi os.FileInfo, err error) error {
+		if err != nil || fi.IsDir() || strings.Contains(p, ".weir-state") {
+			return err
+		}
+		if !strings.HasSuffix(p, ".avro") || strings.HasPrefix(path.Base(p), ".") {
+			t.Fatalf("file %s", p)
+		}
+		files++
+		b, err := cl.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		r, err := goavro.NewOCFReader(bytes.NewReader(b))
+		if err != nil {
+			return err
+		}
+		for r.Scan() {
+			v, err := r.Read()
+			if err != nil {
+				return err
+			}
+			rec := v.(map[string]any)
+			i, _ := strconv.Atoi(strings.TrimPrefix(string(rec["value"].([]byte)), "e"))
+			if rec["topic"] != "events" || i < 0 || i >= n {
+				t.Fatalf("%s: record %v", p, rec)
+			}
+			seen[i]++
+		}
+		return r.Err()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, k := range seen {
+		if k != 1 {
+			t.Fatalf("record e%d is in the files %d times", i, k)
+		}
+	}
+	t.Logf("%d records in %d Avro files, each once", n, files)
 }
