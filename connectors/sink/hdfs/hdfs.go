@@ -54,7 +54,9 @@
 // offset, timestamp (milliseconds), key, headers and value (key and value as strings). Gzip
 // compresses either, one gzip stream per file. Avro writes an object container file of records
 // of AvroSchema (the same fields, key and value as bytes), a block per Write and file,
-// compressed as Config.AvroCodec says.
+// compressed as Config.AvroCodec says. Parquet writes ParquetRecord rows (github.com/parquet-go),
+// row groups of 50,000 rows at most, pages compressed as Config.ParquetCodec says; a row group is
+// held in memory until it is written.
 package hdfs
 
 import (
@@ -79,6 +81,8 @@ import (
 
 	"github.com/colinmarc/hdfs/v2"
 	"github.com/linkedin/goavro/v2"
+	"github.com/parquet-go/parquet-go"
+	"github.com/parquet-go/parquet-go/compress"
 
 	"github.com/weirhq/weir/connectors"
 )
@@ -88,10 +92,22 @@ type Format int
 
 // The formats.
 const (
-	Text Format = iota // each value, then "\n"
-	JSON               // one JSON object per line
-	Avro               // an Avro object container file (schema AvroSchema)
+	Text    Format = iota // each value, then "\n"
+	JSON                  // one JSON object per line
+	Avro                  // an Avro object container file (schema AvroSchema)
+	Parquet               // a Parquet file of ParquetRecord rows
 )
+
+// ParquetRecord is a row of the Parquet format.
+type ParquetRecord struct {
+	Topic     string            `parquet:"topic"`
+	Partition int32             `parquet:"partition"`
+	Offset    int64             `parquet:"offset"`
+	Timestamp int64             `parquet:"timestamp"` // milliseconds since 1970
+	Key       []byte            `parquet:"key,optional"`
+	Headers   map[string]string `parquet:"headers"`
+	Value     []byte            `parquet:"value"`
+}
 
 // AvroSchema is the schema of the Avro format's records.
 const AvroSchema = `{"type": "record", "name": "Record", "namespace": "io.weir", "fields": [
@@ -119,10 +135,13 @@ type Config struct {
 	Round    time.Duration
 	Location *time.Location
 	// Format and Gzip say how records are written (Gzip is for Text and JSON); AvroCodec is
-	// the Avro format's block compression: "null" (default), "deflate" or "snappy".
-	Format    Format
-	Gzip      bool
-	AvroCodec string
+	// the Avro format's block compression: "null" (default), "deflate" or "snappy";
+	// ParquetCodec the Parquet format's page compression: "snappy" (default), "zstd", "gzip"
+	// or "none".
+	Format       Format
+	Gzip         bool
+	AvroCodec    string
+	ParquetCodec string
 	// Roll triggers (0: not used): size in bytes (before compression) and records of a file,
 	// and age of a partition's oldest open file; with none of them set, RollCount is 100,000.
 	// IdleTimeout rolls a partition not written to for so long (default 30 s, so that the last
@@ -146,6 +165,8 @@ type Sink struct {
 	tmpl  []segment
 	token string // in in-progress names: this sink's, told from another member's
 	avro  *goavro.Codec
+	// Parquet: the page compression.
+	pqCodec compress.Codec
 
 	mu     sync.Mutex
 	client *hdfs.Client
@@ -179,6 +200,8 @@ type openFile struct {
 	out      io.Writer
 	ocf      *goavro.OCFWriter // Avro: the container, and the records for its next block
 	pending  []any
+	pq       *parquet.GenericWriter[ParquetRecord] // Parquet: the writer, and the rows to give it
+	rows     []ParquetRecord
 	bytes    int64
 	count    int
 	opened   time.Time
@@ -230,7 +253,7 @@ func New(cfg Config) (*Sink, error) {
 	if err != nil {
 		return nil, fmt.Errorf("hdfs sink: path %q: %w", cfg.Path, err)
 	}
-	if cfg.Format != Text && cfg.Format != JSON && cfg.Format != Avro {
+	if cfg.Format < Text || cfg.Format > Parquet {
 		return nil, fmt.Errorf("hdfs sink: unknown format %d", cfg.Format)
 	}
 	var codec *goavro.Codec
@@ -247,8 +270,26 @@ func New(cfg Config) (*Sink, error) {
 		}
 		codec, _ = goavro.NewCodec(AvroSchema)
 	}
+	var pqCodec compress.Codec
+	if cfg.Format == Parquet {
+		if cfg.Gzip {
+			return nil, errors.New("hdfs sink: Gzip is for Text and JSON; Parquet compresses its pages (ParquetCodec)")
+		}
+		switch cfg.ParquetCodec {
+		case "", "snappy":
+			pqCodec = &parquet.Snappy
+		case "zstd":
+			pqCodec = &parquet.Zstd
+		case "gzip":
+			pqCodec = &parquet.Gzip
+		case "none":
+			pqCodec = &parquet.Uncompressed
+		default:
+			return nil, fmt.Errorf("hdfs sink: unknown ParquetCodec %q: use snappy, zstd, gzip or none", cfg.ParquetCodec)
+		}
+	}
 	if cfg.Suffix == "" {
-		cfg.Suffix = map[Format]string{Text: ".txt", JSON: ".jsonl", Avro: ".avro"}[cfg.Format]
+		cfg.Suffix = map[Format]string{Text: ".txt", JSON: ".jsonl", Avro: ".avro", Parquet: ".parquet"}[cfg.Format]
 		if cfg.Gzip {
 			cfg.Suffix += ".gz"
 		}
@@ -283,7 +324,7 @@ func New(cfg Config) (*Sink, error) {
 	}
 	var tok [6]byte
 	_, _ = rand.Read(tok[:])
-	return &Sink{cfg: cfg, tmpl: tmpl, token: hex.EncodeToString(tok[:]), avro: codec, parts: map[partKey]*part{}}, nil
+	return &Sink{cfg: cfg, tmpl: tmpl, token: hex.EncodeToString(tok[:]), avro: codec, pqCodec: pqCodec, parts: map[partKey]*part{}}, nil
 }
 
 // dirOf expands the path template for m.
@@ -670,6 +711,9 @@ func (s *Sink) openFor(ctx context.Context, p *part, dir string, first int64, no
 		}
 		f.ocf = ocf
 	}
+	if s.pqCodec != nil {
+		f.pq = parquet.NewGenericWriter[ParquetRecord](w, parquet.Compression(s.pqCodec), parquet.MaxRowsPerRowGroup(50_000))
+	}
 	return f, nil
 }
 
@@ -719,7 +763,10 @@ func (s *Sink) Write(ctx context.Context, msgs []connectors.Message) error {
 		if err != nil {
 			return s.abandon(ctx, p, err)
 		}
-		if f.ocf != nil {
+		if f.pq != nil {
+			f.rows = append(f.rows, ParquetRecord{m.Topic, m.Partition, m.Offset, m.Timestamp, m.Key, m.Headers, m.Value})
+			f.bytes += int64(len(m.Key) + len(m.Value) + 32)
+		} else if f.ocf != nil {
 			var key any
 			if m.Key != nil {
 				key = goavro.Union("bytes", m.Key)
@@ -762,13 +809,19 @@ func (s *Sink) Write(ctx context.Context, msgs []connectors.Message) error {
 // flushAvro appends the records waiting for p's Avro files as a block of each.
 func (s *Sink) flushAvro(ctx context.Context, p *part) error {
 	for _, f := range p.files {
-		if f.ocf == nil || len(f.pending) == 0 {
-			continue
+		if f.ocf != nil && len(f.pending) > 0 {
+			if err := f.ocf.Append(f.pending); err != nil {
+				return s.abandon(ctx, p, fmt.Errorf("hdfs sink: write %s: %w", f.tmp, err))
+			}
+			f.pending = f.pending[:0]
 		}
-		if err := f.ocf.Append(f.pending); err != nil {
-			return s.abandon(ctx, p, fmt.Errorf("hdfs sink: write %s: %w", f.tmp, err))
+		if f.pq != nil && len(f.rows) > 0 {
+			if _, err := f.pq.Write(f.rows); err != nil {
+				return s.abandon(ctx, p, fmt.Errorf("hdfs sink: write %s: %w", f.tmp, err))
+			}
+			clear(f.rows)
+			f.rows = f.rows[:0]
 		}
-		f.pending = f.pending[:0]
 	}
 	return nil
 }
@@ -793,6 +846,9 @@ func (s *Sink) roll(ctx context.Context, p *part) error {
 		var err error
 		if f.z != nil {
 			err = f.z.Close()
+		}
+		if f.pq != nil {
+			err = f.pq.Close() // the footer
 		}
 		if err == nil {
 			err = closeFile(ctx, f.w)

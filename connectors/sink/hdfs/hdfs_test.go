@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"os"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/colinmarc/hdfs/v2"
 	"github.com/linkedin/goavro/v2"
+	"github.com/parquet-go/parquet-go"
 
 	"github.com/weirhq/weir/connectors"
 	"github.com/weirhq/weir/connectors/source/seq"
@@ -53,6 +55,8 @@ func TestPathTemplate(t *testing.T) {
 		{Client: hdfs.ClientOptions{Addresses: []string{"x:1"}}, Path: "/x", Format: Avro, Gzip: true},
 		{Client: hdfs.ClientOptions{Addresses: []string{"x:1"}}, Path: "/x", Format: Avro, AvroCodec: "lz4"},
 		{Client: hdfs.ClientOptions{Addresses: []string{"x:1"}}, Path: "/x", Format: 9},
+		{Client: hdfs.ClientOptions{Addresses: []string{"x:1"}}, Path: "/x", Format: Parquet, ParquetCodec: "lzo"},
+		{Client: hdfs.ClientOptions{Addresses: []string{"x:1"}}, Path: "/x", Format: Parquet, Gzip: true},
 	} {
 		if _, err := New(bad); err == nil || !strings.HasPrefix(err.Error(), "hdfs sink: ") {
 			t.Errorf("%+v: %v", bad, err)
@@ -384,4 +388,57 @@ func TestAvro(t *testing.T) {
 		}
 	}
 	t.Logf("%d records in %d Avro files, each once", n, files)
+}
+
+// TestParquet: Parquet files (zstd pages) that parquet-go reads back: every record once, with
+// its topic and value.
+func TestParquet(t *testing.T) {
+	c := hdfstest.Start(t, 1)
+	const n = 10_000
+	cfg := Config{Client: hdfs.ClientOptions{Addresses: []string{c.Addr}, User: "weir"}, Path: "/pq/%{topic}", Format: Parquet, ParquetCodec: "zstd", RollCount: 3000, IdleTimeout: time.Second}
+	run(t, n, cfg, nil, nil)
+	cl := c.Client(t)
+	seen := make([]int, n)
+	files := 0
+	err := cl.Walk("/pq", func(p string, fi os.FileInfo, err error) error {
+		if err != nil || fi.IsDir() || strings.Contains(p, ".weir-state") {
+			return err
+		}
+		if !strings.HasSuffix(p, ".parquet") || strings.HasPrefix(path.Base(p), ".") {
+			t.Fatalf("file %s", p)
+		}
+		files++
+		b, err := cl.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		r := parquet.NewGenericReader[ParquetRecord](bytes.NewReader(b))
+		defer r.Close()
+		rows := make([]ParquetRecord, 256)
+		for {
+			k, err := r.Read(rows)
+			for _, rec := range rows[:k] {
+				i, _ := strconv.Atoi(strings.TrimPrefix(string(rec.Value), "e"))
+				if rec.Topic != "events" || i < 0 || i >= n {
+					t.Fatalf("%s: record %+v", p, rec)
+				}
+				seen[i]++
+			}
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, k := range seen {
+		if k != 1 {
+			t.Fatalf("record e%d is in the files %d times", i, k)
+		}
+	}
+	t.Logf("%d records in %d Parquet files, each once", n, files)
 }
