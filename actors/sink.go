@@ -312,23 +312,7 @@ func (s *sinkRunner) commitDurable(ctx actor.Context) {
 	if len(offs) == 0 {
 		return
 	}
-	epoch := s.epoch
-	s.n.fault("sink")("commit")
-	f := ctx.RequestFuture(s.coordinator(), &CommitGroup{wire.CommitRequest{Group: s.cfg.Group, MemberID: s.member, Generation: s.generation,
-		Offsets: offs}}, 10*time.Second)
-	reenter(ctx, f, func(res any, err error) {
-		if epoch != s.epoch {
-			return
-		}
-		var e *wire.Error
-		switch r := res.(type) {
-		case *ProduceReply:
-			e = r.Err
-		case *wire.AdminResponse:
-			e = r.Err
-		default:
-			e = wire.Errorf(wire.CodeTimeout, "commit: %v", err)
-		}
+	s.commitOffsets(ctx, offs, func(e *wire.Error) {
 		if e != nil {
 			// A timeout: the next report (after a Write, or the tick's, every second) commits
 			// them. A refusal: rejoin.
@@ -347,25 +331,31 @@ func (s *sinkRunner) commitDurable(ctx actor.Context) {
 	})
 }
 
-// commit stores the offset after what the sink wrote, then fetches on.
-func (s *sinkRunner) commit(ctx actor.Context, k tp, next int64, n int) {
+// commitOffsets commits offs for the group and calls done with the refusal (a timeout when no
+// answer came), or nil, unless the runner has moved to another epoch meanwhile.
+func (s *sinkRunner) commitOffsets(ctx actor.Context, offs []wire.PartitionOffset, done func(*wire.Error)) {
 	epoch := s.epoch
 	s.n.fault("sink")("commit")
 	f := ctx.RequestFuture(s.coordinator(), &CommitGroup{wire.CommitRequest{Group: s.cfg.Group, MemberID: s.member, Generation: s.generation,
-		Offsets: []wire.PartitionOffset{{Topic: k.topic, Partition: k.partition, Offset: next}}}}, 10*time.Second)
+		Offsets: offs}}, 10*time.Second)
 	reenter(ctx, f, func(res any, err error) {
 		if epoch != s.epoch {
 			return
 		}
-		var e *wire.Error
 		switch r := res.(type) {
 		case *ProduceReply:
-			e = r.Err
+			done(r.Err)
 		case *wire.AdminResponse:
-			e = r.Err
+			done(r.Err)
 		default:
-			e = wire.Errorf(wire.CodeTimeout, "commit: %v", err)
+			done(wire.Errorf(wire.CodeTimeout, "commit: %v", err))
 		}
+	})
+}
+
+// commit stores the offset after what the sink wrote, then fetches on.
+func (s *sinkRunner) commit(ctx actor.Context, k tp, next int64, n int) {
+	s.commitOffsets(ctx, []wire.PartitionOffset{{Topic: k.topic, Partition: k.partition, Offset: next}}, func(e *wire.Error) {
 		if e != nil {
 			// A stale member rejoins; what it wrote past the committed offset is written again
 			// by whoever owns the partition next (the bound on repeats).

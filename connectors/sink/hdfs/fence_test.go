@@ -20,16 +20,7 @@ func TestZombieMemberWritesTwice(t *testing.T) {
 	c := hdfstest.Start(t, 1)
 	cfg := Config{Client: hdfs.ClientOptions{Addresses: []string{c.Addr}, User: "weir"}, Path: "/zombie/%{topic}", RollCount: 50, IdleTimeout: -1}
 	ctx := t.Context()
-	newSink := func() *Sink {
-		s, err := New(cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := s.Open(ctx); err != nil {
-			t.Fatal(err)
-		}
-		return s
-	}
+	newSink := func() *Sink { return openSink(t, cfg) }
 	a := newSink()
 	if err := a.Write(ctx, msgs(0, 50)); err != nil { // rolls: 0-49 durable
 		t.Fatal(err)
@@ -64,16 +55,7 @@ func TestZombieLeavesInProgress(t *testing.T) {
 	c := hdfstest.Start(t, 1)
 	cfg := Config{Client: hdfs.ClientOptions{Addresses: []string{c.Addr}, User: "weir"}, Path: "/zombie2/%{topic}", RollCount: 50, IdleTimeout: -1}
 	ctx := t.Context()
-	newSink := func() *Sink {
-		s, err := New(cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := s.Open(ctx); err != nil {
-			t.Fatal(err)
-		}
-		return s
-	}
+	newSink := func() *Sink { return openSink(t, cfg) }
 	a, b := newSink(), newSink()
 	if err := a.Write(ctx, msgs(0, 50)); err != nil {
 		t.Fatal(err)

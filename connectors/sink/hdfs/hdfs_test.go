@@ -281,16 +281,7 @@ func TestRecoveryAfterCrash(t *testing.T) {
 	c := hdfstest.Start(t, 1)
 	cfg := Config{Client: hdfs.ClientOptions{Addresses: []string{c.Addr}, User: "weir"}, Path: "/rec/%{topic}", RollCount: 50, IdleTimeout: -1}
 	ctx := t.Context()
-	newSink := func() *Sink {
-		s, err := New(cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := s.Open(ctx); err != nil {
-			t.Fatal(err)
-		}
-		return s
-	}
+	newSink := func() *Sink { return openSink(t, cfg) }
 	// Dies with 0-49 durable and 50-79 in progress.
 	s1 := newSink()
 	if err := s1.Write(ctx, msgs(0, 80)); err != nil {
@@ -441,4 +432,17 @@ func TestParquet(t *testing.T) {
 		}
 	}
 	t.Logf("%d records in %d Parquet files, each once", n, files)
+}
+
+// openSink returns an open sink of cfg.
+func openSink(t *testing.T, cfg Config) *Sink {
+	t.Helper()
+	s, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Open(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	return s
 }
