@@ -884,15 +884,15 @@ var testHookBeforeRenames func()
 // abandon gives up p's in-progress files (they are removed now if HDFS answers, and at the
 // partition's next load otherwise), so that their records are read again: the error wraps
 // connectors.ErrReplay.
-func (s *Sink) abandon(ctx context.Context, p *part, why error) error {
-	s.drop(ctx, p)
+func (s *Sink) abandon(_ context.Context, p *part, why error) error {
+	s.drop(p)
 	s.cfg.Logger.Warn("hdfs sink: abandoned in-progress files; their records will be read again", "topic", p.key.topic, "partition", p.key.partition, "err", why)
 	return fmt.Errorf("%w: %w", why, connectors.ErrReplay)
 }
 
-// drop closes p's files without renaming them and forgets them; the next Write loads p's state
-// again, which removes them.
-func (s *Sink) drop(ctx context.Context, p *part) {
+// drop closes p's files without renaming them, removes them if HDFS answers (once: the next
+// load of p's state removes what is left), and forgets them.
+func (s *Sink) drop(p *part) {
 	for _, f := range p.files {
 		if f.z != nil {
 			f.z.Close()
@@ -903,7 +903,6 @@ func (s *Sink) drop(ctx context.Context, p *part) {
 		}
 	}
 	p.files, p.loaded, p.written = map[string]*openFile{}, false, p.last
-	_ = ctx
 }
 
 // Durable reports, for every partition written, the offset after its last durable record. It
@@ -930,10 +929,8 @@ func (s *Sink) Durable() ([]connectors.PartitionOffset, error) {
 func (s *Sink) Reset() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
 	for _, p := range s.parts {
-		s.drop(ctx, p)
+		s.drop(p)
 	}
 	s.parts = map[partKey]*part{}
 	s.failed = nil
