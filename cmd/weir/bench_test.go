@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"github.com/weirhq/weir/internal/syncbuf"
 	"io"
 	"math"
 	"math/rand/v2"
@@ -278,28 +279,10 @@ func TestRateLatencyFromSchedule(t *testing.T) {
 	}
 }
 
-// lockedBuffer is a bytes.Buffer for several goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // TestBenchProfilesTheMeasurement: --cpuprofile starts after the setup, and for an embedded
 // consume after the node is filled: what bench printed to standard error by then shows it.
 func TestBenchProfilesTheMeasurement(t *testing.T) {
-	var stderr lockedBuffer
+	var stderr syncbuf.Buffer
 	var atStart []string
 	startCPUProfile = func(io.Writer) error {
 		atStart = append(atStart, stderr.String())

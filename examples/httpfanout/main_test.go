@@ -1,34 +1,16 @@
 package main
 
 import (
-	"bytes"
 	"context"
+	"github.com/weirhq/weir/internal/syncbuf"
 	"net/http"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-func waitOutput(t *testing.T, out *syncBuffer, re *regexp.Regexp) []string {
+func waitOutput(t *testing.T, out *syncbuf.Buffer, re *regexp.Regexp) []string {
 	t.Helper()
 	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 		if m := re.FindStringSubmatch(out.String()); m != nil {
@@ -43,7 +25,7 @@ func waitOutput(t *testing.T, out *syncBuffer, re *regexp.Regexp) []string {
 // TestEndToEnd: events of each type reach their topic with an id, after a 200.
 func TestEndToEnd(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
-	out := &syncBuffer{}
+	out := &syncbuf.Buffer{}
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, []string{"-data", t.TempDir(), "-addr", "127.0.0.1:0"}, out) }()
 	url := waitOutput(t, out, regexp.MustCompile(`listening: (\S+)`))[1]

@@ -1,36 +1,17 @@
 package main
 
 import (
-	"bytes"
 	"context"
+	"github.com/weirhq/weir/internal/syncbuf"
 	"net"
 	"os/exec"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
 
-// syncBuffer is a bytes.Buffer safe for the sink's writes and the test's reads.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-func waitOutput(t *testing.T, out *syncBuffer, what string, re *regexp.Regexp) []string {
+func waitOutput(t *testing.T, out *syncbuf.Buffer, what string, re *regexp.Regexp) []string {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
@@ -48,7 +29,7 @@ func waitOutput(t *testing.T, out *syncBuffer, what string, re *regexp.Regexp) [
 // errors topic or the other by severity, with their fields.
 func TestEndToEnd(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
-	out := &syncBuffer{}
+	out := &syncbuf.Buffer{}
 	done := make(chan error, 1)
 	go func() {
 		done <- run(ctx, []string{"-data", t.TempDir(), "-udp", "127.0.0.1:0", "-tcp", "127.0.0.1:0"}, out)
@@ -87,11 +68,11 @@ func TestEndToEnd(t *testing.T) {
 }
 
 func TestBadFlags(t *testing.T) {
-	err := run(context.Background(), []string{"-udp", "", "-tcp", ""}, &syncBuffer{})
+	err := run(context.Background(), []string{"-udp", "", "-tcp", ""}, &syncbuf.Buffer{})
 	if err == nil || !strings.Contains(err.Error(), "UDP or a TCP address") {
 		t.Fatalf("no address: %v", err)
 	}
-	if err := run(context.Background(), []string{"extra"}, &syncBuffer{}); err == nil || !strings.Contains(err.Error(), `unexpected argument "extra"`) {
+	if err := run(context.Background(), []string{"extra"}, &syncbuf.Buffer{}); err == nil || !strings.Contains(err.Error(), `unexpected argument "extra"`) {
 		t.Fatalf("extra argument: %v", err)
 	}
 }

@@ -1,36 +1,17 @@
 package main
 
 import (
-	"bytes"
 	"context"
+	"github.com/weirhq/weir/internal/syncbuf"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
 
-// syncBuffer is a bytes.Buffer safe for the sink's writes and the test's reads.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-func waitOutput(t *testing.T, out *syncBuffer, what, want string) {
+func waitOutput(t *testing.T, out *syncbuf.Buffer, what, want string) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for !strings.Contains(out.String(), want) {
@@ -63,7 +44,7 @@ func TestEndToEnd(t *testing.T) {
 		"2026-12-01 10:00:02 ERROR failed\njava.lang.IllegalStateException: boom\n\tat App.main(App.java:3)\n")
 	args := []string{"-data", data, "-files", filepath.Join(logs, "*.log"), "-multiline", `^\d{4}-\d{2}-\d{2} `}
 	ctx, cancel := context.WithCancel(context.Background())
-	out := &syncBuffer{}
+	out := &syncbuf.Buffer{}
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, args, out) }()
 	waitOutput(t, out, "the first line", app+" level=INFO: 2026-12-01 10:00:00 INFO started")
@@ -92,7 +73,7 @@ func TestEndToEnd(t *testing.T) {
 	// Run two: lines written while it was stopped, and nothing printed again.
 	appendTo(t, app, "2026-12-01 10:00:07 INFO while stopped\n2026-12-01 10:00:08 INFO run two\n")
 	ctx, cancel = context.WithCancel(context.Background())
-	out2 := &syncBuffer{}
+	out2 := &syncbuf.Buffer{}
 	go func() { done <- run(ctx, args, out2) }()
 	waitOutput(t, out2, "the line written while stopped", "while stopped")
 	time.Sleep(500 * time.Millisecond) // anything printed twice would be printed by now
@@ -115,7 +96,7 @@ func TestBadFlags(t *testing.T) {
 		"-files x -drop (":      "-drop: regex-filter interceptor",
 		"-files x extra":        `unexpected argument "extra"`,
 	} {
-		err := run(context.Background(), strings.Fields(args), &syncBuffer{})
+		err := run(context.Background(), strings.Fields(args), &syncbuf.Buffer{})
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%q: %v, want %q", args, err, want)
 		}

@@ -6,13 +6,13 @@ import (
 	"compress/gzip"
 	"encoding/json"
 	"errors"
+	"github.com/weirhq/weir/internal/syncbuf"
 	"io"
 	"log/slog"
 	"os"
 	"path"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -214,7 +214,7 @@ func TestExactlyOnceAcrossPanics(t *testing.T) {
 func TestDataNodeRestartGzipJSON(t *testing.T) {
 	c := hdfstest.Start(t, 2)
 	const n = 30_000
-	var logs lockedBuffer
+	var logs syncbuf.Buffer
 	cfg := Config{Client: hdfs.ClientOptions{Addresses: []string{c.Addr}, User: "weir"}, Path: "/json/%{topic}", Format: JSON, Gzip: true, RollSize: 256 << 10, IdleTimeout: 2 * time.Second,
 		Logger: slog.New(slog.NewTextHandler(&logs, nil))}
 	run(t, n, cfg, nil, func(committed func() int64) {
@@ -311,23 +311,6 @@ func TestRecoveryAfterCrash(t *testing.T) {
 		<-s.done
 		s.client.Close()
 	}
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // TestAvro: Avro object container files (deflate blocks) that goavro reads back: every record

@@ -27,10 +27,10 @@ package sourcetest
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/weirhq/weir/internal/syncbuf"
 	"io"
 	"log/slog"
 	"net"
@@ -211,24 +211,6 @@ func (w *watched) Acked(pos []byte) {
 	}
 }
 
-// logBuffer collects a source's logs.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // running is a flow in this process.
 type running struct {
 	release func()
@@ -236,12 +218,12 @@ type running struct {
 	rt      *flow.Runtime
 	src     *watched
 	cl      *client.Client
-	logs    *logBuffer
+	logs    *syncbuf.Buffer
 }
 
 func start(t *testing.T, h Harness, v Vars, dir string, panicAt map[int64]bool) *running {
 	t.Helper()
-	logs := &logBuffer{}
+	logs := &syncbuf.Buffer{}
 	src, err := h.New(v, slog.New(slog.NewTextHandler(logs, nil)))
 	if err != nil {
 		t.Fatalf("new source: %v", err)

@@ -4,7 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
+	"github.com/weirhq/weir/internal/syncbuf"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -314,8 +314,8 @@ func TestChangedAndGoneFiles(t *testing.T) {
 	a, b := filepath.Join(dir, "a.log"), filepath.Join(dir, "b.log")
 	appendFile(t, a, "a-old-1\na-old-2\n")
 	appendFile(t, b, "b1\n")
-	var logs bytes.Buffer
-	cfg := fast(Config{Patterns: []string{filepath.Join(dir, "*.log")}, Logger: logTo(&logs)})
+	var logs syncbuf.Buffer
+	cfg := fast(Config{Patterns: []string{filepath.Join(dir, "*.log")}, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	tl := newTailer(t, cfg)
 	tl.until(3)
 	tl.s.Close()
@@ -445,19 +445,4 @@ func FuzzPosition(f *testing.F) {
 			}
 		}
 	})
-}
-
-func logTo(w io.Writer) *slog.Logger {
-	return slog.New(slog.NewTextHandler(&lockedWriter{w: w}, nil))
-}
-
-type lockedWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (l *lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
 }
