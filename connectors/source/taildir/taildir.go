@@ -366,6 +366,14 @@ func (s *Source) Open(_ context.Context, position []byte) error {
 			continue
 		}
 		fl, err := s.track(path, e.key, 0, now)
+		if err != nil && !rotated {
+			// Renamed between the listing and the open (a rotation at this moment): look for
+			// it in its directory under its new name.
+			if p := findByKey(filepath.Dir(path), e.key); p != "" {
+				path, rotated = p, true
+				fl, err = s.track(path, e.key, 0, now)
+			}
+		}
 		if err != nil {
 			s.cfg.Logger.Warn("taildir source: cannot reopen file", "file", path, "err", err)
 			s.unresolved[e.key] = e
