@@ -25,7 +25,8 @@ type clusterNode struct {
 	join                        []string
 	extra                       []string // more `weir node` flags
 	wrap                        []string // a command that runs the node (ip netns exec NS)
-	command                     string   // the weir command: node (default) or demo
+	command                     string   // the weir command: node (default), demo, "sink hdfs", ...
+	logStart                    int64    // the length of the log when the process last started
 	cmd                         *exec.Cmd
 	exited                      chan struct{} // closed when cmd has been waited for
 }
@@ -36,8 +37,8 @@ func (cn *clusterNode) start(t *testing.T, bin string) {
 	if cn.command != "" {
 		command = cn.command
 	}
-	args := []string{command, "--id", cn.name, "--data", cn.dir, "--listen", cn.client, "--http", "",
-		"--cluster", cn.remote, "--gossip", cn.gossip, "--sync", "always", "--log-level", "warn"}
+	args := append(strings.Fields(command), "--id", cn.name, "--data", cn.dir, "--listen", cn.client, "--http", "",
+		"--cluster", cn.remote, "--gossip", cn.gossip, "--sync", "always", "--log-level", "warn")
 	if len(cn.join) > 0 {
 		args = append(args, "--join", strings.Join(cn.join, ","))
 	}
@@ -49,6 +50,9 @@ func (cn *clusterNode) start(t *testing.T, bin string) {
 	log, err := os.OpenFile(cn.dir+".log", os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if fi, err := log.Stat(); err == nil {
+		cn.logStart = fi.Size()
 	}
 	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Start(); err != nil {
@@ -167,6 +171,12 @@ type load struct {
 
 func startLoad(t *testing.T, c *client.Client, topic string) *load {
 	t.Helper()
+	return startLoadN(t, c, topic, 0)
+}
+
+// startLoadN is startLoad that stops after n records (0: when finish is called).
+func startLoadN(t *testing.T, c *client.Client, topic string, n int) *load {
+	t.Helper()
 	p, err := c.NewProducer(topic, client.Acks(wire.AcksAll), client.Retries(1000), client.RetryBackoff(50*time.Millisecond, 500*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
@@ -177,7 +187,7 @@ func startLoad(t *testing.T, c *client.Client, topic string) *load {
 	go func() {
 		defer l.wg.Done()
 		ctx := context.Background()
-		for i := 0; !l.stop.Load(); i++ {
+		for i := 0; !l.stop.Load() && (n == 0 || i < n); i++ {
 			i := i
 			p.ProduceAsync(ctx, storage.Record{Key: []byte(fmt.Sprintf("k%d", i%60)), Value: []byte(strconv.Itoa(i))}, func(_ int64, err error) {
 				now := time.Now()

@@ -23,6 +23,11 @@ Usage:
                                            move the replicas of the node at --server to other nodes
   weir demo [--data DIR] [--rate N] [--duration D]
                                            run a node with a demo flow: generator -> topic -> printer
+  weir sink hdfs --topics T[,T...] --namenode HOST:PORT [--path TEMPLATE] [--format text|json|avro|parquet]
+                 [--gzip] [--roll-size B] [--roll-count N] [--roll-interval D] [--idle D] [--members N]
+  weir sink file --topics T[,T...] --dir DIR [--roll-size B] [--roll-interval D] [--members N]
+                                           run a node with a sink group reading topics into HDFS or
+                                           rolling files, exactly once (node flags as for weir node)
   weir log demo [--data DIR] [--records N] append records to a bare log, reopen it, read them back
   weir log dump DIR [--from OFFSET] [--max N] [--records]
                                            print the batches (and records) of a partition log
@@ -126,6 +131,8 @@ func dispatch(args []string, env cli) error {
 			return runDrain(args[2:], env)
 		}
 		return runNode(args[1:], stdout, stderr)
+	case "sink":
+		return runSink(args[1:], stdout, stderr)
 	case "log":
 		return runLog(args[1:], stdout)
 	case "topic":

@@ -1,0 +1,283 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/weirhq/weir/client"
+	"github.com/weirhq/weir/cluster/wire"
+	"github.com/weirhq/weir/internal/hdfstest"
+)
+
+// runningFlows reads, from what a node logged since it last started, the flows placed on it and
+// not stopped since.
+func runningFlows(cn *clusterNode) map[string]bool {
+	b, _ := os.ReadFile(cn.dir + ".log")
+	if int64(len(b)) >= cn.logStart {
+		b = b[cn.logStart:]
+	}
+	out := map[string]bool{}
+	re := regexp.MustCompile(`(?m)msg="flow (placed|stopped) here" flow=(\S+)`)
+	for _, m := range re.FindAllStringSubmatch(string(b), -1) {
+		if m[1] == "placed" {
+			out[m[2]] = true
+		} else {
+			delete(out, m[2])
+		}
+	}
+	return out
+}
+
+// sinkMembersOn counts the members of group running on each node (nil entries for nodes not
+// running).
+func sinkMembersOn(nodes []*clusterNode, group string) []int {
+	counts := make([]int, len(nodes))
+	for i, cn := range nodes {
+		if cn.cmd == nil {
+			continue
+		}
+		for f := range runningFlows(cn) {
+			if strings.HasPrefix(f, "flow/"+group+"-") && strings.HasSuffix(f, "/sink") {
+				counts[i]++
+			}
+		}
+	}
+	return counts
+}
+
+// committedSum is the sum of group's committed offsets over the topic's partitions (-1 counts 0).
+func committedSum(c *client.Client, group, topic string, parts int32) (int64, error) {
+	var ps []int32
+	for p := range parts {
+		ps = append(ps, p)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	offs, err := c.FetchCommitted(ctx, group, wire.TopicPartitions{Topic: topic, Partitions: ps})
+	if err != nil {
+		return 0, err
+	}
+	var sum int64
+	for _, o := range offs {
+		sum += max(o.Offset, 0)
+	}
+	return sum, nil
+}
+
+// TestHDFSSinkGroupAcceptance is the sinks issue's acceptance run. Three `weir sink hdfs`
+// processes form a cluster; each defines the same HDFS sink group of 4 members reading a topic
+// of 6 partitions (replication factor 3) into a real HDFS (a MiniDFSCluster with 2 DataNodes),
+// as JSON lines that carry each record's partition and offset. An idempotent producer writes
+// 1,000,000 records with acks=all. While the sinks work, the node running the most of them is
+// SIGKILLed (and started again 5 s later) twice, and a DataNode is restarted once. Afterwards
+// HDFS must hold every record of the topic exactly once (every offset of every partition, read
+// back from the files), every acknowledged record must be among them, and no in-progress file
+// may remain. WEIR_ACCEPTANCE_RECORDS changes the count (for a quicker run).
+func TestHDFSSinkGroupAcceptance(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts weir processes and HDFS")
+	}
+	total := 1_000_000
+	if s := os.Getenv("WEIR_ACCEPTANCE_RECORDS"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1000 {
+			t.Fatalf("WEIR_ACCEPTANCE_RECORDS=%q: want a number of at least 1000", s)
+		}
+		total = n
+	}
+	const (
+		topic = "acc"
+		group = "acc"
+		parts = 6
+	)
+	dfs := hdfstest.Start(t, 2)
+	bin := buildWeir(t)
+	nodes := clusterOf(t, 3, "sink hdfs", "--topics", topic, "--partitions", "6", "--replicas", "3",
+		"--group", group, "--members", "4", "--namenode", dfs.Addr, "--path", "/acc/%{topic}/p%{partition}",
+		"--format", "json", "--roll-count", "20000", "--idle", "2s", "--retry-for", "5s",
+		"--dead-after", "4s", "--log-level", "info")
+	startNodes(t, bin, nodes)
+	c, err := client.Dial(clientAddrs(nodes), client.RequestTimeout(10*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	waitFor(t, "the sink nodes to create the topic and place the 4 members", 90*time.Second, func() (bool, string) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		n, err := c.Partitions(ctx, topic)
+		on := sinkMembersOn(nodes, group)
+		sum := 0
+		for _, k := range on {
+			sum += k
+		}
+		return err == nil && n == parts && sum == 4, fmt.Sprintf("partitions %d (%v), members placed %v", n, err, on)
+	})
+
+	start := time.Now()
+	l := startLoadN(t, c, topic, total)
+	progress := func() int64 {
+		s, err := committedSum(c, group, topic, parts)
+		if err != nil {
+			t.Logf("committed offsets: %v", err)
+		}
+		return s
+	}
+	killSinks := func(round int) {
+		on := sinkMembersOn(nodes, group)
+		victim := 0
+		for i, k := range on {
+			if k > on[victim] {
+				victim = i
+			}
+		}
+		t.Logf("kill %d at %v: %d records committed, %d acknowledged; members per node %v; SIGKILL %s",
+			round, time.Since(start).Round(time.Millisecond), progress(), l.acknowledged(), on, nodes[victim].name)
+		nodes[victim].kill()
+		time.Sleep(5 * time.Second)
+		nodes[victim].start(t, bin)
+	}
+	steps := []struct {
+		at   int64
+		what string
+		do   func()
+	}{
+		{int64(total) / 5, "kill 1", func() { killSinks(1) }},
+		{int64(total) * 9 / 20, "DataNode restart", func() {
+			t.Logf("restart DataNode 0 at %v: %d committed", time.Since(start).Round(time.Millisecond), progress())
+			if err := dfs.Do("restart-datanode 0"); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{int64(total) * 7 / 10, "kill 2", func() { killSinks(2) }},
+	}
+	for _, s := range steps {
+		waitFor(t, fmt.Sprintf("%d records committed by the sinks before the %s", s.at, s.what), 5*time.Minute, func() (bool, string) {
+			p := progress()
+			return p >= s.at, fmt.Sprintf("%d committed, %d acknowledged", p, l.acknowledged())
+		})
+		s.do()
+	}
+	l.finish()
+	produced := time.Since(start)
+	ends := make([]int64, parts)
+	var sumEnds int64
+	for p := range int32(parts) {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		ends[p], err = c.ListOffsets(ctx, topic, p, client.Latest())
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		sumEnds += ends[p]
+	}
+	waitFor(t, "the sinks to commit every record", 5*time.Minute, func() (bool, string) {
+		p := progress()
+		return p == sumEnds, fmt.Sprintf("%d of %d committed", p, sumEnds)
+	})
+	t.Logf("%d records acknowledged (%d failed) in %v; all committed to HDFS after %v",
+		l.acknowledged(), l.failed, produced.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
+	if res := l.check(c, topic, parts); res.lost > 0 || res.dups > 0 {
+		t.Errorf("the topic itself: %v", res)
+	}
+
+	// Read HDFS back: every offset of every partition exactly once, no in-progress file.
+	hc := dfs.Client(t)
+	seen := make([][]uint8, parts)
+	for p := range seen {
+		seen[p] = make([]uint8, ends[p])
+	}
+	values := map[int]bool{}
+	files, lines := 0, 0
+	var bad []string
+	err = hc.Walk("/acc", func(path string, fi os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		if strings.Contains(fi.Name(), ".inprogress") {
+			bad = append(bad, "in-progress file left: "+path)
+		}
+		if fi.IsDir() || strings.HasPrefix(fi.Name(), ".") || strings.Contains(path, "/.weir-state/") {
+			return nil
+		}
+		files++
+		f, err := hc.Open(path)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		sc := bufio.NewScanner(f)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		for sc.Scan() {
+			lines++
+			var r struct {
+				Partition int32  `json:"partition"`
+				Offset    int64  `json:"offset"`
+				Value     string `json:"value"`
+			}
+			if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
+				return fmt.Errorf("%s: %q: %v", path, sc.Text(), err)
+			}
+			if r.Partition < 0 || r.Partition >= parts || r.Offset < 0 || r.Offset >= ends[r.Partition] {
+				bad = append(bad, fmt.Sprintf("%s: record %d@%d is outside the topic", path, r.Partition, r.Offset))
+				continue
+			}
+			if seen[r.Partition][r.Offset] < 255 {
+				seen[r.Partition][r.Offset]++
+			}
+			id, err := strconv.Atoi(r.Value)
+			if err != nil {
+				return fmt.Errorf("%s: value %q", path, r.Value)
+			}
+			values[id] = true
+		}
+		return sc.Err()
+	})
+	if err != nil && !errors.Is(err, io.EOF) {
+		t.Fatalf("reading HDFS back: %v", err)
+	}
+	missing, doubled := 0, 0
+	for p := range seen {
+		for o, n := range seen[p] {
+			switch {
+			case n == 0:
+				if missing < 5 {
+					bad = append(bad, fmt.Sprintf("record %d@%d is not in HDFS", p, o))
+				}
+				missing++
+			case n > 1:
+				if doubled < 5 {
+					bad = append(bad, fmt.Sprintf("record %d@%d is in HDFS %d times", p, o, n))
+				}
+				doubled++
+			}
+		}
+	}
+	lostAcked := 0
+	l.mu.Lock()
+	for id := range l.acked {
+		if !values[id] {
+			lostAcked++
+		}
+	}
+	acked := len(l.acked)
+	l.mu.Unlock()
+	t.Logf("HDFS: %d finished files, %d lines; topic %d records; %d missing, %d doubled; %d of %d acknowledged records not in HDFS",
+		files, lines, sumEnds, missing, doubled, lostAcked, acked)
+	if missing > 0 || doubled > 0 || lostAcked > 0 || len(bad) > 0 || int64(lines) != sumEnds {
+		t.Errorf("HDFS does not hold the topic exactly once:\n%s", strings.Join(bad, "\n"))
+	}
+	if acked < total*99/100 {
+		t.Errorf("only %d of %d records were acknowledged", acked, total)
+	}
+}
