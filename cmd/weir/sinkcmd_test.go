@@ -8,15 +8,18 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/weirhq/weir/client"
 	"github.com/weirhq/weir/cluster/wire"
 	"github.com/weirhq/weir/internal/hdfstest"
+	"github.com/weirhq/weir/internal/syncbuf"
 )
 
 // runningFlows reads, from what a node logged since it last started, the flows placed on it and
@@ -279,5 +282,132 @@ func TestHDFSSinkGroupAcceptance(t *testing.T) {
 	}
 	if acked < total*99/100 {
 		t.Errorf("only %d of %d records were acknowledged", acked, total)
+	}
+}
+
+// TestSinkUsageErrors: every bad flag of weir sink is refused, naming it, before a node starts.
+func TestSinkUsageErrors(t *testing.T) {
+	dir := t.TempDir()
+	cases := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"sink"}, "name the kind of sink"},
+		{[]string{"sink", "--topics", "t"}, "name the kind of sink"},
+		{[]string{"sink", "kafka"}, `unknown kind "kafka"`},
+		{[]string{"sink", "hdfs", "--namenode", "x:1"}, "--topics is required"},
+		{[]string{"sink", "hdfs", "--topics", "t"}, "--namenode is required"},
+		{[]string{"sink", "hdfs", "--topics", "t", "--namenode", "x:1", "--format", "csv"}, `--format "csv"`},
+		{[]string{"sink", "hdfs", "--topics", "t", "--namenode", "x:1", "--path", "relative/%Y"}, "absolute"},
+		{[]string{"sink", "hdfs", "--topics", "t", "--namenode", "x:1", "--path", "/a/%q"}, "unknown escape"},
+		{[]string{"sink", "hdfs", "--topics", "t", "--namenode", "x:1", "--format", "avro", "--gzip"}, "Gzip is for Text and JSON"},
+		{[]string{"sink", "hdfs", "--topics", "t", "--namenode", "x:1", "--members", "0"}, "--members 0"},
+		{[]string{"sink", "hdfs", "--topics", "t", "--namenode", "x:1", "--partitions", "-1"}, "--partitions -1"},
+		{[]string{"sink", "hdfs", "--topics", "t", "--namenode", "x:1", "--replicas", "0"}, "--replicas 0"},
+		{[]string{"sink", "hdfs", "--topics", "t", "--namenode", "x:1", "--roll-count", "x"}, "-roll-count"},
+		{[]string{"sink", "file", "--topics", "t"}, "--dir is required"},
+		{[]string{"sink", "file", "--topics", "t", "--dir", dir, "--format", "csv"}, `--format "csv"`},
+		{[]string{"sink", "file", "--topics", "t", "--dir", dir, "--roll-size", "0"}, "RollSize 0"},
+		{[]string{"sink", "file", "--topics", "t", "--dir", dir, "extra"}, "takes no arguments"},
+	}
+	for _, c := range cases {
+		code, _, errOut := weirIn("", nil, append(c.args, "--data", dir+"/node", "--http", "")...)
+		if code != 2 || !strings.Contains(errOut, c.want) {
+			t.Errorf("weir %v: exit %d, %q; want exit 2 mentioning %q", c.args, code, errOut, c.want)
+		}
+	}
+}
+
+// TestSinkFileCommand runs `weir sink file` with 2 members as a process, produces 3,000 lines
+// with `weir produce`, stops it with SIGTERM (the members roll their files), and reads every
+// line back from the members' directories once; started again, it writes nothing twice.
+func TestSinkFileCommand(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a weir process")
+	}
+	bin := buildWeir(t)
+	root := t.TempDir()
+	addr := freeAddr(t)
+	run := func() (*exec.Cmd, *syncbuf.Buffer) {
+		var out syncbuf.Buffer
+		cmd := exec.Command(bin, "sink", "file", "--topics", "lines", "--partitions", "3", "--members", "2",
+			"--dir", root+"/files", "--roll-size", "10000", "--data", root+"/node", "--listen", addr, "--http", "")
+		cmd.Stdout, cmd.Stderr = &out, &out
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+		waitFor(t, "weir sink file to start", 30*time.Second, func() (bool, string) {
+			return strings.Contains(out.String(), "group weir-file (2 members) reads lines into"), out.String()
+		})
+		return cmd, &out
+	}
+	stop := func(cmd *exec.Cmd, out *syncbuf.Buffer) {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		if err := cmd.Wait(); err != nil {
+			t.Fatalf("weir sink file: %v\n%s", err, out.String())
+		}
+	}
+	readAll := func() map[string]int {
+		got := map[string]int{}
+		for m := range 2 {
+			d := fmt.Sprintf("%s/files/weir-file-%d", root, m)
+			ents, err := os.ReadDir(d)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, e := range ents {
+				if strings.HasPrefix(e.Name(), ".") {
+					if strings.HasSuffix(e.Name(), ".inprogress") {
+						t.Errorf("in-progress file left: %s", e.Name())
+					}
+					continue
+				}
+				b, err := os.ReadFile(d + "/" + e.Name())
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, l := range lines(string(b)) {
+					got[l]++
+				}
+			}
+		}
+		return got
+	}
+	produce := func(from, to int) {
+		var in strings.Builder
+		for i := from; i < to; i++ {
+			fmt.Fprintf(&in, "line-%d\n", i)
+		}
+		weirAt(t, addr, in.String(), "produce", "lines")
+	}
+	check := func(n int64) {
+		c, err := client.Dial(addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		waitFor(t, fmt.Sprintf("%d lines committed", n), 30*time.Second, func() (bool, string) {
+			sum, err := committedSum(c, "weir-file", "lines", 3)
+			return sum == n, fmt.Sprintf("%d committed (%v)", sum, err)
+		})
+	}
+
+	cmd, out := run()
+	produce(0, 2000)
+	check(2000)
+	stop(cmd, out)
+	cmd, out = run()
+	produce(2000, 3000)
+	check(3000)
+	stop(cmd, out)
+	got := readAll()
+	for i := range 3000 {
+		if n := got[fmt.Sprintf("line-%d", i)]; n != 1 {
+			t.Errorf("line-%d is in the files %d times", i, n)
+		}
+	}
+	if len(got) != 3000 {
+		t.Errorf("%d distinct lines in the files, want 3000", len(got))
 	}
 }
