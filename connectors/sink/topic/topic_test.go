@@ -7,11 +7,13 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/weirhq/weir/client"
 	"github.com/weirhq/weir/connectors"
+	"github.com/weirhq/weir/connectors/sink/produce"
 	"github.com/weirhq/weir/connectors/sink/topic"
 	"github.com/weirhq/weir/connectors/source/seq"
 	"github.com/weirhq/weir/flow"
@@ -314,5 +316,89 @@ func TestFlowFanOut(t *testing.T) {
 	}
 	if len(even) != count/2 || len(odd) != count/2 {
 		t.Fatalf("even holds %d distinct records, odd %d; want %d each", len(even), len(odd), count/2)
+	}
+}
+
+// flaky produces through p, then fails every third call: the records are in the destination,
+// but Write fails and the runner replays the batch.
+type flaky struct {
+	p     topic.Producer
+	calls atomic.Int64
+}
+
+func (f *flaky) Produce(ctx context.Context, topic string, recs []storage.Record) error {
+	if err := f.p.Produce(ctx, topic, recs); err != nil {
+		return err
+	}
+	if f.calls.Add(1)%3 == 0 {
+		return errors.New("injected failure after producing")
+	}
+	return nil
+}
+
+// TestFlowReplaysFailedWrites: Writes that fail after producing are replayed by the runner
+// (restarting the sink's actor); every record reaches b, and only replays repeat.
+func TestFlowReplaysFailedWrites(t *testing.T) {
+	cfg := flow.NodeConfig{DataDir: t.TempDir(), ClientAddr: "127.0.0.1:0"}
+	cfg.Log = storage.DefaultConfig()
+	cfg.Log.Sync = storage.SyncNever
+	cfg.Coordinator.InitialDelay = 20 * time.Millisecond
+	cfg.Supervisor.MaxRestarts = 1000
+	cfg.Supervisor.Window = time.Minute
+	cfg.Supervisor.MinBackoff = 5 * time.Millisecond
+	cfg.Supervisor.MaxBackoff = 20 * time.Millisecond
+	n, err := flow.StartNode(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	rt := flow.New(n)
+	defer rt.Stop()
+	cl, err := client.Dial(n.ClientAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if err := cl.CreateTopic(context.Background(), "b", 1, 1); err != nil {
+		t.Fatal(err)
+	}
+	p, err := produce.Dial(n.ClientAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	f := &flaky{p: p}
+	const count = 600
+	src, _ := seq.New(seq.Config{Count: count, Batch: 50})
+	if err := rt.Source("gen", src, "a", flow.Partitions(2)); err != nil {
+		t.Fatal(err)
+	}
+	sink, err := topic.New(topic.Config{Producer: f, Topic: "b", OriginHeader: "origin"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rt.Sink("fwd", sink, flow.FromTopics("a"), flow.FetchBytes(1<<10)); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		msgs, err := readAll(context.Background(), cl, "b")
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen := map[string]bool{}
+		for _, m := range msgs {
+			seen[string(m.Value)] = true
+		}
+		if len(seen) == count {
+			if f.calls.Load() < 3 || len(msgs) == count {
+				t.Fatalf("%d Produce calls, %d records in b: no failure was replayed", f.calls.Load(), len(msgs))
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d records in b after %d Produce calls", len(seen), count, f.calls.Load())
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
