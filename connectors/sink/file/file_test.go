@@ -31,7 +31,7 @@ func msgs(topic string, partition int32, from, to int64) []connectors.Message {
 	return out
 }
 
-func openSink(t *testing.T, cfg Config) *Sink {
+func openSink(t testing.TB, cfg Config) *Sink {
 	t.Helper()
 	s, err := New(cfg)
 	if err != nil {
