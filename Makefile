@@ -8,7 +8,7 @@ BENCH       ?= .
 BENCHTIME   ?= 2s
 FUZZTIME    ?= 30s
 
-.PHONY: build run test deps unit lint vet fmt bench bench-cluster bench-sources fuzz soak clean
+.PHONY: build run test deps unit lint vet fmt bench bench-cluster bench-sources bench-sinks fuzz soak clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/weir
@@ -67,6 +67,13 @@ bench-cluster: build
 SOURCE_RECORDS ?= 1000000
 bench-sources:
 	$(GO) test -run '^$$' -bench . -benchtime $(SOURCE_RECORDS)x ./connectors/source/bench/
+
+# The sink benchmarks: topic (6 partitions, SINK_RECORDS records of 1 KiB) -> file sink end to end
+# (connectors/sink/bench), then the file sink alone (1 MiB Writes).
+SINK_RECORDS ?= 500000
+bench-sinks:
+	$(GO) test -run '^$$' -bench . -benchtime $(SINK_RECORDS)x ./connectors/sink/bench/
+	$(GO) test -run '^$$' -bench BenchmarkWrite -benchtime 500x ./connectors/sink/file/
 
 # Runs every fuzz target for FUZZTIME each.
 fuzz:

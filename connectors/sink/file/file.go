@@ -1,8 +1,9 @@
 // Package file is a rolling file sink: it writes the values of the records it is given to files
-// in a directory, one sequence of files per topic partition, and rolls to a new file by size and
-// by age. Readers of the directory only ever see whole files: a file is written under a hidden
-// in-progress name and renamed to its final name, after an fsync, when it rolls or the sink
-// closes (what Flume's HDFS sink does with its in-use suffix).
+// in a directory, one sequence of files per topic partition, and rolls to a new file by size, by
+// record count, by age and after a time without records. Readers of the directory only ever see
+// whole files: a file is written under a hidden in-progress name and renamed to its final name,
+// after an fsync, when it rolls or the sink closes (what Flume's HDFS sink does with its in-use
+// suffix).
 //
 // # Exactly once
 //
@@ -46,9 +47,12 @@
 //
 // The manifest (version 1) is {"version":1,"partitions":[...],"renames":[...]}: per partition
 // its topic, partition, last (the last offset written, -1 for none) and, while a file is in
-// progress, file (its name), first (its first offset), size (its synced length) and opened (its
-// creation, Unix milliseconds); renames lists the rolls made right after the manifest was
-// written, as from/to names.
+// progress, file (its name), first (its first offset), size (its synced length), opened (its
+// creation, Unix milliseconds), count (its records) and touched (when it last got a record, Unix
+// milliseconds); renames lists the rolls made right after the manifest was written, as from/to
+// names. count and touched came after the first release and are optional: a manifest without them
+// (written by an older sink) is read with count last-first+1 (the most the file can hold) and
+// touched equal to opened, and an older sink reading a newer manifest ignores them.
 //
 // Offsets in names are zero-padded to 20 digits, so names sort by partition and offset. Topic
 // names are those the node accepts (letters, digits, '.', '_' and '-'; a record of any other topic
@@ -62,15 +66,25 @@
 // # Rolling
 //
 // A file rolls before a record that would take it past RollSize (a record bigger than RollSize
-// gets a file of its own), and once it is RollInterval old: at the next Write, or at the latest
-// when the sink's timer next checks (every quarter of RollInterval, at most every second). Close
-// rolls every file, so a stopped flow leaves only finished files.
+// gets a file of its own); as soon as it holds RollCount records (in the Write that filled it),
+// so that with RollCount n and no other trigger every finished file but the last holds exactly n
+// records with n consecutive offsets in its name; and once it is RollInterval old or has had no
+// record for IdleTimeout: at the next Write, or at the latest when the sink's timer next checks
+// (every quarter of the shorter of RollInterval and IdleTimeout, at most every second and at
+// least every 10 ms). Close rolls every file, so a stopped flow leaves only finished files. Every
+// roll goes through the manifest as described above, whichever trigger fired it.
+//
+// IdleTimeout 0 means no roll by idleness, unlike the HDFS sink, whose default is 30 s: there a
+// roll is what makes records durable, here each Write is durable and a roll only gives the file
+// its final name, so a quiet partition loses nothing by keeping its file in progress, and the
+// sink behaves as it did before IdleTimeout existed. A negative IdleTimeout also means never, as
+// in the HDFS sink's configuration.
 //
 // # Concurrency
 //
 // The runner calls Open, Write and Close from one goroutine at a time. The sink runs one timer
-// goroutine while it is open (none if RollInterval is 0), which Close stops and waits for; one
-// mutex serialises it with the runner's calls.
+// goroutine while it is open (none if neither RollInterval nor IdleTimeout is set), which Close
+// stops and waits for; one mutex serialises it with the runner's calls.
 package file
 
 import (
@@ -81,6 +95,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"math"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -123,8 +138,13 @@ type Config struct {
 	Format Format
 	// RollSize is the most bytes in a file, unless its only record is bigger. Required.
 	RollSize int64
+	// RollCount is the most records in a file (0: no limit).
+	RollCount int
 	// RollInterval is the age at which a file rolls (0: never by age).
 	RollInterval time.Duration
+	// IdleTimeout rolls a file that has had no record for so long (0 or negative: never; see
+	// the package doc for why 0 is not 30 s as in the HDFS sink).
+	IdleTimeout time.Duration
 	// Suffix ends the names of finished files (default ".txt" for Lines, ".bin" for
 	// LengthPrefixed).
 	Suffix string
@@ -148,6 +168,8 @@ func (c Config) Validate() error {
 		return errors.New("file sink: no directory")
 	case c.RollSize <= 0:
 		return fmt.Errorf("file sink: RollSize %d, want more than 0 bytes", c.RollSize)
+	case c.RollCount < 0:
+		return fmt.Errorf("file sink: negative RollCount %d", c.RollCount)
 	case c.RollInterval < 0:
 		return fmt.Errorf("file sink: negative RollInterval %v", c.RollInterval)
 	case c.Format != Lines && c.Format != LengthPrefixed:
@@ -187,7 +209,9 @@ type part struct {
 	name    string // in-progress name, in Dir
 	first   int64  // offset of its first record
 	size    int64  // its length, pending bytes included
+	count   int    // its records, pending ones included
 	opened  int64  // when it was created, Unix milliseconds
+	touched int64  // when it last got a record, Unix milliseconds
 	pending []byte // encoded records not yet written to f
 }
 
@@ -206,6 +230,8 @@ type manifestPart struct {
 	First     int64  `json:"first,omitempty"`
 	Size      int64  `json:"size,omitempty"`
 	Opened    int64  `json:"opened,omitempty"`
+	Count     int    `json:"count,omitempty"`   // 0 in a manifest of an older sink
+	Touched   int64  `json:"touched,omitempty"` // 0 in a manifest of an older sink
 }
 
 type manifestRename struct {
@@ -262,11 +288,24 @@ func (s *Sink) Open(context.Context) error {
 	}
 	s.unlock = unlock
 	s.open, s.broken = true, nil
-	if s.cfg.RollInterval > 0 {
+	if every := s.checkEvery(); every > 0 {
 		s.stop, s.done = make(chan struct{}), make(chan struct{})
-		go s.timer(s.stop, s.done, min(max(s.cfg.RollInterval/4, 10*time.Millisecond), time.Second))
+		go s.timer(s.stop, s.done, every)
 	}
 	return nil
+}
+
+// checkEvery is the period of the timer's checks: a quarter of the shorter of RollInterval and
+// IdleTimeout, within [10 ms, 1 s]; 0 when neither is set (no timer).
+func (s *Sink) checkEvery() time.Duration {
+	shortest := s.cfg.RollInterval
+	if t := s.cfg.IdleTimeout; t > 0 && (shortest == 0 || t < shortest) {
+		shortest = t
+	}
+	if shortest <= 0 {
+		return 0
+	}
+	return min(max(shortest/4, 10*time.Millisecond), time.Second)
 }
 
 // recover runs in Open, which has created the directory.
@@ -291,8 +330,8 @@ func (s *Sink) recover() error {
 			return fmt.Errorf("manifest: %s/%d twice", mp.Topic, mp.Partition)
 		}
 		s.parts[p.tpKey] = p
-		if mp.Last < -1 || mp.Size < 0 {
-			return fmt.Errorf("manifest: %s/%d at offset %d with %d bytes", mp.Topic, mp.Partition, mp.Last, mp.Size)
+		if mp.Last < -1 || mp.Size < 0 || mp.Count < 0 {
+			return fmt.Errorf("manifest: %s/%d at offset %d with %d bytes, %d records", mp.Topic, mp.Partition, mp.Last, mp.Size, mp.Count)
 		}
 		if err := p.setFileTopic(); err != nil {
 			return fmt.Errorf("manifest: %w", err)
@@ -309,6 +348,13 @@ func (s *Sink) recover() error {
 			return fmt.Errorf("in-progress file of %s/%d: %w", mp.Topic, mp.Partition, err)
 		}
 		p.f, p.name, p.first, p.size, p.opened = f, mp.File, mp.First, mp.Size, mp.Opened
+		p.count, p.touched = mp.Count, mp.Touched
+		if p.count <= 0 { // an older sink's manifest: at most one record per offset
+			p.count = int(min(mp.Last-mp.First+1, math.MaxInt))
+		}
+		if p.touched == 0 {
+			p.touched = p.opened
+		}
 		size, err := f.Size()
 		if err != nil {
 			return err
@@ -422,7 +468,7 @@ func (s *Sink) write(msgs []connectors.Message) error {
 			continue // written before a crash or a failed commit: the replay
 		}
 		n := s.encodedSize(m.Value)
-		if p.f != nil && (p.size+n > s.cfg.RollSize || s.due(p, now)) {
+		if p.f != nil && (p.size+n > s.cfg.RollSize || s.full(p) || s.due(p, now)) {
 			r, err := s.seal(p)
 			if err != nil {
 				return err
@@ -438,7 +484,17 @@ func (s *Sink) write(msgs []connectors.Message) error {
 		touched[p] = true
 		p.pending = s.appendEncoded(p.pending, m.Value)
 		p.size += n
+		p.count++
+		p.touched = now.UnixMilli()
 		p.last = m.Offset
+		if s.full(p) {
+			// Full: nothing more can go into it, so it need not wait for the next record.
+			r, err := s.seal(p)
+			if err != nil {
+				return err
+			}
+			renames = append(renames, r)
+		}
 	}
 	for p := range touched {
 		if err := s.flush(p); err != nil {
@@ -513,8 +569,17 @@ func (s *Sink) appendEncoded(b, v []byte) []byte {
 	return append(append(b, v...), '\n')
 }
 
+// full reports whether p's file holds RollCount records.
+func (s *Sink) full(p *part) bool {
+	return s.cfg.RollCount > 0 && p.count >= s.cfg.RollCount
+}
+
+// due reports whether p's file rolls by time at now: it is RollInterval old, or has had no
+// record for IdleTimeout.
 func (s *Sink) due(p *part, now time.Time) bool {
-	return s.cfg.RollInterval > 0 && now.UnixMilli()-p.opened >= s.cfg.RollInterval.Milliseconds()
+	ms := now.UnixMilli()
+	return s.cfg.RollInterval > 0 && ms-p.opened >= s.cfg.RollInterval.Milliseconds() ||
+		s.cfg.IdleTimeout > 0 && ms-p.touched >= s.cfg.IdleTimeout.Milliseconds()
 }
 
 // create starts p's in-progress file at offset first.
@@ -524,7 +589,8 @@ func (s *Sink) create(p *part, first int64, now time.Time) error {
 	if err != nil {
 		return err
 	}
-	p.f, p.name, p.first, p.size, p.opened = f, name, first, 0, now.UnixMilli()
+	p.f, p.name, p.first, p.size, p.count, p.opened = f, name, first, 0, 0, now.UnixMilli()
+	p.touched = p.opened
 	return nil
 }
 
@@ -576,8 +642,8 @@ func (s *Sink) commit(renames []manifestRename) error {
 	return nil
 }
 
-// rollDue rolls every file that is RollInterval old. The sink's timer calls it; tests with a
-// fake clock call it to roll at a time of their choosing.
+// rollDue rolls every file that is RollInterval old or has been idle for IdleTimeout. The
+// sink's timer calls it; tests with a fake clock call it to roll at a time of their choosing.
 func (s *Sink) rollDue() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -622,7 +688,7 @@ func (s *Sink) timer(stop <-chan struct{}, done chan<- struct{}, every time.Dura
 			return
 		case <-t.C:
 			if err := s.rollDue(); err != nil && !errors.Is(err, ErrBroken) {
-				s.cfg.Logger.Warn("file sink: roll by age failed", "dir", s.cfg.Dir, "err", err)
+				s.cfg.Logger.Warn("file sink: roll by time failed", "dir", s.cfg.Dir, "err", err)
 			}
 		}
 	}
@@ -690,6 +756,7 @@ func (s *Sink) writeManifest(renames []manifestRename) error {
 		mp := manifestPart{Topic: p.topic, Partition: p.partition, Last: p.last}
 		if p.f != nil {
 			mp.File, mp.First, mp.Size, mp.Opened = p.name, p.first, p.size, p.opened
+			mp.Count, mp.Touched = p.count, p.touched
 		}
 		m.Partitions = append(m.Partitions, mp)
 	}

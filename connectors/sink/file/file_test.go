@@ -31,7 +31,7 @@ func msgs(topic string, partition int32, from, to int64) []connectors.Message {
 	return out
 }
 
-func openSink(t *testing.T, cfg Config) *Sink {
+func openSink(t testing.TB, cfg Config) *Sink {
 	t.Helper()
 	s, err := New(cfg)
 	if err != nil {
@@ -384,6 +384,10 @@ func crashScenario(t *testing.T, seed uint64) {
 	// hidden, and a rename a crash interrupted must be redone.
 	topics := map[int32]string{0: "t", 1: ".t"}
 	format := Format(rng.IntN(2))
+	// Fixed for the scenario, so that every finished file can be checked against it: RollCount
+	// 0 (no limit) to 7; IdleTimeout none, 20 s or 40 s (the clock moves up to 30 s a Write).
+	rollCount := rng.IntN(8)
+	idle := time.Duration(rng.IntN(3)) * 20 * time.Second
 	clock := &fakeClock{now: time.Unix(1_700_000_000, 0)}
 	for round := 0; ; round++ {
 		if round > 500 {
@@ -403,8 +407,8 @@ func crashScenario(t *testing.T, seed uint64) {
 			}
 			return nil
 		})
-		s, err := New(Config{Dir: "/out", RollSize: int64(4 + rng.IntN(40)), RollInterval: time.Minute,
-			Format: format, FS: vfs.NewFaulty(mem, inj), Now: clock.Now})
+		s, err := New(Config{Dir: "/out", RollSize: int64(4 + rng.IntN(40)), RollCount: rollCount, RollInterval: time.Minute,
+			IdleTimeout: idle, Format: format, FS: vfs.NewFaulty(mem, inj), Now: clock.Now})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -465,7 +469,24 @@ func crashScenario(t *testing.T, seed uint64) {
 		if strings.HasSuffix(n, inProgressSuffix) || n == manifestTemp {
 			t.Fatalf("%s left after a clean close: %v", n, names)
 		}
+		if first, last, ok := offsetsOf(n); ok && rollCount > 0 && last-first+1 > int64(rollCount) {
+			t.Fatalf("%s holds more than RollCount %d records", n, rollCount)
+		}
 	}
+}
+
+// offsetsOf returns the offset range in a finished file's name.
+func offsetsOf(name string) (first, last int64, ok bool) {
+	if strings.HasPrefix(name, ".") {
+		return 0, 0, false
+	}
+	f := strings.Split(strings.TrimSuffix(strings.TrimSuffix(name, ".txt"), ".bin"), "-")
+	if len(f) != 4 {
+		return 0, 0, false
+	}
+	first, err1 := strconv.ParseInt(f[2], 10, 64)
+	last, err2 := strconv.ParseInt(f[3], 10, 64)
+	return first, last, err1 == nil && err2 == nil
 }
 
 // crash returns what a process crash (every written byte kept) or a machine crash (a random
@@ -630,6 +651,7 @@ func TestBadConfig(t *testing.T) {
 		{Config{Dir: "d"}, "RollSize 0"},
 		{Config{Dir: "d", RollSize: -1}, "RollSize -1"},
 		{Config{Dir: "d", RollSize: 1, RollInterval: -time.Second}, "negative RollInterval"},
+		{Config{Dir: "d", RollSize: 1, RollCount: -1}, "negative RollCount"},
 		{Config{Dir: "d", RollSize: 1, Format: 9}, "unknown format"},
 		{Config{Dir: "d", RollSize: 1, Suffix: "/x"}, "separator"},
 	} {
