@@ -3,7 +3,6 @@ package hdfs
 import (
 	"context"
 	"fmt"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,11 +14,6 @@ import (
 	"github.com/weirhq/weir/storage"
 )
 
-var (
-	benchDFSOnce sync.Once
-	benchDFS     *hdfstest.Cluster
-)
-
 // BenchmarkTopicToHDFS measures a topic of 6 partitions, preloaded with b.N records of 1 KiB
 // (not timed), read into a MiniDFSCluster with one DataNode by an HDFS sink group of 1 or 3
 // members, text format: timed from the flows' start until the group has committed every record
@@ -28,14 +22,14 @@ var (
 //
 //	go test -run '^$' -bench TopicToHDFS -benchtime 300000x ./connectors/sink/hdfs/
 func BenchmarkTopicToHDFS(b *testing.B) {
+	dfs := hdfstest.Start(b, 1) // shut down when every sub-benchmark has run
 	for _, members := range []int{1, 3} {
-		b.Run(fmt.Sprintf("members=%d", members), func(b *testing.B) { benchTopicToHDFS(b, members) })
+		b.Run(fmt.Sprintf("members=%d", members), func(b *testing.B) { benchTopicToHDFS(b, dfs, members) })
 	}
 }
 
-func benchTopicToHDFS(b *testing.B, members int) {
+func benchTopicToHDFS(b *testing.B, benchDFS *hdfstest.Cluster, members int) {
 	const recordSize = 1024
-	benchDFSOnce.Do(func() { benchDFS = hdfstest.Start(b, 1) })
 	node, err := flow.StartNode(flow.NodeConfig{DataDir: b.TempDir(), ClientAddr: "127.0.0.1:0"})
 	if err != nil {
 		b.Fatal(err)
