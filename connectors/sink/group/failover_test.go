@@ -480,3 +480,19 @@ func TestFailoverLogs(t *testing.T) {
 		}
 	}
 }
+
+// TestPenaltyOf: doubling, the cap, and no overflow with a huge MaxPenalty.
+func TestPenaltyOf(t *testing.T) {
+	c := &core{settings: settings{penalty: time.Second, maxPenalty: 30 * time.Second}}
+	for n, want := range map[int]time.Duration{1: time.Second, 2: 2 * time.Second, 5: 16 * time.Second, 6: 30 * time.Second, 1000: 30 * time.Second} {
+		if got := c.penaltyOf(n); got != want {
+			t.Errorf("failure %d: penalty %v, want %v", n, got, want)
+		}
+	}
+	c.maxPenalty = time.Duration(1<<63 - 1)
+	for _, n := range []int{62, 63, 64, 1000} {
+		if got := c.penaltyOf(n); got <= 0 || got > c.maxPenalty {
+			t.Errorf("failure %d with the largest MaxPenalty: penalty %v", n, got)
+		}
+	}
+}

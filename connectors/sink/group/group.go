@@ -328,9 +328,8 @@ func newCore(kind string, s settings, penalise bool) *core {
 	return c
 }
 
-// open opens every member that is not open. Members that fail are penalised; it fails only when
-// every member does (closing none: the caller's Close closes those that opened, as the runner
-// does after a failed Open).
+// open opens every member that is not open. Members that fail are penalised and closed again
+// (see failed); it fails only when every member does.
 func (c *core) open(ctx context.Context) error {
 	var failed []MemberError
 	opened := 0
@@ -402,6 +401,9 @@ func (c *core) failed(m *member, err error) {
 func (c *core) penaltyOf(n int) time.Duration {
 	p := c.penalty
 	for i := 1; i < n && p < c.maxPenalty; i++ {
+		if p > c.maxPenalty/2 { // no overflow for any MaxPenalty
+			return c.maxPenalty
+		}
 		p *= 2
 	}
 	return min(p, c.maxPenalty)
