@@ -14,7 +14,7 @@ type FailoverConfig struct {
 	// Members are the sinks, tried in order of Priority (highest first). Required.
 	Members []Member
 	// Penalty is the penalty of a member's first failure in a row (default 1 s); it doubles with
-	// each further failure, up to MaxPenalty (Flume's maxpenalty, default 30 s).
+	// each further failure, up to MaxPenalty (Flume's maxpenalty; default 8 s).
 	Penalty    time.Duration
 	MaxPenalty time.Duration
 	// WriteTimeout bounds each member's Write, so that a member that hangs is failed over

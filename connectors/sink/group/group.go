@@ -28,7 +28,8 @@
 //
 // A penalised member is left out until its penalty ends. The penalty of a member's n-th failure
 // in a row is Penalty·2^(n-1) (Penalty defaults to 1 s), at most MaxPenalty (Flume's maxpenalty
-// and selector.maxTimeOut, 30 s by default). A Write the member stores resets its count, so its
+// and selector.maxTimeOut; 8 s by default, where Flume has 30 s, so that a Write waiting for a
+// member stays within the group's session). A Write the member stores resets its count, so its
 // next failure is penalised with Penalty again. An Open that fails is a failure like a failed
 // Write.
 //
@@ -55,8 +56,8 @@
 // A Write that waits blocks the runner, which sends no heartbeats to its consumer group
 // meanwhile: a wait longer than the group's session (10 s by default) makes the coordinator drop
 // the runner, which rejoins when Write returns. Nothing is lost (offsets are committed only after
-// a Write returned nil); the batch may be written again. Keep MaxPenalty below the session if
-// that matters.
+// a Write returned nil); the batch may be written again. The default MaxPenalty (8 s) stays below
+// the default session; raise it only with the session.
 //
 // # Delivery
 //
@@ -105,7 +106,7 @@ import (
 // Defaults of the penalties.
 const (
 	DefaultPenalty    = time.Second
-	DefaultMaxPenalty = 30 * time.Second
+	DefaultMaxPenalty = 8 * time.Second // below the consumer group's 10 s session: see "When every member fails"
 )
 
 // ErrAllFailed is matched (errors.Is) by the error of a Write that every member failed, and of

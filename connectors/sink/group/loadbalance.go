@@ -41,7 +41,7 @@ type LoadBalanceConfig struct {
 	Selector Selector
 	// Backoff penalises failed members (Flume's backoff=true): Penalty for a member's first
 	// failure in a row (default 1 s), doubling with each further one up to MaxPenalty (Flume's
-	// selector.maxTimeOut, default 30 s). Without it a failed member stays in the rotation and
+	// selector.maxTimeOut; default 8 s). Without it a failed member stays in the rotation and
 	// Penalty and MaxPenalty are not used.
 	Backoff    bool
 	Penalty    time.Duration
