@@ -86,3 +86,39 @@ func TestZombieLeavesInProgress(t *testing.T) {
 	}
 	exactlyOnce(t, c.Client(t), "/zombie2", 100, false)
 }
+
+// The window fencing leaves: A lists a new in-progress file in a state, and before it creates
+// the file B takes the partition (B's load finds the listed file missing). A then creates the
+// file and dies without being fenced off. B removes the file once it appears (it watches for
+// the files its load found missing), so none is left. (Before, A's file stayed.)
+func TestFormerOwnerCreatesAfterLoad(t *testing.T) {
+	c := hdfstest.Start(t, 1)
+	cfg := Config{Client: hdfs.ClientOptions{Addresses: []string{c.Addr}, User: "weir"}, Path: "/ghost/%{topic}", RollCount: 50, IdleTimeout: -1}
+	ctx := t.Context()
+	a, b := openSink(t, cfg), openSink(t, cfg)
+	if err := a.Write(ctx, msgs(0, 50)); err != nil { // rolls: 0-49 durable
+		t.Fatal(err)
+	}
+	testHookBeforeCreate = func() {
+		testHookBeforeCreate = nil
+		// A has listed its next file; B takes the partition now (a.mu is held by A, b's is free).
+		if err := b.Write(ctx, msgs(0, 60)); err != nil {
+			t.Errorf("b: %v", err)
+		}
+	}
+	t.Cleanup(func() { testHookBeforeCreate = nil })
+	if err := a.Write(ctx, msgs(50, 55)); err != nil { // A creates its file after B's load
+		t.Fatal(err)
+	}
+	// A dies: no Close, no further state write.
+	close(a.stop)
+	<-a.done
+	a.client.Close()
+	if err := b.Write(ctx, msgs(60, 100)); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	exactlyOnce(t, c.Client(t), "/ghost", 100, false)
+}

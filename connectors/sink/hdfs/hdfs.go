@@ -37,10 +37,12 @@
 // (connectors.ErrReplay) instead of writing over the new owner's work. One state directory
 // belongs to one sink and its group.
 //
-// What fencing does not cover: such a member may still create an in-progress file after the
-// new owner read the state (removed by that member when it is fenced off at its next state
-// write, or left behind if it dies first), and may finish renames that the new owner also
-// finishes (the same names, so nothing is repeated).
+// Such a member may still create an in-progress file that it listed in a state just before the
+// new owner read it (the new owner found it missing). The new owner watches for the listed files
+// it found missing for ten minutes (every second, and before each state write; its states list
+// them too, for whoever comes next) and removes them when they appear, so that none is left even
+// when the former owner dies without being fenced off. A former owner may also finish renames
+// that the new owner also finishes (the same names, so nothing is repeated).
 //
 // A failed HDFS operation is retried with a growing wait for Config.RetryFor; then, or when a
 // write to a DataNode fails, the partition's in-progress files are abandoned and the sink
@@ -70,9 +72,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"path"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -190,7 +194,16 @@ type part struct {
 	files   map[string]*openFile
 	touched time.Time // last write
 	stateN  int64     // the number of the partition's newest state file
+	// ghosts are in-progress files the state it loaded listed but that did not exist then: a
+	// former owner may still create one (it listed the file, then lost the partition before
+	// creating it). Every state this sink writes lists them too, and it removes them when they
+	// appear, for ghostTTL.
+	ghosts map[string]time.Time
 }
+
+// ghostTTL is how long a sink watches for a ghost (see part.ghosts) to appear: longer than a
+// former owner's create can take (a Write is bounded by the runner's one-minute timeout).
+const ghostTTL = 10 * time.Minute
 
 type openFile struct {
 	dir, tmp string
@@ -398,6 +411,11 @@ func (s *Sink) timer(stop, done chan struct{}) {
 		case now := <-t.C:
 			s.mu.Lock()
 			for _, p := range s.sortedParts() {
+				if len(p.ghosts) > 0 {
+					ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+					s.sweepGhosts(ctx, p)
+					cancel()
+				}
 				if len(p.files) > 0 && s.due(p, now) {
 					ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 					if err := s.roll(ctx, p); err != nil && s.failed == nil {
@@ -510,7 +528,31 @@ var errFenced = errors.New("another member has taken the partition over")
 // of its own, this write fails (errFenced, wrapping connectors.ErrReplay) and the sink gives the
 // partition up instead of writing over the new owner's work. A number whose file was created
 // but not written whole is burned, and the next one is tried.
+// sweepGhosts removes the ghosts of p (see part.ghosts) that appeared, and forgets those
+// watched for ghostTTL.
+func (s *Sink) sweepGhosts(ctx context.Context, p *part) {
+	for f, since := range p.ghosts {
+		err := s.retry(ctx, "remove "+f, func(c *hdfs.Client) error { return c.Remove(f) })
+		switch {
+		case err == nil:
+			s.cfg.Logger.Warn("hdfs sink: removed an in-progress file a former owner created after it lost the partition", "file", f)
+			delete(p.ghosts, f)
+		case errors.Is(err, os.ErrNotExist):
+			if time.Since(since) >= ghostTTL {
+				delete(p.ghosts, f)
+			}
+		default:
+			s.cfg.Logger.Info("hdfs sink: could not check for a former owner's in-progress file", "file", f, "err", err)
+		}
+	}
+}
+
 func (s *Sink) writeState(ctx context.Context, p *part, st state) error {
+	s.sweepGhosts(ctx, p)
+	if len(p.ghosts) > 0 {
+		st.Open = append(slices.Clone(st.Open), slices.Collect(maps.Keys(p.ghosts))...)
+		sort.Strings(st.Open)
+	}
 	st.Version = 1
 	b, _ := json.Marshal(st)
 	dir := s.stateDir(p.key)
@@ -643,14 +685,19 @@ func (s *Sink) load(ctx context.Context, p *part) error {
 			return err
 		}
 	}
+	ghosts := map[string]time.Time{}
 	for _, f := range st.Open {
 		err := s.retry(ctx, "remove "+f, func(c *hdfs.Client) error { return c.Remove(f) })
-		if err == nil {
+		switch {
+		case err == nil:
 			s.cfg.Logger.Info("hdfs sink: removed a stale in-progress file", "file", f)
-		} else if !errors.Is(err, os.ErrNotExist) {
+		case errors.Is(err, os.ErrNotExist):
+			ghosts[f] = time.Now()
+		default:
 			return err
 		}
 	}
+	p.ghosts = ghosts
 	if err := s.writeState(ctx, p, state{Last: st.Last}); err != nil {
 		return err
 	}
@@ -682,6 +729,9 @@ func (s *Sink) openFor(ctx context.Context, p *part, dir string, first int64, no
 	sort.Strings(open)
 	if err := s.writeState(ctx, p, state{Last: p.last, Open: open}); err != nil {
 		return nil, err
+	}
+	if testHookBeforeCreate != nil {
+		testHookBeforeCreate()
 	}
 	var w *hdfs.FileWriter
 	err := s.retry(ctx, "create "+tmp, func(c *hdfs.Client) error {
@@ -880,6 +930,10 @@ func (s *Sink) roll(ctx context.Context, p *part) error {
 // testHookBeforeRenames, if set, runs between a roll's state write and its renames (tests
 // crash there).
 var testHookBeforeRenames func()
+
+// testHookBeforeCreate, if set, runs between the state write that lists a new in-progress file
+// and its creation (tests only).
+var testHookBeforeCreate func()
 
 // abandon gives up p's in-progress files (they are removed now if HDFS answers, and at the
 // partition's next load otherwise), so that their records are read again: the error wraps
