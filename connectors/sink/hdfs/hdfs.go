@@ -73,6 +73,7 @@ import (
 	"io"
 	"log/slog"
 	"maps"
+	"net"
 	"os"
 	"path"
 	"regexp"
@@ -159,6 +160,11 @@ type Config struct {
 	StateDir string
 	// RetryFor bounds the retries of one HDFS operation (default 10 s).
 	RetryFor time.Duration
+	// CallTimeout bounds how long one NameNode call waits to send its request or for its answer
+	// (default 30 s; negative: no bound), so that a NameNode that hangs fails the call (which is
+	// retried within RetryFor) instead of blocking the sink. It is applied through a dialer for
+	// Client.NamenodeDialFunc, around the one given there if any.
+	CallTimeout time.Duration
 	// Logger receives rolls, recoveries and abandoned files; discarded by default.
 	Logger *slog.Logger
 }
@@ -332,6 +338,23 @@ func New(cfg Config) (*Sink, error) {
 	if cfg.RetryFor <= 0 {
 		cfg.RetryFor = 10 * time.Second
 	}
+	if cfg.CallTimeout == 0 {
+		cfg.CallTimeout = 30 * time.Second
+	}
+	if cfg.CallTimeout > 0 {
+		dial := cfg.Client.NamenodeDialFunc
+		if dial == nil {
+			dial = (&net.Dialer{Timeout: cfg.CallTimeout, KeepAlive: 30 * time.Second}).DialContext
+		}
+		timeout := cfg.CallTimeout
+		cfg.Client.NamenodeDialFunc = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			c, err := dial(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			return &deadlineConn{Conn: c, timeout: timeout}, nil
+		}
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -484,6 +507,28 @@ func (s *Sink) retry(ctx context.Context, what string, op func(*hdfs.Client) err
 		}
 		wait = min(2*wait, 2*time.Second)
 	}
+}
+
+// deadlineConn bounds each Read and Write by timeout. The NameNode connection is request and
+// answer, one at a time (colinmarc/hdfs reads only while it waits for an answer), so a Read that
+// times out is a NameNode that did not answer.
+type deadlineConn struct {
+	net.Conn
+	timeout time.Duration
+}
+
+func (c *deadlineConn) Read(p []byte) (int, error) {
+	if err := c.Conn.SetReadDeadline(time.Now().Add(c.timeout)); err != nil {
+		return 0, err
+	}
+	return c.Conn.Read(p)
+}
+
+func (c *deadlineConn) Write(p []byte) (int, error) {
+	if err := c.Conn.SetWriteDeadline(time.Now().Add(c.timeout)); err != nil {
+		return 0, err
+	}
+	return c.Conn.Write(p)
 }
 
 func (s *Sink) connect() error {

@@ -1,6 +1,9 @@
 package hdfs
 
 import (
+	"errors"
+	"net"
+	"sync"
 	"testing"
 	"time"
 
@@ -28,5 +31,57 @@ func TestRoundInLocation(t *testing.T) {
 	ts = time.Date(2026, 12, 1, 3, 0, 0, 0, ny).UnixMilli()
 	if got, want := s.dirOf(connectors.Message{Record: storage.Record{Timestamp: ts}}), "/l/20261201"; got != want {
 		t.Errorf("Dec 1 03:00 EST rounded to the day: dir %q, want %q", got, want)
+	}
+}
+
+// TestHungNameNode: a NameNode that accepts connections and never answers (a hung process)
+// fails each call after CallTimeout, so that Write gives up after RetryFor with ErrReplay
+// instead of blocking the sink for good. (Before CallTimeout, the Write never returned.)
+func TestHungNameNode(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var conns []net.Conn
+	var mu sync.Mutex
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c) // read nothing, answer nothing
+			mu.Unlock()
+		}
+	}()
+	defer func() {
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+	}()
+	s, err := New(Config{Client: hdfs.ClientOptions{Addresses: []string{ln.Addr().String()}, User: "weir"},
+		Path: "/hung/%{topic}", CallTimeout: 300 * time.Millisecond, RetryFor: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Open(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	done := make(chan error, 1)
+	start := time.Now()
+	go func() { done <- s.Write(t.Context(), msgs(0, 10)) }()
+	select {
+	case err := <-done:
+		if !errors.Is(err, connectors.ErrReplay) {
+			t.Fatalf("Write: %v, want ErrReplay", err)
+		}
+		t.Logf("Write gave up after %v: %v", time.Since(start).Round(time.Millisecond), err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("Write against a NameNode that never answers did not return within 30 s")
 	}
 }
