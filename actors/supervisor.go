@@ -52,18 +52,40 @@ func kindOf(id string) string {
 	return id
 }
 
-// HandleFailure implements actor.SupervisorStrategy.
-func (s *supervisor) HandleFailure(_ *actor.ActorSystem, sup actor.Supervisor, child *actor.PID, rs *actor.RestartStatistics, reason any, message any) {
-	kind := kindOf(child.Id)
-	s.metrics.failure(kind)
+// maxFailureTimes bounds the failure times kept for a child that goes on failing, slowly
+// enough never to be given up on.
+const maxFailureTimes = 1024
+
+// record adds a failure to rs and returns the attempt (failures since the child last went a
+// whole Window without one: the backoff's exponent) and the failures within the last Window
+// (what is compared with MaxRestarts). Only those count: a child failing steadily at a rate
+// within the budget, such as a sink whose store is down and whose Writes wait before failing,
+// is restarted for as long as it fails, never given up on for its total.
+func (s *supervisor) record(rs *actor.RestartStatistics) (attempt, recent int) {
 	if rs.NumberOfFailures(s.cfg.Window) == 0 {
 		rs.Reset()
 	}
 	rs.Fail()
-	n := rs.FailureCount()
-	if n > s.cfg.MaxRestarts {
+	recent = rs.NumberOfFailures(s.cfg.Window)
+	if rs.FailureCount() > maxFailureTimes {
+		// Keep as many as were recent, stamped now: they count a little longer than they
+		// would have (the backoff starts over from there, once every maxFailureTimes failures).
+		rs.Reset()
+		for range recent {
+			rs.Fail()
+		}
+	}
+	return rs.FailureCount(), recent
+}
+
+// HandleFailure implements actor.SupervisorStrategy.
+func (s *supervisor) HandleFailure(_ *actor.ActorSystem, sup actor.Supervisor, child *actor.PID, rs *actor.RestartStatistics, reason any, message any) {
+	kind := kindOf(child.Id)
+	s.metrics.failure(kind)
+	n, recent := s.record(rs)
+	if recent > s.cfg.MaxRestarts {
 		s.logger.Error("actor failed too often; stopping it", "actor", child.Id, "kind", kind,
-			"failures", n, "window", s.cfg.Window, "reason", fmt.Sprint(reason))
+			"failures", recent, "window", s.cfg.Window, "reason", fmt.Sprint(reason))
 		s.mu.Lock()
 		s.failed[child.Id] = fmt.Sprint(reason)
 		s.mu.Unlock()

@@ -27,7 +27,7 @@ Usage:
                  [--gzip] [--roll-size B] [--roll-count N] [--roll-interval D] [--idle D] [--members N]
   weir sink file --topics T[,T...] --dir DIR [--roll-size B] [--roll-interval D] [--members N]
                                            run a node with a sink group reading topics into HDFS or
-                                           rolling files, exactly once (node flags as for weir node)
+                                           rolling files (node flags as for weir node)
   weir log demo [--data DIR] [--records N] append records to a bare log, reopen it, read them back
   weir log dump DIR [--from OFFSET] [--max N] [--records]
                                            print the batches (and records) of a partition log

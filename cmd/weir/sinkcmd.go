@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -55,12 +56,12 @@ func (f *sinkFlags) check(kind string) ([]string, error) {
 		return nil, fmt.Errorf("%w: sink %s: --topics is required", errUsage, kind)
 	case f.members < 1 || f.members > 1000:
 		return nil, fmt.Errorf("%w: sink %s: --members %d: want 1 to 1000", errUsage, kind, f.members)
-	case f.partitions < 0:
-		return nil, fmt.Errorf("%w: sink %s: --partitions %d is negative", errUsage, kind, f.partitions)
+	case f.partitions < 0 || f.partitions > actors.MaxPartitions:
+		return nil, fmt.Errorf("%w: sink %s: --partitions %d: want 0 to %d", errUsage, kind, f.partitions, actors.MaxPartitions)
 	case f.replicas < 1 || f.replicas > actors.MaxReplicas:
 		return nil, fmt.Errorf("%w: sink %s: --replicas %d: want 1 to %d", errUsage, kind, f.replicas, actors.MaxReplicas)
-	case f.fetchBytes < 0:
-		return nil, fmt.Errorf("%w: sink %s: --fetch-bytes %d is negative", errUsage, kind, f.fetchBytes)
+	case f.fetchBytes < 0 || f.fetchBytes > math.MaxInt32:
+		return nil, fmt.Errorf("%w: sink %s: --fetch-bytes %d: want 0 to %d", errUsage, kind, f.fetchBytes, math.MaxInt32)
 	}
 	if f.group == "" {
 		f.group = "weir-" + kind

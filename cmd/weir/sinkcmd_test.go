@@ -305,6 +305,8 @@ func TestSinkUsageErrors(t *testing.T) {
 		{[]string{"sink", "hdfs", "--topics", "t", "--namenode", "x:1", "--partitions", "-1"}, "--partitions -1"},
 		{[]string{"sink", "hdfs", "--topics", "t", "--namenode", "x:1", "--replicas", "0"}, "--replicas 0"},
 		{[]string{"sink", "hdfs", "--topics", "t", "--namenode", "x:1", "--roll-count", "x"}, "-roll-count"},
+		{[]string{"sink", "hdfs", "--topics", "t", "--namenode", "x:1", "--partitions", "4294967297"}, "--partitions 4294967297"},
+		{[]string{"sink", "hdfs", "--topics", "t", "--namenode", "x:1", "--fetch-bytes", "3000000000"}, "--fetch-bytes 3000000000"},
 		{[]string{"sink", "file", "--topics", "t"}, "--dir is required"},
 		{[]string{"sink", "file", "--topics", "t", "--dir", dir, "--format", "csv"}, `--format "csv"`},
 		{[]string{"sink", "file", "--topics", "t", "--dir", dir, "--roll-size", "0"}, "RollSize 0"},

@@ -67,8 +67,10 @@
 //
 // A file rolls before a record that would take it past RollSize (a record bigger than RollSize
 // gets a file of its own); as soon as it holds RollCount records (in the Write that filled it),
-// so that with RollCount n and no other trigger every finished file but the last holds exactly n
-// records with n consecutive offsets in its name; and once it is RollInterval old or has had no
+// so that with RollCount n and no other trigger, between an Open and a Close, the finished files
+// of a partition the sink keeps hold n records each, but the last (Close rolls every file, so
+// each run leaves one short file per partition; and a partition given to another member and back
+// resumes its file after a gap in offsets, which its name's range then spans); and once it is RollInterval old or has had no
 // record for IdleTimeout: at the next Write, or at the latest when the sink's timer next checks
 // (every quarter of the shorter of RollInterval and IdleTimeout, at most every second and at
 // least every 10 ms). Close rolls every file, so a stopped flow leaves only finished files. Every

@@ -1,6 +1,7 @@
 package group
 
 import (
+	"cmp"
 	"context"
 	"log/slog"
 	"slices"
@@ -53,7 +54,7 @@ func NewFailover(cfg FailoverConfig) (*Failover, error) {
 	}
 	c := newCore("failover", cfg.settings(), true)
 	order := slices.Clone(c.members)
-	slices.SortStableFunc(order, func(a, b *member) int { return b.Priority - a.Priority })
+	slices.SortStableFunc(order, func(a, b *member) int { return cmp.Compare(b.Priority, a.Priority) })
 	return &Failover{c: c, order: order}, nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"math"
 	"slices"
 	"strings"
 	"testing"
@@ -494,5 +495,27 @@ func TestPenaltyOf(t *testing.T) {
 		if got := c.penaltyOf(n); got <= 0 || got > c.maxPenalty {
 			t.Errorf("failure %d with the largest MaxPenalty: penalty %v", n, got)
 		}
+	}
+}
+
+// TestPriorityFarApart: priorities far apart (-10 and MaxInt) still order the members (the
+// order was sorted by their difference, which overflowed and tried the lower first).
+func TestPriorityFarApart(t *testing.T) {
+	hi, lo := newTestSink("hi"), newTestSink("lo")
+	g, err := NewFailover(FailoverConfig{Members: []Member{
+		{Name: "lo", Sink: lo, Priority: -10},
+		{Name: "hi", Sink: hi, Priority: math.MaxInt},
+	}, Clock: newFakeClock()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Open(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Write(context.Background(), batch(0, 1)); err != nil {
+		t.Fatal(err)
+	}
+	if hi.count() != 1 || lo.count() != 0 {
+		t.Errorf("the batch went to hi %d times and lo %d times; want hi (priority MaxInt) once", hi.count(), lo.count())
 	}
 }
