@@ -320,9 +320,10 @@ func TestSinkUsageErrors(t *testing.T) {
 	}
 }
 
-// TestSinkFileCommand runs `weir sink file` with 2 members as a process, produces 3,000 lines
-// with `weir produce`, stops it with SIGTERM (the members roll their files), and reads every
-// line back from the members' directories once; started again, it writes nothing twice.
+// TestSinkFileCommand runs `weir sink file` with 2 members as a process, produces 30,000 lines
+// with `weir produce`, SIGKILLs it while its members write, starts it again, produces 3,000
+// more, stops it with SIGTERM (the members roll their files), and reads every line back from the
+// members' directories exactly once.
 func TestSinkFileCommand(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a weir process")
@@ -395,21 +396,32 @@ func TestSinkFileCommand(t *testing.T) {
 		})
 	}
 
+	// Run 1 is SIGKILLed while its members write (some lines committed, not all): run 2
+	// replays from the committed offsets, and the sink skips what it had written.
+	cmd, _ := run()
+	produce(0, 30000)
+	c, err := client.Dial(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "some lines committed", 30*time.Second, func() (bool, string) {
+		sum, err := committedSum(c, "weir-file", "lines", 3)
+		return sum > 0, fmt.Sprintf("%d committed (%v)", sum, err)
+	})
+	_ = cmd.Process.Kill()
+	_ = cmd.Wait()
+	c.Close()
 	cmd, out := run()
-	produce(0, 2000)
-	check(2000)
-	stop(cmd, out)
-	cmd, out = run()
-	produce(2000, 3000)
-	check(3000)
+	produce(30000, 33000)
+	check(33000)
 	stop(cmd, out)
 	got := readAll()
-	for i := range 3000 {
+	for i := range 33000 {
 		if n := got[fmt.Sprintf("line-%d", i)]; n != 1 {
 			t.Errorf("line-%d is in the files %d times", i, n)
 		}
 	}
-	if len(got) != 3000 {
-		t.Errorf("%d distinct lines in the files, want 3000", len(got))
+	if len(got) != 33000 {
+		t.Errorf("%d distinct lines in the files, want 33000", len(got))
 	}
 }
