@@ -32,6 +32,8 @@ type NodeConfig struct {
 	// ClientAddr is where the client port listens ("127.0.0.1:7420"; port 0 picks one; empty:
 	// no client port, for a node embedded in a program that uses it in-process).
 	ClientAddr string
+	// KafkaAddr is where the Kafka protocol listener listens (empty: none; see docs/kafka.md).
+	KafkaAddr string
 	// HTTPAddr serves /metrics (Prometheus text) and /healthz; empty: none.
 	HTTPAddr string
 	// Profiling also serves Go's runtime profiles under /debug/pprof/ at HTTPAddr (off by
@@ -79,6 +81,7 @@ type Node struct {
 	sup     *supervisor
 	logger  *slog.Logger
 	server  *Server
+	kafka   *kafkaListener
 	http    *http.Server
 	httpLn  net.Listener
 	httpWG  sync.WaitGroup
@@ -175,6 +178,14 @@ func StartNode(cfg NodeConfig) (*Node, error) {
 		}
 		n.server = s
 	}
+	if cfg.KafkaAddr != "" {
+		k, err := newKafkaListener(n, cfg.KafkaAddr, cfg.Server)
+		if err != nil {
+			n.Close()
+			return nil, err
+		}
+		n.kafka = k
+	}
 	if cfg.HTTPAddr != "" {
 		if err := n.startHTTP(cfg.HTTPAddr); err != nil {
 			n.Close()
@@ -191,6 +202,14 @@ func (n *Node) ClientAddr() string {
 		return ""
 	}
 	return n.server.Addr()
+}
+
+// KafkaAddr is the Kafka protocol listener's address ("" if none).
+func (n *Node) KafkaAddr() string {
+	if n.kafka == nil {
+		return ""
+	}
+	return n.kafka.Addr()
 }
 
 // HTTPAddr is the metrics port's address ("" if none).
@@ -231,6 +250,9 @@ func (n *Node) close() {
 	if n.server != nil {
 		n.server.stop()
 	}
+	if n.kafka != nil {
+		n.kafka.stop()
+	}
 	if n.http != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		_ = n.http.Shutdown(ctx)
@@ -243,6 +265,9 @@ func (n *Node) close() {
 	}
 	if n.server != nil {
 		n.server.wait()
+	}
+	if n.kafka != nil {
+		n.kafka.wait()
 	}
 	n.stopRemote()
 	n.system.Shutdown()

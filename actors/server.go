@@ -70,7 +70,12 @@ func newServer(n *Node, addr string, cfg ServerConfig) (*Server, error) {
 }
 
 // Addr is the address the server listens on.
-func (s *Server) Addr() string { return s.ln.Addr().String() }
+func (s *Server) Addr() string {
+	if s.ln == nil { // the Kafka listener's handlers
+		return ""
+	}
+	return s.ln.Addr().String()
+}
 
 // Close stops accepting, closes every connection and waits for their goroutines.
 func (s *Server) Close() {

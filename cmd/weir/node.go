@@ -22,6 +22,7 @@ import (
 // nodeFlags are the flags of `weir node`, shared with the embedded node of `weir demo`.
 type nodeFlags struct {
 	data, listen, gossip, join, http, sync, logLevel string
+	kafka                                            string
 	id, cluster, gossipKey                           string
 	tlsCert, tlsKey, tlsCA                           string
 	syncEvery, deadAfter                             time.Duration
@@ -43,6 +44,7 @@ func (f *nodeFlags) register(fs *flag.FlagSet, defaultData string) {
 	fs.StringVar(&f.tlsCA, "tls-ca", "", "PEM certificate of the cluster's CA: a node accepts only peers with a certificate it signed")
 	fs.DurationVar(&f.deadAfter, "dead-after", actors.DefaultDeadAfter, "in a cluster: how long a node may be away before its replicas are re-created on other nodes")
 	fs.StringVar(&f.http, "http", "127.0.0.1:7421", "metrics and health address (empty: none)")
+	fs.StringVar(&f.kafka, "kafka", "", "Kafka protocol listener address, host:port (empty: none; one node only for now, see docs/kafka.md)")
 	fs.BoolVar(&f.pprof, "pprof", false, "also serve Go runtime profiles at the --http address under /debug/pprof/")
 	fs.StringVar(&f.sync, "sync", "always", "log durability: always (fsync every write), interval, never")
 	fs.DurationVar(&f.syncEvery, "sync-interval", time.Second, "fsync period with --sync interval")
@@ -117,7 +119,7 @@ func (f *nodeFlags) config(stderr io.Writer) (actors.NodeConfig, error) {
 	if err := level.UnmarshalText([]byte(f.logLevel)); err != nil {
 		return cfg, fmt.Errorf("%w: --log-level %q: want debug, info, warn or error", errUsage, f.logLevel)
 	}
-	cfg.DataDir, cfg.ClientAddr, cfg.HTTPAddr = f.data, f.listen, f.http
+	cfg.DataDir, cfg.ClientAddr, cfg.HTTPAddr, cfg.KafkaAddr = f.data, f.listen, f.http, f.kafka
 	if f.pprof && f.http == "" {
 		return cfg, fmt.Errorf("%w: --pprof needs an --http address", errUsage)
 	}
@@ -176,6 +178,9 @@ func runNode(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	fmt.Fprintf(stdout, "weir node %s: data %s, client port %s, metrics %s\n", n.ID(), cfg.DataDir, n.ClientAddr(), orNone(n.HTTPAddr()))
+	if n.KafkaAddr() != "" {
+		fmt.Fprintf(stdout, "weir node %s: Kafka protocol on %s\n", n.ID(), n.KafkaAddr())
+	}
 	<-ctx.Done()
 	fmt.Fprintln(stderr, "weir node: stopping")
 	if err := n.Close(); err != nil && !errors.Is(err, context.Canceled) {

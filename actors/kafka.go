@@ -1,0 +1,319 @@
+package actors
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/weirhq/weir/cluster/wire"
+)
+
+// The Kafka protocol listener (issue 7, first slice): a node opened with NodeConfig.KafkaAddr
+// also speaks the Kafka wire protocol, so that Kafka clients produce to and fetch from Weir's own
+// topics. Requests are decoded and responses encoded with franz-go's kmsg; each request is
+// translated into the same calls the node's own client port makes (Server.produce, fetch,
+// listOffsets, metadata), so topics, offsets and leaders are Weir's.
+//
+// This slice serves one node: ApiVersions, Metadata, Produce (record batch v2, CRC32C checked;
+// none, gzip, snappy, lz4 and zstd compression), ListOffsets and Fetch. Consumer groups,
+// topic admin, InitProducerId and the addresses of other nodes come next (docs/kafka.md).
+
+// maxKafkaFrame bounds one request (Kafka's socket.request.max.bytes is 100 MiB).
+const maxKafkaFrame = 100 << 20
+
+// kafkaBrokerID is the broker id this node gives itself in Metadata (one node, for now).
+const kafkaBrokerID = 0
+
+// kafkaAPIs are the APIs and versions served: the version ranges the clients of issue 7 use,
+// within what this code fills in.
+var kafkaAPIs = []struct{ key, min, max int16 }{
+	{int16(kmsg.Produce), 3, 9},
+	{int16(kmsg.Fetch), 4, 12},
+	{int16(kmsg.ListOffsets), 1, 7},
+	{int16(kmsg.Metadata), 1, 12},
+	{int16(kmsg.ApiVersions), 0, 3},
+}
+
+func kafkaVersions(key int16) (lo, hi int16, ok bool) {
+	for _, a := range kafkaAPIs {
+		if a.key == key {
+			return a.min, a.max, true
+		}
+	}
+	return 0, 0, false
+}
+
+// kafkaListener accepts Kafka protocol connections.
+type kafkaListener struct {
+	n      *Node
+	srv    *Server // the request handlers of the client port (no listener of its own)
+	ln     net.Listener
+	logger *slog.Logger
+
+	mu    sync.Mutex
+	conns map[net.Conn]struct{}
+	wg    sync.WaitGroup
+}
+
+func newKafkaListener(n *Node, addr string, cfg ServerConfig) (*kafkaListener, error) {
+	cfg.defaults()
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("kafka port: %w", err)
+	}
+	k := &kafkaListener{n: n, srv: &Server{n: n, cfg: cfg}, ln: ln, logger: n.logger.With("listener", "kafka"), conns: map[net.Conn]struct{}{}}
+	k.wg.Add(1)
+	go k.accept()
+	return k, nil
+}
+
+// Addr is the address the listener listens on.
+func (k *kafkaListener) Addr() string { return k.ln.Addr().String() }
+
+func (k *kafkaListener) accept() {
+	defer k.wg.Done()
+	for {
+		c, err := k.ln.Accept()
+		if err != nil {
+			return
+		}
+		k.mu.Lock()
+		if k.conns == nil {
+			k.mu.Unlock()
+			c.Close()
+			return
+		}
+		k.conns[c] = struct{}{}
+		k.mu.Unlock()
+		k.wg.Add(1)
+		go k.serve(c)
+	}
+}
+
+// stop stops accepting and closes every connection; wait then waits for their goroutines
+// (which may wait for actors' answers: the node stops its actors in between).
+func (k *kafkaListener) stop() {
+	k.ln.Close()
+	k.mu.Lock()
+	for c := range k.conns {
+		c.Close()
+	}
+	k.conns = nil
+	k.mu.Unlock()
+}
+
+func (k *kafkaListener) wait() { k.wg.Wait() }
+
+// serve reads requests and answers each in order (Kafka clients pipeline requests on a
+// connection and match answers by order and correlation id).
+func (k *kafkaListener) serve(c net.Conn) {
+	defer k.wg.Done()
+	defer func() {
+		c.Close()
+		k.mu.Lock()
+		if k.conns != nil {
+			delete(k.conns, c)
+		}
+		k.mu.Unlock()
+	}()
+	r := bufio.NewReaderSize(c, 64<<10)
+	w := bufio.NewWriterSize(c, 64<<10)
+	var size [4]byte
+	for {
+		if _, err := io.ReadFull(r, size[:]); err != nil {
+			return
+		}
+		n := int32(binary.BigEndian.Uint32(size[:]))
+		if n < 8 || n > maxKafkaFrame {
+			k.logger.Warn("kafka: closing a connection: request size out of range", "remote", c.RemoteAddr().String(), "size", n, "limit", maxKafkaFrame)
+			return
+		}
+		body := make([]byte, n)
+		if _, err := io.ReadFull(r, body); err != nil {
+			return
+		}
+		resp, err := k.handle(body)
+		if err != nil {
+			k.logger.Warn("kafka: closing a connection", "remote", c.RemoteAddr().String(), "err", err)
+			return
+		}
+		if resp == nil { // produce with acks=0: no answer
+			continue
+		}
+		binary.BigEndian.PutUint32(size[:], uint32(len(resp)))
+		if _, err := w.Write(size[:]); err != nil {
+			return
+		}
+		if _, err := w.Write(resp); err != nil {
+			return
+		}
+		if r.Buffered() == 0 {
+			if err := w.Flush(); err != nil {
+				return
+			}
+		}
+	}
+}
+
+// kafkaHeader is a request's header.
+type kafkaHeader struct {
+	key, version int16
+	corr         int32
+	clientID     string
+}
+
+// parseKafkaHeader reads the request header (v1, or v2 with tagged fields for flexible
+// versions) and returns the rest: the request body.
+func parseKafkaHeader(b []byte) (kafkaHeader, kmsg.Request, []byte, error) {
+	var h kafkaHeader
+	if len(b) < 10 {
+		return h, nil, nil, errors.New("request header: too short")
+	}
+	h.key = int16(binary.BigEndian.Uint16(b))
+	h.version = int16(binary.BigEndian.Uint16(b[2:]))
+	h.corr = int32(binary.BigEndian.Uint32(b[4:]))
+	idLen := int16(binary.BigEndian.Uint16(b[8:]))
+	b = b[10:]
+	if idLen > 0 {
+		if int(idLen) > len(b) {
+			return h, nil, nil, errors.New("request header: client id past the end")
+		}
+		h.clientID, b = string(b[:idLen]), b[idLen:]
+	}
+	req := kmsg.RequestForKey(h.key)
+	if req == nil {
+		return h, nil, b, nil
+	}
+	req.SetVersion(h.version)
+	if req.IsFlexible() {
+		// Tagged fields of the header: a count, then (tag, size, data) each.
+		n, used := binary.Uvarint(b)
+		if used <= 0 {
+			return h, nil, nil, errors.New("request header: bad tagged fields")
+		}
+		b = b[used:]
+		for range n {
+			_, u1 := binary.Uvarint(b)
+			if u1 <= 0 {
+				return h, nil, nil, errors.New("request header: bad tag")
+			}
+			size, u2 := binary.Uvarint(b[u1:])
+			if u2 <= 0 || uint64(len(b)-u1-u2) < size {
+				return h, nil, nil, errors.New("request header: bad tag size")
+			}
+			b = b[u1+u2+int(size):]
+		}
+	}
+	return h, req, b, nil
+}
+
+// handle answers one request frame: the response frame without its size, nil when none is
+// due (acks=0), or an error that closes the connection.
+func (k *kafkaListener) handle(frame []byte) ([]byte, error) {
+	h, req, body, err := parseKafkaHeader(frame)
+	if err != nil {
+		return nil, err
+	}
+	lo, hi, ok := kafkaVersions(h.key)
+	if h.key == int16(kmsg.ApiVersions) && (h.version < lo || h.version > hi) {
+		// Answered at version 0 with UNSUPPORTED_VERSION and the list, as brokers do, so the
+		// client can pick a version.
+		resp := k.apiVersions()
+		resp.SetVersion(0)
+		resp.ErrorCode = 35
+		return kafkaResponse(h, resp), nil
+	}
+	if req == nil || !ok || h.version < lo || h.version > hi {
+		return nil, fmt.Errorf("API key %d version %d is not served (client %q)", h.key, h.version, h.clientID)
+	}
+	if err := req.ReadFrom(body); err != nil {
+		return nil, fmt.Errorf("API key %d version %d: malformed request: %v", h.key, h.version, err)
+	}
+	var resp kmsg.Response
+	switch r := req.(type) {
+	case *kmsg.ApiVersionsRequest:
+		resp = k.apiVersions()
+	case *kmsg.MetadataRequest:
+		resp = k.metadata(r)
+	case *kmsg.ProduceRequest:
+		pr := k.produce(r)
+		if r.Acks == 0 {
+			return nil, nil
+		}
+		resp = pr
+	case *kmsg.ListOffsetsRequest:
+		resp = k.listOffsets(r)
+	case *kmsg.FetchRequest:
+		resp = k.fetch(r)
+	default:
+		return nil, fmt.Errorf("API key %d is not served", h.key)
+	}
+	resp.SetVersion(h.version)
+	return kafkaResponse(h, resp), nil
+}
+
+// kafkaResponse encodes a response frame: correlation id, tagged fields for flexible versions
+// (not for ApiVersions, whose response header is always v0), the body.
+func kafkaResponse(h kafkaHeader, resp kmsg.Response) []byte {
+	out := binary.BigEndian.AppendUint32(nil, uint32(h.corr))
+	if resp.IsFlexible() && resp.Key() != int16(kmsg.ApiVersions) {
+		out = append(out, 0)
+	}
+	return resp.AppendTo(out)
+}
+
+func (k *kafkaListener) apiVersions() *kmsg.ApiVersionsResponse {
+	resp := kmsg.NewPtrApiVersionsResponse()
+	for _, a := range kafkaAPIs {
+		v := kmsg.NewApiVersionsResponseApiKey()
+		v.ApiKey, v.MinVersion, v.MaxVersion = a.key, a.min, a.max
+		resp.ApiKeys = append(resp.ApiKeys, v)
+	}
+	return resp
+}
+
+// kafkaCode maps a Weir error to the Kafka error code clients act on.
+func kafkaCode(e *wire.Error) int16 {
+	if e == nil {
+		return 0
+	}
+	switch e.Code {
+	case wire.CodeUnknownTopic, wire.CodeUnknownPartition:
+		return 3 // UNKNOWN_TOPIC_OR_PARTITION (retriable)
+	case wire.CodeOffsetOutOfRange:
+		return 1 // OFFSET_OUT_OF_RANGE
+	case wire.CodeCorruptBatch:
+		return 2 // CORRUPT_MESSAGE
+	case wire.CodeNotLeader, wire.CodeUnavailable:
+		return 6 // NOT_LEADER_OR_FOLLOWER: refresh metadata and retry
+	case wire.CodeTimeout:
+		return 7 // REQUEST_TIMED_OUT
+	case wire.CodeRecordTooLarge:
+		return 10 // MESSAGE_TOO_LARGE
+	case wire.CodeNotEnoughNodes:
+		return 19 // NOT_ENOUGH_REPLICAS
+	case wire.CodeOverloaded:
+		return 7 // REQUEST_TIMED_OUT: retriable
+	case wire.CodeInvalidRequest, wire.CodeMalformed:
+		return 42 // INVALID_REQUEST
+	case wire.CodeOutOfOrderSequence:
+		return 45 // OUT_OF_ORDER_SEQUENCE_NUMBER
+	case wire.CodeDuplicateSequence:
+		return 46 // DUPLICATE_SEQUENCE_NUMBER
+	case wire.CodeUnknownProducer:
+		return 59 // UNKNOWN_PRODUCER_ID
+	case wire.CodeStorage:
+		return 56 // KAFKA_STORAGE_ERROR (retriable)
+	}
+	return -1 // UNKNOWN_SERVER_ERROR
+}
+
+var castagnoliTable = crc32.MakeTable(crc32.Castagnoli)

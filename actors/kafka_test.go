@@ -1,0 +1,233 @@
+package actors
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"hash/crc32"
+	"io"
+	"net"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/weirhq/weir/client"
+	"github.com/weirhq/weir/storage"
+)
+
+// startKafkaNode starts a node with a client port and a Kafka listener, and a topic.
+func startKafkaNode(t *testing.T, topic string, partitions int32) *Node {
+	t.Helper()
+	cfg := NodeConfig{DataDir: t.TempDir(), ClientAddr: "127.0.0.1:0", KafkaAddr: "127.0.0.1:0"}
+	cfg.Log = storage.DefaultConfig()
+	cfg.Log.Sync = storage.SyncNever
+	n, err := StartNode(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.Close() })
+	if err := n.CreateTopic(topic, partitions); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// TestKafkaProduceFetch: franz-go's kgo produces to a Weir topic through the Kafka listener with
+// every compression codec, Weir's own client reads the records back (value, key, header,
+// timestamp), and kgo consumes them from the start of every partition, along with records
+// Weir's client produced.
+func TestKafkaProduceFetch(t *testing.T) {
+	n := startKafkaNode(t, "kt", 3)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	codecs := []kgo.CompressionCodec{kgo.NoCompression(), kgo.GzipCompression(), kgo.SnappyCompression(), kgo.Lz4Compression(), kgo.ZstdCompression()}
+	const perCodec = 200
+	ts := time.UnixMilli(1_700_000_000_000)
+	for ci, codec := range codecs {
+		cl, err := kgo.NewClient(kgo.SeedBrokers(n.KafkaAddr()), kgo.DisableIdempotentWrite(),
+			kgo.ProducerBatchCompression(codec), kgo.DefaultProduceTopic("kt"), kgo.RequiredAcks(kgo.AllISRAcks()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var recs []*kgo.Record
+		for i := range perCodec {
+			id := ci*perCodec + i
+			recs = append(recs, &kgo.Record{Key: []byte("k" + strconv.Itoa(id%7)), Value: []byte(strconv.Itoa(id)),
+				Headers: []kgo.RecordHeader{{Key: "codec", Value: []byte(strconv.Itoa(ci))}}, Timestamp: ts.Add(time.Duration(id) * time.Millisecond)})
+		}
+		if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+			t.Fatalf("codec %d: produce: %v", ci, err)
+		}
+		cl.Close()
+	}
+	total := len(codecs) * perCodec
+
+	// Weir's client sees what kgo produced.
+	wc, err := client.Dial(n.ClientAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer wc.Close()
+	seen := map[int]bool{}
+	for p := range int32(3) {
+		cons, err := wc.NewConsumer("kt", p, client.From(client.Earliest()), client.MaxWait(100*time.Millisecond))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for idle := 0; idle < 3; {
+			msgs, err := cons.Poll(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(msgs) == 0 {
+				idle++
+			}
+			for _, m := range msgs {
+				id, _ := strconv.Atoi(string(m.Value))
+				if string(m.Key) != "k"+strconv.Itoa(id%7) || m.Headers["codec"] != strconv.Itoa(id/perCodec) || m.Timestamp.UnixMilli() != ts.UnixMilli()+int64(id) {
+					t.Errorf("record %d read back as key %q headers %v timestamp %v", id, m.Key, m.Headers, m.Timestamp)
+				}
+				seen[id] = true
+			}
+		}
+		cons.Close()
+	}
+	if len(seen) != total {
+		t.Fatalf("Weir's client read %d distinct records, want %d", len(seen), total)
+	}
+
+	// Records from Weir's client, then kgo reads everything from the start.
+	p, err := wc.NewProducer("kt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 100 {
+		p.ProduceAsync(ctx, storage.Record{Key: []byte("w"), Value: []byte(strconv.Itoa(total + i))}, func(_ int64, err error) {
+			if err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	offsets := map[string]map[int32]kgo.Offset{"kt": {0: kgo.NewOffset().AtStart(), 1: kgo.NewOffset().AtStart(), 2: kgo.NewOffset().AtStart()}}
+	cons, err := kgo.NewClient(kgo.SeedBrokers(n.KafkaAddr()), kgo.ConsumePartitions(offsets), kgo.FetchMaxWait(200*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cons.Close()
+	got := map[int]int{}
+	for len(got) < total+100 && ctx.Err() == nil {
+		fs := cons.PollFetches(ctx)
+		for _, e := range fs.Errors() {
+			t.Fatalf("kgo fetch: topic %s partition %d: %v", e.Topic, e.Partition, e.Err)
+		}
+		fs.EachRecord(func(r *kgo.Record) {
+			id, _ := strconv.Atoi(string(r.Value))
+			got[id]++
+		})
+	}
+	for id := range total + 100 {
+		if got[id] != 1 {
+			t.Errorf("kgo read record %d %d times", id, got[id])
+		}
+	}
+	t.Logf("kgo produced %d records with %d codecs, Weir's client 100; kgo read %d", total, len(codecs), len(got))
+}
+
+// TestKafkaBadFrames: an oversized frame, a malformed request and an API that is not served each
+// close only their own connection (with a log line); the node goes on serving Kafka clients.
+func TestKafkaBadFrames(t *testing.T) {
+	n := startKafkaNode(t, "kb", 1)
+	frame := func(body []byte) []byte {
+		return append(binary.BigEndian.AppendUint32(nil, uint32(len(body))), body...)
+	}
+	header := func(key, version int16) []byte {
+		b := binary.BigEndian.AppendUint16(nil, uint16(key))
+		b = binary.BigEndian.AppendUint16(b, uint16(version))
+		b = binary.BigEndian.AppendUint32(b, 7)
+		return binary.BigEndian.AppendUint16(b, 0xffff) // null client id
+	}
+	for name, send := range map[string][]byte{
+		"oversized":     binary.BigEndian.AppendUint32(nil, 200<<20),
+		"negative size": binary.BigEndian.AppendUint32(nil, 0xfffffff0),
+		"short header":  frame([]byte{0, 1, 0}),
+		"malformed":     frame(append(header(0, 9), 0xff, 0xff, 0xff)),      // produce v9, a body that does not decode
+		"not served":    frame(append(header(9999, 0), make([]byte, 8)...)), // an unknown API key
+		"old produce":   frame(append(header(0, 1), make([]byte, 8)...)),    // a version not served
+	} {
+		c, err := net.Dial("tcp", n.KafkaAddr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Write(send); err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := c.Read(make([]byte, 1)); !errors.Is(err, io.EOF) {
+			t.Errorf("%s: read %v, want the connection closed", name, err)
+		}
+		c.Close()
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(n.KafkaAddr()), kgo.DisableIdempotentWrite(), kgo.DefaultProduceTopic("kb"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := cl.ProduceSync(ctx, &kgo.Record{Value: []byte("still serving")}).FirstErr(); err != nil {
+		t.Fatalf("produce after the bad frames: %v", err)
+	}
+}
+
+// FuzzKafkaRequest feeds request frames to the header parser, the request decoders and the
+// record batch conversion: none may panic, whatever the bytes.
+func FuzzKafkaRequest(f *testing.F) {
+	rb := kmsg.RecordBatch{Magic: 2, PartitionLeaderEpoch: -1, ProducerID: -1, ProducerEpoch: -1, FirstSequence: -1, NumRecords: 1}
+	rec := kmsg.Record{Key: []byte("k"), Value: []byte("v"), Headers: []kmsg.Header{{Key: "h", Value: []byte("x")}}}
+	body := rec.AppendTo(nil)
+	rb.Records = append(binary.AppendVarint(nil, int64(len(body)-1)), body[1:]...)
+	batch := rb.AppendTo(nil)
+	binary.BigEndian.PutUint32(batch[8:12], uint32(len(batch)-12))
+	binary.BigEndian.PutUint32(batch[17:21], crc32.Checksum(batch[21:], castagnoliTable))
+	req := kmsg.NewPtrProduceRequest()
+	req.Version, req.Acks, req.TimeoutMillis = 9, -1, 1000
+	pt := kmsg.NewProduceRequestTopic()
+	pt.Topic = "t"
+	pp := kmsg.NewProduceRequestTopicPartition()
+	pp.Records = batch
+	pt.Partitions = append(pt.Partitions, pp)
+	req.Topics = append(req.Topics, pt)
+	hdr := binary.BigEndian.AppendUint16(nil, 0)
+	hdr = binary.BigEndian.AppendUint16(hdr, 9)
+	hdr = binary.BigEndian.AppendUint32(hdr, 1)
+	hdr = binary.BigEndian.AppendUint16(hdr, 0xffff)
+	hdr = append(hdr, 0) // tagged fields
+	f.Add(req.AppendTo(hdr))
+	f.Add(batch)
+	if _, _, err := kafkaToWeir(batch); err != nil {
+		f.Fatalf("the seed batch: %v", err)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		_, _, _ = kafkaToWeir(b)
+		_, r, rest, err := parseKafkaHeader(b)
+		if err != nil || r == nil {
+			return
+		}
+		if r.ReadFrom(rest) != nil {
+			return
+		}
+		if pr, ok := r.(*kmsg.ProduceRequest); ok {
+			for _, t := range pr.Topics {
+				for _, p := range t.Partitions {
+					_, _, _ = kafkaToWeir(p.Records)
+				}
+			}
+		}
+	})
+}
