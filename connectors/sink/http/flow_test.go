@@ -4,6 +4,7 @@ import (
 	"context"
 	nethttp "net/http"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -14,13 +15,17 @@ import (
 	"github.com/weirhq/weir/storage"
 )
 
-// node starts an embedded node with a client port, and a client to it.
-func node(t *testing.T) (*flow.Runtime, *client.Client, string) {
+// node starts an embedded node with a client port, and a client to it; edit, if any, changes
+// the node's configuration first.
+func node(t *testing.T, edit ...func(*flow.NodeConfig)) (*flow.Runtime, *client.Client, string) {
 	t.Helper()
 	cfg := flow.NodeConfig{DataDir: t.TempDir(), ClientAddr: "127.0.0.1:0"}
 	cfg.Log = storage.DefaultConfig()
 	cfg.Log.Sync = storage.SyncNever
 	cfg.Coordinator.InitialDelay = 20 * time.Millisecond
+	for _, e := range edit {
+		e(&cfg)
+	}
 	n, err := flow.StartNode(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -143,5 +148,57 @@ func TestFlow(t *testing.T) {
 	}
 	if n := srv.n.Load(); n < 5 {
 		t.Fatalf("%d requests: the endpoint never failed one", n)
+	}
+}
+
+// TestFlowWaitsOutRetryAfter: an endpoint in maintenance answers 503 with Retry-After: 60,
+// longer than RetryFor, for a second, then takes everything. The sink, without a dead-letter
+// topic, waits each Write's budget out before it fails, so the runner restarts it a few times
+// at most and the records arrive once the endpoint is back; a sink that gave up at once on the
+// Retry-After would fail every Write at once, and the supervisor (5 restarts here, a few
+// milliseconds apart) would stop the flow before the endpoint came back.
+func TestFlowWaitsOutRetryAfter(t *testing.T) {
+	rt, _, _ := node(t, func(c *flow.NodeConfig) {
+		c.Supervisor.MaxRestarts, c.Supervisor.Window = 5, time.Minute
+		c.Supervisor.MinBackoff, c.Supervisor.MaxBackoff = 10*time.Millisecond, 20*time.Millisecond
+	})
+	const outage, count = time.Second, 10
+	start := time.Now()
+	var refused atomic.Int64
+	srv := newServer(t, func(_ int64, w nethttp.ResponseWriter, _ *nethttp.Request) int {
+		if time.Since(start) < outage {
+			refused.Add(1)
+			w.Header().Set("Retry-After", "60")
+			return 503
+		}
+		return 200
+	})
+	src, _ := seq.New(seq.Config{Count: count, Batch: count, Prefix: "r"})
+	if err := rt.Source("gen", src, "events"); err != nil {
+		t.Fatal(err)
+	}
+	sink, err := httpsink.New(httpsink.Config{URL: srv.URL, RetryFor: 400 * time.Millisecond, MinBackoff: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rt.Sink("post", sink, flow.FromTopics("events")); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		srv.mu.Lock()
+		got := len(srv.records)
+		srv.mu.Unlock()
+		if got >= count {
+			break
+		}
+		if time.Since(start) > outage+10*time.Second {
+			t.Fatalf("%d of %d records arrived, %d requests (%d refused)", got, count, srv.n.Load(), refused.Load())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Logf("%d attempts refused, %d requests in all", refused.Load(), srv.n.Load())
+	// Each Write waits its 400 ms budget out: two refused attempts a Write.
+	if n := refused.Load(); n > 8 {
+		t.Fatalf("%d attempts refused during a %v outage: not waiting", n, outage)
 	}
 }

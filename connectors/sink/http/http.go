@@ -13,27 +13,54 @@
 //
 // # Retries
 //
-// A request that fails with a connection error, a timeout (Timeout, per attempt), 408, 429 or a
-// 5xx status is sent again after a backoff that starts at MinBackoff and doubles up to
-// MaxBackoff; a 429 or 503 answer with a Retry-After header (seconds or an HTTP date) is retried
-// after the time it asks for instead (but not sooner than MinBackoff). Retrying stops once RetryFor has passed since the first
-// attempt, or at once when the next wait would end after it. Any other status (1xx, 3xx, 4xx:
-// redirects are not followed) refuses the request for good and is not retried.
+// A request that fails with a connection error, a timeout, 408, 429 or a 5xx status is sent
+// again after a backoff that starts at MinBackoff and doubles up to MaxBackoff; a 429 or 503
+// answer with a Retry-After header (seconds or an HTTP date) is sent again after the time it asks
+// for instead (but not sooner than MinBackoff). Any other status (1xx, 3xx, 4xx: redirects are
+// not followed) refuses the request for good and is not retried.
+//
+// # The Write's budget
+//
+// Retries draw on one budget per Write, not one per request. The budget ends RetryFor after
+// Write was called or, when the Write's context has a deadline, at that deadline less a margin,
+// whichever comes first. The margin is a tenth of the time the context had left when Write was
+// called, at most 2 s (2 s under the runner's one-minute write timeout), and keeps that time for
+// the dead letters. Within the budget:
+//
+//   - no wait lasts past its end: a longer one (a long Retry-After included) is cut short, and
+//     the request is sent once more at the end if the context leaves time for it, so that a
+//     rate-limited or unavailable endpoint is waited for until the budget is spent, never given
+//     up on sooner;
+//   - each attempt is bounded by Timeout and by the context's deadline less the margin: an
+//     attempt runs past the budget's end only when RetryFor, not the context, set that end, and
+//     then for Timeout at most;
+//   - a request that fails after the end is not sent again, and no other request is sent.
+//
+// Once the budget is spent, the request that was failing and all the requests of the Write not
+// sent yet have failed (see Dead letters): a Write stops sending by the budget's end plus at
+// most one attempt, then dead-letters what is left or returns the failure. A Write whose
+// requests take longer than RetryFor even when the endpoint takes them all (a slow endpoint, a
+// large Write: the runner's hold up to 1 MiB of records) fails in the same way for the requests
+// it had no time left for.
 //
 // # Dead letters
 //
-// With DeadLetterTopic set, a request that was refused for good or still failed when RetryFor
-// was spent is produced to that topic (through DeadLetterAddr or DeadLetter, acks=all), and
-// Write carries on with the next request, so one bad batch does not stop the flow. Each record
-// goes there unchanged (key, value, timestamp, headers) with these headers added (replacing any
-// of the same name): HeaderError (the last failure), HeaderStatus (the last HTTP status, "0" when
-// there was no answer), HeaderAttempts, and the record's origin in HeaderTopic, HeaderPartition
-// and HeaderOffset. If the dead-letter topic does not take the records either, Write returns the
-// error and the batch is replayed. Without DeadLetterTopic, a failed request fails Write and
-// the runner replays the batch after its restart backoff, for as long as the endpoint refuses
-// it: a batch the endpoint will never take stops the flow until it is fixed. The context
-// ending (the flow stopping, or the runner's write timeout, one minute by default: keep
-// RetryFor well under it) fails Write and never dead-letters.
+// With DeadLetterTopic set, a request that was refused for good, or that still failed when the
+// budget was spent, is produced to that topic (through DeadLetterAddr or DeadLetter, acks=all,
+// with the Write's context), and Write carries on with the next request, so one bad batch does
+// not stop the flow; when the budget was spent, the requests not sent yet go there too, and
+// Write returns nil. Each record goes there unchanged (key, value, timestamp, headers) with
+// these headers added (replacing any of the same name): HeaderError (the last failure; for a
+// request not sent, ErrBudgetSpent's text and the Write's last failure, if there was one),
+// HeaderStatus (the last HTTP status, "0" when there was no answer or no attempt),
+// HeaderAttempts ("0" for a request not sent), and the record's origin in HeaderTopic,
+// HeaderPartition and HeaderOffset. If the dead-letter topic does not take the records either,
+// Write returns the error and the batch is replayed. Without DeadLetterTopic, a failed request
+// fails Write (with an *Error) and the runner replays the batch after its restart backoff, for
+// as long as the endpoint refuses it: a batch the endpoint will never take stops the flow until
+// it is fixed. The context ending (the flow stopping, or the Write running out of time though
+// the margin was kept, for instance because the dead-letter topic was slow) fails Write with
+// its error and never dead-letters.
 //
 // # Body
 //
@@ -71,6 +98,8 @@ import (
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
+
+	"golang.org/x/net/http/httpguts"
 
 	"github.com/weirhq/weir/connectors"
 	"github.com/weirhq/weir/connectors/sink/produce"
@@ -125,11 +154,15 @@ type Config struct {
 	BatchSize int
 	// Format is the layout of a request's body (default JSON).
 	Format Format
-	// RetryFor is how long a request is retried after its first attempt (default
-	// DefaultRetryFor).
+	// RetryFor is the retry budget of a whole Write, counted from the Write's start and shared
+	// by all its requests (default DefaultRetryFor). The budget ends earlier when the Write's
+	// context ends sooner (less a margin of a tenth of the time left, at most 2 s); see "The
+	// Write's budget" in the package doc. When it is spent, the records of the failing request
+	// and of the requests not sent yet are dead-lettered, or the Write fails.
 	RetryFor time.Duration
 	// MinBackoff and MaxBackoff bound the wait between attempts (defaults DefaultMinBackoff and
-	// DefaultMaxBackoff); a Retry-After header overrides it.
+	// DefaultMaxBackoff); a Retry-After header overrides it. No wait lasts past the end of the
+	// Write's budget.
 	MinBackoff, MaxBackoff time.Duration
 	// DeadLetterTopic, if set, receives the records of requests that failed for good; set
 	// DeadLetterAddr or DeadLetter with it.
@@ -144,7 +177,7 @@ type Config struct {
 	Client *http.Client
 	// Logger receives retries and dead letters (default: discarded).
 	Logger *slog.Logger
-	// Now is the clock of Retry-After dates and of RetryFor (default time.Now).
+	// Now is the clock of Retry-After dates and of the Write's budget (default time.Now).
 	Now func() time.Time
 }
 
@@ -166,11 +199,13 @@ func (c Config) Validate() error {
 		return fmt.Errorf("http sink: Method %q: want POST, PUT or PATCH", c.Method)
 	}
 	for k, v := range c.Headers {
-		if k == "" || strings.ContainsAny(k, " \t\r\n:") {
-			return fmt.Errorf("http sink: Headers: bad header name %q", k)
+		// What net/http checks before it sends a request: a header it would refuse would fail
+		// every attempt without reaching the endpoint.
+		if !httpguts.ValidHeaderFieldName(k) {
+			return fmt.Errorf("http sink: Headers: bad header name %q: want an HTTP token", k)
 		}
-		if strings.ContainsAny(v, "\r\n") {
-			return fmt.Errorf("http sink: Headers: value of %s holds a line break", k)
+		if !httpguts.ValidHeaderFieldValue(v) {
+			return fmt.Errorf("http sink: Headers: value of %q holds a control character", k)
 		}
 	}
 	switch {
@@ -210,15 +245,23 @@ func validTopic(name string) bool {
 	return true
 }
 
-// Error is a request that failed for good: refused, or retried until RetryFor was spent.
+// ErrBudgetSpent is the Err of a request that was not sent because the Write's budget was spent
+// (see the package doc).
+var ErrBudgetSpent = errors.New("http sink: request not sent: the Write's retry budget is spent")
+
+// Error is a request that failed for good: refused, retried until the Write's budget was spent,
+// or not sent because it was spent (Attempts 0, Err wrapping ErrBudgetSpent).
 type Error struct {
 	Status    int  // the last HTTP status; 0 when no answer came
 	Attempts  int  // how many times the request was sent
-	Permanent bool // refused with a status that is not retried (else RetryFor was spent)
+	Permanent bool // refused with a status that is not retried (else the budget was spent)
 	Err       error
 }
 
 func (e *Error) Error() string {
+	if e.Attempts == 0 {
+		return e.Err.Error() // ErrBudgetSpent, wrapped
+	}
 	why := "retries spent"
 	if e.Permanent {
 		why = "refused"
@@ -335,12 +378,20 @@ func (s *Sink) Stats() Stats {
 // Write implements connectors.Sink: it sends msgs in requests of up to BatchSize records, in
 // order, and returns nil when each was accepted or dead-lettered.
 func (s *Sink) Write(ctx context.Context, msgs []connectors.Message) error {
+	b := s.budget(ctx)
 	for len(msgs) > 0 {
 		if err := ctx.Err(); err != nil {
 			return fmt.Errorf("http sink: %w", err)
 		}
+		if !s.cfg.Now().Before(b.end) {
+			err := ErrBudgetSpent
+			if b.last != nil {
+				err = fmt.Errorf("%w; the last failure: %v", ErrBudgetSpent, b.last)
+			}
+			return s.deadLetter(ctx, msgs, &Error{Err: err})
+		}
 		n := min(len(msgs), s.cfg.BatchSize)
-		if err := s.deliver(ctx, msgs[:n]); err != nil {
+		if err := s.deliver(ctx, b, msgs[:n]); err != nil {
 			return err
 		}
 		msgs = msgs[n:]
@@ -348,17 +399,55 @@ func (s *Sink) Write(ctx context.Context, msgs []connectors.Message) error {
 	return nil
 }
 
+// maxMargin bounds the time of a Write's context kept for dead letters (a tenth of what the
+// context has left when Write is called, at most maxMargin).
+const maxMargin = 2 * time.Second
+
+// budget is the time a Write has for its requests and their retries, on the clock Now.
+type budget struct {
+	end  time.Time // no wait lasts past it, no failure after it is retried
+	hard time.Time // no attempt lasts past it: the context's deadline less the margin; zero if none
+	last error     // the Write's last failed attempt, if any
+}
+
+// budget returns the budget of a Write starting now with ctx.
+func (s *Sink) budget(ctx context.Context) *budget {
+	now := s.cfg.Now()
+	b := &budget{end: now.Add(s.cfg.RetryFor)}
+	if dl, ok := ctx.Deadline(); ok {
+		left := time.Until(dl) // the context's clock, which Now may not be
+		left -= min(left/10, maxMargin)
+		b.hard = now.Add(left)
+		if b.hard.Before(b.end) {
+			b.end = b.hard
+		}
+	}
+	return b
+}
+
 // deliver sends one request's records, retrying as the package doc says, and dead-letters them
 // if that fails.
-func (s *Sink) deliver(ctx context.Context, msgs []connectors.Message) error {
+func (s *Sink) deliver(ctx context.Context, b *budget, msgs []connectors.Message) error {
 	body, err := encode(s.cfg.Format, msgs)
 	if err != nil {
 		return fmt.Errorf("http sink: encode: %w", err)
 	}
-	deadline := s.cfg.Now().Add(s.cfg.RetryFor)
 	backoff := s.cfg.MinBackoff
+	var fail *Error
 	for attempt := 1; ; attempt++ {
-		status, retryAfter, err := s.send(ctx, body)
+		timeout := s.cfg.Timeout
+		if !b.hard.IsZero() {
+			timeout = min(timeout, b.hard.Sub(s.cfg.Now()))
+		}
+		if timeout <= 0 {
+			// A wait that ran to the end of the budget set by the context: no time for
+			// another attempt.
+			if fail == nil {
+				fail = &Error{Err: ErrBudgetSpent}
+			}
+			return s.deadLetter(ctx, msgs, fail)
+		}
+		status, retryAfter, err := s.send(ctx, timeout, body)
 		if err == nil {
 			s.records.Add(int64(len(msgs)))
 			return nil
@@ -366,9 +455,14 @@ func (s *Sink) deliver(ctx context.Context, msgs []connectors.Message) error {
 		if ctx.Err() != nil {
 			return fmt.Errorf("http sink: %w", ctx.Err())
 		}
-		fail := &Error{Status: status, Attempts: attempt, Err: err}
+		b.last = err
+		fail = &Error{Status: status, Attempts: attempt, Err: err}
 		if !retryable(status) {
 			fail.Permanent = true
+			return s.deadLetter(ctx, msgs, fail)
+		}
+		left := b.end.Sub(s.cfg.Now())
+		if left <= 0 {
 			return s.deadLetter(ctx, msgs, fail)
 		}
 		wait := backoff
@@ -376,11 +470,10 @@ func (s *Sink) deliver(ctx context.Context, msgs []connectors.Message) error {
 			wait = max(retryAfter, s.cfg.MinBackoff) // no faster than MinBackoff, even if asked
 		}
 		backoff = min(2*backoff, s.cfg.MaxBackoff)
-		if s.cfg.Now().Add(wait).After(deadline) {
-			return s.deadLetter(ctx, msgs, fail)
-		}
+		// Never give up on a long wait alone: wait what is left, and try once more.
+		wait = min(wait, left)
 		s.cfg.Logger.Info("http sink: request failed; retrying", "url", s.cfg.URL, "status", status,
-			"attempt", attempt, "wait", wait, "err", err)
+			"attempt", attempt, "wait", wait, "retry_after", retryAfter, "err", err)
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
@@ -396,11 +489,12 @@ func retryable(status int) bool {
 	return status == 0 || status == http.StatusRequestTimeout || status == http.StatusTooManyRequests || status >= 500
 }
 
-// send makes one attempt. It returns the status (0 when no answer came), the wait a
-// Retry-After header asked for (-1 when none) and, unless the status is 2xx, an error.
-func (s *Sink) send(ctx context.Context, body []byte) (int, time.Duration, error) {
+// send makes one attempt, bounded by timeout. It returns the status (0 when no answer came),
+// the wait a Retry-After header asked for (-1 when none) and, unless the status is 2xx, an
+// error.
+func (s *Sink) send(ctx context.Context, timeout time.Duration, body []byte) (int, time.Duration, error) {
 	s.requests.Add(1)
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, s.cfg.Method, s.cfg.URL, bytes.NewReader(body))
 	if err != nil {

@@ -115,11 +115,14 @@ type fakeDL struct {
 	err   error
 }
 
-func (f *fakeDL) Produce(_ context.Context, topic string, recs []storage.Record) error {
+func (f *fakeDL) Produce(ctx context.Context, topic string, recs []storage.Record) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.err != nil {
 		return f.err
+	}
+	if err := ctx.Err(); err != nil { // as a real producer would, given no time
+		return err
 	}
 	f.topic = topic
 	f.recs = append(f.recs, recs...)
@@ -157,8 +160,15 @@ func TestValidate(t *testing.T) {
 		{"URL without scheme", func(c *httpsink.Config) { c.URL = "localhost:80/x" }, "URL"},
 		{"URL ftp", func(c *httpsink.Config) { c.URL = "ftp://h/x" }, "URL \"ftp://h/x\""},
 		{"method", func(c *httpsink.Config) { c.Method = "GET" }, "Method \"GET\""},
-		{"header name", func(c *httpsink.Config) { c.Headers = map[string]string{"a b": "c"} }, "Headers: bad header name"},
-		{"header value", func(c *httpsink.Config) { c.Headers = map[string]string{"a": "b\r\nc: d"} }, "Headers: value of a"},
+		{"header name", func(c *httpsink.Config) { c.Headers = map[string]string{"a b": "c"} }, "Headers: bad header name \"a b\""},
+		{"header name empty", func(c *httpsink.Config) { c.Headers = map[string]string{"": "c"} }, "Headers: bad header name \"\""},
+		// Names and values net/http refuses to send, though they hold no space or line break.
+		{"header name not a token", func(c *httpsink.Config) { c.Headers = map[string]string{"X-Team(ops)": "a"} }, "Headers: bad header name \"X-Team(ops)\""},
+		{"header name non-ASCII", func(c *httpsink.Config) { c.Headers = map[string]string{"X-Ünit": "a"} }, "Headers: bad header name \"X-Ünit\""},
+		{"header value", func(c *httpsink.Config) { c.Headers = map[string]string{"a": "b\r\nc: d"} }, "Headers: value of \"a\""},
+		{"header value NUL", func(c *httpsink.Config) { c.Headers = map[string]string{"X-Token": "ab\x00c"} }, "Headers: value of \"X-Token\""},
+		{"header value DEL", func(c *httpsink.Config) { c.Headers = map[string]string{"X-Token": "ab\x7f"} }, "Headers: value of \"X-Token\""},
+		{"header value tab", func(c *httpsink.Config) { c.Headers = map[string]string{"X-Token": "a\tb"} }, ""},
 		{"timeout", func(c *httpsink.Config) { c.Timeout = -1 }, "Timeout"},
 		{"batch size", func(c *httpsink.Config) { c.BatchSize = -1 }, "BatchSize"},
 		{"format", func(c *httpsink.Config) { c.Format = 7 }, "Format"},
@@ -304,21 +314,180 @@ func TestRetryAfter(t *testing.T) {
 	}
 }
 
-// TestRetryAfterBeyondBudget: a Retry-After that ends after RetryFor gives up at once.
+// TestRetryAfterBeyondBudget: a 429 or 503 whose Retry-After asks for more than the budget has
+// left is not given up on at once: the sink waits until the budget's end and sends the request
+// once more, so an endpoint that is back by then takes it, and otherwise the request is
+// dead-lettered (or fails the Write) only when the budget is spent.
 func TestRetryAfterBeyondBudget(t *testing.T) {
-	srv := newServer(t, func(_ int64, w nethttp.ResponseWriter, _ *nethttp.Request) int {
-		w.Header().Set("Retry-After", "3600")
-		return 429
-	})
-	s := open(t, httpsink.Config{URL: srv.URL, RetryFor: 5 * time.Second})
-	start := time.Now()
-	err := s.Write(context.Background(), msgs(3))
-	var he *httpsink.Error
-	if !errors.As(err, &he) || he.Status != 429 || he.Permanent || he.Attempts != 1 {
-		t.Fatalf("got %v, want the 429 after 1 attempt", err)
+	const retryFor = 400 * time.Millisecond
+	for _, tc := range []struct {
+		name       string
+		status     int
+		recovers   bool // the second attempt is answered 200
+		deadLetter bool
+	}{
+		{"429, endpoint back", 429, true, false},
+		{"503, endpoint back", 503, true, false},
+		{"503, dead letter", 503, false, true},
+		{"429, no dead-letter topic", 429, false, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := newServer(t, func(n int64, w nethttp.ResponseWriter, _ *nethttp.Request) int {
+				if tc.recovers && n > 1 {
+					return 200
+				}
+				w.Header().Set("Retry-After", "3600")
+				return tc.status
+			})
+			cfg := httpsink.Config{URL: srv.URL, RetryFor: retryFor, MinBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond}
+			dl := &fakeDL{}
+			if tc.deadLetter {
+				cfg.DeadLetterTopic, cfg.DeadLetter = "dead", dl
+			}
+			s := open(t, cfg)
+			start := time.Now()
+			err := s.Write(context.Background(), msgs(3))
+			d := time.Since(start)
+			if d < retryFor-50*time.Millisecond || d > 3*time.Second {
+				t.Fatalf("Write returned after %v; want about RetryFor (%v)", d, retryFor)
+			}
+			if srv.n.Load() != 2 {
+				t.Fatalf("%d requests; want 2 (the second at the budget's end)", srv.n.Load())
+			}
+			switch {
+			case tc.recovers:
+				if err != nil || len(srv.records) != 3 {
+					t.Fatalf("got %v with %d records taken; want nil and 3", err, len(srv.records))
+				}
+			case tc.deadLetter:
+				if err != nil || len(dl.recs) != 3 || dl.recs[0].Headers[httpsink.HeaderAttempts] != "2" ||
+					dl.recs[0].Headers[httpsink.HeaderStatus] != fmt.Sprint(tc.status) {
+					t.Fatalf("got %v and %d dead letters (%v)", err, len(dl.recs), dl.recs)
+				}
+			default:
+				var he *httpsink.Error
+				if !errors.As(err, &he) || he.Status != tc.status || he.Permanent || he.Attempts != 2 {
+					t.Fatalf("got %v, want the %d after 2 attempts", err, tc.status)
+				}
+			}
+		})
 	}
-	if d := time.Since(start); d > 2*time.Second {
-		t.Fatalf("gave up after %v", d)
+}
+
+// TestWriteBudget: RetryFor is one budget for the whole Write, cut to the Write context's
+// deadline less a margin: while the endpoint is down, a Write of many requests returns before
+// its context ends, having dead-lettered each record not taken exactly once (the request that
+// spent the budget and those not sent yet), or with the failure when there is no dead-letter
+// topic; either way the runner moves on or replays without running out of time.
+func TestWriteBudget(t *testing.T) {
+	const records, batch = 40, 2 // 20 requests
+	for _, tc := range []struct {
+		name       string
+		ctxTimeout time.Duration // 0: no deadline
+		retryFor   time.Duration
+		hang       bool // the endpoint answers nothing (else 503) after its first two requests
+		deadLetter bool
+		maxTime    time.Duration // Write returns within
+	}{
+		// The context's deadline sets the budget's end (1 s less the 100 ms margin).
+		{"context deadline, dead letters", time.Second, time.Hour, false, true, time.Second},
+		{"context deadline, no dead-letter topic", time.Second, time.Hour, false, false, time.Second},
+		// An attempt is cut at the budget's end too, not only at Timeout (1 minute).
+		{"context deadline, endpoint hangs", time.Second, time.Hour, true, true, time.Second},
+		// RetryFor sets it: a per-request budget would take 19 × 300 ms.
+		{"RetryFor, dead letters", 0, 300 * time.Millisecond, false, true, time.Second},
+		{"RetryFor, no dead-letter topic", 0, 300 * time.Millisecond, false, false, time.Second},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := newServer(t, func(n int64, _ nethttp.ResponseWriter, r *nethttp.Request) int {
+				if n <= 2 {
+					return 200
+				}
+				if tc.hang {
+					<-r.Context().Done()
+				}
+				return 503
+			})
+			cfg := httpsink.Config{URL: srv.URL, BatchSize: batch, Timeout: time.Minute, RetryFor: tc.retryFor,
+				MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond}
+			dl := &fakeDL{}
+			if tc.deadLetter {
+				cfg.DeadLetterTopic, cfg.DeadLetter = "dead", dl
+			}
+			s := open(t, cfg)
+			ctx := context.Background()
+			if tc.ctxTimeout > 0 {
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithTimeout(ctx, tc.ctxTimeout)
+				defer cancel()
+			}
+			start := time.Now()
+			err := s.Write(ctx, msgs(records))
+			if d := time.Since(start); d > tc.maxTime || ctx.Err() != nil {
+				t.Fatalf("Write returned %v after %v (context: %v)", err, d, ctx.Err())
+			}
+			if len(srv.records) != 2*batch {
+				t.Fatalf("endpoint took %d records, want %d", len(srv.records), 2*batch)
+			}
+			if !tc.deadLetter {
+				var he *httpsink.Error
+				if !errors.As(err, &he) || he.Permanent || he.Attempts < 2 || errors.Is(err, context.DeadlineExceeded) {
+					t.Fatalf("got %v, want the third request's failure after retries", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(dl.recs) != records-2*batch {
+				t.Fatalf("%d dead letters, want %d", len(dl.recs), records-2*batch)
+			}
+			for i, r := range dl.recs {
+				if want := fmt.Sprint(2*batch + i); r.Headers[httpsink.HeaderOffset] != want {
+					t.Fatalf("dead letter %d is offset %s, want %s: each once, in order", i, r.Headers[httpsink.HeaderOffset], want)
+				}
+				attempts, errText := r.Headers[httpsink.HeaderAttempts], r.Headers[httpsink.HeaderError]
+				switch {
+				case i < batch && (attempts == "0" || attempts == "1" && !tc.hang):
+					t.Fatalf("the failing request's dead letter says %s attempts", attempts)
+				case i >= batch && (attempts != "0" || r.Headers[httpsink.HeaderStatus] != "0" ||
+					!strings.Contains(errText, httpsink.ErrBudgetSpent.Error())):
+					t.Fatalf("dead letter %d of a request not sent: %v", i, r.Headers)
+				case i >= batch && !tc.hang && !strings.Contains(errText, "503"):
+					t.Fatalf("dead letter %d does not name the failure that spent the budget: %q", i, errText)
+				}
+			}
+			if st := s.Stats(); st.DeadLettered != records-2*batch || st.Records != 2*batch {
+				t.Fatalf("stats %+v", st)
+			}
+		})
+	}
+}
+
+// TestWriteBudgetSpentBySlowEndpoint: the budget counts from the Write's start, successes
+// included, as the package doc says: an endpoint that takes every request but slowly leaves the
+// Write's last requests unsent; without a dead-letter topic the Write fails with ErrBudgetSpent
+// (and the runner replays the batch).
+func TestWriteBudgetSpentBySlowEndpoint(t *testing.T) {
+	srv := newServer(t, func(int64, nethttp.ResponseWriter, *nethttp.Request) int {
+		time.Sleep(100 * time.Millisecond)
+		return 200
+	})
+	s := open(t, httpsink.Config{URL: srv.URL, BatchSize: 1, RetryFor: 250 * time.Millisecond})
+	start := time.Now()
+	err := s.Write(context.Background(), msgs(10))
+	var he *httpsink.Error
+	if !errors.Is(err, httpsink.ErrBudgetSpent) || !errors.As(err, &he) || he.Attempts != 0 || he.Status != 0 {
+		t.Fatalf("got %v, want ErrBudgetSpent", err)
+	}
+	if err.Error() != httpsink.ErrBudgetSpent.Error() {
+		t.Fatalf("error %q, want %q", err, httpsink.ErrBudgetSpent)
+	}
+	if n := srv.n.Load(); n != 3 || len(srv.records) != 3 {
+		t.Fatalf("%d requests, %d records taken; want 3 in 250 ms of 100 ms answers", n, len(srv.records))
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Fatalf("Write returned after %v", d)
 	}
 }
 
