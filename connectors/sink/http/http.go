@@ -21,9 +21,10 @@
 //
 // # The Write's budget
 //
-// Retries draw on one budget per Write, not one per request. The budget ends RetryFor after
-// Write was called or, when the Write's context has a deadline, at that deadline less a margin,
-// whichever comes first. The margin is a tenth of the time the context had left when Write was
+// Retries draw on one budget per Write, not one per request. The budget ends RetryFor after the
+// Write's first failed attempt or, when the Write's context has a deadline, at that deadline less
+// a margin, whichever comes first (so a healthy endpoint, however slow, is bounded only by the
+// context). The margin is a tenth of the time the context had left when Write was
 // called, at most 2 s (2 s under the runner's one-minute write timeout), and keeps that time for
 // the dead letters. Within the budget:
 //
@@ -39,9 +40,9 @@
 // Once the budget is spent, the request that was failing and all the requests of the Write not
 // sent yet have failed (see Dead letters): a Write stops sending by the budget's end plus at
 // most one attempt, then dead-letters what is left or returns the failure. A Write whose
-// requests take longer than RetryFor even when the endpoint takes them all (a slow endpoint, a
-// large Write: the runner's hold up to 1 MiB of records) fails in the same way for the requests
-// it had no time left for.
+// requests take longer than its context allows even when the endpoint takes them all (a slow
+// endpoint, a large Write: the runner's hold up to 1 MiB of records and give a Write one minute)
+// fails in the same way for the requests it had no time left for.
 //
 // # Dead letters
 //
@@ -154,8 +155,8 @@ type Config struct {
 	BatchSize int
 	// Format is the layout of a request's body (default JSON).
 	Format Format
-	// RetryFor is the retry budget of a whole Write, counted from the Write's start and shared
-	// by all its requests (default DefaultRetryFor). The budget ends earlier when the Write's
+	// RetryFor is the retry budget of a whole Write, counted from its first failed attempt and
+	// shared by all its requests (default DefaultRetryFor). The budget ends earlier when the Write's
 	// context ends sooner (less a margin of a tenth of the time left, at most 2 s); see "The
 	// Write's budget" in the package doc. When it is spent, the records of the failing request
 	// and of the requests not sent yet are dead-lettered, or the Write fails.
@@ -383,7 +384,7 @@ func (s *Sink) Write(ctx context.Context, msgs []connectors.Message) error {
 		if err := ctx.Err(); err != nil {
 			return fmt.Errorf("http sink: %w", err)
 		}
-		if !s.cfg.Now().Before(b.end) {
+		if !b.end.IsZero() && !s.cfg.Now().Before(b.end) {
 			err := ErrBudgetSpent
 			if b.last != nil {
 				err = fmt.Errorf("%w; the last failure: %v", ErrBudgetSpent, b.last)
@@ -405,24 +406,34 @@ const maxMargin = 2 * time.Second
 
 // budget is the time a Write has for its requests and their retries, on the clock Now.
 type budget struct {
-	end  time.Time // no wait lasts past it, no failure after it is retried
+	end  time.Time // no wait lasts past it, no failure after it is retried; zero: none yet
 	hard time.Time // no attempt lasts past it: the context's deadline less the margin; zero if none
 	last error     // the Write's last failed attempt, if any
 }
 
-// budget returns the budget of a Write starting now with ctx.
+// budget returns the budget of a Write starting now with ctx: until a request fails, only the
+// context's deadline (less the margin) bounds it.
 func (s *Sink) budget(ctx context.Context) *budget {
 	now := s.cfg.Now()
-	b := &budget{end: now.Add(s.cfg.RetryFor)}
+	b := &budget{}
 	if dl, ok := ctx.Deadline(); ok {
 		left := time.Until(dl) // the context's clock, which Now may not be
 		left -= min(left/10, maxMargin)
 		b.hard = now.Add(left)
-		if b.hard.Before(b.end) {
-			b.end = b.hard
-		}
+		b.end = b.hard
 	}
 	return b
+}
+
+// failed starts the retry budget at the Write's first failure: RetryFor from now, or the
+// context's end if that comes first.
+func (b *budget) failed(now time.Time, retryFor time.Duration, err error) {
+	if b.last == nil {
+		if e := now.Add(retryFor); b.end.IsZero() || e.Before(b.end) {
+			b.end = e
+		}
+	}
+	b.last = err
 }
 
 // deliver sends one request's records, retrying as the package doc says, and dead-letters them
@@ -455,7 +466,7 @@ func (s *Sink) deliver(ctx context.Context, b *budget, msgs []connectors.Message
 		if ctx.Err() != nil {
 			return fmt.Errorf("http sink: %w", ctx.Err())
 		}
-		b.last = err
+		b.failed(s.cfg.Now(), s.cfg.RetryFor, err)
 		fail = &Error{Status: status, Attempts: attempt, Err: err}
 		if !retryable(status) {
 			fail.Permanent = true
