@@ -23,8 +23,9 @@ import (
 // listOffsets, metadata), so topics, offsets and leaders are Weir's.
 //
 // This slice serves one node: ApiVersions, Metadata, Produce (record batch v2, CRC32C checked;
-// none, gzip, snappy, lz4 and zstd compression), ListOffsets and Fetch. Consumer groups,
-// topic admin, InitProducerId and the addresses of other nodes come next (docs/kafka.md).
+// none, gzip, snappy, lz4 and zstd compression), ListOffsets, Fetch and the consumer group APIs
+// (kafka_groups.go). Topic admin, InitProducerId and the addresses of other nodes come next
+// (docs/kafka.md).
 
 // maxKafkaFrame bounds one request (Kafka's socket.request.max.bytes is 100 MiB).
 const maxKafkaFrame = 100 << 20
@@ -40,6 +41,13 @@ var kafkaAPIs = []struct{ key, min, max int16 }{
 	{int16(kmsg.ListOffsets), 1, 7},
 	{int16(kmsg.Metadata), 1, 12},
 	{int16(kmsg.ApiVersions), 0, 3},
+	{int16(kmsg.FindCoordinator), 0, 4},
+	{int16(kmsg.JoinGroup), 0, 9},
+	{int16(kmsg.SyncGroup), 0, 5},
+	{int16(kmsg.Heartbeat), 0, 4},
+	{int16(kmsg.LeaveGroup), 0, 5},
+	{int16(kmsg.OffsetCommit), 0, 8},
+	{int16(kmsg.OffsetFetch), 0, 7},
 }
 
 func kafkaVersions(key int16) (lo, hi int16, ok bool) {
@@ -57,6 +65,8 @@ type kafkaListener struct {
 	srv    *Server // the request handlers of the client port (no listener of its own)
 	ln     net.Listener
 	logger *slog.Logger
+
+	assigned kafkaAssignments // consumer groups: each member's share, for its SyncGroup
 
 	mu    sync.Mutex
 	conns map[net.Conn]struct{}
@@ -253,6 +263,20 @@ func (k *kafkaListener) handle(frame []byte) ([]byte, error) {
 		resp = k.listOffsets(r)
 	case *kmsg.FetchRequest:
 		resp = k.fetch(r)
+	case *kmsg.FindCoordinatorRequest:
+		resp = k.findCoordinator(r)
+	case *kmsg.JoinGroupRequest:
+		resp = k.joinGroup(r)
+	case *kmsg.SyncGroupRequest:
+		resp = k.syncGroup(r)
+	case *kmsg.HeartbeatRequest:
+		resp = k.heartbeat(r)
+	case *kmsg.LeaveGroupRequest:
+		resp = k.leaveGroup(r)
+	case *kmsg.OffsetCommitRequest:
+		resp = k.offsetCommit(r)
+	case *kmsg.OffsetFetchRequest:
+		resp = k.offsetFetch(r)
 	default:
 		return nil, fmt.Errorf("API key %d is not served", h.key)
 	}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -15,6 +16,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/weirhq/weir/client"
+	"github.com/weirhq/weir/cluster/wire"
 	"github.com/weirhq/weir/storage"
 )
 
@@ -230,4 +232,113 @@ func FuzzKafkaRequest(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestKafkaConsumerGroup: two kgo consumers in one group share a topic's partitions through
+// Weir's coordinator, read every record once between them, and commit; the group's committed
+// offsets, read with Weir's client, are the ends of the partitions; a Weir group consumer in the
+// same group then has nothing left to read.
+func TestKafkaConsumerGroup(t *testing.T) {
+	n := startKafkaNode(t, "kg", 4)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	wc, err := client.Dial(n.ClientAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer wc.Close()
+	const total = 2000
+	var mu sync.Mutex
+	got := map[int]int{}
+	per := map[string]int{}
+	consume := func(name string, stop <-chan struct{}, done chan<- error) {
+		cl, err := kgo.NewClient(kgo.SeedBrokers(n.KafkaAddr()), kgo.ConsumerGroup("g"), kgo.ConsumeTopics("kg"),
+			kgo.Balancers(kgo.RangeBalancer()), kgo.DisableAutoCommit(), kgo.FetchMaxWait(200*time.Millisecond),
+			kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.ClientID(name))
+		if err != nil {
+			done <- err
+			return
+		}
+		defer cl.Close() // leaves the group
+		for {
+			select {
+			case <-stop:
+				done <- cl.CommitUncommittedOffsets(ctx)
+				return
+			default:
+			}
+			pctx, pcancel := context.WithTimeout(ctx, 500*time.Millisecond)
+			fs := cl.PollFetches(pctx)
+			pcancel()
+			fs.EachRecord(func(r *kgo.Record) {
+				id, _ := strconv.Atoi(string(r.Value))
+				mu.Lock()
+				got[id]++
+				per[name]++
+				mu.Unlock()
+			})
+			if err := cl.CommitUncommittedOffsets(ctx); err != nil {
+				t.Logf("%s: commit: %v (a rebalance)", name, err)
+			}
+		}
+	}
+	stop := make(chan struct{})
+	done := make(chan error, 2)
+	go consume("a", stop, done)
+	go consume("b", stop, done)
+	// Records arrive over about 3 s, so that both members have partitions while they come.
+	p, err := wc.NewProducer("kg", client.Linger(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range total {
+		p.ProduceAsync(ctx, storage.Record{Key: []byte(strconv.Itoa(i % 13)), Value: []byte(strconv.Itoa(i))}, func(_ int64, err error) {
+			if err != nil {
+				t.Error(err)
+			}
+		})
+		if i%20 == 19 {
+			time.Sleep(30 * time.Millisecond)
+		}
+	}
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		mu.Lock()
+		n := len(got)
+		mu.Unlock()
+		if n == total {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("the group read %d of %d records", n, total)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	close(stop)
+	for range 2 {
+		if err := <-done; err != nil {
+			t.Fatalf("consumer: %v", err)
+		}
+	}
+	dups := 0
+	for _, c := range got {
+		dups += c - 1
+	}
+	t.Logf("two kgo consumers read %d records (a %d, b %d; %d read twice, during rebalances)", len(got), per["a"], per["b"], dups)
+	if per["a"] == 0 || per["b"] == 0 {
+		t.Errorf("one member read nothing (a %d, b %d): the group did not share the partitions", per["a"], per["b"])
+	}
+	offs, err := wc.FetchCommitted(ctx, "g", wire.TopicPartitions{Topic: "kg", Partitions: []int32{0, 1, 2, 3}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum int64
+	for _, o := range offs {
+		sum += o.Offset
+	}
+	if sum != total {
+		t.Fatalf("the group committed %d records' offsets (%v), want %d", sum, offs, total)
+	}
 }

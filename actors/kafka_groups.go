@@ -1,0 +1,289 @@
+package actors
+
+import (
+	"sync"
+
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/weirhq/weir/cluster/wire"
+)
+
+// Kafka consumer groups are Weir's groups: JoinGroup joins the group's Weir coordinator (which
+// assigns the partitions itself, range by member), SyncGroup hands each member the share the
+// coordinator gave it (encoded in the consumer protocol's assignment format), and Heartbeat,
+// LeaveGroup, OffsetCommit and OffsetFetch are Weir's own calls, so a Kafka consumer and Weir's
+// group consumer in one group share its partitions and its committed offsets.
+//
+// No member is told it is the leader (the leader id is one no member has), so no client computes
+// an assignment: the plan a client might send in SyncGroup is ignored.
+
+// Kafka error codes of the group APIs.
+const (
+	kafkaCoordinatorNotAvailable = 15
+	kafkaIllegalGeneration       = 22
+	kafkaInconsistentProtocol    = 23
+	kafkaUnknownMemberID         = 25
+	kafkaRebalanceInProgress     = 27
+	kafkaGroupIDNotFound         = 69
+)
+
+// kafkaLeader is the leader id given to every member: no member has it.
+const kafkaLeader = "weir-coordinator"
+
+// kafkaAssignments keeps, per group and member, the partitions of the generation the member
+// last joined, for its SyncGroup.
+type kafkaAssignments struct {
+	mu sync.Mutex
+	m  map[string]kafkaAssigned // group + "\x00" + member
+}
+
+type kafkaAssigned struct {
+	generation int32
+	parts      []wire.TopicPartitions
+}
+
+func groupCode(e *wire.Error) int16 {
+	if e == nil {
+		return 0
+	}
+	switch e.Code {
+	case wire.CodeRebalance:
+		return kafkaRebalanceInProgress
+	case wire.CodeUnknownMember:
+		return kafkaUnknownMemberID
+	case wire.CodeStaleGeneration:
+		return kafkaIllegalGeneration
+	case wire.CodeUnknownGroup:
+		return kafkaGroupIDNotFound
+	case wire.CodeNotLeader, wire.CodeUnavailable, wire.CodeTimeout:
+		return kafkaCoordinatorNotAvailable
+	}
+	return kafkaCode(e)
+}
+
+// groupCall sends a Weir group request through the client port's handler and returns its
+// answer.
+func (k *kafkaListener) groupCall(api wire.API, req any) any {
+	body, err := wire.Encode(req)
+	if err != nil {
+		return &wire.AdminResponse{Err: wire.AsError(err)}
+	}
+	return k.srv.group(wire.Frame{API: api, Body: body})()
+}
+
+// errOf is the error of any Weir response.
+func errOf(res any) *wire.Error {
+	switch r := res.(type) {
+	case *wire.AdminResponse:
+		return r.Err
+	case *wire.JoinGroupResponse:
+		return r.Err
+	case *wire.FetchCommitResponse:
+		return r.Err
+	}
+	return nil
+}
+
+func (k *kafkaListener) findCoordinator(r *kmsg.FindCoordinatorRequest) *kmsg.FindCoordinatorResponse {
+	resp := kmsg.NewPtrFindCoordinatorResponse()
+	host, port := splitHostPort(k.Addr())
+	keys := r.CoordinatorKeys
+	if r.Version < 4 {
+		keys = []string{r.CoordinatorKey}
+	}
+	for _, key := range keys {
+		c := kmsg.NewFindCoordinatorResponseCoordinator()
+		c.Key = key
+		if r.CoordinatorType != 0 { // transactions are not served
+			c.ErrorCode = kafkaCoordinatorNotAvailable
+		} else {
+			c.NodeID, c.Host, c.Port = kafkaBrokerID, host, port
+		}
+		resp.Coordinators = append(resp.Coordinators, c)
+	}
+	if r.Version < 4 && len(resp.Coordinators) == 1 {
+		c := resp.Coordinators[0]
+		resp.ErrorCode, resp.NodeID, resp.Host, resp.Port = c.ErrorCode, c.NodeID, c.Host, c.Port
+	}
+	return resp
+}
+
+func (k *kafkaListener) joinGroup(r *kmsg.JoinGroupRequest) *kmsg.JoinGroupResponse {
+	resp := kmsg.NewPtrJoinGroupResponse()
+	resp.Generation = -1
+	if r.ProtocolType != "consumer" || len(r.Protocols) == 0 {
+		resp.ErrorCode = kafkaInconsistentProtocol
+		return resp
+	}
+	// The protocol (assignor) named back: an eager one the member offers, so that it revokes
+	// everything at each rebalance, as Weir's assignment expects.
+	proto := r.Protocols[0]
+	for _, p := range r.Protocols {
+		if p.Name == "range" || p.Name == "roundrobin" {
+			proto = p
+			break
+		}
+	}
+	var meta kmsg.ConsumerMemberMetadata
+	if err := meta.ReadFrom(proto.Metadata); err != nil || len(meta.Topics) == 0 {
+		resp.ErrorCode = kafkaInconsistentProtocol
+		return resp
+	}
+	res := k.groupCall(wire.ApiJoinGroup, &wire.JoinGroupRequest{Group: r.Group, MemberID: r.MemberID, Topics: meta.Topics, SessionTimeoutMs: r.SessionTimeoutMillis})
+	jr, ok := res.(*wire.JoinGroupResponse)
+	if !ok || jr.Err != nil {
+		resp.ErrorCode = groupCode(errOf(res))
+		if resp.ErrorCode == 0 {
+			resp.ErrorCode = -1
+		}
+		return resp
+	}
+	k.assigned.mu.Lock()
+	if k.assigned.m == nil {
+		k.assigned.m = map[string]kafkaAssigned{}
+	}
+	k.assigned.m[r.Group+"\x00"+jr.MemberID] = kafkaAssigned{generation: jr.Generation, parts: jr.Assigned}
+	k.assigned.mu.Unlock()
+	resp.Generation, resp.MemberID, resp.LeaderID = jr.Generation, jr.MemberID, kafkaLeader
+	name, typ := proto.Name, "consumer"
+	resp.Protocol, resp.ProtocolType = &name, &typ
+	return resp
+}
+
+func (k *kafkaListener) syncGroup(r *kmsg.SyncGroupRequest) *kmsg.SyncGroupResponse {
+	resp := kmsg.NewPtrSyncGroupResponse()
+	resp.ProtocolType, resp.Protocol = r.ProtocolType, r.Protocol
+	k.assigned.mu.Lock()
+	a, ok := k.assigned.m[r.Group+"\x00"+r.MemberID]
+	k.assigned.mu.Unlock()
+	switch {
+	case !ok:
+		resp.ErrorCode = kafkaUnknownMemberID
+		return resp
+	case a.generation != r.Generation:
+		resp.ErrorCode = kafkaIllegalGeneration
+		return resp
+	}
+	ma := kmsg.NewConsumerMemberAssignment()
+	for _, tp := range a.parts {
+		t := kmsg.NewConsumerMemberAssignmentTopic()
+		t.Topic, t.Partitions = tp.Topic, tp.Partitions
+		ma.Topics = append(ma.Topics, t)
+	}
+	resp.MemberAssignment = ma.AppendTo(nil)
+	return resp
+}
+
+func (k *kafkaListener) heartbeat(r *kmsg.HeartbeatRequest) *kmsg.HeartbeatResponse {
+	resp := kmsg.NewPtrHeartbeatResponse()
+	resp.ErrorCode = groupCode(errOf(k.groupCall(wire.ApiHeartbeat, &wire.HeartbeatRequest{Group: r.Group, MemberID: r.MemberID, Generation: r.Generation})))
+	return resp
+}
+
+func (k *kafkaListener) leaveGroup(r *kmsg.LeaveGroupRequest) *kmsg.LeaveGroupResponse {
+	resp := kmsg.NewPtrLeaveGroupResponse()
+	ids := []string{r.MemberID}
+	if r.Version >= 3 {
+		ids = ids[:0]
+		for _, m := range r.Members {
+			ids = append(ids, m.MemberID)
+		}
+	}
+	for _, id := range ids {
+		code := groupCode(errOf(k.groupCall(wire.ApiLeaveGroup, &wire.LeaveGroupRequest{Group: r.Group, MemberID: id})))
+		k.assigned.mu.Lock()
+		delete(k.assigned.m, r.Group+"\x00"+id)
+		k.assigned.mu.Unlock()
+		if r.Version >= 3 {
+			m := kmsg.NewLeaveGroupResponseMember()
+			m.MemberID, m.ErrorCode = id, code
+			resp.Members = append(resp.Members, m)
+		} else {
+			resp.ErrorCode = code
+		}
+	}
+	return resp
+}
+
+func (k *kafkaListener) offsetCommit(r *kmsg.OffsetCommitRequest) *kmsg.OffsetCommitResponse {
+	resp := kmsg.NewPtrOffsetCommitResponse()
+	req := &wire.CommitRequest{Group: r.Group}
+	if r.Generation >= 0 { // -1: a commit outside group membership
+		req.MemberID, req.Generation = r.MemberID, r.Generation
+	}
+	for _, t := range r.Topics {
+		for _, p := range t.Partitions {
+			o := wire.PartitionOffset{Topic: t.Topic, Partition: p.Partition, Offset: p.Offset}
+			if p.Metadata != nil {
+				o.Metadata = []byte(*p.Metadata)
+			}
+			req.Offsets = append(req.Offsets, o)
+		}
+	}
+	code := int16(0)
+	if len(req.Offsets) > 0 {
+		code = groupCode(errOf(k.groupCall(wire.ApiCommit, req)))
+	}
+	for _, t := range r.Topics {
+		rt := kmsg.NewOffsetCommitResponseTopic()
+		rt.Topic = t.Topic
+		for _, p := range t.Partitions {
+			rp := kmsg.NewOffsetCommitResponseTopicPartition()
+			rp.Partition, rp.ErrorCode = p.Partition, code
+			rt.Partitions = append(rt.Partitions, rp)
+		}
+		resp.Topics = append(resp.Topics, rt)
+	}
+	return resp
+}
+
+func (k *kafkaListener) offsetFetch(r *kmsg.OffsetFetchRequest) *kmsg.OffsetFetchResponse {
+	resp := kmsg.NewPtrOffsetFetchResponse()
+	req := &wire.FetchCommitRequest{Group: r.Group}
+	for _, t := range r.Topics {
+		req.Partitions = append(req.Partitions, wire.TopicPartitions{Topic: t.Topic, Partitions: t.Partitions})
+	}
+	res := k.groupCall(wire.ApiFetchCommit, req)
+	fr, ok := res.(*wire.FetchCommitResponse)
+	if !ok || fr.Err != nil {
+		resp.ErrorCode = groupCode(errOf(res))
+		if resp.ErrorCode == 0 {
+			resp.ErrorCode = -1
+		}
+		return resp
+	}
+	got := map[string]map[int32]wire.PartitionOffset{}
+	for _, o := range fr.Offsets {
+		if got[o.Topic] == nil {
+			got[o.Topic] = map[int32]wire.PartitionOffset{}
+		}
+		got[o.Topic][o.Partition] = o
+	}
+	topics := r.Topics
+	if topics == nil { // every offset the group committed
+		for _, o := range fr.Offsets {
+			if len(topics) == 0 || topics[len(topics)-1].Topic != o.Topic {
+				topics = append(topics, kmsg.OffsetFetchRequestTopic{Topic: o.Topic})
+			}
+			topics[len(topics)-1].Partitions = append(topics[len(topics)-1].Partitions, o.Partition)
+		}
+	}
+	for _, t := range topics {
+		rt := kmsg.NewOffsetFetchResponseTopic()
+		rt.Topic = t.Topic
+		for _, p := range t.Partitions {
+			rp := kmsg.NewOffsetFetchResponseTopicPartition()
+			rp.Partition, rp.Offset, rp.LeaderEpoch = p, -1, -1
+			if o, ok := got[t.Topic][p]; ok {
+				rp.Offset = o.Offset
+				if len(o.Metadata) > 0 {
+					md := string(o.Metadata)
+					rp.Metadata = &md
+				}
+			}
+			rt.Partitions = append(rt.Partitions, rp)
+		}
+		resp.Topics = append(resp.Topics, rt)
+	}
+	return resp
+}
