@@ -23,12 +23,14 @@ run: build
 test: deps lint unit
 
 # Debian packages the tests drive as real peers, installed with apt-get where missing: nc
-# (netcat-openbsd) for the netcat source, curl for the http source, logger (bsdutils) for syslog.
+# (netcat-openbsd) for the netcat source, curl for the http source, logger (bsdutils) for syslog,
+# kcat for the Kafka protocol listener.
 deps:
 	@missing=""; \
 	command -v nc >/dev/null || missing="$$missing netcat-openbsd"; \
 	command -v curl >/dev/null || missing="$$missing curl"; \
 	command -v logger >/dev/null || missing="$$missing bsdutils"; \
+	command -v kcat >/dev/null || missing="$$missing kcat"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing$$missing (apt-get)"; \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \

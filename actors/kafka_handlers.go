@@ -380,6 +380,7 @@ func (k *kafkaListener) fetch(r *kmsg.FetchRequest) *kmsg.FetchResponse {
 		for pi, p := range t.Partitions {
 			rp := kmsg.NewFetchResponseTopicPartition()
 			rp.Partition, rp.HighWatermark, rp.LastStableOffset, rp.LogStartOffset, rp.PreferredReadReplica = p.Partition, -1, -1, -1, -1
+			rp.RecordBatches = []byte{} // empty, not null: librdkafka refuses a null record set
 			res := results[ti][pi]
 			if res.Err != nil {
 				rp.ErrorCode = kafkaCode(res.Err)
