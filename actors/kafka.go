@@ -48,6 +48,9 @@ var kafkaAPIs = []struct{ key, min, max int16 }{
 	{int16(kmsg.LeaveGroup), 0, 5},
 	{int16(kmsg.OffsetCommit), 0, 8},
 	{int16(kmsg.OffsetFetch), 0, 7},
+	{int16(kmsg.CreateTopics), 0, 7},
+	{int16(kmsg.DeleteTopics), 0, 6},
+	{int16(kmsg.InitProducerID), 0, 4},
 }
 
 func kafkaVersions(key int16) (lo, hi int16, ok bool) {
@@ -241,8 +244,17 @@ func (k *kafkaListener) handle(frame []byte) ([]byte, error) {
 		resp.ErrorCode = 35
 		return kafkaResponse(h, resp), nil
 	}
-	if req == nil || !ok || h.version < lo || h.version > hi {
-		return nil, fmt.Errorf("API key %d version %d is not served (client %q)", h.key, h.version, h.clientID)
+	if req == nil || !ok {
+		return nil, fmt.Errorf("API key %d is not served (client %q)", h.key, h.clientID)
+	}
+	if h.version < lo || h.version > hi {
+		// A served API at a version not served: UNSUPPORTED_VERSION where the response has
+		// a top-level error code (its body is not read), else the connection is closed.
+		if resp := unsupportedVersion(req); resp != nil {
+			k.logger.Info("kafka: version not served", "api", h.key, "version", h.version, "served", fmt.Sprintf("%d-%d", lo, hi), "client", h.clientID)
+			return kafkaResponse(h, resp), nil
+		}
+		return nil, fmt.Errorf("API key %d version %d is not served (%d to %d are; client %q)", h.key, h.version, lo, hi, h.clientID)
 	}
 	if err := req.ReadFrom(body); err != nil {
 		return nil, fmt.Errorf("API key %d version %d: malformed request: %v", h.key, h.version, err)
@@ -277,6 +289,12 @@ func (k *kafkaListener) handle(frame []byte) ([]byte, error) {
 		resp = k.offsetCommit(r)
 	case *kmsg.OffsetFetchRequest:
 		resp = k.offsetFetch(r)
+	case *kmsg.CreateTopicsRequest:
+		resp = k.createTopics(r)
+	case *kmsg.DeleteTopicsRequest:
+		resp = k.deleteTopics(r)
+	case *kmsg.InitProducerIDRequest:
+		resp = k.initProducerID(r)
 	default:
 		return nil, fmt.Errorf("API key %d is not served", h.key)
 	}

@@ -175,6 +175,35 @@ func TestKafkaBadFrames(t *testing.T) {
 		}
 		c.Close()
 	}
+	// A served API at a version not served, whose response has an error code: answered
+	// UNSUPPORTED_VERSION, and the connection stays open.
+	c, err := net.Dial("tcp", n.KafkaAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	hb := append(header(int16(kmsg.Heartbeat), 50), 0) // version 50 (flexible): empty tagged fields
+	if _, err := c.Write(frame(hb)); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	var size [4]byte
+	if _, err := io.ReadFull(c, size[:]); err != nil {
+		t.Fatalf("heartbeat v50: %v, want an answer", err)
+	}
+	body := make([]byte, binary.BigEndian.Uint32(size[:]))
+	if _, err := io.ReadFull(c, body); err != nil {
+		t.Fatal(err)
+	}
+	hr := kmsg.NewPtrHeartbeatResponse()
+	hr.Version = 50
+	if corr := binary.BigEndian.Uint32(body); corr != 7 {
+		t.Fatalf("heartbeat v50: correlation id %d, want 7", corr)
+	}
+	if err := hr.ReadFrom(body[5:]); err != nil || hr.ErrorCode != kafkaUnsupportedVersion {
+		t.Fatalf("heartbeat v50: error code %d (%v), want UNSUPPORTED_VERSION", hr.ErrorCode, err)
+	}
+
 	cl, err := kgo.NewClient(kgo.SeedBrokers(n.KafkaAddr()), kgo.DisableIdempotentWrite(), kgo.DefaultProduceTopic("kb"))
 	if err != nil {
 		t.Fatal(err)
@@ -340,5 +369,99 @@ func TestKafkaConsumerGroup(t *testing.T) {
 	}
 	if sum != total {
 		t.Fatalf("the group committed %d records' offsets (%v), want %d", sum, offs, total)
+	}
+}
+
+// TestKafkaAdminAndIdempotence: CreateTopics (with a retention config, and refusals named),
+// an idempotent kgo producer (InitProducerId gives it an id Weir's partitions track), and
+// DeleteTopics, all through the Kafka listener.
+func TestKafkaAdminAndIdempotence(t *testing.T) {
+	n := startKafkaNode(t, "unused", 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(n.KafkaAddr()), kgo.DefaultProduceTopic("ka"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	create := kmsg.NewPtrCreateTopicsRequest()
+	for _, c := range []struct {
+		name       string
+		partitions int32
+		config     string
+	}{{"ka", 3, "3600000"}, {"bad", 0, ""}, {"badcfg", 1, "x"}} {
+		ct := kmsg.NewCreateTopicsRequestTopic()
+		ct.Topic, ct.NumPartitions, ct.ReplicationFactor = c.name, c.partitions, -1
+		if c.config != "" {
+			v := c.config
+			ct.Configs = []kmsg.CreateTopicsRequestTopicConfig{{Name: "retention.ms", Value: &v}}
+		}
+		create.Topics = append(create.Topics, ct)
+	}
+	cres, err := create.RequestWith(ctx, cl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]int16{"ka": 0, "bad": kafkaInvalidPartitions, "badcfg": kafkaInvalidConfig}
+	for _, rt := range cres.Topics {
+		if rt.ErrorCode != want[rt.Topic] {
+			t.Errorf("create %s: error %d, want %d (%v)", rt.Topic, rt.ErrorCode, want[rt.Topic], rt.ErrorMessage)
+		}
+	}
+	if tm, ok := n.Topic("ka"); !ok || tm.Partitions != 3 || tm.Config.RetentionMs != 3600000 {
+		t.Fatalf("topic ka after CreateTopics: %+v, %v", tm, ok)
+	}
+
+	// kgo is idempotent by default: it asks for a producer id first.
+	var recs []*kgo.Record
+	for i := range 500 {
+		recs = append(recs, &kgo.Record{Value: []byte(strconv.Itoa(i))})
+	}
+	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+		t.Fatalf("idempotent produce: %v", err)
+	}
+	wc, err := client.Dial(n.ClientAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer wc.Close()
+	var total int64
+	for p := range int32(3) {
+		end, err := wc.ListOffsets(ctx, "ka", p, client.Latest())
+		if err != nil {
+			t.Fatal(err)
+		}
+		total += end
+	}
+	if total != 500 {
+		t.Fatalf("topic ka holds %d records, want 500", total)
+	}
+
+	del := kmsg.NewPtrDeleteTopicsRequest()
+	del.TopicNames = []string{"ka", "nope"} // up to v5; by name in Topics from v6
+	for _, name := range del.TopicNames {
+		dt := kmsg.NewDeleteTopicsRequestTopic()
+		dt.Topic = &name
+		del.Topics = append(del.Topics, dt)
+	}
+	dres, err := del.RequestWith(ctx, cl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(dres.Topics) != 2 {
+		t.Fatalf("DeleteTopics answered %d topics, want 2", len(dres.Topics))
+	}
+	for _, rt := range dres.Topics {
+		if w := map[string]int16{"ka": 0, "nope": kafkaUnknownTopic}[*rt.Topic]; rt.ErrorCode != w {
+			t.Errorf("delete %s: error %d, want %d", *rt.Topic, rt.ErrorCode, w)
+		}
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if _, ok := n.Topic("ka"); !ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("topic ka still exists 10 s after DeleteTopics")
+		}
 	}
 }
