@@ -170,7 +170,7 @@ func (n *Node) startCluster() error {
 	m, err := cluster.Start(cluster.MembershipConfig{
 		Bind:      c.GossipAddr,
 		Join:      seeds,
-		Self:      cluster.Member{ID: n.raftID, Node: n.cfg.NodeID, Remote: n.system.Address(), Client: n.cfg.ClientAddr, Draining: draining},
+		Self:      cluster.Member{ID: n.raftID, Node: n.cfg.NodeID, Remote: n.system.Address(), Client: n.cfg.ClientAddr, Kafka: n.cfg.KafkaAddr, Draining: draining},
 		SecretKey: c.GossipKey,
 		Fast:      true,
 		OnChange:  n.membersChanged,
@@ -450,7 +450,7 @@ func (n *Node) stopRemote() {
 // Members lists the live members of the node's cluster (only itself when it runs alone).
 func (n *Node) Members() []cluster.Member {
 	if n.cluster == nil {
-		return []cluster.Member{{ID: n.raftID, Node: n.cfg.NodeID, Client: n.ClientAddr()}}
+		return []cluster.Member{{ID: n.raftID, Node: n.cfg.NodeID, Client: n.ClientAddr(), Kafka: n.KafkaAddr()}}
 	}
 	return n.cluster.members.Load().Members()
 }

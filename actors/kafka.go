@@ -30,9 +30,6 @@ import (
 // maxKafkaFrame bounds one request (Kafka's socket.request.max.bytes is 100 MiB).
 const maxKafkaFrame = 100 << 20
 
-// kafkaBrokerID is the broker id this node gives itself in Metadata (one node, for now).
-const kafkaBrokerID = 0
-
 // kafkaAPIs are the APIs and versions served: the version ranges the clients of issue 7 use,
 // within what this code fills in.
 var kafkaAPIs = []struct{ key, min, max int16 }{

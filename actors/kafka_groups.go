@@ -97,7 +97,7 @@ func (k *kafkaListener) findCoordinator(r *kmsg.FindCoordinatorRequest) *kmsg.Fi
 		if r.CoordinatorType != 0 { // transactions are not served
 			c.ErrorCode = kafkaCoordinatorNotAvailable
 		} else {
-			c.NodeID, c.Host, c.Port = kafkaBrokerID, host, port
+			c.NodeID, c.Host, c.Port = k.brokerID(k.n.raftID), host, port
 		}
 		resp.Coordinators = append(resp.Coordinators, c)
 	}

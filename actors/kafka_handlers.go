@@ -39,13 +39,25 @@ func (k *kafkaListener) metadata(r *kmsg.MetadataRequest) *kmsg.MetadataResponse
 		}
 	}
 	resp := kmsg.NewPtrMetadataResponse()
-	host, port := splitHostPort(k.Addr())
-	b := kmsg.NewMetadataResponseBroker()
-	b.NodeID, b.Host, b.Port = kafkaBrokerID, host, port
-	resp.Brokers = append(resp.Brokers, b)
+	self := k.brokerID(k.n.raftID)
+	brokers := map[string]int32{} // node name -> broker id, for the nodes with a Kafka listener
+	for _, m := range k.n.Members() {
+		addr := m.Kafka
+		if m.ID == k.n.raftID {
+			addr = k.Addr()
+		}
+		if addr == "" {
+			continue
+		}
+		b := kmsg.NewMetadataResponseBroker()
+		b.NodeID = k.brokerID(m.ID)
+		b.Host, b.Port = splitHostPort(addr)
+		resp.Brokers = append(resp.Brokers, b)
+		brokers[m.Node] = b.NodeID
+	}
 	cluster := "weir"
 	resp.ClusterID = &cluster
-	resp.ControllerID = kafkaBrokerID
+	resp.ControllerID = self
 	if !all && len(names) == 0 {
 		return resp
 	}
@@ -61,21 +73,36 @@ func (k *kafkaListener) metadata(r *kmsg.MetadataRequest) *kmsg.MetadataResponse
 		}
 		for _, pi := range ti.Partitions {
 			p := kmsg.NewMetadataResponseTopicPartition()
-			p.Partition = pi.Partition
-			p.Leader, p.LeaderEpoch = -1, -1
-			p.Replicas, p.ISR = []int32{kafkaBrokerID}, []int32{kafkaBrokerID}
-			// This node answers for every partition that has a leader: it forwards requests to
-			// the leader, as the client port does.
-			if pi.Leader != "" {
-				p.Leader = kafkaBrokerID
-			} else {
+			p.Partition, p.Leader, p.LeaderEpoch = pi.Partition, -1, -1
+			if pi.Leader == "" {
 				p.ErrorCode = kafkaLeaderNotAvailable
+			} else if id, ok := brokers[pi.Leader]; ok {
+				p.Leader = id
+			} else {
+				// The leader has no Kafka listener (or is not in this node's view yet): this
+				// node takes the partition's requests and forwards them.
+				p.Leader = self
 			}
+			for _, node := range pi.Replicas {
+				if id, ok := brokers[node]; ok {
+					p.Replicas = append(p.Replicas, id)
+				}
+			}
+			if len(p.Replicas) == 0 {
+				p.Replicas = []int32{p.Leader}
+			}
+			p.ISR = p.Replicas
 			t.Partitions = append(t.Partitions, p)
 		}
 		resp.Topics = append(resp.Topics, t)
 	}
 	return resp
+}
+
+// brokerID is the Kafka broker id of the node with raft id id: stable across restarts (the raft
+// id lives in the data directory) and non-negative.
+func (k *kafkaListener) brokerID(id uint64) int32 {
+	return int32(id % (1<<31 - 1))
 }
 
 func splitHostPort(addr string) (string, int32) {

@@ -34,6 +34,8 @@ type Member struct {
 	Remote string `msgpack:"r"`
 	// Client is the address of the node's client port ("" if none).
 	Client string `msgpack:"c,omitempty"`
+	// Kafka is the address of the node's Kafka protocol listener ("" if none).
+	Kafka string `msgpack:"k,omitempty"`
 	// Gossip is the node's gossip address (filled in by Start).
 	Gossip string `msgpack:"g,omitempty"`
 	// Draining marks a node whose replicas are to move elsewhere (`weir node drain`).

@@ -44,7 +44,7 @@ func (f *nodeFlags) register(fs *flag.FlagSet, defaultData string) {
 	fs.StringVar(&f.tlsCA, "tls-ca", "", "PEM certificate of the cluster's CA: a node accepts only peers with a certificate it signed")
 	fs.DurationVar(&f.deadAfter, "dead-after", actors.DefaultDeadAfter, "in a cluster: how long a node may be away before its replicas are re-created on other nodes")
 	fs.StringVar(&f.http, "http", "127.0.0.1:7421", "metrics and health address (empty: none)")
-	fs.StringVar(&f.kafka, "kafka", "", "Kafka protocol listener address, host:port (empty: none; one node only for now, see docs/kafka.md)")
+	fs.StringVar(&f.kafka, "kafka", "", "Kafka protocol listener address, host:port (empty: none; see docs/kafka.md)")
 	fs.BoolVar(&f.pprof, "pprof", false, "also serve Go runtime profiles at the --http address under /debug/pprof/")
 	fs.StringVar(&f.sync, "sync", "always", "log durability: always (fsync every write), interval, never")
 	fs.DurationVar(&f.syncEvery, "sync-interval", time.Second, "fsync period with --sync interval")
