@@ -2,6 +2,7 @@ package actors
 
 import (
 	"bufio"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"slices"
 	"sync"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -50,7 +52,21 @@ var kafkaAPIs = []struct{ key, min, max int16 }{
 	{int16(kmsg.InitProducerID), 0, 4},
 }
 
+// kafkaSASLAPIs are served when SASL users are configured. SaslHandshake v0 is listed because
+// clients look for it (librdkafka's SASL feature check), but only the framed SaslAuthenticate
+// that follows a handshake is read: a client that sends the unframed tokens of v0 instead has
+// its connection closed.
+var kafkaSASLAPIs = []struct{ key, min, max int16 }{
+	{int16(kmsg.SASLHandshake), 0, 1},
+	{int16(kmsg.SASLAuthenticate), 0, 2},
+}
+
 func kafkaVersions(key int16) (lo, hi int16, ok bool) {
+	for _, a := range kafkaSASLAPIs {
+		if a.key == key {
+			return a.min, a.max, true
+		}
+	}
 	for _, a := range kafkaAPIs {
 		if a.key == key {
 			return a.min, a.max, true
@@ -67,19 +83,23 @@ type kafkaListener struct {
 	logger *slog.Logger
 
 	assigned kafkaAssignments // consumer groups: each member's share, for its SyncGroup
+	sec      KafkaSecurity
 
 	mu    sync.Mutex
 	conns map[net.Conn]struct{}
 	wg    sync.WaitGroup
 }
 
-func newKafkaListener(n *Node, addr string, cfg ServerConfig) (*kafkaListener, error) {
+func newKafkaListener(n *Node, addr string, cfg ServerConfig, sec KafkaSecurity) (*kafkaListener, error) {
 	cfg.defaults()
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("kafka port: %w", err)
 	}
-	k := &kafkaListener{n: n, srv: &Server{n: n, cfg: cfg}, ln: ln, logger: n.logger.With("listener", "kafka"), conns: map[net.Conn]struct{}{}}
+	if sec.TLS != nil {
+		ln = tls.NewListener(ln, sec.TLS)
+	}
+	k := &kafkaListener{n: n, srv: &Server{n: n, cfg: cfg}, ln: ln, logger: n.logger.With("listener", "kafka"), conns: map[net.Conn]struct{}{}, sec: sec}
 	k.wg.Add(1)
 	go k.accept()
 	return k, nil
@@ -137,6 +157,7 @@ func (k *kafkaListener) serve(c net.Conn) {
 	r := bufio.NewReaderSize(c, 64<<10)
 	w := bufio.NewWriterSize(c, 64<<10)
 	var size [4]byte
+	st := &kafkaConn{}
 	for {
 		if _, err := io.ReadFull(r, size[:]); err != nil {
 			return
@@ -150,7 +171,7 @@ func (k *kafkaListener) serve(c net.Conn) {
 		if _, err := io.ReadFull(r, body); err != nil {
 			return
 		}
-		resp, err := k.handle(body)
+		resp, err := k.handle(body, st)
 		if err != nil {
 			k.logger.Warn("kafka: closing a connection", "remote", c.RemoteAddr().String(), "err", err)
 			return
@@ -165,10 +186,13 @@ func (k *kafkaListener) serve(c net.Conn) {
 		if _, err := w.Write(resp); err != nil {
 			return
 		}
-		if r.Buffered() == 0 {
+		if r.Buffered() == 0 || st.closing {
 			if err := w.Flush(); err != nil {
 				return
 			}
+		}
+		if st.closing {
+			return
 		}
 	}
 }
@@ -227,10 +251,13 @@ func parseKafkaHeader(b []byte) (kafkaHeader, kmsg.Request, []byte, error) {
 
 // handle answers one request frame: the response frame without its size, nil when none is
 // due (acks=0), or an error that closes the connection.
-func (k *kafkaListener) handle(frame []byte) ([]byte, error) {
+func (k *kafkaListener) handle(frame []byte, st *kafkaConn) ([]byte, error) {
 	h, req, body, err := parseKafkaHeader(frame)
 	if err != nil {
 		return nil, err
+	}
+	if !k.authenticated(st) && h.key != int16(kmsg.ApiVersions) && h.key != int16(kmsg.SASLHandshake) && h.key != int16(kmsg.SASLAuthenticate) {
+		return nil, fmt.Errorf("API key %d before SASL authentication (client %q)", h.key, h.clientID)
 	}
 	lo, hi, ok := kafkaVersions(h.key)
 	if h.key == int16(kmsg.ApiVersions) && (h.version < lo || h.version > hi) {
@@ -260,6 +287,10 @@ func (k *kafkaListener) handle(frame []byte) ([]byte, error) {
 	switch r := req.(type) {
 	case *kmsg.ApiVersionsRequest:
 		resp = k.apiVersions()
+	case *kmsg.SASLHandshakeRequest:
+		resp = k.saslHandshake(r, st)
+	case *kmsg.SASLAuthenticateRequest:
+		resp = k.saslAuthenticate(r, st)
 	case *kmsg.MetadataRequest:
 		resp = k.metadata(r)
 	case *kmsg.ProduceRequest:
@@ -311,7 +342,11 @@ func kafkaResponse(h kafkaHeader, resp kmsg.Response) []byte {
 
 func (k *kafkaListener) apiVersions() *kmsg.ApiVersionsResponse {
 	resp := kmsg.NewPtrApiVersionsResponse()
-	for _, a := range kafkaAPIs {
+	apis := kafkaAPIs
+	if len(k.sec.Users) > 0 {
+		apis = append(slices.Clone(apis), kafkaSASLAPIs...)
+	}
+	for _, a := range apis {
 		v := kmsg.NewApiVersionsResponseApiKey()
 		v.ApiKey, v.MinVersion, v.MaxVersion = a.key, a.min, a.max
 		resp.ApiKeys = append(resp.ApiKeys, v)

@@ -465,3 +465,23 @@ func TestKafkaAdminAndIdempotence(t *testing.T) {
 		}
 	}
 }
+
+func TestParsePlain(t *testing.T) {
+	for in, want := range map[string]string{
+		"\x00alice\x00pw":      "alice/pw",
+		"alice\x00alice\x00pw": "alice/pw",
+		"bob\x00alice\x00pw":   "error", // acting as another user
+		"\x00\x00pw":           "error", // no user
+		"alice\x00pw":          "error",
+		"\x00a\x00b\x00c":      "error",
+	} {
+		u, p, err := parsePlain([]byte(in))
+		got := u + "/" + p
+		if err != nil {
+			got = "error"
+		}
+		if got != want {
+			t.Errorf("parsePlain(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

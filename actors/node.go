@@ -32,8 +32,10 @@ type NodeConfig struct {
 	// ClientAddr is where the client port listens ("127.0.0.1:7420"; port 0 picks one; empty:
 	// no client port, for a node embedded in a program that uses it in-process).
 	ClientAddr string
-	// KafkaAddr is where the Kafka protocol listener listens (empty: none; see docs/kafka.md).
-	KafkaAddr string
+	// KafkaAddr is where the Kafka protocol listener listens (empty: none; see docs/kafka.md),
+	// and KafkaSecurity its TLS and SASL/PLAIN users.
+	KafkaAddr     string
+	KafkaSecurity KafkaSecurity
 	// HTTPAddr serves /metrics (Prometheus text) and /healthz; empty: none.
 	HTTPAddr string
 	// Profiling also serves Go's runtime profiles under /debug/pprof/ at HTTPAddr (off by
@@ -179,7 +181,7 @@ func StartNode(cfg NodeConfig) (*Node, error) {
 		n.server = s
 	}
 	if cfg.KafkaAddr != "" {
-		k, err := newKafkaListener(n, cfg.KafkaAddr, cfg.Server)
+		k, err := newKafkaListener(n, cfg.KafkaAddr, cfg.Server, cfg.KafkaSecurity)
 		if err != nil {
 			n.Close()
 			return nil, err

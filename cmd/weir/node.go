@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"flag"
@@ -22,7 +23,7 @@ import (
 // nodeFlags are the flags of `weir node`, shared with the embedded node of `weir demo`.
 type nodeFlags struct {
 	data, listen, gossip, join, http, sync, logLevel string
-	kafka                                            string
+	kafka, kafkaCert, kafkaKey, kafkaUsers           string
 	id, cluster, gossipKey                           string
 	tlsCert, tlsKey, tlsCA                           string
 	syncEvery, deadAfter                             time.Duration
@@ -45,6 +46,9 @@ func (f *nodeFlags) register(fs *flag.FlagSet, defaultData string) {
 	fs.DurationVar(&f.deadAfter, "dead-after", actors.DefaultDeadAfter, "in a cluster: how long a node may be away before its replicas are re-created on other nodes")
 	fs.StringVar(&f.http, "http", "127.0.0.1:7421", "metrics and health address (empty: none)")
 	fs.StringVar(&f.kafka, "kafka", "", "Kafka protocol listener address, host:port (empty: none; see docs/kafka.md)")
+	fs.StringVar(&f.kafkaCert, "kafka-tls-cert", "", "PEM certificate for TLS on the Kafka listener (with --kafka-tls-key)")
+	fs.StringVar(&f.kafkaKey, "kafka-tls-key", "", "the PEM private key of --kafka-tls-cert")
+	fs.StringVar(&f.kafkaUsers, "kafka-sasl-users", "", "file of USER:PASSWORD lines: the Kafka listener requires SASL/PLAIN as one of them")
 	fs.BoolVar(&f.pprof, "pprof", false, "also serve Go runtime profiles at the --http address under /debug/pprof/")
 	fs.StringVar(&f.sync, "sync", "always", "log durability: always (fsync every write), interval, never")
 	fs.DurationVar(&f.syncEvery, "sync-interval", time.Second, "fsync period with --sync interval")
@@ -120,6 +124,9 @@ func (f *nodeFlags) config(stderr io.Writer) (actors.NodeConfig, error) {
 		return cfg, fmt.Errorf("%w: --log-level %q: want debug, info, warn or error", errUsage, f.logLevel)
 	}
 	cfg.DataDir, cfg.ClientAddr, cfg.HTTPAddr, cfg.KafkaAddr = f.data, f.listen, f.http, f.kafka
+	if cfg.KafkaSecurity, err = f.kafkaSecurity(); err != nil {
+		return cfg, err
+	}
 	if f.pprof && f.http == "" {
 		return cfg, fmt.Errorf("%w: --pprof needs an --http address", errUsage)
 	}
@@ -237,4 +244,48 @@ func countSet(ss ...string) int {
 		}
 	}
 	return n
+}
+
+// kafkaSecurity reads the Kafka listener's TLS certificate and SASL users.
+func (f *nodeFlags) kafkaSecurity() (actors.KafkaSecurity, error) {
+	var sec actors.KafkaSecurity
+	if f.kafka == "" {
+		if countSet(f.kafkaCert, f.kafkaKey, f.kafkaUsers) > 0 {
+			return sec, fmt.Errorf("%w: --kafka-tls-cert, --kafka-tls-key and --kafka-sasl-users need --kafka", errUsage)
+		}
+		return sec, nil
+	}
+	switch countSet(f.kafkaCert, f.kafkaKey) {
+	case 0:
+	case 2:
+		cert, err := tls.LoadX509KeyPair(f.kafkaCert, f.kafkaKey)
+		if err != nil {
+			return sec, fmt.Errorf("%w: --kafka-tls-cert/--kafka-tls-key: %v", errUsage, err)
+		}
+		sec.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	default:
+		return sec, fmt.Errorf("%w: TLS on the Kafka listener needs both --kafka-tls-cert and --kafka-tls-key", errUsage)
+	}
+	if f.kafkaUsers != "" {
+		b, err := os.ReadFile(f.kafkaUsers)
+		if err != nil {
+			return sec, fmt.Errorf("%w: --kafka-sasl-users: %v", errUsage, err)
+		}
+		sec.Users = map[string]string{}
+		for i, line := range strings.Split(string(b), "\n") {
+			line = strings.TrimRight(line, "\r")
+			if strings.TrimSpace(line) == "" || strings.HasPrefix(line, "#") {
+				continue
+			}
+			user, pass, ok := strings.Cut(line, ":")
+			if !ok || user == "" || pass == "" {
+				return sec, fmt.Errorf("%w: --kafka-sasl-users %s: line %d: want USER:PASSWORD", errUsage, f.kafkaUsers, i+1)
+			}
+			sec.Users[user] = pass
+		}
+		if len(sec.Users) == 0 {
+			return sec, fmt.Errorf("%w: --kafka-sasl-users %s: no users", errUsage, f.kafkaUsers)
+		}
+	}
+	return sec, nil
 }
