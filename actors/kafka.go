@@ -268,7 +268,16 @@ func (k *kafkaListener) handle(frame []byte, st *kafkaConn) ([]byte, error) {
 		resp.ErrorCode = 35
 		return kafkaResponse(h, resp), nil
 	}
-	if req == nil || !ok {
+	if req == nil {
+		return nil, fmt.Errorf("API key %d is not a Kafka API (client %q)", h.key, h.clientID)
+	}
+	if !ok {
+		// A Kafka API not served (ApiVersions does not list it): UNSUPPORTED_VERSION where
+		// its response has a top-level error code, else the connection is closed.
+		if resp := unsupportedVersion(req); resp != nil {
+			k.logger.Info("kafka: API not served", "api", h.key, "version", h.version, "client", h.clientID)
+			return kafkaResponse(h, resp), nil
+		}
 		return nil, fmt.Errorf("API key %d is not served (client %q)", h.key, h.clientID)
 	}
 	if h.version < lo || h.version > hi {

@@ -204,6 +204,25 @@ func TestKafkaBadFrames(t *testing.T) {
 		t.Fatalf("heartbeat v50: error code %d (%v), want UNSUPPORTED_VERSION", hr.ErrorCode, err)
 	}
 
+	// A Kafka API not served at all (DescribeAcls): answered UNSUPPORTED_VERSION too.
+	acl := kmsg.NewPtrDescribeACLsRequest()
+	acl.Version = 1
+	if _, err := c.Write(frame(acl.AppendTo(header(int16(kmsg.DescribeACLs), 1)))); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(c, size[:]); err != nil {
+		t.Fatalf("describe ACLs: %v, want an answer", err)
+	}
+	body = make([]byte, binary.BigEndian.Uint32(size[:]))
+	if _, err := io.ReadFull(c, body); err != nil {
+		t.Fatal(err)
+	}
+	ar := kmsg.NewPtrDescribeACLsResponse()
+	ar.Version = 1
+	if err := ar.ReadFrom(body[4:]); err != nil || ar.ErrorCode != kafkaUnsupportedVersion {
+		t.Fatalf("describe ACLs: error code %d (%v), want UNSUPPORTED_VERSION", ar.ErrorCode, err)
+	}
+
 	cl, err := kgo.NewClient(kgo.SeedBrokers(n.KafkaAddr()), kgo.DisableIdempotentWrite(), kgo.DefaultProduceTopic("kb"))
 	if err != nil {
 		t.Fatal(err)
