@@ -26,6 +26,7 @@ Usage:
   weir sink hdfs --topics T[,T...] --namenode HOST:PORT [--path TEMPLATE] [--format text|json|avro|parquet]
                  [--gzip] [--roll-size B] [--roll-count N] [--roll-interval D] [--idle D] [--members N]
   weir sink file --topics T[,T...] --dir DIR [--roll-size B] [--roll-interval D] [--members N]
+  weir sink null|logger|http|topic --topics T[,T...] [--url URL | --to TOPIC] [--members N]
                                            run a node with a sink group reading topics into HDFS or
                                            rolling files (node flags as for weir node)
   weir log demo [--data DIR] [--records N] append records to a bare log, reopen it, read them back

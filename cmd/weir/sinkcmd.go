@@ -22,6 +22,10 @@ import (
 	"github.com/weirhq/weir/connectors"
 	"github.com/weirhq/weir/connectors/sink/file"
 	"github.com/weirhq/weir/connectors/sink/hdfs"
+	httpsink "github.com/weirhq/weir/connectors/sink/http"
+	"github.com/weirhq/weir/connectors/sink/logger"
+	"github.com/weirhq/weir/connectors/sink/null"
+	topicsink "github.com/weirhq/weir/connectors/sink/topic"
 	"github.com/weirhq/weir/flow"
 )
 
@@ -74,7 +78,7 @@ func (f *sinkFlags) check(kind string) ([]string, error) {
 // same command; the cluster runs each member once and moves it when its node goes away.
 func runSink(args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
-		return fmt.Errorf("%w: sink: name the kind of sink: hdfs or file", errUsage)
+		return fmt.Errorf("%w: sink: name the kind of sink: hdfs, file, null, logger, http or topic", errUsage)
 	}
 	kind := args[0]
 	fs := flag.NewFlagSet("sink "+kind, flag.ContinueOnError)
@@ -137,8 +141,56 @@ func runSink(args []string, stdout, stderr io.Writer) error {
 			return s, nil
 		}
 		where = func() string { return *dir }
+	case "null":
+		logEvery := fs.Int64("log-every", 0, "log the count of records discarded every this many (0: never)")
+		newSink = func(_ int, logger *slog.Logger) (connectors.Sink, error) {
+			s, err := null.New(null.Config{LogEvery: *logEvery, Logger: logger})
+			if err != nil {
+				return nil, fmt.Errorf("%w: sink null: %v", errUsage, err)
+			}
+			return s, nil
+		}
+		where = func() string { return "nothing (null sink)" }
+	case "logger":
+		newSink = func(int, *slog.Logger) (connectors.Sink, error) { return logger.New(stdout, nil), nil }
+		where = func() string { return "standard output" }
+	case "http":
+		url := fs.String("url", "", "endpoint the records are sent to (required)")
+		method := fs.String("method", "POST", "HTTP method: POST, PUT or PATCH")
+		format := fs.String("format", "json", "request body: json (an array) or ndjson")
+		batch := fs.Int("batch-size", 100, "records per request")
+		timeout := fs.Duration("timeout", 10*time.Second, "bound of one attempt")
+		retryFor := fs.Duration("retry-for", 30*time.Second, "how long a Write retries after its first failure")
+		dlq := fs.String("dead-letter-topic", "", "topic for requests refused for good or out of retries (empty: the flow retries them)")
+		newSink = func(_ int, lg *slog.Logger) (connectors.Sink, error) {
+			f, ok := map[string]httpsink.Format{"json": httpsink.JSON, "ndjson": httpsink.NDJSON}[*format]
+			if !ok {
+				return nil, fmt.Errorf("%w: sink http: --format %q: want json or ndjson", errUsage, *format)
+			}
+			cfg := httpsink.Config{URL: *url, Method: *method, Format: f, BatchSize: *batch, Timeout: *timeout, RetryFor: *retryFor, Logger: lg}
+			if *dlq != "" {
+				cfg.DeadLetterTopic, cfg.DeadLetterAddr = *dlq, nf.listen
+			}
+			s, err := httpsink.New(cfg)
+			if err != nil {
+				return nil, fmt.Errorf("%w: sink http: %v", errUsage, err)
+			}
+			return s, nil
+		}
+		where = func() string { return *url }
+	case "topic":
+		to := fs.String("to", "", "topic the records are forwarded to (required; it must exist)")
+		origin := fs.String("origin-header", "", "header naming each record's origin, topic/partition/offset (empty: none)")
+		newSink = func(int, *slog.Logger) (connectors.Sink, error) {
+			s, err := topicsink.New(topicsink.Config{Addr: nf.listen, Topic: *to, OriginHeader: *origin})
+			if err != nil {
+				return nil, fmt.Errorf("%w: sink topic: %v", errUsage, err)
+			}
+			return s, nil
+		}
+		where = func() string { return "topic " + *to }
 	default:
-		return fmt.Errorf("%w: sink: unknown kind %q: want hdfs or file", errUsage, kind)
+		return fmt.Errorf("%w: sink: unknown kind %q: want hdfs, file, null, logger, http or topic", errUsage, kind)
 	}
 	pos, err := parseFlags(fs, args[1:])
 	if err != nil {

@@ -7,11 +7,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	nethttp "net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -295,6 +298,7 @@ func TestSinkUsageErrors(t *testing.T) {
 		{[]string{"sink"}, "name the kind of sink"},
 		{[]string{"sink", "--topics", "t"}, "name the kind of sink"},
 		{[]string{"sink", "kafka"}, `unknown kind "kafka"`},
+		{[]string{"sink", "kafka"}, "want hdfs, file, null, logger, http or topic"},
 		{[]string{"sink", "hdfs", "--namenode", "x:1"}, "--topics is required"},
 		{[]string{"sink", "hdfs", "--topics", "t"}, "--namenode is required"},
 		{[]string{"sink", "hdfs", "--topics", "t", "--namenode", "x:1", "--format", "csv"}, `--format "csv"`},
@@ -311,6 +315,11 @@ func TestSinkUsageErrors(t *testing.T) {
 		{[]string{"sink", "file", "--topics", "t", "--dir", dir, "--format", "csv"}, `--format "csv"`},
 		{[]string{"sink", "file", "--topics", "t", "--dir", dir, "--roll-size", "0"}, "RollSize 0"},
 		{[]string{"sink", "file", "--topics", "t", "--dir", dir, "extra"}, "takes no arguments"},
+		{[]string{"sink", "http", "--topics", "t"}, "URL"},
+		{[]string{"sink", "http", "--topics", "t", "--url", "http://x", "--format", "xml"}, `--format "xml"`},
+		{[]string{"sink", "http", "--topics", "t", "--url", "http://x", "--batch-size", "-1"}, "BatchSize"},
+		{[]string{"sink", "topic", "--topics", "t"}, "Topic"},
+		{[]string{"sink", "null", "--topics", "t", "--log-every", "-5"}, "LogEvery"},
 	}
 	for _, c := range cases {
 		code, _, errOut := weirIn("", nil, append(c.args, "--data", dir+"/node", "--http", "")...)
@@ -423,5 +432,96 @@ func TestSinkFileCommand(t *testing.T) {
 	}
 	if len(got) != 33000 {
 		t.Errorf("%d distinct lines in the files, want 33000", len(got))
+	}
+}
+
+// TestSinkTopicAndHTTPCommands runs `weir sink topic` (topic a -> topic b) and then `weir sink
+// http` (topic b -> an HTTP endpoint in this test) as processes on one node's data, and counts
+// every line at the endpoint.
+func TestSinkTopicAndHTTPCommands(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts weir processes")
+	}
+	bin := buildWeir(t)
+	root := t.TempDir()
+	addr := freeAddr(t)
+	var mu sync.Mutex
+	got := map[string]int{}
+	srv := httptest.NewServer(nethttp.HandlerFunc(func(w nethttp.ResponseWriter, r *nethttp.Request) {
+		var recs []struct {
+			Value string `json:"value"`
+		}
+		if err := json.NewDecoder(r.Body).Decode(&recs); err != nil {
+			w.WriteHeader(400)
+			return
+		}
+		mu.Lock()
+		for _, rec := range recs {
+			got[rec.Value]++
+		}
+		mu.Unlock()
+	}))
+	defer srv.Close()
+	start := func(args ...string) *exec.Cmd {
+		var out syncbuf.Buffer
+		cmd := exec.Command(bin, append(args, "--data", root+"/node", "--listen", addr, "--http", "")...)
+		cmd.Stdout, cmd.Stderr = &out, &out
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+		waitFor(t, "weir "+args[1]+" to start", 30*time.Second, func() (bool, string) {
+			return strings.Contains(out.String(), "reads "), out.String()
+		})
+		return cmd
+	}
+	stop := func(cmd *exec.Cmd) {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_ = cmd.Wait()
+	}
+	// The topic sink's process creates topic a; b must exist first: a bare node makes it.
+	node := exec.Command(bin, "node", "--data", root+"/node", "--listen", addr, "--http", "")
+	if err := node.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the node", 20*time.Second, func() (bool, string) {
+		code, _, e := weirIn("", nil, "--server", addr, "topic", "list")
+		return code == 0, e
+	})
+	weirAt(t, addr, "", "topic", "create", "b", "--partitions", "2")
+	_ = node.Process.Signal(syscall.SIGTERM)
+	_ = node.Wait()
+
+	fwd := start("sink", "topic", "--topics", "a", "--partitions", "2", "--to", "b", "--origin-header", "from")
+	var in strings.Builder
+	for i := range 500 {
+		fmt.Fprintf(&in, "v-%d\n", i)
+	}
+	weirAt(t, addr, in.String(), "produce", "a")
+	c, err := client.Dial(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "every line forwarded to b", 30*time.Second, func() (bool, string) {
+		var sum int64
+		for p := range int32(2) {
+			end, _ := c.ListOffsets(context.Background(), "b", p, client.Latest())
+			sum += end
+		}
+		return sum >= 500, fmt.Sprintf("%d in b", sum)
+	})
+	c.Close()
+	stop(fwd)
+	post := start("sink", "http", "--topics", "b", "--url", srv.URL, "--batch-size", "50")
+	waitFor(t, "every line at the endpoint", 30*time.Second, func() (bool, string) {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(got) == 500, fmt.Sprintf("%d distinct lines", len(got))
+	})
+	stop(post)
+	for i := range 500 {
+		if got[fmt.Sprintf("v-%d", i)] == 0 {
+			t.Errorf("v-%d never reached the endpoint", i)
+		}
 	}
 }
