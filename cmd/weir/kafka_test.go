@@ -42,6 +42,51 @@ func kcat(t *testing.T, stdin string, args ...string) string {
 	return string(out)
 }
 
+// startNode starts `weir node` with the data directory, client address and more flags, and
+// waits until its client port answers; the process is killed when the test ends.
+func startNode(t *testing.T, bin, data, addr string, more ...string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(bin, append([]string{"node", "--data", data, "--listen", addr, "--http", "", "--log-level", "warn"}, more...)...)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	waitFor(t, "the node's client port", 20*time.Second, func() (bool, string) {
+		code, _, errOut := weirIn("", nil, "--server", addr, "topic", "list")
+		return code == 0, errOut
+	})
+	return cmd
+}
+
+// kcatGroup runs two kcat group members (-G, each through its own broker address) that read
+// topic to its end, and counts the lines they read.
+func kcatGroup(t *testing.T, brokers [2]string, group, topic string) map[string]int {
+	t.Helper()
+	type res struct {
+		out string
+		err error
+	}
+	ch := make(chan res, 2)
+	for _, b := range brokers {
+		go func() {
+			o, err := exec.Command("kcat", "-b", b, "-G", group, topic, "-e", "-q", "-f", "%s\n",
+				"-X", "auto.offset.reset=earliest", "-X", "partition.assignment.strategy=range").CombinedOutput()
+			ch <- res{string(o), err}
+		}()
+	}
+	got := map[string]int{}
+	for range 2 {
+		r := <-ch
+		if r.err != nil {
+			t.Fatalf("kcat -G: %v\n%s", r.err, r.out)
+		}
+		for _, l := range lines(r.out) {
+			got[l]++
+		}
+	}
+	return got
+}
+
 // TestKcat runs `weir node --kafka` and drives it with kcat: kcat produces 1,000 keyed lines,
 // `weir consume` reads them, kcat consumes from the beginning and from an offset, and two kcat
 // group consumers (-G) read every line between them and commit offsets that Weir's group
@@ -53,15 +98,7 @@ func TestKcat(t *testing.T) {
 	bin := buildWeir(t)
 	dir := t.TempDir()
 	addr, kafka := freeAddr(t), freeAddr(t)
-	cmd := exec.Command(bin, "node", "--data", filepath.Join(dir, "n"), "--listen", addr, "--kafka", kafka, "--http", "", "--log-level", "warn")
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	waitFor(t, "the node's client port", 20*time.Second, func() (bool, string) {
-		code, _, errOut := weirIn("", nil, "--server", addr, "topic", "list")
-		return code == 0, errOut
-	})
+	startNode(t, bin, filepath.Join(dir, "n"), addr, "--kafka", kafka)
 	weirAt(t, addr, "", "topic", "create", "lines", "--partitions", "3")
 
 	var in strings.Builder
@@ -95,30 +132,7 @@ func TestKcat(t *testing.T) {
 		t.Fatalf("kcat from offset 5 of partition 0 read offsets %v", offs)
 	}
 
-	// Two kcat group members, each stopping at the end of its partitions (-e).
-	type res struct {
-		out string
-		err error
-	}
-	ch := make(chan res, 2)
-	for range 2 {
-		go func() {
-			c := exec.Command("kcat", "-b", kafka, "-G", "kcat-group", "lines", "-e", "-q", "-f", "%s\n",
-				"-X", "auto.offset.reset=earliest", "-X", "partition.assignment.strategy=range")
-			o, err := c.CombinedOutput()
-			ch <- res{string(o), err}
-		}()
-	}
-	group := map[string]int{}
-	for range 2 {
-		r := <-ch
-		if r.err != nil {
-			t.Fatalf("kcat -G: %v\n%s", r.err, r.out)
-		}
-		for _, l := range lines(r.out) {
-			group[l]++
-		}
-	}
+	group := kcatGroup(t, [2]string{kafka, kafka}, "kcat-group", "lines")
 	if len(group) != 1000 {
 		t.Fatalf("the kcat group read %d distinct lines, want 1000", len(group))
 	}
@@ -174,28 +188,7 @@ func TestKcatCluster(t *testing.T) {
 	if len(seen) != 3000 || len(lines(all)) != 3000 {
 		t.Fatalf("kcat read %d lines, %d distinct, through another node; want 3000", len(lines(all)), len(seen))
 	}
-	type res struct {
-		out string
-		err error
-	}
-	ch := make(chan res, 2)
-	for i := range 2 {
-		go func() {
-			o, err := exec.Command("kcat", "-b", k[1+i], "-G", "kcat-group", "lines", "-e", "-q", "-f", "%s\n",
-				"-X", "auto.offset.reset=earliest", "-X", "partition.assignment.strategy=range").CombinedOutput()
-			ch <- res{string(o), err}
-		}()
-	}
-	group := map[string]int{}
-	for range 2 {
-		r := <-ch
-		if r.err != nil {
-			t.Fatalf("kcat -G: %v\n%s", r.err, r.out)
-		}
-		for _, l := range lines(r.out) {
-			group[l]++
-		}
-	}
+	group := kcatGroup(t, [2]string{k[1], k[2]}, "kcat-group", "lines")
 	if len(group) != 3000 {
 		t.Fatalf("the kcat group read %d distinct lines, want 3000", len(group))
 	}
@@ -405,16 +398,8 @@ func TestKafkaSASLTLS(t *testing.T) {
 
 	bin := buildWeir(t)
 	addr, kafka := freeAddr(t), freeAddr(t)
-	cmd := exec.Command(bin, "node", "--data", filepath.Join(dir, "n"), "--listen", addr, "--kafka", kafka, "--http", "",
-		"--kafka-tls-cert", certFile, "--kafka-tls-key", keyFile, "--kafka-sasl-users", users, "--log-level", "warn")
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	waitFor(t, "the node's client port", 20*time.Second, func() (bool, string) {
-		code, _, errOut := weirIn("", nil, "--server", addr, "topic", "list")
-		return code == 0, errOut
-	})
+	startNode(t, bin, filepath.Join(dir, "n"), addr, "--kafka", kafka,
+		"--kafka-tls-cert", certFile, "--kafka-tls-key", keyFile, "--kafka-sasl-users", users)
 	weirAt(t, addr, "", "topic", "create", "secure", "--partitions", "2")
 	sasl := func(user, pass string) []string {
 		return []string{"-b", kafka, "-X", "security.protocol=SASL_SSL", "-X", "sasl.mechanisms=PLAIN",

@@ -480,14 +480,7 @@ func TestSinkTopicAndHTTPCommands(t *testing.T) {
 		_ = cmd.Wait()
 	}
 	// The topic sink's process creates topic a; b must exist first: a bare node makes it.
-	node := exec.Command(bin, "node", "--data", root+"/node", "--listen", addr, "--http", "")
-	if err := node.Start(); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "the node", 20*time.Second, func() (bool, string) {
-		code, _, e := weirIn("", nil, "--server", addr, "topic", "list")
-		return code == 0, e
-	})
+	node := startNode(t, bin, root+"/node", addr)
 	weirAt(t, addr, "", "topic", "create", "b", "--partitions", "2")
 	_ = node.Process.Signal(syscall.SIGTERM)
 	_ = node.Wait()
