@@ -3,6 +3,10 @@ package file
 import (
 	"context"
 	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -257,5 +261,172 @@ func TestMemberIsNotStaging(t *testing.T) {
 	var _ connectors.StagingSink = s
 	if _, ok := s.Member().(connectors.StagingSink); ok {
 		t.Fatal("Member is a StagingSink")
+	}
+}
+
+// TestCrashAnywhereInAGroup is TestCrashAnywhere for two sinks sharing a directory, as two
+// members of a consumer group do: the partitions are assigned at random and reassigned at
+// rebalances (every member resets, in random order; sometimes a partition's new owner writes
+// before its former owner has reset, and must get ErrReplay), a filesystem operation fails at
+// a random point, and the process or the machine crashes, over and over. In the end every
+// record is in the finished files exactly once, and no in-progress file is left.
+func TestCrashAnywhereInAGroup(t *testing.T) {
+	seeds := uint64(200)
+	if n, err := strconv.ParseUint(os.Getenv("WEIR_CRASH_SEEDS"), 10, 64); err == nil && n > 0 {
+		seeds = n
+	}
+	for seed := range seeds {
+		t.Run(fmt.Sprint(seed), func(t *testing.T) { groupCrashScenario(t, seed) })
+	}
+}
+
+func groupCrashScenario(t *testing.T, seed uint64) {
+	rng := rand.New(rand.NewPCG(seed, 11))
+	const total, parts = 40, 3
+	mem := vfs.NewMem()
+	committed := make([]int64, parts) // next offset to write, per partition
+	format := Format(rng.IntN(2))
+	rollCount := rng.IntN(8)
+	clock := &fakeClock{now: time.Unix(1_700_000_000, 0)}
+	done := func() bool {
+		for _, c := range committed {
+			if c < total {
+				return false
+			}
+		}
+		return true
+	}
+	for round := 0; ; round++ {
+		if round > 1000 {
+			t.Fatal("no progress")
+		}
+		last := done()
+		var ops int
+		failAt := 1 + rng.IntN(80)
+		if last || rng.IntN(5) == 0 {
+			failAt = -1
+		}
+		fsys := vfs.NewFaulty(mem, vfs.InjectorFunc(func(vfs.Op, string) error {
+			ops++
+			if ops == failAt {
+				return vfs.ErrInjected
+			}
+			return nil
+		}))
+		cfg := Config{Dir: "/out", RollSize: int64(4 + rng.IntN(40)), RollCount: rollCount, RollInterval: time.Minute,
+			Format: format, FS: fsys, Now: clock.Now}
+		var members [2]*Sink
+		crashed := false
+		for i := range members {
+			s, err := New(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			members[i] = s
+			if err := s.Open(ctx); err != nil {
+				if failAt < 0 {
+					t.Fatalf("open without a fault: %v", err)
+				}
+				crashed = true
+				break
+			}
+		}
+		// The runner resets each member before it joins; a failure is a crash.
+		for i := 0; !crashed && i < len(members); i++ {
+			if err := members[i].Reset(); err != nil {
+				if failAt < 0 {
+					t.Fatalf("reset without a fault: %v", err)
+				}
+				crashed = true
+			}
+		}
+		if last && !crashed {
+			for _, s := range members {
+				if err := s.Close(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			break
+		}
+		owner := make([]int, parts)
+		held := [2]map[int32]bool{{}, {}} // what each member took since its last Reset
+		assign := func() {
+			for p := range owner {
+				owner[p] = rng.IntN(2)
+			}
+		}
+		assign()
+		for step := 0; !crashed && !done() && step < 30; step++ {
+			p := int32(rng.IntN(parts))
+			m := owner[p]
+			to := min(committed[p]+int64(1+rng.IntN(6)), total)
+			clock.advance(time.Duration(rng.IntN(20)) * time.Second)
+			err := members[m].Write(ctx, msgs("t", p, committed[p], to))
+			switch {
+			case err == nil:
+				held[m][p] = true
+			case held[1-m][p] && errors.Is(err, connectors.ErrReplay):
+				continue // the former owner has not reset yet: the runner reads again later
+			case failAt < 0:
+				t.Fatalf("write without a fault: %v", err)
+			default:
+				crashed = true
+				continue
+			}
+			if rng.IntN(5) != 0 { // else the commit is lost (the process dies, or a rebalance comes first)
+				committed[p] = to
+			}
+			if rng.IntN(6) == 0 {
+				// A rebalance: the members reset in random order, and a partition's new owner may
+				// write before its former owner has.
+				assign()
+				first := rng.IntN(2)
+				for _, i := range []int{first, 1 - first} {
+					if rng.IntN(3) == 0 {
+						q := int32(rng.IntN(parts))
+						if o := owner[q]; held[1-o][q] && committed[q] < total {
+							err := members[o].Write(ctx, msgs("t", q, committed[q], committed[q]+1))
+							if err == nil || (!errors.Is(err, connectors.ErrReplay) && failAt < 0) {
+								t.Fatalf("write of a partition the other member holds: %v", err)
+							}
+						}
+					}
+					if err := members[i].Reset(); err != nil {
+						if failAt < 0 {
+							t.Fatalf("reset without a fault: %v", err)
+						}
+						crashed = true
+						break
+					}
+					held[i] = map[int32]bool{}
+				}
+			}
+		}
+		if !crashed && rng.IntN(4) == 0 {
+			for _, s := range members {
+				s.Close() // a clean stop, which may itself fail
+			}
+		}
+		for _, s := range members {
+			if s != nil {
+				abandon(s)
+			}
+		}
+		mem = crash(mem, rng)
+	}
+	got := finished(t, mem, "/out", format)
+	for p := range parts {
+		if g := got[fmt.Sprintf("t/%d", p)]; strings.Join(g, ",") != strings.Join(want(0, total), ",") {
+			t.Fatalf("partition %d holds %v", p, g)
+		}
+	}
+	names, _ := mem.List("/out")
+	for _, n := range names {
+		if strings.HasSuffix(n, inProgressSuffix) {
+			t.Fatalf("%s left after a clean close: %v", n, names)
+		}
+		if first, last, ok := offsetsOf(n); ok && rollCount > 0 && last-first+1 > int64(rollCount) {
+			t.Fatalf("%s holds more than RollCount %d records", n, rollCount)
+		}
 	}
 }
