@@ -58,9 +58,11 @@
 // holds among the sinks that share a directory through one filesystem whose flock they all
 // see. On one node (the members of `weir sink file --members N`, or any members placed on the
 // same machine) a local directory is enough. In a cluster whose members move between nodes,
-// either every node mounts one shared filesystem that supports flock across machines (NFSv4
-// does; a lock of a node that dies is released only when the server notices, so its
-// partitions get ErrReplay, and wait, until then), and exactly once holds across the cluster;
+// either every node mounts one shared filesystem that supports flock across machines (Linux
+// NFS clients emulate it with POSIX record locks, which exclude other machines but not other
+// sinks of the same process, so run one member per process there; a lock of a node that dies
+// is released only when the server notices, and its partitions get ErrReplay, and wait, until
+// then), and exactly once holds across the cluster (this was not tested on NFS);
 // or each node has a directory of its own, and exactly once holds within each directory only:
 // a partition that moves to another node is read there from its committed offset, so the
 // records of a Write that was durable but not committed land in both nodes' directories
