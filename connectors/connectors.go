@@ -71,7 +71,9 @@ type Sink interface {
 // its group again, it reads on from the committed offsets: what was staged and not durable comes
 // again, and Reset has thrown the staged copy away. Records the sink made durable may come again
 // too (a crash between durability and the commit): the sink skips them, as it knows what it
-// made durable.
+// made durable. A sink whose Writes are durable when they return may be a StagingSink too, to
+// learn from Reset when it may lose partitions (the rolling-file sink: Durable reports what it
+// wrote, Reset lets go of the partitions it holds).
 type StagingSink interface {
 	Sink
 	// Durable returns, for the partitions it has written, the offset after the last record

@@ -10,7 +10,6 @@ import (
 	"math"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -120,12 +119,13 @@ func runSink(args []string, stdout, stderr io.Writer) error {
 		}
 		where = func() string { return "hdfs://" + *namenode + *path }
 	case "file":
-		dir := fs.String("dir", "", "directory of the files; member N writes to DIR/GROUP-N (required)")
+		dir := fs.String("dir", "", "directory of the files, shared by every member: a partition's state and files move with it between members, "+
+			"exactly once (required; in a cluster, a filesystem every node mounts, with working flock)")
 		format := fs.String("format", "lines", "file format: lines (value, newline) or length-prefixed (4-byte big-endian length, value)")
 		suffix := fs.String("suffix", "", "after the names of finished files (default .txt for lines, .bin for length-prefixed)")
 		rollSize := fs.Int64("roll-size", 128<<20, "bytes per file at most")
 		rollInterval := fs.Duration("roll-interval", 5*time.Minute, "roll a file this old (0: never by age)")
-		newSink = func(member int, logger *slog.Logger) (connectors.Sink, error) {
+		newSink = func(_ int, logger *slog.Logger) (connectors.Sink, error) {
 			if *dir == "" {
 				return nil, fmt.Errorf("%w: sink file: --dir is required", errUsage)
 			}
@@ -133,7 +133,7 @@ func runSink(args []string, stdout, stderr io.Writer) error {
 			if !ok {
 				return nil, fmt.Errorf("%w: sink file: --format %q: want lines or length-prefixed", errUsage, *format)
 			}
-			s, err := file.New(file.Config{Dir: filepath.Join(*dir, fmt.Sprintf("%s-%d", sf.group, member)), Format: f,
+			s, err := file.New(file.Config{Dir: *dir, Format: f,
 				Suffix: *suffix, RollSize: *rollSize, RollInterval: *rollInterval, Logger: logger})
 			if err != nil {
 				return nil, fmt.Errorf("%w: sink file: %v", errUsage, err)

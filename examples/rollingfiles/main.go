@@ -149,7 +149,7 @@ func list(w io.Writer, dir string) error {
 	var names []string
 	for _, e := range ents {
 		if strings.HasPrefix(e.Name(), ".") {
-			continue // the sink's manifest, lock and files in progress
+			continue // the sink's manifest, locks, state and files in progress
 		}
 		info, err := e.Info()
 		if err != nil {

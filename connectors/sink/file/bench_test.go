@@ -10,7 +10,7 @@ import (
 
 // BenchmarkWrite: the sink alone on the disk of b.TempDir, as the runner drives it with 6
 // partitions and its default fetch of 1 MiB: Writes of 1,000 records of 1 KiB, one partition
-// each, in turn. Each Write is durable when it returns (file fsync, manifest replaced).
+// each, in turn. Each Write is durable when it returns (file fsync, partition state replaced).
 func BenchmarkWrite(b *testing.B) {
 	const partitions, perWrite, size = 6, 1000, 1024
 	s := openSink(b, Config{Dir: b.TempDir(), RollSize: 128 << 20})

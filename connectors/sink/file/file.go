@@ -8,51 +8,97 @@
 // # Exactly once
 //
 // The sink runner commits a partition's offset only after Write returned, and after a crash
-// replays from the committed offset: the records between that offset and the last one written
-// come again. The sink removes that repeat itself, so every record lands in the directory
-// exactly once:
+// or a rebalance reads on from the committed offset: the records between that offset and the
+// last one written come again, to whichever member of the consumer group has the partition
+// now. The sink removes that repeat itself, so every record lands in the directory exactly
+// once, however many members share it:
 //
-//   - Write is durable when it returns: the files it appended to are fsynced, and then the
-//     manifest, a small file that says for every partition the last offset written and the
-//     length of its in-progress file, is replaced atomically (written to a temporary name,
+//   - The sink's memory is per partition: a state file (see Layout) that says the last offset
+//     written, the in-progress file and its synced length, and the renames of a roll being
+//     made. A sink holds a partition while it has the partition's lock (a lock file, flock on
+//     Unix, held until Reset, Close or the process's end), and only the holder writes the
+//     partition's files and state.
+//   - Write is durable when it returns: the files it appended to are fsynced, and then the state
+//     file of each partition it changed is replaced atomically (written to a temporary name,
 //     fsynced, renamed, directory fsynced).
+//   - A Write that brings a record of a partition the sink does not hold takes it first: it
+//     takes the partition's lock, reads its state and puts its files back in the state it
+//     describes: the in-progress file is cut to its recorded length (bytes after it were
+//     written by a Write that did not finish, so their offsets were not committed and will be
+//     replayed), in-progress files of the partition the state does not know are removed, and
+//     the recorded renames are completed. If another sink holds the lock (a member that has
+//     not yet noticed that it lost the partition), the Write writes nothing and returns an
+//     error wrapping connectors.ErrReplay: the runner backs off and reads again from the
+//     committed offsets. Locks are taken without waiting, so a member never blocks on another.
 //   - Write skips every record at or below its partition's last written offset: those are the
-//     replay.
-//   - Open reads the manifest and puts the directory back in the state it describes: an
-//     in-progress file is cut to its recorded length (bytes after it were written by a Write
-//     that did not finish, so their offsets were not committed and will be replayed), and
-//     in-progress files the manifest does not know are removed.
-//   - A roll goes through the manifest too: the file is fsynced and closed, the manifest records
-//     the rename it is about to make, and the rename follows. Open completes a recorded rename
-//     that a crash interrupted, so a record is never both in a final file and replayed.
+//     replay, whoever wrote them.
+//   - A roll goes through the state file too: the file is fsynced and closed, the state records
+//     the rename it is about to make, and the rename follows. The next take completes a
+//     recorded rename that a crash interrupted, so a record is never both in a final file and
+//     replayed.
 //
-// The manifest is the sink's only memory: a directory belongs to one sink at a time and to one
-// incarnation of its topics. Open locks the directory (a lock file, flock on Linux, held until
-// Close or the process's end), so a second sink on it fails to open instead of corrupting the
-// first one's files; a topic deleted and
-// created again restarts its offsets at zero, and its records at or below the old last offset
-// would be skipped: give the new topic (or a new group) a new directory. In a group of several
-// sinks, each with its own directory, exactly once holds per directory for the partitions a sink
-// keeps; when a rebalance moves a partition to another sink, the records between its committed
-// offset and what the old sink wrote land in both directories (the runtime's at-least-once
-// bound: at most one fetch).
+// The sink is a connectors.StagingSink, which is how it learns that it may lose partitions:
+// Durable reports, for each partition it holds, the offset after the last record written (a
+// Write is durable when it returns, so nothing is ever staged); Reset, which the runner calls
+// before every (re)join of the group and after an ErrReplay, rolls every file in progress and
+// lets go of every partition. Rolling there, rather than leaving the file for the next owner
+// to resume, means that no file stays in progress for a partition nobody writes any more, that
+// every file in progress has a holder whose timer rolls it by age, and that a stopped flow
+// leaves only finished files; the price is one short file per partition and rebalance. Open
+// takes every partition with a state file that no other sink holds, so that what a crash left
+// is recovered (and rolled by the Close or Reset that follows) even for partitions that get no
+// more records; Close rolls every file in progress and lets go of everything.
+//
+// The state files are the sink's only memory: a directory belongs to one incarnation of its
+// topics and one consumer group. A topic deleted and created again restarts its offsets at
+// zero, and its records at or below the old last offset would be skipped: give the new topic
+// (or a new group) a new directory.
+//
+// Where the members run: the lock is what keeps two writers off a partition, so exactly once
+// holds among the sinks that share a directory through one filesystem whose flock they all
+// see. On one node (the members of `weir sink file --members N`, or any members placed on the
+// same machine) a local directory is enough. In a cluster whose members move between nodes,
+// either every node mounts one shared filesystem that supports flock across machines (Linux
+// NFS clients emulate it with POSIX record locks, which exclude other machines but not other
+// sinks of the same process, so run one member per process there; a lock of a node that dies
+// is released only when the server notices, and its partitions get ErrReplay, and wait, until
+// then), and exactly once holds across the cluster (this was not tested on NFS);
+// or each node has a directory of its own, and exactly once holds within each directory only:
+// a partition that moves to another node is read there from its committed offset, so the
+// records of a Write that was durable but not committed land in both nodes' directories
+// (at least once across nodes: never lost, never twice in one directory).
+//
+// A sink-group member (package connectors/sink/group, which takes no staging sink) gets the
+// sink through Member: Open, Write and Close only. Nothing then tells the sink that it lost a
+// partition, so it keeps every partition it takes until Close: give it a directory of its own.
 //
 // # Layout
 //
 //	<dir>/<topic>-<partition>-<first offset>-<last offset><suffix>  a finished file
 //	<dir>/.<topic>-<partition>-<first offset>.inprogress           the file being written
-//	<dir>/.lock                                                    the lock of the sink that has the directory open
-//	<dir>/.manifest                                                the sink's state, JSON
-//	<dir>/.manifest.tmp                                            a manifest being replaced
+//	<dir>/.manifest                                                the layout marker, {"version":2}
+//	<dir>/.lock                                                    taken by Open while it checks the layout
+//	<dir>/.state/<topic>-<partition>.json                          the partition's state, JSON
+//	<dir>/.state/<topic>-<partition>.json.tmp                      a state being replaced
+//	<dir>/.state/<topic>-<partition>.lock                          the lock of the partition's holder
 //
-// The manifest (version 1) is {"version":1,"partitions":[...],"renames":[...]}: per partition
-// its topic, partition, last (the last offset written, -1 for none) and, while a file is in
-// progress, file (its name), first (its first offset), size (its synced length), opened (its
-// creation, Unix milliseconds), count (its records) and touched (when it last got a record, Unix
-// milliseconds); renames lists the rolls made right after the manifest was written, as from/to
-// names. count and touched came after the first release and are optional: a manifest without them
-// (written by an older sink) is read with count last-first+1 (the most the file can hold) and
-// touched equal to opened, and an older sink reading a newer manifest ignores them.
+// A state file (version 2) is {"version":2,"topic":...,"partition":...,"last":...,"renames":[...]}
+// with, while a file is in progress, file (its name), first (its first offset), size (its
+// synced length), opened (its creation, Unix milliseconds), count (its records) and touched
+// (when it last got a record, Unix milliseconds); last is the last offset written (-1 for
+// none); renames lists the rolls of the partition made right after the state was written, as
+// from/to names, until the state is next written. A partition's state file is written when it
+// is first taken, before any of its files exists.
+//
+// Version 1 of the sink kept one manifest, <dir>/.manifest, {"version":1,"partitions":[...],
+// "renames":[...]}, with an entry per partition as in a state file (count and touched optional:
+// without them count is last-first+1, the most the file can hold, and touched is opened), and
+// held <dir>/.lock while open. Open migrates it under <dir>/.lock: it completes the recorded
+// renames, removes the in-progress files the manifest does not know, writes a state file per
+// partition, and then replaces the manifest with the marker (a crash before that migrates
+// again, to the same state files). A version 1 sink refuses the marker's version, so it cannot
+// open a migrated directory; one that has the directory open holds .lock, and Open then fails
+// after 5 s saying so. A new directory gets the marker on its first Open.
 //
 // Offsets in names are zero-padded to 20 digits, so names sort by partition and offset. Topic
 // names are those the node accepts (letters, digits, '.', '_' and '-'; a record of any other topic
@@ -67,14 +113,14 @@
 //
 // A file rolls before a record that would take it past RollSize (a record bigger than RollSize
 // gets a file of its own); as soon as it holds RollCount records (in the Write that filled it),
-// so that with RollCount n and no other trigger, between an Open and a Close, the finished files
-// of a partition the sink keeps hold n records each, but the last (Close rolls every file, so
-// each run leaves one short file per partition; and a partition given to another member and back
-// resumes its file after a gap in offsets, which its name's range then spans); and once it is RollInterval old or has had no
-// record for IdleTimeout: at the next Write, or at the latest when the sink's timer next checks
-// (every quarter of the shorter of RollInterval and IdleTimeout, at most every second and at
-// least every 10 ms). Close rolls every file, so a stopped flow leaves only finished files. Every
-// roll goes through the manifest as described above, whichever trigger fired it.
+// so that with RollCount n and no other trigger, while a sink holds a partition, its finished
+// files hold n records each, but the last (Close and Reset roll every file, so each run and
+// each rebalance leaves one short file per partition); and once it is RollInterval old or has
+// had no record for IdleTimeout: at the next Write, or at the latest when the sink's timer next
+// checks (every quarter of the shorter of RollInterval and IdleTimeout, at most every second and
+// at least every 10 ms). Close rolls every file, so a stopped flow leaves only finished files.
+// Every roll goes through the partition's state file as described above, whichever trigger
+// fired it.
 //
 // IdleTimeout 0 means no roll by idleness, unlike the HDFS sink, whose default is 30 s: there a
 // roll is what makes records durable, here each Write is durable and a roll only gives the file
@@ -84,20 +130,20 @@
 //
 // # Concurrency
 //
-// The runner calls Open, Write and Close from one goroutine at a time. The sink runs one timer
-// goroutine while it is open (none if neither RollInterval nor IdleTimeout is set), which Close
-// stops and waits for; one mutex serialises it with the runner's calls.
+// The runner calls Open, Write, Durable, Reset and Close from one goroutine at a time. The sink
+// runs one timer goroutine while it is open (none if neither RollInterval nor IdleTimeout is
+// set), which Close stops and waits for; one mutex serialises it with the runner's calls. Sinks
+// sharing a directory, in one process or several, coordinate only through the files and locks
+// described above.
 package file
 
 import (
 	"context"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
-	"math"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -106,16 +152,6 @@ import (
 
 	"github.com/weirhq/weir/connectors"
 	"github.com/weirhq/weir/storage/vfs"
-)
-
-// On-disk names and versions.
-const (
-	lockName         = ".lock"
-	manifestName     = ".manifest"
-	manifestTemp     = manifestName + vfs.TmpSuffix
-	manifestVersion  = 1
-	inProgressSuffix = ".inprogress"
-	lengthPrefix     = 4 // bytes of the length before a value in LengthPrefixed
 )
 
 // Format is the layout of records in a file.
@@ -127,9 +163,9 @@ const (
 	LengthPrefixed               // length (uint32, big endian), value
 )
 
-// ErrBroken is returned (wrapped) by Write after a failed Write or roll: the sink's memory no
-// longer matches its directory until it is closed and opened again, which the runner does by
-// restarting the flow's actor.
+// ErrBroken is returned (wrapped) by Write and Durable after a failed Write or roll: the sink's
+// memory no longer matches its directory until it is closed and opened again, which the runner
+// does by restarting the flow's actor, or until Reset lets go of every partition.
 var ErrBroken = errors.New("file sink: a previous write failed; close and reopen")
 
 // Config configures a file sink.
@@ -183,14 +219,18 @@ func (c Config) Validate() error {
 }
 
 // Sink writes records to rolling files.
+
+// Sink writes records to rolling files. It is a connectors.StagingSink whose Writes are durable
+// when they return: Durable reports what was written, Reset lets go of every partition. Member
+// gives a view of it for a sink group (package connectors/sink/group), which takes no staging
+// sink.
 type Sink struct {
 	cfg Config
 
 	mu     sync.Mutex
 	open   bool
-	broken error           // why the last Write or roll failed; cleared by Open
-	parts  map[tpKey]*part // every partition the manifest knows
-	unlock func() error    // releases the directory's lock; nil while not open
+	broken error           // why the last Write or roll failed; cleared by Open and Reset
+	parts  map[tpKey]*part // the partitions the sink holds (their locks are its)
 	stop   chan struct{}   // closed by Close to stop the timer
 	done   chan struct{}   // closed when the timer returns
 }
@@ -200,11 +240,13 @@ type tpKey struct {
 	partition int32
 }
 
-// part is the state of one partition's files.
+// part is the state of one partition's files, held by the sink.
 type part struct {
 	tpKey
-	fileTopic string // the topic as it appears in file names
-	last      int64  // last offset written, durable once the manifest is; -1: none
+	fileTopic string       // the topic as it appears in file names
+	last      int64        // last offset written, durable once the state file is; -1: none
+	unlock    func() error // releases the partition's lock
+	renamed   bool         // its state file records renames (completed or not)
 
 	// The file in progress; f is nil when there is none.
 	f       vfs.File
@@ -215,30 +257,6 @@ type part struct {
 	opened  int64  // when it was created, Unix milliseconds
 	touched int64  // when it last got a record, Unix milliseconds
 	pending []byte // encoded records not yet written to f
-}
-
-// manifest is the JSON content of the manifest file.
-type manifest struct {
-	Version    int              `json:"version"`
-	Partitions []manifestPart   `json:"partitions"`
-	Renames    []manifestRename `json:"renames,omitempty"` // rolls to complete on Open
-}
-
-type manifestPart struct {
-	Topic     string `json:"topic"`
-	Partition int32  `json:"partition"`
-	Last      int64  `json:"last"`
-	File      string `json:"file,omitempty"` // in-progress file, if any
-	First     int64  `json:"first,omitempty"`
-	Size      int64  `json:"size,omitempty"`
-	Opened    int64  `json:"opened,omitempty"`
-	Count     int    `json:"count,omitempty"`   // 0 in a manifest of an older sink
-	Touched   int64  `json:"touched,omitempty"` // 0 in a manifest of an older sink
-}
-
-type manifestRename struct {
-	From string `json:"from"`
-	To   string `json:"to"`
 }
 
 // New returns a sink; it touches the directory only in Open.
@@ -264,31 +282,26 @@ func New(cfg Config) (*Sink, error) {
 	return &Sink{cfg: cfg}, nil
 }
 
-// Open implements connectors.Sink: it creates the directory if needed, recovers it to the state
-// its manifest describes (see the package doc) and writes the manifest again, which also proves
-// that the directory is writable.
-func (s *Sink) Open(context.Context) error {
+// Open implements connectors.Sink: it creates the directory if needed, checks its layout
+// (migrating a version 1 manifest, see the package doc) and takes every partition no other sink
+// holds, recovering its files to the state its state file describes.
+func (s *Sink) Open(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.open {
 		return errors.New("file sink: Open of an open sink")
 	}
-	if err := s.cfg.FS.MkdirAll(s.cfg.Dir); err != nil {
+	if err := s.cfg.FS.MkdirAll(filepath.Join(s.cfg.Dir, stateDir)); err != nil {
 		return fmt.Errorf("file sink: open %s: %w", s.cfg.Dir, err)
 	}
-	unlock, err := vfs.Lock(s.cfg.FS, filepath.Join(s.cfg.Dir, lockName))
-	if err != nil {
-		if errors.Is(err, vfs.ErrLocked) {
-			return fmt.Errorf("file sink: open %s: the directory is in use by another sink: %w", s.cfg.Dir, err)
-		}
+	if err := s.checkLayout(ctx); err != nil {
 		return fmt.Errorf("file sink: open %s: %w", s.cfg.Dir, err)
 	}
-	if err := s.recover(); err != nil {
-		s.closeFiles()
-		_ = unlock()
+	s.parts = map[tpKey]*part{}
+	if err := s.adoptFree(); err != nil {
+		s.release()
 		return fmt.Errorf("file sink: open %s: %w", s.cfg.Dir, err)
 	}
-	s.unlock = unlock
 	s.open, s.broken = true, nil
 	if every := s.checkEvery(); every > 0 {
 		s.stop, s.done = make(chan struct{}), make(chan struct{})
@@ -310,134 +323,26 @@ func (s *Sink) checkEvery() time.Duration {
 	return min(max(shortest/4, 10*time.Millisecond), time.Second)
 }
 
-// recover runs in Open, which has created the directory.
-func (s *Sink) recover() error {
-	s.parts = map[tpKey]*part{}
-	m, err := s.readManifest()
-	if err != nil {
-		return err
-	}
-	dirty := false
-	for _, r := range m.Renames {
-		done, err := s.redoRename(r)
-		if err != nil {
-			return err
-		}
-		dirty = dirty || done
-	}
-	known := map[string]bool{}
-	for _, mp := range m.Partitions {
-		p := &part{tpKey: tpKey{mp.Topic, mp.Partition}, last: mp.Last}
-		if _, dup := s.parts[p.tpKey]; dup {
-			return fmt.Errorf("manifest: %s/%d twice", mp.Topic, mp.Partition)
-		}
-		s.parts[p.tpKey] = p
-		if mp.Last < -1 || mp.Size < 0 || mp.Count < 0 {
-			return fmt.Errorf("manifest: %s/%d at offset %d with %d bytes, %d records", mp.Topic, mp.Partition, mp.Last, mp.Size, mp.Count)
-		}
-		if err := p.setFileTopic(); err != nil {
-			return fmt.Errorf("manifest: %w", err)
-		}
-		if mp.File == "" {
-			continue
-		}
-		if mp.File != p.inProgressName(mp.First) || mp.First < 0 || mp.First > mp.Last {
-			return fmt.Errorf("manifest names the file %q for %s/%d from %d to %d", mp.File, mp.Topic, mp.Partition, mp.First, mp.Last)
-		}
-		known[mp.File] = true
-		f, err := s.cfg.FS.OpenAppend(s.path(mp.File))
-		if err != nil {
-			return fmt.Errorf("in-progress file of %s/%d: %w", mp.Topic, mp.Partition, err)
-		}
-		p.f, p.name, p.first, p.size, p.opened = f, mp.File, mp.First, mp.Size, mp.Opened
-		p.count, p.touched = mp.Count, mp.Touched
-		if p.count <= 0 { // an older sink's manifest: at most one record per offset
-			p.count = int(min(mp.Last-mp.First+1, math.MaxInt))
-		}
-		if p.touched == 0 {
-			p.touched = p.opened
-		}
-		size, err := f.Size()
-		if err != nil {
-			return err
-		}
-		switch {
-		case size < mp.Size:
-			return fmt.Errorf("%s is %d bytes, shorter than the %d the manifest says were synced", mp.File, size, mp.Size)
-		case size > mp.Size:
-			// The tail of a Write that did not finish: not committed, it will be replayed.
-			if err := f.Truncate(mp.Size); err != nil {
-				return err
-			}
-		}
-		// Sync even when the length is right: an earlier Open may have cut the tail and died (or
-		// failed its fsync) before the cut was durable, and a machine crash would bring the tail
-		// back into a file this sink goes on to finish and name. TestCrashAnywhere found it
-		// (seed 1178 of 5000: a finished file named for 1 record holding 6).
-		if err := f.Sync(); err != nil {
-			return err
-		}
-	}
-	names, err := s.cfg.FS.List(s.cfg.Dir)
-	if err != nil {
-		return err
-	}
-	for _, name := range names {
-		if name == manifestTemp || (strings.HasPrefix(name, ".") && strings.HasSuffix(name, inProgressSuffix) && !known[name]) {
-			// A manifest never renamed into place, or a file no manifest ever recorded: both
-			// hold only what Writes that did not return wrote.
-			if err := s.cfg.FS.Remove(s.path(name)); err != nil {
-				return err
-			}
-			dirty = true
-		}
-	}
-	if dirty {
-		if err := s.cfg.FS.SyncDir(s.cfg.Dir); err != nil {
-			return err
-		}
-	}
-	return s.writeManifest(nil)
-}
-
-// redoRename completes a recorded roll; it reports whether it had to.
-func (s *Sink) redoRename(r manifestRename) (bool, error) {
-	if err := checkName(r.From); err != nil {
-		return false, err
-	}
-	if err := checkName(r.To); err != nil {
-		return false, err
-	}
-	if !strings.HasPrefix(r.From, ".") || !strings.HasSuffix(r.From, inProgressSuffix) || strings.HasPrefix(r.To, ".") {
-		return false, fmt.Errorf("manifest renames %q to %q", r.From, r.To)
-	}
-	_, ferr := s.cfg.FS.Stat(s.path(r.From))
-	_, terr := s.cfg.FS.Stat(s.path(r.To))
-	if ferr != nil && !errors.Is(ferr, fs.ErrNotExist) {
-		return false, ferr
-	}
-	if terr != nil && !errors.Is(terr, fs.ErrNotExist) {
-		return false, terr
-	}
-	fromExists, toExists := ferr == nil, terr == nil
-	switch {
-	case fromExists && !toExists:
-		return true, s.cfg.FS.Rename(s.path(r.From), s.path(r.To))
-	case !fromExists && toExists:
-		return false, nil // renamed before the crash
-	case fromExists:
-		return false, fmt.Errorf("both %s and %s exist", r.From, r.To)
-	}
-	return false, fmt.Errorf("%s is gone and was never renamed to %s", r.From, r.To)
-}
-
 // Write implements connectors.Sink: when it returns nil, msgs are in fsynced files and the
-// manifest records them. Records at or below their partition's last written offset are skipped.
+// state files of their partitions record them. A partition the sink does not hold is taken first
+// (see the package doc); if another sink holds it, Write writes nothing and returns an error
+// wrapping connectors.ErrReplay. Records at or below their partition's last written offset are
+// skipped.
 func (s *Sink) Write(_ context.Context, msgs []connectors.Message) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := s.usable(); err != nil {
 		return err
+	}
+	for _, m := range msgs {
+		if _, ok := s.parts[tpKey{m.Topic, m.Partition}]; ok {
+			continue
+		}
+		// Nothing is written before every partition is held: a Write that meets a partition
+		// another sink holds changes nothing, and the runner reads it again.
+		if _, err := s.take(tpKey{m.Topic, m.Partition}); err != nil {
+			return fmt.Errorf("file sink: %w", err)
+		}
 	}
 	if err := s.write(msgs); err != nil {
 		s.broken = err
@@ -458,14 +363,11 @@ func (s *Sink) usable() error {
 
 func (s *Sink) write(msgs []connectors.Message) error {
 	now := s.cfg.Now()
-	var renames []manifestRename
+	renames := map[*part][]manifestRename{}
 	touched := map[*part]bool{}
 	created := false
 	for _, m := range msgs {
-		p, err := s.part(m.Topic, m.Partition)
-		if err != nil {
-			return err
-		}
+		p := s.parts[tpKey{m.Topic, m.Partition}] // taken by Write
 		if m.Offset <= p.last {
 			continue // written before a crash or a failed commit: the replay
 		}
@@ -475,7 +377,7 @@ func (s *Sink) write(msgs []connectors.Message) error {
 			if err != nil {
 				return err
 			}
-			renames = append(renames, r)
+			renames[p] = append(renames[p], r)
 		}
 		if p.f == nil {
 			if err := s.create(p, m.Offset, now); err != nil {
@@ -495,7 +397,7 @@ func (s *Sink) write(msgs []connectors.Message) error {
 			if err != nil {
 				return err
 			}
-			renames = append(renames, r)
+			renames[p] = append(renames[p], r)
 		}
 	}
 	for p := range touched {
@@ -504,28 +406,14 @@ func (s *Sink) write(msgs []connectors.Message) error {
 		}
 	}
 	if created {
-		// The new in-progress names must survive before the manifest points at them.
+		// The new in-progress names must survive before a state file points at them.
 		if err := s.cfg.FS.SyncDir(s.cfg.Dir); err != nil {
 			return err
 		}
 	}
-	if len(touched) == 0 { // every record was a replay (a roll always comes with a record)
-		return nil
-	}
-	return s.commit(renames)
-}
-
-func (s *Sink) part(topic string, partition int32) (*part, error) {
-	k := tpKey{topic, partition}
-	p, ok := s.parts[k]
-	if !ok {
-		p = &part{tpKey: k, last: -1}
-		if err := p.setFileTopic(); err != nil {
-			return nil, err
-		}
-		s.parts[k] = p
-	}
-	return p, nil
+	// Every record may have been a replay: then nothing changed (a roll always comes with a
+	// record).
+	return s.commit(touched, renames)
 }
 
 // setFileTopic sets the topic as it appears in p's file names (see the package doc): the
@@ -610,13 +498,14 @@ func (s *Sink) flush(p *part) error {
 }
 
 // seal finishes p's in-progress file: flushed, fsynced and closed. It returns the rename that
-// puts it in place, which commit records in the manifest before making it.
+// puts it in place, which commit records in the partition's state before making it.
 func (s *Sink) seal(p *part) (manifestRename, error) {
 	r := manifestRename{From: p.name, To: p.finishedName(s.cfg.Suffix)}
 	if err := s.flush(p); err != nil {
 		return r, err
 	}
-	// Never replace a finished file: it would mean another sink shares the directory, or the
+	// Never replace a finished file: it would mean a sink wrote the partition without its lock
+	// (a directory shared through a filesystem whose flock does not span its clients), or the
 	// topic was created anew (see the package doc).
 	if _, err := s.cfg.FS.Stat(s.path(r.To)); err == nil {
 		return r, fmt.Errorf("%s already exists", r.To)
@@ -628,17 +517,25 @@ func (s *Sink) seal(p *part) (manifestRename, error) {
 	return r, err
 }
 
-// commit makes the state durable: it replaces the manifest, then makes the renames it records.
-func (s *Sink) commit(renames []manifestRename) error {
-	if err := s.writeManifest(renames); err != nil {
-		return err
+// commit makes the state durable: it replaces the state files of the parts changed, then makes
+// the renames they record.
+func (s *Sink) commit(changed map[*part]bool, renames map[*part][]manifestRename) error {
+	var rs []manifestRename
+	for _, p := range s.sortedParts() {
+		if !changed[p] {
+			continue
+		}
+		if err := s.writeState(p, renames[p]); err != nil {
+			return err
+		}
+		rs = append(rs, renames[p]...)
 	}
-	for _, r := range renames {
+	for _, r := range rs {
 		if err := s.cfg.FS.Rename(s.path(r.From), s.path(r.To)); err != nil {
 			return err
 		}
 	}
-	if len(renames) > 0 {
+	if len(rs) > 0 {
 		return s.cfg.FS.SyncDir(s.cfg.Dir)
 	}
 	return nil
@@ -658,7 +555,8 @@ func (s *Sink) rollDue() error {
 
 // roll seals the files of the parts that which selects and commits.
 func (s *Sink) roll(which func(*part) bool) error {
-	var renames []manifestRename
+	renames := map[*part][]manifestRename{}
+	changed := map[*part]bool{}
 	for _, p := range s.sortedParts() {
 		if p.f == nil || !which(p) {
 			continue
@@ -668,12 +566,10 @@ func (s *Sink) roll(which func(*part) bool) error {
 			s.broken = err
 			return fmt.Errorf("file sink: roll: %w", err)
 		}
-		renames = append(renames, r)
+		renames[p] = []manifestRename{r}
+		changed[p] = true
 	}
-	if len(renames) == 0 {
-		return nil
-	}
-	if err := s.commit(renames); err != nil {
+	if err := s.commit(changed, renames); err != nil {
 		s.broken = err
 		return fmt.Errorf("file sink: roll: %w", err)
 	}
@@ -696,8 +592,9 @@ func (s *Sink) timer(stop <-chan struct{}, done chan<- struct{}, every time.Dura
 	}
 }
 
-// Close implements connectors.Sink: it stops the timer and rolls every file in progress. After a
-// failed Write it only releases the files; the next Open recovers the directory.
+// Close implements connectors.Sink: it stops the timer, rolls every file in progress and lets
+// go of every partition. After a failed Write it only releases the files and locks; the next
+// owner of each partition recovers it.
 func (s *Sink) Close() error {
 	s.mu.Lock()
 	stop, done := s.stop, s.done
@@ -713,29 +610,101 @@ func (s *Sink) Close() error {
 		return nil
 	}
 	s.open = false
-	var err error
-	if s.broken == nil {
-		err = s.roll(func(*part) bool { return true })
+	return s.letGo()
+}
+
+// Durable implements connectors.StagingSink: a Write is durable when it returns, so for each
+// partition the sink holds it is the offset after the last record written (by this sink or, for
+// a partition taken, by its former owners).
+func (s *Sink) Durable() ([]connectors.PartitionOffset, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.usable(); err != nil {
+		return nil, err
 	}
-	s.closeFiles()
-	s.parts = nil
-	if s.unlock != nil {
-		if uerr := s.unlock(); err == nil {
-			err = uerr
+	var out []connectors.PartitionOffset
+	for _, p := range s.sortedParts() {
+		if p.last >= 0 {
+			out = append(out, connectors.PartitionOffset{Topic: p.topic, Partition: p.partition, Offset: p.last + 1})
 		}
-		s.unlock = nil
+	}
+	return out, nil
+}
+
+// Reset implements connectors.StagingSink: the runner calls it before every (re)join, when the
+// sink may lose partitions to other members. Nothing is staged, so nothing is lost: Reset rolls
+// every file in progress (a partition's next owner then starts a file of its own, and a file is
+// never left in progress by a partition nobody writes any more) and lets go of every partition,
+// which the next Write of its records takes again. A failed roll is reported, but the
+// partitions are let go all the same and the sink is usable: their next owners recover them.
+func (s *Sink) Reset() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.open {
+		return nil
+	}
+	err := s.letGo()
+	s.parts, s.broken = map[tpKey]*part{}, nil
+	return err
+}
+
+// letGo rolls every file (unless a Write failed), clears the renames the state files record,
+// and releases the partitions.
+func (s *Sink) letGo() error {
+	if s.broken != nil {
+		// The memory is ahead of the directory: no state is written from it.
+		return s.release()
+	}
+	err := s.roll(func(*part) bool { return true })
+	if err == nil {
+		for _, p := range s.sortedParts() {
+			if !p.renamed {
+				continue
+			}
+			// The renames are done: a rename recorded for ever would fail the next take once
+			// a reader has removed the finished file.
+			if err = s.writeState(p, nil); err != nil {
+				err = fmt.Errorf("file sink: %w", err)
+				break
+			}
+		}
+	}
+	if rerr := s.release(); err == nil {
+		err = rerr
 	}
 	return err
 }
 
-func (s *Sink) closeFiles() {
-	for _, p := range s.parts {
+// release closes the files and releases the locks of every partition the sink holds, and
+// forgets them. Nothing written since a file's last sync matters: the next owner recovers it.
+func (s *Sink) release() error {
+	var err error
+	for k, p := range s.parts {
 		if p.f != nil {
-			p.f.Close() // nothing written since the last sync matters: Open recovers
+			p.f.Close()
 			p.f = nil
 		}
+		if uerr := p.unlock(); uerr != nil && err == nil {
+			err = fmt.Errorf("file sink: release %s/%d: %w", k.topic, k.partition, uerr)
+		}
 	}
+	s.parts = nil
+	return err
 }
+
+// Member returns the sink as a member of a sink group (connectors/sink/group), which refuses
+// staging sinks: Open, Write and Close only. Nothing tells a member that it lost a partition,
+// so it keeps every partition it takes until Close: give it a directory that no other member of
+// its consumer group writes, as with a version 1 sink.
+func (s *Sink) Member() connectors.Sink { return member{s} }
+
+type member struct{ s *Sink }
+
+func (m member) Open(ctx context.Context) error { return m.s.Open(ctx) }
+func (m member) Write(ctx context.Context, msgs []connectors.Message) error {
+	return m.s.Write(ctx, msgs)
+}
+func (m member) Close() error { return m.s.Close() }
 
 func (s *Sink) sortedParts() []*part {
 	ps := make([]*part, 0, len(s.parts))
@@ -749,51 +718,4 @@ func (s *Sink) sortedParts() []*part {
 		return ps[i].partition < ps[j].partition
 	})
 	return ps
-}
-
-// writeManifest replaces the manifest with the current state (what was flushed) and renames.
-func (s *Sink) writeManifest(renames []manifestRename) error {
-	m := manifest{Version: manifestVersion, Partitions: []manifestPart{}, Renames: renames}
-	for _, p := range s.sortedParts() {
-		mp := manifestPart{Topic: p.topic, Partition: p.partition, Last: p.last}
-		if p.f != nil {
-			mp.File, mp.First, mp.Size, mp.Opened = p.name, p.first, p.size, p.opened
-			mp.Count, mp.Touched = p.count, p.touched
-		}
-		m.Partitions = append(m.Partitions, mp)
-	}
-	b, err := json.Marshal(m)
-	if err != nil {
-		return err
-	}
-	return vfs.WriteFileAtomic(s.cfg.FS, s.path(manifestName), b)
-}
-
-// readManifest returns the manifest, or an empty one in a directory that has none.
-func (s *Sink) readManifest() (manifest, error) {
-	var m manifest
-	b, err := vfs.ReadFile(s.cfg.FS, s.path(manifestName))
-	if errors.Is(err, fs.ErrNotExist) {
-		return manifest{Version: manifestVersion}, nil
-	}
-	if err != nil {
-		return m, err
-	}
-	if err := json.Unmarshal(b, &m); err != nil {
-		return m, fmt.Errorf("manifest is corrupt: %w", err)
-	}
-	if m.Version != manifestVersion {
-		return m, fmt.Errorf("manifest version %d, want %d", m.Version, manifestVersion)
-	}
-	return m, nil
-}
-
-func (s *Sink) path(name string) string { return filepath.Join(s.cfg.Dir, name) }
-
-// checkName refuses a manifest name that would reach outside the directory.
-func checkName(name string) error {
-	if name == "" || name == "." || name == ".." || strings.ContainsAny(name, `/\`) {
-		return fmt.Errorf("manifest names the file %q", name)
-	}
-	return nil
 }

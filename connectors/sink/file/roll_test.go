@@ -324,10 +324,10 @@ func TestCrashBetweenManifestAndRename(t *testing.T) {
 			if renames != 2 {
 				t.Fatalf("%d renames of finished files tried, want 2", renames)
 			}
-			// The manifest records the rename, which did not happen.
-			m, err := vfs.ReadFile(mem, "/out/"+manifestName)
+			// The partition's state records the rename, which did not happen.
+			m, err := vfs.ReadFile(mem, "/out/.state/t-0.json")
 			if err != nil || !strings.Contains(string(m), `"renames":[{"from":".t-0-00000000000000000010.inprogress"`) {
-				t.Fatalf("manifest %s (%v): no rename recorded", m, err)
+				t.Fatalf("state %s (%v): no rename recorded", m, err)
 			}
 			abandon(s)
 			if c.machine {

@@ -24,7 +24,7 @@ import (
 // failing is a file sink whose disk is full (every filesystem operation fails) during its
 // Writes number fromWrite to toWrite-1 and its Open number failOpen, counting from 1.
 type failing struct {
-	*file.Sink
+	connectors.Sink                           // a file sink's Member
 	full                         *atomic.Bool // read by the sink's filesystem
 	fromWrite, toWrite, failOpen int64
 	writes, opens                atomic.Int64
@@ -113,8 +113,8 @@ func testThroughTheRuntime(t *testing.T, newGroup func([]group.Member, time.Dura
 		}
 		return nil
 	}))
-	primary := &failing{Sink: newFileSink(t, primaryDir, faulty), full: full, fromWrite: 5, toWrite: 12, failOpen: 2}
-	secondary := newFileSink(t, secondaryDir, nil)
+	primary := &failing{Sink: newFileSink(t, primaryDir, faulty).Member(), full: full, fromWrite: 5, toWrite: 12, failOpen: 2}
+	secondary := newFileSink(t, secondaryDir, nil).Member()
 	g, err := newGroup([]group.Member{
 		{Name: "primary", Sink: primary, Priority: 10},
 		{Name: "secondary", Sink: secondary, Priority: 5},
@@ -191,7 +191,8 @@ func testThroughTheRuntime(t *testing.T, newGroup func([]group.Member, time.Dura
 	t.Logf("every record stored; %d repeats", repeats)
 }
 
-// TestHDFSSinkIsRefused: the HDFS sink, a staging sink, cannot be a member of either group.
+// TestHDFSSinkIsRefused: the HDFS sink, a staging sink, cannot be a member of either group; nor
+// can a file sink, whose Member can.
 func TestHDFSSinkIsRefused(t *testing.T) {
 	var cfg hdfs.Config
 	cfg.Client.Addresses = []string{"127.0.0.1:1"}
@@ -200,11 +201,16 @@ func TestHDFSSinkIsRefused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	members := []group.Member{{Name: "files", Sink: newFileSink(t, t.TempDir(), nil)}, {Name: "hdfs", Sink: h}}
+	members := []group.Member{{Name: "files", Sink: newFileSink(t, t.TempDir(), nil).Member()}, {Name: "hdfs", Sink: h}}
 	if _, err := group.NewFailover(group.FailoverConfig{Members: members}); !errors.Is(err, group.ErrStagingMember) || !strings.Contains(err.Error(), `"hdfs"`) {
 		t.Errorf("NewFailover: %v", err)
 	}
 	if _, err := group.NewLoadBalance(group.LoadBalanceConfig{Members: members}); !errors.Is(err, group.ErrStagingMember) {
 		t.Errorf("NewLoadBalance: %v", err)
+	}
+	// A file sink itself is a staging sink (for the runner); the error names its Member.
+	bare := []group.Member{{Name: "files", Sink: newFileSink(t, t.TempDir(), nil)}}
+	if _, err := group.NewFailover(group.FailoverConfig{Members: bare}); !errors.Is(err, group.ErrStagingMember) || !strings.Contains(err.Error(), "Member()") {
+		t.Errorf("NewFailover of a file sink: %v", err)
 	}
 }

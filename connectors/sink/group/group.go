@@ -15,8 +15,8 @@
 //	primary, _ := file.New(file.DefaultConfig("/data/out"))
 //	backup, _ := file.New(file.DefaultConfig("/backup/out"))
 //	g, err := group.NewFailover(group.FailoverConfig{Members: []group.Member{
-//		{Name: "primary", Sink: primary, Priority: 10},
-//		{Name: "backup", Sink: backup, Priority: 5},
+//		{Name: "primary", Sink: primary.Member(), Priority: 10},
+//		{Name: "backup", Sink: backup.Member(), Priority: 5},
 //	}})
 //	...
 //	rt.Sink("out", g, flow.FromTopics("events"))
@@ -76,7 +76,9 @@
 // The HDFS sink, the other exactly-once sink, cannot be a member at all, nor can any staging
 // sink (connectors.StagingSink): its records become durable many Writes later, and the runner's
 // protocol (Durable, Reset, ErrReplay) speaks to one sink and cannot span members.
-// NewFailover and NewLoadBalance refuse it with ErrStagingMember.
+// NewFailover and NewLoadBalance refuse it with ErrStagingMember. The file sink is a staging
+// sink too (one whose Writes are durable when they return: it learns from Reset when it loses
+// partitions); its Member method gives the plain sink a group takes.
 //
 // # Observability
 //
@@ -256,6 +258,9 @@ func (s *settings) validate(kind string) error {
 			return fmt.Errorf("sink group (%s): member %q has no sink", kind, m.Name)
 		}
 		if _, ok := m.Sink.(connectors.StagingSink); ok {
+			if _, ok := m.Sink.(interface{ Member() connectors.Sink }); ok {
+				return fmt.Errorf("sink group (%s): member %q: %w (give the group its Member())", kind, m.Name, ErrStagingMember)
+			}
 			return fmt.Errorf("sink group (%s): member %q: %w", kind, m.Name, ErrStagingMember)
 		}
 		if isPointer(m.Sink) {
