@@ -1,6 +1,7 @@
 package actors
 
 import (
+	"cmp"
 	"crypto/rand"
 	"encoding/binary"
 	"errors"
@@ -170,7 +171,7 @@ func (n *Node) startCluster() error {
 	m, err := cluster.Start(cluster.MembershipConfig{
 		Bind:      c.GossipAddr,
 		Join:      seeds,
-		Self:      cluster.Member{ID: n.raftID, Node: n.cfg.NodeID, Remote: n.system.Address(), Client: n.cfg.ClientAddr, Kafka: n.cfg.KafkaAddr, Draining: draining},
+		Self:      cluster.Member{ID: n.raftID, Node: n.cfg.NodeID, Remote: n.system.Address(), Client: n.cfg.ClientAddr, Kafka: cmp.Or(n.cfg.KafkaAdvertise, n.cfg.KafkaAddr), Draining: draining},
 		SecretKey: c.GossipKey,
 		Fast:      true,
 		OnChange:  n.membersChanged,

@@ -181,11 +181,11 @@ func (c *coordinator) heartbeat(id string, gen int32) *wire.Error {
 	return nil
 }
 
-// checkCommit validates a member's commit: the member is in the group and its generation is
-// the current one. During a rebalance the current generation still holds, as in Kafka: a
-// member told to rejoin commits first, so that the next owner of its partitions starts where
-// it stopped. Its partitions have no other owner until the rebalance completes, so then it may
-// commit only those; a member that owns nothing yet (a new one) is told to wait for its join.
+// checkCommit validates a member's commit: the member is in the group, its generation is the
+// current one, and it owns every partition it commits. During a rebalance the current
+// generation still holds, as in Kafka: a member told to rejoin commits first, so that the next
+// owner of its partitions starts where it stopped; a member that owns nothing yet (a new one)
+// is told to wait for its join.
 func (c *coordinator) checkCommit(id string, gen int32, offsets []wire.PartitionOffset) *wire.Error {
 	mb, ok := c.members[id]
 	if !ok {
@@ -194,13 +194,16 @@ func (c *coordinator) checkCommit(id string, gen int32, offsets []wire.Partition
 	if gen != c.generation {
 		return wire.Errorf(wire.CodeStaleGeneration, "group %s: generation %d, now %d", c.group, gen, c.generation)
 	}
-	if !c.rebalancing {
-		return nil
-	}
 	for _, o := range offsets {
-		if !mb.owns(o.Topic, o.Partition) {
+		if mb.owns(o.Topic, o.Partition) {
+			continue
+		}
+		if c.rebalancing {
 			return wire.Errorf(wire.CodeRebalance, "group %s: rebalancing, and member %q does not own %s/%d", c.group, id, o.Topic, o.Partition)
 		}
+		// A member that kept reading a partition given to another (a Kafka client with a
+		// cooperative assignor does until it rejoins) may not move that one's offset.
+		return wire.Errorf(wire.CodeStaleGeneration, "group %s: member %q does not own %s/%d in generation %d", c.group, id, o.Topic, o.Partition, gen)
 	}
 	return nil
 }

@@ -2,6 +2,7 @@ package actors
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/tls"
 	"encoding/binary"
 	"errors"
@@ -12,6 +13,7 @@ import (
 	"net"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
 
@@ -29,8 +31,36 @@ import (
 // (kafka_groups.go). Topic admin, InitProducerId and the addresses of other nodes come next
 // (docs/kafka.md).
 
-// maxKafkaFrame bounds one request (Kafka's socket.request.max.bytes is 100 MiB).
-const maxKafkaFrame = 100 << 20
+// maxKafkaFrame bounds one request (Kafka's socket.request.max.bytes is 100 MiB), and
+// maxKafkaFrameBeforeAuth one before a connection that must authenticate did (Kafka's
+// sasl.server.max.receive.size).
+const (
+	maxKafkaFrame           = 100 << 20
+	maxKafkaFrameBeforeAuth = 512 << 10
+)
+
+// kafkaIdleTimeout closes a connection that sends no request for so long (Kafka's
+// connections.max.idle.ms); kafkaFrameTimeout one that takes longer to send a request whose
+// size it announced.
+const (
+	kafkaIdleTimeout  = 10 * time.Minute
+	kafkaFrameTimeout = time.Minute
+)
+
+// readFrame reads a request body of n bytes; a large one is read into a buffer that grows as
+// the bytes arrive, so that a size announced and not sent costs nothing.
+func readFrame(r io.Reader, n int) ([]byte, error) {
+	if n <= 1<<20 {
+		b := make([]byte, n)
+		_, err := io.ReadFull(r, b)
+		return b, err
+	}
+	var buf bytes.Buffer
+	if _, err := io.CopyN(&buf, r, int64(n)); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
 
 // kafkaAPIs are the APIs and versions served: the version ranges the clients of issue 7 use,
 // within what this code fills in.
@@ -108,6 +138,14 @@ func newKafkaListener(n *Node, addr string, cfg ServerConfig, sec KafkaSecurity)
 // Addr is the address the listener listens on.
 func (k *kafkaListener) Addr() string { return k.ln.Addr().String() }
 
+// advertised is the address clients are told to connect to.
+func (k *kafkaListener) advertised() string {
+	if k.n.cfg.KafkaAdvertise != "" {
+		return k.n.cfg.KafkaAdvertise
+	}
+	return k.Addr()
+}
+
 func (k *kafkaListener) accept() {
 	defer k.wg.Done()
 	for {
@@ -120,6 +158,12 @@ func (k *kafkaListener) accept() {
 			k.mu.Unlock()
 			c.Close()
 			return
+		}
+		if len(k.conns) >= k.srv.cfg.MaxConns {
+			k.mu.Unlock()
+			k.logger.Warn("kafka: too many connections; closing a new one", "limit", k.srv.cfg.MaxConns, "remote", c.RemoteAddr().String())
+			c.Close()
+			continue
 		}
 		k.conns[c] = struct{}{}
 		k.mu.Unlock()
@@ -159,16 +203,22 @@ func (k *kafkaListener) serve(c net.Conn) {
 	var size [4]byte
 	st := &kafkaConn{}
 	for {
+		_ = c.SetReadDeadline(time.Now().Add(kafkaIdleTimeout))
 		if _, err := io.ReadFull(r, size[:]); err != nil {
 			return
 		}
+		limit := int32(maxKafkaFrame)
+		if !k.authenticated(st) {
+			limit = maxKafkaFrameBeforeAuth
+		}
 		n := int32(binary.BigEndian.Uint32(size[:]))
-		if n < 8 || n > maxKafkaFrame {
-			k.logger.Warn("kafka: closing a connection: request size out of range", "remote", c.RemoteAddr().String(), "size", n, "limit", maxKafkaFrame)
+		if n < 8 || n > limit {
+			k.logger.Warn("kafka: closing a connection: request size out of range", "remote", c.RemoteAddr().String(), "size", n, "limit", limit)
 			return
 		}
-		body := make([]byte, n)
-		if _, err := io.ReadFull(r, body); err != nil {
+		_ = c.SetReadDeadline(time.Now().Add(kafkaFrameTimeout))
+		body, err := readFrame(r, int(n))
+		if err != nil {
 			return
 		}
 		resp, err := k.handle(body, st)
@@ -176,7 +226,12 @@ func (k *kafkaListener) serve(c net.Conn) {
 			k.logger.Warn("kafka: closing a connection", "remote", c.RemoteAddr().String(), "err", err)
 			return
 		}
-		if resp == nil { // produce with acks=0: no answer
+		if resp == nil { // produce with acks=0: no answer, but flush what earlier requests got
+			if r.Buffered() == 0 {
+				if err := w.Flush(); err != nil {
+					return
+				}
+			}
 			continue
 		}
 		binary.BigEndian.PutUint32(size[:], uint32(len(resp)))
@@ -305,6 +360,15 @@ func (k *kafkaListener) handle(frame []byte, st *kafkaConn) ([]byte, error) {
 	case *kmsg.ProduceRequest:
 		pr := k.produce(r)
 		if r.Acks == 0 {
+			// No answer is due; a failure closes the connection, as Kafka does, so that the
+			// producer refreshes its metadata.
+			for _, t := range pr.Topics {
+				for _, p := range t.Partitions {
+					if p.ErrorCode != 0 {
+						return nil, fmt.Errorf("acks=0 produce to %s/%d failed: error %d", t.Topic, p.Partition, p.ErrorCode)
+					}
+				}
+			}
 			return nil, nil
 		}
 		resp = pr

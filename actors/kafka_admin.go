@@ -131,7 +131,7 @@ func (k *kafkaListener) initProducerID(r *kmsg.InitProducerIDRequest) *kmsg.Init
 	}
 	var b [8]byte
 	_, _ = rand.Read(b[:])
-	resp.ProducerID = int64(binary.BigEndian.Uint64(b[:])&(1<<62-1)) + 1
+	resp.ProducerID = int64(binary.BigEndian.Uint64(b[:])&(1<<46-1)) + 1 // < 2^46: see kafkaToWeir
 	resp.ProducerEpoch = 0
 	return resp
 }

@@ -1,6 +1,7 @@
 package actors
 
 import (
+	"strings"
 	"sync"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -86,7 +87,7 @@ func errOf(res any) *wire.Error {
 
 func (k *kafkaListener) findCoordinator(r *kmsg.FindCoordinatorRequest) *kmsg.FindCoordinatorResponse {
 	resp := kmsg.NewPtrFindCoordinatorResponse()
-	host, port := splitHostPort(k.Addr())
+	host, port := splitHostPort(k.advertised())
 	keys := r.CoordinatorKeys
 	if r.Version < 4 {
 		keys = []string{r.CoordinatorKey}
@@ -142,7 +143,15 @@ func (k *kafkaListener) joinGroup(r *kmsg.JoinGroupRequest) *kmsg.JoinGroupRespo
 	if k.assigned.m == nil {
 		k.assigned.m = map[string]kafkaAssigned{}
 	}
-	k.assigned.m[r.Group+"\x00"+jr.MemberID] = kafkaAssigned{generation: jr.Generation, parts: jr.Assigned}
+	key := r.Group + "\x00" + jr.MemberID
+	k.assigned.m[key] = kafkaAssigned{generation: jr.Generation, parts: jr.Assigned}
+	// A newer generation ends every older one: drop what the group's other members were
+	// given before it (members that left, expired or crashed stay out of the map).
+	for mk, a := range k.assigned.m {
+		if a.generation < jr.Generation && strings.HasPrefix(mk, r.Group+"\x00") {
+			delete(k.assigned.m, mk)
+		}
+	}
 	k.assigned.mu.Unlock()
 	resp.Generation, resp.MemberID, resp.LeaderID = jr.Generation, jr.MemberID, kafkaLeader
 	name, typ := proto.Name, "consumer"

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"math"
 	"net"
 	"strconv"
 
@@ -44,7 +45,7 @@ func (k *kafkaListener) metadata(r *kmsg.MetadataRequest) *kmsg.MetadataResponse
 	for _, m := range k.n.Members() {
 		addr := m.Kafka
 		if m.ID == k.n.raftID {
-			addr = k.Addr()
+			addr = k.advertised()
 		}
 		if addr == "" {
 			continue
@@ -121,15 +122,31 @@ func (k *kafkaListener) produce(r *kmsg.ProduceRequest) *kmsg.ProduceResponse {
 	if acks != wire.AcksNone && acks != wire.AcksLeader && acks != wire.AcksAll {
 		acks = wire.Acks(-2) // answered INVALID_REQUEST per partition by Server.produce
 	}
+	budget := maxKafkaFrame // decompressed bytes for the whole request
 	for _, t := range r.Topics {
 		rt := kmsg.NewProduceResponseTopic()
 		rt.Topic = t.Topic
 		req := &wire.ProduceRequest{Topic: t.Topic, Acks: acks, TimeoutMs: r.TimeoutMillis}
+		_, known := k.n.Topic(t.Topic)
+		seen := map[int32]bool{}
 		var idx []int // response partition index of each request batch
 		for _, p := range t.Partitions {
 			rp := kmsg.NewProduceResponseTopicPartition()
 			rp.Partition, rp.BaseOffset, rp.LogAppendTime, rp.LogStartOffset = p.Partition, -1, -1, -1
-			batch, code, err := kafkaToWeir(p.Records)
+			if !known { // nothing is decoded for a topic that does not exist
+				rp.ErrorCode = kafkaUnknownTopic
+				rt.Partitions = append(rt.Partitions, rp)
+				continue
+			}
+			if seen[p.Partition] {
+				rp.ErrorCode = kafkaInvalidRequest
+				msg := "the partition is named twice in one request"
+				rp.ErrorMessage = &msg
+				rt.Partitions = append(rt.Partitions, rp)
+				continue
+			}
+			seen[p.Partition] = true
+			batch, code, err := convertBatches(p.Records, &budget)
 			if err != nil {
 				rp.ErrorCode = code
 				msg := err.Error()
@@ -166,6 +183,13 @@ func (k *kafkaListener) produce(r *kmsg.ProduceRequest) *kmsg.ProduceResponse {
 // kafkaToWeir checks the record batches (v2) of one partition and re-encodes their records as
 // one Weir batch; on error it also returns the Kafka error code to answer.
 func kafkaToWeir(data []byte) ([]byte, int16, error) {
+	budget := maxKafkaFrame
+	return convertBatches(data, &budget)
+}
+
+// convertBatches is kafkaToWeir drawing the decompressed bytes from budget, which a whole
+// request shares.
+func convertBatches(data []byte, budget *int) ([]byte, int16, error) {
 	bb := storage.NewBatchBuilder()
 	batches := 0
 	for len(data) > 0 {
@@ -191,7 +215,10 @@ func kafkaToWeir(data []byte) ([]byte, int16, error) {
 		if rb.Attributes&0x30 != 0 {
 			return nil, kafkaInvalidRequest, errors.New("transactional and control batches are not served")
 		}
-		recs, err := decompress(int(rb.Attributes&7), rb.Records)
+		recs, err := decompressLimit(int(rb.Attributes&7), rb.Records, *budget)
+		if err == nil && rb.Attributes&7 != 0 {
+			*budget -= len(recs)
+		}
 		if err != nil {
 			code := int16(kafkaCorruptMessage)
 			if errors.Is(err, errUnknownCodec) {
@@ -204,7 +231,12 @@ func kafkaToWeir(data []byte) ([]byte, int16, error) {
 			if batches > 1 {
 				return nil, kafkaInvalidRequest, errors.New("more than one idempotent record batch for a partition in one request")
 			}
-			bb.SetProducer(rb.ProducerID, rb.FirstSequence)
+			if rb.ProducerID >= 1<<46 || rb.ProducerEpoch < 0 {
+				return nil, kafkaInvalidRequest, fmt.Errorf("producer id %d epoch %d: not one InitProducerId gave", rb.ProducerID, rb.ProducerEpoch)
+			}
+			// Weir tracks producers by id alone: each epoch of a Kafka producer id is its own
+			// Weir producer, so a client that bumps its epoch (KIP-360) starts a new sequence.
+			bb.SetProducer(rb.ProducerID<<16|int64(uint16(rb.ProducerEpoch)), rb.FirstSequence)
 		}
 		for i := range rb.NumRecords {
 			l, n := binary.Varint(recs)
@@ -242,7 +274,11 @@ var errUnknownCodec = errors.New("unknown compression codec")
 // xerialMagic starts snappy data framed the way the Java client writes it.
 var xerialMagic = []byte{0x82, 'S', 'N', 'A', 'P', 'P', 'Y', 0}
 
-func decompress(codec int, b []byte) ([]byte, error) {
+func decompress(codec int, b []byte) ([]byte, error) { return decompressLimit(codec, b, maxKafkaFrame) }
+
+// decompressLimit decompresses records of codec, refusing more than limit bytes of output
+// before allocating them.
+func decompressLimit(codec int, b []byte, limit int) ([]byte, error) {
 	switch codec {
 	case 0:
 		return b, nil
@@ -251,7 +287,7 @@ func decompress(codec int, b []byte) ([]byte, error) {
 		if err != nil {
 			return nil, fmt.Errorf("gzip: %w", err)
 		}
-		return readAllLimited(zr)
+		return readAllLimited(zr, limit)
 	case 2:
 		if bytes.HasPrefix(b, xerialMagic) && len(b) >= 16 {
 			var out []byte
@@ -263,20 +299,24 @@ func decompress(codec int, b []byte) ([]byte, error) {
 				if n > len(b)-4 {
 					return nil, errors.New("snappy: xerial block past the end")
 				}
+				dl, err := snappy.DecodedLen(b[4 : 4+n])
+				if err != nil {
+					return nil, fmt.Errorf("snappy: %w", err)
+				}
+				if dl > limit-len(out) {
+					return nil, fmt.Errorf("snappy: records over %d bytes decompressed", limit)
+				}
 				d, err := snappy.Decode(nil, b[4:4+n])
 				if err != nil {
 					return nil, fmt.Errorf("snappy: %w", err)
 				}
 				out = append(out, d...)
-				if len(out) > maxKafkaFrame {
-					return nil, errors.New("snappy: records over 100 MiB")
-				}
 				b = b[4+n:]
 			}
 			return out, nil
 		}
-		if n, err := snappy.DecodedLen(b); err != nil || n > maxKafkaFrame {
-			return nil, fmt.Errorf("snappy: bad or oversized block (%v)", err)
+		if n, err := snappy.DecodedLen(b); err != nil || n > limit {
+			return nil, fmt.Errorf("snappy: bad block, or over %d bytes decompressed (%v)", limit, err)
 		}
 		d, err := snappy.Decode(nil, b)
 		if err != nil {
@@ -284,25 +324,25 @@ func decompress(codec int, b []byte) ([]byte, error) {
 		}
 		return d, nil
 	case 3:
-		return readAllLimited(lz4.NewReader(bytes.NewReader(b)))
+		return readAllLimited(lz4.NewReader(bytes.NewReader(b)), limit)
 	case 4:
-		zr, err := zstd.NewReader(bytes.NewReader(b), zstd.WithDecoderMaxMemory(maxKafkaFrame))
+		zr, err := zstd.NewReader(bytes.NewReader(b), zstd.WithDecoderMaxMemory(uint64(max(limit, 1))))
 		if err != nil {
 			return nil, fmt.Errorf("zstd: %w", err)
 		}
 		defer zr.Close()
-		return readAllLimited(zr)
+		return readAllLimited(zr, limit)
 	}
 	return nil, fmt.Errorf("%w %d", errUnknownCodec, codec)
 }
 
-func readAllLimited(r io.Reader) ([]byte, error) {
-	b, err := io.ReadAll(io.LimitReader(r, maxKafkaFrame+1))
+func readAllLimited(r io.Reader, limit int) ([]byte, error) {
+	b, err := io.ReadAll(io.LimitReader(r, int64(limit)+1))
 	if err != nil {
 		return nil, err
 	}
-	if len(b) > maxKafkaFrame {
-		return nil, errors.New("decompressed records over 100 MiB")
+	if len(b) > limit {
+		return nil, fmt.Errorf("records over %d bytes decompressed (in one request)", limit)
 	}
 	return b, nil
 }
@@ -330,11 +370,31 @@ func (k *kafkaListener) listOffsets(r *kmsg.ListOffsetsRequest) *kmsg.ListOffset
 			}
 			res := k.srv.listOffsets(req)().(*wire.ListOffsetsResponse)
 			rp.ErrorCode, rp.Offset = kafkaCode(res.Err), res.Offset
+			if req.Spec == wire.OffsetTimestamp && res.Err == nil {
+				rp.Offset, rp.Timestamp = k.recordAt(t.Topic, p.Partition, res.Offset)
+			}
 			rt.Partitions = append(rt.Partitions, rp)
 		}
 		resp.Topics = append(resp.Topics, rt)
 	}
 	return resp
+}
+
+// recordAt returns the offset and timestamp of the record at offset, as ListOffsets by time
+// answers them: -1 and -1 when there is none (the offset is the log's end).
+func (k *kafkaListener) recordAt(topic string, partition int32, offset int64) (int64, int64) {
+	res := k.srv.fetch(&wire.FetchRequest{Topic: topic, Partition: partition, Offset: offset, MaxBytes: 1})().(*wire.FetchResponse)
+	if res.Err != nil || len(res.Batches) == 0 {
+		return -1, -1
+	}
+	found, ts := int64(-1), int64(-1)
+	_, _ = storage.DecodeBatches(res.Batches, offset, func(off int64, r storage.Record) error {
+		if found < 0 {
+			found, ts = off, r.Timestamp
+		}
+		return nil
+	})
+	return found, ts
 }
 
 // fetched is one partition's fetch result.
@@ -343,64 +403,76 @@ type fetched struct {
 	res  *wire.FetchResponse
 }
 
-// fetch reads each partition without waiting; if none had records, it long-polls them all for
-// MaxWaitMillis and answers as soon as one has records (or all have answered).
+// maxFetchWait bounds a Kafka fetch's long poll (Server.fetch refuses longer ones).
+const maxFetchWait = 60_000
+
+// fetch reads the partitions in request order, each up to its PartitionMaxBytes and what is left
+// of the request's MaxBytes (a partition past that budget is not read: only its offsets are
+// answered). If none had records or an error, it long-polls them all for MaxWaitMillis and
+// answers as soon as one has records (or all have answered). A partition named twice is
+// answered INVALID_REQUEST.
 func (k *kafkaListener) fetch(r *kmsg.FetchRequest) *kmsg.FetchResponse {
 	results := make([][]*wire.FetchResponse, len(r.Topics))
-	run := func(wait int32) <-chan fetched {
-		n := 0
-		for _, t := range r.Topics {
-			n += len(t.Partitions)
+	dup := make([][]bool, len(r.Topics))
+	seen := map[string]bool{}
+	count := 0
+	for ti, t := range r.Topics {
+		results[ti] = make([]*wire.FetchResponse, len(t.Partitions))
+		dup[ti] = make([]bool, len(t.Partitions))
+		for pi, p := range t.Partitions {
+			key := t.Topic + "\x00" + strconv.Itoa(int(p.Partition))
+			dup[ti][pi] = seen[key]
+			seen[key] = true
+			if !dup[ti][pi] {
+				count++
+			}
 		}
-		ch := make(chan fetched, n)
+	}
+	budget := int(r.MaxBytes)
+	if budget <= 0 {
+		budget = 50 << 20
+	}
+	have := false
+	for ti, t := range r.Topics {
+		for pi, p := range t.Partitions {
+			if dup[ti][pi] {
+				continue
+			}
+			if budget <= 0 {
+				// Past the response's budget: the offsets only, without reading the log.
+				hw := k.srv.listOffsets(&wire.ListOffsetsRequest{Topic: t.Topic, Partition: p.Partition, Spec: wire.OffsetLatest})().(*wire.ListOffsetsResponse)
+				results[ti][pi] = &wire.FetchResponse{HighWatermark: hw.Offset, StartOffset: -1, Err: hw.Err}
+				continue
+			}
+			maxBytes := min(max(p.PartitionMaxBytes, 1), int32(min(budget, math.MaxInt32)))
+			res := k.srv.fetch(&wire.FetchRequest{Topic: t.Topic, Partition: p.Partition, Offset: p.FetchOffset, MaxBytes: maxBytes})().(*wire.FetchResponse)
+			results[ti][pi] = res
+			budget -= len(res.Batches)
+			have = have || len(res.Batches) > 0 || res.Err != nil
+		}
+	}
+	if wait := min(r.MaxWaitMillis, maxFetchWait); !have && wait > 0 && count > 0 {
+		ch := make(chan fetched, count)
 		for ti, t := range r.Topics {
-			results[ti] = make([]*wire.FetchResponse, len(t.Partitions))
 			for pi, p := range t.Partitions {
-				maxBytes := p.PartitionMaxBytes
-				if maxBytes <= 0 {
-					maxBytes = 1 << 20
+				if dup[ti][pi] {
+					continue
 				}
-				ans := k.srv.fetch(&wire.FetchRequest{Topic: t.Topic, Partition: p.Partition, Offset: p.FetchOffset, MaxBytes: maxBytes, MaxWaitMs: wait})
+				ans := k.srv.fetch(&wire.FetchRequest{Topic: t.Topic, Partition: p.Partition, Offset: p.FetchOffset, MaxBytes: max(p.PartitionMaxBytes, 1), MaxWaitMs: wait})
 				go func() { ch <- fetched{ti, pi, ans().(*wire.FetchResponse)} }()
 			}
 		}
-		return ch
-	}
-	count := 0
-	for _, t := range r.Topics {
-		count += len(t.Partitions)
-	}
-	ch := run(0)
-	have := false
-	for range count {
-		f := <-ch
-		results[f.t][f.p] = f.res
-		have = have || len(f.res.Batches) > 0
-	}
-	if !have && r.MaxWaitMillis > 0 && count > 0 {
-		first := make([][]*wire.FetchResponse, len(results))
-		for i := range results {
-			first[i] = append([]*wire.FetchResponse(nil), results[i]...)
-		}
-		ch := run(r.MaxWaitMillis)
-		for i := range results {
-			copy(results[i], first[i])
-		}
 		for range count {
 			f := <-ch
-			if f.res.Err == nil {
+			if f.res.Err == nil || len(f.res.Batches) > 0 {
 				results[f.t][f.p] = f.res
 			}
-			if len(f.res.Batches) > 0 {
+			if len(f.res.Batches) > 0 || f.res.Err != nil {
 				break
 			}
 		}
 	}
 	resp := kmsg.NewPtrFetchResponse()
-	budget := int(r.MaxBytes)
-	if budget <= 0 {
-		budget = 50 << 20
-	}
 	for ti, t := range r.Topics {
 		rt := kmsg.NewFetchResponseTopic()
 		rt.Topic = t.Topic
@@ -409,18 +481,20 @@ func (k *kafkaListener) fetch(r *kmsg.FetchRequest) *kmsg.FetchResponse {
 			rp.Partition, rp.HighWatermark, rp.LastStableOffset, rp.LogStartOffset, rp.PreferredReadReplica = p.Partition, -1, -1, -1, -1
 			rp.RecordBatches = []byte{} // empty, not null: librdkafka refuses a null record set
 			res := results[ti][pi]
-			if res.Err != nil {
+			switch {
+			case dup[ti][pi]:
+				rp.ErrorCode = kafkaInvalidRequest
+			case res.Err != nil:
 				rp.ErrorCode = kafkaCode(res.Err)
-			} else {
+			default:
 				rp.HighWatermark, rp.LastStableOffset, rp.LogStartOffset = res.HighWatermark, res.HighWatermark, res.StartOffset
-				if budget > 0 && len(res.Batches) > 0 {
+				if len(res.Batches) > 0 {
 					kb, err := weirToKafka(res.Batches, p.FetchOffset)
 					if err != nil {
 						k.logger.Warn("kafka: fetch: a stored batch did not decode", "topic", t.Topic, "partition", p.Partition, "err", err)
 						rp.ErrorCode = kafkaCorruptMessage
 					} else {
 						rp.RecordBatches = kb
-						budget -= len(kb)
 					}
 				}
 			}

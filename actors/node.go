@@ -33,9 +33,12 @@ type NodeConfig struct {
 	// no client port, for a node embedded in a program that uses it in-process).
 	ClientAddr string
 	// KafkaAddr is where the Kafka protocol listener listens (empty: none; see docs/kafka.md),
-	// and KafkaSecurity its TLS and SASL/PLAIN users.
-	KafkaAddr     string
-	KafkaSecurity KafkaSecurity
+	// KafkaAdvertise the host:port Kafka clients are told to connect to (default: the listener's
+	// address, which must then name a host, and in a cluster a port), and KafkaSecurity its TLS
+	// and SASL/PLAIN users.
+	KafkaAddr      string
+	KafkaAdvertise string
+	KafkaSecurity  KafkaSecurity
 	// HTTPAddr serves /metrics (Prometheus text) and /healthz; empty: none.
 	HTTPAddr string
 	// Profiling also serves Go's runtime profiles under /debug/pprof/ at HTTPAddr (off by
@@ -114,6 +117,9 @@ type topicEntry struct {
 func StartNode(cfg NodeConfig) (*Node, error) {
 	if cfg.DataDir == "" {
 		return nil, errors.New("node: DataDir is empty")
+	}
+	if err := cfg.checkKafkaAddrs(); err != nil {
+		return nil, err
 	}
 	if cfg.NodeID == "" {
 		cfg.NodeID = "node-1"
@@ -804,4 +810,34 @@ func (n *Node) topicCommand(msg any, name string, create, waitNodes bool, timeou
 		}
 	}
 	return wire.Errorf(wire.CodeTimeout, "topic %q: committed, but not yet in effect on this node", name)
+}
+
+// checkKafkaAddrs refuses a Kafka listener whose address clients could not be told: one on every
+// interface (0.0.0.0, ::, no host), or in a cluster one on a port picked at start, without
+// KafkaAdvertise.
+func (c *NodeConfig) checkKafkaAddrs() error {
+	if c.KafkaAddr == "" {
+		if c.KafkaAdvertise != "" {
+			return errors.New("node: KafkaAdvertise without KafkaAddr")
+		}
+		return nil
+	}
+	if c.KafkaAdvertise != "" {
+		h, p, err := net.SplitHostPort(c.KafkaAdvertise)
+		if ip := net.ParseIP(h); err != nil || h == "" || p == "0" || p == "" || (ip != nil && ip.IsUnspecified()) {
+			return fmt.Errorf("node: Kafka advertised address %q: want HOST:PORT that clients can reach", c.KafkaAdvertise)
+		}
+		return nil
+	}
+	h, p, err := net.SplitHostPort(c.KafkaAddr)
+	if err != nil {
+		return fmt.Errorf("node: Kafka address %q: %v", c.KafkaAddr, err)
+	}
+	if ip := net.ParseIP(h); h == "" || (ip != nil && ip.IsUnspecified()) {
+		return fmt.Errorf("node: the Kafka listener %q is on every interface: give the address clients reach it at (--kafka-advertise HOST:PORT)", c.KafkaAddr)
+	}
+	if c.Cluster != nil && p == "0" {
+		return fmt.Errorf("node: the Kafka listener %q has no fixed port, which the other nodes must be told: give one, or --kafka-advertise", c.KafkaAddr)
+	}
+	return nil
 }

@@ -396,6 +396,10 @@ func (s *sinkRunner) replay(ctx actor.Context, why error) {
 	}
 	self, system, epoch := ctx.Self(), ctx.ActorSystem(), s.epoch
 	time.AfterFunc(wait, func() { system.Root.Send(self, replayAll{epoch: epoch}) })
+	// A replay may come from losing a partition to another member (the HDFS sink is fenced
+	// off): ask the coordinator now, so that a member whose generation is over rejoins instead
+	// of taking the partition back at each replay.
+	s.heartbeat(ctx)
 }
 
 func (s *sinkRunner) later(ctx actor.Context, k tp) {
@@ -407,10 +411,12 @@ func (s *sinkRunner) heartbeat(ctx actor.Context) {
 	if s.member == "" || s.joining {
 		return
 	}
-	epoch := s.epoch
+	member, gen := s.member, s.generation
 	f := ctx.RequestFuture(s.coordinator(), &Heartbeat{wire.HeartbeatRequest{Group: s.cfg.Group, MemberID: s.member, Generation: s.generation}}, 5*time.Second)
 	reenter(ctx, f, func(res any, err error) {
-		if epoch != s.epoch {
+		// An answer about a membership the runner has left since (it joined again) is moot;
+		// a replay in between (a new epoch) does not make it so.
+		if member != s.member || gen != s.generation || s.joining {
 			return
 		}
 		if r, ok := res.(*wire.AdminResponse); ok && r.Err != nil {

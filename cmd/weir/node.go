@@ -23,7 +23,8 @@ import (
 // nodeFlags are the flags of `weir node`, shared with the embedded node of `weir demo`.
 type nodeFlags struct {
 	data, listen, gossip, join, http, sync, logLevel string
-	kafka, kafkaCert, kafkaKey, kafkaUsers           string
+	kafka, kafkaAdvertise, kafkaCert, kafkaKey       string
+	kafkaUsers                                       string
 	id, cluster, gossipKey                           string
 	tlsCert, tlsKey, tlsCA                           string
 	syncEvery, deadAfter                             time.Duration
@@ -46,6 +47,7 @@ func (f *nodeFlags) register(fs *flag.FlagSet, defaultData string) {
 	fs.DurationVar(&f.deadAfter, "dead-after", actors.DefaultDeadAfter, "in a cluster: how long a node may be away before its replicas are re-created on other nodes")
 	fs.StringVar(&f.http, "http", "127.0.0.1:7421", "metrics and health address (empty: none)")
 	fs.StringVar(&f.kafka, "kafka", "", "Kafka protocol listener address, host:port (empty: none; see docs/kafka.md)")
+	fs.StringVar(&f.kafkaAdvertise, "kafka-advertise", "", "host:port Kafka clients are told to connect to (default: --kafka, which then must name a host)")
 	fs.StringVar(&f.kafkaCert, "kafka-tls-cert", "", "PEM certificate for TLS on the Kafka listener (with --kafka-tls-key)")
 	fs.StringVar(&f.kafkaKey, "kafka-tls-key", "", "the PEM private key of --kafka-tls-cert")
 	fs.StringVar(&f.kafkaUsers, "kafka-sasl-users", "", "file of USER:PASSWORD lines: the Kafka listener requires SASL/PLAIN as one of them")
@@ -123,7 +125,7 @@ func (f *nodeFlags) config(stderr io.Writer) (actors.NodeConfig, error) {
 	if err := level.UnmarshalText([]byte(f.logLevel)); err != nil {
 		return cfg, fmt.Errorf("%w: --log-level %q: want debug, info, warn or error", errUsage, f.logLevel)
 	}
-	cfg.DataDir, cfg.ClientAddr, cfg.HTTPAddr, cfg.KafkaAddr = f.data, f.listen, f.http, f.kafka
+	cfg.DataDir, cfg.ClientAddr, cfg.HTTPAddr, cfg.KafkaAddr, cfg.KafkaAdvertise = f.data, f.listen, f.http, f.kafka, f.kafkaAdvertise
 	if cfg.KafkaSecurity, err = f.kafkaSecurity(); err != nil {
 		return cfg, err
 	}
