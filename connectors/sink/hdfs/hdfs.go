@@ -387,9 +387,22 @@ func (s *Sink) Open(context.Context) error {
 	return nil
 }
 
+// tickEvery is how often the timer looks for partitions due to roll by time: a tenth of the
+// shorter of IdleTimeout and RollInterval, between 10 ms and 1 s, so that a roll comes at most
+// a tenth of its time late (a 300 ms IdleTimeout checked every second would roll after 1.3 s).
+func (s *Sink) tickEvery() time.Duration {
+	every := time.Second
+	for _, d := range []time.Duration{s.cfg.IdleTimeout, s.cfg.RollInterval} {
+		if d > 0 {
+			every = min(every, d/10)
+		}
+	}
+	return max(every, 10*time.Millisecond)
+}
+
 func (s *Sink) timer(stop, done chan struct{}) {
 	defer close(done)
-	t := time.NewTicker(time.Second)
+	t := time.NewTicker(s.tickEvery())
 	defer t.Stop()
 	for {
 		select {
