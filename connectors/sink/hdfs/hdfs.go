@@ -159,7 +159,7 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-// Sink writes records to HDFS. It is a connectors.StagingSink.
+// Sink writes records to HDFS. It is a connectors.StagingSink and a connectors.DurableNotifier.
 type Sink struct {
 	cfg   Config
 	tmpl  []segment
@@ -171,7 +171,8 @@ type Sink struct {
 	mu     sync.Mutex
 	client *hdfs.Client
 	parts  map[partKey]*part
-	failed error // a roll by time failed: Durable returns it (ErrReplay)
+	failed error  // a roll by time failed: Durable returns it (ErrReplay)
+	notify func() // told after a roll by time (NotifyDurable)
 	stop   chan struct{}
 	done   chan struct{}
 }
@@ -375,6 +376,14 @@ func (s *Sink) dirOf(m connectors.Message) string {
 	return path.Clean(b.String())
 }
 
+// NotifyDurable sets the function called after a roll by time, so that the runner commits at
+// once what it made durable. It implements connectors.DurableNotifier.
+func (s *Sink) NotifyDurable(notify func()) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.notify = notify
+}
+
 // Open starts the timer of rolls by time. It does not contact HDFS.
 func (s *Sink) Open(context.Context) error {
 	s.mu.Lock()
@@ -410,6 +419,7 @@ func (s *Sink) timer(stop, done chan struct{}) {
 			return
 		case now := <-t.C:
 			s.mu.Lock()
+			rolled := false
 			for _, p := range s.sortedParts() {
 				if len(p.files) > 0 && s.due(p, now) {
 					ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -417,9 +427,14 @@ func (s *Sink) timer(stop, done chan struct{}) {
 						s.failed = err
 					}
 					cancel()
+					rolled = true
 				}
 			}
+			notify := s.notify
 			s.mu.Unlock()
+			if rolled && notify != nil {
+				notify()
+			}
 		}
 	}
 }
