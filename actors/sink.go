@@ -30,7 +30,8 @@ type SinkConfig struct {
 
 type heartbeatTick struct{}
 
-// durableTick asks a staging sink what became durable without a Write (a roll by time).
+// durableTick asks a staging sink what became durable without a Write (a roll by time): every
+// second, and when a connectors.DurableNotifier says so.
 type durableTick struct{}
 
 type fetchAgain struct {
@@ -81,6 +82,10 @@ func NewSinkProps(n *Node, cfg SinkConfig) *actor.Props {
 func (s *sinkRunner) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
+		if dn, ok := s.cfg.Sink.(connectors.DurableNotifier); ok {
+			self, system := ctx.Self(), ctx.ActorSystem()
+			dn.NotifyDurable(func() { system.Root.Send(self, durableTick{}) })
+		}
 		octx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		err := s.cfg.Sink.Open(octx)
 		cancel()

@@ -67,13 +67,13 @@ type Sink interface {
 // StagingSink is a Sink whose Write stages records that become durable later, many Writes at a
 // time (the HDFS sink: a file's data is durable only once the file is closed and renamed). The
 // runner fetches on after each Write, but commits for each partition only the offset Durable
-// reports, asking after every Write and every second. After a crash, or when the runner joins
-// its group again, it reads on from the committed offsets: what was staged and not durable comes
-// again, and Reset has thrown the staged copy away. Records the sink made durable may come again
-// too (a crash between durability and the commit): the sink skips them, as it knows what it
-// made durable. A sink whose Writes are durable when they return may be a StagingSink too, to
-// learn from Reset when it may lose partitions (the rolling-file sink: Durable reports what it
-// wrote, Reset lets go of the partitions it holds).
+// reports, asking after every Write, every second, and when a DurableNotifier says so. After a
+// crash, or when the runner joins its group again, it reads on from the committed offsets: what
+// was staged and not durable comes again, and Reset has thrown the staged copy away. Records the
+// sink made durable may come again too (a crash between durability and the commit): the sink
+// skips them, as it knows what it made durable. A sink whose Writes are durable when they
+// return may be a StagingSink too, to learn from Reset when it may lose partitions (the
+// rolling-file sink: Durable reports what it wrote, Reset lets go of the partitions it holds).
 type StagingSink interface {
 	Sink
 	// Durable returns, for the partitions it has written, the offset after the last record
@@ -84,6 +84,17 @@ type StagingSink interface {
 	// it (re)joins its group (so before another member can be given its partitions), and then
 	// reads from the committed offsets again.
 	Reset() error
+}
+
+// DurableNotifier is a StagingSink that makes records durable between Writes too (the HDFS
+// sink's rolls by time) and says so: the runner asks Durable when told, not only at its next
+// tick, so those records are committed without waiting up to a second.
+type DurableNotifier interface {
+	StagingSink
+	// NotifyDurable gives the sink the function to call after Durable's answer changed outside
+	// a Write (something became durable, or an error waits to be returned). The runner calls it
+	// before Open; the function returns at once, and may be called from any goroutine.
+	NotifyDurable(notify func())
 }
 
 // ErrReplay, returned (wrapped or not) by a StagingSink's Write or Durable, says that the sink

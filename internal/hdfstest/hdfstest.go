@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -51,9 +52,28 @@ func script() (string, error) {
 	}
 }
 
-// Start starts a cluster with datanodes DataNodes; it is shut down when the test ends.
+// Options configure a cluster.
+type Options struct {
+	// DataNodes is the number of DataNodes (at least 1).
+	DataNodes int
+	// Conf holds Hadoop settings (such as "dfs.blocksize") over those of
+	// scripts/hdfs-minicluster/MiniHdfs.java, which suit tests: 1 MiB blocks, 1 s heartbeats.
+	Conf map[string]string
+}
+
+// Start starts a cluster with datanodes DataNodes and the launcher's settings; it is shut down
+// when the test ends.
 func Start(t testing.TB, datanodes int) *Cluster {
 	t.Helper()
+	return StartOptions(t, Options{DataNodes: datanodes})
+}
+
+// StartOptions starts a cluster as opts say; it is shut down when the test ends.
+func StartOptions(t testing.TB, opts Options) *Cluster {
+	t.Helper()
+	if opts.DataNodes < 1 {
+		t.Fatalf("hdfstest: %d DataNodes", opts.DataNodes)
+	}
 	for _, tool := range []string{"java", "javac", "mvn"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			t.Fatalf("the HDFS tests need %s: install a JDK 17 and Maven", tool)
@@ -63,7 +83,16 @@ func Start(t testing.TB, datanodes int) *Cluster {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(run, "0", fmt.Sprint(datanodes), t.TempDir())
+	args := []string{"0", fmt.Sprint(opts.DataNodes), t.TempDir()}
+	keys := make([]string, 0, len(opts.Conf))
+	for k := range opts.Conf {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		args = append(args, k+"="+opts.Conf[k])
+	}
+	cmd := exec.Command(run, args...)
 	var stderr tail
 	cmd.Stderr = &stderr
 	stdin, err := cmd.StdinPipe()

@@ -9,7 +9,8 @@ import org.apache.hadoop.hdfs.server.datanode.DataNode;
 
 /**
  * Runs an HDFS MiniDFSCluster for Weir's tests: a NameNode on the port given (0: any) and the
- * DataNodes asked for, with its data under the directory given. It prints
+ * DataNodes asked for, with its data under the directory given, and any KEY=VALUE arguments after
+ * those set in its configuration over the defaults below. It prints
  * "namenode HOST:PORT" once the cluster is up, then obeys commands on standard input, answering
  * "ok" or "error: ...": "stop-datanode I", "start-datanode I" (stopped ones, same ports),
  * "restart-datanode I", "stop-namenode", "start-namenode". It shuts down at "shutdown" or when
@@ -17,8 +18,8 @@ import org.apache.hadoop.hdfs.server.datanode.DataNode;
  */
 public final class MiniHdfs {
     public static void main(String[] args) throws Exception {
-        if (args.length != 3) {
-            System.err.println("usage: MiniHdfs NAMENODE_PORT DATANODES DIR");
+        if (args.length < 3) {
+            System.err.println("usage: MiniHdfs NAMENODE_PORT DATANODES DIR [KEY=VALUE...]");
             System.exit(2);
         }
         int port = Integer.parseInt(args[0]);
@@ -31,6 +32,14 @@ public final class MiniHdfs {
         conf.setInt("dfs.heartbeat.interval", 1);
         conf.setInt("dfs.namenode.heartbeat.recheck-interval", 5000);
         conf.setBoolean("dfs.client.block.write.replace-datanode-on-failure.enable", false);
+        for (int i = 3; i < args.length; i++) {
+            int eq = args[i].indexOf('=');
+            if (eq <= 0) {
+                System.err.println("MiniHdfs: " + args[i] + " is not KEY=VALUE");
+                System.exit(2);
+            }
+            conf.set(args[i].substring(0, eq), args[i].substring(eq + 1));
+        }
         MiniDFSCluster cluster = new MiniDFSCluster.Builder(conf)
                 .nameNodePort(port).numDataNodes(datanodes).format(true).build();
         cluster.waitActive();

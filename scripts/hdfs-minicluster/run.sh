@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# scripts/hdfs-minicluster/run.sh PORT DATANODES DIR: builds (once) and runs a real HDFS from
-# Hadoop's MiniDFSCluster (Maven Central: org.apache.hadoop:hadoop-client-minicluster), with the
-# NameNode on PORT (0: any) and DATANODES DataNodes, data under DIR. It prints
+# scripts/hdfs-minicluster/run.sh PORT DATANODES DIR [KEY=VALUE...]: builds (once) and runs a real
+# HDFS from Hadoop's MiniDFSCluster (Maven Central: org.apache.hadoop:hadoop-client-minicluster),
+# with the NameNode on PORT (0: any) and DATANODES DataNodes, data under DIR, and the Hadoop
+# settings KEY=VALUE over the launcher's (MiniHdfs.java). WEIR_HDFS_JAVA_OPTS, if set, is added
+# to the JVM's options (a profiler, say). It prints
 # "namenode 127.0.0.1:PORT" when the cluster is up and takes commands on standard input (see
 # MiniHdfs.java); it stops when its input ends. Needs Java 17 and Maven.
 set -euo pipefail
@@ -28,4 +30,4 @@ if [ ! -f "$cache/$stamp/MiniHdfs.class" ]; then
 	fi
 	exec 9>&-
 fi
-exec java -Xmx1g -Dlog4j.configuration=none -cp "$cache/$stamp:$(cat "$cache/$stamp/classpath")" MiniHdfs "$@"
+exec java -Xmx1g ${WEIR_HDFS_JAVA_OPTS:-} -Dlog4j.configuration=none -cp "$cache/$stamp:$(cat "$cache/$stamp/classpath")" MiniHdfs "$@"

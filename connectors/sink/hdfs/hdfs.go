@@ -169,7 +169,7 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-// Sink writes records to HDFS. It is a connectors.StagingSink.
+// Sink writes records to HDFS. It is a connectors.StagingSink and a connectors.DurableNotifier.
 type Sink struct {
 	cfg   Config
 	tmpl  []segment
@@ -181,7 +181,8 @@ type Sink struct {
 	mu     sync.Mutex
 	client *hdfs.Client
 	parts  map[partKey]*part
-	failed error // a roll by time failed: Durable returns it (ErrReplay)
+	failed error  // a roll by time failed: Durable returns it (ErrReplay)
+	notify func() // told after a roll by time (NotifyDurable)
 	stop   chan struct{}
 	done   chan struct{}
 }
@@ -411,6 +412,14 @@ func (s *Sink) dirOf(m connectors.Message) string {
 	return path.Clean(b.String())
 }
 
+// NotifyDurable sets the function called after a roll by time, so that the runner commits at
+// once what it made durable. It implements connectors.DurableNotifier.
+func (s *Sink) NotifyDurable(notify func()) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.notify = notify
+}
+
 // Open starts the timer of rolls by time. It does not contact HDFS.
 func (s *Sink) Open(context.Context) error {
 	s.mu.Lock()
@@ -423,9 +432,22 @@ func (s *Sink) Open(context.Context) error {
 	return nil
 }
 
+// tickEvery is how often the timer looks for partitions due to roll by time: a tenth of the
+// shorter of IdleTimeout and RollInterval, between 10 ms and 1 s, so that a roll comes at most
+// a tenth of its time late (a 300 ms IdleTimeout checked every second would roll after 1.3 s).
+func (s *Sink) tickEvery() time.Duration {
+	every := time.Second
+	for _, d := range []time.Duration{s.cfg.IdleTimeout, s.cfg.RollInterval} {
+		if d > 0 {
+			every = min(every, d/10)
+		}
+	}
+	return max(every, 10*time.Millisecond)
+}
+
 func (s *Sink) timer(stop, done chan struct{}) {
 	defer close(done)
-	t := time.NewTicker(time.Second)
+	t := time.NewTicker(s.tickEvery())
 	defer t.Stop()
 	for {
 		select {
@@ -433,6 +455,7 @@ func (s *Sink) timer(stop, done chan struct{}) {
 			return
 		case now := <-t.C:
 			s.mu.Lock()
+			rolled := false
 			for _, p := range s.sortedParts() {
 				if len(p.ghosts) > 0 {
 					ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -445,9 +468,14 @@ func (s *Sink) timer(stop, done chan struct{}) {
 						s.failed = err
 					}
 					cancel()
+					rolled = true
 				}
 			}
+			notify := s.notify
 			s.mu.Unlock()
+			if rolled && notify != nil {
+				notify()
+			}
 		}
 	}
 }
