@@ -70,10 +70,12 @@ SOURCE_RECORDS ?= 1000000
 bench-sources:
 	$(GO) test -run '^$$' -bench . -benchtime $(SOURCE_RECORDS)x ./connectors/source/bench/
 
-# The sink benchmarks: topic (6 partitions, SINK_RECORDS records of 1 KiB) -> file sink end to end
-# (connectors/sink/bench), then the file sink alone (1 MiB Writes).
+# The sink benchmarks: topic (6 partitions, records of 1 KiB) -> HDFS (a MiniDFSCluster, 1 and 3
+# members), topic (SINK_RECORDS records) -> file sink end to end (connectors/sink/bench), then the
+# file sink alone (1 MiB Writes).
 SINK_RECORDS ?= 500000
 bench-sinks:
+	$(GO) test -run '^$$' -bench TopicToHDFS -benchtime 300000x ./connectors/sink/hdfs/
 	$(GO) test -run '^$$' -bench . -benchtime $(SINK_RECORDS)x ./connectors/sink/bench/
 	$(GO) test -run '^$$' -bench BenchmarkWrite -benchtime 500x ./connectors/sink/file/
 
