@@ -381,12 +381,13 @@ func TestKafkaUnauthenticatedResources(t *testing.T) {
 	}
 	defer n.Close()
 	served := 0
+	var open []net.Conn
 	for i := range 40 {
 		c, err := net.Dial("tcp", n.KafkaAddr())
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer c.Close()
+		open = append(open, c)
 		av := kmsg.NewPtrApiVersionsRequest()
 		if _, err := c.Write(rvFrame(int32(i), av)); err != nil {
 			t.Fatal(err)
@@ -399,15 +400,17 @@ func TestKafkaUnauthenticatedResources(t *testing.T) {
 	if served > 4 {
 		t.Errorf("MaxConns 4, yet %d connections open and served", served)
 	}
+	for _, c := range open {
+		c.Close()
+	}
+	time.Sleep(200 * time.Millisecond) // the node drops them
 	base := heapNow()
-	var conns []net.Conn
 	for range 3 {
 		c, err := net.Dial("tcp", n.KafkaAddr())
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer c.Close()
-		conns = append(conns, c)
 		_, _ = c.Write(binary.BigEndian.AppendUint32(nil, maxKafkaFrame)) // never authenticated
 	}
 	time.Sleep(300 * time.Millisecond)
