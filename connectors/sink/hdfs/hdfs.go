@@ -605,6 +605,12 @@ var errFenced = errors.New("another member has taken the partition over")
 // watched for ghostTTL.
 func (s *Sink) sweepGhosts(ctx context.Context, p *part) {
 	for f, since := range p.ghosts {
+		if strings.HasSuffix(f, "."+s.token+".inprogress") {
+			// This sink's own name (a file it abandoned, listed by its own state): the file it
+			// creates under that name again is its own, not a former owner's.
+			delete(p.ghosts, f)
+			continue
+		}
 		err := s.retry(ctx, "remove "+f, func(c *hdfs.Client) error { return c.Remove(f) })
 		switch {
 		case err == nil:
@@ -803,6 +809,7 @@ func (s *Sink) openFor(ctx context.Context, p *part, dir string, first int64, no
 	if err := s.writeState(ctx, p, state{Last: p.last, Open: open}); err != nil {
 		return nil, err
 	}
+	delete(p.ghosts, tmp) // this sink's own file from here on
 	if testHookBeforeCreate != nil {
 		testHookBeforeCreate()
 	}
