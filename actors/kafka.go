@@ -31,6 +31,12 @@ import (
 // (kafka_groups.go). Topic admin, InitProducerId and the addresses of other nodes come next
 // (docs/kafka.md).
 
+// kafkaClusterID is the cluster id Metadata reports and ApiVersions v5 checks.
+const kafkaClusterID = "weir"
+
+// kafkaRebootstrapRequired answers an ApiVersions v5 meant for another cluster or node.
+const kafkaRebootstrapRequired = 129
+
 // maxKafkaFrame bounds one request (Kafka's socket.request.max.bytes is 100 MiB), and
 // maxKafkaFrameBeforeAuth one before a connection that must authenticate did (Kafka's
 // sasl.server.max.receive.size).
@@ -69,7 +75,7 @@ var kafkaAPIs = []struct{ key, min, max int16 }{
 	{int16(kmsg.Fetch), 4, 12},
 	{int16(kmsg.ListOffsets), 1, 7},
 	{int16(kmsg.Metadata), 1, 12},
-	{int16(kmsg.ApiVersions), 0, 3},
+	{int16(kmsg.ApiVersions), 0, 5}, // v4 is v3; v5 adds the cluster and node the client expects
 	{int16(kmsg.FindCoordinator), 0, 4},
 	{int16(kmsg.JoinGroup), 0, 9},
 	{int16(kmsg.SyncGroup), 0, 5},
@@ -350,7 +356,15 @@ func (k *kafkaListener) handle(frame []byte, st *kafkaConn) ([]byte, error) {
 	var resp kmsg.Response
 	switch r := req.(type) {
 	case *kmsg.ApiVersionsRequest:
-		resp = k.apiVersions()
+		av := k.apiVersions()
+		if r.Version >= 5 && r.ClusterID != nil && r.NodeID >= 0 &&
+			(*r.ClusterID != kafkaClusterID || r.NodeID != k.brokerID(k.n.raftID)) {
+			// KIP-1242: the client reached another cluster or node than the one it meant (an
+			// address reused after a move); it bootstraps again.
+			k.logger.Info("kafka: ApiVersions for another broker", "cluster", *r.ClusterID, "node", r.NodeID, "client", h.clientID)
+			av.ErrorCode = kafkaRebootstrapRequired
+		}
+		resp = av
 	case *kmsg.SASLHandshakeRequest:
 		resp = k.saslHandshake(r, st)
 	case *kmsg.SASLAuthenticateRequest:

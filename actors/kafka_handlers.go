@@ -56,7 +56,7 @@ func (k *kafkaListener) metadata(r *kmsg.MetadataRequest) *kmsg.MetadataResponse
 		resp.Brokers = append(resp.Brokers, b)
 		brokers[m.Node] = b.NodeID
 	}
-	cluster := "weir"
+	cluster := kafkaClusterID
 	resp.ClusterID = &cluster
 	resp.ControllerID = self
 	if !all && len(names) == 0 {

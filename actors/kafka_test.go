@@ -504,3 +504,95 @@ func TestParsePlain(t *testing.T) {
 		}
 	}
 }
+
+// kafkaRoundTrip sends req on c with version in its header (request header v1, or v2 when
+// flexible) and its body at req's own version, and decodes the answer into resp at resp's
+// version (ApiVersions answers with header v0 whatever the version).
+func kafkaRoundTrip(t *testing.T, c net.Conn, version int16, req kmsg.Request, resp kmsg.Response) {
+	t.Helper()
+	b := binary.BigEndian.AppendUint16(nil, uint16(req.Key()))
+	b = binary.BigEndian.AppendUint16(b, uint16(version))
+	b = binary.BigEndian.AppendUint32(b, 11)
+	b = binary.BigEndian.AppendUint16(b, 4)
+	b = append(b, "test"...)
+	if req.IsFlexible() {
+		b = append(b, 0) // no tagged fields
+	}
+	b = req.AppendTo(b)
+	if _, err := c.Write(append(binary.BigEndian.AppendUint32(nil, uint32(len(b))), b...)); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	var size [4]byte
+	if _, err := io.ReadFull(c, size[:]); err != nil {
+		t.Fatalf("API %d v%d: %v, want an answer", req.Key(), version, err)
+	}
+	body := make([]byte, binary.BigEndian.Uint32(size[:]))
+	if _, err := io.ReadFull(c, body); err != nil {
+		t.Fatal(err)
+	}
+	if corr := binary.BigEndian.Uint32(body); corr != 11 {
+		t.Fatalf("correlation id %d, want 11", corr)
+	}
+	body = body[4:]
+	if resp.IsFlexible() && resp.Key() != int16(kmsg.ApiVersions) {
+		body = body[1:] // empty tagged fields of header v1
+	}
+	if err := resp.ReadFrom(body); err != nil {
+		t.Fatalf("API %d v%d: the answer does not decode: %v", req.Key(), version, err)
+	}
+}
+
+// TestKafkaApiVersions: ApiVersions at every version Kafka 4 clients send (the Java clients of
+// Kafka 4.4 open with v5: they were answered UNSUPPORTED_VERSION, so every connection took
+// two round trips); v5 with another cluster id or node id is answered REBOOTSTRAP_REQUIRED
+// (KIP-1242); a version past those served is answered at v0 with UNSUPPORTED_VERSION and the list.
+func TestKafkaApiVersions(t *testing.T) {
+	n := startKafkaNode(t, "kv", 1)
+	c, err := net.Dial("tcp", n.KafkaAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	self := n.kafka.brokerID(n.raftID)
+	cluster, other := "weir", "another-cluster"
+	const rebootstrapRequired = 129
+	for _, tc := range []struct {
+		name    string
+		version int16
+		cluster *string
+		node    int32
+		code    int16
+	}{
+		{"v3", 3, nil, -1, 0},
+		{"v4", 4, nil, -1, 0},
+		{"v5 without ids", 5, nil, -1, 0},
+		{"v5 to this node", 5, &cluster, self, 0},
+		{"v5 to another node", 5, &cluster, self + 1, rebootstrapRequired},
+		{"v5 to another cluster", 5, &other, self, rebootstrapRequired},
+		{"v6 (not served)", 6, nil, -1, kafkaUnsupportedVersion},
+	} {
+		req := kmsg.NewPtrApiVersionsRequest()
+		req.Version = min(tc.version, 5) // a v6 body: the newest kmsg knows (it is not read)
+		req.ClusterID, req.NodeID = tc.cluster, tc.node
+		req.ClientSoftwareName, req.ClientSoftwareVersion = "weir-test", "1"
+		resp := kmsg.NewPtrApiVersionsResponse()
+		resp.Version = req.Version
+		if tc.code == kafkaUnsupportedVersion {
+			resp.Version = 0 // answered at v0
+		}
+		kafkaRoundTrip(t, c, tc.version, req, resp)
+		if resp.ErrorCode != tc.code {
+			t.Errorf("%s: error code %d, want %d", tc.name, resp.ErrorCode, tc.code)
+		}
+		served := false
+		for _, a := range resp.ApiKeys {
+			if a.ApiKey == int16(kmsg.ApiVersions) {
+				served = a.MinVersion == 0 && a.MaxVersion == 5
+			}
+		}
+		if !served {
+			t.Errorf("%s: ApiVersions not listed as 0-5 in %+v", tc.name, resp.ApiKeys)
+		}
+	}
+}
