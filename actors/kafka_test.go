@@ -596,3 +596,96 @@ func TestKafkaApiVersions(t *testing.T) {
 		}
 	}
 }
+
+// TestKafkaPipelinedProduce: a client that pipelines produce requests on one connection (the
+// Java producer keeps up to 5 in flight) gets every answer in the order sent, with the batches
+// appended in that order; requests of other APIs between them are answered in their place.
+func TestKafkaPipelinedProduce(t *testing.T) {
+	n := startKafkaNode(t, "kp", 2)
+	c, err := net.Dial("tcp", n.KafkaAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	frame := func(corr int32, req kmsg.Request) []byte {
+		b := binary.BigEndian.AppendUint16(nil, uint16(req.Key()))
+		b = binary.BigEndian.AppendUint16(b, uint16(req.GetVersion()))
+		b = binary.BigEndian.AppendUint32(b, uint32(corr))
+		b = binary.BigEndian.AppendUint16(b, 0xffff) // null client id
+		if req.IsFlexible() {
+			b = append(b, 0)
+		}
+		b = req.AppendTo(b)
+		return append(binary.BigEndian.AppendUint32(nil, uint32(len(b))), b...)
+	}
+	const produces = 60
+	var out []byte
+	kinds := map[int32]string{}
+	corr := int32(0)
+	for i := range produces {
+		rb := kmsg.RecordBatch{Magic: 2, PartitionLeaderEpoch: -1, ProducerID: -1, ProducerEpoch: -1, FirstSequence: -1, NumRecords: 1}
+		rec := kmsg.Record{Value: []byte(strconv.Itoa(i))}
+		body := rec.AppendTo(nil)
+		rb.Records = append(binary.AppendVarint(nil, int64(len(body)-1)), body[1:]...)
+		batch := rb.AppendTo(nil)
+		binary.BigEndian.PutUint32(batch[8:12], uint32(len(batch)-12))
+		binary.BigEndian.PutUint32(batch[17:21], crc32.Checksum(batch[21:], castagnoliTable))
+		req := kmsg.NewPtrProduceRequest()
+		req.Version, req.Acks, req.TimeoutMillis = 9, -1, 10000
+		pt := kmsg.NewProduceRequestTopic()
+		pt.Topic = "kp"
+		pp := kmsg.NewProduceRequestTopicPartition()
+		pp.Partition, pp.Records = int32(i%2), batch
+		pt.Partitions = append(pt.Partitions, pp)
+		req.Topics = append(req.Topics, pt)
+		corr++
+		kinds[corr] = "produce"
+		out = append(out, frame(corr, req)...)
+		if i%10 == 9 {
+			md := kmsg.NewPtrMetadataRequest()
+			md.Version = 12
+			corr++
+			kinds[corr] = "metadata"
+			out = append(out, frame(corr, md)...)
+		}
+	}
+	if _, err := c.Write(out); err != nil { // every request before reading any answer
+		t.Fatal(err)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(20 * time.Second))
+	next := map[int32]int64{} // partition -> the base offset its next produce answer must carry
+	for want := int32(1); want <= corr; want++ {
+		var size [4]byte
+		if _, err := io.ReadFull(c, size[:]); err != nil {
+			t.Fatalf("answer %d of %d: %v", want, corr, err)
+		}
+		body := make([]byte, binary.BigEndian.Uint32(size[:]))
+		if _, err := io.ReadFull(c, body); err != nil {
+			t.Fatal(err)
+		}
+		if got := int32(binary.BigEndian.Uint32(body)); got != want {
+			t.Fatalf("answer with correlation id %d where %d (%s) was due", got, want, kinds[want])
+		}
+		if kinds[want] == "metadata" {
+			md := kmsg.NewPtrMetadataResponse()
+			md.Version = 12
+			if err := md.ReadFrom(body[5:]); err != nil || len(md.Brokers) != 1 {
+				t.Fatalf("metadata answer %d: %v, %d brokers", want, err, len(md.Brokers))
+			}
+			continue
+		}
+		pr := kmsg.NewPtrProduceResponse()
+		pr.Version = 9
+		if err := pr.ReadFrom(body[5:]); err != nil { // after the correlation id and empty tagged fields
+			t.Fatalf("produce answer %d: %v", want, err)
+		}
+		p := pr.Topics[0].Partitions[0]
+		if p.ErrorCode != 0 || p.BaseOffset != next[p.Partition] {
+			t.Fatalf("produce answer %d: partition %d error %d base offset %d, want offset %d", want, p.Partition, p.ErrorCode, p.BaseOffset, next[p.Partition])
+		}
+		next[p.Partition]++
+	}
+	if next[0]+next[1] != produces {
+		t.Fatalf("%d produce answers, want %d", next[0]+next[1], produces)
+	}
+}
