@@ -115,7 +115,8 @@ func consumerPerfStats(out string) (map[string]string, error) {
 
 // TestKafkaJavaTools runs Apache Kafka's own Java tools (kafka-tools 4.4 from Maven Central)
 // against a `weir node --kafka` process: the console producer sends 1,000 keyed lines that
-// `weir consume` and Weir's client read with their keys; the console consumer reads 1,000 lines
+// `weir consume` and Weir's client read with their keys, and 250 lines with each of its codecs
+// (gzip, snappy, lz4, zstd) that Weir reads; the console consumer reads 1,000 lines
 // `weir produce` sent; a console consumer group reads them all and commits offsets that `weir
 // consume --group` then finds read; ProducerPerformance writes 100,000 records of 100 bytes
 // (acks=all), all of which are in the topic, and ConsumerPerformance reads them all back. The
@@ -169,6 +170,28 @@ func TestKafkaJavaTools(t *testing.T) {
 	}
 	if len(keyed) != n {
 		t.Fatalf("Weir's client read %d distinct lines with their keys, want %d", len(keyed), n)
+	}
+
+	// The Java client's own codecs: 250 lines with each, read back by Weir.
+	weirAt(t, addr, "", "topic", "create", "codecs", "--partitions", "1")
+	codecs := []string{"gzip", "snappy", "lz4", "zstd"}
+	for _, codec := range codecs {
+		var cin strings.Builder
+		for i := range 250 {
+			fmt.Fprintf(&cin, "%s-%d\n", codec, i)
+		}
+		javaTool(t, run, cin.String(), javaConsoleProducer, "--bootstrap-server", kafka, "--topic", "codecs", "--compression-codec", codec)
+	}
+	out, _ = weirAt(t, addr, "", "consume", "codecs", "--from", "earliest", "--idle-exit", "1s")
+	perCodec := map[string]int{}
+	for _, l := range lines(out) {
+		codec, _, _ := strings.Cut(l, "-")
+		perCodec[codec]++
+	}
+	for _, codec := range codecs {
+		if perCodec[codec] != 250 {
+			t.Fatalf("weir consume read %d lines the console producer sent with %s, want 250 (all: %v)", perCodec[codec], codec, perCodec)
+		}
 	}
 
 	// The console consumer reads what `weir produce` sent, keys included.
