@@ -281,3 +281,55 @@ func TestKafkaJavaTools(t *testing.T) {
 		t.Fatalf("ConsumerPerformance read %s records, want %d", stats["data.consumed.in.nMsg"], perfRecords)
 	}
 }
+
+// TestKafkaJavaToolsCluster: Kafka's perf tools against three nodes (replication factor 3):
+// ProducerPerformance writes 50,000 records (acks=all) through the Metadata of one node, all of
+// them are in the topic, and ConsumerPerformance, bootstrapped from another node, reads them all.
+func TestKafkaJavaToolsCluster(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts weir processes and Java tools")
+	}
+	run := kafkaToolsScript(t)
+	bin := buildWeir(t)
+	nodes, kafka := kafkaCluster(t, bin)
+	c, err := client.Dial(clientAddrs(nodes), client.RequestTimeout(10*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	createClusterTopic(t, c, "perf", 3, 3)
+	k := strings.Split(kafka, ",")
+
+	const records = 50000
+	out := javaTool(t, run, "", javaProducerPerformance, "--topic", "perf", "--num-records", strconv.Itoa(records),
+		"--record-size", "100", "--throughput", "-1",
+		"--command-property", "bootstrap.servers="+k[0], "acks=all")
+	m := producerPerfSummary.FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("no summary line in ProducerPerformance's output:\n%s", out)
+	}
+	t.Logf("ProducerPerformance, 3 nodes: %s records sent, %s records/sec (%s MB/sec), avg latency %s ms, p50 %s ms, p99 %s ms, max %s ms",
+		m[1], m[2], m[3], m[4], m[6], m[8], m[5])
+	var inTopic int64
+	for p := range int32(3) {
+		end, err := c.ListOffsets(context.Background(), "perf", p, client.Latest())
+		if err != nil {
+			t.Fatal(err)
+		}
+		inTopic += end
+	}
+	if m[1] != strconv.Itoa(records) || inTopic != records {
+		t.Fatalf("ProducerPerformance sent %s records and the topic holds %d, want %d", m[1], inTopic, records)
+	}
+	out = javaTool(t, run, "", javaConsumerPerformance, "--bootstrap-server", k[1], "--topic", "perf",
+		"--num-records", strconv.Itoa(records), "--timeout", "30000")
+	stats, err := consumerPerfStats(out)
+	if err != nil {
+		t.Fatalf("ConsumerPerformance's output: %v", err)
+	}
+	t.Logf("ConsumerPerformance, 3 nodes: %s records, %s records/sec, %s MB/sec; fetch %s records/sec, rebalance %s ms",
+		stats["data.consumed.in.nMsg"], stats["nMsg.sec"], stats["MB.sec"], stats["fetch.nMsg.sec"], stats["rebalance.time.ms"])
+	if stats["data.consumed.in.nMsg"] != strconv.Itoa(records) {
+		t.Fatalf("ConsumerPerformance read %s records, want %d", stats["data.consumed.in.nMsg"], records)
+	}
+}
