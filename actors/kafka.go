@@ -232,12 +232,7 @@ func (k *kafkaListener) serve(c net.Conn) {
 			k.logger.Warn("kafka: closing a connection", "remote", c.RemoteAddr().String(), "err", err)
 			return
 		}
-		if resp == nil { // produce with acks=0: no answer, but flush what earlier requests got
-			if r.Buffered() == 0 {
-				if err := w.Flush(); err != nil {
-					return
-				}
-			}
+		if resp == nil { // produce with acks=0: no answer (earlier answers are flushed already)
 			continue
 		}
 		binary.BigEndian.PutUint32(size[:], uint32(len(resp)))
@@ -247,10 +242,10 @@ func (k *kafkaListener) serve(c net.Conn) {
 		if _, err := w.Write(resp); err != nil {
 			return
 		}
-		if r.Buffered() == 0 || st.closing {
-			if err := w.Flush(); err != nil {
-				return
-			}
+		// Flushed now, not when no request is buffered: the next one may be a fetch that
+		// long-polls, and this answer must not wait behind it.
+		if err := w.Flush(); err != nil {
+			return
 		}
 		if st.closing {
 			return

@@ -689,3 +689,70 @@ func TestKafkaPipelinedProduce(t *testing.T) {
 		t.Fatalf("%d produce answers, want %d", next[0]+next[1], produces)
 	}
 }
+
+// TestKafkaAnswerNotHeldBehindFetch: a produce answer goes out at once even when the request
+// read after it is a fetch that long-polls (an answer left in the connection's buffer would wait
+// for the fetch's MaxWaitMillis).
+func TestKafkaAnswerNotHeldBehindFetch(t *testing.T) {
+	n := startKafkaNode(t, "kh", 2)
+	c, err := net.Dial("tcp", n.KafkaAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	frame := func(corr int32, req kmsg.Request) []byte {
+		b := binary.BigEndian.AppendUint16(nil, uint16(req.Key()))
+		b = binary.BigEndian.AppendUint16(b, uint16(req.GetVersion()))
+		b = binary.BigEndian.AppendUint32(b, uint32(corr))
+		b = binary.BigEndian.AppendUint16(b, 0xffff)
+		if req.IsFlexible() {
+			b = append(b, 0)
+		}
+		b = req.AppendTo(b)
+		return append(binary.BigEndian.AppendUint32(nil, uint32(len(b))), b...)
+	}
+	rb := kmsg.RecordBatch{Magic: 2, PartitionLeaderEpoch: -1, ProducerID: -1, ProducerEpoch: -1, FirstSequence: -1, NumRecords: 1}
+	rec := kmsg.Record{Value: []byte("v")}
+	body := rec.AppendTo(nil)
+	rb.Records = append(binary.AppendVarint(nil, int64(len(body)-1)), body[1:]...)
+	batch := rb.AppendTo(nil)
+	binary.BigEndian.PutUint32(batch[8:12], uint32(len(batch)-12))
+	binary.BigEndian.PutUint32(batch[17:21], crc32.Checksum(batch[21:], castagnoliTable))
+	prod := kmsg.NewPtrProduceRequest()
+	prod.Version, prod.Acks, prod.TimeoutMillis = 9, -1, 10000
+	pt := kmsg.NewProduceRequestTopic()
+	pt.Topic = "kh"
+	pp := kmsg.NewProduceRequestTopicPartition()
+	pp.Partition, pp.Records = 0, batch
+	pt.Partitions = append(pt.Partitions, pp)
+	prod.Topics = append(prod.Topics, pt)
+
+	fetch := kmsg.NewPtrFetchRequest() // partition 1 stays empty: the fetch waits its 4 s
+	fetch.Version, fetch.ReplicaID, fetch.MaxWaitMillis, fetch.MinBytes, fetch.MaxBytes = 12, -1, 4000, 1, 1<<20
+	ft := kmsg.NewFetchRequestTopic()
+	ft.Topic = "kh"
+	fp := kmsg.NewFetchRequestTopicPartition()
+	fp.Partition, fp.FetchOffset, fp.PartitionMaxBytes, fp.CurrentLeaderEpoch, fp.LogStartOffset = 1, 0, 1<<20, -1, -1
+	ft.Partitions = append(ft.Partitions, fp)
+	fetch.Topics = append(fetch.Topics, ft)
+
+	start := time.Now()
+	if _, err := c.Write(append(frame(1, prod), frame(2, fetch)...)); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	var size [4]byte
+	if _, err := io.ReadFull(c, size[:]); err != nil {
+		t.Fatal(err)
+	}
+	ans := make([]byte, binary.BigEndian.Uint32(size[:]))
+	if _, err := io.ReadFull(c, ans); err != nil {
+		t.Fatal(err)
+	}
+	if corr := binary.BigEndian.Uint32(ans); corr != 1 {
+		t.Fatalf("first answer has correlation id %d, want 1 (the produce)", corr)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("the produce answer came after %v: held behind the fetch's long poll", d)
+	}
+}
