@@ -24,13 +24,16 @@ test: deps lint unit
 
 # Debian packages the tests drive as real peers, installed with apt-get where missing: nc
 # (netcat-openbsd) for the netcat source, curl for the http source, logger (bsdutils) for syslog,
-# kcat for the Kafka protocol listener.
+# kcat for the Kafka protocol listener; a JDK (openjdk-17-jdk-headless) and Maven (maven) for the
+# HDFS MiniDFSCluster and Apache Kafka's Java tools (scripts/*/run.sh).
 deps:
 	@missing=""; \
 	command -v nc >/dev/null || missing="$$missing netcat-openbsd"; \
 	command -v curl >/dev/null || missing="$$missing curl"; \
 	command -v logger >/dev/null || missing="$$missing bsdutils"; \
 	command -v kcat >/dev/null || missing="$$missing kcat"; \
+	command -v javac >/dev/null || missing="$$missing openjdk-17-jdk-headless"; \
+	command -v mvn >/dev/null || missing="$$missing maven"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing$$missing (apt-get)"; \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
