@@ -755,4 +755,15 @@ func TestKafkaAnswerNotHeldBehindFetch(t *testing.T) {
 	if d := time.Since(start); d > 2*time.Second {
 		t.Fatalf("the produce answer came after %v: held behind the fetch's long poll", d)
 	}
+	// The fetch's answer, after its long poll (the node is not closed with the fetch waiting).
+	if _, err := io.ReadFull(c, size[:]); err != nil {
+		t.Fatal(err)
+	}
+	ans = make([]byte, binary.BigEndian.Uint32(size[:]))
+	if _, err := io.ReadFull(c, ans); err != nil {
+		t.Fatal(err)
+	}
+	if corr := binary.BigEndian.Uint32(ans); corr != 2 {
+		t.Fatalf("second answer has correlation id %d, want 2 (the fetch)", corr)
+	}
 }
