@@ -238,13 +238,7 @@ func TestKafkaBadFrames(t *testing.T) {
 // FuzzKafkaRequest feeds request frames to the header parser, the request decoders and the
 // record batch conversion: none may panic, whatever the bytes.
 func FuzzKafkaRequest(f *testing.F) {
-	rb := kmsg.RecordBatch{Magic: 2, PartitionLeaderEpoch: -1, ProducerID: -1, ProducerEpoch: -1, FirstSequence: -1, NumRecords: 1}
-	rec := kmsg.Record{Key: []byte("k"), Value: []byte("v"), Headers: []kmsg.Header{{Key: "h", Value: []byte("x")}}}
-	body := rec.AppendTo(nil)
-	rb.Records = append(binary.AppendVarint(nil, int64(len(body)-1)), body[1:]...)
-	batch := rb.AppendTo(nil)
-	binary.BigEndian.PutUint32(batch[8:12], uint32(len(batch)-12))
-	binary.BigEndian.PutUint32(batch[17:21], crc32.Checksum(batch[21:], castagnoliTable))
+	batch := rvBatch(0, nil, kmsg.Record{Key: []byte("k"), Value: []byte("v"), Headers: []kmsg.Header{{Key: "h", Value: []byte("x")}}})
 	req := kmsg.NewPtrProduceRequest()
 	req.Version, req.Acks, req.TimeoutMillis = 9, -1, 1000
 	pt := kmsg.NewProduceRequestTopic()
@@ -623,13 +617,7 @@ func TestKafkaPipelinedProduce(t *testing.T) {
 	kinds := map[int32]string{}
 	corr := int32(0)
 	for i := range produces {
-		rb := kmsg.RecordBatch{Magic: 2, PartitionLeaderEpoch: -1, ProducerID: -1, ProducerEpoch: -1, FirstSequence: -1, NumRecords: 1}
-		rec := kmsg.Record{Value: []byte(strconv.Itoa(i))}
-		body := rec.AppendTo(nil)
-		rb.Records = append(binary.AppendVarint(nil, int64(len(body)-1)), body[1:]...)
-		batch := rb.AppendTo(nil)
-		binary.BigEndian.PutUint32(batch[8:12], uint32(len(batch)-12))
-		binary.BigEndian.PutUint32(batch[17:21], crc32.Checksum(batch[21:], castagnoliTable))
+		batch := rvBatch(0, nil, kmsg.Record{Value: []byte(strconv.Itoa(i))})
 		req := kmsg.NewPtrProduceRequest()
 		req.Version, req.Acks, req.TimeoutMillis = 9, -1, 10000
 		pt := kmsg.NewProduceRequestTopic()

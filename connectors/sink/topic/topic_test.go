@@ -17,6 +17,7 @@ import (
 	"github.com/weirhq/weir/connectors/sink/topic"
 	"github.com/weirhq/weir/connectors/source/seq"
 	"github.com/weirhq/weir/flow"
+	"github.com/weirhq/weir/internal/topictest"
 	"github.com/weirhq/weir/storage"
 )
 
@@ -161,45 +162,13 @@ func node(t *testing.T) (*flow.Runtime, *client.Client, string) {
 	return rt, cl, n.ClientAddr()
 }
 
-// readAll returns every record of a topic.
-func readAll(ctx context.Context, cl *client.Client, topic string) ([]client.Message, error) {
-	np, err := cl.Partitions(ctx, topic)
-	if err != nil {
-		return nil, err
-	}
-	var out []client.Message
-	for p := range np {
-		end, err := cl.ListOffsets(ctx, topic, p, client.Latest())
-		if err != nil {
-			return nil, err
-		}
-		if end == 0 {
-			continue
-		}
-		c, err := cl.NewConsumer(topic, p)
-		if err != nil {
-			return nil, err
-		}
-		for c.Position() < end {
-			msgs, err := c.Poll(ctx)
-			if err != nil {
-				c.Close()
-				return nil, err
-			}
-			out = append(out, msgs...)
-		}
-		c.Close()
-	}
-	return out, nil
-}
-
 // awaitAll reads topic until it holds want records, and returns them.
 func awaitAll(t *testing.T, cl *client.Client, topic string, want int) []client.Message {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	for {
-		msgs, err := readAll(ctx, cl, topic)
+		msgs, err := topictest.ReadAll(ctx, cl, topic)
 		if err != nil {
 			t.Fatalf("read %s: %v", topic, err)
 		}
@@ -241,7 +210,7 @@ func TestFlowForwards(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := awaitAll(t, cl, "b", count)
-	src1, err := readAll(ctx, cl, "a")
+	src1, err := topictest.ReadAll(ctx, cl, "a")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -382,7 +351,7 @@ func TestFlowReplaysFailedWrites(t *testing.T) {
 	}
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		msgs, err := readAll(context.Background(), cl, "b")
+		msgs, err := topictest.ReadAll(context.Background(), cl, "b")
 		if err != nil {
 			t.Fatal(err)
 		}

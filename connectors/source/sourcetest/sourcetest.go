@@ -49,6 +49,7 @@ import (
 	"github.com/weirhq/weir/client"
 	"github.com/weirhq/weir/connectors"
 	"github.com/weirhq/weir/flow"
+	"github.com/weirhq/weir/internal/topictest"
 	"github.com/weirhq/weir/storage"
 )
 
@@ -282,41 +283,9 @@ func sendAsync(ctx context.Context, h Harness, v Vars, from, to int) func() erro
 	return func() error { return <-done }
 }
 
-// read returns every record of the topic.
-func read(ctx context.Context, cl *client.Client) ([]client.Message, error) {
-	np, err := cl.Partitions(ctx, topic)
-	if err != nil {
-		return nil, err
-	}
-	var out []client.Message
-	for p := range np {
-		end, err := cl.ListOffsets(ctx, topic, p, client.Latest())
-		if err != nil {
-			return nil, err
-		}
-		if end == 0 {
-			continue
-		}
-		c, err := cl.NewConsumer(topic, p)
-		if err != nil {
-			return nil, err
-		}
-		for c.Position() < end {
-			msgs, err := c.Poll(ctx)
-			if err != nil {
-				c.Close()
-				return nil, err
-			}
-			out = append(out, msgs...)
-		}
-		c.Close()
-	}
-	return out, nil
-}
-
 // counts reads the whole topic and counts each record number.
 func counts(ctx context.Context, cl *client.Client) (map[int]int, error) {
-	msgs, err := read(ctx, cl)
+	msgs, err := topictest.ReadAll(ctx, cl, topic)
 	if err != nil {
 		return nil, err
 	}
@@ -687,7 +656,7 @@ func reportsBadInput(t *testing.T, h Harness) {
 	h.Bad(t, v, Reports{Logs: r.logs.String, Records: func() []client.Message {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		msgs, err := read(ctx, r.cl)
+		msgs, err := topictest.ReadAll(ctx, r.cl, topic)
 		if err != nil {
 			t.Fatal(err)
 		}
