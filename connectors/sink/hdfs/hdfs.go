@@ -206,6 +206,7 @@ type part struct {
 	// creating it). Every state this sink writes lists them too, and it removes them when they
 	// appear, for ghostTTL.
 	ghosts map[string]time.Time
+	swept  time.Time // the timer's last sweep of the ghosts
 }
 
 // ghostTTL is how long a sink watches for a ghost (see part.ghosts) to appear: longer than a
@@ -457,10 +458,12 @@ func (s *Sink) timer(stop, done chan struct{}) {
 			s.mu.Lock()
 			rolled := false
 			for _, p := range s.sortedParts() {
-				if len(p.ghosts) > 0 {
+				if len(p.ghosts) > 0 && now.Sub(p.swept) >= time.Second {
+					// At most a NameNode call per ghost a second, however fast the timer ticks.
 					ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 					s.sweepGhosts(ctx, p)
 					cancel()
+					p.swept = now
 				}
 				if len(p.files) > 0 && s.due(p, now) {
 					ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
