@@ -53,6 +53,9 @@ type sinkRunner struct {
 	pos        map[tp]int64
 	hb         *ticker
 	joining    bool
+	// A sink that is not a staging sink: per partition, the offset after a Write that returned
+	// and whose commit is on its way. Stopping commits it, so that a stop does not write again.
+	written map[tp]int64
 
 	// A staging sink's offsets are committed as it reports them durable.
 	staging   connectors.StagingSink
@@ -109,6 +112,7 @@ func (s *sinkRunner) Receive(ctx actor.Context) {
 		if err := s.cfg.Sink.Close(); err != nil {
 			s.n.logger.Warn("sink close", "flow", s.cfg.Flow, "err", err)
 		}
+		s.commitWritten()
 		if pid := s.n.cachedCoordinator(s.cfg.Group); s.member != "" && pid != nil {
 			// Leave at once so the others need not wait for the session to expire. Only a
 			// coordinator already known: finding one may ask this node's root, which may be
@@ -151,6 +155,7 @@ func (s *sinkRunner) coordinator() *actor.PID {
 func (s *sinkRunner) join(ctx actor.Context) {
 	s.epoch = nextEpoch()
 	s.joining = true
+	s.written = nil // a commit of the generation left is refused
 	if s.staging != nil {
 		// What it staged is read again from the committed offsets, by it or by the member that
 		// has the partition after this rebalance; dropped before joining, so before any other
@@ -290,8 +295,38 @@ func (s *sinkRunner) fetch(ctx actor.Context, k tp) {
 			s.commitDurable(ctx)
 			return
 		}
+		if s.written == nil {
+			s.written = map[tp]int64{}
+		}
+		s.written[k] = next
 		s.commit(ctx, k, next, len(msgs))
 	})
+}
+
+// commitWritten commits, and waits for, what Writes that returned wrote past the committed
+// offsets: a stopping runner's commits in flight may not outlive it (its node may close next).
+func (s *sinkRunner) commitWritten() {
+	pid := s.n.cachedCoordinator(s.cfg.Group)
+	if len(s.written) == 0 || s.member == "" || pid == nil {
+		return
+	}
+	offs := make([]wire.PartitionOffset, 0, len(s.written))
+	for k, next := range s.written {
+		offs = append(offs, wire.PartitionOffset{Topic: k.topic, Partition: k.partition, Offset: next})
+	}
+	s.written = nil
+	res, err := s.n.system.Root.RequestFuture(pid, &CommitGroup{wire.CommitRequest{Group: s.cfg.Group, MemberID: s.member, Generation: s.generation,
+		Offsets: offs}}, 3*time.Second).Result()
+	var werr *wire.Error
+	switch r := res.(type) {
+	case *ProduceReply:
+		werr = r.Err
+	case *wire.AdminResponse:
+		werr = r.Err
+	}
+	if err != nil || werr != nil {
+		s.n.logger.Info("sink commit at stop failed; what it wrote since its last commit will be written again", "flow", s.cfg.Flow, "err", err, "refused", werr)
+	}
 }
 
 // commitDurable commits what a staging sink reports durable, for the partitions assigned.
@@ -371,6 +406,9 @@ func (s *sinkRunner) commit(ctx actor.Context, k tp, next int64, n int) {
 			}
 			s.join(ctx)
 			return
+		}
+		if s.written[k] <= next {
+			delete(s.written, k)
 		}
 		s.pos[k] = next
 		s.n.metrics.SinkRecords(s.cfg.Flow, n)
