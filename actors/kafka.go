@@ -86,6 +86,11 @@ var kafkaAPIs = []struct{ key, min, max int16 }{
 	{int16(kmsg.CreateTopics), 0, 7},
 	{int16(kmsg.DeleteTopics), 0, 6},
 	{int16(kmsg.InitProducerID), 0, 4},
+	{int16(kmsg.ListGroups), 0, 5},
+	{int16(kmsg.DescribeGroups), 0, 6},
+	{int16(kmsg.DescribeConfigs), 0, 4},
+	{int16(kmsg.DescribeCluster), 0, 2},
+	{int16(kmsg.DescribeTopicPartitions), 0, 0},
 }
 
 // kafkaSASLAPIs are served when SASL users are configured. SaslHandshake v0 is listed because
@@ -207,7 +212,7 @@ func (k *kafkaListener) serve(c net.Conn) {
 	r := bufio.NewReaderSize(c, 64<<10)
 	w := bufio.NewWriterSize(c, 64<<10)
 	var size [4]byte
-	st := &kafkaConn{}
+	st := &kafkaConn{remote: c.RemoteAddr().String()}
 	for {
 		_ = c.SetReadDeadline(time.Now().Add(kafkaIdleTimeout))
 		if _, err := io.ReadFull(r, size[:]); err != nil {
@@ -388,7 +393,7 @@ func (k *kafkaListener) handle(frame []byte, st *kafkaConn) ([]byte, error) {
 	case *kmsg.FindCoordinatorRequest:
 		resp = k.findCoordinator(r)
 	case *kmsg.JoinGroupRequest:
-		resp = k.joinGroup(r)
+		resp = k.joinGroup(r, h.clientID, st.remote)
 	case *kmsg.SyncGroupRequest:
 		resp = k.syncGroup(r)
 	case *kmsg.HeartbeatRequest:
@@ -406,7 +411,9 @@ func (k *kafkaListener) handle(frame []byte, st *kafkaConn) ([]byte, error) {
 	case *kmsg.InitProducerIDRequest:
 		resp = k.initProducerID(r)
 	default:
-		return nil, fmt.Errorf("API key %d is not served", h.key)
+		if resp = k.describeRequest(req); resp == nil {
+			return nil, fmt.Errorf("API key %d is not served", h.key)
+		}
 	}
 	resp.SetVersion(h.version)
 	return kafkaResponse(h, resp), nil

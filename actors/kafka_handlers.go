@@ -43,19 +43,11 @@ func (k *kafkaListener) metadata(r *kmsg.MetadataRequest) *kmsg.MetadataResponse
 	self := k.brokerID(k.n.raftID)
 	brokers := map[string]int32{} // node name -> broker id, for the nodes with a Kafka listener
 	for _, m := range k.n.Members() {
-		addr := m.Kafka
-		if m.ID == k.n.raftID {
-			addr = k.advertised()
+		if m.Kafka != "" || m.ID == k.n.raftID {
+			brokers[m.Node] = k.brokerID(m.ID)
 		}
-		if addr == "" {
-			continue
-		}
-		b := kmsg.NewMetadataResponseBroker()
-		b.NodeID = k.brokerID(m.ID)
-		b.Host, b.Port = splitHostPort(addr)
-		resp.Brokers = append(resp.Brokers, b)
-		brokers[m.Node] = b.NodeID
 	}
+	resp.Brokers = k.kafkaBrokers()
 	cluster := kafkaClusterID
 	resp.ClusterID = &cluster
 	resp.ControllerID = self

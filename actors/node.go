@@ -615,6 +615,19 @@ func (a *rootActor) Receive(ctx actor.Context) {
 		ctx.Respond(&spawnReply{})
 	case *coordinatorStopped:
 		delete(a.coordinators, m.group)
+	case *ListCoordinators:
+		resp := &GroupList{}
+		for g := range a.coordinators {
+			resp.Groups = append(resp.Groups, g)
+		}
+		sort.Strings(resp.Groups)
+		ctx.Respond(resp)
+	case *DescribeGroup:
+		if !a.coordinators[m.Group] {
+			ctx.Respond(&GroupDescription{Group: m.Group})
+			return
+		}
+		ctx.Forward(actor.NewPID(ctx.Self().Address, ctx.Self().Id+"/group/"+m.Group))
 	}
 }
 

@@ -250,6 +250,13 @@ func (s *offsetsState) Handle(msg any) ([]byte, any) {
 			return nil, &ProduceReply{BaseOffset: -1, Err: wire.Errorf(wire.CodeInvalidRequest, "delete offsets: %v", err)}
 		}
 		return b, nil
+	case *ListCommitGroups:
+		resp := &GroupList{}
+		for g := range s.groups {
+			resp.Groups = append(resp.Groups, g)
+		}
+		sort.Strings(resp.Groups)
+		return nil, resp
 	case *FetchOffsets:
 		g := s.groups[m.Group]
 		resp := &wire.FetchCommitResponse{}
