@@ -49,14 +49,16 @@ func (k *kafkaListener) groupState(group string) (*GroupDescription, string, *wi
 	if e != nil {
 		return nil, "", e
 	}
-	if d.Running && len(d.Members) > 0 {
+	if len(d.Members) > 0 {
 		return d, d.State(), nil
 	}
+	// Without members a group lives on in its committed offsets; without those either it is
+	// gone, as Kafka drops an empty group that has no offsets.
 	has, e := k.n.HasCommits(group)
 	if e != nil {
 		return nil, "", e
 	}
-	if !has && !d.Running {
+	if !has {
 		return d, groupStateDead, nil
 	}
 	return d, groupStateEmpty, nil
@@ -75,19 +77,21 @@ func (k *kafkaListener) listGroups(r *kmsg.ListGroupsRequest) *kmsg.ListGroupsRe
 	for _, g := range groups {
 		lg := kmsg.NewListGroupsResponseGroup()
 		lg.Group, lg.ProtocolType, lg.GroupType = g, "consumer", kafkaGroupType
+		// The state is looked up at every version: a coordinator left without members or
+		// offsets is no group (Kafka drops such a group), and is not listed.
+		_, state, e := k.groupState(g)
+		if e != nil {
+			resp.ErrorCode = groupCode(e)
+			resp.Groups = nil
+			return resp
+		}
+		if state == groupStateDead {
+			continue
+		}
+		if len(r.StatesFilter) > 0 && !slices.ContainsFunc(r.StatesFilter, func(s string) bool { return strings.EqualFold(s, state) }) {
+			continue
+		}
 		if r.Version >= 4 {
-			_, state, e := k.groupState(g)
-			if e != nil {
-				resp.ErrorCode = groupCode(e)
-				resp.Groups = nil
-				return resp
-			}
-			if state == groupStateDead { // gone since it was listed
-				continue
-			}
-			if len(r.StatesFilter) > 0 && !slices.ContainsFunc(r.StatesFilter, func(s string) bool { return strings.EqualFold(s, state) }) {
-				continue
-			}
 			lg.GroupState = state
 		}
 		resp.Groups = append(resp.Groups, lg)
@@ -297,8 +301,10 @@ func (k *kafkaListener) describeConfigs(r *kmsg.DescribeConfigsRequest) *kmsg.De
 				break
 			}
 			cfgs = k.brokerConfigs()
+		case kmsg.ConfigResourceTypeGroupConfig:
+			// Weir's groups have no settings of their own: none to list.
 		default:
-			fail(kafkaInvalidRequest, "Weir describes the configs of topics and brokers only")
+			fail(kafkaInvalidRequest, "Weir describes the configs of topics, brokers and groups only")
 		}
 		for _, c := range cfgs {
 			if res.ConfigNames != nil && !slices.Contains(res.ConfigNames, c.name) {
