@@ -154,6 +154,12 @@ func (c *coordinator) Receive(ctx actor.Context) {
 		ctx.Respond(&wire.AdminResponse{})
 	case *DescribeGroup:
 		ctx.Respond(c.describe())
+	case *DeleteGroupOffsets:
+		if len(c.members) > 0 {
+			ctx.Respond(&ProduceReply{BaseOffset: -1, Err: wire.Errorf(wire.CodeInvalidRequest, "group %s is not empty: %d members", c.group, len(c.members))})
+			return
+		}
+		ctx.RequestWithCustomSender(c.n.internalPID("offsets"), m, ctx.Sender())
 	case *CommitGroup:
 		c.fault("commit")
 		var e *wire.Error

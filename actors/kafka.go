@@ -91,6 +91,7 @@ var kafkaAPIs = []struct{ key, min, max int16 }{
 	{int16(kmsg.DescribeConfigs), 0, 4},
 	{int16(kmsg.DescribeCluster), 0, 2},
 	{int16(kmsg.DescribeTopicPartitions), 0, 0},
+	{int16(kmsg.DeleteGroups), 0, 3}, // v3 (Kafka 4.4) adds error messages
 }
 
 // kafkaSASLAPIs are served when SASL users are configured. SaslHandshake v0 is listed because

@@ -30,6 +30,8 @@ func (k *kafkaListener) describeRequest(req kmsg.Request) kmsg.Response {
 		return k.describeCluster(r)
 	case *kmsg.DescribeTopicPartitionsRequest:
 		return k.describeTopicPartitions(r)
+	case *kmsg.DeleteGroupsRequest:
+		return k.deleteGroups(r)
 	}
 	return nil
 }
@@ -139,6 +141,54 @@ func (k *kafkaListener) describeGroups(r *kmsg.DescribeGroupsRequest) *kmsg.Desc
 			}
 		}
 		resp.Groups = append(resp.Groups, dg)
+	}
+	return resp
+}
+
+// kafkaNonEmptyGroup answers DeleteGroups for a group that has members.
+const kafkaNonEmptyGroup = 68
+
+// deleteGroups deletes groups without members: their committed offsets (Kafka's DeleteGroups).
+// The coordinator refuses the deletion if a member joined since the group was looked at.
+func (k *kafkaListener) deleteGroups(r *kmsg.DeleteGroupsRequest) *kmsg.DeleteGroupsResponse {
+	resp := kmsg.NewPtrDeleteGroupsResponse()
+	for _, g := range r.Groups {
+		rg := kmsg.NewDeleteGroupsResponseGroup()
+		rg.Group = g
+		fail := func(code int16, msg string) {
+			rg.ErrorCode = code
+			if r.Version >= 3 {
+				rg.ErrorMessage = &msg
+			}
+		}
+		_, state, e := k.groupState(g)
+		switch {
+		case e != nil:
+			fail(groupCode(e), e.Error())
+		case state == groupStateDead:
+			fail(kafkaGroupIDNotFound, "group "+g+" does not exist")
+		case state != groupStateEmpty:
+			fail(kafkaNonEmptyGroup, "group "+g+" has members")
+		default:
+			pid, err := k.n.coordinatorFor(g)
+			if err != nil {
+				e = wire.AsError(err)
+				fail(groupCode(e), e.Error())
+				break
+			}
+			res, e := k.srv.request(pid, OffsetsTopic+"/0", &DeleteGroupOffsets{Group: g}, k.srv.cfg.RequestTimeout)()
+			if pr, ok := res.(*ProduceReply); e == nil && ok {
+				e = pr.Err
+			}
+			switch {
+			case e == nil:
+			case e.Code == wire.CodeInvalidRequest: // a member joined meanwhile
+				fail(kafkaNonEmptyGroup, e.Error())
+			default:
+				fail(groupCode(e), e.Error())
+			}
+		}
+		resp.Groups = append(resp.Groups, rg)
 	}
 	return resp
 }

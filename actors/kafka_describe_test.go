@@ -55,7 +55,8 @@ func groupLag(t *testing.T, ctx context.Context, adm *kadm.Client, group string)
 // the group (generation -1, no member id) is refused UNKNOWN_MEMBER_ID while the member is in
 // it, and one with the member's id and generation -1 ILLEGAL_GENERATION, as Kafka does; once the
 // member left, the group is Empty, keeps its offsets, and takes such a commit. ListGroups v5's
-// filters, and a group that does not exist (Dead; GROUP_ID_NOT_FOUND from v6).
+// filters, and a group that does not exist (Dead; GROUP_ID_NOT_FOUND from v6). DeleteGroups
+// refuses the group while it has a member (NON_EMPTY_GROUP) and deletes it once empty.
 func TestKafkaDescribeGroups(t *testing.T) {
 	n := startKafkaNode(t, "kd", 3)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
@@ -147,6 +148,9 @@ func TestKafkaDescribeGroups(t *testing.T) {
 		t.Fatalf("a commit with the member's id and generation -1: error %d, want ILLEGAL_GENERATION (%d)", code, kafkaIllegalGeneration)
 	}
 	wantLag(groupLag(t, ctx, adm, "gd"), map[int32][3]int64{0: {30, 40, 10}})
+	if dr, err := adm.DeleteGroups(ctx, "gd"); err != nil || !errors.Is(dr["gd"].Err, kerr.NonEmptyGroup) {
+		t.Fatalf("DeleteGroups of gd while it has a member: %+v, %v; want NON_EMPTY_GROUP", dr, err)
+	}
 
 	// The member leaves: the group is Empty, lists as such, keeps its offsets, and takes a
 	// commit from outside.
@@ -208,6 +212,24 @@ func TestKafkaDescribeGroups(t *testing.T) {
 	kafkaRoundTrip(t, c, 5, dg, dgr)
 	if len(dgr.Groups) != 2 || dgr.Groups[0].State != "Dead" || dgr.Groups[0].ErrorCode != 0 || dgr.Groups[1].State != "Empty" {
 		t.Errorf("DescribeGroups v5: %+v, want nope Dead without an error code, gd Empty", dgr.Groups)
+	}
+
+	// DeleteGroups: the empty group's offsets go, and with them the group.
+	deleted, err := adm.DeleteGroups(ctx, "gd", "nope")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if deleted["gd"].Err != nil || !errors.Is(deleted["nope"].Err, kerr.GroupIDNotFound) {
+		t.Fatalf("DeleteGroups gd, nope: %+v; want gd deleted, nope GROUP_ID_NOT_FOUND", deleted)
+	}
+	if offs, err := adm.FetchOffsets(ctx, "gd"); err != nil || len(offs) != 0 {
+		t.Fatalf("gd's offsets after its deletion: %v, %v", offs, err)
+	}
+	if listed, err = adm.ListGroups(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := listed["gd"]; ok {
+		t.Fatalf("ListGroups after gd's deletion: %+v", listed)
 	}
 }
 

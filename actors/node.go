@@ -554,7 +554,11 @@ func (a *rootActor) Receive(ctx actor.Context) {
 			offs.CheckpointRecords = 0
 		}
 		offs.Faults = n.fault("offsets")
-		offs.NewStateMachine = func() StateMachine { return newOffsetsState(n.metrics.groupOffsets, n.metrics.forgetGroupTopic) }
+		offs.NewStateMachine = func() StateMachine {
+			st := newOffsetsState(n.metrics.groupOffsets, n.metrics.forgetGroupTopic)
+			st.forgetGroup = n.metrics.forgetGroup
+			return st
+		}
 		offs.Join = joining
 		if _, err := ctx.SpawnNamed(n.props(NewReplicaProps(offs)), "offsets"); err != nil {
 			panic(err)

@@ -67,7 +67,8 @@ var describePartitionLine = regexp.MustCompile(`^\s+Topic: (\S+)\s+Partition: (\
 // kafka-consumer-groups lists the group and describes its offsets, log end offsets and lag,
 // which must be Weir's; with a console consumer running, --describe --members shows it (client
 // id, host, partitions) and --describe its partitions; --reset-offsets moves the empty group's
-// offsets back; kafka-configs describes the topic's configs, its own and all.
+// offsets back and --delete deletes it; kafka-configs describes the topic's configs, its own
+// and all.
 func TestKafkaJavaAdminTools(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a weir process and Java tools")
@@ -252,6 +253,19 @@ func TestKafkaJavaAdminTools(t *testing.T) {
 		if o.Offset != 0 {
 			t.Errorf("after --reset-offsets --to-earliest, part's offset of adm/%d is %d, want 0", o.Partition, o.Offset)
 		}
+	}
+
+	// --delete deletes the empty group: it is listed no more and its offsets are gone.
+	out = javaTool(t, run, "", javaGroupCommand, "--bootstrap-server", kafka, "--delete", "--group", "part")
+	if !strings.Contains(out, "Deletion of requested consumer groups ('part') was successful.") {
+		t.Errorf("kafka-consumer-groups --delete --group part printed %q", out)
+	}
+	out = javaTool(t, run, "", javaGroupCommand, "--bootstrap-server", kafka, "--list")
+	if got := lines(out); slices.Contains(got, "part") || !slices.Contains(got, "live") {
+		t.Errorf("kafka-consumer-groups --list after deleting part printed %q, want live and not part", got)
+	}
+	if offs, err = c.FetchCommitted(ctx, "part"); err != nil || len(offs) != 0 {
+		t.Errorf("part's offsets after its deletion: %+v, %v", offs, err)
 	}
 
 	// kafka-configs: the topic's own configs, then all of them.
