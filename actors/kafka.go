@@ -73,7 +73,7 @@ func readFrame(r io.Reader, n int) ([]byte, error) {
 var kafkaAPIs = []struct{ key, min, max int16 }{
 	{int16(kmsg.Produce), 3, 9},
 	{int16(kmsg.Fetch), 4, 12},
-	{int16(kmsg.ListOffsets), 1, 7},
+	{int16(kmsg.ListOffsets), 1, 10}, // v7 max timestamp, v8 earliest local, v9 latest tiered
 	{int16(kmsg.Metadata), 1, 12},
 	{int16(kmsg.ApiVersions), 0, 5}, // v4 is v3; v5 adds the cluster and node the client expects
 	{int16(kmsg.FindCoordinator), 0, 4},

@@ -464,3 +464,64 @@ func TestKafkaDescribeClusterAndPartitions(t *testing.T) {
 		t.Fatalf("DescribeTopicPartitions paged through %v, want %v", got, want)
 	}
 }
+
+// TestKafkaListOffsetsSpecs: ListOffsets' max timestamp (-3, v7+) finds the first record with
+// the partition's largest timestamp though timestamps go back and forth, and -1/-1 in an empty
+// partition; earliest local (-4, v8+) is the earliest offset (Weir keeps every record locally);
+// latest tiered (-5, v9+) is -1, as Kafka answers without remote storage; v10 is served.
+func TestKafkaListOffsetsSpecs(t *testing.T) {
+	n := startKafkaNode(t, "ko", 2)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(n.KafkaAddr()), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	for _, ts := range []int64{1000, 5000, 3000, 5000, 2000} { // one batch each: timestamps per record
+		r := &kgo.Record{Topic: "ko", Partition: 0, Value: []byte("v"), Timestamp: time.UnixMilli(ts)}
+		if err := cl.ProduceSync(ctx, r).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, c := range []struct {
+		version       int16
+		partition     int32
+		spec, off, ts int64
+		code          int16
+	}{
+		{7, 0, -3, 1, 5000, 0},
+		{10, 0, -3, 1, 5000, 0},
+		{7, 1, -3, -1, -1, 0},
+		{8, 0, -4, 0, -1, 0},
+		{9, 0, -5, -1, -1, 0},
+		{10, 0, -1, 5, -1, 0},
+		{10, 0, 2500, 1, 5000, 0}, // the first record at least that new
+		{6, 0, -3, -1, -1, kafkaInvalidRequest},
+	} {
+		req := kmsg.NewPtrListOffsetsRequest()
+		req.Version = c.version
+		rt := kmsg.NewListOffsetsRequestTopic()
+		rt.Topic = "ko"
+		rp := kmsg.NewListOffsetsRequestTopicPartition()
+		rp.Partition, rp.Timestamp = c.partition, c.spec
+		rt.Partitions = append(rt.Partitions, rp)
+		req.Topics = append(req.Topics, rt)
+		resp := n.kafka.listOffsets(req)
+		p := resp.Topics[0].Partitions[0]
+		if p.ErrorCode != c.code || p.Offset != c.off || p.Timestamp != c.ts {
+			t.Errorf("ListOffsets v%d of ko/%d at %d: error %d, offset %d, timestamp %d; want %d, %d, %d",
+				c.version, c.partition, c.spec, p.ErrorCode, p.Offset, p.Timestamp, c.code, c.off, c.ts)
+		}
+	}
+	// Through the listener, at the version kgo picks (10).
+	lo := kmsg.NewPtrListOffsetsRequest()
+	lo.Topics = []kmsg.ListOffsetsRequestTopic{{Topic: "ko", Partitions: []kmsg.ListOffsetsRequestTopicPartition{{Partition: 0, Timestamp: -3, CurrentLeaderEpoch: -1}}}}
+	resp, err := lo.RequestWith(ctx, cl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := resp.Topics[0].Partitions[0]; resp.Version != 10 || p.ErrorCode != 0 || p.Offset != 1 || p.Timestamp != 5000 {
+		t.Errorf("ListOffsets v%d max timestamp: %+v, want offset 1 at 5000", resp.Version, p)
+	}
+}

@@ -22,6 +22,7 @@ const (
 	javaTopicCommand  = "org.apache.kafka.tools.TopicCommand"
 	javaGroupCommand  = "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand"
 	javaConfigCommand = "org.apache.kafka.tools.ConfigCommand"
+	javaGetOffsets    = "org.apache.kafka.tools.GetOffsetShell"
 )
 
 // toolTable parses the table a Kafka tool prints (kafka-consumer-groups --describe): the rows
@@ -67,8 +68,8 @@ var describePartitionLine = regexp.MustCompile(`^\s+Topic: (\S+)\s+Partition: (\
 // kafka-consumer-groups lists the group and describes its offsets, log end offsets and lag,
 // which must be Weir's; with a console consumer running, --describe --members shows it (client
 // id, host, partitions) and --describe its partitions; --reset-offsets moves the empty group's
-// offsets back and --delete deletes it; kafka-configs describes the topic's configs, its own
-// and all.
+// offsets back and --delete deletes it; kafka-get-offsets finds the latest, earliest-local and
+// max-timestamp offsets; kafka-configs describes the topic's configs, its own and all.
 func TestKafkaJavaAdminTools(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a weir process and Java tools")
@@ -211,7 +212,8 @@ func TestKafkaJavaAdminTools(t *testing.T) {
 			return false, out
 		}
 		members = toolTable(t, out, "GROUP")
-		return len(members) == 1, out + "(the consumer's log: " + memberLog.Name() + ")"
+		// While the group rebalances its member has no partitions yet.
+		return len(members) == 1 && members[0]["#PARTITIONS"] != "0", out + "(the consumer's log: " + memberLog.Name() + ")"
 	})
 	m := members[0]
 	if m["CLIENT-ID"] != "java-member" || m["HOST"] != "/127.0.0.1" || m["#PARTITIONS"] != "3" || !strings.HasPrefix(m["CONSUMER-ID"], "m-") {
@@ -266,6 +268,44 @@ func TestKafkaJavaAdminTools(t *testing.T) {
 	}
 	if offs, err = c.FetchCommitted(ctx, "part"); err != nil || len(offs) != 0 {
 		t.Errorf("part's offsets after its deletion: %+v, %v", offs, err)
+	}
+
+	// kafka-get-offsets: latest, earliest-local (-4) and max-timestamp (-3), as Weir has them.
+	maxTS := map[string]string{} // partition -> "offset" of its first record with its largest timestamp
+	best := map[int32]client.Message{}
+	for _, m := range readTopic(t, c, "adm", 3) {
+		if b, ok := best[m.Partition]; !ok || m.Timestamp.After(b.Timestamp) || m.Timestamp.Equal(b.Timestamp) && m.Offset < b.Offset {
+			best[m.Partition] = m
+		}
+	}
+	for p, m := range best {
+		maxTS[strconv.Itoa(int(p))] = strconv.FormatInt(m.Offset, 10)
+	}
+	for _, c := range []struct {
+		time string
+		want map[string]string
+	}{
+		{"latest", map[string]string{"0": strconv.FormatInt(ends["0"], 10), "1": strconv.FormatInt(ends["1"], 10), "2": strconv.FormatInt(ends["2"], 10)}},
+		{"-4", map[string]string{"0": "0", "1": "0", "2": "0"}},
+		{"max-timestamp", maxTS},
+	} {
+		out = javaTool(t, run, "", javaGetOffsets, "--bootstrap-server", kafka, "--topic", "adm", "--time", c.time)
+		got := map[string]string{}
+		for _, l := range lines(out) {
+			f := strings.Split(l, ":")
+			if len(f) == 3 && f[0] == "adm" {
+				got[f[1]] = f[2]
+			}
+		}
+		if len(got) != 3 || len(c.want) != 3 {
+			t.Errorf("kafka-get-offsets --time %s printed %q, want 3 partitions (%v)", c.time, out, c.want)
+			continue
+		}
+		for p, w := range c.want {
+			if got[p] != w {
+				t.Errorf("kafka-get-offsets --time %s: adm:%s:%s, want %s", c.time, p, got[p], w)
+			}
+		}
 	}
 
 	// kafka-configs: the topic's own configs, then all of them.
