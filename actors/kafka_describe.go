@@ -106,6 +106,11 @@ func (k *kafkaListener) describeGroups(r *kmsg.DescribeGroupsRequest) *kmsg.Desc
 	for _, g := range r.Groups {
 		dg := kmsg.NewDescribeGroupsResponseGroup()
 		dg.Group = g
+		if g == "" {
+			dg.ErrorCode = kafkaInvalidGroupID
+			resp.Groups = append(resp.Groups, dg)
+			continue
+		}
 		d, state, e := k.groupState(g)
 		switch {
 		case e != nil:
@@ -145,8 +150,11 @@ func (k *kafkaListener) describeGroups(r *kmsg.DescribeGroupsRequest) *kmsg.Desc
 	return resp
 }
 
-// kafkaNonEmptyGroup answers DeleteGroups for a group that has members.
-const kafkaNonEmptyGroup = 68
+// Kafka error codes of DescribeGroups and DeleteGroups.
+const (
+	kafkaInvalidGroupID = 24 // an empty group id
+	kafkaNonEmptyGroup  = 68 // DeleteGroups of a group that has members
+)
 
 // deleteGroups deletes groups without members: their committed offsets (Kafka's DeleteGroups).
 // The coordinator refuses the deletion if a member joined since the group was looked at.
@@ -160,6 +168,11 @@ func (k *kafkaListener) deleteGroups(r *kmsg.DeleteGroupsRequest) *kmsg.DeleteGr
 			if r.Version >= 3 {
 				rg.ErrorMessage = &msg
 			}
+		}
+		if g == "" {
+			fail(kafkaInvalidGroupID, "empty group id")
+			resp.Groups = append(resp.Groups, rg)
+			continue
 		}
 		_, state, e := k.groupState(g)
 		switch {

@@ -525,3 +525,66 @@ func TestKafkaListOffsetsSpecs(t *testing.T) {
 		t.Errorf("ListOffsets v%d max timestamp: %+v, want offset 1 at 5000", resp.Version, p)
 	}
 }
+
+// TestKafkaAdminOddRequests: the admin handlers answer requests with odd fields with errors,
+// not panics: empty and internal names, unknown resource types, filters that match nothing, a
+// cursor past every topic, a partition limit below one, controllers asked for.
+func TestKafkaAdminOddRequests(t *testing.T) {
+	n := startKafkaNode(t, "odd", 2)
+	k := n.kafka
+
+	dg := kmsg.NewPtrDescribeGroupsRequest()
+	dg.Version, dg.Groups = 6, []string{"", "none"}
+	dgr := k.describeGroups(dg)
+	if len(dgr.Groups) != 2 || dgr.Groups[0].ErrorCode != kafkaInvalidGroupID || dgr.Groups[1].ErrorCode != kafkaGroupIDNotFound {
+		t.Errorf("DescribeGroups of an empty and an unknown group: %+v", dgr.Groups)
+	}
+	del := kmsg.NewPtrDeleteGroupsRequest()
+	del.Version, del.Groups = 3, []string{"", "none"}
+	delr := k.deleteGroups(del)
+	if len(delr.Groups) != 2 || delr.Groups[0].ErrorCode != kafkaInvalidGroupID || delr.Groups[1].ErrorCode != kafkaGroupIDNotFound {
+		t.Errorf("DeleteGroups of an empty and an unknown group: %+v", delr.Groups)
+	}
+	lg := kmsg.NewPtrListGroupsRequest()
+	lg.Version, lg.StatesFilter = 5, []string{"bogus"}
+	if r := k.listGroups(lg); r.ErrorCode != 0 || len(r.Groups) != 0 {
+		t.Errorf("ListGroups in state bogus: %+v", r)
+	}
+
+	dc := kmsg.NewPtrDescribeConfigsRequest()
+	dc.Resources = []kmsg.DescribeConfigsRequestResource{
+		{ResourceType: kmsg.ConfigResourceTypeBrokerLogger, ResourceName: "1"},
+		{ResourceType: kmsg.ConfigResourceTypeTopic, ResourceName: OffsetsTopic},
+		{ResourceType: kmsg.ConfigResourceTypeTopic, ResourceName: ""},
+		{ResourceType: kmsg.ConfigResourceTypeGroupConfig, ResourceName: "none"},
+	}
+	dcr := k.describeConfigs(dc)
+	want := []int16{kafkaInvalidRequest, kafkaUnknownTopic, kafkaUnknownTopic, 0}
+	for i, r := range dcr.Resources {
+		if r.ErrorCode != want[i] || r.ErrorCode == 0 && len(r.Configs) != 0 {
+			t.Errorf("DescribeConfigs of %v %q: error %d, %d configs; want error %d", r.ResourceType, r.ResourceName, r.ErrorCode, len(r.Configs), want[i])
+		}
+	}
+
+	dtp := kmsg.NewPtrDescribeTopicPartitionsRequest()
+	dtp.ResponsePartitionLimit = -3
+	dtp.Topics = []kmsg.DescribeTopicPartitionsRequestTopic{{Topic: ""}, {Topic: MetaTopic}, {Topic: "odd"}, {Topic: "odd"}}
+	r := k.describeTopicPartitions(dtp)
+	var codes []int16
+	for _, rt := range r.Topics {
+		codes = append(codes, rt.ErrorCode)
+	}
+	if len(r.Topics) != 3 || r.NextCursor != nil || codes[0] == 0 || codes[1] == 0 || codes[2] != 0 || len(r.Topics[2].Partitions) != 2 {
+		t.Errorf("DescribeTopicPartitions of \"\", %s and odd twice: %+v (codes %v)", MetaTopic, r, codes)
+	}
+	dtp.Cursor = &kmsg.DescribeTopicPartitionsRequestCursor{Topic: "zzz", Partition: 7}
+	if r := k.describeTopicPartitions(dtp); len(r.Topics) != 0 || r.NextCursor != nil {
+		t.Errorf("DescribeTopicPartitions from a cursor past every topic: %+v", r)
+	}
+
+	cl := kmsg.NewPtrDescribeClusterRequest()
+	cl.Version, cl.EndpointType = 1, 2
+	if r := k.describeCluster(cl); r.ErrorCode != kafkaInvalidRequest || len(r.Brokers) != 0 {
+		t.Errorf("DescribeCluster of controllers: %+v", r)
+	}
+}
