@@ -250,8 +250,17 @@ type Sink struct {
 	broken error           // why the last Write or roll failed; cleared by Open and Reset
 	parts  map[tpKey]*part // the partitions the sink holds (their locks are its)
 	notify func()          // from NotifyDurable: called after the timer made records durable
-	stop   chan struct{}   // closed by Close to stop the timer
-	done   chan struct{}   // closed when the timer returns
+	stop   chan struct{}   // closed by Close to stop the background goroutine
+	done   chan struct{}   // closed when the background goroutine returns
+
+	// Syncs run in the background (see sync.go).
+	idle     *sync.Cond    // on mu: a background sync finished
+	inflight int           // partitions whose background sync is running, outside mu
+	busy     bool          // a Write is running; it may wait on idle, and the background starts nothing then
+	wake     chan struct{} // a Write found a sync due
+	manual   bool          // tests: no background goroutine; they call tick or the sync steps themselves
+
+	manualJobs []*syncJob // a manual sink's syncs started and not finished
 }
 
 var _ connectors.DurableNotifier = (*Sink)(nil)
@@ -288,6 +297,8 @@ type part struct {
 	dirty      bool             // f holds bytes written since its last fsync
 	unsynced   int64            // bytes appended since the last sync
 	dirtySince time.Time        // when the first of them was appended
+	want       bool             // a sync is due: the background goroutine starts it
+	syncing    bool             // its sync runs in the background: f, state and renames are the sync's
 }
 
 // New returns a sink; it touches the directory only in Open.
@@ -316,7 +327,9 @@ func New(cfg Config) (*Sink, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Sink{cfg: cfg}, nil
+	sk := &Sink{cfg: cfg, wake: make(chan struct{}, 1)}
+	sk.idle = sync.NewCond(&sk.mu)
+	return sk, nil
 }
 
 // Open implements connectors.Sink: it creates the directory if needed, checks its layout
@@ -340,8 +353,10 @@ func (s *Sink) Open(ctx context.Context) error {
 		return fmt.Errorf("file sink: open %s: %w", s.cfg.Dir, err)
 	}
 	s.open, s.broken = true, nil
-	s.stop, s.done = make(chan struct{}), make(chan struct{})
-	go s.timer(s.stop, s.done, s.tickEvery())
+	if !s.manual {
+		s.stop, s.done = make(chan struct{}), make(chan struct{})
+		go s.background(s.stop, s.done, s.tickEvery())
+	}
 	return nil
 }
 
@@ -394,9 +409,21 @@ func (s *Sink) writeAll(msgs []connectors.Message, all bool) error {
 			return fmt.Errorf("file sink: %w", err)
 		}
 	}
-	if err := s.write(msgs, all); err != nil {
+	s.busy = true
+	err := s.write(msgs, all)
+	s.busy = false
+	if err != nil {
 		s.broken = err
 		return fmt.Errorf("file sink: %w", err)
+	}
+	for _, p := range s.parts {
+		if p.want {
+			select {
+			case s.wake <- struct{}{}:
+			default:
+			}
+			break
+		}
 	}
 	return nil
 }
@@ -456,55 +483,17 @@ func (s *Sink) write(msgs []connectors.Message, all bool) error {
 		if err := s.flush(p); err != nil {
 			return err
 		}
-		if all || s.syncDue(p, now) {
+		switch {
+		case all || len(p.renames) > 0:
+			// A member's Write, or a roll: the finished file gets its name before Write returns
+			// (rolls are rare enough that waiting for them costs little).
 			if err := s.sync(p); err != nil {
 				return err
 			}
+		case s.syncDue(p, now):
+			p.want = true
 		}
 	}
-	return nil
-}
-
-// syncDue reports whether p is to be made durable at now: it rolled, or what it appended since
-// its last sync is SyncSize bytes or SyncInterval old.
-func (s *Sink) syncDue(p *part, now time.Time) bool {
-	return len(p.renames) > 0 || p.unsynced > 0 && (p.unsynced >= s.cfg.SyncSize || now.Sub(p.dirtySince) >= s.cfg.SyncInterval)
-}
-
-// sync makes what p appended durable: its file is fsynced (the files it sealed were at the
-// seal), the name of a file it created is made durable, and then its state records the file, the
-// last offset and the renames of its seals, which follow. Durable reports p.last from then on.
-func (s *Sink) sync(p *part) error {
-	if err := s.flush(p); err != nil {
-		return err
-	}
-	if p.dirty {
-		if err := p.f.Sync(); err != nil {
-			return err
-		}
-		p.dirty = false
-	}
-	if p.created {
-		// The new in-progress name must survive before a state names it.
-		if err := s.cfg.FS.SyncDir(s.cfg.Dir); err != nil {
-			return err
-		}
-		p.created = false
-	}
-	if err := s.writeState(p, p.renames); err != nil {
-		return err
-	}
-	for _, r := range p.renames {
-		if err := s.cfg.FS.Rename(s.path(r.From), s.path(r.To)); err != nil {
-			return err
-		}
-	}
-	if len(p.renames) > 0 {
-		if err := s.cfg.FS.SyncDir(s.cfg.Dir); err != nil {
-			return err
-		}
-	}
-	p.renames, p.unsynced, p.durable = nil, 0, p.last
 	return nil
 }
 
@@ -592,6 +581,7 @@ func (s *Sink) flush(p *part) error {
 // place waits in p.renames for sync, which records it in the partition's state before making it.
 func (s *Sink) seal(p *part) error {
 	r := manifestRename{From: p.name, To: p.finishedName(s.cfg.Suffix)}
+	s.waitIdle(p) // its background sync may be fsyncing f
 	if err := s.flush(p); err != nil {
 		return err
 	}
@@ -632,39 +622,22 @@ func (s *Sink) rollDueLocked() (bool, error) {
 	return s.roll(func(p *part) bool { return s.due(p, now) })
 }
 
-// syncDueParts makes durable every partition that syncDue selects: the timer's check, so that
-// records wait at most about SyncInterval when no Write comes. It reports whether it synced.
-func (s *Sink) syncDueParts() (bool, error) {
-	if err := s.usable(); err != nil {
-		return false, err
-	}
-	now := s.cfg.Now()
-	synced := false
-	for _, p := range s.sortedParts() {
-		if !s.syncDue(p, now) {
-			continue
-		}
-		if err := s.sync(p); err != nil {
-			s.broken = err
-			return synced, fmt.Errorf("file sink: sync: %w", err)
-		}
-		synced = true
-	}
-	return synced, nil
-}
-
 // roll seals the files of the parts that which selects and makes the parts durable. It reports
 // whether it rolled.
 func (s *Sink) roll(which func(*part) bool) (bool, error) {
 	rolled := false
 	for _, p := range s.sortedParts() {
-		if p.f == nil || !which(p) {
+		switch {
+		case p.f != nil && which(p):
+			if err := s.seal(p); err != nil {
+				s.broken = err
+				return rolled, fmt.Errorf("file sink: roll: %w", err)
+			}
+		case len(p.renames) == 0:
 			continue
 		}
-		if err := s.seal(p); err != nil {
-			s.broken = err
-			return rolled, fmt.Errorf("file sink: roll: %w", err)
-		}
+		// Also a seal whose sync has not run (none outlives a Write, but no rename is left
+		// behind unrecorded).
 		if err := s.sync(p); err != nil {
 			s.broken = err
 			return rolled, fmt.Errorf("file sink: roll: %w", err)
@@ -672,39 +645,6 @@ func (s *Sink) roll(which func(*part) bool) (bool, error) {
 		rolled = true
 	}
 	return rolled, nil
-}
-
-// tick is the timer's work: it rolls the files due, makes durable the partitions due, and tells
-// the runner when either made records durable.
-func (s *Sink) tick() error {
-	s.mu.Lock()
-	rolled, err := s.rollDueLocked()
-	synced := false
-	if err == nil {
-		synced, err = s.syncDueParts()
-	}
-	notify := s.notify
-	s.mu.Unlock()
-	if (rolled || synced || err != nil) && notify != nil {
-		notify()
-	}
-	return err
-}
-
-func (s *Sink) timer(stop <-chan struct{}, done chan<- struct{}, every time.Duration) {
-	defer close(done)
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-stop:
-			return
-		case <-t.C:
-			if err := s.tick(); err != nil && !errors.Is(err, ErrBroken) {
-				s.cfg.Logger.Warn("file sink: roll or sync by time failed", "dir", s.cfg.Dir, "err", err)
-			}
-		}
-	}
 }
 
 // NotifyDurable implements connectors.DurableNotifier: the timer calls notify after it made
@@ -775,6 +715,7 @@ func (s *Sink) Reset() error {
 // letGo rolls every file (unless a Write failed), clears the renames the state files record,
 // and releases the partitions.
 func (s *Sink) letGo() error {
+	s.waitAll()
 	if s.broken != nil {
 		// The memory is ahead of the directory: no state is written from it.
 		return s.release()

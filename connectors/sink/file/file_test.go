@@ -31,7 +31,24 @@ func msgs(topic string, partition int32, from, to int64) []connectors.Message {
 	return out
 }
 
+// openSink opens a manual sink: no background goroutine, so that what happens depends on the
+// test's steps alone; the test calls tick where the background would make records durable or
+// roll by time.
 func openSink(t testing.TB, cfg Config) *Sink {
+	t.Helper()
+	s, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.manual = true
+	if err := s.Open(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// openLive opens a sink with its background goroutine, as in production.
+func openLive(t testing.TB, cfg Config) *Sink {
 	t.Helper()
 	s, err := New(cfg)
 	if err != nil {
@@ -245,7 +262,7 @@ func TestRollsByAge(t *testing.T) {
 // TestTimerRollsIdleFile checks that the sink's own timer rolls a file no Write comes for.
 func TestTimerRollsIdleFile(t *testing.T) {
 	dir := t.TempDir()
-	s := openSink(t, Config{Dir: dir, RollSize: 1 << 20, RollInterval: 30 * time.Millisecond})
+	s := openLive(t, Config{Dir: dir, RollSize: 1 << 20, RollInterval: 30 * time.Millisecond})
 	defer s.Close()
 	if err := s.Write(ctx, msgs("t", 0, 0, 2)); err != nil {
 		t.Fatal(err)
@@ -416,6 +433,7 @@ func crashScenario(t *testing.T, seed uint64) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		s.manual = true
 		if err := s.Open(ctx); err != nil {
 			if failAt < 0 {
 				t.Fatalf("open without a fault: %v", err)
@@ -647,15 +665,15 @@ func TestBrokenUntilReopened(t *testing.T) {
 	if err := s.Open(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Write(ctx, msgs("t", 0, 0, 1)); err != nil { // takes the partition
+	if err := s.Member().Write(ctx, msgs("t", 0, 0, 1)); err != nil { // takes the partition
 		t.Fatal(err)
 	}
 	fail = true
-	if err := s.Write(ctx, msgs("t", 0, 0, 3)); !errors.Is(err, vfs.ErrNoSpace) {
+	if err := s.Member().Write(ctx, msgs("t", 0, 0, 3)); !errors.Is(err, vfs.ErrNoSpace) {
 		t.Fatalf("write on a full disk: %v", err)
 	}
 	fail = false
-	if err := s.Write(ctx, msgs("t", 0, 0, 3)); !errors.Is(err, ErrBroken) {
+	if err := s.Member().Write(ctx, msgs("t", 0, 0, 3)); !errors.Is(err, ErrBroken) {
 		t.Fatalf("write after a failed write: %v", err)
 	}
 	if err := s.Close(); err != nil {
@@ -664,7 +682,7 @@ func TestBrokenUntilReopened(t *testing.T) {
 	if err := s.Open(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Write(ctx, msgs("t", 0, 0, 3)); err != nil {
+	if err := s.Member().Write(ctx, msgs("t", 0, 0, 3)); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Close(); err != nil {
@@ -843,7 +861,7 @@ func TestDirectorySyncs(t *testing.T) {
 	}
 	check("Open")
 	for from := int64(2); from < 20; from += 3 {
-		if err := s.Write(ctx, msgs("t", 0, from, from+3)); err != nil { // rolls every 3 records
+		if err := s.Member().Write(ctx, msgs("t", 0, from, from+3)); err != nil { // durable; rolls every 3 records
 			t.Fatal(err)
 		}
 		check("Write")

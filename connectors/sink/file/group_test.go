@@ -39,12 +39,8 @@ func TestHandOverAfterDurableUncommittedWrite(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			cfg := Config{Dir: c.dir, RollSize: 1 << 20, SyncSize: 1, FS: c.fs} // every Write durable
 			a, b := openSink(t, cfg), openSink(t, cfg)
-			if err := a.Write(ctx, msgs("t", 0, 0, 10)); err != nil {
-				t.Fatal(err)
-			}
-			if err := a.Write(ctx, msgs("t", 1, 0, 4)); err != nil {
-				t.Fatal(err)
-			}
+			writeDurable(t, a, msgs("t", 0, 0, 10))
+			writeDurable(t, a, msgs("t", 1, 0, 4))
 			// Committed: t/0 up to 5. The rebalance: every member resets before it rejoins.
 			if err := a.Reset(); err != nil {
 				t.Fatal(err)
@@ -56,9 +52,7 @@ func TestHandOverAfterDurableUncommittedWrite(t *testing.T) {
 				t.Fatalf("a's Durable after Reset: %v %v, want nothing", d, err)
 			}
 			// b has t/0 now and reads it from 5; a keeps t/1 and reads it from 4.
-			if err := b.Write(ctx, msgs("t", 0, 5, 15)); err != nil {
-				t.Fatal(err)
-			}
+			writeDurable(t, b, msgs("t", 0, 5, 15))
 			d, err := b.Durable()
 			if err != nil || len(d) != 1 || d[0] != (connectors.PartitionOffset{Topic: "t", Partition: 0, Offset: 15}) {
 				t.Fatalf("b's Durable: %v %v, want t/0 at 15", d, err)
@@ -134,12 +128,8 @@ func TestCrashOfMembers(t *testing.T) {
 	mem := vfs.NewMem()
 	cfg := Config{Dir: "/out", RollSize: 1 << 20, SyncSize: 1, FS: mem} // every Write durable
 	a, b := openSink(t, cfg), openSink(t, cfg)
-	if err := a.Write(ctx, msgs("t", 0, 0, 6)); err != nil { // committed: 3
-		t.Fatal(err)
-	}
-	if err := b.Write(ctx, msgs("t", 1, 0, 4)); err != nil { // committed: 4
-		t.Fatal(err)
-	}
+	writeDurable(t, a, msgs("t", 0, 0, 6)) // committed: 3
+	writeDurable(t, b, msgs("t", 1, 0, 4)) // committed: 4
 	// A Write that did not return: bytes past what t/0's state knows.
 	f, err := mem.OpenAppend("/out/.t-0-00000000000000000000.inprogress")
 	if err != nil {
@@ -328,6 +318,7 @@ func groupCrashScenario(t *testing.T, seed uint64) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			s.manual = true
 			members[i] = s
 			if err := s.Open(ctx); err != nil {
 				if failAt < 0 {

@@ -118,9 +118,7 @@ func TestRollCountAcrossACrash(t *testing.T) {
 			cfg := Config{Dir: "/out", RollSize: 1 << 20, RollCount: 10, SyncSize: 1, FS: mem} // every Write durable
 			s := openSink(t, cfg)
 			for _, r := range [][2]int64{{0, 4}, {4, 8}} {
-				if err := s.Write(ctx, msgs("t", 0, r[0], r[1])); err != nil {
-					t.Fatal(err)
-				}
+				writeDurable(t, s, msgs("t", 0, r[0], r[1]))
 			}
 			abandon(s) // committed: 4; written: 8
 			if machine {
@@ -238,7 +236,7 @@ func TestRollsWhenIdle(t *testing.T) {
 // rolls a file no Write comes for.
 func TestTimerRollsWhenIdle(t *testing.T) {
 	dir := t.TempDir()
-	s := openSink(t, Config{Dir: dir, RollSize: 1 << 20, IdleTimeout: 30 * time.Millisecond})
+	s := openLive(t, Config{Dir: dir, RollSize: 1 << 20, IdleTimeout: 30 * time.Millisecond})
 	defer s.Close()
 	if err := s.Write(ctx, msgs("t", 0, 0, 2)); err != nil {
 		t.Fatal(err)

@@ -643,35 +643,43 @@ func (s *Sink) redoRename(r manifestRename) (bool, error) {
 	return false, fmt.Errorf("%s is gone and was never renamed to %s", r.From, r.To)
 }
 
-// writeState records in p's state log what was synced and the renames about to be made: one
-// record appended and fsynced, or, once the log is logCompactAt long, a new log holding it.
-// p.durable is the caller's to move.
-func (s *Sink) writeState(p *part, renames []manifestRename) error {
+// snapshot is p's state as it is now, with the renames about to be made: what a sync records
+// once p's file is fsynced.
+func (s *Sink) snapshot(p *part, renames []manifestRename) partState {
 	st := partState{Version: manifestVersion, Renames: renames,
 		manifestPart: manifestPart{Topic: p.topic, Partition: p.partition, Last: p.last}}
 	if p.f != nil {
 		st.File, st.First, st.Size, st.Opened = p.name, p.first, p.size, p.opened
 		st.Count, st.Touched = p.count, p.touched
 	}
+	return st
+}
+
+// writeState records p's state as it is now, with renames, in its state log (see appendState);
+// p is not syncing.
+func (s *Sink) writeState(p *part, renames []manifestRename) error {
+	if err := s.appendState(p, s.snapshot(p, renames)); err != nil {
+		return err
+	}
+	p.renamed = len(renames) > 0
+	return nil
+}
+
+// appendState records st in p's state log: one record appended and fsynced, or, once the log is
+// logCompactAt long, a new log holding it.
+func (s *Sink) appendState(p *part, st partState) error {
 	rec, err := logRecord(st)
 	if err != nil {
 		return err
 	}
 	if p.stateSize+int64(len(rec)) > logCompactAt {
-		if err := s.createLog(p, st); err != nil {
-			return err
-		}
-	} else {
-		if _, err := p.state.Write(rec); err != nil {
-			return err
-		}
-		p.stateSize += int64(len(rec))
-		if err := p.state.Sync(); err != nil {
-			return err
-		}
+		return s.createLog(p, st)
 	}
-	p.renamed = len(renames) > 0
-	return nil
+	if _, err := p.state.Write(rec); err != nil {
+		return err
+	}
+	p.stateSize += int64(len(rec))
+	return p.state.Sync()
 }
 
 // checkName refuses a manifest name that would reach outside the directory.
