@@ -256,7 +256,7 @@ type Sink struct {
 	// Syncs run in the background (see sync.go).
 	idle     *sync.Cond    // on mu: a background sync finished
 	inflight int           // partitions whose background sync is running, outside mu
-	busy     bool          // a Write is running; it may wait on idle, and the background starts nothing then
+	busy     bool          // a Write or Reset is running; it may wait on idle, and the background starts nothing then
 	wake     chan struct{} // a Write found a sync due
 	manual   bool          // tests: no background goroutine; they call tick or the sync steps themselves
 
@@ -581,7 +581,9 @@ func (s *Sink) flush(p *part) error {
 // place waits in p.renames for sync, which records it in the partition's state before making it.
 func (s *Sink) seal(p *part) error {
 	r := manifestRename{From: p.name, To: p.finishedName(s.cfg.Suffix)}
-	s.waitIdle(p) // its background sync may be fsyncing f
+	if err := s.waitIdle(p); err != nil { // its background sync may be fsyncing f
+		return err
+	}
 	if err := s.flush(p); err != nil {
 		return err
 	}
@@ -707,7 +709,9 @@ func (s *Sink) Reset() error {
 	if !s.open {
 		return nil
 	}
+	s.busy = true // it may wait for syncs: the background starts no more meanwhile
 	err := s.letGo()
+	s.busy = false
 	s.parts, s.broken = map[tpKey]*part{}, nil
 	return err
 }
@@ -715,7 +719,7 @@ func (s *Sink) Reset() error {
 // letGo rolls every file (unless a Write failed), clears the renames the state files record,
 // and releases the partitions.
 func (s *Sink) letGo() error {
-	s.waitAll()
+	_ = s.waitAll() // a failed sync breaks the sink
 	if s.broken != nil {
 		// The memory is ahead of the directory: no state is written from it.
 		return s.release()

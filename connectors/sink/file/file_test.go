@@ -466,11 +466,21 @@ func crashScenario(t *testing.T, seed uint64) {
 			if rng.IntN(4) == 0 {
 				s.tick() // the timer: rolls and syncs by time (a failure shows in the next Write)
 			}
+			background := rng.IntN(4) == 0
+			if background {
+				startBackground(t, s) // syncs that run while the Write appends
+			}
 			if err := s.Write(ctx, in); err != nil {
 				if failAt < 0 {
 					t.Fatalf("write without a fault: %v", err)
 				}
 				break
+			}
+			if background && rng.IntN(3) == 0 {
+				break // the process dies with the syncs in flight
+			}
+			if background {
+				finishBackground(s) // a failure shows in the next Write
 			}
 			if rng.IntN(5) == 0 {
 				break // the process dies before the runner commits

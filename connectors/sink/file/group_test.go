@@ -375,7 +375,14 @@ func groupCrashScenario(t *testing.T, seed uint64) {
 				members[i].tick() // the timer: rolls and syncs by time (a failure shows later)
 				commit(members[i])
 			}
+			background := rng.IntN(4) == 0
+			if background {
+				startBackground(t, members[m]) // syncs that run while the Write appends
+			}
 			err := members[m].Write(ctx, msgs("t", p, pos[p], to))
+			if background {
+				finishBackground(members[m]) // a failure shows in the next Write
+			}
 			switch {
 			case err == nil:
 				held[m][p] = true

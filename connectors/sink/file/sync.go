@@ -91,7 +91,9 @@ func (s *Sink) finish(j *syncJob) error {
 
 // sync makes p durable before it returns (a roll, a member's Write).
 func (s *Sink) sync(p *part) error {
-	s.waitIdle(p)
+	if err := s.waitIdle(p); err != nil {
+		return err
+	}
 	j, err := s.start(p)
 	if err != nil {
 		return err
@@ -101,8 +103,10 @@ func (s *Sink) sync(p *part) error {
 }
 
 // waitIdle waits until p's background sync, if any, is finished. A manual sink (tests) has no
-// background goroutine: the sync is run and finished here.
-func (s *Sink) waitIdle(p *part) {
+// background goroutine: the sync is run and finished here. The error is that of a failed sync
+// (of any partition) which broke the sink meanwhile: the caller must write nothing more, or it
+// could append a state after a torn one (TestCrashAnywhere found it, seed 20).
+func (s *Sink) waitIdle(p *part) error {
 	for p.syncing && !s.manual {
 		s.idle.Wait()
 	}
@@ -111,16 +115,24 @@ func (s *Sink) waitIdle(p *part) {
 			if !j.ran {
 				s.run(j)
 			}
-			s.finish(j) // an error breaks the sink, which the caller's next step sees
+			s.finish(j)
 		}
 	}
+	if s.broken != nil {
+		return fmt.Errorf("%w: %v", ErrBroken, s.broken)
+	}
+	return nil
 }
 
-// waitAll waits until no background sync runs.
-func (s *Sink) waitAll() {
+// waitAll waits until no background sync runs; the error is waitIdle's.
+func (s *Sink) waitAll() error {
+	var err error
 	for _, p := range s.parts {
-		s.waitIdle(p)
+		if werr := s.waitIdle(p); err == nil {
+			err = werr
+		}
 	}
+	return err
 }
 
 // syncDue reports whether p is to be made durable at now: it rolled, or what it appended since
