@@ -13,39 +13,45 @@
 // now. The sink removes that repeat itself, so every record lands in the directory exactly
 // once, however many members share it:
 //
-//   - The sink's memory is per partition: a state file (see Layout) that says the last offset
-//     written, the in-progress file and its synced length, and the renames of a roll being
-//     made. A sink holds a partition while it has the partition's lock (a lock file, flock on
-//     Unix, held until Reset, Close or the process's end), and only the holder writes the
-//     partition's files and state.
-//   - Write is durable when it returns: the files it appended to are fsynced, and then the state
-//     file of each partition it changed is replaced atomically (written to a temporary name,
-//     fsynced, renamed, directory fsynced).
+//   - The sink's memory is per partition: a state log (see Layout) whose last record says the
+//     last offset made durable, the in-progress file and its synced length, and the renames of
+//     a roll being made. A sink holds a partition while it has the partition's lock (a lock
+//     file, flock on Unix, held until Reset, Close or the process's end), and only the holder
+//     writes the partition's files and state.
+//   - Write appends to the files without an fsync. A partition is made durable (synced) once
+//     SyncSize bytes were appended to it since its last sync, or SyncInterval after the first of
+//     them, at a roll, and at Reset and Close: its file is fsynced, and then a record of its
+//     state is appended to its state log and fsynced (a torn record, from a crash in the
+//     append, is cut when the partition is next taken: the record before it is the state).
+//     Durable reports, per partition, the last offset its durable state records; the runner
+//     commits no more. Syncs run in the sink's goroutine while Writes go on appending (see
+//     Concurrency); a roll in a Write is made durable before the Write returns.
 //   - A Write that brings a record of a partition the sink does not hold takes it first: it
-//     takes the partition's lock, reads its state and puts its files back in the state it
-//     describes: the in-progress file is cut to its recorded length (bytes after it were
-//     written by a Write that did not finish, so their offsets were not committed and will be
-//     replayed), in-progress files of the partition the state does not know are removed, and
+//     takes the partition's lock, reads its state (and fsyncs the state log: its last record
+//     may have survived a process crash without being durable, and must be before it is acted
+//     on) and puts its files back in the state it describes: the in-progress file is cut to its
+//     recorded length (bytes after it were appended but never made durable, so their offsets
+//     were not committed and will be replayed), in-progress files of the partition the state does not know are removed, and
 //     the recorded renames are completed. If another sink holds the lock (a member that has
 //     not yet noticed that it lost the partition), the Write writes nothing and returns an
 //     error wrapping connectors.ErrReplay: the runner backs off and reads again from the
 //     committed offsets. Locks are taken without waiting, so a member never blocks on another.
 //   - Write skips every record at or below its partition's last written offset: those are the
 //     replay, whoever wrote them.
-//   - A roll goes through the state file too: the file is fsynced and closed, the state records
+//   - A roll goes through the state log too: the file is fsynced and closed, the state records
 //     the rename it is about to make, and the rename follows. The next take completes a
 //     recorded rename that a crash interrupted, so a record is never both in a final file and
 //     replayed.
 //
-// The sink is a connectors.StagingSink, which is how it learns that it may lose partitions:
-// Durable reports, for each partition it holds, the offset after the last record written (a
-// Write is durable when it returns, so nothing is ever staged); Reset, which the runner calls
-// before every (re)join of the group and after an ErrReplay, rolls every file in progress and
-// lets go of every partition. Rolling there, rather than leaving the file for the next owner
+// The sink is a connectors.StagingSink: Durable reports, for each partition it holds, the offset
+// after the last record made durable, and the sink's goroutine tells the runner when that moved
+// (connectors.DurableNotifier); Reset, which the runner calls before every (re)join of the group
+// and after an ErrReplay, rolls every file in progress (which makes what was appended durable
+// rather than dropping it) and lets go of every partition. Rolling there, rather than leaving the file for the next owner
 // to resume, means that no file stays in progress for a partition nobody writes any more, that
 // every file in progress has a holder whose timer rolls it by age, and that a stopped flow
 // leaves only finished files; the price is one short file per partition and rebalance. Open
-// takes every partition with a state file that no other sink holds, so that what a crash left
+// takes every partition with a state (log or JSON file) that no other sink holds, so that what a crash left
 // is recovered (and rolled by the Close or Reset that follows) even for partitions that get no
 // more records; Close rolls every file in progress and lets go of everything.
 //
@@ -69,36 +75,55 @@
 // (at least once across nodes: never lost, never twice in one directory).
 //
 // A sink-group member (package connectors/sink/group, which takes no staging sink) gets the
-// sink through Member: Open, Write and Close only. Nothing then tells the sink that it lost a
+// sink through Member: Open, Write and Close only, and each Write is made durable before it
+// returns, since the group commits what Write returned. Nothing then tells the sink that it lost a
 // partition, so it keeps every partition it takes until Close: give it a directory of its own.
 //
 // # Layout
 //
 //	<dir>/<topic>-<partition>-<first offset>-<last offset><suffix>  a finished file
 //	<dir>/.<topic>-<partition>-<first offset>.inprogress           the file being written
-//	<dir>/.manifest                                                the layout marker, {"version":2}
+//	<dir>/.manifest                                                the layout marker, {"version":3}
 //	<dir>/.lock                                                    taken by Open while it checks the layout
-//	<dir>/.state/<topic>-<partition>.json                          the partition's state, JSON
-//	<dir>/.state/<topic>-<partition>.json.tmp                      a state being replaced
+//	<dir>/.state/<topic>-<partition>.state                         the partition's state log
+//	<dir>/.state/<topic>-<partition>.state.tmp                     a state log being replaced
+//	<dir>/.state/<topic>-<partition>.json                          {"version":3} (a version 2 state before migration)
+//	<dir>/.state/<topic>-<partition>.json.tmp                      a JSON state being replaced
 //	<dir>/.state/<topic>-<partition>.lock                          the lock of the partition's holder
 //
-// A state file (version 2) is {"version":2,"topic":...,"partition":...,"last":...,"renames":[...]}
-// with, while a file is in progress, file (its name), first (its first offset), size (its
-// synced length), opened (its creation, Unix milliseconds), count (its records) and touched
-// (when it last got a record, Unix milliseconds); last is the last offset written (-1 for
-// none); renames lists the rolls of the partition made right after the state was written, as
-// from/to names, until the state is next written. A partition's state file is written when it
-// is first taken, before any of its files exists.
+// A state log (version 3) is the 8 bytes "weirfs\x00\x03" and then records, each its length
+// and the CRC-32C (Castagnoli) of its body, 4 bytes big endian each, and the body: JSON,
+// {"version":3,"topic":...,"partition":...,"last":...,"renames":[...]} with, while a file is in
+// progress, file (its name), first (its first offset), size (its synced length), opened (its
+// creation, Unix milliseconds), count (its records) and touched (when it last got a record,
+// Unix milliseconds); last is the last offset made durable (-1 for none); renames lists the
+// rolls of the partition made right after the record was written, as from/to names, until the
+// next record. The last whole record is the state. A record that does not read (short, or its
+// checksum wrong) is a torn append if nothing but zeros follows it, and is cut; otherwise the
+// log is corrupt and the partition is not taken. A sync appends a record and fsyncs the log; a
+// log longer than 64 KiB is replaced by one holding the new record only (temporary name,
+// fsync, rename, directory fsync), as a new partition's log is created when it is first
+// taken, before any of its files exists.
+//
+// Version 2 of the sink replaced a JSON state file, <topic>-<partition>.json, holding what a
+// record holds with "version":2, after every Write. Its marker was {"version":2}: Open replaces
+// it with {"version":3} (a version 2 sink then refuses to open the directory), and each
+// partition's JSON state is migrated when the partition is next taken, under its lock (a
+// version 2 sink still running may hold it until then): the state log is written from it, and
+// then the JSON file is replaced by {"version":3}, which a version 2 sink refuses too, so that
+// one still running cannot mistake the partition for a new one. A crash in between migrates
+// again, to the same log. A new partition gets {"version":3} as well.
 //
 // Version 1 of the sink kept one manifest, <dir>/.manifest, {"version":1,"partitions":[...],
-// "renames":[...]}, with an entry per partition as in a state file (count and touched optional:
+// "renames":[...]}, with an entry per partition as in a state (count and touched optional:
 // without them count is last-first+1, the most the file can hold, and touched is opened), and
 // held <dir>/.lock while open. Open migrates it under <dir>/.lock: it completes the recorded
-// renames, removes the in-progress files the manifest does not know, writes a state file per
-// partition, and then replaces the manifest with the marker (a crash before that migrates
-// again, to the same state files). A version 1 sink refuses the marker's version, so it cannot
-// open a migrated directory; one that has the directory open holds .lock, and Open then fails
-// after 5 s saying so. A new directory gets the marker on its first Open.
+// renames, removes the in-progress files the manifest does not know, writes a version 2 JSON
+// state per partition (migrated on as above), and then replaces the manifest with the marker
+// (a crash before that migrates again, to the same state files). A version 1 sink refuses the
+// marker's version, so it cannot open a migrated directory; one that has the directory open
+// holds .lock, and Open then fails after 5 s saying so. A new directory gets the marker on its
+// first Open.
 //
 // Offsets in names are zero-padded to 20 digits, so names sort by partition and offset. Topic
 // names are those the node accepts (letters, digits, '.', '_' and '-'; a record of any other topic
@@ -119,22 +144,27 @@
 // had no record for IdleTimeout: at the next Write, or at the latest when the sink's timer next
 // checks (every quarter of the shorter of RollInterval and IdleTimeout, at most every second and
 // at least every 10 ms). Close rolls every file, so a stopped flow leaves only finished files.
-// Every roll goes through the partition's state file as described above, whichever trigger
+// Every roll goes through the partition's state log as described above, whichever trigger
 // fired it.
 //
 // IdleTimeout 0 means no roll by idleness, unlike the HDFS sink, whose default is 30 s: there a
-// roll is what makes records durable, here each Write is durable and a roll only gives the file
-// its final name, so a quiet partition loses nothing by keeping its file in progress, and the
-// sink behaves as it did before IdleTimeout existed. A negative IdleTimeout also means never, as
+// roll is what makes records durable, here records are made durable within SyncInterval and a
+// roll only gives the file its final name, so a quiet partition loses nothing by keeping its
+// file in progress, and the sink behaves as it did before IdleTimeout existed. A negative IdleTimeout also means never, as
 // in the HDFS sink's configuration.
 //
 // # Concurrency
 //
 // The runner calls Open, Write, Durable, Reset and Close from one goroutine at a time. The sink
-// runs one timer goroutine while it is open (none if neither RollInterval nor IdleTimeout is
-// set), which Close stops and waits for; one mutex serialises it with the runner's calls. Sinks
-// sharing a directory, in one process or several, coordinate only through the files and locks
-// described above.
+// runs one goroutine while it is open, which Close stops and waits for: at every tick (half of
+// SyncInterval, or the roll checks' period if shorter) and when a Write found a partition due,
+// it rolls the files due by time and syncs the partitions due. A sync takes a snapshot of the
+// partition under the sink's mutex, does its fsyncs, state record and renames outside it, and
+// takes the mutex again to make Durable report the snapshot; meanwhile Writes append to the
+// partition (fsync covers at least what was written before it was called), and whatever else
+// would touch its file or state log (a seal, Reset, Close) waits for the sync. A failed sync
+// breaks the sink (ErrBroken) as a failed Write does. Sinks sharing a directory, in one process
+// or several, coordinate only through the files and locks described above.
 package file
 
 import (
@@ -277,7 +307,7 @@ type part struct {
 	last      int64        // last offset written (appended to a file); -1: none
 	durable   int64        // last offset the durable state records; what Durable reports
 	unlock    func() error // releases the partition's lock
-	renamed   bool         // its state file records renames (completed or not)
+	renamed   bool         // its state log records renames (completed or not)
 	state     vfs.File     // the state log, open for appending
 	stateSize int64        // its length
 
@@ -334,7 +364,7 @@ func New(cfg Config) (*Sink, error) {
 
 // Open implements connectors.Sink: it creates the directory if needed, checks its layout
 // (migrating a version 1 manifest, see the package doc) and takes every partition no other sink
-// holds, recovering its files to the state its state file describes.
+// holds, recovering its files to the state its state log describes.
 func (s *Sink) Open(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
