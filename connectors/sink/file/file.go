@@ -214,7 +214,8 @@ type Config struct {
 	// the package doc for why 0 is not 30 s as in the HDFS sink).
 	IdleTimeout time.Duration
 	// SyncSize is how many bytes a partition's Writes may append to its file before the sink
-	// makes them durable (default 4 MiB; 1 makes every Write durable when it returns).
+	// makes them durable, in its goroutine (default 4 MiB; 1: after every Write). Member's
+	// Writes are durable when they return, whatever it is.
 	SyncSize int64
 	// SyncInterval is how long an appended record may wait before the sink makes it durable,
 	// at the next Write or the timer's next check (default 50 ms).
