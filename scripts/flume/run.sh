@@ -3,8 +3,9 @@
 # (see pom.xml: the node, the file channel, the TAILDIR source and the HTTP sink) and runs the
 # agent AGENT of the properties file CONF in the foreground:
 #   java -Xmx$FLUME_HEAP ... org.apache.flume.node.Application -f CONF -n AGENT --no-reload-conf ARGS
-# The heap is set explicitly: FLUME_HEAP (default 1g) is both -Xms and -Xmx, so a run's memory
-# does not depend on the machine's size. FLUME_JAVA_OPTS adds JVM options (for example
+# The heap limit is set explicitly: -Xmx$FLUME_HEAP (default 1g), so a run's memory does not
+# depend on the machine's size (the JVM's default is a quarter of it); the initial heap is left
+# to the JVM, so the process's resident memory shows how much of the heap it came to use. FLUME_JAVA_OPTS adds JVM options (for example
 # -Dflume.monitoring.type=http -Dflume.monitoring.port=34545 for the counters as JSON).
 # Logging is log4j2 to standard error at WARN (log4j2.xml); FLUME_LOG=info (or debug) shows more.
 # `run.sh --fetch` only fetches, and prints the classpath file. Needs Java 17 and Maven; exit code
@@ -46,7 +47,7 @@ conf=$1 agent=$2
 shift 2
 heap=${FLUME_HEAP:-1g}
 # shellcheck disable=SC2086 # FLUME_JAVA_OPTS is a list of options
-exec java -Xms"$heap" -Xmx"$heap" \
+exec java -Xmx"$heap" \
 	-Dlog4j.configurationFile="$cache/$stamp/log4j2.xml" \
 	-Dweir.flume.level="${FLUME_LOG:-warn}" \
 	${FLUME_JAVA_OPTS:-} \

@@ -1,0 +1,347 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// W4: a spike. A Go client posts requests of w4Batch events (bodies of 150 bytes in Flume's
+// JSON format) at w4In events a second, open loop: request k is due at k times the interval,
+// whether or not earlier ones were answered (at most 512 in flight), and its latency is counted
+// from when it was due, so a stalled agent shows as latency, not as fewer requests. The agent
+// stores them and forwards them over HTTP to a consumer in this program that takes w4Out events
+// a second (it holds each request until its events' turn). The spike lasts w4For; the agent's
+// resident memory is sampled every 250 ms.
+
+// w4Marker begins every event body; the consumer counts events by it.
+const w4Marker = "ev="
+
+// consumer is the rate-limited endpoint the agents' HTTP sinks post to.
+type consumer struct {
+	rate  float64 // events per second
+	mu    sync.Mutex
+	next  time.Time // when the next event may be taken
+	taken atomic.Int64
+}
+
+func (c *consumer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	n := bytes.Count(body, []byte(w4Marker))
+	c.mu.Lock()
+	now := time.Now()
+	if c.next.Before(now) {
+		c.next = now
+	}
+	c.next = c.next.Add(time.Duration(float64(n) / c.rate * float64(time.Second)))
+	until := c.next
+	c.mu.Unlock()
+	select {
+	case <-time.After(time.Until(until)):
+	case <-r.Context().Done():
+		return
+	}
+	c.taken.Add(int64(n))
+	w.WriteHeader(http.StatusOK)
+}
+
+// w4Sample is the state of a run at a time since the spike began.
+type w4Sample struct {
+	at       time.Duration
+	rss      int64
+	accepted int64 // events answered 200
+	refused  int64 // events answered otherwise or not at all
+	consumed int64
+}
+
+// w4Request is one request of the load.
+type w4Request struct {
+	due     time.Duration // since the spike began
+	latency time.Duration
+	status  int // 0: no answer
+}
+
+// w4Run is one agent's run.
+type w4Run struct {
+	system, variant string
+	requests        []w4Request
+	samples         []w4Sample
+	rssIdle         int64 // before the spike
+	consumed        int64 // events the consumer took during the spike
+	spike           time.Duration
+}
+
+// w4Body returns a request of batch events numbered from first.
+func w4Body(first, batch int) []byte {
+	var b bytes.Buffer
+	b.WriteByte('[')
+	for i := range batch {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		body := fmt.Sprintf("%s%010d 2026-12-01T10:00:00.000Z INFO [worker-3] com.example.Orders - order accepted ", w4Marker, first+i)
+		for len(body) < 150 {
+			body += "x"
+		}
+		fmt.Fprintf(&b, `{"headers":{"n":"%d"},"body":"%s"}`, first+i, body)
+	}
+	b.WriteByte(']')
+	return b.Bytes()
+}
+
+// load posts the spike to url and returns every request's outcome.
+func load(ctx context.Context, url string, rate, batch int, d time.Duration, accepted, refused *atomic.Int64) []w4Request {
+	interval := time.Duration(float64(batch) / float64(rate) * float64(time.Second))
+	n := int(d / interval)
+	reqs := make([]w4Request, n)
+	cl := &http.Client{
+		Timeout:   30 * time.Second,
+		Transport: &http.Transport{MaxIdleConnsPerHost: 512, MaxConnsPerHost: 512, DialContext: (&net.Dialer{}).DialContext},
+	}
+	defer cl.CloseIdleConnections()
+	slots := make(chan struct{}, 512)
+	var wg sync.WaitGroup
+	start := time.Now()
+	for k := range n {
+		due := time.Duration(k) * interval
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Until(start.Add(due))):
+		}
+		if ctx.Err() != nil {
+			reqs = reqs[:k]
+			break
+		}
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-slots }()
+			body := w4Body(k*batch, batch)
+			req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+			req.Header.Set("Content-Type", "application/json")
+			resp, err := cl.Do(req)
+			r := &reqs[k]
+			r.due = due
+			if err == nil {
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				r.status = resp.StatusCode
+			}
+			r.latency = time.Since(start.Add(due))
+			if r.status == http.StatusOK {
+				accepted.Add(int64(batch))
+			} else {
+				refused.Add(int64(batch))
+			}
+		}()
+	}
+	wg.Wait()
+	return reqs
+}
+
+// flumeW4Conf is the agent "a": http source -> channel -> HTTP sink posting to url. The memory
+// channels take transactions of up to 1,000 events; the file channel has its defaults
+// (capacity 1,000,000, transactions of 10,000).
+func flumeW4Conf(port, url, work, channel string, capacity int) string {
+	var b strings.Builder
+	p := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
+	p("a.sources = h")
+	p("a.channels = c")
+	p("a.sinks = k")
+	p("a.sources.h.type = http")
+	p("a.sources.h.bind = 127.0.0.1")
+	p("a.sources.h.port = %s", port)
+	p("a.sources.h.channels = c")
+	switch channel {
+	case "file":
+		p("a.channels.c.type = file")
+		p("a.channels.c.checkpointDir = %s", filepath.Join(work, "checkpoint"))
+		p("a.channels.c.dataDirs = %s", filepath.Join(work, "data"))
+	case "memory":
+		p("a.channels.c.type = memory")
+		p("a.channels.c.capacity = %d", capacity)
+		p("a.channels.c.transactionCapacity = 1000")
+	}
+	p("a.sinks.k.type = org.apache.flume.sink.http.HttpSink")
+	p("a.sinks.k.channel = c")
+	p("a.sinks.k.endpoint = %s", url)
+	p("a.sinks.k.requestTimeout = 10000")
+	return b.String()
+}
+
+// runW4 runs one agent through the spike.
+func (b *bench) runW4(ctx context.Context, system, variant string, start func(work, listen, url string) (*proc, error)) (w4Run, error) {
+	r := w4Run{system: system, variant: variant, spike: b.cfg.w4For}
+	work := filepath.Join(b.work, "w4", system+"-"+variant)
+	if err := os.RemoveAll(work); err != nil {
+		return r, err
+	}
+	if err := os.MkdirAll(work, 0o755); err != nil {
+		return r, err
+	}
+	cons := &consumer{rate: float64(b.cfg.w4Out)}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return r, err
+	}
+	srv := &http.Server{Handler: cons}
+	go srv.Serve(ln)
+	defer srv.Close()
+	listen, err := freeAddr()
+	if err != nil {
+		return r, err
+	}
+	p, err := start(work, listen, "http://"+ln.Addr().String()+"/")
+	if err != nil {
+		return r, err
+	}
+	defer p.stop(30 * time.Second)
+	if err := waitListening(p, listen, 60*time.Second); err != nil {
+		return r, err
+	}
+	// Let the agent settle (the JVM finishes starting its components) before the idle figure.
+	time.Sleep(2 * time.Second)
+	r.rssIdle, _ = readRSS(p.pid())
+
+	var accepted, refused atomic.Int64
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	began := time.Now()
+	sampled := make(chan []w4Sample, 1)
+	go func() {
+		var ss []w4Sample
+		t := time.NewTicker(250 * time.Millisecond)
+		defer t.Stop()
+		for {
+			rss, _ := readRSS(p.pid())
+			ss = append(ss, w4Sample{at: time.Since(began), rss: rss, accepted: accepted.Load(), refused: refused.Load(), consumed: cons.taken.Load()})
+			select {
+			case <-sctx.Done():
+				sampled <- ss
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	r.requests = load(ctx, "http://"+listen+"/", b.cfg.w4In, b.cfg.w4Batch, b.cfg.w4For, &accepted, &refused)
+	r.consumed = cons.taken.Load()
+	cancel()
+	r.samples = <-sampled
+	if err := ctx.Err(); err != nil {
+		return r, err
+	}
+	if p.exited() {
+		return r, fmt.Errorf("%s %s exited during the spike (%v): see %s", system, variant, p.err, filepath.Join(work, "agent.log"))
+	}
+	if !p.stop(30 * time.Second) {
+		b.logf("%s %s did not stop within 30 s of SIGTERM: killed", system, variant)
+	}
+	return r, nil
+}
+
+// w4 runs the agents of W4.
+func (b *bench) w4(ctx context.Context) ([]w4Run, error) {
+	agents := []struct {
+		system, variant string
+		start           func(work, listen, url string) (*proc, error)
+	}{
+		{"weir", "topic", func(work, listen, url string) (*proc, error) {
+			return b.startWeir("weir-w4", work, "-data", filepath.Join(work, "node"), "-listen", listen, "-url", url)
+		}},
+		{"flume", "memory-10k", func(work, listen, url string) (*proc, error) {
+			_, port, _ := net.SplitHostPort(listen)
+			return b.startFlume(work, flumeW4Conf(port, url, work, "memory", 10_000))
+		}},
+		{"flume", "memory-1m", func(work, listen, url string) (*proc, error) {
+			_, port, _ := net.SplitHostPort(listen)
+			return b.startFlume(work, flumeW4Conf(port, url, work, "memory", 1_000_000))
+		}},
+		{"flume", "file-channel", func(work, listen, url string) (*proc, error) {
+			_, port, _ := net.SplitHostPort(listen)
+			return b.startFlume(work, flumeW4Conf(port, url, work, "file", 0))
+		}},
+	}
+	var runs []w4Run
+	for _, a := range agents {
+		b.logf("W4: %s %s: %d events/s offered for %v, the consumer takes %d/s", a.system, a.variant, b.cfg.w4In, b.cfg.w4For, b.cfg.w4Out)
+		r, err := b.runW4(ctx, a.system, a.variant, a.start)
+		if err != nil {
+			return runs, err
+		}
+		runs = append(runs, r)
+		b.w4Results(r)
+	}
+	return runs, nil
+}
+
+// w4Results records a run's figures.
+func (b *bench) w4Results(r w4Run) {
+	add := func(metric string, v float64, unit string) {
+		b.add(result{Workload: "W4", System: r.system, Variant: r.variant, Metric: metric, Value: v, Unit: unit})
+	}
+	var ok []time.Duration
+	var refused, failed int
+	for _, q := range r.requests {
+		switch q.status {
+		case http.StatusOK:
+			ok = append(ok, q.latency)
+		case 0:
+			failed++
+		default:
+			refused++
+		}
+	}
+	batch := float64(b.cfg.w4Batch)
+	secs := r.spike.Seconds()
+	add("offered", float64(len(r.requests))*batch/secs, "events/s")
+	add("accepted", float64(len(ok))*batch, "events")
+	add("refused", float64(refused)*batch, "events")
+	add("failed", float64(failed)*batch, "events")
+	add("consumed_rate", float64(r.consumed)/secs, "events/s")
+	slices.Sort(ok)
+	if len(ok) > 0 {
+		add("latency_p50", ms(quantile(ok, 0.50)), "ms")
+		add("latency_p99", ms(quantile(ok, 0.99)), "ms")
+		add("latency_max", ms(ok[len(ok)-1]), "ms")
+	}
+	var peak, end int64
+	for _, s := range r.samples {
+		peak = max(peak, s.rss)
+		end = s.rss
+	}
+	add("rss_idle", float64(r.rssIdle)/(1<<20), "MiB")
+	add("rss_peak", float64(peak)/(1<<20), "MiB")
+	add("rss_end", float64(end)/(1<<20), "MiB")
+	b.logf("W4: %s %s: accepted %d events, refused %d, failed %d; p50 %.1f ms p99 %.1f ms; consumed %.0f/s; RSS idle %.0f MiB, peak %.0f MiB",
+		r.system, r.variant, len(ok)*b.cfg.w4Batch, refused*b.cfg.w4Batch, failed*b.cfg.w4Batch,
+		ms(quantile(ok, 0.5)), ms(quantile(ok, 0.99)), float64(r.consumed)/secs, float64(r.rssIdle)/(1<<20), float64(peak)/(1<<20))
+}
+
+// quantile returns the q quantile of sorted (0 when empty).
+func quantile(sorted []time.Duration, q float64) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	return sorted[min(len(sorted)-1, int(q*float64(len(sorted))))]
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
