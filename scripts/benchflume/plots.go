@@ -125,6 +125,12 @@ func linePlot(path, title, x, y string, logY bool, ss []series) error {
 	if err := plotutil.AddLines(p, args...); err != nil {
 		return err
 	}
+	// Room above the lines for the legend.
+	if logY {
+		p.Y.Max *= 8
+	} else {
+		p.Y.Max *= 1.35
+	}
 	p.Legend.Top = true
 	p.Legend.Left = true
 	return p.Save(9*vg.Inch, 4.5*vg.Inch, path)

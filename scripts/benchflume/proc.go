@@ -126,16 +126,6 @@ func (s *rssSampler) stop() []rssSample {
 	return s.samples
 }
 
-// now returns the newest sample's value (0 before the first).
-func (s *rssSampler) now() int64 {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if len(s.samples) == 0 {
-		return 0
-	}
-	return s.samples[len(s.samples)-1].Bytes
-}
-
 // readRSS returns the VmRSS of pid in bytes.
 func readRSS(pid int) (int64, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -59,7 +60,9 @@ func describeMachine(_ context.Context, c config) machine {
 	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
 		for _, l := range strings.Split(string(b), "\n") {
 			if f := strings.Fields(l); len(f) >= 2 && f[0] == "MemTotal:" {
-				m.memory = f[1] + " kB"
+				if kb, err := strconv.ParseFloat(f[1], 64); err == nil {
+					m.memory = fmt.Sprintf("%.1f GiB", kb/(1<<20))
+				}
 			}
 		}
 	}

@@ -21,7 +21,7 @@ import (
 // whether or not earlier ones were answered (at most 512 in flight), and its latency is counted
 // from when it was due, so a stalled agent shows as latency, not as fewer requests. The agent
 // stores them and forwards them over HTTP to a consumer in this program that takes w4Out events
-// a second (it holds each request until its events' turn). The spike lasts w4For; the agent's
+// a second (it holds a request until its events' turn comes). The spike lasts w4For; the agent's
 // resident memory is sampled every 250 ms.
 
 // w4Marker begins every event body; the consumer counts events by it.
@@ -47,8 +47,10 @@ func (c *consumer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if c.next.Before(now) {
 		c.next = now
 	}
-	c.next = c.next.Add(time.Duration(float64(n) / c.rate * float64(time.Second)))
+	// The request's events are taken from until on, and the next request's after them: a
+	// sender slower than the rate is never held, a faster one is held to it.
 	until := c.next
+	c.next = c.next.Add(time.Duration(float64(n) / c.rate * float64(time.Second)))
 	c.mu.Unlock()
 	select {
 	case <-time.After(time.Until(until)):
@@ -80,9 +82,10 @@ type w4Run struct {
 	system, variant string
 	requests        []w4Request
 	samples         []w4Sample
-	rssIdle         int64 // before the spike
-	consumed        int64 // events the consumer took during the spike
-	spike           time.Duration
+	rssIdle         int64         // before the spike
+	consumed        int64         // events the consumer took while the load ran
+	spike           time.Duration // how long requests were sent
+	ran             time.Duration // until the last request was answered (or timed out)
 }
 
 // w4Body returns a request of batch events numbered from first.
@@ -185,6 +188,11 @@ func flumeW4Conf(port, url, work, channel string, capacity int) string {
 	p("a.sinks.k.channel = c")
 	p("a.sinks.k.endpoint = %s", url)
 	p("a.sinks.k.requestTimeout = 10000")
+	// HttpSink backs off and rolls the transaction back on every status unless told otherwise,
+	// 200 included (it then sends the same event again after a backoff of a second or more).
+	p("a.sinks.k.backoff.200 = false")
+	p("a.sinks.k.rollback.200 = false")
+	p("a.sinks.k.incrementMetrics.200 = true")
 	return b.String()
 }
 
@@ -243,7 +251,7 @@ func (b *bench) runW4(ctx context.Context, system, variant string, start func(wo
 		}
 	}()
 	r.requests = load(ctx, "http://"+listen+"/", b.cfg.w4In, b.cfg.w4Batch, b.cfg.w4For, &accepted, &refused)
-	r.consumed = cons.taken.Load()
+	r.consumed, r.ran = cons.taken.Load(), time.Since(began)
 	cancel()
 	r.samples = <-sampled
 	if err := ctx.Err(); err != nil {
@@ -316,7 +324,8 @@ func (b *bench) w4Results(r w4Run) {
 	add("accepted", float64(len(ok))*batch, "events")
 	add("refused", float64(refused)*batch, "events")
 	add("failed", float64(failed)*batch, "events")
-	add("consumed_rate", float64(r.consumed)/secs, "events/s")
+	add("consumed_rate", float64(r.consumed)/r.ran.Seconds(), "events/s")
+	add("load_seconds", r.ran.Seconds(), "s")
 	slices.Sort(ok)
 	if len(ok) > 0 {
 		add("latency_p50", ms(quantile(ok, 0.50)), "ms")
@@ -333,7 +342,7 @@ func (b *bench) w4Results(r w4Run) {
 	add("rss_end", float64(end)/(1<<20), "MiB")
 	b.logf("W4: %s %s: accepted %d events, refused %d, failed %d; p50 %.1f ms p99 %.1f ms; consumed %.0f/s; RSS idle %.0f MiB, peak %.0f MiB",
 		r.system, r.variant, len(ok)*b.cfg.w4Batch, refused*b.cfg.w4Batch, failed*b.cfg.w4Batch,
-		ms(quantile(ok, 0.5)), ms(quantile(ok, 0.99)), float64(r.consumed)/secs, float64(r.rssIdle)/(1<<20), float64(peak)/(1<<20))
+		ms(quantile(ok, 0.5)), ms(quantile(ok, 0.99)), float64(r.consumed)/r.ran.Seconds(), float64(r.rssIdle)/(1<<20), float64(peak)/(1<<20))
 }
 
 // quantile returns the q quantile of sorted (0 when empty).
