@@ -14,6 +14,10 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/weirhq/weir/client"
+	"github.com/weirhq/weir/cluster/wire"
+	"github.com/weirhq/weir/storage"
 )
 
 // W4: a spike. A Go client posts requests of w4Batch events (bodies of 150 bytes in Flume's
@@ -41,7 +45,14 @@ func (c *consumer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	n := bytes.Count(body, []byte(w4Marker))
+	if !c.take(r.Context(), bytes.Count(body, []byte(w4Marker))) {
+		return
+	}
+	w.WriteHeader(http.StatusOK)
+}
+
+// take waits until n more events may be taken, and counts them; false if ctx ended first.
+func (c *consumer) take(ctx context.Context, n int) bool {
 	c.mu.Lock()
 	now := time.Now()
 	if c.next.Before(now) {
@@ -54,11 +65,11 @@ func (c *consumer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c.mu.Unlock()
 	select {
 	case <-time.After(time.Until(until)):
-	case <-r.Context().Done():
-		return
+	case <-ctx.Done():
+		return false
 	}
 	c.taken.Add(int64(n))
-	w.WriteHeader(http.StatusOK)
+	return true
 }
 
 // w4Sample is the state of a run at a time since the spike began.
@@ -88,7 +99,13 @@ type w4Run struct {
 	ran             time.Duration // until the last request was answered (or timed out)
 }
 
-// w4Body returns a request of batch events numbered from first.
+// w4Event returns event n's body: 150 bytes.
+func w4Event(n int) string {
+	body := fmt.Sprintf("%s%010d 2026-12-01T10:00:00.000Z INFO [worker-3] com.example.Orders - order accepted ", w4Marker, n)
+	return body + strings.Repeat("x", max(0, 150-len(body)))
+}
+
+// w4Body returns a request of batch events numbered from first, in Flume's JSON format.
 func w4Body(first, batch int) []byte {
 	var b bytes.Buffer
 	b.WriteByte('[')
@@ -96,26 +113,63 @@ func w4Body(first, batch int) []byte {
 		if i > 0 {
 			b.WriteByte(',')
 		}
-		body := fmt.Sprintf("%s%010d 2026-12-01T10:00:00.000Z INFO [worker-3] com.example.Orders - order accepted ", w4Marker, first+i)
-		for len(body) < 150 {
-			body += "x"
-		}
-		fmt.Fprintf(&b, `{"headers":{"n":"%d"},"body":"%s"}`, first+i, body)
+		fmt.Fprintf(&b, `{"headers":{"n":"%d"},"body":"%s"}`, first+i, w4Event(first+i))
 	}
 	b.WriteByte(']')
 	return b.Bytes()
 }
 
-// load posts the spike to url and returns every request's outcome.
-func load(ctx context.Context, url string, rate, batch int, d time.Duration, accepted, refused *atomic.Int64) []w4Request {
-	interval := time.Duration(float64(batch) / float64(rate) * float64(time.Second))
-	n := int(d / interval)
-	reqs := make([]w4Request, n)
+// sender sends the batch of events numbered from first and returns an HTTP status: 200 when
+// every event was accepted, 0 when there was no answer.
+type sender func(ctx context.Context, first, batch int) int
+
+// httpSender posts to url.
+func httpSender(url string) (sender, func()) {
 	cl := &http.Client{
 		Timeout:   30 * time.Second,
 		Transport: &http.Transport{MaxIdleConnsPerHost: 512, MaxConnsPerHost: 512, DialContext: (&net.Dialer{}).DialContext},
 	}
-	defer cl.CloseIdleConnections()
+	return func(ctx context.Context, first, batch int) int {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(w4Body(first, batch)))
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := cl.Do(req)
+		if err != nil {
+			return 0
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode
+	}, cl.CloseIdleConnections
+}
+
+// clientSender produces with the Weir client: the batch's records one by one (the producer
+// batches them), answered when all are acknowledged (acks=all), 503 if any failed.
+func clientSender(p *client.Producer) sender {
+	return func(ctx context.Context, first, batch int) int {
+		var wg sync.WaitGroup
+		var failed atomic.Bool
+		wg.Add(batch)
+		for i := range batch {
+			p.ProduceAsync(ctx, storage.Record{Value: []byte(w4Event(first + i))}, func(_ int64, err error) {
+				if err != nil {
+					failed.Store(true)
+				}
+				wg.Done()
+			})
+		}
+		wg.Wait()
+		if failed.Load() {
+			return http.StatusServiceUnavailable
+		}
+		return http.StatusOK
+	}
+}
+
+// load sends the spike with send and returns every request's outcome.
+func load(ctx context.Context, send sender, rate, batch int, d time.Duration, accepted, refused *atomic.Int64) []w4Request {
+	interval := time.Duration(float64(batch) / float64(rate) * float64(time.Second))
+	n := int(d / interval)
+	reqs := make([]w4Request, n)
 	slots := make(chan struct{}, 512)
 	var wg sync.WaitGroup
 	start := time.Now()
@@ -138,17 +192,9 @@ func load(ctx context.Context, url string, rate, batch int, d time.Duration, acc
 		go func() {
 			defer wg.Done()
 			defer func() { <-slots }()
-			body := w4Body(k*batch, batch)
-			req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
-			req.Header.Set("Content-Type", "application/json")
-			resp, err := cl.Do(req)
 			r := &reqs[k]
 			r.due = due
-			if err == nil {
-				io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				r.status = resp.StatusCode
-			}
+			r.status = send(ctx, k*batch, batch)
 			r.latency = time.Since(start.Add(due))
 			if r.status == http.StatusOK {
 				accepted.Add(int64(batch))
@@ -196,8 +242,19 @@ func flumeW4Conf(port, url, work, channel string, capacity int) string {
 	return b.String()
 }
 
+// w4Agent is one agent of W4: start starts it with its source at listen and its sink posting
+// to url. A native agent is a bare Weir node whose client port is at listen: the load is
+// produced with the Weir client to topic "spike", which a consumer in this program reads at
+// the consumer's rate.
+type w4Agent struct {
+	system, variant string
+	native          bool
+	start           func(work, listen, url string) (*proc, error)
+}
+
 // runW4 runs one agent through the spike.
-func (b *bench) runW4(ctx context.Context, system, variant string, start func(work, listen, url string) (*proc, error)) (w4Run, error) {
+func (b *bench) runW4(ctx context.Context, a w4Agent) (w4Run, error) {
+	system, variant := a.system, a.variant
 	r := w4Run{system: system, variant: variant, spike: b.cfg.w4For}
 	work := filepath.Join(b.work, "w4", system+"-"+variant)
 	if err := os.RemoveAll(work); err != nil {
@@ -218,7 +275,7 @@ func (b *bench) runW4(ctx context.Context, system, variant string, start func(wo
 	if err != nil {
 		return r, err
 	}
-	p, err := start(work, listen, "http://"+ln.Addr().String()+"/")
+	p, err := a.start(work, listen, "http://"+ln.Addr().String()+"/")
 	if err != nil {
 		return r, err
 	}
@@ -233,6 +290,43 @@ func (b *bench) runW4(ctx context.Context, system, variant string, start func(wo
 	var accepted, refused atomic.Int64
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	var send sender
+	consumed := make(chan struct{})
+	if a.native {
+		cl, err := client.Dial(listen)
+		if err != nil {
+			return r, err
+		}
+		defer cl.Close()
+		if err := cl.CreateTopic(ctx, "spike", 1, 1); err != nil {
+			return r, err
+		}
+		prod, err := cl.NewProducer("spike", client.Acks(wire.AcksAll))
+		if err != nil {
+			return r, err
+		}
+		defer prod.Close()
+		send = clientSender(prod)
+		c, err := cl.NewConsumer("spike", 0, client.From(client.Earliest()))
+		if err != nil {
+			return r, err
+		}
+		go func() {
+			defer close(consumed)
+			defer c.Close()
+			for sctx.Err() == nil {
+				msgs, err := c.PollRecords(sctx, 100)
+				if err == nil && !cons.take(sctx, len(msgs)) {
+					return
+				}
+			}
+		}()
+	} else {
+		var closeIdle func()
+		send, closeIdle = httpSender("http://" + listen + "/")
+		defer closeIdle()
+		close(consumed)
+	}
 	began := time.Now()
 	sampled := make(chan []w4Sample, 1)
 	go func() {
@@ -250,10 +344,11 @@ func (b *bench) runW4(ctx context.Context, system, variant string, start func(wo
 			}
 		}
 	}()
-	r.requests = load(ctx, "http://"+listen+"/", b.cfg.w4In, b.cfg.w4Batch, b.cfg.w4For, &accepted, &refused)
+	r.requests = load(ctx, send, b.cfg.w4In, b.cfg.w4Batch, b.cfg.w4For, &accepted, &refused)
 	r.consumed, r.ran = cons.taken.Load(), time.Since(began)
 	cancel()
 	r.samples = <-sampled
+	<-consumed
 	if err := ctx.Err(); err != nil {
 		return r, err
 	}
@@ -268,22 +363,22 @@ func (b *bench) runW4(ctx context.Context, system, variant string, start func(wo
 
 // w4 runs the agents of W4.
 func (b *bench) w4(ctx context.Context) ([]w4Run, error) {
-	agents := []struct {
-		system, variant string
-		start           func(work, listen, url string) (*proc, error)
-	}{
-		{"weir", "topic", func(work, listen, url string) (*proc, error) {
+	agents := []w4Agent{
+		{"weir", "http-topic-http", false, func(work, listen, url string) (*proc, error) {
 			return b.startWeir("weir-w4", work, "-data", filepath.Join(work, "node"), "-listen", listen, "-url", url)
 		}},
-		{"flume", "memory-10k", func(work, listen, url string) (*proc, error) {
+		{"weir", "client-topic-client", true, func(work, listen, _ string) (*proc, error) {
+			return b.startWeir("weir-node", work, "-data", filepath.Join(work, "node"), "-listen", listen)
+		}},
+		{"flume", "memory-10k", false, func(work, listen, url string) (*proc, error) {
 			_, port, _ := net.SplitHostPort(listen)
 			return b.startFlume(work, flumeW4Conf(port, url, work, "memory", 10_000))
 		}},
-		{"flume", "memory-1m", func(work, listen, url string) (*proc, error) {
+		{"flume", "memory-1m", false, func(work, listen, url string) (*proc, error) {
 			_, port, _ := net.SplitHostPort(listen)
 			return b.startFlume(work, flumeW4Conf(port, url, work, "memory", 1_000_000))
 		}},
-		{"flume", "file-channel", func(work, listen, url string) (*proc, error) {
+		{"flume", "file-channel", false, func(work, listen, url string) (*proc, error) {
 			_, port, _ := net.SplitHostPort(listen)
 			return b.startFlume(work, flumeW4Conf(port, url, work, "file", 0))
 		}},
@@ -291,7 +386,7 @@ func (b *bench) w4(ctx context.Context) ([]w4Run, error) {
 	var runs []w4Run
 	for _, a := range agents {
 		b.logf("W4: %s %s: %d events/s offered for %v, the consumer takes %d/s", a.system, a.variant, b.cfg.w4In, b.cfg.w4For, b.cfg.w4Out)
-		r, err := b.runW4(ctx, a.system, a.variant, a.start)
+		r, err := b.runW4(ctx, a)
 		if err != nil {
 			return runs, err
 		}

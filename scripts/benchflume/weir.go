@@ -22,8 +22,9 @@ import (
 
 // childModes maps the first argument to the flow it runs.
 var childModes = map[string]func(ctx context.Context, args []string) error{
-	"weir-w5": weirTailToFiles,
-	"weir-w4": weirHTTPToHTTP,
+	"weir-w5":   weirTailToFiles,
+	"weir-w4":   weirHTTPToHTTP,
+	"weir-node": weirNode,
 }
 
 // weirGC sets the collector as the weir command does (GOGC=400 unless $GOGC is set), so that
@@ -108,6 +109,28 @@ func weirHTTPToHTTP(ctx context.Context, args []string) error {
 	if err := rt.Sink("out", sink, flow.FromTopics("spike")); err != nil {
 		return err
 	}
+	<-ctx.Done()
+	return nil
+}
+
+// weirNode is a bare node whose client port listens at -listen: W4's native variant, where the
+// benchmark produces and consumes with the Weir client.
+func weirNode(ctx context.Context, args []string) error {
+	fl := flag.NewFlagSet("weir-node", flag.ContinueOnError)
+	data := fl.String("data", "", "node data directory")
+	listen := fl.String("listen", "", "address of the client port")
+	if err := fl.Parse(args); err != nil {
+		return err
+	}
+	if *data == "" || *listen == "" {
+		return fmt.Errorf("weir-node: -data and -listen are required")
+	}
+	weirGC()
+	node, err := flow.StartNode(flow.NodeConfig{DataDir: *data, ClientAddr: *listen})
+	if err != nil {
+		return err
+	}
+	defer node.Close()
 	<-ctx.Done()
 	return nil
 }
