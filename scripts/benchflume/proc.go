@@ -143,6 +143,34 @@ func readRSS(pid int) (int64, error) {
 	return 0, errors.New("no VmRSS")
 }
 
+// clockTicks is the unit of the CPU times in /proc/PID/stat (sysconf(_SC_CLK_TCK), 100 on
+// Linux on x86-64 and arm64).
+const clockTicks = 100
+
+// readCPU returns the CPU time (user and system) pid has used so far, in seconds.
+func readCPU(pid int) (float64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// The fields after the command name, which is in parentheses and may hold anything.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, errors.New("malformed stat")
+	}
+	f := bytes.Fields(b[i+1:])
+	// f[0] is field 3 (state); utime and stime are fields 14 and 15.
+	if len(f) < 13 {
+		return 0, errors.New("malformed stat")
+	}
+	u, err1 := strconv.ParseInt(string(f[11]), 10, 64)
+	st, err2 := strconv.ParseInt(string(f[12]), 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, errors.New("malformed stat")
+	}
+	return float64(u+st) / clockTicks, nil
+}
+
 // rssStats returns the peak and the mean of samples, in bytes.
 func rssStats(samples []rssSample) (peak, mean int64) {
 	var sum int64

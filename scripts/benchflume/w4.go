@@ -97,6 +97,7 @@ type w4Run struct {
 	consumed        int64         // events the consumer took while the load ran
 	spike           time.Duration // how long requests were sent
 	ran             time.Duration // until the last request was answered (or timed out)
+	cpu             float64       // CPU seconds the agent used meanwhile
 }
 
 // w4Event returns event n's body: 150 bytes.
@@ -327,6 +328,7 @@ func (b *bench) runW4(ctx context.Context, a w4Agent) (w4Run, error) {
 		defer closeIdle()
 		close(consumed)
 	}
+	cpu0, _ := readCPU(p.pid())
 	began := time.Now()
 	sampled := make(chan []w4Sample, 1)
 	go func() {
@@ -346,6 +348,9 @@ func (b *bench) runW4(ctx context.Context, a w4Agent) (w4Run, error) {
 	}()
 	r.requests = load(ctx, send, b.cfg.w4In, b.cfg.w4Batch, b.cfg.w4For, &accepted, &refused)
 	r.consumed, r.ran = cons.taken.Load(), time.Since(began)
+	if cpu, err := readCPU(p.pid()); err == nil {
+		r.cpu = cpu - cpu0
+	}
 	cancel()
 	r.samples = <-sampled
 	<-consumed
@@ -421,6 +426,7 @@ func (b *bench) w4Results(r w4Run) {
 	add("failed", float64(failed)*batch, "events")
 	add("consumed_rate", float64(r.consumed)/r.ran.Seconds(), "events/s")
 	add("load_seconds", r.ran.Seconds(), "s")
+	add("cpu", r.cpu, "s")
 	slices.Sort(ok)
 	if len(ok) > 0 {
 		add("latency_p50", ms(quantile(ok, 0.50)), "ms")

@@ -231,6 +231,7 @@ type w5Run struct {
 	rss             []rssSample
 	progress        []rssSample // lines counted over time (Bytes holds lines)
 	stalled         bool
+	cpu             float64 // CPU seconds the agent used from its start to the end of the run
 }
 
 // runW5 runs one agent against in: started by start (which gets the run's work and output
@@ -283,6 +284,7 @@ func runW5(ctx context.Context, b *bench, in w5Input, system, variant string, st
 	}
 	// A moment for any line written twice to land, then stop: the agents finish their files.
 	time.Sleep(time.Second)
+	r.cpu, _ = readCPU(p.pid())
 	r.rss = rss.stop()
 	if !p.stop(30 * time.Second) {
 		b.logf("%s %s did not stop within 30 s of SIGTERM: killed", system, variant)
@@ -347,6 +349,10 @@ func (b *bench) w5Results(in w5Input, r w5Run) {
 	add("lines_lost", float64(r.check.lost), "lines")
 	add("lines_doubled", float64(r.check.doubled), "lines")
 	add("lines_garbled", float64(r.check.garbled), "lines")
+	add("cpu", r.cpu, "s")
+	if r.cpu > 0 {
+		add("cpu_per_100mb", r.cpu/(float64(in.bytes)/1e8), "s")
+	}
 	peak, mean := rssStats(r.rss)
 	add("rss_peak", float64(peak)/(1<<20), "MiB")
 	add("rss_mean", float64(mean)/(1<<20), "MiB")
