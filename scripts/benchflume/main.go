@@ -37,22 +37,23 @@ import (
 
 // config is what the flags set.
 type config struct {
-	quick     bool
-	only      string // "", "w4" or "w5"
-	work      string
-	keep      bool
-	flumeRun  string
-	jsonOut   string
-	mdOut     string
-	plotDir   string
-	w5MB      int
-	w5Files   int
-	stall     time.Duration
-	w4For     time.Duration
-	w4In      int // events/s offered
-	w4Out     int // events/s the consumer takes
-	w4Batch   int // events per request
-	flumeHeap string
+	quick      bool
+	only       string // "", "w4" or "w5"
+	work       string
+	keep       bool
+	flumeRun   string
+	jsonOut    string
+	mdOut      string
+	plotDir    string
+	w5MB       int
+	w5Files    int
+	stall      time.Duration
+	w4For      time.Duration
+	w4In       int // events/s offered
+	w4Out      int // events/s the consumer takes
+	w4Batch    int // events per request
+	flumeHeap  string
+	flumeBatch int // W5: the Flume source's and sink's batch size
 }
 
 // result is one figure, one line of the JSON-lines file.
@@ -115,6 +116,7 @@ func run(ctx context.Context, args []string) error {
 	fl.IntVar(&c.w4Out, "w4-out", 1000, "W4: events per second the consumer takes")
 	fl.IntVar(&c.w4Batch, "w4-batch", 100, "W4: events per request")
 	fl.StringVar(&c.flumeHeap, "flume-heap", "1g", "the Flume JVM's -Xmx")
+	fl.IntVar(&c.flumeBatch, "flume-batch", 1000, "W5: batch size of Flume's TAILDIR source and file_roll sink (at most 10000, the file channel's transaction capacity)")
 	if err := fl.Parse(args); err != nil {
 		return err
 	}
@@ -132,6 +134,9 @@ func run(ctx context.Context, args []string) error {
 	}
 	if c.w4In <= 0 || c.w4Out <= 0 || c.w4Batch <= 0 || c.w5MB <= 0 || c.w5Files <= 0 {
 		return errors.New("-w4-in, -w4-out, -w4-batch, -w5-mb and -w5-files must be above 0")
+	}
+	if c.flumeBatch < 1 || c.flumeBatch > 10000 {
+		return fmt.Errorf("-flume-batch %d: want 1 to 10000", c.flumeBatch)
 	}
 	b := &bench{cfg: c}
 	var err error

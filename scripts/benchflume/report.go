@@ -80,6 +80,9 @@ func describeMachine(_ context.Context, c config) machine {
 	if c.only != "" {
 		m.command += " -only " + c.only
 	}
+	if c.flumeBatch != 1000 {
+		m.command += fmt.Sprintf(" -flume-batch %d", c.flumeBatch)
+	}
 	return m
 }
 
@@ -169,8 +172,8 @@ func (b *bench) markdown(env machine, w5runs []w5Run, w4runs []w4Run, plots []st
 		p("")
 		p("- Weir: taildir source → topic (3 partitions) → file sink (lines, default rolls). Every source")
 		p("  batch is fsynced to the topic and every sink Write to its file.")
-		p("- Flume: TAILDIR (batchSize 1000) → file channel (defaults: fsync at each commit) or memory")
-		p("  channel (capacity 100,000, transactions of 1,000) → file_roll (batchSize 1000, roll every")
+		p("- Flume: TAILDIR (batchSize %d) → file channel (defaults: fsync at each commit) or memory", b.cfg.flumeBatch)
+		p("  channel (capacity 100,000, transactions of %d) → file_roll (batchSize %d, roll every", b.cfg.flumeBatch, b.cfg.flumeBatch)
 		p("  300 s; it flushes each batch but does not fsync). Flume's default batch size is 100.")
 		p("- CPU s per 100 MB: the agent process's user and system CPU time from its start (the JVM's")
 		p("  start and JIT included) until every line was out, per 100 MB of input. It depends less on")

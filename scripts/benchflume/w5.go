@@ -187,10 +187,10 @@ func checkW5(dir string, total int64) (w5Check, error) {
 	return c, nil
 }
 
-// flumeW5Conf is the agent "a": TAILDIR -> channel -> file_roll, batches of 1,000 events at the
+// flumeW5Conf is the agent "a": TAILDIR -> channel -> file_roll, batches of batch events at the
 // source and the sink (Flume's defaults are 100), files rolled every 300 s (as Weir's file sink
 // rolls at 5 minutes).
-func flumeW5Conf(in w5Input, work, out, channel string) string {
+func flumeW5Conf(in w5Input, work, out, channel string, batch int) string {
 	var b strings.Builder
 	p := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
 	p("a.sources = t")
@@ -202,7 +202,7 @@ func flumeW5Conf(in w5Input, work, out, channel string) string {
 	p("a.sources.t.filegroups = g")
 	// The file name part is a regular expression; '\' escapes in a properties file, so it doubles.
 	p(`a.sources.t.filegroups.g = %s/.*\\.log`, in.dir)
-	p("a.sources.t.batchSize = 1000")
+	p("a.sources.t.batchSize = %d", batch)
 	switch channel {
 	case "file":
 		p("a.channels.c.type = file")
@@ -211,13 +211,13 @@ func flumeW5Conf(in w5Input, work, out, channel string) string {
 	case "memory":
 		p("a.channels.c.type = memory")
 		p("a.channels.c.capacity = 100000")
-		p("a.channels.c.transactionCapacity = 1000")
+		p("a.channels.c.transactionCapacity = %d", batch)
 	}
 	p("a.sinks.f.type = file_roll")
 	p("a.sinks.f.channel = c")
 	p("a.sinks.f.sink.directory = %s", out)
 	p("a.sinks.f.sink.rollInterval = 300")
-	p("a.sinks.f.sink.batchSize = 1000")
+	p("a.sinks.f.sink.batchSize = %d", batch)
 	return b.String()
 }
 
@@ -310,10 +310,10 @@ func (b *bench) w5(ctx context.Context) ([]w5Run, error) {
 			return b.startWeir("weir-w5", work, "-data", filepath.Join(work, "node"), "-files", in.glob, "-out", out)
 		}},
 		{"flume", "file-channel", func(work, out string) (*proc, error) {
-			return b.startFlume(work, flumeW5Conf(in, work, out, "file"))
+			return b.startFlume(work, flumeW5Conf(in, work, out, "file", b.cfg.flumeBatch))
 		}},
 		{"flume", "memory-channel", func(work, out string) (*proc, error) {
-			return b.startFlume(work, flumeW5Conf(in, work, out, "memory"))
+			return b.startFlume(work, flumeW5Conf(in, work, out, "memory", b.cfg.flumeBatch))
 		}},
 	}
 	for _, a := range agents {
