@@ -161,7 +161,7 @@ func run(ctx context.Context, args []string) error {
 	if out, err := runOutput(c.flumeRun, "--fetch"); err != nil {
 		return fmt.Errorf("%s --fetch: %w\n%s", c.flumeRun, err, out)
 	}
-	env := describeMachine(ctx, c)
+	env := describeMachine(args)
 	var w5runs []w5Run
 	var w4runs []w4Run
 	if c.only == "" || c.only == "w5" {

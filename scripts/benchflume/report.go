@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -54,7 +53,7 @@ func loadAvg() string {
 	return strings.Join(f[:3], " ")
 }
 
-func describeMachine(_ context.Context, c config) machine {
+func describeMachine(args []string) machine {
 	m := machine{started: time.Now(), nproc: runtime.NumCPU(), goVersion: runtime.Version(), loadBefore: loadAvg()}
 	m.uname, _ = runOutput("uname", "-srm")
 	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
@@ -73,16 +72,7 @@ func describeMachine(_ context.Context, c config) machine {
 	if out, _ := runOutput("git", "status", "--porcelain", "--untracked-files=no"); out != "" {
 		m.commit += " (with local changes)"
 	}
-	m.command = "go run ./scripts/benchflume"
-	if c.quick {
-		m.command += " -quick"
-	}
-	if c.only != "" {
-		m.command += " -only " + c.only
-	}
-	if c.flumeBatch != 1000 {
-		m.command += fmt.Sprintf(" -flume-batch %d", c.flumeBatch)
-	}
+	m.command = strings.TrimSpace("go run ./scripts/benchflume " + strings.Join(args, " "))
 	return m
 }
 
