@@ -27,9 +27,10 @@
 //     commits no more. Syncs run in the sink's goroutine while Writes go on appending (see
 //     Concurrency); a roll in a Write is made durable before the Write returns.
 //   - A Write that brings a record of a partition the sink does not hold takes it first: it
-//     takes the partition's lock, reads its state (and fsyncs the state log: its last record
-//     may have survived a process crash without being durable, and must be before it is acted
-//     on) and puts its files back in the state it describes: the in-progress file is cut to its
+//     takes the partition's lock, reads its state (and writes the state log anew, holding that
+//     state only: its last record may have survived a process crash, or a failed fsync,
+//     without being durable, and must be before it is acted on) and puts its files back in the
+//     state it describes: the in-progress file is cut to its
 //     recorded length (bytes after it were appended but never made durable, so their offsets
 //     were not committed and will be replayed), in-progress files of the partition the state does not know are removed, and
 //     the recorded renames are completed. If another sink holds the lock (a member that has
@@ -102,8 +103,8 @@
 // checksum wrong) is a torn append if nothing but zeros follows it, and is cut; otherwise the
 // log is corrupt and the partition is not taken. A sync appends a record and fsyncs the log; a
 // log longer than 64 KiB is replaced by one holding the new record only (temporary name,
-// fsync, rename, directory fsync), as a new partition's log is created when it is first
-// taken, before any of its files exists.
+// fsync, rename, directory fsync), as a log is written anew at every take (a new partition's
+// when it is first taken, before any of its files exists).
 //
 // Version 2 of the sink replaced a JSON state file, <topic>-<partition>.json, holding what a
 // record holds with "version":2, after every Write. Its marker was {"version":2}: Open replaces

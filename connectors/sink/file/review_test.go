@@ -2,6 +2,7 @@ package file
 
 import (
 	"errors"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -45,8 +46,9 @@ func TestTakeSyncsARenameItFoundDone(t *testing.T) {
 		switch {
 		case op == vfs.OpSyncDir && filepath.Clean(name) == "/out":
 			unsynced = nil
-		case op == vfs.OpWrite && strings.HasSuffix(name, logSuffix),
-			op == vfs.OpRename && strings.HasSuffix(name, logSuffix+vfs.TmpSuffix):
+		case op == vfs.OpWrite && strings.HasSuffix(name, logSuffix):
+			// The append of the state that no longer records the rename (the take's rewrite
+			// of the log, under a temporary name, still records it).
 			if len(unsynced) > 0 {
 				t.Errorf("state written before the directory fsync of %v", unsynced)
 			}
@@ -99,5 +101,145 @@ func TestMigrationSyncsARenameItFoundDone(t *testing.T) {
 	}
 	if got := finished(t, mem, "/out", Lines)["t/0"]; strings.Join(got, ",") != "v00,v01" {
 		t.Fatalf("t/0 holds %v", got)
+	}
+}
+
+// lostFS models Linux after a failed fsync: the pages it did not write are marked clean, so
+// they stay readable from the page cache but a later fsync, by any handle, has nothing to
+// write. lost holds, per path, the file's length when its fsync failed; a Sync of it while it
+// still has that length succeeds and makes nothing durable.
+type lostFS struct {
+	vfs.FS
+	lost map[string]int64
+}
+
+func (l lostFS) Lock(name string) (func() error, error) { return vfs.Lock(l.FS, name) }
+
+func (l lostFS) OpenAppend(name string) (vfs.File, error) {
+	f, err := l.FS.OpenAppend(name)
+	if err != nil {
+		return nil, err
+	}
+	return lostFile{f, l}, nil
+}
+
+type lostFile struct {
+	vfs.File
+	fs lostFS
+}
+
+func (f lostFile) Sync() error {
+	if n, ok := f.fs.lost[filepath.Clean(f.Name())]; ok {
+		if size, err := f.Size(); err == nil && size == n {
+			return nil // the clean pages are not written again
+		}
+	}
+	return f.File.Sync()
+}
+
+// TestTakeRewritesAStateWhoseFsyncFailed: a state record is appended and its fsync fails (the
+// sink breaks, the process restarts). On Linux the record stays readable in the page cache,
+// but its pages are clean, so the next take's fsync of the log makes nothing durable: the take
+// must not act on the record (report it durable) before it wrote it anew, or a machine crash
+// brings back the state before it and cuts records whose offsets were committed.
+func TestTakeRewritesAStateWhoseFsyncFailed(t *testing.T) {
+	mem := vfs.NewMem()
+	failLogSync := false
+	fsys := vfs.NewFaulty(mem, vfs.InjectorFunc(func(op vfs.Op, name string) error {
+		if failLogSync && op == vfs.OpSync && strings.HasSuffix(name, logSuffix) {
+			return vfs.ErrInjected
+		}
+		return nil
+	}))
+	cfg := Config{Dir: "/out", RollSize: 1 << 20, SyncSize: 1, FS: fsys}
+	s := openSink(t, cfg)
+	writeDurable(t, s, msgs("t", 0, 0, 5))
+	failLogSync = true
+	if err := s.Write(ctx, msgs("t", 0, 5, 10)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.tick(); !errors.Is(err, vfs.ErrInjected) {
+		t.Fatalf("sync whose state fsync fails: %v", err)
+	}
+	abandon(s)
+	mem = mem.Clone() // the process restarts; the page cache holds the record
+	logPath := "/out/.state/t-0" + logSuffix
+	size, err := mem.Stat(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.FS = lostFS{mem, map[string]int64{logPath: size}}
+	s = openSink(t, cfg)
+	reported := durableOf(t, s) // what the runner commits
+	abandon(s)
+
+	mem = mem.Crash(nil) // a machine crash
+	cfg.FS = mem
+	s = openSink(t, cfg)
+	if d := durableOf(t, s); d != reported {
+		t.Fatalf("durable %q after a machine crash, but %q was reported durable before it", d, reported)
+	}
+	var from int64
+	if _, err := fmt.Sscanf(reported, "t/0:%d", &from); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Write(ctx, msgs("t", 0, from, 12)); err != nil { // the replay from the commit
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := finished(t, mem, "/out", Lines)["t/0"]; strings.Join(got, ",") != strings.Join(want(0, 12), ",") {
+		t.Fatalf("content: %v", got)
+	}
+}
+
+// TestTakeSyncsTheStateDirectory: a compaction renames its new state log into place and the
+// process dies before the directory fsync. The next take reads the new log; before it acts on
+// it (Open returns, Durable reports it) the rename must be durable, or a machine crash brings
+// back the old log, whose last state is older than what was reported.
+func TestTakeSyncsTheStateDirectory(t *testing.T) {
+	mem := vfs.NewMem()
+	dying, logs := false, 0
+	fsys := vfs.NewFaulty(mem, vfs.InjectorFunc(func(op vfs.Op, name string) error {
+		if op == vfs.OpRename && strings.HasSuffix(name, logSuffix+vfs.TmpSuffix) {
+			logs++
+			dying = logs > 1 // the first is the log's creation by the take
+		}
+		if dying && op == vfs.OpSyncDir {
+			return vfs.ErrInjected // the process dies after the compaction's rename
+		}
+		return nil
+	}))
+	cfg := Config{Dir: "/out", RollSize: 1 << 30, SyncSize: 1, FS: fsys}
+	s := openSink(t, cfg)
+	var from int64
+	for ; !dying; from += 2 {
+		if from > 10000 {
+			t.Fatal("no compaction")
+		}
+		if err := s.Write(ctx, msgs("t", 0, from, from+2)); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.tick(); err != nil && !dying {
+			t.Fatal(err)
+		}
+	}
+	abandon(s)
+	mem = mem.Clone()
+	unsynced := []string{"the compaction's rename"}
+	rec := vfs.InjectorFunc(func(op vfs.Op, name string) error {
+		if op == vfs.OpSyncDir && filepath.Clean(name) == "/out/.state" {
+			unsynced = nil
+		}
+		return nil
+	})
+	cfg.FS = vfs.NewFaulty(mem, rec)
+	s = openSink(t, cfg)
+	if len(unsynced) > 0 {
+		t.Fatalf("Open returned, Durable reporting %q, with %v not durable", durableOf(t, s), unsynced)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
 	}
 }

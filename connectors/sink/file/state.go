@@ -329,11 +329,16 @@ func (s *Sink) load(p *part) error {
 		return err
 	}
 	p.last, p.durable = st.Last, st.Last
-	if fresh {
-		// A new partition, or one being migrated: its log is written whole.
-		if err := s.createLog(p, st); err != nil {
-			return err
-		}
+	// The log is written anew, holding st, before st is acted on (its renames made, files cut
+	// to it, Durable reporting it): a new partition's or a migrated one's log is written whole;
+	// an existing log's last state may be one whose fsync never came (a process crash keeps it
+	// in the page cache; TestCrashAnywhere found it, seed 179) or failed, and on Linux a failed
+	// fsync leaves its pages clean, so that an fsync of the log again would make nothing
+	// durable (TestTakeRewritesAStateWhoseFsyncFailed); and the log may be the rename of a
+	// compaction, or of a take, that died before its directory fsync (TestTakeSyncsTheStateDirectory).
+	// The rewrite (temporary file, fsync, rename, directory fsync) covers them all.
+	if err := s.createLog(p, st); err != nil {
+		return err
 	}
 	if fresh || noJSON {
 		if err := vfs.WriteFileAtomic(s.cfg.FS, s.statePath(p.stateName()), []byte(tombstone)); err != nil {
@@ -432,7 +437,7 @@ func (s *Sink) readState(p *part) (st partState, fresh, noJSON bool, err error) 
 			return st, false, false, fmt.Errorf("state %s: version %d, want %d or %d", p.stateName(), st.Version, manifestVersion, jsonVersion)
 		}
 	}
-	f, err := s.cfg.FS.OpenAppend(s.statePath(p.logName()))
+	f, err := s.cfg.FS.Open(s.statePath(p.logName()))
 	if errors.Is(err, fs.ErrNotExist) {
 		// New (or created by a take that died before its log was in place).
 		return partState{Version: manifestVersion, manifestPart: manifestPart{Topic: p.topic, Partition: p.partition, Last: -1}}, true, noJSON, nil
@@ -440,28 +445,15 @@ func (s *Sink) readState(p *part) (st partState, fresh, noJSON bool, err error) 
 	if err != nil {
 		return st, false, false, err
 	}
-	st, end, size, err := readLog(f)
-	if err == nil && end < size {
-		// The torn tail of a state a crash interrupted: never reported durable. Appending after
-		// it would hide every later state.
-		err = f.Truncate(end)
-	}
-	if err == nil {
-		// The last state may be one whose fsync failed, or never came (a process crash keeps
-		// it in the page cache): it must be durable before it is acted on (its renames made,
-		// files cut to it), or a machine crash could bring back an older state that names
-		// files renamed since (TestCrashAnywhere found it, seed 179). The cut of a torn tail
-		// is made durable with it.
-		err = f.Sync()
-	}
+	defer f.Close()
+	st, _, _, err = readLog(f)
 	if err == nil && (st.Topic != p.topic || st.Partition != p.partition) {
 		err = fmt.Errorf("is of %s/%d", st.Topic, st.Partition)
 	}
 	if err != nil {
-		f.Close()
 		return st, false, false, fmt.Errorf("state %s: %w", p.logName(), err)
 	}
-	p.state, p.stateSize = f, end
+	// load writes the log anew from st (a torn tail is dropped with it) before acting on it.
 	return st, false, noJSON, nil
 }
 
