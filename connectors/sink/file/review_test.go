@@ -1,6 +1,7 @@
 package file
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -241,5 +242,42 @@ func TestTakeSyncsTheStateDirectory(t *testing.T) {
 	}
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestReadLogCorruptLengthBeforeMore: a record in the middle of a state log whose length was
+// damaged (zero, more than any record, or past the end of the log) hides whole records after
+// it. Only the last record can be torn (each is fsynced before the next is appended), so this
+// is corruption, to report, not a torn tail to cut: cutting it would roll the partition back to
+// an older state, and cut its file below records whose offsets were committed.
+func TestReadLogCorruptLengthBeforeMore(t *testing.T) {
+	rec := func(last int64) []byte {
+		b, err := logRecord(partState{Version: manifestVersion, manifestPart: manifestPart{Topic: "t", Last: last}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	for _, c := range []struct {
+		name   string
+		length uint32
+	}{{"zero length", 0}, {"length over the limit", 0xffffffff}, {"length past the end", 1 << 20}} {
+		t.Run(c.name, func(t *testing.T) {
+			r2 := rec(2)
+			binary.BigEndian.PutUint32(r2, c.length)
+			log := append(append(append(append([]byte(logMagic), rec(1)...), r2...), rec(3)...), rec(4)...)
+			mem := vfs.NewMem()
+			if err := mem.WriteFile("/log", log); err != nil {
+				t.Fatal(err)
+			}
+			f, err := mem.Open("/log")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			if st, end, _, err := readLog(f); err == nil {
+				t.Fatalf("read as state %d, cut at %d of %d bytes: the records after the damaged one are lost", st.Last, end, len(log))
+			}
+		})
 	}
 }

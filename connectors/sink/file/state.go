@@ -480,10 +480,18 @@ func readLog(f vfs.File) (partState, int64, int64, error) {
 		if len(rest) < logHeader {
 			break // torn
 		}
-		n := int(binary.BigEndian.Uint32(rest))
-		if n == 0 || n > logMaxRecord || logHeader+n > len(rest) || crc32.Checksum(rest[logHeader:logHeader+n], castagnoli) != binary.BigEndian.Uint32(rest[4:]) {
+		n, ok := wholeRecord(rest)
+		if !ok {
 			if logHeader+n < len(rest) && n > 0 && n <= logMaxRecord && !allZero(rest[logHeader+n:]) {
 				return st, 0, 0, fmt.Errorf("corrupt record at %d, followed by more", off)
+			}
+			// Only the last record can be torn: each is fsynced before the next is appended.
+			// A whole record after it means that this one was damaged (its length, say), and
+			// cutting here would drop later states (TestReadLogCorruptLengthBeforeMore).
+			for i := 1; i+logHeader <= len(rest); i++ {
+				if _, ok := wholeRecord(rest[i:]); ok {
+					return st, 0, 0, fmt.Errorf("corrupt record at %d, followed by a whole one at %d", off, off+i)
+				}
 			}
 			break // torn: the last record, never synced
 		}
@@ -500,6 +508,17 @@ func readLog(f vfs.File) (partState, int64, int64, error) {
 		return st, 0, 0, fmt.Errorf("version %d, want %d", st.Version, manifestVersion)
 	}
 	return st, int64(off), size, nil
+}
+
+// wholeRecord reports whether b starts with a whole record of a state log, and the length its
+// header gives.
+func wholeRecord(b []byte) (int, bool) {
+	if len(b) < logHeader {
+		return 0, false
+	}
+	n := int(binary.BigEndian.Uint32(b))
+	return n, n > 0 && n <= logMaxRecord && logHeader+n <= len(b) &&
+		crc32.Checksum(b[logHeader:logHeader+n], castagnoli) == binary.BigEndian.Uint32(b[4:])
 }
 
 func allZero(b []byte) bool {
