@@ -281,3 +281,34 @@ func TestReadLogCorruptLengthBeforeMore(t *testing.T) {
 		})
 	}
 }
+
+// TestMissingStateLogIsNotANewPartition: a partition's JSON state says its state is its log
+// ({"version":3}, written only once the log is in place) and the log is gone. Taking the
+// partition as a new one would remove its in-progress file, with records whose offsets were
+// committed, as a file no state knows: the take must fail, naming the log.
+func TestMissingStateLogIsNotANewPartition(t *testing.T) {
+	mem := vfs.NewMem()
+	cfg := Config{Dir: "/out", RollSize: 1 << 20, SyncSize: 1, FS: mem}
+	s := openSink(t, cfg)
+	writeDurable(t, s, msgs("t", 0, 0, 5))
+	abandon(s)
+	mem = mem.Clone() // the process ends: its locks go
+	cfg.FS = mem
+	if err := mem.Remove("/out/.state/t-0" + logSuffix); err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.manual = true
+	err = s.Open(ctx)
+	if err == nil {
+		d := durableOf(t, s)
+		abandon(s)
+		t.Fatalf("opened with t-0's state log gone, durable %q, files %v", d, func() []string { n, _ := mem.List("/out"); return n }())
+	}
+	if !strings.Contains(err.Error(), "t-0"+logSuffix) {
+		t.Fatalf("the error does not name the log: %v", err)
+	}
+}

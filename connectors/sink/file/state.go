@@ -438,6 +438,11 @@ func (s *Sink) readState(p *part) (st partState, fresh, noJSON bool, err error) 
 		}
 	}
 	f, err := s.cfg.FS.Open(s.statePath(p.logName()))
+	if errors.Is(err, fs.ErrNotExist) && !noJSON {
+		// {"version":3} is written only once the log is in place (TestMissingStateLogIsNotANewPartition):
+		// taken as new, the partition would lose its in-progress file.
+		return st, false, false, fmt.Errorf("state %s is missing, and %s says the partition has one", p.logName(), p.stateName())
+	}
 	if errors.Is(err, fs.ErrNotExist) {
 		// New (or created by a take that died before its log was in place).
 		return partState{Version: manifestVersion, manifestPart: manifestPart{Topic: p.topic, Partition: p.partition, Last: -1}}, true, noJSON, nil
