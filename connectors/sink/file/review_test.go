@@ -312,3 +312,28 @@ func TestMissingStateLogIsNotANewPartition(t *testing.T) {
 		t.Fatalf("the error does not name the log: %v", err)
 	}
 }
+
+// TestCorruptStateLogErrorNamesIt: a Write that takes a partition whose state log is damaged
+// fails with an error that names the log's path (a sink's directory is not in a Write's
+// error otherwise) and what is wrong with it, and writes nothing.
+func TestCorruptStateLogErrorNamesIt(t *testing.T) {
+	mem := vfs.NewMem()
+	cfg := Config{Dir: "/out", RollSize: 1 << 20, SyncSize: 1, FS: mem}
+	s := openSink(t, cfg)
+	writeDurable(t, s, msgs("t", 0, 0, 5))
+	writeDurable(t, s, msgs("t", 0, 5, 7))
+	if err := s.Reset(); err != nil { // lets go of t/0; its next Write takes it again
+		t.Fatal(err)
+	}
+	const log = "/out/.state/t-0" + logSuffix
+	if err := mem.Corrupt(log, int64(len(logMagic))+logHeader+3, []byte("X")); err != nil { // in the first record
+		t.Fatal(err)
+	}
+	err := s.Write(ctx, msgs("t", 0, 7, 9))
+	if err == nil || !strings.Contains(err.Error(), log) || !strings.Contains(err.Error(), "corrupt record at 8") {
+		t.Fatalf("Write with a corrupt state log: %v; want an error naming %s and the corrupt record", err, log)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -348,7 +348,7 @@ func (s *Sink) load(p *part) error {
 	dirty := false
 	for _, r := range st.Renames {
 		if !p.owns(r.From) {
-			return fmt.Errorf("state of %s renames %q, a file of another partition", p.logName(), r.From)
+			return fmt.Errorf("state of %s renames %q, a file of another partition", s.statePath(p.logName()), r.From)
 		}
 		if _, err := s.redoRename(r); err != nil {
 			return err
@@ -424,24 +424,24 @@ func (s *Sink) readState(p *part) (st partState, fresh, noJSON bool, err error) 
 		return st, false, false, err
 	default:
 		if err := json.Unmarshal(b, &st); err != nil {
-			return st, false, false, fmt.Errorf("state %s is corrupt: %w", p.stateName(), err)
+			return st, false, false, fmt.Errorf("state %s is corrupt: %w", s.statePath(p.stateName()), err)
 		}
 		switch st.Version {
 		case manifestVersion:
 		case jsonVersion:
 			if st.Topic != p.topic || st.Partition != p.partition {
-				return st, false, false, fmt.Errorf("state %s is of %s/%d", p.stateName(), st.Topic, st.Partition)
+				return st, false, false, fmt.Errorf("state %s is of %s/%d", s.statePath(p.stateName()), st.Topic, st.Partition)
 			}
 			return st, true, false, nil
 		default:
-			return st, false, false, fmt.Errorf("state %s: version %d, want %d or %d", p.stateName(), st.Version, manifestVersion, jsonVersion)
+			return st, false, false, fmt.Errorf("state %s: version %d, want %d or %d", s.statePath(p.stateName()), st.Version, manifestVersion, jsonVersion)
 		}
 	}
 	f, err := s.cfg.FS.Open(s.statePath(p.logName()))
 	if errors.Is(err, fs.ErrNotExist) && !noJSON {
 		// {"version":3} is written only once the log is in place (TestMissingStateLogIsNotANewPartition):
 		// taken as new, the partition would lose its in-progress file.
-		return st, false, false, fmt.Errorf("state %s is missing, and %s says the partition has one", p.logName(), p.stateName())
+		return st, false, false, fmt.Errorf("state %s is missing, and %s says the partition has one", s.statePath(p.logName()), p.stateName())
 	}
 	if errors.Is(err, fs.ErrNotExist) {
 		// New (or created by a take that died before its log was in place).
@@ -456,7 +456,7 @@ func (s *Sink) readState(p *part) (st partState, fresh, noJSON bool, err error) 
 		err = fmt.Errorf("is of %s/%d", st.Topic, st.Partition)
 	}
 	if err != nil {
-		return st, false, false, fmt.Errorf("state %s: %w", p.logName(), err)
+		return st, false, false, fmt.Errorf("state %s: %w", s.statePath(p.logName()), err)
 	}
 	// load writes the log anew from st (a torn tail is dropped with it) before acting on it.
 	return st, false, noJSON, nil
