@@ -100,8 +100,9 @@
 // Unix milliseconds); last is the last offset made durable (-1 for none); renames lists the
 // rolls of the partition made right after the record was written, as from/to names, until the
 // next record. The last whole record is the state. A record that does not read (short, or its
-// checksum wrong) is a torn append if nothing but zeros follows it, and is cut; otherwise the
-// log is corrupt and the partition is not taken. A sync appends a record and fsyncs the log; a
+// checksum wrong) is a torn append if nothing but zeros follows it and no whole record starts
+// after it (only the last record can be torn), and is cut; otherwise the log is corrupt and the
+// partition is not taken (a missing log, where the JSON state says {"version":3}, as well). A sync appends a record and fsyncs the log; a
 // log longer than 64 KiB is replaced by one holding the new record only (temporary name,
 // fsync, rename, directory fsync), as a log is written anew at every take (a new partition's
 // when it is first taken, before any of its files exists).
