@@ -8,7 +8,7 @@ BENCH       ?= .
 BENCHTIME   ?= 2s
 FUZZTIME    ?= 30s
 
-.PHONY: build run test deps unit lint vet fmt bench bench-cluster bench-sources bench-sinks fuzz soak clean
+.PHONY: build run test deps unit lint vet fmt bench bench-cluster bench-sources bench-sinks bench-compare fuzz soak clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/weir
@@ -81,6 +81,14 @@ bench-sinks:
 	$(GO) test -run '^$$' -bench TopicToHDFS -benchtime 300000x ./connectors/sink/hdfs/
 	$(GO) test -run '^$$' -bench . -benchtime $(SINK_RECORDS)x ./connectors/sink/bench/
 	$(GO) test -run '^$$' -bench BenchmarkWrite -benchtime 500x ./connectors/sink/file/
+
+# The comparison with Apache Kafka of issues 7 and 8 (scripts/benchcompare): Weir and Apache
+# Kafka 4.4 (KRaft, scripts/kafka-server, fetched from Maven Central) started in turn on this
+# machine and driven by the same clients (workloads W1 and W2); rewrites its section of
+# docs/benchmarks.md and the plots in docs/bench/. BENCH_COMPARE_FLAGS=-quick is a smoke test.
+BENCH_COMPARE_FLAGS ?=
+bench-compare:
+	$(GO) run ./scripts/benchcompare $(BENCH_COMPARE_FLAGS)
 
 # Runs every fuzz target for FUZZTIME each.
 fuzz:
