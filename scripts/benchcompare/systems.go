@@ -158,6 +158,9 @@ func (h *harness) startKafka(ctx context.Context, nodes int) (*cluster, error) {
 	}
 	if bootstrap == "" {
 		_ = stop()
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
 		return nil, fmt.Errorf("%s %d did not print its address (its log: %s)", kafkaServerScript, nodes, logPath)
 	}
 	c := &cluster{

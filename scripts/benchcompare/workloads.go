@@ -71,6 +71,9 @@ func (h *harness) produceComparison(ctx context.Context, spec produceSpec) error
 }
 
 func (h *harness) produceAgainst(ctx context.Context, spec produceSpec, round int, sys system) error {
+	if err := ctx.Err(); err != nil { // interrupted: start nothing more
+		return err
+	}
 	h.progress("%s round %d: starting %s, %d node(s)", spec.workload, round, sys.name, spec.nodes)
 	c, err := sys.start(ctx, h, spec.nodes)
 	if err != nil {
@@ -99,7 +102,7 @@ func (h *harness) produceAgainst(ctx context.Context, spec produceSpec, round in
 	if left := h.procs.alive(); len(left) > 0 {
 		return fmt.Errorf("after stopping %s, processes still run: %v", sys.name, left)
 	}
-	return nil
+	return ctx.Err()
 }
 
 // measureOne creates a topic and runs one client on it while sampling the servers.
