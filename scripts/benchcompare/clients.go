@@ -128,6 +128,11 @@ func (h *harness) runProducerPerf(ctx context.Context, c *cluster, topic, acks s
 			if err == nil {
 				runs[i], err = parsePerf(out)
 			}
+			// ProducerPerformance counts only the records whose send succeeded (and prints the
+			// others' exceptions), so a short count is a failed run.
+			if err == nil && runs[i].records != n {
+				err = fmt.Errorf("ProducerPerformance: %d of %d records acknowledged", runs[i].records, n)
+			}
 			errs[i] = err
 		}()
 	}
