@@ -36,6 +36,7 @@ type config struct {
 	rounds    int
 	only      string
 	records   int64
+	warmup    int64
 	doc       string
 	plots     string
 	keep      bool
@@ -48,6 +49,7 @@ func main() {
 	flag.IntVar(&cfg.rounds, "rounds", 1, "how many times each workload alternates the systems")
 	flag.StringVar(&cfg.only, "only", "", "comma-separated workload ids to run (default: all), e.g. W1")
 	flag.Int64Var(&cfg.records, "records", 0, "records per measurement, over all its producers (default: 1,000,000; 30,000 with -quick)")
+	flag.Int64Var(&cfg.warmup, "warmup", -1, "records sent, unmeasured, to each system after it starts (default: 300,000; 0 with -quick)")
 	flag.StringVar(&cfg.doc, "doc", "docs/benchmarks.md", "markdown file whose bench-compare section is rewritten (empty: print the section)")
 	flag.StringVar(&cfg.plots, "plots", "docs/bench", "directory for the PNG plots (empty: none)")
 	flag.BoolVar(&cfg.keep, "keep", false, "keep the work directory (binaries, node data and logs)")
@@ -74,6 +76,12 @@ func run(ctx context.Context, cfg config) error {
 		cfg.records = 1_000_000
 		if cfg.quick {
 			cfg.records = 30_000
+		}
+	}
+	if cfg.warmup < 0 {
+		cfg.warmup = 300_000
+		if cfg.quick {
+			cfg.warmup = 0
 		}
 	}
 	chosen, err := selectWorkloads(cfg.only)

@@ -175,8 +175,8 @@ func (h *harness) report(chosen []workload) string {
 	fmt.Fprintf(&b, "- Machine: %d CPUs (%s), %s of memory, %s. Load average %s at the start and %s at the end:\n", m.cpus, m.cpuModel, m.memory, m.uname, m.loadStart, m.loadEnd)
 	fmt.Fprintf(&b, "  other work shares this machine, so these figures are preliminary.\n")
 	fmt.Fprintf(&b, "- Versions: Weir at commit %s (%s); Apache Kafka %s (broker `org.apache.kafka:kafka_2.13`, tools `org.apache.kafka:kafka-tools`, from Maven Central); %s.\n", m.commit, m.goVersion, kafkaVersion, m.java)
-	fmt.Fprintf(&b, "- %s records of %d B per measurement (shared evenly by its producers), %d round(s); the run took %s.\n",
-		thousands(float64(h.cfg.records)), recordSize, h.cfg.rounds, h.elapsed.Round(time.Second))
+	fmt.Fprintf(&b, "- %s records of %d B per measurement (shared evenly by its producers), %d round(s); each system warmed up with %s records (acks=1, not reported) after it started; the run took %s.\n",
+		thousands(float64(h.cfg.records)), recordSize, h.cfg.rounds, thousands(float64(h.cfg.warmup)), h.elapsed.Round(time.Second))
 	fmt.Fprintf(&b, "- Command: `make bench-compare` (`go run ./scripts/benchcompare%s`); every command it ran is listed under each workload.\n", h.flagsUsed())
 	plotRel := ""
 	if h.cfg.plots != "" && h.cfg.doc != "" {
@@ -234,6 +234,12 @@ func (h *harness) flagsUsed() string {
 	}
 	if h.cfg.only != "" {
 		f = append(f, "-only "+h.cfg.only)
+	}
+	if def := map[bool]int64{false: 300_000, true: 0}[h.cfg.quick]; h.cfg.warmup != def {
+		f = append(f, fmt.Sprintf("-warmup %d", h.cfg.warmup))
+	}
+	if h.cfg.records != 1_000_000 && !h.cfg.quick {
+		f = append(f, fmt.Sprintf("-records %d", h.cfg.records))
 	}
 	if len(f) == 0 {
 		return ""

@@ -79,6 +79,10 @@ func (h *harness) produceAgainst(ctx context.Context, spec produceSpec, round in
 	if err != nil {
 		return fmt.Errorf("%s: %w", sys.name, err)
 	}
+	if err := h.warmUp(ctx, c, spec, round); err != nil {
+		_ = c.stop()
+		return fmt.Errorf("warming up %s: %w", sys.name, err)
+	}
 	clients := []string{clientProducerPerf}
 	if sys.weir {
 		clients = append(clients, clientWeirBench)
@@ -103,6 +107,25 @@ func (h *harness) produceAgainst(ctx context.Context, spec produceSpec, round in
 		return fmt.Errorf("after stopping %s, processes still run: %v", sys.name, left)
 	}
 	return ctx.Err()
+}
+
+// warmUp sends h.cfg.warmup records with one ProducerPerformance (acks=1) to a topic of its
+// own, not measured, so that the first measurement of a freshly started JVM does not also pay
+// for its just-in-time compilation (Weir's nodes get the same, for the same conditions).
+func (h *harness) warmUp(ctx context.Context, c *cluster, spec produceSpec, round int) error {
+	if h.cfg.warmup <= 0 {
+		return nil
+	}
+	topic := fmt.Sprintf("%s-r%d-warmup", strings.ToLower(spec.workload), round)
+	if err := createTopic(ctx, c.bootstrap, topic, spec.partitions, spec.rf); err != nil {
+		return err
+	}
+	m, err := h.runProducerPerf(ctx, c, topic, "1", 1, h.cfg.warmup)
+	if err != nil {
+		return err
+	}
+	h.progress("  warm-up (not reported): %.0f records/s", m.recordsPerSec)
+	return nil
 }
 
 // measureOne creates a topic and runs one client on it while sampling the servers.
