@@ -167,3 +167,22 @@ func TestWritePlots(t *testing.T) {
 		}
 	}
 }
+
+func TestCommandsOf(t *testing.T) {
+	h := &harness{commands: []string{
+		"go build -o $WORK/weir ./cmd/weir",
+		"$WORK/weir node --id n1 --sync always",
+		"run.sh ProducerPerformance --topic w1-r1-pp-acks1-p1",
+		"scripts/kafka-server/run.sh 1",
+		"run.sh ProducerPerformance --topic w1-r1-pp-acks1-p1",
+		"$WORK/weir node --id n1 --sync always",
+		"run.sh ProducerPerformance --topic w2-r1-pp-acksall-p1",
+	}}
+	got := strings.Join(h.commandsOf("W2"), "\n")
+	if want := "$WORK/weir node --id n1 --sync always\nrun.sh ProducerPerformance --topic w2-r1-pp-acksall-p1"; got != want {
+		t.Fatalf("W2's commands:\n%s\nwant:\n%s", got, want)
+	}
+	if got := h.commandsOf("W1"); len(got) != 4 {
+		t.Fatalf("W1's commands: %q", got)
+	}
+}

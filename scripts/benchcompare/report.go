@@ -214,6 +214,8 @@ func (h *harness) commandsOf(id string) []string {
 			out = append(out, pending...)
 			pending = nil
 			out = append(out, c)
+		case strings.Contains(c, "--topic "):
+			pending = nil // the servers started were another workload's
 		case strings.Contains(c, " node --id ") || strings.HasPrefix(c, kafkaServerScript):
 			pending = append(pending, c)
 		default:
@@ -276,7 +278,7 @@ func ratioTable(rows []result) string {
 	ss, cs := seriesAndCases(rows)
 	kafka := series{apacheKafka.name, clientProducerPerf}
 	var b strings.Builder
-	b.WriteString("\nRatios of Weir's ProducerPerformance rows to Apache Kafka's, case by case (records/s: above 1 is Weir faster; p99: below 1 is Weir's lower):\n\n")
+	b.WriteString("\nRatios of Weir's ProducerPerformance rows to Apache Kafka's, case by case (records/s: above 1 is Weir faster; p99: below 1 is Weir's lower; with several rounds, of the means over the rounds):\n\n")
 	b.WriteString("| Weir series | case | records/s ratio | p99 ratio |\n|---|---|---|---|\n")
 	n := 0
 	for _, s := range ss {
