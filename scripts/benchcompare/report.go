@@ -192,6 +192,9 @@ func (h *harness) report(chosen []workload) string {
 		if plotRel != "" {
 			lw := strings.ToLower(w.id)
 			fmt.Fprintf(&b, "\n![%s throughput](%s/%s-throughput.png)\n![%s latency](%s/%s-latency.png)\n", w.id, plotRel, lw, w.id, plotRel, lw)
+			if h.cfg.rounds > 1 {
+				fmt.Fprintf(&b, "\nThe plots show the mean over the %d rounds.\n", h.cfg.rounds)
+			}
 		}
 		fmt.Fprintf(&b, "\n<details><summary>%s: the exact commands, in order</summary>\n\n```sh\n", w.id)
 		for _, c := range h.commandsOf(w.id) {
