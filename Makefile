@@ -8,7 +8,7 @@ BENCH       ?= .
 BENCHTIME   ?= 2s
 FUZZTIME    ?= 30s
 
-.PHONY: build run test deps unit lint vet fmt bench bench-cluster bench-sources bench-sinks bench-flume fuzz soak clean
+.PHONY: build run test deps unit lint vet fmt bench bench-cluster bench-sources bench-sinks bench-flume bench-compare fuzz soak clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/weir
@@ -89,6 +89,14 @@ bench-sinks:
 FLUME_ARGS ?=
 bench-flume:
 	$(GO) run ./scripts/benchflume $(FLUME_ARGS)
+
+# The comparison with Apache Kafka of issues 7 and 8 (scripts/benchcompare): Weir and Apache
+# Kafka 4.4 (KRaft, scripts/kafka-server, fetched from Maven Central) started in turn on this
+# machine and driven by the same clients (workloads W1 and W2); rewrites its section of
+# docs/benchmarks.md and the plots in docs/bench/. BENCH_COMPARE_FLAGS=-quick is a smoke test.
+BENCH_COMPARE_FLAGS ?=
+bench-compare:
+	$(GO) run ./scripts/benchcompare $(BENCH_COMPARE_FLAGS)
 
 # Runs every fuzz target for FUZZTIME each.
 fuzz:

@@ -1,0 +1,206 @@
+//go:build linux
+
+// Command benchcompare measures Weir and Apache Kafka (KRaft) on this machine in one run, one
+// system at a time, with the same clients and workloads, and writes what it measured into
+// docs/benchmarks.md (between the markers of its section) and PNG plots into docs/bench/.
+// `make bench-compare` runs it from the repository's root.
+//
+// A workload (workloads.go) starts each system in turn (Weir with --sync always, Apache Kafka,
+// Weir with --sync never, alternated), drives it with clients (Kafka's ProducerPerformance
+// through scripts/kafka-tools/run.sh; Weir's `weir bench produce` as an extra row for Weir),
+// samples the servers' resident memory and CPU time while each client runs, and stops every
+// process it started before the next system starts. Apache Kafka runs through
+// scripts/kafka-server/run.sh (fetched from Maven Central); Weir is go build'd from this tree.
+//
+// Concurrency: the workloads run one after the other on the main goroutine; the only other
+// goroutines are a sampler per measurement and the readers of child processes' output, each
+// stopped and waited for by the function that started it.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// config is what the flags set.
+type config struct {
+	quick     bool
+	rounds    int
+	only      string
+	records   int64
+	warmup    int64
+	doc       string
+	plots     string
+	keep      bool
+	caseLimit time.Duration
+}
+
+func main() {
+	var cfg config
+	flag.BoolVar(&cfg.quick, "quick", false, "a smoke test: few records per measurement (the figures mean little)")
+	flag.IntVar(&cfg.rounds, "rounds", 1, "how many times each workload alternates the systems")
+	flag.StringVar(&cfg.only, "only", "", "comma-separated workload ids to run (default: all), e.g. W1")
+	flag.Int64Var(&cfg.records, "records", 0, "records per measurement, over all its producers (default: 1,000,000; 30,000 with -quick)")
+	flag.Int64Var(&cfg.warmup, "warmup", -1, "records sent, unmeasured, to each system after it starts (default: 300,000; 0 with -quick)")
+	flag.StringVar(&cfg.doc, "doc", "docs/benchmarks.md", "markdown file whose bench-compare section is rewritten (empty: print the section)")
+	flag.StringVar(&cfg.plots, "plots", "docs/bench", "directory for the PNG plots (empty: none)")
+	flag.BoolVar(&cfg.keep, "keep", false, "keep the work directory (binaries, node data and logs)")
+	flag.DurationVar(&cfg.caseLimit, "case-timeout", 5*time.Minute, "longest one client run may take before it is stopped and reported failed")
+	flag.Parse()
+	if flag.NArg() > 0 {
+		fmt.Fprintf(os.Stderr, "benchcompare: unexpected argument %q\n", flag.Arg(0))
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, cfg)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "benchcompare:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, cfg config) error {
+	if cfg.rounds < 1 {
+		return errors.New("-rounds must be at least 1")
+	}
+	if cfg.records == 0 {
+		cfg.records = 1_000_000
+		if cfg.quick {
+			cfg.records = 30_000
+		}
+	}
+	if cfg.warmup < 0 {
+		cfg.warmup = 300_000
+		if cfg.quick {
+			cfg.warmup = 0
+		}
+	}
+	chosen, err := selectWorkloads(cfg.only)
+	if err != nil {
+		return err
+	}
+	root, err := os.Getwd()
+	if err != nil {
+		return err
+	}
+	for _, p := range []string{"go.mod", kafkaToolsScript, kafkaServerScript} {
+		if _, err := os.Stat(filepath.Join(root, p)); err != nil {
+			return fmt.Errorf("run from the repository's root (make bench-compare): %w", err)
+		}
+	}
+	work, err := os.MkdirTemp("", "weir-bench-compare.")
+	if err != nil {
+		return err
+	}
+	h := &harness{cfg: cfg, root: root, work: work, procs: &procTable{}}
+	defer func() {
+		h.procs.stopAll()
+		if cfg.keep {
+			fmt.Fprintln(os.Stderr, "benchcompare: kept", work)
+		} else {
+			_ = os.RemoveAll(work)
+		}
+	}()
+	h.machine = describeMachine(ctx, root)
+	h.progress("building weir (go build ./cmd/weir)")
+	h.weirBin = filepath.Join(work, "weir")
+	if err := h.command(ctx, "go", "build", "-o", h.weirBin, "./cmd/weir"); err != nil {
+		return fmt.Errorf("go build: %w", err)
+	}
+	start := time.Now()
+	for _, w := range chosen {
+		h.progress("== %s: %s", w.id, w.title)
+		if err := w.run(ctx, h); err != nil {
+			return fmt.Errorf("%s: %w", w.id, err)
+		}
+	}
+	h.machine.loadEnd = loadAverage()
+	h.elapsed = time.Since(start)
+	if left := h.procs.alive(); len(left) > 0 {
+		return fmt.Errorf("processes still running after the workloads: %v", left)
+	}
+	h.progress("every process started is gone (%d started)", h.procs.count())
+	section := h.report(chosen)
+	if cfg.plots != "" {
+		if err := h.writePlots(chosen, filepath.Join(root, cfg.plots)); err != nil {
+			return err
+		}
+	}
+	if cfg.doc == "" {
+		fmt.Print(section)
+		return nil
+	}
+	return replaceSection(filepath.Join(root, cfg.doc), section)
+}
+
+// harness holds what one run has measured and the paths it works with.
+type harness struct {
+	cfg     config
+	root    string
+	work    string
+	weirBin string
+	procs   *procTable
+	machine machine
+	elapsed time.Duration
+	results []result
+	// commands are the client and setup commands in the order they ran, with the work
+	// directory written as $WORK.
+	commands []string
+}
+
+// progress prints a line to standard error, with the time.
+func (h *harness) progress(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "%s %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(format, args...))
+}
+
+// note records a command for the report.
+func (h *harness) note(args []string) {
+	q := make([]string, len(args))
+	for i, a := range args {
+		q[i] = shellQuote(strings.ReplaceAll(a, h.work, "$WORK"))
+	}
+	h.commands = append(h.commands, strings.Join(q, " "))
+}
+
+// shellQuote quotes a for sh where it needs it; $WORK is left for the shell to expand.
+func shellQuote(a string) string {
+	if a == "" {
+		return `""`
+	}
+	if strings.ContainsFunc(a, func(r rune) bool { return !strings.ContainsRune(safeShellChars, r) }) {
+		return `"` + strings.NewReplacer(`"`, `\"`, "`", "\\`", `\`, `\\`).Replace(a) + `"`
+	}
+	return a
+}
+
+const safeShellChars = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./:,=+@$%"
+
+// selectWorkloads returns the workloads named in only (comma-separated ids), or all of them.
+func selectWorkloads(only string) ([]workload, error) {
+	if only == "" {
+		return workloads, nil
+	}
+	var out []workload
+	for _, id := range strings.Split(only, ",") {
+		found := false
+		for _, w := range workloads {
+			if strings.EqualFold(w.id, strings.TrimSpace(id)) {
+				out = append(out, w)
+				found = true
+			}
+		}
+		if !found {
+			return nil, fmt.Errorf("-only: no workload %q", id)
+		}
+	}
+	return out, nil
+}
