@@ -342,7 +342,17 @@ func (k *kafkaListener) brokerConfigs() []kafkaConfig {
 
 func (k *kafkaListener) describeConfigs(r *kmsg.DescribeConfigsRequest) *kmsg.DescribeConfigsResponse {
 	resp := kmsg.NewPtrDescribeConfigsResponse()
+	// A resource asked for again (same type, name and config names) is answered once: every
+	// repeat of a broker would otherwise add all its configs to the answer, some 500 bytes for
+	// 7 of request, and a request of repeats could have the node build an answer of gigabytes.
+	// Kafka's clients name each resource once.
+	seen := map[string]bool{}
 	for _, res := range r.Resources {
+		key := describeConfigsKey(res)
+		if seen[key] {
+			continue
+		}
+		seen[key] = true
 		rr := kmsg.NewDescribeConfigsResponseResource()
 		rr.ResourceType, rr.ResourceName = res.ResourceType, res.ResourceName
 		fail := func(code int16, msg string) {
@@ -393,6 +403,21 @@ func (k *kafkaListener) describeConfigs(r *kmsg.DescribeConfigsRequest) *kmsg.De
 		resp.Resources = append(resp.Resources, rr)
 	}
 	return resp
+}
+
+// describeConfigsKey identifies a DescribeConfigs resource with the configs asked for (none
+// listed, all of them, is not the same as an empty list).
+func describeConfigsKey(res kmsg.DescribeConfigsRequestResource) string {
+	var b strings.Builder
+	b.WriteByte(byte(res.ResourceType))
+	b.WriteString(strconv.Quote(res.ResourceName))
+	if res.ConfigNames == nil {
+		b.WriteByte('*')
+	}
+	for _, c := range res.ConfigNames {
+		b.WriteString(strconv.Quote(c))
+	}
+	return b.String()
 }
 
 // configSynonyms lists where a topic config's value comes from, the one in force first, as
