@@ -51,5 +51,37 @@ func TestKafkaDescribeConfigsRepeats(t *testing.T) {
 	}
 }
 
-var _ = context.Background
-var _ = time.Second
+// TestKafkaMaxTimestampRepeats: ListOffsets' max timestamp (-3) is searched for once per
+// partition in a request: each search takes some 65 lookups by time on the partition's replica,
+// and a request naming one partition 3,000 times (48 KB) took seconds of the replica's time (a
+// 100 MB request, hours).
+func TestKafkaMaxTimestampRepeats(t *testing.T) {
+	n := startKafkaNode(t, "mtr", 2)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	kafkaProduceTo(t, ctx, n, "mtr", map[int32]int{0: 20, 1: 20})
+	req := kmsg.NewPtrListOffsetsRequest()
+	req.Version = 7
+	rt := kmsg.NewListOffsetsRequestTopic()
+	rt.Topic = "mtr"
+	for i := range 3000 {
+		rp := kmsg.NewListOffsetsRequestTopicPartition()
+		rp.Partition, rp.Timestamp = int32(i%2), -3
+		rt.Partitions = append(rt.Partitions, rp)
+	}
+	req.Topics = append(req.Topics, rt)
+	start := time.Now()
+	resp := n.kafka.listOffsets(req)
+	took := time.Since(start)
+	if len(resp.Topics) != 1 || len(resp.Topics[0].Partitions) != 3000 {
+		t.Fatalf("%d topics answered", len(resp.Topics))
+	}
+	for i, p := range resp.Topics[0].Partitions {
+		if p.Partition != int32(i%2) || p.ErrorCode != 0 || p.Offset < 0 || p.Offset >= 20 || p.Timestamp <= 0 {
+			t.Fatalf("entry %d: %+v", i, p)
+		}
+	}
+	if took > 2*time.Second {
+		t.Errorf("the max timestamp of 2 partitions, 1,500 times each: %v", took)
+	}
+}
