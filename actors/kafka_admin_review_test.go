@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/weirhq/weir/cluster/wire"
 )
 
 // TestKafkaDescribeConfigsRepeats: a DescribeConfigs request that names the same resource over
@@ -83,5 +85,32 @@ func TestKafkaMaxTimestampRepeats(t *testing.T) {
 	}
 	if took > 2*time.Second {
 		t.Errorf("the max timestamp of 2 partitions, 1,500 times each: %v", took)
+	}
+}
+
+// TestKafkaSourceGroupsHidden: a flow source's position (group "source:<flow>", which ListGroups
+// leaves out: not a consumer group) is neither described nor deleted by the Kafka admin APIs.
+// DeleteGroups deleted it, even while the flow ran (the source does not join its group, so the
+// group looked empty): the source restarted from the beginning of its input at its next start.
+func TestKafkaSourceGroupsHidden(t *testing.T) {
+	n := startKafkaNode(t, "sgh", 1)
+	group := SourceGroup("flow")
+	res, err := n.system.Root.RequestFuture(n.childPID("offsets"), &CommitOffsets{Group: group,
+		Offsets: []wire.PartitionOffset{{Topic: "sgh", Partition: -1, Metadata: []byte("pos-42")}}}, 10*time.Second).Result()
+	if r, ok := res.(*ProduceReply); err != nil || !ok || r.Err != nil {
+		t.Fatalf("commit of a source position: %v %+v", err, res)
+	}
+	del := kmsg.NewPtrDeleteGroupsRequest()
+	del.Version, del.Groups = 3, []string{group}
+	if r := n.kafka.deleteGroups(del); len(r.Groups) != 1 || r.Groups[0].ErrorCode != kafkaGroupIDNotFound {
+		t.Errorf("DeleteGroups of %s: %+v, want GROUP_ID_NOT_FOUND", group, r.Groups)
+	}
+	if has, e := n.HasCommits(group); e != nil || !has {
+		t.Errorf("the source's position after DeleteGroups: present %v (%v), want present", has, e)
+	}
+	dg := kmsg.NewPtrDescribeGroupsRequest()
+	dg.Version, dg.Groups = 6, []string{group}
+	if r := n.kafka.describeGroups(dg); len(r.Groups) != 1 || r.Groups[0].ErrorCode != kafkaGroupIDNotFound || r.Groups[0].State != "Dead" {
+		t.Errorf("DescribeGroups of %s: %+v, want Dead, GROUP_ID_NOT_FOUND", group, r.Groups)
 	}
 }

@@ -45,8 +45,14 @@ const kafkaGroupType = "classic"
 const kafkaAssignor = "range"
 
 // groupState describes a group for ListGroups and DescribeGroups: its coordinator's view, or,
-// without one, Empty if it has committed offsets and Dead if it has none.
+// without one, Empty if it has committed offsets and Dead if it has none. A flow source's
+// positions (group "source:<flow>") are no consumer group: Dead, so that DeleteGroups leaves
+// them alone (the source, which does not join the group, would start over from the beginning of
+// its input at its next start).
 func (k *kafkaListener) groupState(group string) (*GroupDescription, string, *wire.Error) {
+	if strings.HasPrefix(group, sourceGroupPrefix) {
+		return &GroupDescription{Group: group}, groupStateDead, nil
+	}
 	d, e := k.n.DescribeGroup(group)
 	if e != nil {
 		return nil, "", e
