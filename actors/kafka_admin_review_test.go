@@ -4,12 +4,14 @@ package actors
 
 import (
 	"context"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/weirhq/weir/cluster/wire"
+	"github.com/weirhq/weir/storage"
 )
 
 // TestKafkaDescribeConfigsRepeats: a DescribeConfigs request that names the same resource over
@@ -112,5 +114,75 @@ func TestKafkaSourceGroupsHidden(t *testing.T) {
 	dg.Version, dg.Groups = 6, []string{group}
 	if r := n.kafka.describeGroups(dg); len(r.Groups) != 1 || r.Groups[0].ErrorCode != kafkaGroupIDNotFound || r.Groups[0].State != "Dead" {
 		t.Errorf("DescribeGroups of %s: %+v, want Dead, GROUP_ID_NOT_FOUND", group, r.Groups)
+	}
+}
+
+// TestKafkaDescribeGroupsStuck: DescribeGroups and DeleteGroups look their groups up together,
+// not one after the other: a request naming groups whose coordinators do not answer (their node
+// unreachable, or busy) took the query timeout for each group, 10 seconds, so that a request for
+// a hundred groups held its connection for over a quarter of an hour after the client gave up.
+func TestKafkaDescribeGroupsStuck(t *testing.T) {
+	release := make(chan struct{})
+	cfg := NodeConfig{DataDir: t.TempDir(), ClientAddr: "127.0.0.1:0", KafkaAddr: "127.0.0.1:0"}
+	cfg.Log = storage.DefaultConfig()
+	cfg.Log.Sync = storage.SyncNever
+	cfg.Faults = func(kind, point string) {
+		if kind == "group" && point == "join" {
+			<-release // the group's coordinator stops answering
+		}
+	}
+	n, err := StartNode(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.Close() })
+	t.Cleanup(func() { close(release) })
+	if err := n.CreateTopic("stuck", 1); err != nil {
+		t.Fatal(err)
+	}
+	defer func(d time.Duration) { groupQueryTimeout = d }(groupQueryTimeout)
+	groupQueryTimeout = time.Second
+	groups := []string{"s1", "s2", "s3", "s4", "s5", "s1"}
+	for _, g := range groups[:5] {
+		jg := kmsg.NewPtrJoinGroupRequest()
+		jg.Version, jg.Group, jg.ProtocolType, jg.SessionTimeoutMillis = 5, g, "consumer", 10_000
+		meta := kmsg.NewConsumerMemberMetadata()
+		meta.Topics = []string{"stuck"}
+		jg.Protocols = []kmsg.JoinGroupRequestProtocol{{Name: "range", Metadata: meta.AppendTo(nil)}}
+		go n.kafka.joinGroup(jg, "c", "127.0.0.1:1")
+	}
+	for _, g := range groups[:5] { // every coordinator runs, stuck in the join
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+			res, _ := n.ask(n.Root(), &ListCoordinators{})
+			if l, ok := res.(*GroupList); ok && slices.Contains(l.Groups, g) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("no coordinator for %s", g)
+			}
+		}
+	}
+	dg := kmsg.NewPtrDescribeGroupsRequest()
+	dg.Version, dg.Groups = 6, groups
+	start := time.Now()
+	resp := n.kafka.describeGroups(dg)
+	took := time.Since(start)
+	if len(resp.Groups) != len(groups) {
+		t.Fatalf("%d groups answered, want %d", len(resp.Groups), len(groups))
+	}
+	for i, g := range resp.Groups {
+		if g.Group != groups[i] || g.ErrorCode != kafkaCoordinatorNotAvailable {
+			t.Errorf("group %d: %s, error %d; want %s, COORDINATOR_NOT_AVAILABLE", i, g.Group, g.ErrorCode, groups[i])
+		}
+	}
+	if took > 3*time.Second {
+		t.Errorf("DescribeGroups of %d groups whose coordinators do not answer (a 1 s timeout each): %v", len(groups), took)
+	}
+	del := kmsg.NewPtrDeleteGroupsRequest()
+	del.Version, del.Groups = 3, groups
+	start = time.Now()
+	dr := n.kafka.deleteGroups(del)
+	if took := time.Since(start); took > 3*time.Second || len(dr.Groups) != len(groups) || dr.Groups[0].ErrorCode != kafkaCoordinatorNotAvailable {
+		t.Errorf("DeleteGroups of %d groups whose coordinators do not answer: %v, %+v", len(groups), took, dr.Groups)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
 
@@ -72,6 +73,46 @@ func (k *kafkaListener) groupState(group string) (*GroupDescription, string, *wi
 	return d, groupStateEmpty, nil
 }
 
+// groupLookup is what groupState found of a group.
+type groupLookup struct {
+	d     *GroupDescription
+	state string
+	e     *wire.Error
+}
+
+// groupQueryParallel bounds the groups groupStates looks up at a time.
+const groupQueryParallel = 64
+
+// groupStates looks up the states of groups, each once (an empty name is not looked up),
+// several at a time: one after the other, a request naming many groups whose coordinators do
+// not answer (their node unreachable, or busy) would take groupQueryTimeout for each.
+func (k *kafkaListener) groupStates(groups []string) map[string]groupLookup {
+	out := make(map[string]groupLookup, len(groups))
+	var (
+		mu   sync.Mutex
+		wg   sync.WaitGroup
+		sem  = make(chan struct{}, groupQueryParallel)
+		seen = make(map[string]bool, len(groups))
+	)
+	for _, g := range groups {
+		if seen[g] || g == "" {
+			continue
+		}
+		seen[g] = true
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			d, state, e := k.groupState(g)
+			mu.Lock()
+			out[g] = groupLookup{d, state, e}
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	return out
+}
+
 func (k *kafkaListener) listGroups(r *kmsg.ListGroupsRequest) *kmsg.ListGroupsResponse {
 	resp := kmsg.NewPtrListGroupsResponse()
 	if len(r.TypesFilter) > 0 && !slices.ContainsFunc(r.TypesFilter, func(t string) bool { return strings.EqualFold(t, kafkaGroupType) }) {
@@ -82,12 +123,14 @@ func (k *kafkaListener) listGroups(r *kmsg.ListGroupsRequest) *kmsg.ListGroupsRe
 		resp.ErrorCode = groupCode(e)
 		return resp
 	}
+	// The state is looked up at every version: a coordinator left without members or offsets
+	// is no group (Kafka drops such a group), and is not listed.
+	states := k.groupStates(groups)
 	for _, g := range groups {
 		lg := kmsg.NewListGroupsResponseGroup()
 		lg.Group, lg.ProtocolType, lg.GroupType = g, "consumer", kafkaGroupType
-		// The state is looked up at every version: a coordinator left without members or
-		// offsets is no group (Kafka drops such a group), and is not listed.
-		_, state, e := k.groupState(g)
+		st := states[g]
+		state, e := st.state, st.e
 		if e != nil {
 			resp.ErrorCode = groupCode(e)
 			resp.Groups = nil
@@ -109,6 +152,7 @@ func (k *kafkaListener) listGroups(r *kmsg.ListGroupsRequest) *kmsg.ListGroupsRe
 
 func (k *kafkaListener) describeGroups(r *kmsg.DescribeGroupsRequest) *kmsg.DescribeGroupsResponse {
 	resp := kmsg.NewPtrDescribeGroupsResponse()
+	states := k.groupStates(r.Groups)
 	for _, g := range r.Groups {
 		dg := kmsg.NewDescribeGroupsResponseGroup()
 		dg.Group = g
@@ -117,7 +161,8 @@ func (k *kafkaListener) describeGroups(r *kmsg.DescribeGroupsRequest) *kmsg.Desc
 			resp.Groups = append(resp.Groups, dg)
 			continue
 		}
-		d, state, e := k.groupState(g)
+		st := states[g]
+		d, state, e := st.d, st.state, st.e
 		switch {
 		case e != nil:
 			dg.ErrorCode = groupCode(e)
@@ -166,6 +211,7 @@ const (
 // The coordinator refuses the deletion if a member joined since the group was looked at.
 func (k *kafkaListener) deleteGroups(r *kmsg.DeleteGroupsRequest) *kmsg.DeleteGroupsResponse {
 	resp := kmsg.NewPtrDeleteGroupsResponse()
+	states := k.groupStates(r.Groups)
 	for _, g := range r.Groups {
 		rg := kmsg.NewDeleteGroupsResponseGroup()
 		rg.Group = g
@@ -180,7 +226,8 @@ func (k *kafkaListener) deleteGroups(r *kmsg.DeleteGroupsRequest) *kmsg.DeleteGr
 			resp.Groups = append(resp.Groups, rg)
 			continue
 		}
-		_, state, e := k.groupState(g)
+		st := states[g]
+		state, e := st.state, st.e
 		switch {
 		case e != nil:
 			fail(groupCode(e), e.Error())
