@@ -4,10 +4,13 @@ package actors
 
 import (
 	"context"
+	"fmt"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/weirhq/weir/cluster/wire"
@@ -184,5 +187,66 @@ func TestKafkaDescribeGroupsStuck(t *testing.T) {
 	dr := n.kafka.deleteGroups(del)
 	if took := time.Since(start); took > 3*time.Second || len(dr.Groups) != len(groups) || dr.Groups[0].ErrorCode != kafkaCoordinatorNotAvailable {
 		t.Errorf("DeleteGroups of %d groups whose coordinators do not answer: %v, %+v", len(groups), took, dr.Groups)
+	}
+}
+
+// TestKafkaDescribeTopicPartitionsPage: DescribeTopicPartitions asks for the status of the
+// partitions of the topics its answer reaches, not of every topic from the cursor on: paging
+// through a cluster's topics asked every partition of the rest at every page (quadratic), and a
+// partition slow to answer anywhere after the page held up every page.
+func TestKafkaDescribeTopicPartitionsPage(t *testing.T) {
+	var stuck atomic.Bool
+	release := make(chan struct{})
+	cfg := NodeConfig{DataDir: t.TempDir(), ClientAddr: "127.0.0.1:0", KafkaAddr: "127.0.0.1:0"}
+	cfg.Log = storage.DefaultConfig()
+	cfg.Log.Sync = storage.SyncNever
+	cfg.Faults = func(kind, point string) {
+		if kind == "partition" && point == "produce" && stuck.Load() {
+			<-release // the partition stops answering
+		}
+	}
+	n, err := StartNode(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.Close() })
+	t.Cleanup(func() { close(release) })
+	for _, topic := range []string{"pa", "pb", "zz"} {
+		if err := n.CreateTopic(topic, 2); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stuck.Store(true)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(n.KafkaAddr()), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	cl.Produce(context.Background(), &kgo.Record{Topic: "zz", Partition: 0, Value: []byte("x")}, nil)
+	time.Sleep(500 * time.Millisecond) // zz/0's replica is stuck in the produce
+
+	req := kmsg.NewPtrDescribeTopicPartitionsRequest()
+	req.ResponsePartitionLimit = 2
+	var pages []string
+	start := time.Now()
+	for range 10 {
+		resp := n.kafka.describeTopicPartitions(req)
+		page := ""
+		for _, rt := range resp.Topics {
+			for _, p := range rt.Partitions {
+				page += fmt.Sprintf("%s/%d ", *rt.Topic, p.Partition)
+			}
+		}
+		pages = append(pages, page)
+		if resp.NextCursor == nil || resp.NextCursor.Topic == "zz" {
+			break
+		}
+		req.Cursor = &kmsg.DescribeTopicPartitionsRequestCursor{Topic: resp.NextCursor.Topic, Partition: resp.NextCursor.Partition}
+	}
+	if took := time.Since(start); took > 2*time.Second {
+		t.Errorf("two pages of pa and pb, before zz (whose partition 0 does not answer): %v", took)
+	}
+	if want := []string{"pa/0 pa/1 ", "pb/0 pb/1 "}; !slices.Equal(pages, want) {
+		t.Errorf("pages %q, want %q", pages, want)
 	}
 }

@@ -555,6 +555,24 @@ func (k *kafkaListener) describeTopicPartitions(r *kmsg.DescribeTopicPartitionsR
 		i, _ := slices.BinarySearch(names, r.Cursor.Topic)
 		names = names[i:]
 	}
+	// Only the topics this answer reaches are described (every partition's status is asked
+	// for); the cursor names the next one. Describing every topic from the cursor on made
+	// paging through a cluster's topics quadratic, and a partition slow to answer anywhere
+	// after a page held the page up.
+	var rest []string
+	for i, budget := 0, limit; i < len(names); i++ {
+		if budget <= 0 {
+			names, rest = names[:i], names[i:]
+			break
+		}
+		if tm, ok := k.n.Topic(names[i]); ok {
+			first := 0
+			if r.Cursor != nil && names[i] == r.Cursor.Topic {
+				first = int(max(r.Cursor.Partition, 0))
+			}
+			budget -= max(int(tm.Partitions)-first, 0)
+		}
+	}
 	mreq := kmsg.NewPtrMetadataRequest()
 	for _, n := range names {
 		t := kmsg.NewMetadataRequestTopic()
@@ -600,6 +618,9 @@ func (k *kafkaListener) describeTopicPartitions(r *kmsg.DescribeTopicPartitionsR
 		if resp.NextCursor != nil {
 			break
 		}
+	}
+	if resp.NextCursor == nil && len(rest) > 0 {
+		resp.NextCursor = &kmsg.DescribeTopicPartitionsResponseNextCursor{Topic: rest[0], Partition: 0}
 	}
 	return resp
 }
