@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -170,8 +171,8 @@ func TestKafkaDescribeGroupsStuck(t *testing.T) {
 	start := time.Now()
 	resp := n.kafka.describeGroups(dg)
 	took := time.Since(start)
-	if len(resp.Groups) != len(groups) {
-		t.Fatalf("%d groups answered, want %d", len(resp.Groups), len(groups))
+	if len(resp.Groups) != 5 { // s1 answered once
+		t.Fatalf("%d groups answered, want 5", len(resp.Groups))
 	}
 	for i, g := range resp.Groups {
 		if g.Group != groups[i] || g.ErrorCode != kafkaCoordinatorNotAvailable {
@@ -185,7 +186,7 @@ func TestKafkaDescribeGroupsStuck(t *testing.T) {
 	del.Version, del.Groups = 3, groups
 	start = time.Now()
 	dr := n.kafka.deleteGroups(del)
-	if took := time.Since(start); took > 3*time.Second || len(dr.Groups) != len(groups) || dr.Groups[0].ErrorCode != kafkaCoordinatorNotAvailable {
+	if took := time.Since(start); took > 3*time.Second || len(dr.Groups) != 5 || dr.Groups[0].ErrorCode != kafkaCoordinatorNotAvailable {
 		t.Errorf("DeleteGroups of %d groups whose coordinators do not answer: %v, %+v", len(groups), took, dr.Groups)
 	}
 }
@@ -248,5 +249,76 @@ func TestKafkaDescribeTopicPartitionsPage(t *testing.T) {
 	}
 	if want := []string{"pa/0 pa/1 ", "pb/0 pb/1 "}; !slices.Equal(pages, want) {
 		t.Errorf("pages %q, want %q", pages, want)
+	}
+}
+
+// TestKafkaDescribeGroupsRepeats: DescribeGroups answers a group named again once, not with its
+// members again: each repeat carried every member's subscription and assignment, so a request
+// naming a group with large subscriptions (which any client can join with) thousands of times,
+// a few kilobytes, had the node build an answer of gigabytes.
+func TestKafkaDescribeGroupsRepeats(t *testing.T) {
+	n := startKafkaNode(t, "dgr", 1)
+	jg := kmsg.NewPtrJoinGroupRequest()
+	jg.Version, jg.Group, jg.ProtocolType, jg.SessionTimeoutMillis = 5, "big", "consumer", 30_000
+	meta := kmsg.NewConsumerMemberMetadata()
+	meta.Topics = []string{"dgr"}
+	for i := range 25 { // names of 200 bytes, the longest Weir takes
+		name := fmt.Sprintf("%02d-%s", i, strings.Repeat("t", 197))
+		if err := n.CreateTopic(name, 1); err != nil {
+			t.Fatal(err)
+		}
+		meta.Topics = append(meta.Topics, name)
+	}
+	jg.Protocols = []kmsg.JoinGroupRequestProtocol{{Name: "range", Metadata: meta.AppendTo(nil)}}
+	if r := n.kafka.joinGroup(jg, "c", "127.0.0.1:1"); r.ErrorCode != 0 {
+		t.Fatalf("join: error %d", r.ErrorCode)
+	}
+	dg := kmsg.NewPtrDescribeGroupsRequest()
+	dg.Version = 5
+	for range 2000 {
+		dg.Groups = append(dg.Groups, "big")
+	}
+	resp := n.kafka.describeGroups(dg)
+	if size := len(resp.AppendTo(nil)); size > 1<<20 {
+		t.Errorf("DescribeGroups of a group with a 5 KB subscription, 2,000 times (%d bytes): %d bytes answered", len(dg.AppendTo(nil)), size)
+	}
+	if len(resp.Groups) == 0 || resp.Groups[0].Group != "big" || resp.Groups[0].State != "Stable" || len(resp.Groups[0].Members) != 1 {
+		t.Errorf("DescribeGroups of big: %+v", resp.Groups[:min(len(resp.Groups), 1)])
+	}
+}
+
+// TestKafkaDeleteGroupsRepeats: DeleteGroups deletes a group named again once: each repeat
+// appended another deletion to __offsets, one raft round after the other, so a request of a
+// few megabytes naming one empty group over and over wrote a million records.
+func TestKafkaDeleteGroupsRepeats(t *testing.T) {
+	n := startKafkaNode(t, "dlr", 1)
+	oc := kmsg.NewPtrOffsetCommitRequest()
+	oc.Version, oc.Group = 8, "gone"
+	oc.Topics = []kmsg.OffsetCommitRequestTopic{{Topic: "dlr", Partitions: []kmsg.OffsetCommitRequestTopicPartition{{Partition: 0, Offset: 0}}}}
+	if r := n.kafka.offsetCommit(oc); r.Topics[0].Partitions[0].ErrorCode != 0 {
+		t.Fatalf("commit: error %d", r.Topics[0].Partitions[0].ErrorCode)
+	}
+	end := func() int64 {
+		res, err := n.system.Root.RequestFuture(n.childPID("offsets"), &GetStatus{}, 5*time.Second).Result()
+		st, ok := res.(*Status)
+		if err != nil || !ok {
+			t.Fatalf("status of __offsets: %v %T", err, res)
+		}
+		return st.EndOffset
+	}
+	before := end()
+	del := kmsg.NewPtrDeleteGroupsRequest()
+	del.Version = 3
+	for range 50 {
+		del.Groups = append(del.Groups, "gone")
+	}
+	resp := n.kafka.deleteGroups(del)
+	for _, g := range resp.Groups {
+		if g.Group != "gone" || g.ErrorCode != 0 {
+			t.Fatalf("DeleteGroups: %+v", g)
+		}
+	}
+	if after := end(); after != before+1 {
+		t.Errorf("DeleteGroups of one group named 50 times appended %d records to __offsets, want 1", after-before)
 	}
 }
