@@ -114,8 +114,8 @@ func (n *Node) groupsRoot() (*actor.PID, error) {
 	return actor.NewPID(addr, rootName), nil
 }
 
-// groupQueryTimeout bounds each request of ListGroups and DescribeGroups.
-const groupQueryTimeout = 10 * time.Second
+// groupQueryTimeout bounds each request of ListGroups and DescribeGroups (a variable for tests).
+var groupQueryTimeout = 10 * time.Second
 
 // ask sends msg to pid and waits for the answer, as a *wire.Error on failure.
 func (n *Node) ask(pid *actor.PID, msg any) (any, *wire.Error) {

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
 
@@ -45,8 +46,14 @@ const kafkaGroupType = "classic"
 const kafkaAssignor = "range"
 
 // groupState describes a group for ListGroups and DescribeGroups: its coordinator's view, or,
-// without one, Empty if it has committed offsets and Dead if it has none.
+// without one, Empty if it has committed offsets and Dead if it has none. A flow source's
+// positions (group "source:<flow>") are no consumer group: Dead, so that DeleteGroups leaves
+// them alone (the source, which does not join the group, would start over from the beginning of
+// its input at its next start).
 func (k *kafkaListener) groupState(group string) (*GroupDescription, string, *wire.Error) {
+	if strings.HasPrefix(group, sourceGroupPrefix) {
+		return &GroupDescription{Group: group}, groupStateDead, nil
+	}
 	d, e := k.n.DescribeGroup(group)
 	if e != nil {
 		return nil, "", e
@@ -66,6 +73,46 @@ func (k *kafkaListener) groupState(group string) (*GroupDescription, string, *wi
 	return d, groupStateEmpty, nil
 }
 
+// groupLookup is what groupState found of a group.
+type groupLookup struct {
+	d     *GroupDescription
+	state string
+	e     *wire.Error
+}
+
+// groupQueryParallel bounds the groups groupStates looks up at a time.
+const groupQueryParallel = 64
+
+// groupStates looks up the states of groups, each once (an empty name is not looked up),
+// several at a time: one after the other, a request naming many groups whose coordinators do
+// not answer (their node unreachable, or busy) would take groupQueryTimeout for each.
+func (k *kafkaListener) groupStates(groups []string) map[string]groupLookup {
+	out := make(map[string]groupLookup, len(groups))
+	var (
+		mu   sync.Mutex
+		wg   sync.WaitGroup
+		sem  = make(chan struct{}, groupQueryParallel)
+		seen = make(map[string]bool, len(groups))
+	)
+	for _, g := range groups {
+		if seen[g] || g == "" {
+			continue
+		}
+		seen[g] = true
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			d, state, e := k.groupState(g)
+			mu.Lock()
+			out[g] = groupLookup{d, state, e}
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	return out
+}
+
 func (k *kafkaListener) listGroups(r *kmsg.ListGroupsRequest) *kmsg.ListGroupsResponse {
 	resp := kmsg.NewPtrListGroupsResponse()
 	if len(r.TypesFilter) > 0 && !slices.ContainsFunc(r.TypesFilter, func(t string) bool { return strings.EqualFold(t, kafkaGroupType) }) {
@@ -76,12 +123,14 @@ func (k *kafkaListener) listGroups(r *kmsg.ListGroupsRequest) *kmsg.ListGroupsRe
 		resp.ErrorCode = groupCode(e)
 		return resp
 	}
+	// The state is looked up at every version: a coordinator left without members or offsets
+	// is no group (Kafka drops such a group), and is not listed.
+	states := k.groupStates(groups)
 	for _, g := range groups {
 		lg := kmsg.NewListGroupsResponseGroup()
 		lg.Group, lg.ProtocolType, lg.GroupType = g, "consumer", kafkaGroupType
-		// The state is looked up at every version: a coordinator left without members or
-		// offsets is no group (Kafka drops such a group), and is not listed.
-		_, state, e := k.groupState(g)
+		st := states[g]
+		state, e := st.state, st.e
 		if e != nil {
 			resp.ErrorCode = groupCode(e)
 			resp.Groups = nil
@@ -103,7 +152,16 @@ func (k *kafkaListener) listGroups(r *kmsg.ListGroupsRequest) *kmsg.ListGroupsRe
 
 func (k *kafkaListener) describeGroups(r *kmsg.DescribeGroupsRequest) *kmsg.DescribeGroupsResponse {
 	resp := kmsg.NewPtrDescribeGroupsResponse()
+	states := k.groupStates(r.Groups)
+	// A group named again is answered once: each answer carries every member's subscription
+	// and assignment, and a request naming a group with large ones over and over would have
+	// the node build an answer thousands of times its size. Kafka's clients name a group once.
+	seen := make(map[string]bool, len(r.Groups))
 	for _, g := range r.Groups {
+		if seen[g] {
+			continue
+		}
+		seen[g] = true
 		dg := kmsg.NewDescribeGroupsResponseGroup()
 		dg.Group = g
 		if g == "" {
@@ -111,7 +169,8 @@ func (k *kafkaListener) describeGroups(r *kmsg.DescribeGroupsRequest) *kmsg.Desc
 			resp.Groups = append(resp.Groups, dg)
 			continue
 		}
-		d, state, e := k.groupState(g)
+		st := states[g]
+		d, state, e := st.d, st.state, st.e
 		switch {
 		case e != nil:
 			dg.ErrorCode = groupCode(e)
@@ -160,7 +219,14 @@ const (
 // The coordinator refuses the deletion if a member joined since the group was looked at.
 func (k *kafkaListener) deleteGroups(r *kmsg.DeleteGroupsRequest) *kmsg.DeleteGroupsResponse {
 	resp := kmsg.NewPtrDeleteGroupsResponse()
+	states := k.groupStates(r.Groups)
+	// A group named again is deleted once: each deletion is a record in __offsets.
+	seen := make(map[string]bool, len(r.Groups))
 	for _, g := range r.Groups {
+		if seen[g] {
+			continue
+		}
+		seen[g] = true
 		rg := kmsg.NewDeleteGroupsResponseGroup()
 		rg.Group = g
 		fail := func(code int16, msg string) {
@@ -174,7 +240,8 @@ func (k *kafkaListener) deleteGroups(r *kmsg.DeleteGroupsRequest) *kmsg.DeleteGr
 			resp.Groups = append(resp.Groups, rg)
 			continue
 		}
-		_, state, e := k.groupState(g)
+		st := states[g]
+		state, e := st.state, st.e
 		switch {
 		case e != nil:
 			fail(groupCode(e), e.Error())
@@ -342,7 +409,17 @@ func (k *kafkaListener) brokerConfigs() []kafkaConfig {
 
 func (k *kafkaListener) describeConfigs(r *kmsg.DescribeConfigsRequest) *kmsg.DescribeConfigsResponse {
 	resp := kmsg.NewPtrDescribeConfigsResponse()
+	// A resource asked for again (same type, name and config names) is answered once: every
+	// repeat of a broker would otherwise add all its configs to the answer, some 500 bytes for
+	// 7 of request, and a request of repeats could have the node build an answer of gigabytes.
+	// Kafka's clients name each resource once.
+	seen := map[string]bool{}
 	for _, res := range r.Resources {
+		key := describeConfigsKey(res)
+		if seen[key] {
+			continue
+		}
+		seen[key] = true
 		rr := kmsg.NewDescribeConfigsResponseResource()
 		rr.ResourceType, rr.ResourceName = res.ResourceType, res.ResourceName
 		fail := func(code int16, msg string) {
@@ -393,6 +470,21 @@ func (k *kafkaListener) describeConfigs(r *kmsg.DescribeConfigsRequest) *kmsg.De
 		resp.Resources = append(resp.Resources, rr)
 	}
 	return resp
+}
+
+// describeConfigsKey identifies a DescribeConfigs resource with the configs asked for (none
+// listed, all of them, is not the same as an empty list).
+func describeConfigsKey(res kmsg.DescribeConfigsRequestResource) string {
+	var b strings.Builder
+	b.WriteByte(byte(res.ResourceType))
+	b.WriteString(strconv.Quote(res.ResourceName))
+	if res.ConfigNames == nil {
+		b.WriteByte('*')
+	}
+	for _, c := range res.ConfigNames {
+		b.WriteString(strconv.Quote(c))
+	}
+	return b.String()
 }
 
 // configSynonyms lists where a topic config's value comes from, the one in force first, as
@@ -477,6 +569,24 @@ func (k *kafkaListener) describeTopicPartitions(r *kmsg.DescribeTopicPartitionsR
 		i, _ := slices.BinarySearch(names, r.Cursor.Topic)
 		names = names[i:]
 	}
+	// Only the topics this answer reaches are described (every partition's status is asked
+	// for); the cursor names the next one. Describing every topic from the cursor on made
+	// paging through a cluster's topics quadratic, and a partition slow to answer anywhere
+	// after a page held the page up.
+	var rest []string
+	for i, budget := 0, limit; i < len(names); i++ {
+		if budget <= 0 {
+			names, rest = names[:i], names[i:]
+			break
+		}
+		if tm, ok := k.n.Topic(names[i]); ok {
+			first := 0
+			if r.Cursor != nil && names[i] == r.Cursor.Topic {
+				first = int(max(r.Cursor.Partition, 0))
+			}
+			budget -= max(int(tm.Partitions)-first, 0)
+		}
+	}
 	mreq := kmsg.NewPtrMetadataRequest()
 	for _, n := range names {
 		t := kmsg.NewMetadataRequestTopic()
@@ -522,6 +632,9 @@ func (k *kafkaListener) describeTopicPartitions(r *kmsg.DescribeTopicPartitionsR
 		if resp.NextCursor != nil {
 			break
 		}
+	}
+	if resp.NextCursor == nil && len(rest) > 0 {
+		resp.NextCursor = &kmsg.DescribeTopicPartitionsResponseNextCursor{Topic: rest[0], Partition: 0}
 	}
 	return resp
 }

@@ -341,6 +341,13 @@ func readAllLimited(r io.Reader, limit int) ([]byte, error) {
 
 func (k *kafkaListener) listOffsets(r *kmsg.ListOffsetsRequest) *kmsg.ListOffsetsResponse {
 	resp := kmsg.NewPtrListOffsetsResponse()
+	// A partition's max timestamp is searched for once per request (some 65 lookups): a
+	// request naming a partition over and over must not make its replica search each time.
+	type maxTS struct {
+		code       int16
+		offset, ts int64
+	}
+	maxTSs := map[tp]maxTS{}
 	for _, t := range r.Topics {
 		rt := kmsg.NewListOffsetsResponseTopic()
 		rt.Topic = t.Topic
@@ -362,7 +369,12 @@ func (k *kafkaListener) listOffsets(r *kmsg.ListOffsetsRequest) *kmsg.ListOffset
 				rt.Partitions = append(rt.Partitions, rp)
 				continue
 			case p.Timestamp == -3 && r.Version >= 7:
-				rp.ErrorCode, rp.Offset, rp.Timestamp = k.maxTimestamp(t.Topic, p.Partition)
+				m, ok := maxTSs[tp{t.Topic, p.Partition}]
+				if !ok {
+					m.code, m.offset, m.ts = k.maxTimestamp(t.Topic, p.Partition)
+					maxTSs[tp{t.Topic, p.Partition}] = m
+				}
+				rp.ErrorCode, rp.Offset, rp.Timestamp = m.code, m.offset, m.ts
 				rt.Partitions = append(rt.Partitions, rp)
 				continue
 			default:

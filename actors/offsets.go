@@ -35,7 +35,9 @@ type DeleteTopicOffsets struct {
 }
 
 // DeleteGroupOffsets removes a group's committed offsets (Kafka's DeleteGroups), flow sources'
-// positions included if the group is a source's. Sent to the group's coordinator, which refuses
+// positions included if the group is a source's (the Kafka listener does not delete those: a
+// source does not join its group, so its coordinator cannot tell that it runs). Sent to the
+// group's coordinator, which refuses
 // it while the group has members and passes it on to __offsets; the reply is a *ProduceReply once
 // the deletion is committed.
 type DeleteGroupOffsets struct {
