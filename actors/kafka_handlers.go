@@ -115,9 +115,12 @@ func splitHostPort(addr string) (string, int32) {
 	return h, int32(n)
 }
 
-// produce appends each partition's record batches, as one Weir batch per partition.
-func (k *kafkaListener) produce(r *kmsg.ProduceRequest) *kmsg.ProduceResponse {
+// produce converts each partition's record batches to one Weir batch and sends the batches to
+// their partitions, in request order, before it returns; the function it returns waits for the
+// partitions' replies and returns the response (at once for acks=0, which waits for none).
+func (k *kafkaListener) produce(r *kmsg.ProduceRequest) func() *kmsg.ProduceResponse {
 	resp := kmsg.NewPtrProduceResponse()
+	var waits []func()
 	acks := wire.Acks(r.Acks)
 	if acks != wire.AcksNone && acks != wire.AcksLeader && acks != wire.AcksAll {
 		acks = wire.Acks(-2) // answered INVALID_REQUEST per partition by Server.produce
@@ -158,8 +161,14 @@ func (k *kafkaListener) produce(r *kmsg.ProduceRequest) *kmsg.ProduceResponse {
 			}
 			rt.Partitions = append(rt.Partitions, rp)
 		}
-		if len(req.Batches) > 0 {
-			res := k.srv.produce(req)().(*wire.ProduceResponse)
+		resp.Topics = append(resp.Topics, rt)
+		if len(req.Batches) == 0 {
+			continue
+		}
+		ti, ans := len(resp.Topics)-1, k.srv.produce(req)
+		waits = append(waits, func() {
+			res := ans().(*wire.ProduceResponse)
+			rt := &resp.Topics[ti]
 			for i, j := range idx {
 				rp := &rt.Partitions[j]
 				if res.Err != nil {
@@ -174,10 +183,14 @@ func (k *kafkaListener) produce(r *kmsg.ProduceRequest) *kmsg.ProduceResponse {
 					}
 				}
 			}
-		}
-		resp.Topics = append(resp.Topics, rt)
+		})
 	}
-	return resp
+	return func() *kmsg.ProduceResponse {
+		for _, w := range waits {
+			w()
+		}
+		return resp
+	}
 }
 
 // kafkaToWeir checks the record batches (v2) of one partition and re-encodes their records as
@@ -411,7 +424,10 @@ const maxFetchWait = 60_000
 // answered). If none had records or an error, it long-polls them all for MaxWaitMillis and
 // answers as soon as one has records (or all have answered). A partition named twice is
 // answered INVALID_REQUEST.
-func (k *kafkaListener) fetch(r *kmsg.FetchRequest) *kmsg.FetchResponse {
+//
+// A long poll ends early, with what was read before it, when quit is closed (the connection
+// ended: its answer is not wanted).
+func (k *kafkaListener) fetch(r *kmsg.FetchRequest, quit <-chan struct{}) *kmsg.FetchResponse {
 	results := make([][]*wire.FetchResponse, len(r.Topics))
 	dup := make([][]bool, len(r.Topics))
 	seen := map[string]bool{}
@@ -462,8 +478,14 @@ func (k *kafkaListener) fetch(r *kmsg.FetchRequest) *kmsg.FetchResponse {
 				go func() { ch <- fetched{ti, pi, ans().(*wire.FetchResponse)} }()
 			}
 		}
+	poll:
 		for range count {
-			f := <-ch
+			var f fetched
+			select {
+			case f = <-ch:
+			case <-quit:
+				break poll
+			}
 			if f.res.Err == nil || len(f.res.Batches) > 0 {
 				results[f.t][f.p] = f.res
 			}

@@ -165,6 +165,16 @@ func (b *budget) release(size int) {
 	b.cond.Broadcast()
 }
 
+// idle waits until nothing is in flight; false if the budget was closed.
+func (b *budget) idle() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for !b.closed && b.n > 0 {
+		b.cond.Wait()
+	}
+	return !b.closed
+}
+
 func (b *budget) close() {
 	b.mu.Lock()
 	b.closed = true

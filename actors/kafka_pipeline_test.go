@@ -1,0 +1,333 @@
+package actors
+
+// Tests of the Kafka listener's pipelining: a connection is read on while earlier requests are
+// in progress, within a bound, and its answers go out in request order.
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"hash/crc32"
+	"net"
+	"runtime"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/weirhq/weir/client"
+	"github.com/weirhq/weir/cluster/wire"
+	"github.com/weirhq/weir/internal/topictest"
+	"github.com/weirhq/weir/storage"
+)
+
+// startKafkaNodeWith is startKafkaNode with the client port's in-flight bounds, which the Kafka
+// listener's connections share.
+func startKafkaNodeWith(t *testing.T, topic string, partitions int32, maxInFlight, maxInFlightBytes int) *Node {
+	t.Helper()
+	cfg := NodeConfig{DataDir: t.TempDir(), ClientAddr: "127.0.0.1:0", KafkaAddr: "127.0.0.1:0"}
+	cfg.Log = storage.DefaultConfig()
+	cfg.Log.Sync = storage.SyncNever
+	cfg.Server.MaxInFlight, cfg.Server.MaxInFlightBytes = maxInFlight, maxInFlightBytes
+	n, err := StartNode(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.Close() })
+	if err := n.CreateTopic(topic, partitions); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// rvLongPoll is a fetch of partition p from offset 0 that long-polls for wait when p is empty.
+func rvLongPoll(topic string, p int32, wait time.Duration) *kmsg.FetchRequest {
+	fetch := kmsg.NewPtrFetchRequest()
+	fetch.Version, fetch.ReplicaID, fetch.MaxWaitMillis, fetch.MinBytes, fetch.MaxBytes = 12, -1, int32(wait.Milliseconds()), 1, 1<<20
+	ft := kmsg.NewFetchRequestTopic()
+	ft.Topic = topic
+	fp := kmsg.NewFetchRequestTopicPartition()
+	fp.Partition, fp.PartitionMaxBytes, fp.CurrentLeaderEpoch, fp.LogStartOffset = p, 1<<20, -1, -1
+	ft.Partitions = append(ft.Partitions, fp)
+	fetch.Topics = append(fetch.Topics, ft)
+	return fetch
+}
+
+// logEnd is a partition's end offset, asked of its replica.
+func logEnd(t *testing.T, n *Node, topic string, p int32) int64 {
+	t.Helper()
+	res := n.kafka.srv.listOffsets(&wire.ListOffsetsRequest{Topic: topic, Partition: p, Spec: wire.OffsetLatest})().(*wire.ListOffsetsResponse)
+	if res.Err != nil {
+		t.Fatalf("list offsets of %s/%d: %v", topic, p, res.Err)
+	}
+	return res.Offset
+}
+
+// TestKafkaPipelineBound: requests behind a long-polling fetch are read and carried out while
+// the fetch waits, up to the connection's bound on requests in flight (MaxInFlight, at most
+// kafkaMaxInFlight) and on their bytes (MaxInFlightBytes); past it the connection is not read.
+// The answers go out in request order once the fetch answers. (Before pipelining, nothing behind
+// the fetch was read until it answered.)
+func TestKafkaPipelineBound(t *testing.T) {
+	value := func(size int) []byte { return make([]byte, size) }
+	produce := func(size int) []byte {
+		return rvFrame(0, rvProduce("kb", -1, map[int32][]byte{0: rvBatch(0, nil, kmsg.Record{Value: value(size)})}))
+	}
+	fetchLen := len(rvFrame(0, rvLongPoll("kb", 1, time.Second))) - 4
+	bigLen := len(produce(3000)) - 4
+	for _, c := range []struct {
+		name             string
+		maxInFlight      int
+		maxInFlightBytes int
+		valueSize        int
+		want             int64 // produces carried out while the fetch waits
+	}{
+		{"count bound from MaxInFlight", 4, 0, 1, 3},
+		{"count bound of the listener", 1000, 0, 1, kafkaMaxInFlight - 1},
+		// The fetch and two produces fit in the bytes; a third does not.
+		{"bytes bound", 0, fetchLen + 2*bigLen + bigLen/2, 3000, 2},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			n := startKafkaNodeWith(t, "kb", 2, c.maxInFlight, c.maxInFlightBytes)
+			conn, err := net.Dial("tcp", n.KafkaAddr())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			const produces = 40
+			out := rvFrame(1, rvLongPoll("kb", 1, 4*time.Second)) // partition 1 stays empty
+			for i := range produces {
+				out = append(out, rvFrame(int32(2+i), rvProduce("kb", -1, map[int32][]byte{0: rvBatch(0, nil, kmsg.Record{Value: value(c.valueSize)})}))...)
+			}
+			start := time.Now()
+			go func() { _, _ = conn.Write(out) }() // blocks once the node stops reading
+			deadline := time.Now().Add(3 * time.Second)
+			for logEnd(t, n, "kb", 0) < c.want && time.Now().Before(deadline) {
+				time.Sleep(10 * time.Millisecond)
+			}
+			time.Sleep(300 * time.Millisecond) // more would show up by now
+			if got := logEnd(t, n, "kb", 0); got != c.want {
+				t.Fatalf("%d produces carried out behind a long-polling fetch (after %v), want %d", got, time.Since(start), c.want)
+			}
+			if _, err := rvRead(t, conn, 6*time.Second, kmsg.NewPtrFetchResponse()); err != nil {
+				t.Fatalf("fetch answer: %v", err)
+			}
+			for i := range produces {
+				pr := kmsg.NewPtrProduceResponse()
+				pr.Version = 7
+				corr, err := rvRead(t, conn, 10*time.Second, pr)
+				if err != nil {
+					t.Fatalf("produce answer %d: %v", i, err)
+				}
+				p := pr.Topics[0].Partitions[0]
+				if corr != int32(2+i) || p.ErrorCode != 0 || p.BaseOffset != int64(i) {
+					t.Fatalf("answer %d: correlation id %d, error %d, offset %d; want id %d, offset %d", i, corr, p.ErrorCode, p.BaseOffset, 2+i, i)
+				}
+			}
+		})
+	}
+}
+
+// TestKafkaPipelinedIdempotentOrder: an idempotent kgo producer (which keeps up to 5 produce
+// requests in flight on a connection to a broker of Kafka 1.0 or newer) with small batches
+// writes 2 partitions; every record is in its
+// partition once and in the order produced (a batch that reached its partition out of order
+// would be refused OUT_OF_ORDER_SEQUENCE and retried, or records would be reordered).
+func TestKafkaPipelinedIdempotentOrder(t *testing.T) {
+	n := startKafkaNode(t, "ki", 2)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(n.KafkaAddr()), kgo.DefaultProduceTopic("ki"),
+		kgo.RequiredAcks(kgo.AllISRAcks()),
+		kgo.ProducerBatchMaxBytes(1<<10), kgo.ProducerLinger(0), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	const perPartition = 5000
+	errs := make(chan error, 1)
+	for i := range perPartition {
+		for p := range int32(2) {
+			r := &kgo.Record{Partition: p, Value: []byte(fmt.Sprintf("%d-%06d", p, i))}
+			cl.Produce(ctx, r, func(_ *kgo.Record, err error) {
+				if err != nil {
+					select {
+					case errs <- err:
+					default:
+					}
+				}
+			})
+		}
+	}
+	if err := cl.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-errs:
+		t.Fatalf("produce: %v", err)
+	default:
+	}
+	wc, err := client.Dial(n.ClientAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer wc.Close()
+	msgs, err := topictest.ReadAll(ctx, wc, "ki")
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := map[int32]int{}
+	for _, m := range msgs {
+		if want := fmt.Sprintf("%d-%06d", m.Partition, next[m.Partition]); string(m.Value) != want {
+			t.Fatalf("partition %d offset %d: %q, want %q", m.Partition, m.Offset, m.Value, want)
+		}
+		next[m.Partition]++
+	}
+	if next[0] != perPartition || next[1] != perPartition {
+		t.Fatalf("read %d and %d records, want %d in each partition", next[0], next[1], perPartition)
+	}
+}
+
+// TestKafkaPipelineCloseNoLeak: a client that closes its connection with produces and a
+// long-polling fetch in flight has its connection dropped at once, not after the fetch's
+// MaxWait, and every goroutine the connection started ends.
+func TestKafkaPipelineCloseNoLeak(t *testing.T) {
+	n := startKafkaNode(t, "kc", 2)
+	warm, err := net.Dial("tcp", n.KafkaAddr()) // the node's own goroutines started once
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := warm.Write(rvFrame(1, rvProduce("kc", -1, map[int32][]byte{0: rvBatch(0, nil, kmsg.Record{Value: []byte("w")})}))); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rvRead(t, warm, 5*time.Second, kmsg.NewPtrProduceResponse()); err != nil {
+		t.Fatal(err)
+	}
+	warm.Close()
+	waitConns := func(within time.Duration) bool {
+		for end := time.Now().Add(within); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
+			n.kafka.mu.Lock()
+			open := len(n.kafka.conns)
+			n.kafka.mu.Unlock()
+			if open == 0 {
+				return true
+			}
+		}
+		return false
+	}
+	if !waitConns(2 * time.Second) {
+		t.Fatal("the warm-up connection stayed open")
+	}
+	time.Sleep(100 * time.Millisecond)
+	base := runtime.NumGoroutine()
+
+	c, err := net.Dial("tcp", n.KafkaAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := rvFrame(1, rvLongPoll("kc", 1, 5*time.Second))
+	for i := range 5 {
+		out = append(out, rvFrame(int32(2+i), rvProduce("kc", -1, map[int32][]byte{0: rvBatch(0, nil, kmsg.Record{Value: []byte(strconv.Itoa(i))})}))...)
+	}
+	if _, err := c.Write(out); err != nil {
+		t.Fatal(err)
+	}
+	for end := time.Now().Add(time.Second); logEnd(t, n, "kc", 0) < 6 && time.Now().Before(end); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	c.Close()
+	start := time.Now()
+	if !waitConns(time.Second) {
+		t.Fatalf("a closed connection with a long-polling fetch in flight still served after %v", time.Since(start))
+	}
+	// The replica answers the parked fetch at its MaxWait (5 s); then nothing is left.
+	var now int
+	for end := time.Now().Add(10 * time.Second); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+		if now = runtime.NumGoroutine(); now <= base {
+			return
+		}
+	}
+	buf := make([]byte, 1<<20)
+	t.Fatalf("%d goroutines 10 s after the connection closed, %d before it opened\n%s", now, base, buf[:runtime.Stack(buf, true)])
+}
+
+// TestKafkaNodeCloseDuringPipeline: a node closes promptly while a Kafka connection has a
+// long-polling fetch and produces in flight.
+func TestKafkaNodeCloseDuringPipeline(t *testing.T) {
+	n := startKafkaNode(t, "kn", 2)
+	c, err := net.Dial("tcp", n.KafkaAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	out := rvFrame(1, rvLongPoll("kn", 1, 30*time.Second))
+	for i := range 5 {
+		out = append(out, rvFrame(int32(2+i), rvProduce("kn", -1, map[int32][]byte{0: rvBatch(0, nil, kmsg.Record{Value: []byte(strconv.Itoa(i))})}))...)
+	}
+	if _, err := c.Write(out); err != nil {
+		t.Fatal(err)
+	}
+	for end := time.Now().Add(time.Second); logEnd(t, n, "kn", 0) < 5 && time.Now().Before(end); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	start := time.Now()
+	n.Close()
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("closing the node took %v with a Kafka fetch long-polling", d)
+	}
+}
+
+// TestKafkaPipelinedSequences: 40 idempotent produce requests (one producer, sequences per
+// partition), written on one connection before any answer is read, are all taken, each at its
+// partition's next offset: they reached their partitions in the order sent.
+func TestKafkaPipelinedSequences(t *testing.T) {
+	n := startKafkaNode(t, "ks", 2)
+	c, err := net.Dial("tcp", n.KafkaAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ip := kmsg.NewPtrInitProducerIDRequest()
+	ip.Version = 4
+	if _, err := c.Write(rvFrame(1, ip)); err != nil {
+		t.Fatal(err)
+	}
+	ipr := kmsg.NewPtrInitProducerIDResponse()
+	ipr.Version = 4
+	if _, err := rvRead(t, c, 5*time.Second, ipr); err != nil || ipr.ErrorCode != 0 {
+		t.Fatalf("InitProducerId: %v, error %d", err, ipr.ErrorCode)
+	}
+	const produces = 40
+	var out []byte
+	seq := map[int32]int32{}
+	for i := range produces {
+		p := int32(i % 2)
+		batch := rvBatch(0, nil, kmsg.Record{Value: []byte(strconv.Itoa(i))}, kmsg.Record{Value: []byte(strconv.Itoa(i))})
+		// The producer's id, epoch and sequence (bytes 43-56 of the batch), then the CRC again.
+		binary.BigEndian.PutUint64(batch[43:], uint64(ipr.ProducerID))
+		binary.BigEndian.PutUint16(batch[51:], uint16(ipr.ProducerEpoch))
+		binary.BigEndian.PutUint32(batch[53:], uint32(seq[p]))
+		binary.BigEndian.PutUint32(batch[17:21], crc32.Checksum(batch[21:], castagnoliTable))
+		seq[p] += 2
+		out = append(out, rvFrame(int32(2+i), rvProduce("ks", -1, map[int32][]byte{p: batch}))...)
+	}
+	if _, err := c.Write(out); err != nil {
+		t.Fatal(err)
+	}
+	next := map[int32]int64{}
+	for i := range produces {
+		pr := kmsg.NewPtrProduceResponse()
+		pr.Version = 7
+		corr, err := rvRead(t, c, 10*time.Second, pr)
+		if err != nil {
+			t.Fatalf("answer %d: %v", i, err)
+		}
+		p := pr.Topics[0].Partitions[0]
+		if corr != int32(2+i) || p.ErrorCode != 0 || p.BaseOffset != next[p.Partition] {
+			t.Fatalf("answer %d: correlation id %d, partition %d error %d offset %d; want id %d, offset %d", i, corr, p.Partition, p.ErrorCode, p.BaseOffset, 2+i, next[p.Partition])
+		}
+		next[p.Partition] += 2
+	}
+}
