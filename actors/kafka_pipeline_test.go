@@ -56,7 +56,7 @@ func rvLongPoll(topic string, p int32, wait time.Duration) *kmsg.FetchRequest {
 }
 
 // logEnd is a partition's end offset, asked of its replica.
-func logEnd(t *testing.T, n *Node, topic string, p int32) int64 {
+func logEnd(t testing.TB, n *Node, topic string, p int32) int64 {
 	t.Helper()
 	res := n.kafka.srv.listOffsets(&wire.ListOffsetsRequest{Topic: topic, Partition: p, Spec: wire.OffsetLatest})().(*wire.ListOffsetsResponse)
 	if res.Err != nil {
