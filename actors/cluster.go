@@ -526,12 +526,14 @@ func (n *Node) watch(pid *actor.PID, group string) <-chan struct{} {
 	return n.diedCh()
 }
 
+// errNodeClosed answers a request still waiting when its node has stopped its actors.
+var errNodeClosed = errors.New("the node closed before it answered")
+
 // await waits for the answer to a request, or fails when gone (from watch) is closed first:
-// the request may have been carried out, which a producer's retry must tolerate.
+// the request may have been carried out, which a producer's retry must tolerate. It also fails
+// once the node has stopped its actors: a request that reached an actor as it stopped is dropped
+// without an answer, and would otherwise wait out its whole timeout while the node closes.
 func (n *Node) await(f *actor.Future, pid *actor.PID, gone <-chan struct{}) (any, error) {
-	if gone == nil {
-		return resultOf(f)
-	}
 	type result struct {
 		res any
 		err error
@@ -546,5 +548,7 @@ func (n *Node) await(f *actor.Future, pid *actor.PID, gone <-chan struct{}) (any
 		return r.res, r.err
 	case <-gone:
 		return nil, fmt.Errorf("%s at %s: %w", pid.Id, pid.Address, errNodeGone)
+	case <-n.actorsDone:
+		return nil, fmt.Errorf("%s: %w", pid.Id, errNodeClosed)
 	}
 }

@@ -331,3 +331,40 @@ func TestKafkaPipelinedSequences(t *testing.T) {
 		next[p.Partition] += 2
 	}
 }
+
+// TestKafkaNodeCloseAfterFetch: a node closes at once right after a Kafka connection with a
+// fetch just sent goes away. The fetch's read could reach its replica as the replica stopped,
+// which drops it unanswered: Close then waited for the request's 30 s timeout (2 of 4 rounds).
+func TestKafkaNodeCloseAfterFetch(t *testing.T) {
+	for round := range 4 {
+		cfg := NodeConfig{DataDir: t.TempDir(), KafkaAddr: "127.0.0.1:0"}
+		cfg.Log = storage.DefaultConfig()
+		cfg.Log.Sync = storage.SyncNever
+		n, err := StartNode(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := n.CreateTopic("kf", 2); err != nil {
+			n.Close()
+			t.Fatal(err)
+		}
+		c, err := net.Dial("tcp", n.KafkaAddr())
+		if err != nil {
+			n.Close()
+			t.Fatal(err)
+		}
+		pr := rvProduce("kf", -1, map[int32][]byte{0: rvBatch(0, nil, kmsg.Record{Value: []byte("x")})})
+		if _, err := c.Write(append(rvFrame(1, pr), rvFrame(2, rvLongPoll("kf", 1, 4*time.Second))...)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := rvRead(t, c, 5*time.Second, kmsg.NewPtrProduceResponse()); err != nil {
+			t.Fatal(err)
+		}
+		c.Close()
+		start := time.Now()
+		n.Close()
+		if d := time.Since(start); d > 5*time.Second {
+			t.Fatalf("round %d: closing the node took %v", round, d)
+		}
+	}
+}
