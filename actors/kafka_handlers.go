@@ -425,8 +425,9 @@ const maxFetchWait = 60_000
 // fetch reads the partitions in request order, each up to its PartitionMaxBytes and what is left
 // of the request's MaxBytes (a partition past that budget is not read: only its offsets are
 // answered). If none had records or an error, it long-polls them all for MaxWaitMillis and
-// answers as soon as one has records (or all have answered). A partition named twice is
-// answered INVALID_REQUEST.
+// answers as soon as one has records (or all have answered); the polls still parked then are
+// withdrawn (their partitions answer them at once). A partition named twice is answered
+// INVALID_REQUEST.
 //
 // A long poll ends early, with what was read before it, when quit is closed (the connection
 // ended: its answer is not wanted).
@@ -472,12 +473,15 @@ func (k *kafkaListener) fetch(r *kmsg.FetchRequest, quit <-chan struct{}) *kmsg.
 	}
 	if wait := min(r.MaxWaitMillis, maxFetchWait); !have && wait > 0 && count > 0 {
 		ch := make(chan fetched, count)
+		withdraw := make([][]func(), len(r.Topics))
 		for ti, t := range r.Topics {
+			withdraw[ti] = make([]func(), len(t.Partitions))
 			for pi, p := range t.Partitions {
 				if dup[ti][pi] {
 					continue
 				}
-				ans := k.srv.fetch(&wire.FetchRequest{Topic: t.Topic, Partition: p.Partition, Offset: p.FetchOffset, MaxBytes: max(p.PartitionMaxBytes, 1), MaxWaitMs: wait})
+				ans, w := k.srv.poll(&wire.FetchRequest{Topic: t.Topic, Partition: p.Partition, Offset: p.FetchOffset, MaxBytes: max(p.PartitionMaxBytes, 1), MaxWaitMs: wait})
+				withdraw[ti][pi] = w
 				go func() { ch <- fetched{ti, pi, ans().(*wire.FetchResponse)} }()
 			}
 		}
@@ -489,11 +493,21 @@ func (k *kafkaListener) fetch(r *kmsg.FetchRequest, quit <-chan struct{}) *kmsg.
 			case <-quit:
 				break poll
 			}
+			withdraw[f.t][f.p] = nil
 			if f.res.Err == nil || len(f.res.Batches) > 0 {
 				results[f.t][f.p] = f.res
 			}
 			if len(f.res.Batches) > 0 || f.res.Err != nil {
 				break
+			}
+		}
+		// The polls still parked are answered at once, so that they neither wait out MaxWait
+		// nor read records for this fetch, which is answered.
+		for _, ws := range withdraw {
+			for _, w := range ws {
+				if w != nil {
+					w()
+				}
 			}
 		}
 	}

@@ -192,7 +192,7 @@ func TestKafkaPipelinedIdempotentOrder(t *testing.T) {
 
 // TestKafkaPipelineCloseNoLeak: a client that closes its connection with produces and a
 // long-polling fetch in flight has its connection dropped at once, not after the fetch's
-// MaxWait, and every goroutine the connection started ends.
+// MaxWait, and every goroutine the connection started ends, also before that MaxWait.
 func TestKafkaPipelineCloseNoLeak(t *testing.T) {
 	n := startKafkaNode(t, "kc", 2)
 	warm, err := net.Dial("tcp", n.KafkaAddr()) // the node's own goroutines started once
@@ -242,15 +242,16 @@ func TestKafkaPipelineCloseNoLeak(t *testing.T) {
 	if !waitConns(time.Second) {
 		t.Fatalf("a closed connection with a long-polling fetch in flight still served after %v", time.Since(start))
 	}
-	// The replica answers the parked fetch at its MaxWait (5 s); then nothing is left.
+	// The fetch withdraws its parked poll, which the replica answers at once (else it waited
+	// for its MaxWait, 5 s); then nothing is left.
 	var now int
-	for end := time.Now().Add(10 * time.Second); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+	for end := time.Now().Add(2 * time.Second); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
 		if now = runtime.NumGoroutine(); now <= base {
 			return
 		}
 	}
 	buf := make([]byte, 1<<20)
-	t.Fatalf("%d goroutines 10 s after the connection closed, %d before it opened\n%s", now, base, buf[:runtime.Stack(buf, true)])
+	t.Fatalf("%d goroutines 2 s after the connection closed, %d before it opened\n%s", now, base, buf[:runtime.Stack(buf, true)])
 }
 
 // TestKafkaNodeCloseDuringPipeline: a node closes promptly while a Kafka connection has a
@@ -366,5 +367,88 @@ func TestKafkaNodeCloseAfterFetch(t *testing.T) {
 		if d := time.Since(start); d > 5*time.Second {
 			t.Fatalf("round %d: closing the node took %v", round, d)
 		}
+	}
+}
+
+// parked is how many fetches a partition holds waiting for records.
+func parked(t *testing.T, n *Node, topic string, p int32) int {
+	t.Helper()
+	pid, err := n.Partition(topic, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := n.rc.RequestFuture(pid, &GetStatus{}, 5*time.Second).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res.(*Status).Parked
+}
+
+// TestKafkaFetchWithdrawsLeftoverPolls: a Kafka fetch of 3 idle partitions long-polls all
+// three; when one gets a record the fetch answers, and the polls left in the other two are
+// withdrawn at once instead of staying parked until MaxWait (each re-read its log whenever
+// records arrived, for a reader that was gone).
+func TestKafkaFetchWithdrawsLeftoverPolls(t *testing.T) {
+	n := startKafkaNode(t, "kw", 3)
+	c, err := net.Dial("tcp", n.KafkaAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	fetch := rvLongPoll("kw", 0, 20*time.Second)
+	for p := int32(1); p < 3; p++ {
+		fp := fetch.Topics[0].Partitions[0]
+		fp.Partition = p
+		fetch.Topics[0].Partitions = append(fetch.Topics[0].Partitions, fp)
+	}
+	if _, err := c.Write(rvFrame(1, fetch)); err != nil {
+		t.Fatal(err)
+	}
+	for end := time.Now().Add(5 * time.Second); parked(t, n, "kw", 0)+parked(t, n, "kw", 1)+parked(t, n, "kw", 2) < 3; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatal("the fetch did not park in all 3 partitions")
+		}
+	}
+	p, err := net.Dial("tcp", n.KafkaAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	if _, err := p.Write(rvFrame(1, rvProduce("kw", -1, map[int32][]byte{1: rvBatch(0, nil, kmsg.Record{Value: []byte("x")})}))); err != nil {
+		t.Fatal(err)
+	}
+	fr := kmsg.NewPtrFetchResponse()
+	fr.Version = 12
+	if _, err := rvRead(t, c, 5*time.Second, fr); err != nil {
+		t.Fatalf("fetch answer: %v", err)
+	}
+	if got := len(fr.Topics[0].Partitions[1].RecordBatches); got == 0 {
+		t.Fatal("the fetch answered without partition 1's record")
+	}
+	for end := time.Now().Add(time.Second); ; time.Sleep(10 * time.Millisecond) {
+		left := parked(t, n, "kw", 0) + parked(t, n, "kw", 2)
+		if left == 0 {
+			break
+		}
+		if time.Now().After(end) {
+			t.Fatalf("%d polls of the answered fetch still parked 1 s later (MaxWait 20 s)", left)
+		}
+	}
+}
+
+// TestWithdrawFetchCrossesNodes: WithdrawFetch is registered for the wire, so a replica that
+// forwarded a long poll to its leader on another node forwards the withdrawal too.
+func TestWithdrawFetchCrossesNodes(t *testing.T) {
+	in := &WithdrawFetch{Address: "10.0.0.1:7000", ID: "future$12", Forwarded: true}
+	env, err := Wrap(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := Unwrap(env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, ok := out.(*WithdrawFetch); !ok || *got != *in {
+		t.Fatalf("round trip: %#v, want %#v", out, in)
 	}
 }
