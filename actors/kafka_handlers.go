@@ -259,20 +259,14 @@ func convertBatches(data []byte, budget *int) ([]byte, int16, error) {
 			if n <= 0 || l < 0 || int64(len(recs)-n) < l {
 				return nil, kafkaCorruptMessage, fmt.Errorf("record %d of %d: bad length", i, rb.NumRecords)
 			}
-			var kr kmsg.Record
-			if err := kr.ReadFrom(recs[:n+int(l)]); err != nil {
+			rec, err := kafkaRecord(recs[n : n+int(l)])
+			if err != nil {
 				return nil, kafkaCorruptMessage, fmt.Errorf("record %d of %d: %v", i, rb.NumRecords, err)
 			}
 			recs = recs[n+int(l):]
-			rec := storage.Record{Key: kr.Key, Value: kr.Value, Timestamp: rb.FirstTimestamp + kr.TimestampDelta64}
+			rec.Timestamp += rb.FirstTimestamp
 			if rec.Timestamp < 0 {
 				rec.Timestamp = 0
-			}
-			if len(kr.Headers) > 0 {
-				rec.Headers = make(map[string]string, len(kr.Headers))
-				for _, h := range kr.Headers {
-					rec.Headers[h.Key] = string(h.Value)
-				}
 			}
 			if err := bb.Add(rec); err != nil {
 				return nil, kafkaCorruptMessage, fmt.Errorf("record %d of %d: %v", i, rb.NumRecords, err)
@@ -283,6 +277,69 @@ func convertBatches(data []byte, budget *int) ([]byte, int16, error) {
 		return nil, kafkaCorruptMessage, errors.New("no records")
 	}
 	return bb.Build(), 0, nil
+}
+
+// kafkaRecord decodes one record of a v2 record batch (b is the record after its length) into
+// what Weir keeps of it: Key and Value are slices of b (nil for a null one), Timestamp is the
+// record's timestamp delta, and a header key given twice keeps its last value. It reads what
+// kmsg.Record.ReadFrom reads, without filling a kmsg.Record (and its headers slice) on the way:
+// that was the largest part of converting a batch after the stored batch's growth.
+func kafkaRecord(b []byte) (storage.Record, error) {
+	var rec storage.Record
+	if len(b) == 0 {
+		return rec, errors.New("empty record")
+	}
+	rr := recordReader{b: b[1:]} // after the attributes, which v2 records do not use
+	rec.Timestamp = rr.varint()
+	rr.varint() // the offset delta: Weir numbers a batch's records in order
+	rec.Key = rr.bytes()
+	rec.Value = rr.bytes()
+	count := rr.varint()
+	if rr.err == nil && count > int64(len(rr.b)) { // a header takes 2 bytes at least
+		return rec, fmt.Errorf("%d headers in %d bytes", count, len(rr.b))
+	}
+	if count > 0 {
+		rec.Headers = make(map[string]string, min(count, 64)) // a claimed count allocates little
+		for range count {
+			k, v := rr.bytes(), rr.bytes()
+			rec.Headers[string(k)] = string(v)
+		}
+	}
+	return rec, rr.err
+}
+
+// recordReader reads the varint-framed fields of a Kafka record; the first error sticks.
+type recordReader struct {
+	b   []byte
+	err error
+}
+
+func (r *recordReader) varint() int64 {
+	if r.err != nil {
+		return 0
+	}
+	v, n := binary.Varint(r.b)
+	if n <= 0 {
+		r.err = errors.New("record cut short or a bad varint")
+		return 0
+	}
+	r.b = r.b[n:]
+	return v
+}
+
+// bytes reads a length and that many bytes (none, nil, for a negative length).
+func (r *recordReader) bytes() []byte {
+	l := r.varint()
+	if r.err != nil || l < 0 {
+		return nil
+	}
+	if l > int64(len(r.b)) {
+		r.err = fmt.Errorf("a field of %d bytes with %d left", l, len(r.b))
+		return nil
+	}
+	v := r.b[:l:l]
+	r.b = r.b[l:]
+	return v
 }
 
 var errUnknownCodec = errors.New("unknown compression codec")
