@@ -529,11 +529,37 @@ func (n *Node) watch(pid *actor.PID, group string) <-chan struct{} {
 // errNodeClosed answers a request still waiting when its node has stopped its actors.
 var errNodeClosed = errors.New("the node closed before it answered")
 
+// nodeClosed is the answer Close gives the futures await waits on without a goroutine.
+type nodeClosed struct{}
+
 // await waits for the answer to a request, or fails when gone (from watch) is closed first:
 // the request may have been carried out, which a producer's retry must tolerate. It also fails
 // once the node has stopped its actors: a request that reached an actor as it stopped is dropped
 // without an answer, and would otherwise wait out its whole timeout while the node closes.
+//
+// Without gone it waits on the future itself, with no goroutine in between (the answer of a
+// produce is on its connection's critical path); Close answers such futures nodeClosed.
 func (n *Node) await(f *actor.Future, pid *actor.PID, gone <-chan struct{}) (any, error) {
+	if gone == nil {
+		n.awaitMu.Lock()
+		if n.closedAwaits {
+			n.awaitMu.Unlock()
+			return nil, fmt.Errorf("%s: %w", pid.Id, errNodeClosed)
+		}
+		if n.awaiting == nil {
+			n.awaiting = map[*actor.Future]struct{}{}
+		}
+		n.awaiting[f] = struct{}{}
+		n.awaitMu.Unlock()
+		res, err := resultOf(f)
+		n.awaitMu.Lock()
+		delete(n.awaiting, f)
+		n.awaitMu.Unlock()
+		if _, ok := res.(nodeClosed); ok {
+			return nil, fmt.Errorf("%s: %w", pid.Id, errNodeClosed)
+		}
+		return res, err
+	}
 	type result struct {
 		res any
 		err error

@@ -202,9 +202,10 @@ const kafkaMaxInFlight = 16
 // closed instead of answering) when done is closed.
 type kafkaPending struct {
 	done  chan struct{}
-	resp  []byte // the response frame, without its size
-	size  int    // the request frame's size, held against the connection's budget
-	close bool   // close the connection after this answer (a failed authentication)
+	resp  []byte        // the response frame, without its size
+	wait  func() []byte // if set, returns resp: the writer calls it in its turn (a produce)
+	size  int           // the request frame's size, held against the connection's budget
+	close bool          // close the connection after this answer (a failed authentication)
 }
 
 // kafkaReady is the done channel of answers complete when read.
@@ -336,6 +337,17 @@ func (k *kafkaListener) write(c net.Conn, queue <-chan *kafkaPending, quit <-cha
 				return nil
 			}
 		}
+		if p.wait != nil {
+			select {
+			case <-quit: // not wanted: its futures expire on their own
+				return nil
+			default:
+			}
+			if err := w.Flush(); err != nil { // the answers before it go out first
+				return err
+			}
+			p.resp = p.wait()
+		}
 		b.release(p.size)
 		if p.resp == nil {
 			return w.Flush()
@@ -410,12 +422,12 @@ func parseKafkaHeader(b []byte) (kafkaHeader, kmsg.Request, []byte, error) {
 // told by quit that the answer is not wanted); nil when none is due (acks=0); or an error that
 // closes the connection.
 //
-// Produces are handed to their partitions here, before the next request is read, and their
-// goroutine waits for the partitions' replies. Fetches, which may long-poll, run in their
-// goroutine. The other APIs are answered here: they are quick, or change what the requests
+// Produces are handed to their partitions here, before the next request is read, and the
+// writer waits for the partitions' replies when their answer is due. Fetches, which may
+// long-poll, run in a goroutine of their own. The other APIs are answered here: they are quick, or change what the requests
 // read after them see (topics, the connection's authentication, a group's state).
 func (k *kafkaListener) handle(frame []byte, st *kafkaConn, quit <-chan struct{}, reqs *sync.WaitGroup) (*kafkaPending, error) {
-	resp, later, err := k.start(frame, st, quit)
+	resp, later, poll, err := k.start(frame, st, quit)
 	switch {
 	case err != nil:
 		return nil, err
@@ -423,6 +435,10 @@ func (k *kafkaListener) handle(frame []byte, st *kafkaConn, quit <-chan struct{}
 		return &kafkaPending{done: kafkaReady, resp: resp}, nil
 	case later == nil:
 		return nil, nil
+	case !poll:
+		// The writer waits for it in its turn: the actors' answer then wakes the writer itself,
+		// not a goroutine that would hand it over.
+		return &kafkaPending{done: kafkaReady, wait: later}, nil
 	}
 	p := &kafkaPending{done: make(chan struct{})}
 	reqs.Add(1)
@@ -435,15 +451,16 @@ func (k *kafkaListener) handle(frame []byte, st *kafkaConn, quit <-chan struct{}
 }
 
 // start serves one request frame up to its wait: it returns the response frame (without its
-// size) when complete, else a function that waits and returns it, or neither when no answer is
-// due (acks=0), or an error that closes the connection.
-func (k *kafkaListener) start(frame []byte, st *kafkaConn, quit <-chan struct{}) ([]byte, func() []byte, error) {
+// size) when complete, else a function that waits and returns it (poll: in a goroutine of its
+// own from now, as it may long-poll; else the writer calls it when the answer is due), or
+// neither when no answer is due (acks=0), or an error that closes the connection.
+func (k *kafkaListener) start(frame []byte, st *kafkaConn, quit <-chan struct{}) ([]byte, func() []byte, bool, error) {
 	h, req, body, err := parseKafkaHeader(frame)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, false, err
 	}
 	if !k.authenticated(st) && h.key != int16(kmsg.ApiVersions) && h.key != int16(kmsg.SASLHandshake) && h.key != int16(kmsg.SASLAuthenticate) {
-		return nil, nil, fmt.Errorf("API key %d before SASL authentication (client %q)", h.key, h.clientID)
+		return nil, nil, false, fmt.Errorf("API key %d before SASL authentication (client %q)", h.key, h.clientID)
 	}
 	lo, hi, ok := kafkaVersions(h.key)
 	if h.key == int16(kmsg.ApiVersions) && (h.version < lo || h.version > hi) {
@@ -452,31 +469,31 @@ func (k *kafkaListener) start(frame []byte, st *kafkaConn, quit <-chan struct{})
 		resp := k.apiVersions()
 		resp.SetVersion(0)
 		resp.ErrorCode = 35
-		return kafkaResponse(h, resp), nil, nil
+		return kafkaResponse(h, resp), nil, false, nil
 	}
 	if req == nil {
-		return nil, nil, fmt.Errorf("API key %d is not a Kafka API (client %q)", h.key, h.clientID)
+		return nil, nil, false, fmt.Errorf("API key %d is not a Kafka API (client %q)", h.key, h.clientID)
 	}
 	if !ok {
 		// A Kafka API not served (ApiVersions does not list it): UNSUPPORTED_VERSION where
 		// its response has a top-level error code, else the connection is closed.
 		if resp := unsupportedVersion(req); resp != nil {
 			k.logger.Info("kafka: API not served", "api", h.key, "version", h.version, "client", h.clientID)
-			return kafkaResponse(h, resp), nil, nil
+			return kafkaResponse(h, resp), nil, false, nil
 		}
-		return nil, nil, fmt.Errorf("API key %d is not served (client %q)", h.key, h.clientID)
+		return nil, nil, false, fmt.Errorf("API key %d is not served (client %q)", h.key, h.clientID)
 	}
 	if h.version < lo || h.version > hi {
 		// A served API at a version not served: UNSUPPORTED_VERSION where the response has
 		// a top-level error code (its body is not read), else the connection is closed.
 		if resp := unsupportedVersion(req); resp != nil {
 			k.logger.Info("kafka: version not served", "api", h.key, "version", h.version, "served", fmt.Sprintf("%d-%d", lo, hi), "client", h.clientID)
-			return kafkaResponse(h, resp), nil, nil
+			return kafkaResponse(h, resp), nil, false, nil
 		}
-		return nil, nil, fmt.Errorf("API key %d version %d is not served (%d to %d are; client %q)", h.key, h.version, lo, hi, h.clientID)
+		return nil, nil, false, fmt.Errorf("API key %d version %d is not served (%d to %d are; client %q)", h.key, h.version, lo, hi, h.clientID)
 	}
 	if err := req.ReadFrom(body); err != nil {
-		return nil, nil, fmt.Errorf("API key %d version %d: malformed request: %v", h.key, h.version, err)
+		return nil, nil, false, fmt.Errorf("API key %d version %d: malformed request: %v", h.key, h.version, err)
 	}
 	var resp kmsg.Response
 	switch r := req.(type) {
@@ -505,17 +522,17 @@ func (k *kafkaListener) start(frame []byte, st *kafkaConn, quit <-chan struct{})
 			for _, t := range wait().Topics {
 				for _, p := range t.Partitions {
 					if p.ErrorCode != 0 {
-						return nil, nil, fmt.Errorf("acks=0 produce to %s/%d failed: error %d", t.Topic, p.Partition, p.ErrorCode)
+						return nil, nil, false, fmt.Errorf("acks=0 produce to %s/%d failed: error %d", t.Topic, p.Partition, p.ErrorCode)
 					}
 				}
 			}
-			return nil, nil, nil
+			return nil, nil, false, nil
 		}
 		return nil, func() []byte {
 			pr := wait()
 			pr.SetVersion(h.version)
 			return kafkaResponse(h, pr)
-		}, nil
+		}, false, nil
 	case *kmsg.ListOffsetsRequest:
 		resp = k.listOffsets(r)
 	case *kmsg.FetchRequest:
@@ -523,7 +540,7 @@ func (k *kafkaListener) start(frame []byte, st *kafkaConn, quit <-chan struct{})
 			fr := k.fetch(r, quit)
 			fr.SetVersion(h.version)
 			return kafkaResponse(h, fr)
-		}, nil
+		}, true, nil
 	case *kmsg.FindCoordinatorRequest:
 		resp = k.findCoordinator(r)
 	case *kmsg.JoinGroupRequest:
@@ -545,10 +562,10 @@ func (k *kafkaListener) start(frame []byte, st *kafkaConn, quit <-chan struct{})
 	case *kmsg.InitProducerIDRequest:
 		resp = k.initProducerID(r)
 	default:
-		return nil, nil, fmt.Errorf("API key %d is not served", h.key)
+		return nil, nil, false, fmt.Errorf("API key %d is not served", h.key)
 	}
 	resp.SetVersion(h.version)
-	return kafkaResponse(h, resp), nil, nil
+	return kafkaResponse(h, resp), nil, false, nil
 }
 
 // kafkaResponse encodes a response frame: correlation id, tagged fields for flexible versions

@@ -101,6 +101,11 @@ type Node struct {
 	// actorsDone is closed once Close has stopped every actor: a request still waiting for an
 	// answer then waits in vain (one that reached an actor as it stopped is dropped unanswered).
 	actorsDone chan struct{}
+	// awaiting are the futures await waits on without a goroutine of its own; Close answers
+	// them nodeClosed once the actors stopped. closedAwaits is set then.
+	awaitMu      sync.Mutex
+	awaiting     map[*actor.Future]struct{}
+	closedAwaits bool
 
 	// rc sends and requests from outside actors; in a cluster it wraps messages bound for other
 	// nodes (the system's own Root must stay plain: protoactor's remote sends through it).
@@ -279,6 +284,13 @@ func (n *Node) close() {
 	if n.actorsDone != nil {
 		close(n.actorsDone)
 	}
+	n.awaitMu.Lock()
+	n.closedAwaits = true
+	for f := range n.awaiting {
+		n.system.Root.Send(f.PID(), nodeClosed{})
+	}
+	n.awaiting = nil
+	n.awaitMu.Unlock()
 	if n.server != nil {
 		n.server.wait()
 	}
