@@ -8,7 +8,7 @@ BENCH       ?= .
 BENCHTIME   ?= 2s
 FUZZTIME    ?= 30s
 
-.PHONY: build run test deps unit lint vet fmt bench bench-cluster bench-sources bench-sinks fuzz soak clean
+.PHONY: build run test deps unit lint vet fmt bench bench-cluster bench-sources bench-sinks bench-flume fuzz soak clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/weir
@@ -81,6 +81,14 @@ bench-sinks:
 	$(GO) test -run '^$$' -bench TopicToHDFS -benchtime 300000x ./connectors/sink/hdfs/
 	$(GO) test -run '^$$' -bench . -benchtime $(SINK_RECORDS)x ./connectors/sink/bench/
 	$(GO) test -run '^$$' -bench BenchmarkWrite -benchtime 500x ./connectors/sink/file/
+
+# Apache Flume 1.11.0 (fetched from Maven Central by scripts/flume/run.sh) next to Weir, issue 8's
+# W5 (tail 500 MB into rolling files) and W4 (30 s spike at 10x the consumer's rate): results in
+# docs/bench/flume.jsonl, the plots in docs/bench/, a section of docs/benchmarks.md. Needs Java 17
+# and Maven; FLUME_ARGS adds flags (-quick for a run of about two minutes).
+FLUME_ARGS ?=
+bench-flume:
+	$(GO) run ./scripts/benchflume $(FLUME_ARGS)
 
 # Runs every fuzz target for FUZZTIME each.
 fuzz:

@@ -341,6 +341,46 @@ func TestDeleteTopicOffsets(t *testing.T) {
 	}
 }
 
+// TestDeleteGroupOffsets: a group's deletion removes its offsets and no other group's; a
+// checkpoint taken before the deletion and applied after it does not bring them back; commits
+// after it (the group used again) stand.
+func TestDeleteGroupOffsets(t *testing.T) {
+	var forgotten []string
+	s := newOffsetsState(nil, nil)
+	s.forgetGroup = func(g string) { forgotten = append(forgotten, g) }
+	next := applyBatch(t, s, 0, commitRecord(t, "g", wire.PartitionOffset{Topic: "t", Partition: 0, Offset: 5}))
+	next = applyBatch(t, s, next, commitRecord(t, "h", wire.PartitionOffset{Topic: "t", Partition: 0, Offset: 7}))
+	cp, _, err := s.Checkpoint(next)
+	if err != nil {
+		t.Fatal(err)
+	}
+	del, reply := s.Handle(&DeleteGroupOffsets{Group: "g"})
+	if reply != nil {
+		t.Fatal(reply)
+	}
+	next = applyBatch(t, s, next, del)
+	check := func(what string, wantG bool) {
+		t.Helper()
+		_, hasG := s.groups["g"]
+		if hasG != wantG || s.groups["h"][tp{"t", 0}].Offset != 7 {
+			t.Fatalf("%s: g has offsets: %v (want %v), h t/0 at %d (want 7)", what, hasG, wantG, s.groups["h"][tp{"t", 0}].Offset)
+		}
+	}
+	check("after the deletion", false)
+	if len(forgotten) != 1 || forgotten[0] != "g" {
+		t.Fatalf("groups forgotten: %v, want g", forgotten)
+	}
+	for _, b := range cp {
+		next = applyBatch(t, s, next, b)
+	}
+	check("after a checkpoint taken before the deletion", false)
+	applyBatch(t, s, next, commitRecord(t, "g", wire.PartitionOffset{Topic: "t", Partition: 0, Offset: 1}))
+	check("after a commit to the group used again", true)
+	if _, reply := s.Handle(&DeleteGroupOffsets{}); reply == nil {
+		t.Fatal("a deletion without a group was accepted")
+	}
+}
+
 // TestDeletedTopicOffsetsGone: a group's offsets in a deleted topic are gone when the topic is
 // created again, and stay gone after a restart.
 func TestDeletedTopicOffsetsGone(t *testing.T) {

@@ -85,6 +85,9 @@ type member struct {
 	lastSeen time.Time
 	joining  *actor.PID // reply-to of a join waiting for the rebalance
 	assigned []wire.TopicPartitions
+	// clientID and clientHost name a member that joined through the Kafka listener (its
+	// request header's client id, its connection's address), for DescribeGroups.
+	clientID, clientHost string
 }
 
 // coordinator assigns a group's partitions to its members. Its state (members, generation) lives
@@ -149,13 +152,28 @@ func (c *coordinator) Receive(ctx actor.Context) {
 			c.startRebalance(c.cfg.InitialDelay)
 		}
 		ctx.Respond(&wire.AdminResponse{})
+	case *DescribeGroup:
+		ctx.Respond(c.describe())
+	case *DeleteGroupOffsets:
+		if len(c.members) > 0 {
+			ctx.Respond(&ProduceReply{BaseOffset: -1, Err: wire.Errorf(wire.CodeInvalidRequest, "group %s is not empty: %d members", c.group, len(c.members))})
+			return
+		}
+		ctx.RequestWithCustomSender(c.n.internalPID("offsets"), m, ctx.Sender())
 	case *CommitGroup:
 		c.fault("commit")
-		if m.MemberID != "" {
-			if e := c.checkCommit(m.MemberID, m.Generation, m.Offsets); e != nil {
-				ctx.Respond(&ProduceReply{BaseOffset: -1, Err: e})
-				return
-			}
+		var e *wire.Error
+		switch {
+		case m.MemberID == "":
+			e = c.checkOutsideCommit()
+		case m.Generation >= 0 || len(c.members) > 0:
+			// A member's commit; generation -1 with a member id is one from outside when the
+			// group is empty, as in Kafka.
+			e = c.checkCommit(m.MemberID, m.Generation, m.Offsets)
+		}
+		if e != nil {
+			ctx.Respond(&ProduceReply{BaseOffset: -1, Err: e})
+			return
 		}
 		// __offsets answers the committer directly once the offsets are committed.
 		ctx.RequestWithCustomSender(c.n.internalPID("offsets"), &CommitOffsets{Group: c.group, Offsets: m.Offsets}, ctx.Sender())
@@ -208,6 +226,16 @@ func (c *coordinator) checkCommit(id string, gen int32, offsets []wire.Partition
 	return nil
 }
 
+// checkOutsideCommit refuses a commit from outside the group (no member id: an admin tool, a
+// consumer that assigns itself partitions) while the group has members, as Kafka does
+// (UNKNOWN_MEMBER_ID): it would move the offsets of partitions that members are reading.
+func (c *coordinator) checkOutsideCommit() *wire.Error {
+	if len(c.members) > 0 {
+		return wire.Errorf(wire.CodeUnknownMember, "group %s: a commit without a member id while the group has %d members", c.group, len(c.members))
+	}
+	return nil
+}
+
 // owns reports whether a partition is in the member's assignment of the current generation.
 func (mb *member) owns(topic string, p int32) bool {
 	for _, tp := range mb.assigned {
@@ -251,6 +279,7 @@ func (c *coordinator) join(ctx actor.Context, m *JoinGroup) {
 		ctx.Send(mb.joining, &wire.JoinGroupResponse{Err: wire.Errorf(wire.CodeRebalance, "group %s: joined again", c.group)})
 	}
 	mb.topics, mb.session, mb.lastSeen, mb.joining = m.Topics, session, time.Now(), ctx.Sender()
+	mb.clientID, mb.clientHost = m.ClientID, m.ClientHost
 	if !c.rebalancing {
 		if len(c.members) == 1 { // alone: no one else to wait for
 			c.startRebalance(c.cfg.InitialDelay)

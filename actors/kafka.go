@@ -73,7 +73,7 @@ func readFrame(r io.Reader, n int) ([]byte, error) {
 var kafkaAPIs = []struct{ key, min, max int16 }{
 	{int16(kmsg.Produce), 3, 9},
 	{int16(kmsg.Fetch), 4, 12},
-	{int16(kmsg.ListOffsets), 1, 7},
+	{int16(kmsg.ListOffsets), 1, 10}, // v7 max timestamp, v8 earliest local, v9 latest tiered
 	{int16(kmsg.Metadata), 1, 12},
 	{int16(kmsg.ApiVersions), 0, 5}, // v4 is v3; v5 adds the cluster and node the client expects
 	{int16(kmsg.FindCoordinator), 0, 4},
@@ -86,6 +86,12 @@ var kafkaAPIs = []struct{ key, min, max int16 }{
 	{int16(kmsg.CreateTopics), 0, 7},
 	{int16(kmsg.DeleteTopics), 0, 6},
 	{int16(kmsg.InitProducerID), 0, 4},
+	{int16(kmsg.ListGroups), 0, 5},
+	{int16(kmsg.DescribeGroups), 0, 6},
+	{int16(kmsg.DescribeConfigs), 0, 4},
+	{int16(kmsg.DescribeCluster), 0, 2},
+	{int16(kmsg.DescribeTopicPartitions), 0, 0},
+	{int16(kmsg.DeleteGroups), 0, 3}, // v3 (Kafka 4.4) adds error messages
 }
 
 // kafkaSASLAPIs are served when SASL users are configured. SaslHandshake v0 is listed because
@@ -254,7 +260,7 @@ func (k *kafkaListener) serve(c net.Conn) {
 	}()
 	r := bufio.NewReaderSize(c, 64<<10)
 	var size [4]byte
-	st := &kafkaConn{}
+	st := &kafkaConn{remote: c.RemoteAddr().String()}
 	for {
 		if !k.authenticated(st) && !b.idle() {
 			return
@@ -544,7 +550,7 @@ func (k *kafkaListener) start(frame []byte, st *kafkaConn, quit <-chan struct{})
 	case *kmsg.FindCoordinatorRequest:
 		resp = k.findCoordinator(r)
 	case *kmsg.JoinGroupRequest:
-		resp = k.joinGroup(r)
+		resp = k.joinGroup(r, h.clientID, st.remote)
 	case *kmsg.SyncGroupRequest:
 		resp = k.syncGroup(r)
 	case *kmsg.HeartbeatRequest:
@@ -562,7 +568,9 @@ func (k *kafkaListener) start(frame []byte, st *kafkaConn, quit <-chan struct{})
 	case *kmsg.InitProducerIDRequest:
 		resp = k.initProducerID(r)
 	default:
-		return nil, nil, false, fmt.Errorf("API key %d is not served", h.key)
+		if resp = k.describeRequest(req); resp == nil {
+			return nil, nil, false, fmt.Errorf("API key %d is not served", h.key)
+		}
 	}
 	resp.SetVersion(h.version)
 	return kafkaResponse(h, resp), nil, false, nil

@@ -87,6 +87,20 @@ func (k *kafkaListener) createTopics(r *kmsg.CreateTopicsRequest) *kmsg.CreateTo
 		if msg != "" {
 			rt.ErrorMessage = &msg
 		}
+		if code == 0 && r.Version >= 5 {
+			// The created topic's configs, as DescribeConfigs gives them (the Java AdminClient
+			// reads them and fails on none).
+			tm, ok := k.n.Topic(t.Topic)
+			if !ok || r.ValidateOnly {
+				tm = TopicMeta{Name: t.Topic, Partitions: parts, Replicas: repl, Config: cfg}
+			}
+			for _, c := range k.topicConfigs(tm) {
+				rc := kmsg.NewCreateTopicsResponseTopicConfig()
+				v := c.value
+				rc.Name, rc.Value, rc.ReadOnly, rc.Source = c.name, &v, true, int8(c.source)
+				rt.Configs = append(rt.Configs, rc)
+			}
+		}
 		resp.Topics = append(resp.Topics, rt)
 	}
 	return resp

@@ -31,6 +31,7 @@ const (
 
 // kafkaConn is a connection's state.
 type kafkaConn struct {
+	remote    string // the client's address, for DescribeGroups
 	mechanism string // "PLAIN" once SaslHandshake chose it
 	user      string // authenticated user ("" until then)
 	closing   bool   // close the connection after this answer (a failed authentication)

@@ -109,7 +109,9 @@ func (k *kafkaListener) findCoordinator(r *kmsg.FindCoordinatorRequest) *kmsg.Fi
 	return resp
 }
 
-func (k *kafkaListener) joinGroup(r *kmsg.JoinGroupRequest) *kmsg.JoinGroupResponse {
+// joinGroup joins a Kafka member to its Weir group; its client id and the address it connects
+// from are the coordinator's to report in DescribeGroups.
+func (k *kafkaListener) joinGroup(r *kmsg.JoinGroupRequest, clientID, remote string) *kmsg.JoinGroupResponse {
 	resp := kmsg.NewPtrJoinGroupResponse()
 	resp.Generation = -1
 	if r.ProtocolType != "consumer" || len(r.Protocols) == 0 {
@@ -130,7 +132,8 @@ func (k *kafkaListener) joinGroup(r *kmsg.JoinGroupRequest) *kmsg.JoinGroupRespo
 		resp.ErrorCode = kafkaInconsistentProtocol
 		return resp
 	}
-	res := k.groupCall(wire.ApiJoinGroup, &wire.JoinGroupRequest{Group: r.Group, MemberID: r.MemberID, Topics: meta.Topics, SessionTimeoutMs: r.SessionTimeoutMillis})
+	res := k.groupCall(wire.ApiJoinGroup, &wire.JoinGroupRequest{Group: r.Group, MemberID: r.MemberID, Topics: meta.Topics, SessionTimeoutMs: r.SessionTimeoutMillis,
+		ClientID: clientID, ClientHost: kafkaClientHost(remote)})
 	jr, ok := res.(*wire.JoinGroupResponse)
 	if !ok || jr.Err != nil {
 		resp.ErrorCode = groupCode(errOf(res))
@@ -173,13 +176,7 @@ func (k *kafkaListener) syncGroup(r *kmsg.SyncGroupRequest) *kmsg.SyncGroupRespo
 		resp.ErrorCode = kafkaIllegalGeneration
 		return resp
 	}
-	ma := kmsg.NewConsumerMemberAssignment()
-	for _, tp := range a.parts {
-		t := kmsg.NewConsumerMemberAssignmentTopic()
-		t.Topic, t.Partitions = tp.Topic, tp.Partitions
-		ma.Topics = append(ma.Topics, t)
-	}
-	resp.MemberAssignment = ma.AppendTo(nil)
+	resp.MemberAssignment = consumerAssignment(a.parts)
 	return resp
 }
 
@@ -216,9 +213,13 @@ func (k *kafkaListener) leaveGroup(r *kmsg.LeaveGroupRequest) *kmsg.LeaveGroupRe
 
 func (k *kafkaListener) offsetCommit(r *kmsg.OffsetCommitRequest) *kmsg.OffsetCommitResponse {
 	resp := kmsg.NewPtrOffsetCommitResponse()
-	req := &wire.CommitRequest{Group: r.Group}
-	if r.Generation >= 0 { // -1: a commit outside group membership
-		req.MemberID, req.Generation = r.MemberID, r.Generation
+	// Generation -1 and no member id: a commit from outside the group (an admin tool, a
+	// consumer that assigns itself partitions), which the coordinator takes only while the group
+	// has no members, as Kafka does.
+	req := &wire.CommitRequest{Group: r.Group, MemberID: r.MemberID, Generation: r.Generation}
+	code := int16(0)
+	if r.MemberID == "" && r.Generation >= 0 {
+		code = kafkaUnknownMemberID // a generation without a member, as Kafka answers it
 	}
 	for _, t := range r.Topics {
 		for _, p := range t.Partitions {
@@ -229,8 +230,7 @@ func (k *kafkaListener) offsetCommit(r *kmsg.OffsetCommitRequest) *kmsg.OffsetCo
 			req.Offsets = append(req.Offsets, o)
 		}
 	}
-	code := int16(0)
-	if len(req.Offsets) > 0 {
+	if code == 0 && len(req.Offsets) > 0 {
 		code = groupCode(errOf(k.groupCall(wire.ApiCommit, req)))
 	}
 	for _, t := range r.Topics {

@@ -43,19 +43,11 @@ func (k *kafkaListener) metadata(r *kmsg.MetadataRequest) *kmsg.MetadataResponse
 	self := k.brokerID(k.n.raftID)
 	brokers := map[string]int32{} // node name -> broker id, for the nodes with a Kafka listener
 	for _, m := range k.n.Members() {
-		addr := m.Kafka
-		if m.ID == k.n.raftID {
-			addr = k.advertised()
+		if m.Kafka != "" || m.ID == k.n.raftID {
+			brokers[m.Node] = k.brokerID(m.ID)
 		}
-		if addr == "" {
-			continue
-		}
-		b := kmsg.NewMetadataResponseBroker()
-		b.NodeID = k.brokerID(m.ID)
-		b.Host, b.Port = splitHostPort(addr)
-		resp.Brokers = append(resp.Brokers, b)
-		brokers[m.Node] = b.NodeID
 	}
+	resp.Brokers = k.kafkaBrokers()
 	cluster := kafkaClusterID
 	resp.ClusterID = &cluster
 	resp.ControllerID = self
@@ -430,14 +422,24 @@ func (k *kafkaListener) listOffsets(r *kmsg.ListOffsetsRequest) *kmsg.ListOffset
 			rp.Partition, rp.Timestamp, rp.Offset, rp.LeaderEpoch = p.Partition, -1, -1, -1
 			req := &wire.ListOffsetsRequest{Topic: t.Topic, Partition: p.Partition}
 			switch {
-			case p.Timestamp == -2:
+			case p.Timestamp == -2, p.Timestamp == -4 && r.Version >= 8:
+				// -4: the earliest offset kept locally; Weir keeps every record locally.
 				req.Spec = wire.OffsetEarliest
 			case p.Timestamp == -1:
 				req.Spec = wire.OffsetLatest
 			case p.Timestamp >= 0:
 				req.Spec, req.Timestamp = wire.OffsetTimestamp, p.Timestamp
+			case p.Timestamp == -5 && r.Version >= 9:
+				// The latest offset in tiered storage: Weir has none, and answers as Kafka does
+				// without remote storage.
+				rt.Partitions = append(rt.Partitions, rp)
+				continue
+			case p.Timestamp == -3 && r.Version >= 7:
+				rp.ErrorCode, rp.Offset, rp.Timestamp = k.maxTimestamp(t.Topic, p.Partition)
+				rt.Partitions = append(rt.Partitions, rp)
+				continue
 			default:
-				rp.ErrorCode = kafkaInvalidRequest // -3 (max timestamp) and others are not served
+				rp.ErrorCode = kafkaInvalidRequest // -6 (earliest pending upload) and others are not served
 				rt.Partitions = append(rt.Partitions, rp)
 				continue
 			}
@@ -451,6 +453,53 @@ func (k *kafkaListener) listOffsets(r *kmsg.ListOffsetsRequest) *kmsg.ListOffset
 		resp.Topics = append(resp.Topics, rt)
 	}
 	return resp
+}
+
+// maxTimestamp answers ListOffsets' max timestamp (-3): the offset and timestamp of the first
+// committed record that has the partition's largest timestamp; -1 and -1 when it has no record
+// with a timestamp. Weir keeps no maximum per partition, so the timestamp is searched for by
+// halving, with lookups by time (each finds the first record at least that new through the
+// segments' time indexes): about 63 lookups.
+func (k *kafkaListener) maxTimestamp(topic string, partition int32) (int16, int64, int64) {
+	// The records below the end of this moment are searched: a lookup that finds none, or
+	// finds one appended since, answers an offset at or past it.
+	end := k.srv.listOffsets(&wire.ListOffsetsRequest{Topic: topic, Partition: partition, Spec: wire.OffsetLatest})().(*wire.ListOffsetsResponse)
+	if end.Err != nil {
+		return kafkaCode(end.Err), -1, -1
+	}
+	newer := func(ts int64) (int64, bool, *wire.Error) { // the first record at least ts new
+		res := k.srv.listOffsets(&wire.ListOffsetsRequest{Topic: topic, Partition: partition, Spec: wire.OffsetTimestamp, Timestamp: ts})().(*wire.ListOffsetsResponse)
+		if res.Err != nil {
+			return -1, false, res.Err
+		}
+		return res.Offset, res.Offset < end.Offset, nil
+	}
+	if _, found, e := newer(0); e != nil || !found {
+		return kafkaCode(e), -1, -1
+	}
+	lo, hi := int64(0), int64(math.MaxInt64) // a record is at least lo new; none is hi new
+	if _, found, e := newer(hi); e != nil {
+		return kafkaCode(e), -1, -1
+	} else if found {
+		lo = hi
+	}
+	for lo < hi-1 {
+		mid := lo + (hi-lo)/2
+		_, found, e := newer(mid)
+		if e != nil {
+			return kafkaCode(e), -1, -1
+		}
+		if found {
+			lo = mid
+		} else {
+			hi = mid
+		}
+	}
+	off, found, e := newer(lo)
+	if e != nil || !found {
+		return kafkaCode(e), -1, -1
+	}
+	return 0, off, lo
 }
 
 // recordAt returns the offset and timestamp of the record at offset, as ListOffsets by time

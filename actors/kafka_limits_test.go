@@ -445,7 +445,7 @@ func TestKafkaAssignmentsLeak(t *testing.T) {
 		jr := kmsg.NewPtrJoinGroupRequest()
 		jr.Version, jr.Group, jr.ProtocolType, jr.SessionTimeoutMillis = 5, "g", "consumer", 100
 		jr.Protocols = []kmsg.JoinGroupRequestProtocol{{Name: "range", Metadata: meta.AppendTo(nil)}}
-		if r := n.kafka.joinGroup(jr); r.ErrorCode != 0 {
+		if r := n.kafka.joinGroup(jr, "", ""); r.ErrorCode != 0 {
 			t.Fatalf("join: %d", r.ErrorCode)
 		}
 		time.Sleep(300 * time.Millisecond) // the member crashes: its session expires
@@ -626,7 +626,7 @@ func TestKafkaCommitByFormerOwner(t *testing.T) {
 		jr := kmsg.NewPtrJoinGroupRequest()
 		jr.Version, jr.Group, jr.MemberID, jr.ProtocolType, jr.SessionTimeoutMillis = 5, "g", id, "consumer", 30000
 		jr.Protocols = []kmsg.JoinGroupRequestProtocol{{Name: "cooperative-sticky", Metadata: meta.AppendTo(nil)}}
-		return n.kafka.joinGroup(jr)
+		return n.kafka.joinGroup(jr, "", "")
 	}
 	a := join("")
 	if a.ErrorCode != 0 {

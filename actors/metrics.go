@@ -148,6 +148,19 @@ func (m *Metrics) forgetGroupTopic(topic string) {
 	})
 }
 
+// forgetGroup drops the offsets of a group whose offsets __offsets deleted.
+func (m *Metrics) forgetGroup(group string) {
+	if m == nil {
+		return
+	}
+	m.commits.Range(func(k, _ any) bool {
+		if k.(groupPartition).group == group {
+			m.commits.Delete(k)
+		}
+		return true
+	})
+}
+
 type groupPartition struct {
 	group, topic string
 	partition    int32

@@ -574,7 +574,11 @@ func (a *rootActor) Receive(ctx actor.Context) {
 			offs.CheckpointRecords = 0
 		}
 		offs.Faults = n.fault("offsets")
-		offs.NewStateMachine = func() StateMachine { return newOffsetsState(n.metrics.groupOffsets, n.metrics.forgetGroupTopic) }
+		offs.NewStateMachine = func() StateMachine {
+			st := newOffsetsState(n.metrics.groupOffsets, n.metrics.forgetGroupTopic)
+			st.forgetGroup = n.metrics.forgetGroup
+			return st
+		}
 		offs.Join = joining
 		if _, err := ctx.SpawnNamed(n.props(NewReplicaProps(offs)), "offsets"); err != nil {
 			panic(err)
@@ -635,6 +639,19 @@ func (a *rootActor) Receive(ctx actor.Context) {
 		ctx.Respond(&spawnReply{})
 	case *coordinatorStopped:
 		delete(a.coordinators, m.group)
+	case *ListCoordinators:
+		resp := &GroupList{}
+		for g := range a.coordinators {
+			resp.Groups = append(resp.Groups, g)
+		}
+		sort.Strings(resp.Groups)
+		ctx.Respond(resp)
+	case *DescribeGroup:
+		if !a.coordinators[m.Group] {
+			ctx.Respond(&GroupDescription{Group: m.Group})
+			return
+		}
+		ctx.Forward(actor.NewPID(ctx.Self().Address, ctx.Self().Id+"/group/"+m.Group))
 	}
 }
 

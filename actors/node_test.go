@@ -374,13 +374,15 @@ func TestGroupAssignAndCommit(t *testing.T) {
 		t.Fatalf("assignment %v, generations %d %d", owned, resps[0].Generation, resps[1].Generation)
 	}
 	// Commit with the right generation works; a stale one is refused.
+	// The member commits a partition it owns (which ones depends on the random member ids).
 	m := resps[0]
+	mine := m.Assigned[0].Partitions[0]
 	var cr wire.AdminResponse
-	tc.call(wire.ApiCommit, &wire.CommitRequest{Group: "grp", MemberID: m.MemberID, Generation: m.Generation, Offsets: []wire.PartitionOffset{{Topic: "g", Partition: 0, Offset: 42}}}, &cr)
+	tc.call(wire.ApiCommit, &wire.CommitRequest{Group: "grp", MemberID: m.MemberID, Generation: m.Generation, Offsets: []wire.PartitionOffset{{Topic: "g", Partition: mine, Offset: 42}}}, &cr)
 	if cr.Err != nil {
 		t.Fatal(cr.Err)
 	}
-	tc.call(wire.ApiCommit, &wire.CommitRequest{Group: "grp", MemberID: m.MemberID, Generation: m.Generation - 1, Offsets: []wire.PartitionOffset{{Topic: "g", Partition: 0, Offset: 1}}}, &cr)
+	tc.call(wire.ApiCommit, &wire.CommitRequest{Group: "grp", MemberID: m.MemberID, Generation: m.Generation - 1, Offsets: []wire.PartitionOffset{{Topic: "g", Partition: mine, Offset: 1}}}, &cr)
 	if !errors.Is(cr.Err, wire.ErrStaleGeneration) {
 		t.Fatalf("stale commit: %v", cr.Err)
 	}

@@ -34,6 +34,14 @@ type DeleteTopicOffsets struct {
 	Topic string `msgpack:"t"`
 }
 
+// DeleteGroupOffsets removes a group's committed offsets (Kafka's DeleteGroups), flow sources'
+// positions included if the group is a source's. Sent to the group's coordinator, which refuses
+// it while the group has members and passes it on to __offsets; the reply is a *ProduceReply once
+// the deletion is committed.
+type DeleteGroupOffsets struct {
+	Group string `msgpack:"g"`
+}
+
 // inFlightExempt marks a state machine message whose proposal the replica takes even at its
 // in-flight limit: a small record that must not be lost to load.
 type inFlightExempt interface{ inFlightExempt() }
@@ -51,6 +59,7 @@ func init() {
 	register(31, &FetchOffsets{})
 	register(32, &wire.FetchCommitResponse{})
 	register(33, &DeleteTopicOffsets{})
+	register(52, &DeleteGroupOffsets{})
 }
 
 type tp struct {
@@ -62,12 +71,15 @@ type tp struct {
 type offsetsState struct {
 	groups map[string]map[tp]committedOffset
 	// deleted is, per topic, the log offset of the last record that deleted its offsets: a
-	// checkpoint taken before it must not bring them back.
-	deleted map[string]int64
+	// checkpoint taken before it must not bring them back. deletedGroups is the same per group.
+	deleted       map[string]int64
+	deletedGroups map[string]int64
 	// committed, if not nil, is told of every offset applied, replayed ones included; forget of
 	// every topic whose offsets were deleted.
 	committed func(group string, o wire.PartitionOffset)
 	forget    func(topic string)
+	// forgetGroup, if not nil, is told of every group whose offsets were deleted.
+	forgetGroup func(group string)
 }
 
 // committedOffset is a stored offset and the log offset of the record that set it (for a
@@ -79,15 +91,17 @@ type committedOffset struct {
 
 // checkpointHeader marks a checkpoint record; its value is the offset (decimal) after the last
 // record the checkpoint's state includes. deleteTopicHeader marks a record that deletes the
-// offsets of the topic it names (DeleteTopicOffsets).
+// offsets of the topic it names (DeleteTopicOffsets), deleteGroupHeader one that deletes the
+// offsets of the group it names (DeleteGroupOffsets).
 const (
 	checkpointHeader  = "checkpoint-of"
 	deleteTopicHeader = "delete-topic"
+	deleteGroupHeader = "delete-group"
 )
 
 func newOffsetsState(committed func(group string, o wire.PartitionOffset), forget func(topic string)) *offsetsState {
 	return &offsetsState{groups: map[string]map[tp]committedOffset{}, deleted: map[string]int64{},
-		committed: committed, forget: forget}
+		deletedGroups: map[string]int64{}, committed: committed, forget: forget}
 }
 
 // Apply implements StateMachine.
@@ -109,6 +123,14 @@ func (s *offsetsState) Apply(offset int64, rec storage.Record) *wire.Error {
 		}
 		return nil
 	}
+	if group, ok := rec.Headers[deleteGroupHeader]; ok {
+		delete(s.groups, group)
+		s.deletedGroups[group] = offset
+		if s.forgetGroup != nil {
+			s.forgetGroup(group)
+		}
+		return nil
+	}
 	var offs []wire.PartitionOffset
 	if err := msgpack.Unmarshal(rec.Value, &offs); err != nil {
 		return wire.Errorf(wire.CodeMalformed, "__offsets record at %d: %v", offset, err)
@@ -121,6 +143,9 @@ func (s *offsetsState) Apply(offset int64, rec storage.Record) *wire.Error {
 			return wire.Errorf(wire.CodeMalformed, "__offsets record at %d: checkpoint header %q", offset, cp)
 		}
 		at = asOf - 1
+	}
+	if d, ok := s.deletedGroups[string(rec.Key)]; isCheckpoint && ok && at < d {
+		return nil // the group was deleted after the checkpoint was taken
 	}
 	g := s.groups[string(rec.Key)]
 	if g == nil {
@@ -250,6 +275,23 @@ func (s *offsetsState) Handle(msg any) ([]byte, any) {
 			return nil, &ProduceReply{BaseOffset: -1, Err: wire.Errorf(wire.CodeInvalidRequest, "delete offsets: %v", err)}
 		}
 		return b, nil
+	case *DeleteGroupOffsets:
+		if m.Group == "" {
+			return nil, &ProduceReply{BaseOffset: -1, Err: wire.Errorf(wire.CodeInvalidRequest, "delete group offsets: empty group")}
+		}
+		v, _ := msgpack.Marshal([]wire.PartitionOffset{})
+		b, err := storage.EncodeBatch([]storage.Record{{Key: []byte(m.Group), Value: v, Headers: map[string]string{deleteGroupHeader: m.Group}, Timestamp: nowMillis()}})
+		if err != nil {
+			return nil, &ProduceReply{BaseOffset: -1, Err: wire.Errorf(wire.CodeInvalidRequest, "delete group offsets: %v", err)}
+		}
+		return b, nil
+	case *ListCommitGroups:
+		resp := &GroupList{}
+		for g := range s.groups {
+			resp.Groups = append(resp.Groups, g)
+		}
+		sort.Strings(resp.Groups)
+		return nil, resp
 	case *FetchOffsets:
 		g := s.groups[m.Group]
 		resp := &wire.FetchCommitResponse{}

@@ -227,6 +227,10 @@ type JoinGroupRequest struct {
 	MemberID         string   `msgpack:"m"`
 	Topics           []string `msgpack:"t"`
 	SessionTimeoutMs int32    `msgpack:"s"`
+	// ClientID and ClientHost describe a member that joined through the Kafka listener: its
+	// client id and address, which DescribeGroups reports.
+	ClientID   string `msgpack:"ci,omitempty"`
+	ClientHost string `msgpack:"ch,omitempty"`
 }
 
 // JoinGroupResponse is the member's share of the group's partitions for this generation.

@@ -125,6 +125,8 @@ func runSink(args []string, stdout, stderr io.Writer) error {
 		suffix := fs.String("suffix", "", "after the names of finished files (default .txt for lines, .bin for length-prefixed)")
 		rollSize := fs.Int64("roll-size", 128<<20, "bytes per file at most")
 		rollInterval := fs.Duration("roll-interval", 5*time.Minute, "roll a file this old (0: never by age)")
+		syncSize := fs.Int64("file-sync-size", file.DefaultSyncSize, "make a partition durable (fsync, state, commit) once this many bytes were appended to it (1: after every write)")
+		syncInterval := fs.Duration("file-sync-interval", file.DefaultSyncInterval, "make a partition durable once its oldest record not yet durable is this old")
 		newSink = func(_ int, logger *slog.Logger) (connectors.Sink, error) {
 			if *dir == "" {
 				return nil, fmt.Errorf("%w: sink file: --dir is required", errUsage)
@@ -133,8 +135,8 @@ func runSink(args []string, stdout, stderr io.Writer) error {
 			if !ok {
 				return nil, fmt.Errorf("%w: sink file: --format %q: want lines or length-prefixed", errUsage, *format)
 			}
-			s, err := file.New(file.Config{Dir: *dir, Format: f,
-				Suffix: *suffix, RollSize: *rollSize, RollInterval: *rollInterval, Logger: logger})
+			s, err := file.New(file.Config{Dir: *dir, Format: f, Suffix: *suffix, RollSize: *rollSize, RollInterval: *rollInterval,
+				SyncSize: *syncSize, SyncInterval: *syncInterval, Logger: logger})
 			if err != nil {
 				return nil, fmt.Errorf("%w: sink file: %v", errUsage, err)
 			}

@@ -314,6 +314,8 @@ func TestSinkUsageErrors(t *testing.T) {
 		{[]string{"sink", "file", "--topics", "t"}, "--dir is required"},
 		{[]string{"sink", "file", "--topics", "t", "--dir", dir, "--format", "csv"}, `--format "csv"`},
 		{[]string{"sink", "file", "--topics", "t", "--dir", dir, "--roll-size", "0"}, "RollSize 0"},
+		{[]string{"sink", "file", "--topics", "t", "--dir", dir, "--file-sync-size", "-1"}, "negative SyncSize"},
+		{[]string{"sink", "file", "--topics", "t", "--dir", dir, "--file-sync-interval", "-1s"}, "negative SyncInterval"},
 		{[]string{"sink", "file", "--topics", "t", "--dir", dir, "extra"}, "takes no arguments"},
 		{[]string{"sink", "http", "--topics", "t"}, "URL"},
 		{[]string{"sink", "http", "--topics", "t", "--url", "http://x", "--format", "xml"}, `--format "xml"`},

@@ -2,7 +2,7 @@
 // settings: the log fsyncs every write, acks=all) is loaded with b.N records of 1 KiB before the
 // clock starts; then a sink flow is started and timed until its consumer group has committed
 // every record, which for the file sink means that every record is in an fsynced file that its
-// manifest records. b.N is the record count; run with a fixed count:
+// partition's state log records. b.N is the record count; run with a fixed count:
 //
 //	go test -run '^$' -bench . -benchtime 200000x ./connectors/sink/bench/
 //

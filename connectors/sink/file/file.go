@@ -13,39 +13,46 @@
 // now. The sink removes that repeat itself, so every record lands in the directory exactly
 // once, however many members share it:
 //
-//   - The sink's memory is per partition: a state file (see Layout) that says the last offset
-//     written, the in-progress file and its synced length, and the renames of a roll being
-//     made. A sink holds a partition while it has the partition's lock (a lock file, flock on
-//     Unix, held until Reset, Close or the process's end), and only the holder writes the
-//     partition's files and state.
-//   - Write is durable when it returns: the files it appended to are fsynced, and then the state
-//     file of each partition it changed is replaced atomically (written to a temporary name,
-//     fsynced, renamed, directory fsynced).
+//   - The sink's memory is per partition: a state log (see Layout) whose last record says the
+//     last offset made durable, the in-progress file and its synced length, and the renames of
+//     a roll being made. A sink holds a partition while it has the partition's lock (a lock
+//     file, flock on Unix, held until Reset, Close or the process's end), and only the holder
+//     writes the partition's files and state.
+//   - Write appends to the files without an fsync. A partition is made durable (synced) once
+//     SyncSize bytes were appended to it since its last sync, or SyncInterval after the first of
+//     them, at a roll, and at Reset and Close: its file is fsynced, and then a record of its
+//     state is appended to its state log and fsynced (a torn record, from a crash in the
+//     append, is cut when the partition is next taken: the record before it is the state).
+//     Durable reports, per partition, the last offset its durable state records; the runner
+//     commits no more. Syncs run in the sink's goroutine while Writes go on appending (see
+//     Concurrency); a roll in a Write is made durable before the Write returns.
 //   - A Write that brings a record of a partition the sink does not hold takes it first: it
-//     takes the partition's lock, reads its state and puts its files back in the state it
-//     describes: the in-progress file is cut to its recorded length (bytes after it were
-//     written by a Write that did not finish, so their offsets were not committed and will be
-//     replayed), in-progress files of the partition the state does not know are removed, and
+//     takes the partition's lock, reads its state (and writes the state log anew, holding that
+//     state only: its last record may have survived a process crash, or a failed fsync,
+//     without being durable, and must be before it is acted on) and puts its files back in the
+//     state it describes: the in-progress file is cut to its
+//     recorded length (bytes after it were appended but never made durable, so their offsets
+//     were not committed and will be replayed), in-progress files of the partition the state does not know are removed, and
 //     the recorded renames are completed. If another sink holds the lock (a member that has
 //     not yet noticed that it lost the partition), the Write writes nothing and returns an
 //     error wrapping connectors.ErrReplay: the runner backs off and reads again from the
 //     committed offsets. Locks are taken without waiting, so a member never blocks on another.
 //   - Write skips every record at or below its partition's last written offset: those are the
 //     replay, whoever wrote them.
-//   - A roll goes through the state file too: the file is fsynced and closed, the state records
+//   - A roll goes through the state log too: the file is fsynced and closed, the state records
 //     the rename it is about to make, and the rename follows. The next take completes a
 //     recorded rename that a crash interrupted, so a record is never both in a final file and
 //     replayed.
 //
-// The sink is a connectors.StagingSink, which is how it learns that it may lose partitions:
-// Durable reports, for each partition it holds, the offset after the last record written (a
-// Write is durable when it returns, so nothing is ever staged); Reset, which the runner calls
-// before every (re)join of the group and after an ErrReplay, rolls every file in progress and
-// lets go of every partition. Rolling there, rather than leaving the file for the next owner
+// The sink is a connectors.StagingSink: Durable reports, for each partition it holds, the offset
+// after the last record made durable, and the sink's goroutine tells the runner when that moved
+// (connectors.DurableNotifier); Reset, which the runner calls before every (re)join of the group
+// and after an ErrReplay, rolls every file in progress (which makes what was appended durable
+// rather than dropping it) and lets go of every partition. Rolling there, rather than leaving the file for the next owner
 // to resume, means that no file stays in progress for a partition nobody writes any more, that
 // every file in progress has a holder whose timer rolls it by age, and that a stopped flow
 // leaves only finished files; the price is one short file per partition and rebalance. Open
-// takes every partition with a state file that no other sink holds, so that what a crash left
+// takes every partition with a state (log or JSON file) that no other sink holds, so that what a crash left
 // is recovered (and rolled by the Close or Reset that follows) even for partitions that get no
 // more records; Close rolls every file in progress and lets go of everything.
 //
@@ -69,36 +76,56 @@
 // (at least once across nodes: never lost, never twice in one directory).
 //
 // A sink-group member (package connectors/sink/group, which takes no staging sink) gets the
-// sink through Member: Open, Write and Close only. Nothing then tells the sink that it lost a
+// sink through Member: Open, Write and Close only, and each Write is made durable before it
+// returns, since the group commits what Write returned. Nothing then tells the sink that it lost a
 // partition, so it keeps every partition it takes until Close: give it a directory of its own.
 //
 // # Layout
 //
 //	<dir>/<topic>-<partition>-<first offset>-<last offset><suffix>  a finished file
 //	<dir>/.<topic>-<partition>-<first offset>.inprogress           the file being written
-//	<dir>/.manifest                                                the layout marker, {"version":2}
+//	<dir>/.manifest                                                the layout marker, {"version":3}
 //	<dir>/.lock                                                    taken by Open while it checks the layout
-//	<dir>/.state/<topic>-<partition>.json                          the partition's state, JSON
-//	<dir>/.state/<topic>-<partition>.json.tmp                      a state being replaced
+//	<dir>/.state/<topic>-<partition>.state                         the partition's state log
+//	<dir>/.state/<topic>-<partition>.state.tmp                     a state log being replaced
+//	<dir>/.state/<topic>-<partition>.json                          {"version":3} (a version 2 state before migration)
+//	<dir>/.state/<topic>-<partition>.json.tmp                      a JSON state being replaced
 //	<dir>/.state/<topic>-<partition>.lock                          the lock of the partition's holder
 //
-// A state file (version 2) is {"version":2,"topic":...,"partition":...,"last":...,"renames":[...]}
-// with, while a file is in progress, file (its name), first (its first offset), size (its
-// synced length), opened (its creation, Unix milliseconds), count (its records) and touched
-// (when it last got a record, Unix milliseconds); last is the last offset written (-1 for
-// none); renames lists the rolls of the partition made right after the state was written, as
-// from/to names, until the state is next written. A partition's state file is written when it
-// is first taken, before any of its files exists.
+// A state log (version 3) is the 8 bytes "weirfs\x00\x03" and then records, each its length
+// and the CRC-32C (Castagnoli) of its body, 4 bytes big endian each, and the body: JSON,
+// {"version":3,"topic":...,"partition":...,"last":...,"renames":[...]} with, while a file is in
+// progress, file (its name), first (its first offset), size (its synced length), opened (its
+// creation, Unix milliseconds), count (its records) and touched (when it last got a record,
+// Unix milliseconds); last is the last offset made durable (-1 for none); renames lists the
+// rolls of the partition made right after the record was written, as from/to names, until the
+// next record. The last whole record is the state. A record that does not read (short, or its
+// checksum wrong) is a torn append if nothing but zeros follows it and no whole record starts
+// after it (only the last record can be torn), and is cut; otherwise the log is corrupt and the
+// partition is not taken (a missing log, where the JSON state says {"version":3}, as well). A sync appends a record and fsyncs the log; a
+// log longer than 64 KiB is replaced by one holding the new record only (temporary name,
+// fsync, rename, directory fsync), as a log is written anew at every take (a new partition's
+// when it is first taken, before any of its files exists).
+//
+// Version 2 of the sink replaced a JSON state file, <topic>-<partition>.json, holding what a
+// record holds with "version":2, after every Write. Its marker was {"version":2}: Open replaces
+// it with {"version":3} (a version 2 sink then refuses to open the directory), and each
+// partition's JSON state is migrated when the partition is next taken, under its lock (a
+// version 2 sink still running may hold it until then): the state log is written from it, and
+// then the JSON file is replaced by {"version":3}, which a version 2 sink refuses too, so that
+// one still running cannot mistake the partition for a new one. A crash in between migrates
+// again, to the same log. A new partition gets {"version":3} as well.
 //
 // Version 1 of the sink kept one manifest, <dir>/.manifest, {"version":1,"partitions":[...],
-// "renames":[...]}, with an entry per partition as in a state file (count and touched optional:
+// "renames":[...]}, with an entry per partition as in a state (count and touched optional:
 // without them count is last-first+1, the most the file can hold, and touched is opened), and
 // held <dir>/.lock while open. Open migrates it under <dir>/.lock: it completes the recorded
-// renames, removes the in-progress files the manifest does not know, writes a state file per
-// partition, and then replaces the manifest with the marker (a crash before that migrates
-// again, to the same state files). A version 1 sink refuses the marker's version, so it cannot
-// open a migrated directory; one that has the directory open holds .lock, and Open then fails
-// after 5 s saying so. A new directory gets the marker on its first Open.
+// renames, removes the in-progress files the manifest does not know, writes a version 2 JSON
+// state per partition (migrated on as above), and then replaces the manifest with the marker
+// (a crash before that migrates again, to the same state files). A version 1 sink refuses the
+// marker's version, so it cannot open a migrated directory; one that has the directory open
+// holds .lock, and Open then fails after 5 s saying so. A new directory gets the marker on its
+// first Open.
 //
 // Offsets in names are zero-padded to 20 digits, so names sort by partition and offset. Topic
 // names are those the node accepts (letters, digits, '.', '_' and '-'; a record of any other topic
@@ -119,22 +146,27 @@
 // had no record for IdleTimeout: at the next Write, or at the latest when the sink's timer next
 // checks (every quarter of the shorter of RollInterval and IdleTimeout, at most every second and
 // at least every 10 ms). Close rolls every file, so a stopped flow leaves only finished files.
-// Every roll goes through the partition's state file as described above, whichever trigger
+// Every roll goes through the partition's state log as described above, whichever trigger
 // fired it.
 //
 // IdleTimeout 0 means no roll by idleness, unlike the HDFS sink, whose default is 30 s: there a
-// roll is what makes records durable, here each Write is durable and a roll only gives the file
-// its final name, so a quiet partition loses nothing by keeping its file in progress, and the
-// sink behaves as it did before IdleTimeout existed. A negative IdleTimeout also means never, as
+// roll is what makes records durable, here records are made durable within SyncInterval and a
+// roll only gives the file its final name, so a quiet partition loses nothing by keeping its
+// file in progress, and the sink behaves as it did before IdleTimeout existed. A negative IdleTimeout also means never, as
 // in the HDFS sink's configuration.
 //
 // # Concurrency
 //
 // The runner calls Open, Write, Durable, Reset and Close from one goroutine at a time. The sink
-// runs one timer goroutine while it is open (none if neither RollInterval nor IdleTimeout is
-// set), which Close stops and waits for; one mutex serialises it with the runner's calls. Sinks
-// sharing a directory, in one process or several, coordinate only through the files and locks
-// described above.
+// runs one goroutine while it is open, which Close stops and waits for: at every tick (half of
+// SyncInterval, or the roll checks' period if shorter) and when a Write found a partition due,
+// it rolls the files due by time and syncs the partitions due. A sync takes a snapshot of the
+// partition under the sink's mutex, does its fsyncs, state record and renames outside it, and
+// takes the mutex again to make Durable report the snapshot; meanwhile Writes append to the
+// partition (fsync covers at least what was written before it was called), and whatever else
+// would touch its file or state log (a seal, Reset, Close) waits for the sync. A failed sync
+// breaks the sink (ErrBroken) as a failed Write does. Sinks sharing a directory, in one process
+// or several, coordinate only through the files and locks described above.
 package file
 
 import (
@@ -183,6 +215,13 @@ type Config struct {
 	// IdleTimeout rolls a file that has had no record for so long (0 or negative: never; see
 	// the package doc for why 0 is not 30 s as in the HDFS sink).
 	IdleTimeout time.Duration
+	// SyncSize is how many bytes a partition's Writes may append to its file before the sink
+	// makes them durable, in its goroutine (default 4 MiB; 1: after every Write). Member's
+	// Writes are durable when they return, whatever it is.
+	SyncSize int64
+	// SyncInterval is how long an appended record may wait before the sink makes it durable,
+	// at the next Write or the timer's next check (default 50 ms).
+	SyncInterval time.Duration
 	// Suffix ends the names of finished files (default ".txt" for Lines, ".bin" for
 	// LengthPrefixed).
 	Suffix string
@@ -193,6 +232,14 @@ type Config struct {
 	// Logger receives errors of the timer's rolls (default: discarded).
 	Logger *slog.Logger
 }
+
+// The defaults of SyncSize and SyncInterval: with 6 partitions written at 300 MB/s, a
+// partition is made durable every 50 ms or so, and each time costs 2 fsyncs (its file, its state)
+// and a commit of the group's offsets, where making every 1 MiB Write durable cost 6.
+const (
+	DefaultSyncSize     = 4 << 20
+	DefaultSyncInterval = 50 * time.Millisecond
+)
 
 // DefaultConfig returns a configuration for dir: lines, 128 MiB or 5 minutes per file.
 func DefaultConfig(dir string) Config {
@@ -210,6 +257,10 @@ func (c Config) Validate() error {
 		return fmt.Errorf("file sink: negative RollCount %d", c.RollCount)
 	case c.RollInterval < 0:
 		return fmt.Errorf("file sink: negative RollInterval %v", c.RollInterval)
+	case c.SyncSize < 0:
+		return fmt.Errorf("file sink: negative SyncSize %d", c.SyncSize)
+	case c.SyncInterval < 0:
+		return fmt.Errorf("file sink: negative SyncInterval %v", c.SyncInterval)
 	case c.Format != Lines && c.Format != LengthPrefixed:
 		return fmt.Errorf("file sink: unknown format %d", c.Format)
 	case strings.ContainsAny(c.Suffix, `/\`):
@@ -218,12 +269,12 @@ func (c Config) Validate() error {
 	return nil
 }
 
-// Sink writes records to rolling files.
-
-// Sink writes records to rolling files. It is a connectors.StagingSink whose Writes are durable
-// when they return: Durable reports what was written, Reset lets go of every partition. Member
-// gives a view of it for a sink group (package connectors/sink/group), which takes no staging
-// sink.
+// Sink writes records to rolling files. It is a connectors.StagingSink: Write appends, and the
+// sink makes a partition durable (fsyncs its file, then records it in its state) every SyncSize
+// bytes or SyncInterval, at a roll, and at Reset and Close; Durable reports what was made
+// durable, and the timer's syncs are announced through connectors.DurableNotifier. Member gives
+// a view of it for a sink group (package connectors/sink/group), which takes no staging sink:
+// there every Write is durable when it returns.
 type Sink struct {
 	cfg Config
 
@@ -231,9 +282,21 @@ type Sink struct {
 	open   bool
 	broken error           // why the last Write or roll failed; cleared by Open and Reset
 	parts  map[tpKey]*part // the partitions the sink holds (their locks are its)
-	stop   chan struct{}   // closed by Close to stop the timer
-	done   chan struct{}   // closed when the timer returns
+	notify func()          // from NotifyDurable: called after the timer made records durable
+	stop   chan struct{}   // closed by Close to stop the background goroutine
+	done   chan struct{}   // closed when the background goroutine returns
+
+	// Syncs run in the background (see sync.go).
+	idle     *sync.Cond    // on mu: a background sync finished
+	inflight int           // partitions whose background sync is running, outside mu
+	busy     bool          // a Write or Reset is running; it may wait on idle, and the background starts nothing then
+	wake     chan struct{} // a Write found a sync due
+	manual   bool          // tests: no background goroutine; they call tick or the sync steps themselves
+
+	manualJobs []*syncJob // a manual sink's syncs started and not finished
 }
+
+var _ connectors.DurableNotifier = (*Sink)(nil)
 
 type tpKey struct {
 	topic     string
@@ -244,9 +307,12 @@ type tpKey struct {
 type part struct {
 	tpKey
 	fileTopic string       // the topic as it appears in file names
-	last      int64        // last offset written, durable once the state file is; -1: none
+	last      int64        // last offset written (appended to a file); -1: none
+	durable   int64        // last offset the durable state records; what Durable reports
 	unlock    func() error // releases the partition's lock
-	renamed   bool         // its state file records renames (completed or not)
+	renamed   bool         // its state log records renames (completed or not)
+	state     vfs.File     // the state log, open for appending
+	stateSize int64        // its length
 
 	// The file in progress; f is nil when there is none.
 	f       vfs.File
@@ -257,6 +323,15 @@ type part struct {
 	opened  int64  // when it was created, Unix milliseconds
 	touched int64  // when it last got a record, Unix milliseconds
 	pending []byte // encoded records not yet written to f
+
+	// What is not durable yet, made so by sync.
+	renames    []manifestRename // files sealed (fsynced and closed) whose renames no state records yet
+	created    bool             // f was created since the last sync: its name is not durable
+	dirty      bool             // f holds bytes written since its last fsync
+	unsynced   int64            // bytes appended since the last sync
+	dirtySince time.Time        // when the first of them was appended
+	want       bool             // a sync is due: the background goroutine starts it
+	syncing    bool             // its sync runs in the background: f, state and renames are the sync's
 }
 
 // New returns a sink; it touches the directory only in Open.
@@ -270,6 +345,12 @@ func New(cfg Config) (*Sink, error) {
 			cfg.Suffix = ".bin"
 		}
 	}
+	if cfg.SyncSize == 0 {
+		cfg.SyncSize = DefaultSyncSize
+	}
+	if cfg.SyncInterval == 0 {
+		cfg.SyncInterval = DefaultSyncInterval
+	}
 	if cfg.FS == nil {
 		cfg.FS = vfs.OS
 	}
@@ -279,12 +360,14 @@ func New(cfg Config) (*Sink, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Sink{cfg: cfg}, nil
+	sk := &Sink{cfg: cfg, wake: make(chan struct{}, 1)}
+	sk.idle = sync.NewCond(&sk.mu)
+	return sk, nil
 }
 
 // Open implements connectors.Sink: it creates the directory if needed, checks its layout
 // (migrating a version 1 manifest, see the package doc) and takes every partition no other sink
-// holds, recovering its files to the state its state file describes.
+// holds, recovering its files to the state its state log describes.
 func (s *Sink) Open(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -303,14 +386,24 @@ func (s *Sink) Open(ctx context.Context) error {
 		return fmt.Errorf("file sink: open %s: %w", s.cfg.Dir, err)
 	}
 	s.open, s.broken = true, nil
-	if every := s.checkEvery(); every > 0 {
+	if !s.manual {
 		s.stop, s.done = make(chan struct{}), make(chan struct{})
-		go s.timer(s.stop, s.done, every)
+		go s.background(s.stop, s.done, s.tickEvery())
 	}
 	return nil
 }
 
-// checkEvery is the period of the timer's checks: a quarter of the shorter of RollInterval and
+// tickEvery is the period of the timer: the shorter of checkEvery (if it rolls by time) and half
+// of SyncInterval (at least 1 ms, at most 1 s).
+func (s *Sink) tickEvery() time.Duration {
+	every := min(max(s.cfg.SyncInterval/2, time.Millisecond), time.Second)
+	if roll := s.checkEvery(); roll > 0 {
+		every = min(every, roll)
+	}
+	return every
+}
+
+// checkEvery is the period of the timer's roll checks: a quarter of the shorter of RollInterval and
 // IdleTimeout, within [10 ms, 1 s]; 0 when neither is set (no timer).
 func (s *Sink) checkEvery() time.Duration {
 	shortest := s.cfg.RollInterval
@@ -323,12 +416,17 @@ func (s *Sink) checkEvery() time.Duration {
 	return min(max(shortest/4, 10*time.Millisecond), time.Second)
 }
 
-// Write implements connectors.Sink: when it returns nil, msgs are in fsynced files and the
-// state files of their partitions record them. A partition the sink does not hold is taken first
-// (see the package doc); if another sink holds it, Write writes nothing and returns an error
-// wrapping connectors.ErrReplay. Records at or below their partition's last written offset are
-// skipped.
+// Write implements connectors.Sink: it appends msgs to their partitions' files, and makes
+// durable each partition that has SyncSize bytes not yet durable, whose oldest is SyncInterval
+// old, or that rolled (see Durable). A partition the sink does not hold is taken first (see the
+// package doc); if another sink holds it, Write writes nothing and returns an error wrapping
+// connectors.ErrReplay. Records at or below their partition's last written offset are skipped.
 func (s *Sink) Write(_ context.Context, msgs []connectors.Message) error {
+	return s.writeAll(msgs, false)
+}
+
+// writeAll is Write; with all, every partition written is made durable before it returns.
+func (s *Sink) writeAll(msgs []connectors.Message, all bool) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := s.usable(); err != nil {
@@ -344,9 +442,21 @@ func (s *Sink) Write(_ context.Context, msgs []connectors.Message) error {
 			return fmt.Errorf("file sink: %w", err)
 		}
 	}
-	if err := s.write(msgs); err != nil {
+	s.busy = true
+	err := s.write(msgs, all)
+	s.busy = false
+	if err != nil {
 		s.broken = err
 		return fmt.Errorf("file sink: %w", err)
+	}
+	for _, p := range s.parts {
+		if p.want {
+			select {
+			case s.wake <- struct{}{}:
+			default:
+			}
+			break
+		}
 	}
 	return nil
 }
@@ -361,29 +471,24 @@ func (s *Sink) usable() error {
 	return nil
 }
 
-func (s *Sink) write(msgs []connectors.Message) error {
+func (s *Sink) write(msgs []connectors.Message, all bool) error {
 	now := s.cfg.Now()
-	renames := map[*part][]manifestRename{}
 	touched := map[*part]bool{}
-	created := false
 	for _, m := range msgs {
 		p := s.parts[tpKey{m.Topic, m.Partition}] // taken by Write
 		if m.Offset <= p.last {
-			continue // written before a crash or a failed commit: the replay
+			continue // written before a crash, a failed commit or a Reset: the replay
 		}
 		n := s.encodedSize(m.Value)
 		if p.f != nil && (p.size+n > s.cfg.RollSize || s.full(p) || s.due(p, now)) {
-			r, err := s.seal(p)
-			if err != nil {
+			if err := s.seal(p); err != nil {
 				return err
 			}
-			renames[p] = append(renames[p], r)
 		}
 		if p.f == nil {
 			if err := s.create(p, m.Offset, now); err != nil {
 				return err
 			}
-			created = true
 		}
 		touched[p] = true
 		p.pending = s.appendEncoded(p.pending, m.Value)
@@ -391,29 +496,38 @@ func (s *Sink) write(msgs []connectors.Message) error {
 		p.count++
 		p.touched = now.UnixMilli()
 		p.last = m.Offset
+		if p.unsynced == 0 {
+			p.dirtySince = now
+		}
+		p.unsynced += n
 		if s.full(p) {
 			// Full: nothing more can go into it, so it need not wait for the next record.
-			r, err := s.seal(p)
-			if err != nil {
+			if err := s.seal(p); err != nil {
 				return err
 			}
-			renames[p] = append(renames[p], r)
-		}
-	}
-	for p := range touched {
-		if err := s.flush(p); err != nil {
-			return err
-		}
-	}
-	if created {
-		// The new in-progress names must survive before a state file points at them.
-		if err := s.cfg.FS.SyncDir(s.cfg.Dir); err != nil {
-			return err
 		}
 	}
 	// Every record may have been a replay: then nothing changed (a roll always comes with a
 	// record).
-	return s.commit(touched, renames)
+	for _, p := range s.sortedParts() {
+		if !touched[p] {
+			continue
+		}
+		if err := s.flush(p); err != nil {
+			return err
+		}
+		switch {
+		case all || len(p.renames) > 0:
+			// A member's Write, or a roll: the finished file gets its name before Write returns
+			// (rolls are rare enough that waiting for them costs little).
+			if err := s.sync(p); err != nil {
+				return err
+			}
+		case s.syncDue(p, now):
+			p.want = true
+		}
+	}
+	return nil
 }
 
 // setFileTopic sets the topic as it appears in p's file names (see the package doc): the
@@ -480,12 +594,11 @@ func (s *Sink) create(p *part, first int64, now time.Time) error {
 		return err
 	}
 	p.f, p.name, p.first, p.size, p.count, p.opened = f, name, first, 0, 0, now.UnixMilli()
-	p.touched = p.opened
+	p.touched, p.created = p.opened, true
 	return nil
 }
 
-// flush writes p's pending bytes and fsyncs its file. Without pending bytes there is nothing to
-// do: every other write to the file was synced by the flush that made it.
+// flush writes p's pending bytes to its file, without an fsync.
 func (s *Sink) flush(p *part) error {
 	if len(p.pending) == 0 {
 		return nil
@@ -493,52 +606,38 @@ func (s *Sink) flush(p *part) error {
 	if _, err := p.f.Write(p.pending); err != nil {
 		return err
 	}
-	p.pending = p.pending[:0]
-	return p.f.Sync()
+	p.pending, p.dirty = p.pending[:0], true
+	return nil
 }
 
-// seal finishes p's in-progress file: flushed, fsynced and closed. It returns the rename that
-// puts it in place, which commit records in the partition's state before making it.
-func (s *Sink) seal(p *part) (manifestRename, error) {
+// seal finishes p's in-progress file: flushed, fsynced and closed. The rename that puts it in
+// place waits in p.renames for sync, which records it in the partition's state before making it.
+func (s *Sink) seal(p *part) error {
 	r := manifestRename{From: p.name, To: p.finishedName(s.cfg.Suffix)}
+	if err := s.waitIdle(p); err != nil { // its background sync may be fsyncing f
+		return err
+	}
 	if err := s.flush(p); err != nil {
-		return r, err
+		return err
+	}
+	if p.dirty {
+		if err := p.f.Sync(); err != nil {
+			return err
+		}
+		p.dirty = false
 	}
 	// Never replace a finished file: it would mean a sink wrote the partition without its lock
 	// (a directory shared through a filesystem whose flock does not span its clients), or the
 	// topic was created anew (see the package doc).
 	if _, err := s.cfg.FS.Stat(s.path(r.To)); err == nil {
-		return r, fmt.Errorf("%s already exists", r.To)
+		return fmt.Errorf("%s already exists", r.To)
 	} else if !errors.Is(err, fs.ErrNotExist) {
-		return r, err
+		return err
 	}
 	err := p.f.Close()
 	p.f, p.pending = nil, nil
-	return r, err
-}
-
-// commit makes the state durable: it replaces the state files of the parts changed, then makes
-// the renames they record.
-func (s *Sink) commit(changed map[*part]bool, renames map[*part][]manifestRename) error {
-	var rs []manifestRename
-	for _, p := range s.sortedParts() {
-		if !changed[p] {
-			continue
-		}
-		if err := s.writeState(p, renames[p]); err != nil {
-			return err
-		}
-		rs = append(rs, renames[p]...)
-	}
-	for _, r := range rs {
-		if err := s.cfg.FS.Rename(s.path(r.From), s.path(r.To)); err != nil {
-			return err
-		}
-	}
-	if len(rs) > 0 {
-		return s.cfg.FS.SyncDir(s.cfg.Dir)
-	}
-	return nil
+	p.renames = append(p.renames, r)
+	return err
 }
 
 // rollDue rolls every file that is RollInterval old or has been idle for IdleTimeout. The
@@ -546,55 +645,54 @@ func (s *Sink) commit(changed map[*part]bool, renames map[*part][]manifestRename
 func (s *Sink) rollDue() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	_, err := s.rollDueLocked()
+	return err
+}
+
+func (s *Sink) rollDueLocked() (bool, error) {
 	if err := s.usable(); err != nil {
-		return err
+		return false, err
 	}
 	now := s.cfg.Now()
 	return s.roll(func(p *part) bool { return s.due(p, now) })
 }
 
-// roll seals the files of the parts that which selects and commits.
-func (s *Sink) roll(which func(*part) bool) error {
-	renames := map[*part][]manifestRename{}
-	changed := map[*part]bool{}
+// roll seals the files of the parts that which selects and makes the parts durable. It reports
+// whether it rolled.
+func (s *Sink) roll(which func(*part) bool) (bool, error) {
+	rolled := false
 	for _, p := range s.sortedParts() {
-		if p.f == nil || !which(p) {
+		switch {
+		case p.f != nil && which(p):
+			if err := s.seal(p); err != nil {
+				s.broken = err
+				return rolled, fmt.Errorf("file sink: roll: %w", err)
+			}
+		case len(p.renames) == 0:
 			continue
 		}
-		r, err := s.seal(p)
-		if err != nil {
+		// Also a seal whose sync has not run (none outlives a Write, but no rename is left
+		// behind unrecorded).
+		if err := s.sync(p); err != nil {
 			s.broken = err
-			return fmt.Errorf("file sink: roll: %w", err)
+			return rolled, fmt.Errorf("file sink: roll: %w", err)
 		}
-		renames[p] = []manifestRename{r}
-		changed[p] = true
+		rolled = true
 	}
-	if err := s.commit(changed, renames); err != nil {
-		s.broken = err
-		return fmt.Errorf("file sink: roll: %w", err)
-	}
-	return nil
+	return rolled, nil
 }
 
-func (s *Sink) timer(stop <-chan struct{}, done chan<- struct{}, every time.Duration) {
-	defer close(done)
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-stop:
-			return
-		case <-t.C:
-			if err := s.rollDue(); err != nil && !errors.Is(err, ErrBroken) {
-				s.cfg.Logger.Warn("file sink: roll by time failed", "dir", s.cfg.Dir, "err", err)
-			}
-		}
-	}
+// NotifyDurable implements connectors.DurableNotifier: the timer calls notify after it made
+// records durable (or failed to), so that the runner commits them without waiting for its tick.
+func (s *Sink) NotifyDurable(notify func()) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.notify = notify
 }
 
-// Close implements connectors.Sink: it stops the timer, rolls every file in progress and lets
-// go of every partition. After a failed Write it only releases the files and locks; the next
-// owner of each partition recovers it.
+// Close implements connectors.Sink: it stops the timer, rolls every file in progress (which
+// makes everything written durable) and lets go of every partition. After a failed Write it
+// only releases the files and locks; the next owner of each partition recovers it.
 func (s *Sink) Close() error {
 	s.mu.Lock()
 	stop, done := s.stop, s.done
@@ -613,9 +711,9 @@ func (s *Sink) Close() error {
 	return s.letGo()
 }
 
-// Durable implements connectors.StagingSink: a Write is durable when it returns, so for each
-// partition the sink holds it is the offset after the last record written (by this sink or, for
-// a partition taken, by its former owners).
+// Durable implements connectors.StagingSink: for each partition the sink holds, the offset after
+// the last record its durable state records (written by this sink or, for a partition taken, by
+// its former owners). Records appended since are not included: a crash would cut them off.
 func (s *Sink) Durable() ([]connectors.PartitionOffset, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -624,26 +722,29 @@ func (s *Sink) Durable() ([]connectors.PartitionOffset, error) {
 	}
 	var out []connectors.PartitionOffset
 	for _, p := range s.sortedParts() {
-		if p.last >= 0 {
-			out = append(out, connectors.PartitionOffset{Topic: p.topic, Partition: p.partition, Offset: p.last + 1})
+		if p.durable >= 0 {
+			out = append(out, connectors.PartitionOffset{Topic: p.topic, Partition: p.partition, Offset: p.durable + 1})
 		}
 	}
 	return out, nil
 }
 
 // Reset implements connectors.StagingSink: the runner calls it before every (re)join, when the
-// sink may lose partitions to other members. Nothing is staged, so nothing is lost: Reset rolls
-// every file in progress (a partition's next owner then starts a file of its own, and a file is
-// never left in progress by a partition nobody writes any more) and lets go of every partition,
-// which the next Write of its records takes again. A failed roll is reported, but the
-// partitions are let go all the same and the sink is usable: their next owners recover them.
+// sink may lose partitions to other members. Reset rolls every file in progress, which makes
+// what was appended durable rather than dropping it (a partition's next owner then starts a file
+// of its own, skips what is durable, and a file is never left in progress by a partition nobody
+// writes any more), and lets go of every partition, which the next Write of its records takes
+// again. A failed roll is reported, but the partitions are let go all the same and the sink is
+// usable: their next owners recover them, cutting what was not durable.
 func (s *Sink) Reset() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !s.open {
 		return nil
 	}
+	s.busy = true // it may wait for syncs: the background starts no more meanwhile
 	err := s.letGo()
+	s.busy = false
 	s.parts, s.broken = map[tpKey]*part{}, nil
 	return err
 }
@@ -651,11 +752,12 @@ func (s *Sink) Reset() error {
 // letGo rolls every file (unless a Write failed), clears the renames the state files record,
 // and releases the partitions.
 func (s *Sink) letGo() error {
+	_ = s.waitAll() // a failed sync breaks the sink
 	if s.broken != nil {
 		// The memory is ahead of the directory: no state is written from it.
 		return s.release()
 	}
-	err := s.roll(func(*part) bool { return true })
+	_, err := s.roll(func(*part) bool { return true })
 	if err == nil {
 		for _, p := range s.sortedParts() {
 			if !p.renamed {
@@ -676,13 +778,18 @@ func (s *Sink) letGo() error {
 }
 
 // release closes the files and releases the locks of every partition the sink holds, and
-// forgets them. Nothing written since a file's last sync matters: the next owner recovers it.
+// forgets them. Nothing written since a partition's last sync matters: the next owner recovers
+// it to its durable state.
 func (s *Sink) release() error {
 	var err error
 	for k, p := range s.parts {
 		if p.f != nil {
 			p.f.Close()
 			p.f = nil
+		}
+		if p.state != nil {
+			p.state.Close()
+			p.state = nil
 		}
 		if uerr := p.unlock(); uerr != nil && err == nil {
 			err = fmt.Errorf("file sink: release %s/%d: %w", k.topic, k.partition, uerr)
@@ -693,7 +800,7 @@ func (s *Sink) release() error {
 }
 
 // Member returns the sink as a member of a sink group (connectors/sink/group), which refuses
-// staging sinks: Open, Write and Close only. Nothing tells a member that it lost a partition,
+// staging sinks: Open, Write and Close only, and every Write is durable when it returns. Nothing tells a member that it lost a partition,
 // so it keeps every partition it takes until Close: give it a directory that no other member of
 // its consumer group writes, as with a version 1 sink.
 func (s *Sink) Member() connectors.Sink { return member{s} }
@@ -701,8 +808,8 @@ func (s *Sink) Member() connectors.Sink { return member{s} }
 type member struct{ s *Sink }
 
 func (m member) Open(ctx context.Context) error { return m.s.Open(ctx) }
-func (m member) Write(ctx context.Context, msgs []connectors.Message) error {
-	return m.s.Write(ctx, msgs)
+func (m member) Write(_ context.Context, msgs []connectors.Message) error {
+	return m.s.writeAll(msgs, true) // the group commits what Write returned
 }
 func (m member) Close() error { return m.s.Close() }
 

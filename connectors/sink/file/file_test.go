@@ -31,7 +31,24 @@ func msgs(topic string, partition int32, from, to int64) []connectors.Message {
 	return out
 }
 
+// openSink opens a manual sink: no background goroutine, so that what happens depends on the
+// test's steps alone; the test calls tick where the background would make records durable or
+// roll by time.
 func openSink(t testing.TB, cfg Config) *Sink {
+	t.Helper()
+	s, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.manual = true
+	if err := s.Open(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// openLive opens a sink with its background goroutine, as in production.
+func openLive(t testing.TB, cfg Config) *Sink {
 	t.Helper()
 	s, err := New(cfg)
 	if err != nil {
@@ -245,7 +262,7 @@ func TestRollsByAge(t *testing.T) {
 // TestTimerRollsIdleFile checks that the sink's own timer rolls a file no Write comes for.
 func TestTimerRollsIdleFile(t *testing.T) {
 	dir := t.TempDir()
-	s := openSink(t, Config{Dir: dir, RollSize: 1 << 20, RollInterval: 30 * time.Millisecond})
+	s := openLive(t, Config{Dir: dir, RollSize: 1 << 20, RollInterval: 30 * time.Millisecond})
 	defer s.Close()
 	if err := s.Write(ctx, msgs("t", 0, 0, 2)); err != nil {
 		t.Fatal(err)
@@ -364,7 +381,10 @@ func TestCrashReplay(t *testing.T) {
 // fsync, a rename that did not happen...), then crashes the process or the machine, reopens a
 // sink on what is left and replays from the committed offsets, as the runner does, over and
 // over. In the end every record is in the finished files exactly once, and no in-progress file
-// is left.
+// is left. As the runner does, it commits only what Durable reports, after a Write or a tick of
+// the timer; the sink makes records durable at every Write, every few bytes, or only at rolls and
+// by time (the tick), so that crashes fall between an append and its sync, between a file's
+// fsync and its state, and into a state record being written (a short write).
 func TestCrashAnywhere(t *testing.T) {
 	seeds := uint64(200)
 	if n, err := strconv.ParseUint(os.Getenv("WEIR_CRASH_SEEDS"), 10, 64); err == nil && n > 0 {
@@ -389,6 +409,7 @@ func crashScenario(t *testing.T, seed uint64) {
 	rollCount := rng.IntN(8)
 	idle := time.Duration(rng.IntN(3)) * 20 * time.Second
 	clock := &fakeClock{now: time.Unix(1_700_000_000, 0)}
+	syncSize, syncInterval := randomSync(rng)
 	for round := 0; ; round++ {
 		if round > 500 {
 			t.Fatal("no progress")
@@ -408,10 +429,11 @@ func crashScenario(t *testing.T, seed uint64) {
 			return nil
 		})
 		s, err := New(Config{Dir: "/out", RollSize: int64(4 + rng.IntN(40)), RollCount: rollCount, RollInterval: time.Minute,
-			IdleTimeout: idle, Format: format, FS: vfs.NewFaulty(mem, inj), Now: clock.Now})
+			IdleTimeout: idle, SyncSize: syncSize, SyncInterval: syncInterval, Format: format, FS: vfs.NewFaulty(mem, inj), Now: clock.Now})
 		if err != nil {
 			t.Fatal(err)
 		}
+		s.manual = true
 		if err := s.Open(ctx); err != nil {
 			if failAt < 0 {
 				t.Fatalf("open without a fault: %v", err)
@@ -426,17 +448,27 @@ func crashScenario(t *testing.T, seed uint64) {
 			}
 			break
 		}
+		commitDurable(s, committed) // what Open took (the runner's tick)
+		// The runner reads on from where its last Write ended, and from the committed offsets
+		// after a restart.
+		pos := map[int32]int64{0: committed[0], 1: committed[1]}
 		for committed[0] < total || committed[1] < total {
 			var in []connectors.Message
-			next := map[int32]int64{}
 			for p := range int32(2) {
-				to := min(committed[p]+int64(rng.IntN(6)), total)
-				in = append(in, msgs(topics[p], p, committed[p], to)...)
-				next[p] = to
+				to := min(pos[p]+int64(rng.IntN(6)), total)
+				in = append(in, msgs(topics[p], p, pos[p], to)...)
+				pos[p] = to
 			}
 			clock.advance(time.Duration(rng.IntN(30)) * time.Second)
 			if rng.IntN(8) == 0 {
 				s.rollDue() // a failure here shows in the next Write
+			}
+			if rng.IntN(4) == 0 {
+				s.tick() // the timer: rolls and syncs by time (a failure shows in the next Write)
+			}
+			background := rng.IntN(4) == 0
+			if background {
+				startBackground(t, s) // syncs that run while the Write appends
 			}
 			if err := s.Write(ctx, in); err != nil {
 				if failAt < 0 {
@@ -444,10 +476,16 @@ func crashScenario(t *testing.T, seed uint64) {
 				}
 				break
 			}
+			if background && rng.IntN(3) == 0 {
+				break // the process dies with the syncs in flight
+			}
+			if background {
+				finishBackground(s) // a failure shows in the next Write
+			}
 			if rng.IntN(5) == 0 {
 				break // the process dies before the runner commits
 			}
-			committed = next
+			commitDurable(s, committed)
 			if rng.IntN(8) == 0 {
 				break
 			}
@@ -472,6 +510,26 @@ func crashScenario(t *testing.T, seed uint64) {
 		if first, last, ok := offsetsOf(n); ok && rollCount > 0 && last-first+1 > int64(rollCount) {
 			t.Fatalf("%s holds more than RollCount %d records", n, rollCount)
 		}
+	}
+}
+
+// randomSync picks how a crash scenario's sinks make records durable: at every Write (SyncSize
+// 1), every few bytes, or at rolls and by time only; SyncInterval the default (so at nearly
+// every Write, as the fake clock moves seconds at a time), 45 s, or an hour (rolls only).
+func randomSync(rng *rand.Rand) (int64, time.Duration) {
+	size := []int64{1, int64(8 + rng.IntN(60)), 1 << 30}[rng.IntN(3)]
+	return size, []time.Duration{0, 45 * time.Second, time.Hour}[rng.IntN(3)]
+}
+
+// commitDurable is the runner's commit: it moves committed (the next offset to read, per
+// partition) to what s reports durable.
+func commitDurable(s *Sink, committed map[int32]int64) {
+	d, err := s.Durable()
+	if err != nil {
+		return // broken: the runner restarts it
+	}
+	for _, o := range d {
+		committed[o.Partition] = max(committed[o.Partition], o.Offset)
 	}
 }
 
@@ -612,20 +670,20 @@ func TestBrokenUntilReopened(t *testing.T) {
 		}
 		return nil
 	}))
-	s, _ := New(Config{Dir: "/out", RollSize: 1 << 20, FS: fsys})
+	s, _ := New(Config{Dir: "/out", RollSize: 1 << 20, SyncSize: 1, FS: fsys}) // every Write syncs
 	fail = false
 	if err := s.Open(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Write(ctx, msgs("t", 0, 0, 1)); err != nil { // takes the partition
+	if err := s.Member().Write(ctx, msgs("t", 0, 0, 1)); err != nil { // takes the partition
 		t.Fatal(err)
 	}
 	fail = true
-	if err := s.Write(ctx, msgs("t", 0, 0, 3)); !errors.Is(err, vfs.ErrNoSpace) {
+	if err := s.Member().Write(ctx, msgs("t", 0, 0, 3)); !errors.Is(err, vfs.ErrNoSpace) {
 		t.Fatalf("write on a full disk: %v", err)
 	}
 	fail = false
-	if err := s.Write(ctx, msgs("t", 0, 0, 3)); !errors.Is(err, ErrBroken) {
+	if err := s.Member().Write(ctx, msgs("t", 0, 0, 3)); !errors.Is(err, ErrBroken) {
 		t.Fatalf("write after a failed write: %v", err)
 	}
 	if err := s.Close(); err != nil {
@@ -634,7 +692,7 @@ func TestBrokenUntilReopened(t *testing.T) {
 	if err := s.Open(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Write(ctx, msgs("t", 0, 0, 3)); err != nil {
+	if err := s.Member().Write(ctx, msgs("t", 0, 0, 3)); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Close(); err != nil {
@@ -788,9 +846,10 @@ func TestDirectorySyncs(t *testing.T) {
 		switch {
 		case op == vfs.OpSyncDir:
 			unsynced = nil
-		case op == vfs.OpRename && strings.HasSuffix(base, vfs.TmpSuffix):
+		case op == vfs.OpRename && strings.HasSuffix(base, vfs.TmpSuffix),
+			op == vfs.OpWrite && strings.HasSuffix(base, logSuffix):
 			if len(unsynced) > 0 {
-				t.Errorf("manifest or state renamed into place before the directory fsync of %v", unsynced)
+				t.Errorf("manifest or state written before the directory fsync of %v", unsynced)
 			}
 		case op == vfs.OpCreate && !strings.HasSuffix(base, vfs.TmpSuffix), op == vfs.OpRename, op == vfs.OpRemove:
 			unsynced = append(unsynced, op.String()+" "+base)
@@ -803,7 +862,7 @@ func TestDirectorySyncs(t *testing.T) {
 			t.Fatalf("%s returned with directory changes not synced: %v", what, unsynced)
 		}
 	}
-	s, err := New(Config{Dir: "/out", RollSize: 12, FS: vfs.NewFaulty(mem, rec)})
+	s, err := New(Config{Dir: "/out", RollSize: 12, SyncSize: 1, FS: vfs.NewFaulty(mem, rec)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -812,7 +871,7 @@ func TestDirectorySyncs(t *testing.T) {
 	}
 	check("Open")
 	for from := int64(2); from < 20; from += 3 {
-		if err := s.Write(ctx, msgs("t", 0, from, from+3)); err != nil { // rolls every 3 records
+		if err := s.Member().Write(ctx, msgs("t", 0, from, from+3)); err != nil { // durable; rolls every 3 records
 			t.Fatal(err)
 		}
 		check("Write")

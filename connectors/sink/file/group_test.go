@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -36,14 +37,10 @@ func fsCases(t *testing.T) map[string]struct {
 func TestHandOverAfterDurableUncommittedWrite(t *testing.T) {
 	for name, c := range fsCases(t) {
 		t.Run(name, func(t *testing.T) {
-			cfg := Config{Dir: c.dir, RollSize: 1 << 20, FS: c.fs}
+			cfg := Config{Dir: c.dir, RollSize: 1 << 20, SyncSize: 1, FS: c.fs} // every Write durable
 			a, b := openSink(t, cfg), openSink(t, cfg)
-			if err := a.Write(ctx, msgs("t", 0, 0, 10)); err != nil {
-				t.Fatal(err)
-			}
-			if err := a.Write(ctx, msgs("t", 1, 0, 4)); err != nil {
-				t.Fatal(err)
-			}
+			writeDurable(t, a, msgs("t", 0, 0, 10))
+			writeDurable(t, a, msgs("t", 1, 0, 4))
 			// Committed: t/0 up to 5. The rebalance: every member resets before it rejoins.
 			if err := a.Reset(); err != nil {
 				t.Fatal(err)
@@ -55,9 +52,7 @@ func TestHandOverAfterDurableUncommittedWrite(t *testing.T) {
 				t.Fatalf("a's Durable after Reset: %v %v, want nothing", d, err)
 			}
 			// b has t/0 now and reads it from 5; a keeps t/1 and reads it from 4.
-			if err := b.Write(ctx, msgs("t", 0, 5, 15)); err != nil {
-				t.Fatal(err)
-			}
+			writeDurable(t, b, msgs("t", 0, 5, 15))
 			d, err := b.Durable()
 			if err != nil || len(d) != 1 || d[0] != (connectors.PartitionOffset{Topic: "t", Partition: 0, Offset: 15}) {
 				t.Fatalf("b's Durable: %v %v, want t/0 at 15", d, err)
@@ -131,14 +126,10 @@ func TestMemberThatHasNotNoticedGetsErrReplay(t *testing.T) {
 // before, and each partition is recovered from its own state.
 func TestCrashOfMembers(t *testing.T) {
 	mem := vfs.NewMem()
-	cfg := Config{Dir: "/out", RollSize: 1 << 20, FS: mem}
+	cfg := Config{Dir: "/out", RollSize: 1 << 20, SyncSize: 1, FS: mem} // every Write durable
 	a, b := openSink(t, cfg), openSink(t, cfg)
-	if err := a.Write(ctx, msgs("t", 0, 0, 6)); err != nil { // committed: 3
-		t.Fatal(err)
-	}
-	if err := b.Write(ctx, msgs("t", 1, 0, 4)); err != nil { // committed: 4
-		t.Fatal(err)
-	}
+	writeDurable(t, a, msgs("t", 0, 0, 6)) // committed: 3
+	writeDurable(t, b, msgs("t", 1, 0, 4)) // committed: 4
 	// A Write that did not return: bytes past what t/0's state knows.
 	f, err := mem.OpenAppend("/out/.t-0-00000000000000000000.inprogress")
 	if err != nil {
@@ -177,8 +168,9 @@ func TestCrashOfMembers(t *testing.T) {
 }
 
 // TestMigratesVersion1: a directory of a version 1 sink (one manifest, a file in progress with
-// a torn tail, a rename to redo) opens: its manifest becomes per-partition state and the marker
-// that keeps version 1 sinks out.
+// a torn tail, a rename to redo) opens: its manifest becomes per-partition state (version 2
+// JSON, at once migrated to state logs as Open takes the partitions) and the marker that keeps
+// older sinks out.
 func TestMigratesVersion1(t *testing.T) {
 	const inprog, final = ".t-0-00000000000000000002.inprogress", "t-0-00000000000000000000-00000000000000000001.txt"
 	mem := vfs.NewMem()
@@ -197,11 +189,14 @@ func TestMigratesVersion1(t *testing.T) {
 	}
 	cfg := Config{Dir: "/out", RollSize: 1 << 20, FS: mem}
 	s := openSink(t, cfg)
-	if m, err := mem.ReadFile("/out/" + manifestName); err != nil || string(m) != `{"version":2}` {
+	if m, err := mem.ReadFile("/out/" + manifestName); err != nil || string(m) != `{"version":3}` {
 		t.Fatalf("manifest after the migration: %s %v", m, err)
 	}
-	for _, name := range []string{"t-0.json", "t-1.json"} {
-		if _, err := mem.Stat("/out/.state/" + name); err != nil {
+	for _, name := range []string{"t-0", "t-1"} {
+		if j, err := mem.ReadFile("/out/.state/" + name + ".json"); err != nil || string(j) != tombstone {
+			t.Fatalf("%s.json: %s %v, want %s", name, j, err, tombstone)
+		}
+		if _, err := mem.Stat("/out/.state/" + name + logSuffix); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -288,6 +283,7 @@ func groupCrashScenario(t *testing.T, seed uint64) {
 	format := Format(rng.IntN(2))
 	rollCount := rng.IntN(8)
 	clock := &fakeClock{now: time.Unix(1_700_000_000, 0)}
+	syncSize, syncInterval := randomSync(rng)
 	done := func() bool {
 		for _, c := range committed {
 			if c < total {
@@ -314,7 +310,7 @@ func groupCrashScenario(t *testing.T, seed uint64) {
 			return nil
 		}))
 		cfg := Config{Dir: "/out", RollSize: int64(4 + rng.IntN(40)), RollCount: rollCount, RollInterval: time.Minute,
-			Format: format, FS: fsys, Now: clock.Now}
+			SyncSize: syncSize, SyncInterval: syncInterval, Format: format, FS: fsys, Now: clock.Now}
 		var members [2]*Sink
 		crashed := false
 		for i := range members {
@@ -322,6 +318,7 @@ func groupCrashScenario(t *testing.T, seed uint64) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			s.manual = true
 			members[i] = s
 			if err := s.Open(ctx); err != nil {
 				if failAt < 0 {
@@ -356,15 +353,40 @@ func groupCrashScenario(t *testing.T, seed uint64) {
 			}
 		}
 		assign()
+		// As the runner, each member reads on from where its last Write of a partition ended,
+		// and from the committed offsets after it joined again, and commits what Durable
+		// reports.
+		pos := slices.Clone(committed)
+		commit := func(s *Sink) {
+			d, err := s.Durable()
+			if err != nil {
+				return // broken: the next Write fails
+			}
+			for _, o := range d {
+				committed[o.Partition] = max(committed[o.Partition], o.Offset)
+			}
+		}
 		for step := 0; !crashed && !done() && step < 30; step++ {
 			p := int32(rng.IntN(parts))
 			m := owner[p]
-			to := min(committed[p]+int64(1+rng.IntN(6)), total)
+			to := min(pos[p]+int64(1+rng.IntN(6)), total)
 			clock.advance(time.Duration(rng.IntN(20)) * time.Second)
-			err := members[m].Write(ctx, msgs("t", p, committed[p], to))
+			if i := rng.IntN(2); rng.IntN(3) == 0 {
+				members[i].tick() // the timer: rolls and syncs by time (a failure shows later)
+				commit(members[i])
+			}
+			background := rng.IntN(4) == 0
+			if background {
+				startBackground(t, members[m]) // syncs that run while the Write appends
+			}
+			err := members[m].Write(ctx, msgs("t", p, pos[p], to))
+			if background {
+				finishBackground(members[m]) // a failure shows in the next Write
+			}
 			switch {
 			case err == nil:
 				held[m][p] = true
+				pos[p] = to
 			case held[1-m][p] && errors.Is(err, connectors.ErrReplay):
 				continue // the former owner has not reset yet: the runner reads again later
 			case failAt < 0:
@@ -374,7 +396,7 @@ func groupCrashScenario(t *testing.T, seed uint64) {
 				continue
 			}
 			if rng.IntN(5) != 0 { // else the commit is lost (the process dies, or a rebalance comes first)
-				committed[p] = to
+				commit(members[m])
 			}
 			if rng.IntN(6) == 0 {
 				// A rebalance: the members reset in random order, and a partition's new owner may
@@ -400,6 +422,7 @@ func groupCrashScenario(t *testing.T, seed uint64) {
 					}
 					held[i] = map[int32]bool{}
 				}
+				copy(pos, committed)
 			}
 		}
 		if !crashed && rng.IntN(4) == 0 {

@@ -115,12 +115,10 @@ func TestRollCountAcrossACrash(t *testing.T) {
 	for _, machine := range []bool{false, true} {
 		t.Run(fmt.Sprintf("machine crash %v", machine), func(t *testing.T) {
 			mem := vfs.NewMem()
-			cfg := Config{Dir: "/out", RollSize: 1 << 20, RollCount: 10, FS: mem}
+			cfg := Config{Dir: "/out", RollSize: 1 << 20, RollCount: 10, SyncSize: 1, FS: mem} // every Write durable
 			s := openSink(t, cfg)
 			for _, r := range [][2]int64{{0, 4}, {4, 8}} {
-				if err := s.Write(ctx, msgs("t", 0, r[0], r[1])); err != nil {
-					t.Fatal(err)
-				}
+				writeDurable(t, s, msgs("t", 0, r[0], r[1]))
 			}
 			abandon(s) // committed: 4; written: 8
 			if machine {
@@ -238,7 +236,7 @@ func TestRollsWhenIdle(t *testing.T) {
 // rolls a file no Write comes for.
 func TestTimerRollsWhenIdle(t *testing.T) {
 	dir := t.TempDir()
-	s := openSink(t, Config{Dir: dir, RollSize: 1 << 20, IdleTimeout: 30 * time.Millisecond})
+	s := openLive(t, Config{Dir: dir, RollSize: 1 << 20, IdleTimeout: 30 * time.Millisecond})
 	defer s.Close()
 	if err := s.Write(ctx, msgs("t", 0, 0, 2)); err != nil {
 		t.Fatal(err)
@@ -304,7 +302,7 @@ func TestCrashBetweenManifestAndRename(t *testing.T) {
 				}
 				return nil
 			}))
-			cfg := Config{Dir: "/out", RollSize: 1 << 20, RollCount: 10, IdleTimeout: time.Minute, FS: fsys, Now: clock.Now}
+			cfg := Config{Dir: "/out", RollSize: 1 << 20, RollCount: 10, IdleTimeout: time.Minute, SyncSize: 1, FS: fsys, Now: clock.Now}
 			s := openSink(t, cfg)
 			if err := s.Write(ctx, msgs("t", 0, 0, 14)); err != nil { // 0-9 finished, 10-13 in progress
 				t.Fatal(err)
@@ -325,9 +323,9 @@ func TestCrashBetweenManifestAndRename(t *testing.T) {
 				t.Fatalf("%d renames of finished files tried, want 2", renames)
 			}
 			// The partition's state records the rename, which did not happen.
-			m, err := vfs.ReadFile(mem, "/out/.state/t-0.json")
-			if err != nil || !strings.Contains(string(m), `"renames":[{"from":".t-0-00000000000000000010.inprogress"`) {
-				t.Fatalf("state %s (%v): no rename recorded", m, err)
+			st, err := readStateLog(mem, "/out/.state/t-0"+logSuffix)
+			if err != nil || len(st.Renames) != 1 || st.Renames[0].From != ".t-0-00000000000000000010.inprogress" {
+				t.Fatalf("state %+v (%v): no rename recorded", st, err)
 			}
 			abandon(s)
 			if c.machine {
