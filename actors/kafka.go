@@ -200,8 +200,9 @@ func (k *kafkaListener) wait() { k.wg.Wait() }
 
 // kafkaMaxInFlight bounds the requests a connection has read and not answered yet (Kafka's
 // clients keep at most 5 in flight); ServerConfig.MaxInFlight lowers it, and
-// ServerConfig.MaxInFlightBytes bounds the bytes of those requests' frames. A connection at
-// either bound is not read until answers went out, so TCP pushes back on the client.
+// ServerConfig.MaxInFlightBytes bounds the bytes of those requests' frames and of the batches
+// their produces decompressed to. A connection at either bound is not read until answers went
+// out, so TCP pushes back on the client.
 const kafkaMaxInFlight = 16
 
 // kafkaPending is a request read and not answered yet: resp is set (nil: the connection is
@@ -288,6 +289,8 @@ func (k *kafkaListener) serve(c net.Conn) {
 			return
 		}
 		p, err := k.handle(body, st, quit, &reqs)
+		held := st.held
+		st.held = 0
 		if err != nil {
 			b.release(int(n))
 			k.logger.Warn("kafka: closing a connection", "remote", c.RemoteAddr().String(), "err", err)
@@ -298,7 +301,8 @@ func (k *kafkaListener) serve(c net.Conn) {
 			b.release(int(n))
 			continue
 		}
-		p.size, p.close = int(n), st.closing
+		b.add(held)
+		p.size, p.close = int(n)+held, st.closing
 		queue <- p
 		if p.close {
 			graceful = true
@@ -520,7 +524,7 @@ func (k *kafkaListener) start(frame []byte, st *kafkaConn, quit <-chan struct{})
 	case *kmsg.MetadataRequest:
 		resp = k.metadata(r)
 	case *kmsg.ProduceRequest:
-		wait := k.produce(r)
+		wait, held := k.produce(r)
 		if r.Acks == 0 {
 			// No answer is due (and none to wait for: the batches were sent without asking
 			// for a reply); a failure closes the connection, as Kafka does, so that the
@@ -534,6 +538,9 @@ func (k *kafkaListener) start(frame []byte, st *kafkaConn, quit <-chan struct{})
 			}
 			return nil, nil, false, nil
 		}
+		// Its batches, which may have decompressed to many times the request's size, count
+		// against the connection's bytes in flight until answered.
+		st.held = held
 		return nil, func() []byte {
 			pr := wait()
 			pr.SetVersion(h.version)

@@ -110,7 +110,8 @@ func splitHostPort(addr string) (string, int32) {
 // produce converts each partition's record batches to one Weir batch and sends the batches to
 // their partitions, in request order, before it returns; the function it returns waits for the
 // partitions' replies and returns the response (at once for acks=0, which waits for none).
-func (k *kafkaListener) produce(r *kmsg.ProduceRequest) func() *kmsg.ProduceResponse {
+// held is the size of the converted batches, kept until the partitions answer.
+func (k *kafkaListener) produce(r *kmsg.ProduceRequest) (wait func() *kmsg.ProduceResponse, held int) {
 	resp := kmsg.NewPtrProduceResponse()
 	var waits []func()
 	acks := wire.Acks(r.Acks)
@@ -149,6 +150,7 @@ func (k *kafkaListener) produce(r *kmsg.ProduceRequest) func() *kmsg.ProduceResp
 				k.logger.Info("kafka: produce refused", "topic", t.Topic, "partition", p.Partition, "err", err)
 			} else {
 				req.Batches = append(req.Batches, wire.PartitionBatch{Partition: p.Partition, Batch: batch})
+				held += len(batch)
 				idx = append(idx, len(rt.Partitions))
 			}
 			rt.Partitions = append(rt.Partitions, rp)
@@ -182,7 +184,7 @@ func (k *kafkaListener) produce(r *kmsg.ProduceRequest) func() *kmsg.ProduceResp
 			w()
 		}
 		return resp
-	}
+	}, held
 }
 
 // kafkaToWeir checks the record batches (v2) of one partition and re-encodes their records as

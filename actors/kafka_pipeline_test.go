@@ -4,6 +4,8 @@ package actors
 // in progress, within a bound, and its answers go out in request order.
 
 import (
+	"bytes"
+	"compress/gzip"
 	"context"
 	"encoding/binary"
 	"fmt"
@@ -75,19 +77,35 @@ func TestKafkaPipelineBound(t *testing.T) {
 	produce := func(size int) []byte {
 		return rvFrame(0, rvProduce("kb", -1, map[int32][]byte{0: rvBatch(0, nil, kmsg.Record{Value: value(size)})}))
 	}
+	gz := func(b []byte) []byte {
+		var buf bytes.Buffer
+		zw := gzip.NewWriter(&buf)
+		_, _ = zw.Write(b)
+		_ = zw.Close()
+		return buf.Bytes()
+	}
 	fetchLen := len(rvFrame(0, rvLongPoll("kb", 1, time.Second))) - 4
-	bigLen := len(produce(3000)) - 4
+	bigLen := len(produce(3000)) - 4 // its frame
+	converted, _, err := kafkaToWeir(rvBatch(0, nil, kmsg.Record{Value: value(3000)}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bigHeld := bigLen + len(converted) // its frame and its batch, until answered
 	for _, c := range []struct {
 		name             string
 		maxInFlight      int
 		maxInFlightBytes int
 		valueSize        int
+		gzip             bool
 		want             int64 // produces carried out while the fetch waits
 	}{
-		{"count bound from MaxInFlight", 4, 0, 1, 3},
-		{"count bound of the listener", 1000, 0, 1, kafkaMaxInFlight - 1},
+		{"count bound from MaxInFlight", 4, 0, 1, false, 3},
+		{"count bound of the listener", 1000, 0, 1, false, kafkaMaxInFlight - 1},
 		// The fetch and two produces fit in the bytes; a third does not.
-		{"bytes bound", 0, fetchLen + 2*bigLen + bigLen/2, 3000, 2},
+		{"bytes bound", 0, fetchLen + 2*bigHeld + bigLen/2, 3000, false, 2},
+		// A request of 1 KiB whose records decompress to 1 MiB: the first one's batch fills
+		// the bytes (it counted as its 1 KiB, and 15 were carried out, before).
+		{"decompressed bytes bound", 0, 256 << 10, 1 << 20, true, 1},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			n := startKafkaNodeWith(t, "kb", 2, c.maxInFlight, c.maxInFlightBytes)
@@ -98,8 +116,12 @@ func TestKafkaPipelineBound(t *testing.T) {
 			defer conn.Close()
 			const produces = 40
 			out := rvFrame(1, rvLongPoll("kb", 1, 4*time.Second)) // partition 1 stays empty
+			batch := rvBatch(0, nil, kmsg.Record{Value: value(c.valueSize)})
+			if c.gzip {
+				batch = rvBatch(1, gz, kmsg.Record{Value: value(c.valueSize)})
+			}
 			for i := range produces {
-				out = append(out, rvFrame(int32(2+i), rvProduce("kb", -1, map[int32][]byte{0: rvBatch(0, nil, kmsg.Record{Value: value(c.valueSize)})}))...)
+				out = append(out, rvFrame(int32(2+i), rvProduce("kb", -1, map[int32][]byte{0: batch}))...)
 			}
 			start := time.Now()
 			go func() { _, _ = conn.Write(out) }() // blocks once the node stops reading

@@ -165,6 +165,14 @@ func (b *budget) release(size int) {
 	b.cond.Broadcast()
 }
 
+// add counts size more bytes against the budget at once, without waiting: bytes already
+// allocated, which later acquires wait for.
+func (b *budget) add(size int) {
+	b.mu.Lock()
+	b.bytes += size
+	b.mu.Unlock()
+}
+
 // idle waits until nothing is in flight; false if the budget was closed.
 func (b *budget) idle() bool {
 	b.mu.Lock()
