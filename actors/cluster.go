@@ -526,11 +526,39 @@ func (n *Node) watch(pid *actor.PID, group string) <-chan struct{} {
 	return n.diedCh()
 }
 
+// errNodeClosed answers a request still waiting when its node has stopped its actors.
+var errNodeClosed = errors.New("the node closed before it answered")
+
+// nodeClosed is the answer Close gives the futures await waits on without a goroutine.
+type nodeClosed struct{}
+
 // await waits for the answer to a request, or fails when gone (from watch) is closed first:
-// the request may have been carried out, which a producer's retry must tolerate.
+// the request may have been carried out, which a producer's retry must tolerate. It also fails
+// once the node has stopped its actors: a request that reached an actor as it stopped is dropped
+// without an answer, and would otherwise wait out its whole timeout while the node closes.
+//
+// Without gone it waits on the future itself, with no goroutine in between (the answer of a
+// produce is on its connection's critical path); Close answers such futures nodeClosed.
 func (n *Node) await(f *actor.Future, pid *actor.PID, gone <-chan struct{}) (any, error) {
 	if gone == nil {
-		return resultOf(f)
+		n.awaitMu.Lock()
+		if n.closedAwaits {
+			n.awaitMu.Unlock()
+			return nil, fmt.Errorf("%s: %w", pid.Id, errNodeClosed)
+		}
+		if n.awaiting == nil {
+			n.awaiting = map[*actor.Future]struct{}{}
+		}
+		n.awaiting[f] = struct{}{}
+		n.awaitMu.Unlock()
+		res, err := resultOf(f)
+		n.awaitMu.Lock()
+		delete(n.awaiting, f)
+		n.awaitMu.Unlock()
+		if _, ok := res.(nodeClosed); ok {
+			return nil, fmt.Errorf("%s: %w", pid.Id, errNodeClosed)
+		}
+		return res, err
 	}
 	type result struct {
 		res any
@@ -546,5 +574,7 @@ func (n *Node) await(f *actor.Future, pid *actor.PID, gone <-chan struct{}) (any
 		return r.res, r.err
 	case <-gone:
 		return nil, fmt.Errorf("%s at %s: %w", pid.Id, pid.Address, errNodeGone)
+	case <-n.actorsDone:
+		return nil, fmt.Errorf("%s: %w", pid.Id, errNodeClosed)
 	}
 }

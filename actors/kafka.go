@@ -198,11 +198,60 @@ func (k *kafkaListener) stop() {
 
 func (k *kafkaListener) wait() { k.wg.Wait() }
 
-// serve reads requests and answers each in order (Kafka clients pipeline requests on a
-// connection and match answers by order and correlation id).
+// kafkaMaxInFlight bounds the requests a connection has read and not answered yet (Kafka's
+// clients keep at most 5 in flight); ServerConfig.MaxInFlight lowers it, and
+// ServerConfig.MaxInFlightBytes bounds the bytes of those requests' frames and of the batches
+// their produces decompressed to. A connection at either bound is not read until answers went
+// out, so TCP pushes back on the client.
+const kafkaMaxInFlight = 16
+
+// kafkaPending is a request read and not answered yet: resp is set (nil: the connection is
+// closed instead of answering) when done is closed.
+type kafkaPending struct {
+	done  chan struct{}
+	resp  []byte        // the response frame, without its size
+	wait  func() []byte // if set, returns resp: the writer calls it in its turn (a produce)
+	size  int           // the request frame's size, held against the connection's budget
+	close bool          // close the connection after this answer (a failed authentication)
+}
+
+// kafkaReady is the done channel of answers complete when read.
+var kafkaReady = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+
+// serve reads a connection's requests and answers them in the order read (Kafka clients
+// pipeline requests and match the answers by order). It reads on while earlier requests are in
+// progress, up to kafkaMaxInFlight of them and MaxInFlightBytes of their frames: each request
+// is handed to its actors here, in the order read (so pipelined produces reach a partition in
+// the order sent, which an idempotent producer's sequences need), and a writer goroutine writes
+// the answers in order as they complete. Before a connection that must authenticate did, each
+// answer goes out before the next request is read.
 func (k *kafkaListener) serve(c net.Conn) {
 	defer k.wg.Done()
+	b := &budget{maxN: min(k.srv.cfg.MaxInFlight, kafkaMaxInFlight), maxB: k.srv.cfg.MaxInFlightBytes}
+	b.cond = sync.NewCond(&b.mu)
+	queue := make(chan *kafkaPending, kafkaMaxInFlight) // never full: the budget admits fewer
+	quit := make(chan struct{})                         // the answers are not wanted any more
+	var reqs sync.WaitGroup                             // goroutines completing answers
+	writerDone := make(chan struct{})
+	go func() {
+		defer close(writerDone)
+		defer b.close() // a reader waiting for the budget gives up
+		if err := k.write(c, queue, quit, b); err != nil {
+			k.logger.Debug("kafka: connection write", "remote", c.RemoteAddr().String(), "err", err)
+		}
+		_ = c.Close() // a reader blocked on the connection gives up
+	}()
+	graceful := false // the reader stopped on purpose: the answers queued still go out
 	defer func() {
+		if !graceful {
+			close(quit)
+		}
+		close(queue)
+		<-writerDone
+		if graceful {
+			close(quit)
+		}
+		reqs.Wait()
 		c.Close()
 		k.mu.Lock()
 		if k.conns != nil {
@@ -211,10 +260,12 @@ func (k *kafkaListener) serve(c net.Conn) {
 		k.mu.Unlock()
 	}()
 	r := bufio.NewReaderSize(c, 64<<10)
-	w := bufio.NewWriterSize(c, 64<<10)
 	var size [4]byte
 	st := &kafkaConn{remote: c.RemoteAddr().String()}
 	for {
+		if !k.authenticated(st) && !b.idle() {
+			return
+		}
 		_ = c.SetReadDeadline(time.Now().Add(kafkaIdleTimeout))
 		if _, err := io.ReadFull(r, size[:]); err != nil {
 			return
@@ -226,6 +277,10 @@ func (k *kafkaListener) serve(c net.Conn) {
 		n := int32(binary.BigEndian.Uint32(size[:]))
 		if n < 8 || n > limit {
 			k.logger.Warn("kafka: closing a connection: request size out of range", "remote", c.RemoteAddr().String(), "size", n, "limit", limit)
+			graceful = true
+			return
+		}
+		if !b.acquire(int(n)) {
 			return
 		}
 		_ = c.SetReadDeadline(time.Now().Add(kafkaFrameTimeout))
@@ -233,28 +288,89 @@ func (k *kafkaListener) serve(c net.Conn) {
 		if err != nil {
 			return
 		}
-		resp, err := k.handle(body, st)
+		p, err := k.handle(body, st, quit, &reqs)
+		held := st.held
+		st.held = 0
 		if err != nil {
+			b.release(int(n))
 			k.logger.Warn("kafka: closing a connection", "remote", c.RemoteAddr().String(), "err", err)
+			graceful = true
 			return
 		}
-		if resp == nil { // produce with acks=0: no answer (earlier answers are flushed already)
+		if p == nil { // produce with acks=0: no answer
+			b.release(int(n))
 			continue
 		}
-		binary.BigEndian.PutUint32(size[:], uint32(len(resp)))
+		b.add(held)
+		p.size, p.close = int(n)+held, st.closing
+		queue <- p
+		if p.close {
+			graceful = true
+			return
+		}
+	}
+}
+
+// write writes the answers of queue in order, each when complete, until queue is closed, an
+// answer closes the connection or quit is closed. It flushes whenever it would wait, so no
+// answer is held behind one still in progress (a long-polling fetch).
+func (k *kafkaListener) write(c net.Conn, queue <-chan *kafkaPending, quit <-chan struct{}, b *budget) error {
+	w := bufio.NewWriterSize(c, 64<<10)
+	var size [4]byte
+	for {
+		var p *kafkaPending
+		ok := true
+		select {
+		case p, ok = <-queue:
+		default:
+			if err := w.Flush(); err != nil {
+				return err
+			}
+			select {
+			case p, ok = <-queue:
+			case <-quit:
+				return nil
+			}
+		}
+		if !ok {
+			return w.Flush()
+		}
+		select {
+		case <-p.done:
+		default:
+			if err := w.Flush(); err != nil {
+				return err
+			}
+			select {
+			case <-p.done:
+			case <-quit:
+				return nil
+			}
+		}
+		if p.wait != nil {
+			select {
+			case <-quit: // not wanted: its futures expire on their own
+				return nil
+			default:
+			}
+			if err := w.Flush(); err != nil { // the answers before it go out first
+				return err
+			}
+			p.resp = p.wait()
+		}
+		b.release(p.size)
+		if p.resp == nil {
+			return w.Flush()
+		}
+		binary.BigEndian.PutUint32(size[:], uint32(len(p.resp)))
 		if _, err := w.Write(size[:]); err != nil {
-			return
+			return err
 		}
-		if _, err := w.Write(resp); err != nil {
-			return
+		if _, err := w.Write(p.resp); err != nil {
+			return err
 		}
-		// Flushed now, not when no request is buffered: the next one may be a fetch that
-		// long-polls, and this answer must not wait behind it.
-		if err := w.Flush(); err != nil {
-			return
-		}
-		if st.closing {
-			return
+		if p.close {
+			return w.Flush()
 		}
 	}
 }
@@ -311,15 +427,50 @@ func parseKafkaHeader(b []byte) (kafkaHeader, kmsg.Request, []byte, error) {
 	return h, req, b, nil
 }
 
-// handle answers one request frame: the response frame without its size, nil when none is
-// due (acks=0), or an error that closes the connection.
-func (k *kafkaListener) handle(frame []byte, st *kafkaConn) ([]byte, error) {
+// handle reads one request frame and starts serving it, on the connection's reader: it returns
+// the pending answer, complete or completed by a goroutine of its own (counted in reqs, and
+// told by quit that the answer is not wanted); nil when none is due (acks=0); or an error that
+// closes the connection.
+//
+// Produces are handed to their partitions here, before the next request is read, and the
+// writer waits for the partitions' replies when their answer is due. Fetches, which may
+// long-poll, run in a goroutine of their own. The other APIs are answered here: they are quick, or change what the requests
+// read after them see (topics, the connection's authentication, a group's state).
+func (k *kafkaListener) handle(frame []byte, st *kafkaConn, quit <-chan struct{}, reqs *sync.WaitGroup) (*kafkaPending, error) {
+	resp, later, poll, err := k.start(frame, st, quit)
+	switch {
+	case err != nil:
+		return nil, err
+	case resp != nil:
+		return &kafkaPending{done: kafkaReady, resp: resp}, nil
+	case later == nil:
+		return nil, nil
+	case !poll:
+		// The writer waits for it in its turn: the actors' answer then wakes the writer itself,
+		// not a goroutine that would hand it over.
+		return &kafkaPending{done: kafkaReady, wait: later}, nil
+	}
+	p := &kafkaPending{done: make(chan struct{})}
+	reqs.Add(1)
+	go func() {
+		defer reqs.Done()
+		defer close(p.done)
+		p.resp = later()
+	}()
+	return p, nil
+}
+
+// start serves one request frame up to its wait: it returns the response frame (without its
+// size) when complete, else a function that waits and returns it (poll: in a goroutine of its
+// own from now, as it may long-poll; else the writer calls it when the answer is due), or
+// neither when no answer is due (acks=0), or an error that closes the connection.
+func (k *kafkaListener) start(frame []byte, st *kafkaConn, quit <-chan struct{}) ([]byte, func() []byte, bool, error) {
 	h, req, body, err := parseKafkaHeader(frame)
 	if err != nil {
-		return nil, err
+		return nil, nil, false, err
 	}
 	if !k.authenticated(st) && h.key != int16(kmsg.ApiVersions) && h.key != int16(kmsg.SASLHandshake) && h.key != int16(kmsg.SASLAuthenticate) {
-		return nil, fmt.Errorf("API key %d before SASL authentication (client %q)", h.key, h.clientID)
+		return nil, nil, false, fmt.Errorf("API key %d before SASL authentication (client %q)", h.key, h.clientID)
 	}
 	lo, hi, ok := kafkaVersions(h.key)
 	if h.key == int16(kmsg.ApiVersions) && (h.version < lo || h.version > hi) {
@@ -328,31 +479,31 @@ func (k *kafkaListener) handle(frame []byte, st *kafkaConn) ([]byte, error) {
 		resp := k.apiVersions()
 		resp.SetVersion(0)
 		resp.ErrorCode = 35
-		return kafkaResponse(h, resp), nil
+		return kafkaResponse(h, resp), nil, false, nil
 	}
 	if req == nil {
-		return nil, fmt.Errorf("API key %d is not a Kafka API (client %q)", h.key, h.clientID)
+		return nil, nil, false, fmt.Errorf("API key %d is not a Kafka API (client %q)", h.key, h.clientID)
 	}
 	if !ok {
 		// A Kafka API not served (ApiVersions does not list it): UNSUPPORTED_VERSION where
 		// its response has a top-level error code, else the connection is closed.
 		if resp := unsupportedVersion(req); resp != nil {
 			k.logger.Info("kafka: API not served", "api", h.key, "version", h.version, "client", h.clientID)
-			return kafkaResponse(h, resp), nil
+			return kafkaResponse(h, resp), nil, false, nil
 		}
-		return nil, fmt.Errorf("API key %d is not served (client %q)", h.key, h.clientID)
+		return nil, nil, false, fmt.Errorf("API key %d is not served (client %q)", h.key, h.clientID)
 	}
 	if h.version < lo || h.version > hi {
 		// A served API at a version not served: UNSUPPORTED_VERSION where the response has
 		// a top-level error code (its body is not read), else the connection is closed.
 		if resp := unsupportedVersion(req); resp != nil {
 			k.logger.Info("kafka: version not served", "api", h.key, "version", h.version, "served", fmt.Sprintf("%d-%d", lo, hi), "client", h.clientID)
-			return kafkaResponse(h, resp), nil
+			return kafkaResponse(h, resp), nil, false, nil
 		}
-		return nil, fmt.Errorf("API key %d version %d is not served (%d to %d are; client %q)", h.key, h.version, lo, hi, h.clientID)
+		return nil, nil, false, fmt.Errorf("API key %d version %d is not served (%d to %d are; client %q)", h.key, h.version, lo, hi, h.clientID)
 	}
 	if err := req.ReadFrom(body); err != nil {
-		return nil, fmt.Errorf("API key %d version %d: malformed request: %v", h.key, h.version, err)
+		return nil, nil, false, fmt.Errorf("API key %d version %d: malformed request: %v", h.key, h.version, err)
 	}
 	var resp kmsg.Response
 	switch r := req.(type) {
@@ -373,24 +524,36 @@ func (k *kafkaListener) handle(frame []byte, st *kafkaConn) ([]byte, error) {
 	case *kmsg.MetadataRequest:
 		resp = k.metadata(r)
 	case *kmsg.ProduceRequest:
-		pr := k.produce(r)
+		wait, held := k.produce(r)
 		if r.Acks == 0 {
-			// No answer is due; a failure closes the connection, as Kafka does, so that the
+			// No answer is due (and none to wait for: the batches were sent without asking
+			// for a reply); a failure closes the connection, as Kafka does, so that the
 			// producer refreshes its metadata.
-			for _, t := range pr.Topics {
+			for _, t := range wait().Topics {
 				for _, p := range t.Partitions {
 					if p.ErrorCode != 0 {
-						return nil, fmt.Errorf("acks=0 produce to %s/%d failed: error %d", t.Topic, p.Partition, p.ErrorCode)
+						return nil, nil, false, fmt.Errorf("acks=0 produce to %s/%d failed: error %d", t.Topic, p.Partition, p.ErrorCode)
 					}
 				}
 			}
-			return nil, nil
+			return nil, nil, false, nil
 		}
-		resp = pr
+		// Its batches, which may have decompressed to many times the request's size, count
+		// against the connection's bytes in flight until answered.
+		st.held = held
+		return nil, func() []byte {
+			pr := wait()
+			pr.SetVersion(h.version)
+			return kafkaResponse(h, pr)
+		}, false, nil
 	case *kmsg.ListOffsetsRequest:
 		resp = k.listOffsets(r)
 	case *kmsg.FetchRequest:
-		resp = k.fetch(r)
+		return nil, func() []byte {
+			fr := k.fetch(r, quit)
+			fr.SetVersion(h.version)
+			return kafkaResponse(h, fr)
+		}, true, nil
 	case *kmsg.FindCoordinatorRequest:
 		resp = k.findCoordinator(r)
 	case *kmsg.JoinGroupRequest:
@@ -413,11 +576,11 @@ func (k *kafkaListener) handle(frame []byte, st *kafkaConn) ([]byte, error) {
 		resp = k.initProducerID(r)
 	default:
 		if resp = k.describeRequest(req); resp == nil {
-			return nil, fmt.Errorf("API key %d is not served", h.key)
+			return nil, nil, false, fmt.Errorf("API key %d is not served", h.key)
 		}
 	}
 	resp.SetVersion(h.version)
-	return kafkaResponse(h, resp), nil
+	return kafkaResponse(h, resp), nil, false, nil
 }
 
 // kafkaResponse encodes a response frame: correlation id, tagged fields for flexible versions

@@ -35,6 +35,7 @@ type kafkaConn struct {
 	mechanism string // "PLAIN" once SaslHandshake chose it
 	user      string // authenticated user ("" until then)
 	closing   bool   // close the connection after this answer (a failed authentication)
+	held      int    // bytes the request just read keeps until answered (a produce's batches)
 }
 
 // authenticated reports whether the connection may send any request.

@@ -107,9 +107,13 @@ func splitHostPort(addr string) (string, int32) {
 	return h, int32(n)
 }
 
-// produce appends each partition's record batches, as one Weir batch per partition.
-func (k *kafkaListener) produce(r *kmsg.ProduceRequest) *kmsg.ProduceResponse {
+// produce converts each partition's record batches to one Weir batch and sends the batches to
+// their partitions, in request order, before it returns; the function it returns waits for the
+// partitions' replies and returns the response (at once for acks=0, which waits for none).
+// held is the size of the converted batches, kept until the partitions answer.
+func (k *kafkaListener) produce(r *kmsg.ProduceRequest) (wait func() *kmsg.ProduceResponse, held int) {
 	resp := kmsg.NewPtrProduceResponse()
+	var waits []func()
 	acks := wire.Acks(r.Acks)
 	if acks != wire.AcksNone && acks != wire.AcksLeader && acks != wire.AcksAll {
 		acks = wire.Acks(-2) // answered INVALID_REQUEST per partition by Server.produce
@@ -146,12 +150,19 @@ func (k *kafkaListener) produce(r *kmsg.ProduceRequest) *kmsg.ProduceResponse {
 				k.logger.Info("kafka: produce refused", "topic", t.Topic, "partition", p.Partition, "err", err)
 			} else {
 				req.Batches = append(req.Batches, wire.PartitionBatch{Partition: p.Partition, Batch: batch})
+				held += len(batch)
 				idx = append(idx, len(rt.Partitions))
 			}
 			rt.Partitions = append(rt.Partitions, rp)
 		}
-		if len(req.Batches) > 0 {
-			res := k.srv.produce(req)().(*wire.ProduceResponse)
+		resp.Topics = append(resp.Topics, rt)
+		if len(req.Batches) == 0 {
+			continue
+		}
+		ti, ans := len(resp.Topics)-1, k.srv.produce(req)
+		waits = append(waits, func() {
+			res := ans().(*wire.ProduceResponse)
+			rt := &resp.Topics[ti]
 			for i, j := range idx {
 				rp := &rt.Partitions[j]
 				if res.Err != nil {
@@ -166,10 +177,14 @@ func (k *kafkaListener) produce(r *kmsg.ProduceRequest) *kmsg.ProduceResponse {
 					}
 				}
 			}
-		}
-		resp.Topics = append(resp.Topics, rt)
+		})
 	}
-	return resp
+	return func() *kmsg.ProduceResponse {
+		for _, w := range waits {
+			w()
+		}
+		return resp
+	}, held
 }
 
 // kafkaToWeir checks the record batches (v2) of one partition and re-encodes their records as
@@ -219,6 +234,9 @@ func convertBatches(data []byte, budget *int) ([]byte, int16, error) {
 			return nil, code, err
 		}
 		batches++
+		// The stored records take about as many bytes as Kafka's: room for them at once (plus
+		// an eighth for the larger per-record overhead) spares the growing buffer's copies.
+		bb.Grow(len(recs) + len(recs)/8 + 64)
 		if rb.ProducerID >= 0 {
 			if batches > 1 {
 				return nil, kafkaInvalidRequest, errors.New("more than one idempotent record batch for a partition in one request")
@@ -235,20 +253,14 @@ func convertBatches(data []byte, budget *int) ([]byte, int16, error) {
 			if n <= 0 || l < 0 || int64(len(recs)-n) < l {
 				return nil, kafkaCorruptMessage, fmt.Errorf("record %d of %d: bad length", i, rb.NumRecords)
 			}
-			var kr kmsg.Record
-			if err := kr.ReadFrom(recs[:n+int(l)]); err != nil {
+			rec, err := kafkaRecord(recs[n : n+int(l)])
+			if err != nil {
 				return nil, kafkaCorruptMessage, fmt.Errorf("record %d of %d: %v", i, rb.NumRecords, err)
 			}
 			recs = recs[n+int(l):]
-			rec := storage.Record{Key: kr.Key, Value: kr.Value, Timestamp: rb.FirstTimestamp + kr.TimestampDelta64}
+			rec.Timestamp += rb.FirstTimestamp
 			if rec.Timestamp < 0 {
 				rec.Timestamp = 0
-			}
-			if len(kr.Headers) > 0 {
-				rec.Headers = make(map[string]string, len(kr.Headers))
-				for _, h := range kr.Headers {
-					rec.Headers[h.Key] = string(h.Value)
-				}
 			}
 			if err := bb.Add(rec); err != nil {
 				return nil, kafkaCorruptMessage, fmt.Errorf("record %d of %d: %v", i, rb.NumRecords, err)
@@ -259,6 +271,69 @@ func convertBatches(data []byte, budget *int) ([]byte, int16, error) {
 		return nil, kafkaCorruptMessage, errors.New("no records")
 	}
 	return bb.Build(), 0, nil
+}
+
+// kafkaRecord decodes one record of a v2 record batch (b is the record after its length) into
+// what Weir keeps of it: Key and Value are slices of b (nil for a null one), Timestamp is the
+// record's timestamp delta, and a header key given twice keeps its last value. It reads what
+// kmsg.Record.ReadFrom reads, without filling a kmsg.Record (and its headers slice) on the way:
+// that was the largest part of converting a batch after the stored batch's growth.
+func kafkaRecord(b []byte) (storage.Record, error) {
+	var rec storage.Record
+	if len(b) == 0 {
+		return rec, errors.New("empty record")
+	}
+	rr := recordReader{b: b[1:]} // after the attributes, which v2 records do not use
+	rec.Timestamp = rr.varint()
+	rr.varint() // the offset delta: Weir numbers a batch's records in order
+	rec.Key = rr.bytes()
+	rec.Value = rr.bytes()
+	count := rr.varint()
+	if rr.err == nil && count > int64(len(rr.b)) { // a header takes 2 bytes at least
+		return rec, fmt.Errorf("%d headers in %d bytes", count, len(rr.b))
+	}
+	if count > 0 {
+		rec.Headers = make(map[string]string, min(count, 64)) // a claimed count allocates little
+		for range count {
+			k, v := rr.bytes(), rr.bytes()
+			rec.Headers[string(k)] = string(v)
+		}
+	}
+	return rec, rr.err
+}
+
+// recordReader reads the varint-framed fields of a Kafka record; the first error sticks.
+type recordReader struct {
+	b   []byte
+	err error
+}
+
+func (r *recordReader) varint() int64 {
+	if r.err != nil {
+		return 0
+	}
+	v, n := binary.Varint(r.b)
+	if n <= 0 {
+		r.err = errors.New("record cut short or a bad varint")
+		return 0
+	}
+	r.b = r.b[n:]
+	return v
+}
+
+// bytes reads a length and that many bytes (none, nil, for a negative length).
+func (r *recordReader) bytes() []byte {
+	l := r.varint()
+	if r.err != nil || l < 0 {
+		return nil
+	}
+	if l > int64(len(r.b)) {
+		r.err = fmt.Errorf("a field of %d bytes with %d left", l, len(r.b))
+		return nil
+	}
+	v := r.b[:l:l]
+	r.b = r.b[l:]
+	return v
 }
 
 var errUnknownCodec = errors.New("unknown compression codec")
@@ -470,9 +545,13 @@ const maxFetchWait = 60_000
 // fetch reads the partitions in request order, each up to its PartitionMaxBytes and what is left
 // of the request's MaxBytes (a partition past that budget is not read: only its offsets are
 // answered). If none had records or an error, it long-polls them all for MaxWaitMillis and
-// answers as soon as one has records (or all have answered). A partition named twice is
-// answered INVALID_REQUEST.
-func (k *kafkaListener) fetch(r *kmsg.FetchRequest) *kmsg.FetchResponse {
+// answers as soon as one has records (or all have answered); the polls still parked then are
+// withdrawn (their partitions answer them at once). A partition named twice is answered
+// INVALID_REQUEST.
+//
+// A long poll ends early, with what was read before it, when quit is closed (the connection
+// ended: its answer is not wanted).
+func (k *kafkaListener) fetch(r *kmsg.FetchRequest, quit <-chan struct{}) *kmsg.FetchResponse {
 	results := make([][]*wire.FetchResponse, len(r.Topics))
 	dup := make([][]bool, len(r.Topics))
 	seen := map[string]bool{}
@@ -514,22 +593,41 @@ func (k *kafkaListener) fetch(r *kmsg.FetchRequest) *kmsg.FetchResponse {
 	}
 	if wait := min(r.MaxWaitMillis, maxFetchWait); !have && wait > 0 && count > 0 {
 		ch := make(chan fetched, count)
+		withdraw := make([][]func(), len(r.Topics))
 		for ti, t := range r.Topics {
+			withdraw[ti] = make([]func(), len(t.Partitions))
 			for pi, p := range t.Partitions {
 				if dup[ti][pi] {
 					continue
 				}
-				ans := k.srv.fetch(&wire.FetchRequest{Topic: t.Topic, Partition: p.Partition, Offset: p.FetchOffset, MaxBytes: max(p.PartitionMaxBytes, 1), MaxWaitMs: wait})
+				ans, w := k.srv.poll(&wire.FetchRequest{Topic: t.Topic, Partition: p.Partition, Offset: p.FetchOffset, MaxBytes: max(p.PartitionMaxBytes, 1), MaxWaitMs: wait})
+				withdraw[ti][pi] = w
 				go func() { ch <- fetched{ti, pi, ans().(*wire.FetchResponse)} }()
 			}
 		}
+	poll:
 		for range count {
-			f := <-ch
+			var f fetched
+			select {
+			case f = <-ch:
+			case <-quit:
+				break poll
+			}
+			withdraw[f.t][f.p] = nil
 			if f.res.Err == nil || len(f.res.Batches) > 0 {
 				results[f.t][f.p] = f.res
 			}
 			if len(f.res.Batches) > 0 || f.res.Err != nil {
 				break
+			}
+		}
+		// The polls still parked are answered at once, so that they neither wait out MaxWait
+		// nor read records for this fetch, which is answered.
+		for _, ws := range withdraw {
+			for _, w := range ws {
+				if w != nil {
+					w()
+				}
 			}
 		}
 	}

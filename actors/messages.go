@@ -30,6 +30,15 @@ type Fetch struct {
 	Forwarded bool  `msgpack:"f,omitempty"`
 }
 
+// WithdrawFetch tells a partition that the fetch it holds for the waiter at Address and ID (the
+// future its Fetch was sent from) is no longer wanted: the partition answers it at once, empty,
+// instead of keeping it parked until its MaxWait. No reply.
+type WithdrawFetch struct {
+	Address   string `msgpack:"a"`
+	ID        string `msgpack:"i"`
+	Forwarded bool   `msgpack:"f,omitempty"`
+}
+
 // GetStatus asks a partition for its *Status.
 type GetStatus struct{}
 
@@ -44,6 +53,7 @@ type Status struct {
 	EndOffset     int64       `msgpack:"e"`
 	Voters        []uint64    `msgpack:"v"`
 	Learners      []uint64    `msgpack:"lr,omitempty"`
+	Parked        int         `msgpack:"pk,omitempty"` // fetches waiting for records
 	Err           *wire.Error `msgpack:"err,omitempty"`
 }
 
@@ -78,6 +88,7 @@ func init() {
 	register(6, &Status{})
 	register(7, &ListOffsets{})
 	register(8, &wire.ListOffsetsResponse{})
+	register(11, &WithdrawFetch{})
 	register(9, &RaftMessage{})
 }
 

@@ -98,6 +98,14 @@ type Node struct {
 	once   sync.Once
 
 	closeOnce sync.Once // Close's work runs once; later and concurrent calls wait for it
+	// actorsDone is closed once Close has stopped every actor: a request still waiting for an
+	// answer then waits in vain (one that reached an actor as it stopped is dropped unanswered).
+	actorsDone chan struct{}
+	// awaiting are the futures await waits on without a goroutine of its own; Close answers
+	// them nodeClosed once the actors stopped. closedAwaits is set then.
+	awaitMu      sync.Mutex
+	awaiting     map[*actor.Future]struct{}
+	closedAwaits bool
 
 	// rc sends and requests from outside actors; in a cluster it wraps messages bound for other
 	// nodes (the system's own Root must stay plain: protoactor's remote sends through it).
@@ -146,6 +154,8 @@ func StartNode(cfg NodeConfig) (*Node, error) {
 		logger:  cfg.Logger,
 		topics:  map[string]*topicEntry{},
 		ready:   make(chan struct{}),
+
+		actorsDone: make(chan struct{}),
 	}
 	if n.raftID, err = loadNodeID(cfg.DataDir, cfg.Cluster != nil); err != nil {
 		return nil, fmt.Errorf("node: %w", err)
@@ -271,6 +281,16 @@ func (n *Node) close() {
 	if n.root != nil {
 		_ = n.system.Root.StopFuture(n.root).Wait()
 	}
+	if n.actorsDone != nil {
+		close(n.actorsDone)
+	}
+	n.awaitMu.Lock()
+	n.closedAwaits = true
+	for f := range n.awaiting {
+		n.system.Root.Send(f.PID(), nodeClosed{})
+	}
+	n.awaiting = nil
+	n.awaitMu.Unlock()
 	if n.server != nil {
 		n.server.wait()
 	}

@@ -239,6 +239,10 @@ func (r *replica) Receive(ctx actor.Context) {
 		if !r.forward(ctx, &m.Forwarded) {
 			r.fetch(ctx, m)
 		}
+	case *WithdrawFetch:
+		if !r.forward(ctx, &m.Forwarded) {
+			r.withdraw(ctx, m)
+		}
 	case *ListOffsets:
 		if !r.forward(ctx, &m.Forwarded) {
 			ctx.Respond(r.listOffsets(m))

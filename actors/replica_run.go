@@ -495,6 +495,21 @@ func (r *replica) read(m *Fetch) *wire.FetchResponse {
 	return resp
 }
 
+// withdraw answers, empty, the parked fetches of the waiter m names (a Kafka fetch that was
+// answered through another partition).
+func (r *replica) withdraw(ctx actor.Context, m *WithdrawFetch) {
+	kept := r.parked[:0]
+	for _, f := range r.parked {
+		if f.replyTo.Address == m.Address && f.replyTo.Id == m.ID {
+			ctx.Send(f.replyTo, &wire.FetchResponse{HighWatermark: r.hw, StartOffset: r.log.StartOffset()})
+			continue
+		}
+		kept = append(kept, f)
+	}
+	clear(r.parked[len(kept):])
+	r.parked = kept
+}
+
 // serveParked answers parked fetches that new data or their deadline has released.
 func (r *replica) serveParked(ctx actor.Context) {
 	if len(r.parked) == 0 {
@@ -673,7 +688,7 @@ func (r *replica) status() *Status {
 		st.Err = wire.Errorf(wire.CodeUnavailable, "partition %s is not running", r.cfg.Group())
 		return st
 	}
-	st.StartOffset, st.EndOffset = r.log.StartOffset(), r.log.EndOffset()
+	st.StartOffset, st.EndOffset, st.Parked = r.log.StartOffset(), r.log.EndOffset(), len(r.parked)
 	return st
 }
 

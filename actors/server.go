@@ -165,6 +165,24 @@ func (b *budget) release(size int) {
 	b.cond.Broadcast()
 }
 
+// add counts size more bytes against the budget at once, without waiting: bytes already
+// allocated, which later acquires wait for.
+func (b *budget) add(size int) {
+	b.mu.Lock()
+	b.bytes += size
+	b.mu.Unlock()
+}
+
+// idle waits until nothing is in flight; false if the budget was closed.
+func (b *budget) idle() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for !b.closed && b.n > 0 {
+		b.cond.Wait()
+	}
+	return !b.closed
+}
+
 func (b *budget) close() {
 	b.mu.Lock()
 	b.closed = true
@@ -327,6 +345,12 @@ func (s *Server) dispatch(f wire.Frame) answer {
 // request sends msg to pid (the replica of the partition group, or "") now and returns a
 // function that waits for the reply.
 func (s *Server) request(pid *actor.PID, group string, msg any, timeout time.Duration) func() (any, *wire.Error) {
+	reply, _ := s.requestFrom(pid, group, msg, timeout)
+	return reply
+}
+
+// requestFrom is request, also returning the PID the request is sent from (its future's).
+func (s *Server) requestFrom(pid *actor.PID, group string, msg any, timeout time.Duration) (func() (any, *wire.Error), *actor.PID) {
 	gone := s.n.watch(pid, group)
 	f := s.n.rc.RequestFuture(pid, msg, timeout)
 	return func() (any, *wire.Error) {
@@ -338,7 +362,7 @@ func (s *Server) request(pid *actor.PID, group string, msg any, timeout time.Dur
 			return nil, wire.Errorf(wire.CodeUnavailable, "%s: %v", pid.Id, err)
 		}
 		return res, nil
-	}
+	}, f.PID()
 }
 
 // partition returns the PID of a topic's partition, or the error for the response.
@@ -441,6 +465,29 @@ func (s *Server) fetch(req *wire.FetchRequest) answer {
 		}
 		return res.(*wire.FetchResponse)
 	}
+}
+
+// poll is fetch for a long poll its caller may stop waiting for: withdraw has the partition
+// answer it at once (else it stays parked until its MaxWait, and reads the log for a reader
+// that is gone whenever records arrive).
+func (s *Server) poll(req *wire.FetchRequest) (ans answer, withdraw func()) {
+	pid, e := s.partition(req.Topic, req.Partition)
+	if e != nil {
+		return answered(&wire.FetchResponse{Err: e}), func() {}
+	}
+	wait := time.Duration(max(req.MaxWaitMs, 0)) * time.Millisecond
+	if wait > time.Minute {
+		return answered(&wire.FetchResponse{Err: wire.Errorf(wire.CodeInvalidRequest, "max wait %v is over a minute", wait)}), func() {}
+	}
+	reply, waiter := s.requestFrom(pid, partitionGroup(req.Topic, req.Partition), &Fetch{Offset: req.Offset, MaxBytes: req.MaxBytes, MaxWaitMs: req.MaxWaitMs}, wait+s.cfg.RequestTimeout)
+	ans = func() any {
+		res, e := reply()
+		if e != nil {
+			return &wire.FetchResponse{Err: e}
+		}
+		return res.(*wire.FetchResponse)
+	}
+	return ans, func() { s.n.rc.Send(pid, &WithdrawFetch{Address: waiter.Address, ID: waiter.Id}) }
 }
 
 func (s *Server) listOffsets(req *wire.ListOffsetsRequest) answer {

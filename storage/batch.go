@@ -290,6 +290,10 @@ func (b *BatchBuilder) Reset() {
 	b.producerID, b.baseSeq = -1, -1
 }
 
+// Grow makes room for n more bytes of records, so that a caller that knows about how large the
+// batch will be has it built without the buffer growing (and being copied) along the way.
+func (b *BatchBuilder) Grow(n int) { b.buf.Grow(n) }
+
 // SetProducer stamps the batch with an idempotent producer's id and the sequence of its first record.
 func (b *BatchBuilder) SetProducer(id int64, baseSeq int32) { b.producerID, b.baseSeq = id, baseSeq }
 
