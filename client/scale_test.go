@@ -15,9 +15,10 @@ import (
 )
 
 // TestTenGroupsAddedWhileProducing adds ten consumer groups, two members each, one after the
-// other while a producer runs: adding a group must not pause the producer (no round of 100
-// acknowledged records takes longer than maxRound, and rounds complete while groups join), and
-// every group reads every record.
+// other while a producer runs: adding a group must not pause the producer (rounds of 100
+// acknowledged records complete while groups join, and at most two take longer than maxRound: a
+// pause at each join would make ten slow rounds, while a busy machine's scheduling makes one or
+// two), and every group reads every record.
 func TestTenGroupsAddedWhileProducing(t *testing.T) {
 	const (
 		groups   = 10
@@ -40,6 +41,7 @@ func TestTenGroupsAddedWhileProducing(t *testing.T) {
 		rounds   atomic.Int64
 		stop     = make(chan struct{})
 		slowest  time.Duration
+		slow     int // rounds over maxRound
 		prodErr  error
 		prodDone = make(chan struct{})
 	)
@@ -63,7 +65,11 @@ func TestTenGroupsAddedWhileProducing(t *testing.T) {
 					return
 				}
 			}
-			slowest = max(slowest, time.Since(start))
+			took := time.Since(start)
+			slowest = max(slowest, took)
+			if took > maxRound {
+				slow++
+			}
 			produced.Add(perRound)
 			rounds.Add(1)
 		}
@@ -146,9 +152,9 @@ func TestTenGroupsAddedWhileProducing(t *testing.T) {
 	for err := range errs {
 		t.Fatalf("member: %v", err)
 	}
-	t.Logf("%d records in %d rounds, %d rounds while groups joined, slowest round %v", produced.Load(), rounds.Load(), joinRounds, slowest)
-	if slowest > maxRound {
-		t.Errorf("slowest produce round took %v (> %v): joining groups paused the producer", slowest, maxRound)
+	t.Logf("%d records in %d rounds, %d rounds while groups joined, slowest round %v, %d over %v", produced.Load(), rounds.Load(), joinRounds, slowest, slow, maxRound)
+	if slow > 2 {
+		t.Errorf("%d produce rounds took over %v (the slowest %v): joining groups paused the producer", slow, maxRound, slowest)
 	}
 	if joinRounds < groups {
 		t.Errorf("only %d produce rounds completed while %d groups joined", joinRounds, groups)
