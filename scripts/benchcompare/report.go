@@ -186,12 +186,21 @@ func (h *harness) report(chosen []workload) string {
 	}
 	for _, w := range chosen {
 		rows := h.rowsOf(w.id)
-		fmt.Fprintf(&b, "\n#### %s: %s\n\n%s. Latencies in ms; p95 is not reported by `weir bench produce` (—). Memory is the peak of the servers' summed RSS while the client ran, CPU the servers' CPU time over the run.\n\n", w.id, w.title, upperFirst(w.setup))
-		b.WriteString(rowsTable(rows, h.cfg.rounds > 1))
-		b.WriteString(ratioTable(rows))
+		if w.consume {
+			fmt.Fprintf(&b, "\n#### %s: %s\n\n%s. %s\n\n", w.id, w.title, upperFirst(w.setup), fanOutNote)
+			b.WriteString(fanOutTable(rows, h.cfg.rounds > 1))
+			b.WriteString(fanOutRatioTable(rows))
+		} else {
+			fmt.Fprintf(&b, "\n#### %s: %s\n\n%s. Latencies in ms; p95 is not reported by `weir bench produce` (—). Memory is the peak of the servers' summed RSS while the client ran, CPU the servers' CPU time over the run.\n\n", w.id, w.title, upperFirst(w.setup))
+			b.WriteString(rowsTable(rows, h.cfg.rounds > 1))
+			b.WriteString(ratioTable(rows))
+		}
 		if plotRel != "" {
 			lw := strings.ToLower(w.id)
-			fmt.Fprintf(&b, "\n![%s throughput](%s/%s-throughput.png)\n![%s latency](%s/%s-latency.png)\n", w.id, plotRel, lw, w.id, plotRel, lw)
+			fmt.Fprintf(&b, "\n![%s throughput](%s/%s-throughput.png)\n", w.id, plotRel, lw)
+			if !w.consume {
+				fmt.Fprintf(&b, "![%s latency](%s/%s-latency.png)\n", w.id, plotRel, lw)
+			}
 			if h.cfg.rounds > 1 {
 				fmt.Fprintf(&b, "\nThe plots show the mean over the %d rounds.\n", h.cfg.rounds)
 			}
