@@ -44,6 +44,8 @@ type groupRun struct {
 	records int64
 	seconds float64
 	join    float64 // seconds from the client's start to its first assignment (NaN: not reported)
+	// from and to are when that time began and ended, on this machine's clock (zero: unknown).
+	from, to time.Time
 }
 
 func (g groupRun) rate() float64 {
@@ -53,19 +55,36 @@ func (g groupRun) rate() float64 {
 	return float64(g.records) / g.seconds
 }
 
-// combineGroups sums concurrent groups: the aggregate is all records over the longest group's
-// time; each group's own rate is kept, and the longest join.
+// combineGroups sums concurrent groups: the aggregate is all records over the span from the
+// first group's start to the last group's end (groups started at once do not all read at
+// once: a JVM may start seconds after another), or over the longest group's time when a run's
+// span is unknown; each group's own rate is kept, and the longest join.
 func combineGroups(runs []groupRun) (measure, []float64, float64) {
 	m := measure{p50: math.NaN(), p95: math.NaN(), p99: math.NaN(), max: math.NaN()}
 	rates := make([]float64, len(runs))
 	longest, join := 0.0, math.NaN()
+	var first, last time.Time
+	spans := true
 	for i, r := range runs {
 		m.records += r.records
 		longest = max(longest, r.seconds)
+		if r.from.IsZero() || r.to.IsZero() {
+			spans = false
+		} else {
+			if first.IsZero() || r.from.Before(first) {
+				first = r.from
+			}
+			if r.to.After(last) {
+				last = r.to
+			}
+		}
 		rates[i] = r.rate()
 		if !math.IsNaN(r.join) && (math.IsNaN(join) || r.join > join) {
 			join = r.join
 		}
+	}
+	if spans && len(runs) > 0 && last.After(first) {
+		longest = last.Sub(first).Seconds()
 	}
 	if longest > 0 {
 		m.recordsPerSec = float64(m.records) / longest
@@ -230,7 +249,26 @@ func (h *harness) runConsumerPerf(ctx context.Context, c *cluster, topic string,
 // consumerPerfLine matches ConsumerPerformance's summary (with --hide-header): start, end,
 // MB, MB/s, records, records/s, rebalance ms, fetch ms, fetch MB/s, fetch records/s, e.g.
 // "2026-12-01 23:59:00:123, 2026-12-01 23:59:02:456, 2.8610, 1.2263, 30000, 12857.7797, 345, 1988, 1.4392, 15090.5433".
-var consumerPerfLine = regexp.MustCompile(`(?m)^[^,\n]+, [^,\n]+, ([\d.]+), ([\d.]+), (\d+), ([\d.]+), (-?\d+), (-?\d+), ([\d.NaInfity-]+), ([\d.NaInfity-]+)\s*$`)
+var consumerPerfLine = regexp.MustCompile(`(?m)^([^,\n]+), ([^,\n]+), ([\d.]+), ([\d.]+), (\d+), ([\d.]+), (-?\d+), (-?\d+), ([\d.NaInfity-]+), ([\d.NaInfity-]+)\s*$`)
+
+// parseConsumerPerfDate reads ConsumerPerformance's default --date-format, yyyy-MM-dd
+// HH:mm:ss:SSS, in the machine's time zone (the JVM's and Go's both); Go's layouts take no
+// colon before the milliseconds.
+func parseConsumerPerfDate(s string) (time.Time, error) {
+	i := strings.LastIndexByte(s, ':')
+	if i < 0 || len(s)-i != 4 {
+		return time.Time{}, fmt.Errorf("date %q: no :SSS", s)
+	}
+	ms, err := strconv.Atoi(s[i+1:])
+	if err != nil {
+		return time.Time{}, fmt.Errorf("date %q: %w", s, err)
+	}
+	t, err := time.ParseInLocation("2006-01-02 15:04:05", strings.TrimSpace(s[:i]), time.Local)
+	if err != nil {
+		return time.Time{}, err
+	}
+	return t.Add(time.Duration(ms) * time.Millisecond), nil
+}
 
 // parseConsumerPerf reads the last summary line of one ConsumerPerformance run: the records
 // it read, its fetch time (the time after the group's first assignment) and its join.
@@ -240,22 +278,25 @@ func parseConsumerPerf(out string) (groupRun, error) {
 		return groupRun{}, errors.New("no summary line in ConsumerPerformance's output")
 	}
 	last := m[len(m)-1]
-	records, err1 := strconv.ParseInt(last[3], 10, 64)
-	rebalance, err2 := strconv.ParseInt(last[5], 10, 64)
-	fetch, err3 := strconv.ParseInt(last[6], 10, 64)
-	if err := errors.Join(err1, err2, err3); err != nil {
+	records, err1 := strconv.ParseInt(last[5], 10, 64)
+	end, errEnd := parseConsumerPerfDate(last[2])
+	rebalance, err2 := strconv.ParseInt(last[7], 10, 64)
+	fetch, err3 := strconv.ParseInt(last[8], 10, 64)
+	if err := errors.Join(err1, err2, err3, errEnd); err != nil {
 		return groupRun{}, fmt.Errorf("summary %q: %w", strings.TrimSpace(last[0]), err)
 	}
 	if fetch <= 0 {
 		return groupRun{}, fmt.Errorf("summary %q: fetch time %d ms", strings.TrimSpace(last[0]), fetch)
 	}
-	return groupRun{records: records, seconds: float64(fetch) / 1000, join: float64(rebalance) / 1000}, nil
+	d := time.Duration(fetch) * time.Millisecond
+	return groupRun{records: records, seconds: d.Seconds(), join: float64(rebalance) / 1000, from: end.Add(-d), to: end}, nil
 }
 
 // runFranzGo reads topic whole with one franz-go client per group name, all in this process
 // and at once.
 func (h *harness) runFranzGo(ctx context.Context, c *cluster, topic string, names []string, records int64) ([]groupRun, error) {
-	h.note([]string{"# in-process franz-go kgo clients (scripts/benchcompare/consume.go), groups", strings.Join(names, ","), "--topic", topic, "--records", fmt.Sprint(records)})
+	h.commands = append(h.commands, fmt.Sprintf("# franz-go in this harness's process (scripts/benchcompare/consume.go): groups %s --topic %s --records %d",
+		strings.Join(names, ","), topic, records))
 	return concurrently(names, func(_ int, name string) (groupRun, error) {
 		return franzGoGroup(ctx, c.bootstrap, topic, name, records)
 	})
@@ -291,7 +332,7 @@ func franzGoGroup(ctx context.Context, bootstrap, topic, group string, want int6
 	if a := assigned.Load(); a > 0 {
 		from = time.Unix(0, a)
 	}
-	return groupRun{records: n, seconds: end.Sub(from).Seconds(), join: from.Sub(start).Seconds()}, nil
+	return groupRun{records: n, seconds: end.Sub(from).Seconds(), join: from.Sub(start).Seconds(), from: from, to: end}, nil
 }
 
 // runWeirConsume runs one `weir bench consume --group` process per group name, all at once,
@@ -305,7 +346,12 @@ func (h *harness) runWeirConsume(ctx context.Context, c *cluster, topic string, 
 		if err != nil {
 			return groupRun{}, err
 		}
-		return parseWeirConsume(out)
+		g, err := parseWeirConsume(out)
+		if err == nil { // its time ended just before the process printed and exited
+			g.to = time.Now()
+			g.from = g.to.Add(-time.Duration(g.seconds * float64(time.Second)))
+		}
+		return g, err
 	})
 }
 

@@ -14,7 +14,7 @@ import (
 // fanOutNote explains the fan-out tables.
 const fanOutNote = "A group's records/s is its records over its own time from its first assignment to its last record " +
 	"(ConsumerPerformance's fetch.nMsg.sec; franz-go timed the same way; `weir bench consume` from the start of its group consumer, its join included); " +
-	"the aggregate is all groups' records over the longest group's time; join is the longest time from a client's start to its first assignment. " +
+	"the aggregate is all groups' records over the span from the first group's start to the last group's end (ConsumerPerformance's JVMs do not all start at once); join is the longest time from a client's start to its first assignment. " +
 	"ConsumerPerformance and `weir bench consume` run one process per group, so 10 groups are 10 client processes (10 JVMs for ConsumerPerformance) " +
 	"on the same CPUs as the server: with few cores this measures the machine as much as the server. franz-go runs every group in one process " +
 	"(this harness's), which loads the machine less. Memory is the peak of the server's RSS while the clients ran, CPU the server's CPU time over the run."

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestParseConsumerPerf(t *testing.T) {
@@ -17,7 +18,8 @@ func TestParseConsumerPerf(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := (groupRun{records: 30000, seconds: 1.988, join: 0.345}); g != want {
+	end := time.Date(2026, 12, 1, 23, 59, 2, 456e6, time.Local)
+	if want := (groupRun{records: 30000, seconds: 1.988, join: 0.345, from: end.Add(-1988 * time.Millisecond), to: end}); g != want {
 		t.Fatalf("got %+v, want %+v", g, want)
 	}
 	// A run that read nothing has no fetch time: Java prints NaN or Infinity for its rates.
@@ -50,6 +52,13 @@ func TestCombineGroups(t *testing.T) {
 	// 200 records over the slower group's 4 s.
 	if m.records != 200 || m.recordsPerSec != 50 || join != 0.5 || len(rates) != 2 || rates[0] != 50 || rates[1] != 25 {
 		t.Fatalf("got %+v %v %v", m, rates, join)
+	}
+	// With both groups' spans known, the aggregate is over the whole span: 1 s to 6 s.
+	t0 := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	m, _, _ = combineGroups([]groupRun{{records: 100, seconds: 2, from: t0.Add(time.Second), to: t0.Add(3 * time.Second)},
+		{records: 100, seconds: 4, from: t0.Add(2 * time.Second), to: t0.Add(6 * time.Second)}})
+	if m.recordsPerSec != 40 {
+		t.Fatalf("aggregate over the span: %v, want 40", m.recordsPerSec)
 	}
 	mean, lo, hi := spread([]float64{50, math.NaN(), 25})
 	if mean != 37.5 || lo != 25 || hi != 50 {

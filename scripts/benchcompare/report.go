@@ -175,7 +175,7 @@ func (h *harness) report(chosen []workload) string {
 	fmt.Fprintf(&b, "- Machine: %d CPUs (%s), %s of memory, %s. Load average %s at the start and %s at the end:\n", m.cpus, m.cpuModel, m.memory, m.uname, m.loadStart, m.loadEnd)
 	fmt.Fprintf(&b, "  other work shares this machine, so these figures are preliminary.\n")
 	fmt.Fprintf(&b, "- Versions: Weir at commit %s (%s); Apache Kafka %s (broker `org.apache.kafka:kafka_2.13`, tools `org.apache.kafka:kafka-tools`, from Maven Central); %s.\n", m.commit, m.goVersion, kafkaVersion, m.java)
-	fmt.Fprintf(&b, "- %s records of %d B per measurement (shared evenly by its producers), %d round(s); each system warmed up with %s records (acks=1, not reported) after it started; the run took %s.\n",
+	fmt.Fprintf(&b, "- %s records of %d B per measurement (shared evenly by its producers; in a fan-out workload, the topic's size, read whole by every group), %d round(s); each system warmed up with %s records (acks=1, not reported) after it started; the run took %s.\n",
 		thousands(float64(h.cfg.records)), recordSize, h.cfg.rounds, thousands(float64(h.cfg.warmup)), h.elapsed.Round(time.Second))
 	fmt.Fprintf(&b, "- Command: `make bench-compare` (`go run ./scripts/benchcompare%s`); every command it ran is listed under each workload.\n", h.flagsUsed())
 	plotRel := ""
