@@ -120,3 +120,14 @@ func TestWriteFanOutPlot(t *testing.T) {
 		t.Fatal("a latency plot for a fan-out workload")
 	}
 }
+
+func TestWarmUpNote(t *testing.T) {
+	got := warmUpNote(workloads, 300_000)
+	want := "in W1 and W2 each system warmed up with 300,000 records (acks=1, not reported) after it started; in W3 no separate warm-up (the fill, not reported, is one)"
+	if got != want {
+		t.Fatalf("got %q\nwant %q", got, want)
+	}
+	if got := warmUpNote(workloads[2:], 0); got != "in W3 no separate warm-up (the fill, not reported, is one)" {
+		t.Fatalf("W3 alone: %q", got)
+	}
+}
