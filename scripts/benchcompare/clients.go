@@ -44,6 +44,12 @@ type result struct {
 	client    string
 	acks      string // "1" or "all", as Kafka's producer names them
 	producers int
+	// groups, groupRates and join are the fan-out workload's (W3): how many consumer groups
+	// read at once (0 in a produce row), each group's records/s, and the longest join in
+	// seconds (NaN: not reported). measure then holds the aggregate.
+	groups     int
+	groupRates []float64
+	join       float64
 	measure
 	usage
 	err string // why the run failed; the figures are then zero

@@ -31,6 +31,12 @@ func (h *harness) writePlots(chosen []workload, dir string) error {
 		if len(rows) == 0 {
 			continue
 		}
+		if w.consume {
+			if err := writeFanOutPlot(w.id, rows, filepath.Join(dir, strings.ToLower(w.id))); err != nil {
+				return err
+			}
+			continue
+		}
 		all, cs := seriesAndCases(rows)
 		var perf, own []series
 		for _, s := range all {
@@ -128,7 +134,7 @@ func groupedBars(title, yLabel string, categories []string, ss []series, value f
 		bars.Offset = vg.Length(float64(k)-float64(len(ss)-1)/2) * width
 		p.Add(bars)
 		label := s.system
-		if s.client != clientProducerPerf {
+		if s.client == clientWeirBench {
 			label += ", weir bench"
 		}
 		p.Legend.Add(label, bars)
@@ -137,6 +143,8 @@ func groupedBars(title, yLabel string, categories []string, ss []series, value f
 	p.Y.Min = 0
 	if top > 0 {
 		p.Y.Max = top * (1.15 + 0.08*float64(len(ss)))
+	} else {
+		p.Y.Max = 1 // no bar (every run failed): no negative axis
 	}
 	p.Add(plotter.NewGrid())
 	return p, nil

@@ -175,8 +175,8 @@ func (h *harness) report(chosen []workload) string {
 	fmt.Fprintf(&b, "- Machine: %d CPUs (%s), %s of memory, %s. Load average %s at the start and %s at the end:\n", m.cpus, m.cpuModel, m.memory, m.uname, m.loadStart, m.loadEnd)
 	fmt.Fprintf(&b, "  other work shares this machine, so these figures are preliminary.\n")
 	fmt.Fprintf(&b, "- Versions: Weir at commit %s (%s); Apache Kafka %s (broker `org.apache.kafka:kafka_2.13`, tools `org.apache.kafka:kafka-tools`, from Maven Central); %s.\n", m.commit, m.goVersion, kafkaVersion, m.java)
-	fmt.Fprintf(&b, "- %s records of %d B per measurement (shared evenly by its producers), %d round(s); each system warmed up with %s records (acks=1, not reported) after it started; the run took %s.\n",
-		thousands(float64(h.cfg.records)), recordSize, h.cfg.rounds, thousands(float64(h.cfg.warmup)), h.elapsed.Round(time.Second))
+	fmt.Fprintf(&b, "- %s records of %d B per measurement (shared evenly by its producers; in a fan-out workload, the topic's size, read whole by every group), %d round(s); %s; the run took %s.\n",
+		thousands(float64(h.cfg.records)), recordSize, h.cfg.rounds, warmUpNote(chosen, h.cfg.warmup), h.elapsed.Round(time.Second))
 	fmt.Fprintf(&b, "- Command: `make bench-compare` (`go run ./scripts/benchcompare%s`); every command it ran is listed under each workload.\n", h.flagsUsed())
 	plotRel := ""
 	if h.cfg.plots != "" && h.cfg.doc != "" {
@@ -186,12 +186,21 @@ func (h *harness) report(chosen []workload) string {
 	}
 	for _, w := range chosen {
 		rows := h.rowsOf(w.id)
-		fmt.Fprintf(&b, "\n#### %s: %s\n\n%s. Latencies in ms; p95 is not reported by `weir bench produce` (—). Memory is the peak of the servers' summed RSS while the client ran, CPU the servers' CPU time over the run.\n\n", w.id, w.title, upperFirst(w.setup))
-		b.WriteString(rowsTable(rows, h.cfg.rounds > 1))
-		b.WriteString(ratioTable(rows))
+		if w.consume {
+			fmt.Fprintf(&b, "\n#### %s: %s\n\n%s. %s\n\n", w.id, w.title, upperFirst(w.setup), fanOutNote)
+			b.WriteString(fanOutTable(rows, h.cfg.rounds > 1))
+			b.WriteString(fanOutRatioTable(rows))
+		} else {
+			fmt.Fprintf(&b, "\n#### %s: %s\n\n%s. Latencies in ms; p95 is not reported by `weir bench produce` (—). Memory is the peak of the servers' summed RSS while the client ran, CPU the servers' CPU time over the run.\n\n", w.id, w.title, upperFirst(w.setup))
+			b.WriteString(rowsTable(rows, h.cfg.rounds > 1))
+			b.WriteString(ratioTable(rows))
+		}
 		if plotRel != "" {
 			lw := strings.ToLower(w.id)
-			fmt.Fprintf(&b, "\n![%s throughput](%s/%s-throughput.png)\n![%s latency](%s/%s-latency.png)\n", w.id, plotRel, lw, w.id, plotRel, lw)
+			fmt.Fprintf(&b, "\n![%s throughput](%s/%s-throughput.png)\n", w.id, plotRel, lw)
+			if !w.consume {
+				fmt.Fprintf(&b, "![%s latency](%s/%s-latency.png)\n", w.id, plotRel, lw)
+			}
 			if h.cfg.rounds > 1 {
 				fmt.Fprintf(&b, "\nThe plots show the mean over the %d rounds.\n", h.cfg.rounds)
 			}
@@ -386,4 +395,25 @@ func spliceSection(doc, section string) (string, error) {
 		end++
 	}
 	return doc[:i] + section + doc[end:], nil
+}
+
+// warmUpNote says which workloads were warmed up: the produce workloads are, with warmup
+// records; a fan-out workload's fill is its warm-up.
+func warmUpNote(chosen []workload, warmup int64) string {
+	var produce, consume []string
+	for _, w := range chosen {
+		if w.consume {
+			consume = append(consume, w.id)
+		} else {
+			produce = append(produce, w.id)
+		}
+	}
+	var parts []string
+	if len(produce) > 0 {
+		parts = append(parts, fmt.Sprintf("in %s each system warmed up with %s records (acks=1, not reported) after it started", strings.Join(produce, " and "), thousands(float64(warmup))))
+	}
+	if len(consume) > 0 {
+		parts = append(parts, fmt.Sprintf("in %s no separate warm-up (the fill, not reported, is one)", strings.Join(consume, " and ")))
+	}
+	return strings.Join(parts, "; ")
 }

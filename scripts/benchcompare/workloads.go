@@ -18,7 +18,10 @@ type workload struct {
 	title string
 	// setup says, for the report, what the workload's servers and topics are.
 	setup string
-	run   func(ctx context.Context, h *harness) error
+	// consume: the rows are consumer fan-out rows (groups, no acks or latency), reported and
+	// plotted as such.
+	consume bool
+	run     func(ctx context.Context, h *harness) error
 }
 
 // workloads are run in this order.
@@ -39,6 +42,15 @@ var workloads = []workload{
 		run: func(ctx context.Context, h *harness) error {
 			return h.produceComparison(ctx, produceSpec{workload: "W2", nodes: 3, partitions: 6, rf: 3,
 				acks: []string{"all"}, producers: []int{1, 4}})
+		},
+	},
+	{
+		id:      "W3",
+		title:   "one node, consumer fan-out: 1 and 10 consumer groups reading a whole 6-partition topic at once",
+		setup:   "one node; a topic of 6 partitions filled once per system (ProducerPerformance, acks=1, not reported), then read whole by 1 group, then by 10 groups at once, each group with one consumer and a name of its own, from the earliest offset; no warm-up (the fill is one), -warmup does not apply",
+		consume: true,
+		run: func(ctx context.Context, h *harness) error {
+			return h.fanOutComparison(ctx, fanOutSpec{workload: "W3", partitions: 6, groups: []int{1, 10}})
 		},
 	},
 }
