@@ -78,16 +78,7 @@ func TestKafkaJavaAdminTools(t *testing.T) {
 	bin := buildWeir(t)
 	dir := t.TempDir()
 	addr, kafka := freeAddr(t), freeAddr(t)
-	cmd := exec.Command(bin, "node", "--data", filepath.Join(dir, "n"), "--listen", addr, "--kafka", kafka, "--http", "", "--log-level", "warn")
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	waitFor(t, "the node's client port", 20*time.Second, func() (bool, string) {
-		code, _, errOut := weirIn("", nil, "--server", addr, "topic", "list")
-		return code == 0, errOut
-	})
+	startNode(t, bin, filepath.Join(dir, "n"), addr, "--kafka", kafka)
 	c, err := client.Dial(addr, client.RequestTimeout(10*time.Second))
 	if err != nil {
 		t.Fatal(err)
