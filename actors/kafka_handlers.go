@@ -667,7 +667,10 @@ func (k *kafkaListener) fetch(r *kmsg.FetchRequest, quit <-chan struct{}) *kmsg.
 // weirToKafka re-encodes stored batches as Kafka record batches (v2, uncompressed), one per
 // stored batch, leaving out records before from.
 func weirToKafka(data []byte, from int64) ([]byte, error) {
-	var out []byte
+	// A Kafka batch takes about the bytes of the Weir batch it comes from (a smaller header,
+	// varint fields): size the answer once, and reuse one records buffer across the batches.
+	out := make([]byte, 0, len(data)+len(data)/16+256)
+	var recs, scratch []byte
 	for len(data) > 0 {
 		h, err := storage.ParseHeader(data)
 		if err != nil {
@@ -682,7 +685,10 @@ func weirToKafka(data []byte, from int64) ([]byte, error) {
 			continue
 		}
 		rb := kmsg.RecordBatch{FirstOffset: -1, PartitionLeaderEpoch: -1, Magic: 2, ProducerID: -1, ProducerEpoch: -1, FirstSequence: -1}
-		var recs, scratch []byte
+		if cap(recs) < len(b) {
+			recs = make([]byte, 0, len(b))
+		}
+		recs = recs[:0]
 		var last int64
 		_, err = storage.DecodeBatch(b, func(off int64, r storage.Record) error {
 			if off < from {
