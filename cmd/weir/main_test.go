@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"flag"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"runtime/debug"
@@ -142,17 +143,26 @@ func TestSubcommandHelp(t *testing.T) {
 	}
 }
 
-// TestTuneGC: without $GOGC the collector's target is gcPercent; $GOGC wins.
+// TestTuneGC: without $GOGC the collector's target is gcPercent, and without $GOMEMLIMIT its
+// soft limit is memLimit; the variables win.
 func TestTuneGC(t *testing.T) {
 	old := debug.SetGCPercent(100)
 	defer debug.SetGCPercent(old)
+	oldLimit := debug.SetMemoryLimit(math.MaxInt64)
+	defer debug.SetMemoryLimit(oldLimit)
 	tuneGC(func(string) string { return "" })
 	if got := debug.SetGCPercent(100); got != gcPercent {
 		t.Fatalf("GOGC %d, want %d", got, gcPercent)
 	}
-	tuneGC(func(k string) string { return map[string]string{"GOGC": "50"}[k] })
+	if got := debug.SetMemoryLimit(math.MaxInt64); got != memLimit {
+		t.Fatalf("memory limit %d, want %d", got, memLimit)
+	}
+	tuneGC(func(k string) string { return map[string]string{"GOGC": "50", "GOMEMLIMIT": "1GiB"}[k] })
 	if got := debug.SetGCPercent(100); got != 100 {
 		t.Fatalf("with $GOGC set, tuneGC changed GOGC to %d", got)
+	}
+	if got := debug.SetMemoryLimit(math.MaxInt64); got != math.MaxInt64 {
+		t.Fatalf("with $GOMEMLIMIT set, tuneGC changed the memory limit to %d", got)
 	}
 }
 
