@@ -27,11 +27,15 @@ var childModes = map[string]func(ctx context.Context, args []string) error{
 	"weir-node": weirNode,
 }
 
-// weirGC sets the collector as the weir command does (GOGC=400 unless $GOGC is set), so that
-// the child's memory is that of a weir node.
+// weirGC sets the collector as the weir command does (GOGC=400 unless $GOGC is set, a soft
+// memory limit of 512 MiB unless $GOMEMLIMIT is set), so that the child's memory is that of a
+// weir node.
 func weirGC() {
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(400)
+	}
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(512 << 20)
 	}
 }
 
