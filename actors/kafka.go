@@ -53,6 +53,12 @@ const (
 	kafkaFrameTimeout = time.Minute
 )
 
+// kafkaWriteTimeout closes a connection whose client takes none of an answer's bytes for so
+// long (it stopped reading): the writer would block on the full socket for ever, and the reader,
+// waiting for in-flight slots only the writer releases, never reaches its idle timeout. A
+// variable for tests.
+var kafkaWriteTimeout = kafkaIdleTimeout
+
 // readFrame reads a request body of n bytes; a large one is read into a buffer that grows as
 // the bytes arrive, so that a size announced and not sent costs nothing.
 func readFrame(r io.Reader, n int) ([]byte, error) {
@@ -244,7 +250,10 @@ func (k *kafkaListener) serve(c net.Conn) {
 	graceful := false // the reader stopped on purpose: the answers queued still go out
 	defer func() {
 		if !graceful {
+			// The answers are not wanted: a writer blocked on a client that does not read
+			// gives up at once.
 			close(quit)
+			_ = c.Close()
 		}
 		close(queue)
 		<-writerDone
@@ -315,7 +324,7 @@ func (k *kafkaListener) serve(c net.Conn) {
 // answer closes the connection or quit is closed. It flushes whenever it would wait, so no
 // answer is held behind one still in progress (a long-polling fetch).
 func (k *kafkaListener) write(c net.Conn, queue <-chan *kafkaPending, quit <-chan struct{}, b *budget) error {
-	w := bufio.NewWriterSize(c, 64<<10)
+	w := bufio.NewWriterSize(deadlineWriter{c}, 64<<10)
 	var size [4]byte
 	for {
 		var p *kafkaPending
@@ -373,6 +382,24 @@ func (k *kafkaListener) write(c net.Conn, queue <-chan *kafkaPending, quit <-cha
 			return w.Flush()
 		}
 	}
+}
+
+// deadlineWriter writes to a connection in chunks of at most 1 MiB, each of which must be
+// taken within kafkaWriteTimeout: a client that stops reading is cut off, one that reads a large
+// answer slowly is not.
+type deadlineWriter struct{ c net.Conn }
+
+func (d deadlineWriter) Write(b []byte) (int, error) {
+	n := 0
+	for n < len(b) {
+		_ = d.c.SetWriteDeadline(time.Now().Add(kafkaWriteTimeout))
+		m, err := d.c.Write(b[n:min(len(b), n+1<<20)])
+		n += m
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
 }
 
 // kafkaHeader is a request's header.
