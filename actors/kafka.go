@@ -219,6 +219,7 @@ type kafkaPending struct {
 	wait  func() []byte // if set, returns resp: the writer calls it in its turn (a produce)
 	size  int           // the request frame's size, held against the connection's budget
 	close bool          // close the connection after this answer (a failed authentication)
+	sent  chan struct{} // a fetch's: closed by the writer once it wrote the answer
 }
 
 // kafkaReady is the done channel of answers complete when read.
@@ -378,6 +379,9 @@ func (k *kafkaListener) write(c net.Conn, queue <-chan *kafkaPending, quit <-cha
 		if _, err := w.Write(p.resp); err != nil {
 			return err
 		}
+		if p.sent != nil {
+			close(p.sent)
+		}
 		if p.close {
 			return w.Flush()
 		}
@@ -477,11 +481,23 @@ func (k *kafkaListener) handle(frame []byte, st *kafkaConn, quit <-chan struct{}
 		// not a goroutine that would hand it over.
 		return &kafkaPending{done: kafkaReady, wait: later}, nil
 	}
-	p := &kafkaPending{done: make(chan struct{})}
+	// A fetch starts once the one before it on the connection was answered: pipelined fetches
+	// would otherwise each read up to their MaxBytes at once and hold the answers (bytes
+	// MaxInFlightBytes does not count) behind a long poll or a client slow to read.
+	p := &kafkaPending{done: make(chan struct{}), sent: make(chan struct{})}
+	prev := st.lastFetch
+	st.lastFetch = p.sent
 	reqs.Add(1)
 	go func() {
 		defer reqs.Done()
 		defer close(p.done)
+		if prev != nil { // the connection's first fetch has none before it
+			select {
+			case <-prev:
+			case <-quit:
+				return // not wanted
+			}
+		}
 		p.resp = later()
 	}()
 	return p, nil

@@ -36,6 +36,8 @@ type kafkaConn struct {
 	user      string // authenticated user ("" until then)
 	closing   bool   // close the connection after this answer (a failed authentication)
 	held      int    // bytes the request just read keeps until answered (a produce's batches)
+
+	lastFetch chan struct{} // closed once the last fetch read was answered (kafkaPending.sent)
 }
 
 // authenticated reports whether the connection may send any request.

@@ -103,3 +103,47 @@ func TestKafkaClientHalfCloseNotReading(t *testing.T) {
 	}
 	rpWaitClosed(t, n, 3*time.Second)
 }
+
+// TestKafkaPipelinedFetchesHoldOneAnswer: 15 fetches of 8 MiB pipelined behind a long poll read
+// one after the other, each once the one before it was answered, so the connection holds about
+// one answer at a time. Before, all 15 read at once and their answers (some 130 MiB here, 15
+// times a fetch's MaxBytes in general, none of it counted in MaxInFlightBytes) waited behind the
+// long poll.
+func TestKafkaPipelinedFetchesHoldOneAnswer(t *testing.T) {
+	n := startKafkaNode(t, "km", 2)
+	rpFill(t, n, "km")
+	c, err := net.Dial("tcp", n.KafkaAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	before := heapNow()
+	stop := peakHeap()
+	out := rvFrame(0, rvLongPoll("km", 1, 2*time.Second)) // partition 1 stays empty
+	for i := range 15 {
+		f := rpBigFetch("km")
+		f.MaxBytes, f.Topics[0].Partitions[0].PartitionMaxBytes = 8<<20, 8<<20
+		out = append(out, rvFrame(int32(i+1), f)...)
+	}
+	if _, err := c.Write(out); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second) // the long poll waits on
+	peak := stop()
+	grew := int64(peak) - int64(before)
+	t.Logf("heap grew by %d MiB", grew>>20)
+	if grew > 48<<20 {
+		t.Fatalf("the heap grew by %d MiB while 15 fetches waited behind a long poll, want under 48 MiB", grew>>20)
+	}
+	for i := range 16 { // the answers, in order
+		fr := kmsg.NewPtrFetchResponse()
+		fr.Version = 12
+		corr, err := rvRead(t, c, 10*time.Second, fr)
+		if err != nil || corr != int32(i) {
+			t.Fatalf("answer %d: correlation id %d, %v", i, corr, err)
+		}
+		if recs := len(fr.Topics[0].Partitions[0].RecordBatches); i > 0 && recs < 1<<20 {
+			t.Fatalf("answer %d: %d bytes of records", i, recs)
+		}
+	}
+}
