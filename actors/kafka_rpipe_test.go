@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/weirhq/weir/storage"
 )
 
 // rpFill writes about 6 MiB to partition 0 of topic through the Kafka port (acks=1).
@@ -145,5 +147,72 @@ func TestKafkaPipelinedFetchesHoldOneAnswer(t *testing.T) {
 		if recs := len(fr.Topics[0].Partitions[0].RecordBatches); i > 0 && recs < 1<<20 {
 			t.Fatalf("answer %d: %d bytes of records", i, recs)
 		}
+	}
+}
+
+// TestKafkaSASLPipelined: requests pipelined behind SASL authentication are read only once it
+// is decided: behind a failed one they are never carried out (the connection closes after its
+// answer), behind a successful one they are served; one sent ahead of it closes the connection
+// unserved.
+func TestKafkaSASLPipelined(t *testing.T) {
+	cfg := NodeConfig{DataDir: t.TempDir(), KafkaAddr: "127.0.0.1:0"}
+	cfg.Log = storage.DefaultConfig()
+	cfg.Log.Sync = storage.SyncNever
+	cfg.KafkaSecurity.Users = map[string]string{"alice": "secret"}
+	n, err := StartNode(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	if err := n.CreateTopic("ka", 1); err != nil {
+		t.Fatal(err)
+	}
+	produce := rvFrame(3, rvProduce("ka", 1, map[int32][]byte{0: rvBatch(0, nil, kmsg.Record{Value: []byte("x")})}))
+	auth := func(pass string) []byte {
+		hs := kmsg.NewPtrSASLHandshakeRequest()
+		hs.Version, hs.Mechanism = 1, "PLAIN"
+		au := kmsg.NewPtrSASLAuthenticateRequest()
+		au.Version, au.SASLAuthBytes = 1, []byte("\x00alice\x00"+pass)
+		return append(rvFrame(1, hs), rvFrame(2, au)...)
+	}
+	for _, c := range []struct {
+		name  string
+		out   []byte
+		reads int   // answers expected before the connection closes
+		end   int64 // partition 0's end offset after
+	}{
+		{"ahead of authentication", append(produce, auth("secret")...), 0, 0},
+		{"behind a failed authentication", append(auth("wrong"), produce...), 2, 0},
+		{"behind a successful authentication", append(auth("secret"), produce...), 3, 1},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			conn, err := net.Dial("tcp", n.KafkaAddr())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			if _, err := conn.Write(c.out); err != nil {
+				t.Fatal(err)
+			}
+			resps := []kmsg.Response{kmsg.NewPtrSASLHandshakeResponse(), kmsg.NewPtrSASLAuthenticateResponse(), kmsg.NewPtrProduceResponse()}
+			resps[0].SetVersion(1)
+			resps[1].SetVersion(1)
+			resps[2].SetVersion(7)
+			for i := range c.reads {
+				if _, err := rvRead(t, conn, 5*time.Second, resps[i]); err != nil {
+					t.Fatalf("answer %d: %v", i, err)
+				}
+			}
+			var one [1]byte
+			_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+			if c.reads < 3 {
+				if k, err := conn.Read(one[:]); err == nil {
+					t.Fatalf("%d more bytes, want the connection closed", k)
+				}
+			}
+			if got := logEnd(t, n, "ka", 0); got != c.end {
+				t.Fatalf("partition end %d, want %d", got, c.end)
+			}
+		})
 	}
 }
