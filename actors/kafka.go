@@ -220,6 +220,7 @@ type kafkaPending struct {
 	size  int           // the request frame's size, held against the connection's budget
 	close bool          // close the connection after this answer (a failed authentication)
 	sent  chan struct{} // a fetch's: closed by the writer once it wrote the answer
+	acked chan struct{} // a produce's: closed by the writer once the partitions answered
 }
 
 // kafkaReady is the done channel of answers complete when read.
@@ -271,7 +272,7 @@ func (k *kafkaListener) serve(c net.Conn) {
 	}()
 	r := bufio.NewReaderSize(c, 64<<10)
 	var size [4]byte
-	st := &kafkaConn{remote: c.RemoteAddr().String()}
+	st := &kafkaConn{remote: c.RemoteAddr().String(), writerDone: writerDone}
 	for {
 		if !k.authenticated(st) && !b.idle() {
 			return
@@ -367,6 +368,9 @@ func (k *kafkaListener) write(c net.Conn, queue <-chan *kafkaPending, quit <-cha
 				return err
 			}
 			p.resp = p.wait()
+			if p.acked != nil {
+				close(p.acked)
+			}
 		}
 		b.release(p.size)
 		if p.resp == nil {
@@ -468,6 +472,17 @@ func parseKafkaHeader(b []byte) (kafkaHeader, kmsg.Request, []byte, error) {
 // long-poll, run in a goroutine of their own. The other APIs are answered here: they are quick, or change what the requests
 // read after them see (topics, the connection's authentication, a group's state).
 func (k *kafkaListener) handle(frame []byte, st *kafkaConn, quit <-chan struct{}, reqs *sync.WaitGroup) (*kafkaPending, error) {
+	// A ListOffsets or Fetch sees the records of the produces sent before it on the connection
+	// (as with Kafka, which serves a connection's requests one at a time): it waits for their
+	// answers. A fetch waits in its goroutine, below.
+	produced := st.lastProduce
+	if key := int16(binary.BigEndian.Uint16(frame)); key == int16(kmsg.ListOffsets) && produced != nil {
+		select {
+		case <-produced:
+		case <-st.writerDone:
+			return nil, errors.New("connection closed")
+		}
+	}
 	resp, later, poll, err := k.start(frame, st, quit)
 	switch {
 	case err != nil:
@@ -479,7 +494,9 @@ func (k *kafkaListener) handle(frame []byte, st *kafkaConn, quit <-chan struct{}
 	case !poll:
 		// The writer waits for it in its turn: the actors' answer then wakes the writer itself,
 		// not a goroutine that would hand it over.
-		return &kafkaPending{done: kafkaReady, wait: later}, nil
+		p := &kafkaPending{done: kafkaReady, wait: later, acked: make(chan struct{})}
+		st.lastProduce = p.acked
+		return p, nil
 	}
 	// A fetch starts once the one before it on the connection was answered: pipelined fetches
 	// would otherwise each read up to their MaxBytes at once and hold the answers (bytes
@@ -491,9 +508,12 @@ func (k *kafkaListener) handle(frame []byte, st *kafkaConn, quit <-chan struct{}
 	go func() {
 		defer reqs.Done()
 		defer close(p.done)
-		if prev != nil { // the connection's first fetch has none before it
+		for _, before := range []chan struct{}{prev, produced} {
+			if before == nil { // none before it
+				continue
+			}
 			select {
-			case <-prev:
+			case <-before:
 			case <-quit:
 				return // not wanted
 			}

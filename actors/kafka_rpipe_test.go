@@ -216,3 +216,54 @@ func TestKafkaSASLPipelined(t *testing.T) {
 		})
 	}
 }
+
+// TestKafkaPipelinedReadsSeeEarlierProduces: a ListOffsets or a Fetch pipelined behind an
+// acks=all produce on the same connection sees its record, as with Kafka, which serves a
+// connection's requests one at a time. Before, both were served as soon as read, while the
+// produce was being committed: 19 of 20 ListOffsets answered the end before the record.
+func TestKafkaPipelinedReadsSeeEarlierProduces(t *testing.T) {
+	n := startKafkaNode(t, "ry", 1)
+	c, err := net.Dial("tcp", n.KafkaAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for i := range 20 {
+		lo := kmsg.NewPtrListOffsetsRequest()
+		lo.Version = 4
+		lt := kmsg.NewListOffsetsRequestTopic()
+		lt.Topic = "ry"
+		lp := kmsg.NewListOffsetsRequestTopicPartition()
+		lp.Partition, lp.Timestamp = 0, -1
+		lt.Partitions = append(lt.Partitions, lp)
+		lo.Topics = append(lo.Topics, lt)
+		fetch := rvLongPoll("ry", 0, 0)
+		fetch.Topics[0].Partitions[0].FetchOffset = int64(i)
+		out := rvFrame(1, rvProduce("ry", -1, map[int32][]byte{0: rvBatch(0, nil, kmsg.Record{Value: []byte("x")})}))
+		out = append(out, rvFrame(2, lo)...)
+		out = append(out, rvFrame(3, fetch)...)
+		if _, err := c.Write(out); err != nil {
+			t.Fatal(err)
+		}
+		pr := kmsg.NewPtrProduceResponse()
+		pr.Version = 7
+		lr := kmsg.NewPtrListOffsetsResponse()
+		lr.Version = 4
+		fr := kmsg.NewPtrFetchResponse()
+		fr.Version = 12
+		for _, r := range []kmsg.Response{pr, lr, fr} {
+			if _, err := rvRead(t, c, 5*time.Second, r); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if p := pr.Topics[0].Partitions[0]; p.ErrorCode != 0 || p.BaseOffset != int64(i) {
+			t.Fatalf("round %d: produce error %d offset %d", i, p.ErrorCode, p.BaseOffset)
+		}
+		if got := lr.Topics[0].Partitions[0].Offset; got != int64(i+1) {
+			t.Fatalf("round %d: ListOffsets latest %d right after the produce at %d was answered", i, got, i)
+		}
+		if got := fr.Topics[0].Partitions[0]; len(got.RecordBatches) == 0 || got.HighWatermark != int64(i+1) {
+			t.Fatalf("round %d: fetch at %d answered %d bytes, high watermark %d, right after the produce at %d was answered", i, i, len(got.RecordBatches), got.HighWatermark, i)
+		}
+	}
+}
