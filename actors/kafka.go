@@ -53,6 +53,12 @@ const (
 	kafkaFrameTimeout = time.Minute
 )
 
+// kafkaWriteTimeout closes a connection whose client takes none of an answer's bytes for so
+// long (it stopped reading): the writer would block on the full socket for ever, and the reader,
+// waiting for in-flight slots only the writer releases, never reaches its idle timeout. A
+// variable for tests.
+var kafkaWriteTimeout = kafkaIdleTimeout
+
 // readFrame reads a request body of n bytes; a large one is read into a buffer that grows as
 // the bytes arrive, so that a size announced and not sent costs nothing.
 func readFrame(r io.Reader, n int) ([]byte, error) {
@@ -213,6 +219,8 @@ type kafkaPending struct {
 	wait  func() []byte // if set, returns resp: the writer calls it in its turn (a produce)
 	size  int           // the request frame's size, held against the connection's budget
 	close bool          // close the connection after this answer (a failed authentication)
+	sent  chan struct{} // a fetch's: closed by the writer once it wrote the answer
+	acked chan struct{} // a produce's: closed by the writer once the partitions answered
 }
 
 // kafkaReady is the done channel of answers complete when read.
@@ -244,7 +252,10 @@ func (k *kafkaListener) serve(c net.Conn) {
 	graceful := false // the reader stopped on purpose: the answers queued still go out
 	defer func() {
 		if !graceful {
+			// The answers are not wanted: a writer blocked on a client that does not read
+			// gives up at once.
 			close(quit)
+			_ = c.Close()
 		}
 		close(queue)
 		<-writerDone
@@ -261,7 +272,7 @@ func (k *kafkaListener) serve(c net.Conn) {
 	}()
 	r := bufio.NewReaderSize(c, 64<<10)
 	var size [4]byte
-	st := &kafkaConn{remote: c.RemoteAddr().String()}
+	st := &kafkaConn{remote: c.RemoteAddr().String(), writerDone: writerDone}
 	for {
 		if !k.authenticated(st) && !b.idle() {
 			return
@@ -315,7 +326,7 @@ func (k *kafkaListener) serve(c net.Conn) {
 // answer closes the connection or quit is closed. It flushes whenever it would wait, so no
 // answer is held behind one still in progress (a long-polling fetch).
 func (k *kafkaListener) write(c net.Conn, queue <-chan *kafkaPending, quit <-chan struct{}, b *budget) error {
-	w := bufio.NewWriterSize(c, 64<<10)
+	w := bufio.NewWriterSize(deadlineWriter{c}, 64<<10)
 	var size [4]byte
 	for {
 		var p *kafkaPending
@@ -357,6 +368,9 @@ func (k *kafkaListener) write(c net.Conn, queue <-chan *kafkaPending, quit <-cha
 				return err
 			}
 			p.resp = p.wait()
+			if p.acked != nil {
+				close(p.acked)
+			}
 		}
 		b.release(p.size)
 		if p.resp == nil {
@@ -369,10 +383,31 @@ func (k *kafkaListener) write(c net.Conn, queue <-chan *kafkaPending, quit <-cha
 		if _, err := w.Write(p.resp); err != nil {
 			return err
 		}
+		if p.sent != nil {
+			close(p.sent)
+		}
 		if p.close {
 			return w.Flush()
 		}
 	}
+}
+
+// deadlineWriter writes to a connection in chunks of at most 1 MiB, each of which must be
+// taken within kafkaWriteTimeout: a client that stops reading is cut off, one that reads a large
+// answer slowly is not.
+type deadlineWriter struct{ c net.Conn }
+
+func (d deadlineWriter) Write(b []byte) (int, error) {
+	n := 0
+	for n < len(b) {
+		_ = d.c.SetWriteDeadline(time.Now().Add(kafkaWriteTimeout))
+		m, err := d.c.Write(b[n:min(len(b), n+1<<20)])
+		n += m
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
 }
 
 // kafkaHeader is a request's header.
@@ -437,6 +472,17 @@ func parseKafkaHeader(b []byte) (kafkaHeader, kmsg.Request, []byte, error) {
 // long-poll, run in a goroutine of their own. The other APIs are answered here: they are quick, or change what the requests
 // read after them see (topics, the connection's authentication, a group's state).
 func (k *kafkaListener) handle(frame []byte, st *kafkaConn, quit <-chan struct{}, reqs *sync.WaitGroup) (*kafkaPending, error) {
+	// A ListOffsets or Fetch sees the records of the produces sent before it on the connection
+	// (as with Kafka, which serves a connection's requests one at a time): it waits for their
+	// answers. A fetch waits in its goroutine, below.
+	produced := st.lastProduce
+	if key := int16(binary.BigEndian.Uint16(frame)); key == int16(kmsg.ListOffsets) && produced != nil {
+		select {
+		case <-produced:
+		case <-st.writerDone:
+			return nil, errors.New("connection closed")
+		}
+	}
 	resp, later, poll, err := k.start(frame, st, quit)
 	switch {
 	case err != nil:
@@ -448,13 +494,30 @@ func (k *kafkaListener) handle(frame []byte, st *kafkaConn, quit <-chan struct{}
 	case !poll:
 		// The writer waits for it in its turn: the actors' answer then wakes the writer itself,
 		// not a goroutine that would hand it over.
-		return &kafkaPending{done: kafkaReady, wait: later}, nil
+		p := &kafkaPending{done: kafkaReady, wait: later, acked: make(chan struct{})}
+		st.lastProduce = p.acked
+		return p, nil
 	}
-	p := &kafkaPending{done: make(chan struct{})}
+	// A fetch starts once the one before it on the connection was answered: pipelined fetches
+	// would otherwise each read up to their MaxBytes at once and hold the answers (bytes
+	// MaxInFlightBytes does not count) behind a long poll or a client slow to read.
+	p := &kafkaPending{done: make(chan struct{}), sent: make(chan struct{})}
+	prev := st.lastFetch
+	st.lastFetch = p.sent
 	reqs.Add(1)
 	go func() {
 		defer reqs.Done()
 		defer close(p.done)
+		for _, before := range []chan struct{}{prev, produced} {
+			if before == nil { // none before it
+				continue
+			}
+			select {
+			case <-before:
+			case <-quit:
+				return // not wanted
+			}
+		}
 		p.resp = later()
 	}()
 	return p, nil
