@@ -425,6 +425,7 @@ func (b *bench) produce(env cli) error {
 		n := stats.acked.Load() + stats.failed.Load()
 		return n, n * int64(f.recordSize)
 	})
+	prog.total, prog.limit = f.records, f.duration
 	prog.latency = func() *latencyHist {
 		var h latencyHist
 		for _, x := range hists {
@@ -549,14 +550,33 @@ func fmtMillis(d time.Duration) string {
 }
 
 // progress prints the rate of a counter once a second until stopped and, when it has a
-// latency histogram, the p99 of the latencies recorded in that second.
+// latency histogram, the p99 of the latencies recorded in that second, and when it knows the
+// run's records or duration, the time left.
 type progress struct {
 	w       io.Writer
 	what    string
 	count   func() (records, bytes int64)
 	latency func() *latencyHist // a snapshot of the run's histogram so far; nil for none
+	total   int64               // the run's records (0: not known)
+	limit   time.Duration       // the run's duration (0: none)
 	done    chan struct{}
 	wg      sync.WaitGroup
+}
+
+// timeLeft estimates the time left of a run that has done n of total records (total 0: not
+// known) in elapsed, at its average rate so far, and that ends after limit (0: none) at the
+// latest. ok is false when neither says anything yet.
+func timeLeft(n, total int64, elapsed, limit time.Duration) (left time.Duration, ok bool) {
+	if total > 0 && n > 0 {
+		left, ok = time.Duration(float64(elapsed)*float64(max(total-n, 0))/float64(n)), true
+	}
+	if limit > 0 {
+		byTime := max(limit-elapsed, 0)
+		if !ok || byTime < left {
+			left, ok = byTime, true
+		}
+	}
+	return left, ok
 }
 
 // startProgress returns a progress display that starts printing at once; newProgress and begin
@@ -595,6 +615,9 @@ func (p *progress) begin() {
 						line += " p99 " + fmtMillis(win.quantile(0.99))
 					}
 					prev = cur
+				}
+				if left, ok := timeLeft(n, p.total, now.Sub(start), p.limit); ok {
+					line += " ETA " + left.Round(time.Second).String()
 				}
 				fmt.Fprintln(p.w, line)
 				last, lastBytes, lastAt = n, nb, now

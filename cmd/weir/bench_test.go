@@ -425,3 +425,29 @@ func TestRateBehindScheduleEndsAtDuration(t *testing.T) {
 		t.Fatalf("a %v run lasted %v (%d records)", f.duration, el, stats.acked.Load())
 	}
 }
+
+// TestTimeLeft: the progress line's ETA comes from the records done at the average rate so
+// far, or from the run's duration, whichever ends first; with neither there is none.
+func TestTimeLeft(t *testing.T) {
+	for _, c := range []struct {
+		n, total       int64
+		elapsed, limit time.Duration
+		want           time.Duration
+		ok             bool
+	}{
+		{250, 1000, 10 * time.Second, 0, 30 * time.Second, true},
+		{1000, 1000, 10 * time.Second, 0, 0, true},
+		{1200, 1000, 10 * time.Second, 0, 0, true}, // more than claimed (in flight): nothing left
+		{0, 1000, 2 * time.Second, 0, 0, false},    // no rate yet
+		{500, 0, 4 * time.Second, 0, 0, false},     // no total, no limit
+		{500, 0, 4 * time.Second, 10 * time.Second, 6 * time.Second, true},
+		{250, 1000, 10 * time.Second, 15 * time.Second, 5 * time.Second, true},  // the duration ends first
+		{750, 1000, 30 * time.Second, 60 * time.Second, 10 * time.Second, true}, // the records end first
+		{10, 0, 20 * time.Second, 15 * time.Second, 0, true},
+	} {
+		got, ok := timeLeft(c.n, c.total, c.elapsed, c.limit)
+		if got != c.want || ok != c.ok {
+			t.Errorf("timeLeft(%d, %d, %v, %v) = %v, %v; want %v, %v", c.n, c.total, c.elapsed, c.limit, got, ok, c.want, c.ok)
+		}
+	}
+}
