@@ -317,15 +317,8 @@ func (s *sinkRunner) commitWritten() {
 	s.written = nil
 	res, err := s.n.system.Root.RequestFuture(pid, &CommitGroup{wire.CommitRequest{Group: s.cfg.Group, MemberID: s.member, Generation: s.generation,
 		Offsets: offs}}, 3*time.Second).Result()
-	var werr *wire.Error
-	switch r := res.(type) {
-	case *ProduceReply:
-		werr = r.Err
-	case *wire.AdminResponse:
-		werr = r.Err
-	}
-	if err != nil || werr != nil {
-		s.n.logger.Info("sink commit at stop failed; what it wrote since its last commit will be written again", "flow", s.cfg.Flow, "err", err, "refused", werr)
+	if e := commitAnswer(res, err); e != nil {
+		s.n.logger.Info("sink commit at stop failed; what it wrote since its last commit will be written again", "flow", s.cfg.Flow, "err", e)
 	}
 }
 
@@ -382,15 +375,21 @@ func (s *sinkRunner) commitOffsets(ctx actor.Context, offs []wire.PartitionOffse
 		if epoch != s.epoch {
 			return
 		}
-		switch r := res.(type) {
-		case *ProduceReply:
-			done(r.Err)
-		case *wire.AdminResponse:
-			done(r.Err)
-		default:
-			done(wire.Errorf(wire.CodeTimeout, "commit: %v", err))
-		}
+		done(commitAnswer(res, err))
 	})
+}
+
+// commitAnswer is the refusal in the coordinator's answer to a commit, a timeout when none came,
+// or nil.
+func commitAnswer(res any, err error) *wire.Error {
+	switch r := res.(type) {
+	case *ProduceReply:
+		return r.Err
+	case *wire.AdminResponse:
+		return r.Err
+	default:
+		return wire.Errorf(wire.CodeTimeout, "commit: %v", err)
+	}
 }
 
 // commit stores the offset after what the sink wrote, then fetches on.

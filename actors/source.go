@@ -65,8 +65,11 @@ type sourceRunner struct {
 	tries     map[topicPart]int
 	pos       []byte
 	committed []byte // the position committed last (or found at start)
-	count     int
-	done      bool
+	// committing: the position after acknowledged batches is on its way to __offsets; a stop
+	// commits it again and waits, so that its node closing next does not lose it.
+	committing bool
+	count      int
+	done       bool
 }
 
 // NewSourceProps returns the props of a source runner on node n.
@@ -88,6 +91,12 @@ func (s *sourceRunner) Receive(ctx actor.Context) {
 		}
 	case *actor.Stopping, *actor.Restarting:
 		s.epoch = nextEpoch()
+		if s.committing {
+			res, err := s.n.system.Root.RequestFuture(s.n.internalPID("offsets"), s.commitRequest(), 3*time.Second).Result()
+			if r, ok := res.(*ProduceReply); !ok || r.Err != nil {
+				s.n.logger.Info("source commit at stop failed; its last acknowledged batch will be read again", "flow", s.cfg.Flow, "err", err, "reply", res)
+			}
+		}
 		if err := s.cfg.Source.Close(); err != nil {
 			s.n.logger.Warn("source close", "flow", s.cfg.Flow, "err", err)
 		}
@@ -289,12 +298,13 @@ func (s *sourceRunner) send(ctx actor.Context, k topicPart) {
 // commit stores the position after the acknowledged batch, then reads the next.
 func (s *sourceRunner) commit(ctx actor.Context) {
 	epoch := s.epoch
-	f := ctx.RequestFuture(s.n.internalPID("offsets"), &CommitOffsets{Group: SourceGroup(s.cfg.Flow),
-		Offsets: []wire.PartitionOffset{{Topic: s.cfg.Topic, Partition: -1, Metadata: s.pos}}}, 10*time.Second)
+	s.committing = true
+	f := ctx.RequestFuture(s.n.internalPID("offsets"), s.commitRequest(), 10*time.Second)
 	reenter(ctx, f, func(res any, err error) {
 		if epoch != s.epoch {
 			return
 		}
+		s.committing = false
 		r, ok := res.(*ProduceReply)
 		if !ok || r.Err != nil {
 			panic(fmt.Errorf("flow %s: commit source position: %v %v", s.cfg.Flow, err, r))
@@ -307,6 +317,11 @@ func (s *sourceRunner) commit(ctx actor.Context) {
 		s.pending = nil
 		ctx.Send(ctx.Self(), pull{})
 	})
+}
+
+// commitRequest commits the source's position.
+func (s *sourceRunner) commitRequest() *CommitOffsets {
+	return &CommitOffsets{Group: SourceGroup(s.cfg.Flow), Offsets: []wire.PartitionOffset{{Topic: s.cfg.Topic, Partition: -1, Metadata: s.pos}}}
 }
 
 // runEpochs numbers the runs of source and sink runners across the process: a timer or a

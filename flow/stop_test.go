@@ -28,8 +28,10 @@ func (s *signalSink) Write(ctx context.Context, msgs []connectors.Message) error
 
 // TestStopCommitsWhatWasWritten: a sink that is not a staging sink is stopped (and its node
 // closed) right after a Write returned. What it wrote is committed before it goes: the next
-// run does not write it again. (examples/taildir printed lines twice when its Ctrl-C came
-// between a Write and the commit that followed it.)
+// run does not write it again (no partition/offset twice). (examples/taildir printed lines
+// twice when its Ctrl-C came between a Write and the commit that followed it.) The source is
+// stopped in the same moments: a position whose commit was on its way is committed before it
+// goes, so no value is produced twice (a batch of 100 values was, in about one run of six).
 func TestStopCommitsWhatWasWritten(t *testing.T) {
 	dir := t.TempDir()
 	const count = 3000

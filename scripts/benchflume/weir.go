@@ -7,6 +7,7 @@ import (
 	"os"
 	"runtime/debug"
 
+	"github.com/weirhq/weir/connectors"
 	"github.com/weirhq/weir/connectors/sink/file"
 	sinkhttp "github.com/weirhq/weir/connectors/sink/http"
 	srchttp "github.com/weirhq/weir/connectors/source/http"
@@ -61,21 +62,7 @@ func weirTailToFiles(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	node, err := flow.StartNode(flow.NodeConfig{DataDir: *data})
-	if err != nil {
-		return err
-	}
-	defer node.Close()
-	rt := flow.New(node)
-	defer rt.Stop()
-	if err := rt.Source("tail", src, "w5", flow.Partitions(3)); err != nil {
-		return err
-	}
-	if err := rt.Sink("files", sink, flow.FromTopics("w5")); err != nil {
-		return err
-	}
-	<-ctx.Done()
-	return nil
+	return runFlow(ctx, *data, src, "w5", 3, sink)
 }
 
 // weirHTTPToHTTP is W4's Weir agent: http source (Flume's JSON format) -> topic "spike" (1
@@ -100,17 +87,23 @@ func weirHTTPToHTTP(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	node, err := flow.StartNode(flow.NodeConfig{DataDir: *data})
+	return runFlow(ctx, *data, src, "spike", 1, sink)
+}
+
+// runFlow runs source -> topic (of parts partitions) -> sink on an embedded node whose data is
+// in dir, until ctx ends.
+func runFlow(ctx context.Context, dir string, src connectors.Source, topic string, parts int32, sink connectors.Sink) error {
+	node, err := flow.StartNode(flow.NodeConfig{DataDir: dir})
 	if err != nil {
 		return err
 	}
 	defer node.Close()
 	rt := flow.New(node)
 	defer rt.Stop()
-	if err := rt.Source("in", src, "spike", flow.Partitions(1)); err != nil {
+	if err := rt.Source("in", src, topic, flow.Partitions(parts)); err != nil {
 		return err
 	}
-	if err := rt.Sink("out", sink, flow.FromTopics("spike")); err != nil {
+	if err := rt.Sink("out", sink, flow.FromTopics(topic)); err != nil {
 		return err
 	}
 	<-ctx.Done()
