@@ -68,6 +68,7 @@ type sourceRunner struct {
 	// committing: the position after acknowledged batches is on its way to __offsets; a stop
 	// commits it again and waits, so that its node closing next does not lose it.
 	committing bool
+	inflight   map[topicPart]*actor.Future // produces of pending batches awaiting their answer
 	count      int
 	done       bool
 }
@@ -91,6 +92,21 @@ func (s *sourceRunner) Receive(ctx actor.Context) {
 		}
 	case *actor.Stopping, *actor.Restarting:
 		s.epoch = nextEpoch()
+		if !s.committing && len(s.pending) > 0 && len(s.inflight) == len(s.pending) {
+			// Every pending batch is on its way: if each is acknowledged, the position after
+			// them is committed below instead of reading them again at the next start.
+			acked := true
+			for _, f := range s.inflight {
+				res, err := f.Result()
+				if e, ok := res.(*Envelope); ok && err == nil {
+					res, err = Unwrap(e)
+				}
+				if r, ok := res.(*ProduceReply); !ok || err != nil || r.Err != nil {
+					acked = false
+				}
+			}
+			s.committing = acked
+		}
 		if s.committing {
 			res, err := s.n.system.Root.RequestFuture(s.n.internalPID("offsets"), s.commitRequest(), 3*time.Second).Result()
 			if r, ok := res.(*ProduceReply); !ok || r.Err != nil {
@@ -243,6 +259,7 @@ func (s *sourceRunner) pull(ctx actor.Context) {
 	}
 	s.pending = map[topicPart][]byte{}
 	s.tries = map[topicPart]int{}
+	s.inflight = map[topicPart]*actor.Future{}
 	for k, rs := range byPart {
 		b, err := storage.EncodeBatch(rs)
 		if err != nil {
@@ -266,10 +283,15 @@ func (s *sourceRunner) send(ctx actor.Context, k topicPart) {
 		}
 	}
 	f := ctx.RequestFuture(pid, &Produce{Batch: b, Acks: s.cfg.Acks, Deadline: time.Now().Add(10 * time.Second).UnixMilli()}, 11*time.Second)
+	if s.inflight == nil {
+		s.inflight = map[topicPart]*actor.Future{}
+	}
+	s.inflight[k] = f
 	reenter(ctx, f, func(res any, err error) {
 		if epoch != s.epoch {
 			return
 		}
+		delete(s.inflight, k)
 		var e *wire.Error
 		switch r := res.(type) {
 		case *ProduceReply:
