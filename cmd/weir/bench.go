@@ -425,7 +425,8 @@ func (b *bench) produce(env cli) error {
 		n := stats.acked.Load() + stats.failed.Load()
 		return n, n * int64(f.recordSize)
 	})
-	prog.total, prog.limit = f.records, f.duration
+	prog.total.Store(f.records)
+	prog.limit = f.duration
 	prog.latency = func() *latencyHist {
 		var h latencyHist
 		for _, x := range hists {
@@ -557,7 +558,7 @@ type progress struct {
 	what    string
 	count   func() (records, bytes int64)
 	latency func() *latencyHist // a snapshot of the run's histogram so far; nil for none
-	total   int64               // the run's records (0: not known)
+	total   atomic.Int64        // the run's records (0: not known yet)
 	limit   time.Duration       // the run's duration (0: none)
 	done    chan struct{}
 	wg      sync.WaitGroup
@@ -579,6 +580,9 @@ func timeLeft(n, total int64, elapsed, limit time.Duration) (left time.Duration,
 	return left, ok
 }
 
+// progressEvery is how often the progress line is printed (tests shorten it).
+var progressEvery = time.Second
+
 // startProgress returns a progress display that starts printing at once; newProgress and begin
 // let the caller set latency first.
 func startProgress(w io.Writer, what string, count func() (records, bytes int64)) *progress {
@@ -595,7 +599,7 @@ func (p *progress) begin() {
 	p.wg.Add(1)
 	go func() {
 		defer p.wg.Done()
-		t := time.NewTicker(time.Second)
+		t := time.NewTicker(progressEvery)
 		defer t.Stop()
 		start, lastAt := time.Now(), time.Now()
 		var last, lastBytes int64
@@ -616,7 +620,7 @@ func (p *progress) begin() {
 					}
 					prev = cur
 				}
-				if left, ok := timeLeft(n, p.total, now.Sub(start), p.limit); ok {
+				if left, ok := timeLeft(n, p.total.Load(), now.Sub(start), p.limit); ok {
 					line += " ETA " + left.Round(time.Second).String()
 				}
 				fmt.Fprintln(p.w, line)
@@ -634,6 +638,7 @@ func (p *progress) stop() {
 // consumeStats count what a consume run read.
 type consumeStats struct {
 	records, bytes atomic.Int64
+	total          *atomic.Int64 // the progress display's total, told the target (nil: none)
 }
 
 // consume runs `weir bench consume`.
@@ -657,6 +662,7 @@ func (b *bench) consume(env cli) error {
 	defer stopProfile()
 	var st consumeStats
 	prog := startProgress(b.stderr, "consume", func() (int64, int64) { return st.records.Load(), st.bytes.Load() })
+	st.total = &prog.total // the consume functions set it when they know the target
 	var (
 		start   time.Time
 		target  int64
@@ -727,6 +733,15 @@ type counter struct {
 	last   atomic.Int64 // unix nanoseconds of the last read
 }
 
+// newCounter returns a counter that stops at target, and tells the progress display the
+// target so that it can show the time left.
+func newCounter(st *consumeStats, target int64, cancel context.CancelFunc) *counter {
+	if st.total != nil {
+		st.total.Store(target)
+	}
+	return &counter{st: st, target: target, cancel: cancel}
+}
+
 // add counts records read; it reports whether the target is reached.
 func (c *counter) add(records, bytes int64) bool {
 	c.st.bytes.Add(bytes)
@@ -763,7 +778,7 @@ func (b *bench) consumeInProcess(ctx context.Context, nparts int32, st *consumeS
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	c := &counter{st: st, target: b.consumeTarget(ends, starts), cancel: cancel}
+	c := newCounter(st, b.consumeTarget(ends, starts), cancel)
 	c.last.Store(time.Now().UnixNano())
 	errs := make([]error, nparts)
 	var wg sync.WaitGroup
@@ -838,7 +853,7 @@ func (b *bench) consumePartitions(ctx context.Context, nparts int32, st *consume
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	c := &counter{st: st, target: b.consumeTarget(ends, starts), cancel: cancel}
+	c := newCounter(st, b.consumeTarget(ends, starts), cancel)
 	c.last.Store(time.Now().UnixNano())
 	cons := make([]*client.Consumer, nparts)
 	for p := range nparts {
@@ -902,7 +917,7 @@ func (b *bench) consumeGroup(ctx context.Context, nparts int32, st *consumeStats
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	c := &counter{st: st, target: b.consumeTarget(ends, starts), cancel: cancel}
+	c := newCounter(st, b.consumeTarget(ends, starts), cancel)
 	c.last.Store(time.Now().UnixNano())
 	g, err := cl.NewGroupConsumer(b.f.group, []string{b.f.topic}, client.ResetOffset(client.ResetEarliest), client.MaxWait(100*time.Millisecond))
 	if err != nil {

@@ -451,3 +451,27 @@ func TestTimeLeft(t *testing.T) {
 		}
 	}
 }
+
+// TestConsumeProgressShowsETA: once bench consume knows how many records it will read, its
+// progress line shows the time left, as bench produce's does.
+func TestConsumeProgressShowsETA(t *testing.T) {
+	progressEvery = 2 * time.Millisecond
+	t.Cleanup(func() { progressEvery = time.Second })
+	var stderr syncbuf.Buffer
+	args := []string{"bench", "consume", "--embedded", "--topic", "eta", "--partitions", "2", "--records", "200000"}
+	if code := runEnv(args, cli{stdin: strings.NewReader(""), stdout: io.Discard, stderr: &stderr}); code != 0 {
+		t.Fatalf("weir %v exited %d:\n%s", args, code, stderr.String())
+	}
+	var lines, withETA int
+	for l := range strings.Lines(stderr.String()) {
+		if strings.HasPrefix(l, "bench consume: ") && strings.Contains(l, "records/s") {
+			lines++
+			if strings.Contains(l, " ETA ") {
+				withETA++
+			}
+		}
+	}
+	if withETA == 0 {
+		t.Fatalf("none of %d progress lines of bench consume shows an ETA:\n%s", lines, stderr.String())
+	}
+}
