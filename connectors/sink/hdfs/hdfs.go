@@ -165,6 +165,12 @@ type Config struct {
 	// retried within RetryFor) instead of blocking the sink. It is applied through a dialer for
 	// Client.NamenodeDialFunc, around the one given there if any.
 	CallTimeout time.Duration
+	// DataNodeTimeout bounds each read and write on a connection to a DataNode (default 60 s,
+	// as HDFS's own dfs.client.socket-timeout; negative: no bound), so that a DataNode that
+	// stops answering in the middle of a file fails the write (the in-progress file is
+	// abandoned and its records written again) instead of blocking the sink for ever. It is
+	// applied through a dialer for Client.DatanodeDialFunc, around the one given there if any.
+	DataNodeTimeout time.Duration
 	// Logger receives rolls, recoveries and abandoned files; discarded by default.
 	Logger *slog.Logger
 }
@@ -343,20 +349,11 @@ func New(cfg Config) (*Sink, error) {
 	if cfg.CallTimeout == 0 {
 		cfg.CallTimeout = 30 * time.Second
 	}
-	if cfg.CallTimeout > 0 {
-		dial := cfg.Client.NamenodeDialFunc
-		if dial == nil {
-			dial = (&net.Dialer{Timeout: cfg.CallTimeout, KeepAlive: 30 * time.Second}).DialContext
-		}
-		timeout := cfg.CallTimeout
-		cfg.Client.NamenodeDialFunc = func(ctx context.Context, network, addr string) (net.Conn, error) {
-			c, err := dial(ctx, network, addr)
-			if err != nil {
-				return nil, err
-			}
-			return &deadlineConn{Conn: c, timeout: timeout}, nil
-		}
+	if cfg.DataNodeTimeout == 0 {
+		cfg.DataNodeTimeout = time.Minute
 	}
+	cfg.Client.NamenodeDialFunc = withDeadlines(cfg.Client.NamenodeDialFunc, cfg.CallTimeout)
+	cfg.Client.DatanodeDialFunc = withDeadlines(cfg.Client.DatanodeDialFunc, cfg.DataNodeTimeout)
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -540,9 +537,29 @@ func (s *Sink) retry(ctx context.Context, what string, op func(*hdfs.Client) err
 	}
 }
 
+// withDeadlines returns a dial function (dial, or a net.Dialer's when nil) whose connections
+// give each read and write timeout to finish; timeout <= 0 returns dial unchanged.
+func withDeadlines(dial func(context.Context, string, string) (net.Conn, error), timeout time.Duration) func(context.Context, string, string) (net.Conn, error) {
+	if timeout <= 0 {
+		return dial
+	}
+	if dial == nil {
+		dial = (&net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second}).DialContext
+	}
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := dial(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		return &deadlineConn{Conn: c, timeout: timeout}, nil
+	}
+}
+
 // deadlineConn bounds each Read and Write by timeout. The NameNode connection is request and
 // answer, one at a time (colinmarc/hdfs reads only while it waits for an answer), so a Read that
-// times out is a NameNode that did not answer.
+// times out is a NameNode that did not answer. On a DataNode connection colinmarc/hdfs reads
+// acknowledgements only while a packet it sent awaits one, so a Read that times out is a
+// DataNode that did not acknowledge a packet in time.
 type deadlineConn struct {
 	net.Conn
 	timeout time.Duration

@@ -4,15 +4,18 @@ import (
 	"bufio"
 	"bytes"
 	"compress/gzip"
+	"context"
 	"encoding/json"
 	"errors"
 	"github.com/weirhq/weir/internal/syncbuf"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"path"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -428,4 +431,99 @@ func openSink(t *testing.T, cfg Config) *Sink {
 		t.Fatal(err)
 	}
 	return s
+}
+
+// hangingDataNodes is a DataNode dialer for tests whose connections it can make hang: Hang
+// stops every open connection and the next few it opens from moving a byte, for ever, as a
+// DataNode that stops answering (its process alive, its socket open).
+type hangingDataNodes struct {
+	mu     sync.Mutex
+	conns  []*hangable
+	toHang int // connections still to open hung
+	hung   atomic.Int64
+}
+
+type hangable struct {
+	hung chan struct{} // closed: nothing moves any more
+	once sync.Once
+}
+
+func (h *hangable) hang() { h.once.Do(func() { close(h.hung) }) }
+
+func (d *hangingDataNodes) Hang(next int) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, c := range d.conns {
+		c.hang()
+	}
+	d.hung.Add(int64(len(d.conns)))
+	d.conns, d.toHang = nil, next
+}
+
+func (d *hangingDataNodes) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	real, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+	if err != nil {
+		return nil, err
+	}
+	mine, theirs := net.Pipe()
+	h := &hangable{hung: make(chan struct{})}
+	d.mu.Lock()
+	if d.toHang > 0 {
+		d.toHang--
+		d.hung.Add(1)
+		h.hang()
+	} else {
+		d.conns = append(d.conns, h)
+	}
+	d.mu.Unlock()
+	pump := func(dst, src net.Conn) {
+		buf := make([]byte, 32<<10)
+		for {
+			n, err := src.Read(buf)
+			select {
+			case <-h.hung:
+				return // neither forwards nor closes: the peer waits
+			default:
+			}
+			if n > 0 {
+				if _, err := dst.Write(buf[:n]); err != nil {
+					return
+				}
+			}
+			if err != nil {
+				dst.Close()
+				return
+			}
+		}
+	}
+	go pump(real, theirs)
+	go pump(theirs, real)
+	return mine, nil
+}
+
+// TestDataNodeHangs: the DataNode connections stop moving bytes mid-run (the DataNode neither
+// answers nor closes, as one whose disk or process hangs). Each write on them fails after
+// DataNodeTimeout, the files are abandoned and written again on new connections: every record
+// once, and the run ends.
+func TestDataNodeHangs(t *testing.T) {
+	c := hdfstest.Start(t, 1)
+	const n = 20_000
+	var dn hangingDataNodes
+	var logs syncbuf.Buffer
+	cfg := Config{Client: hdfs.ClientOptions{Addresses: []string{c.Addr}, User: "weir", DatanodeDialFunc: dn.dial},
+		Path: "/hang", RollCount: 1000, IdleTimeout: 2 * time.Second, RetryFor: 2 * time.Second, DataNodeTimeout: 2 * time.Second,
+		Logger: slog.New(slog.NewTextHandler(&logs, nil))}
+	run(t, n, cfg, nil, func(committed func() int64) {
+		for deadline := time.Now().Add(time.Minute); committed() < n/4; time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatal("nothing committed in a minute")
+			}
+		}
+		dn.Hang(3)
+	})
+	if dn.hung.Load() < 3 {
+		t.Fatalf("%d connections hung, want at least 3", dn.hung.Load())
+	}
+	t.Logf("%d DataNode connections hung; abandoned in-progress files %d times", dn.hung.Load(), strings.Count(logs.String(), "abandoned"))
+	exactlyOnce(t, c.Client(t), "/hang", n, false)
 }
