@@ -36,5 +36,8 @@ func TestWrapKeepsInterfaces(t *testing.T) {
 		if _, ok := w.(connectors.DurableNotifier); ok != c.notify {
 			t.Errorf("%s: wrapped is a DurableNotifier: %v, want %v", c.name, ok, c.notify)
 		}
+		if _, ok := w.(connectors.Borrower); !ok {
+			t.Errorf("%s: wrapped is not a Borrower", c.name)
+		}
 	}
 }
