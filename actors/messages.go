@@ -28,6 +28,10 @@ type Fetch struct {
 	MaxBytes  int32 `msgpack:"m"`
 	MaxWaitMs int32 `msgpack:"w"`
 	Forwarded bool  `msgpack:"f,omitempty"`
+	// Into is memory the reply's batches may be read into (from its start, growing it if it is
+	// too small), so that a reader fetching again and again need not allocate each time: the
+	// sender gives it up until the reply came. Never sent to another node.
+	Into []byte `msgpack:"-"`
 }
 
 // WithdrawFetch tells a partition that the fetch it holds for the waiter at Address and ID (the

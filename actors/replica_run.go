@@ -468,7 +468,7 @@ func (r *replica) read(m *Fetch) *wire.FetchResponse {
 		maxBytes = r.cfg.MaxFetchBytes
 	}
 	resp := &wire.FetchResponse{HighWatermark: r.hw, StartOffset: r.log.StartOffset()}
-	b, err := r.log.Read(nil, m.Offset, maxBytes, r.hw)
+	b, err := r.log.Read(m.Into[:0], m.Offset, maxBytes, r.hw)
 	if err != nil {
 		code := wire.CodeStorage
 		if errors.Is(err, storage.ErrOffsetOutOfRange) {

@@ -63,6 +63,14 @@ type sinkRunner struct {
 	reported  map[tp]int64 // per assigned partition, the durable offset the sink reported last
 	durable   *ticker
 	replays   int // ErrReplays in a row, for the backoff
+
+	// A connectors.Borrower's memory is reused: per partition, the batches of its last fetch
+	// (the next fetch reads into them), and the messages of the last Write. A buffer is in
+	// spare or in one fetch on its way, never both; one whose fetch got no answer is left to
+	// the GC, as the partition may still read into it.
+	borrower bool
+	spare    map[tp][]byte
+	msgs     []connectors.Message
 }
 
 // NewSinkProps returns the props of a sink runner on node n.
@@ -95,6 +103,7 @@ func (s *sinkRunner) Receive(ctx actor.Context) {
 		if err != nil {
 			panic(fmt.Errorf("flow %s: sink open: %w", s.cfg.Flow, err))
 		}
+		_, s.borrower = s.cfg.Sink.(connectors.Borrower)
 		s.hb = startTicker(ctx.ActorSystem(), ctx.Self(), s.cfg.Session/3, heartbeatTick{})
 		if st, ok := s.cfg.Sink.(connectors.StagingSink); ok {
 			s.staging = st
@@ -199,6 +208,7 @@ func (s *sinkRunner) start(ctx actor.Context, epoch int, parts []wire.TopicParti
 	s.joining = false
 	s.pos = map[tp]int64{}
 	s.committed, s.reported = map[tp]int64{}, map[tp]int64{}
+	s.spare = map[tp][]byte{}
 	if len(parts) == 0 {
 		return
 	}
@@ -253,7 +263,9 @@ func (s *sinkRunner) fetch(ctx actor.Context, k tp) {
 		return
 	}
 	from := s.pos[k]
-	f := ctx.RequestFuture(pid, &Fetch{Offset: from, MaxBytes: s.cfg.MaxBytes, MaxWaitMs: int32(s.cfg.MaxWait / time.Millisecond)}, s.cfg.MaxWait+10*time.Second)
+	into := s.spare[k]
+	delete(s.spare, k)
+	f := ctx.RequestFuture(pid, &Fetch{Offset: from, MaxBytes: s.cfg.MaxBytes, MaxWaitMs: int32(s.cfg.MaxWait / time.Millisecond), Into: into}, s.cfg.MaxWait+10*time.Second)
 	reenter(ctx, f, func(res any, err error) {
 		if epoch != s.epoch {
 			return
@@ -264,7 +276,11 @@ func (s *sinkRunner) fetch(ctx actor.Context, k tp) {
 			s.later(ctx, k)
 			return
 		}
-		msgs, next, derr := decodeMessages(k, from, r.Batches)
+		var reuse []connectors.Message
+		if s.borrower {
+			reuse = s.msgs
+		}
+		msgs, next, derr := decodeMessages(k, from, r.Batches, reuse)
 		if derr != nil {
 			panic(fmt.Errorf("flow %s: %s/%d at %d: %w", s.cfg.Flow, k.topic, k.partition, from, derr))
 		}
@@ -272,6 +288,7 @@ func (s *sinkRunner) fetch(ctx actor.Context, k tp) {
 			if next > from { // only control batches: move past them
 				s.pos[k] = next
 			}
+			s.recycle(k, r.Batches, msgs)
 			s.fetch(ctx, k)
 			return
 		}
@@ -287,6 +304,7 @@ func (s *sinkRunner) fetch(ctx actor.Context, k tp) {
 			// Restart: the sink reopens and the partition resumes from the committed offset.
 			panic(fmt.Errorf("flow %s: sink write: %w", s.cfg.Flow, werr))
 		}
+		s.recycle(k, r.Batches, msgs) // Write has returned
 		if s.staging != nil {
 			s.replays = 0
 			s.pos[k] = next
@@ -472,10 +490,24 @@ func (s *sinkRunner) heartbeat(ctx actor.Context) {
 	})
 }
 
-// decodeMessages turns fetched batches into messages at or after from, and returns the offset
-// after the last batch.
-func decodeMessages(k tp, from int64, b []byte) ([]connectors.Message, int64, error) {
-	var msgs []connectors.Message
+// recycle keeps, for a Borrower, the memory of a fetch of k that Write is done with.
+func (s *sinkRunner) recycle(k tp, batches []byte, msgs []connectors.Message) {
+	if !s.borrower {
+		return
+	}
+	if s.spare != nil && cap(batches) > 0 {
+		s.spare[k] = batches[:0]
+	}
+	s.msgs = msgs[:0]
+}
+
+// decodeMessages turns fetched batches into messages at or after from, appended to msgs[:0]
+// (which may be nil), and returns the offset after the last batch.
+func decodeMessages(k tp, from int64, b []byte, msgs []connectors.Message) ([]connectors.Message, int64, error) {
+	if n := countRecords(b, from); cap(msgs) < n {
+		msgs = make([]connectors.Message, 0, n)
+	}
+	msgs = msgs[:0]
 	next, err := storage.DecodeBatches(b, from, func(off int64, r storage.Record) error {
 		msgs = append(msgs, connectors.Message{Topic: k.topic, Partition: k.partition, Offset: off, Record: r})
 		return nil
@@ -484,4 +516,21 @@ func decodeMessages(k tp, from int64, b []byte) ([]connectors.Message, int64, er
 		return nil, from, err
 	}
 	return msgs, next, nil
+}
+
+// countRecords is the number of records at or after from in batches b, as their headers say (up
+// to the first header it cannot parse, which decoding reports).
+func countRecords(b []byte, from int64) int {
+	n := 0
+	for p := 0; p < len(b); {
+		h, err := storage.ParseHeader(b[p:])
+		if err != nil {
+			break
+		}
+		if h.Kind == storage.KindRecords && h.NextOffset() > from {
+			n += int(h.NextOffset() - max(h.BaseOffset, from))
+		}
+		p += h.Size()
+	}
+	return n
 }

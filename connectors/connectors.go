@@ -86,6 +86,17 @@ type StagingSink interface {
 	Reset() error
 }
 
+// Borrower is a Sink whose Write only borrows msgs: once Write returns it holds no reference to
+// msgs or to the byte slices of their records (it copied what it keeps). The runner then reads
+// the next fetch of a partition into the memory of its last one, and decodes into the same
+// slice of messages, instead of allocating both again for every Write. A sink that keeps
+// messages (a test sink that collects them, say) must not be a Borrower.
+type Borrower interface {
+	Sink
+	// BorrowsMessages marks the sink; the runner does not call it.
+	BorrowsMessages()
+}
+
 // DurableNotifier is a StagingSink that makes records durable between Writes too (the HDFS
 // sink's rolls by time) and says so: the runner asks Durable when told, not only at its next
 // tick, so those records are committed without waiting up to a second.

@@ -511,6 +511,11 @@ func (l *Log) evictBehind() {
 		case s.truncations == cuts:
 			s.evictedTo = max(s.evictedTo, to)
 		}
+		if err == nil && s.readAheadTo.Load() > from {
+			// A reader's read-ahead may have been dropped with the rest: its next read asks
+			// again (readAheadFor).
+			s.readAheadTo.Store(from)
+		}
 		l.mu.Unlock()
 		if err != nil || s.removed || to < target {
 			return // a bounded pass: the next append's wake-up goes on from here
@@ -539,6 +544,7 @@ func (l *Log) uncacheable() []string {
 	for _, s := range sealed[:max(len(sealed)-CachedSealedSegments, 0)] {
 		if !s.uncached && !s.syncPending && !s.removed {
 			s.uncached = true
+			s.readAheadTo.Store(0) // what readers had read ahead goes too
 			paths = append(paths, s.path)
 		}
 	}

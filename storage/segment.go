@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
 
 	"github.com/weirhq/weir/storage/vfs"
 )
@@ -143,6 +144,9 @@ type segment struct {
 	// truncations counts the cuts of the segment, so that an eviction that ran meanwhile does not
 	// record an end beyond data written since.
 	truncations uint64
+	// readAheadTo: where the range the kernel was last asked to read ahead ends (readAheadFor);
+	// atomic, as reads hold only the log's read lock.
+	readAheadTo atomic.Int64
 	log         *slog.Logger // warnings about damage lookups work around; may be nil
 }
 

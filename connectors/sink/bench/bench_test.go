@@ -6,10 +6,15 @@
 //
 //	go test -run '^$' -bench . -benchtime 200000x ./connectors/sink/bench/
 //
-// MB/s counts the records' values (1,024 bytes each, 10^6 bytes a MB). WEIR_BENCH_FETCH sets the
-// flow's fetch size in bytes (flow.FetchBytes; the runner's default, 1 MiB, otherwise);
-// WEIR_BENCH_CPUPROFILE names a file for a CPU profile of the timed part only (-cpuprofile also
-// covers the loading of the topic).
+// MB/s counts the records' values (1,024 bytes each, 10^6 bytes a MB). cpu-s/GB is the process's
+// CPU time (user and system, all goroutines: node and sink) over the timed part per GB of values;
+// ms-to-first-write is the start of the flow up to its first Write (mostly the group's initial
+// rebalance delay, 200 ms), ms-after-last-write the wait from the last Write's end to the last
+// commit. WEIR_BENCH_FETCH sets the flow's fetch size in bytes (flow.FetchBytes; the runner's
+// default, 1 MiB, otherwise); WEIR_BENCH_CPUPROFILE and WEIR_BENCH_TRACE name files for a CPU
+// profile and an execution trace of the timed part only (-cpuprofile also covers the loading of
+// the topic). BenchmarkNull, the same flow with the null sink (the runtime's own ceiling), runs
+// only with WEIR_BENCH_NULL=1, so that -bench . times the file sink alone.
 package bench
 
 import (
@@ -19,6 +24,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/pprof"
+	"runtime/trace"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -28,6 +34,7 @@ import (
 	"github.com/weirhq/weir/client"
 	"github.com/weirhq/weir/connectors"
 	"github.com/weirhq/weir/connectors/sink/file"
+	"github.com/weirhq/weir/connectors/sink/null"
 	"github.com/weirhq/weir/flow"
 	"github.com/weirhq/weir/storage"
 )
@@ -102,21 +109,68 @@ type timed struct {
 	connectors.Sink
 	writes, records atomic.Int64
 	busy            atomic.Int64 // nanoseconds in Write
+	first, last     atomic.Int64 // UnixNano of the first Write's start and the last Write's end
 }
 
 func (t *timed) Write(ctx context.Context, msgs []connectors.Message) error {
 	start := time.Now()
+	t.first.CompareAndSwap(0, start.UnixNano())
 	err := t.Sink.Write(ctx, msgs)
-	t.busy.Add(int64(time.Since(start)))
+	end := time.Now()
+	t.busy.Add(int64(end.Sub(start)))
+	t.last.Store(end.UnixNano())
 	t.writes.Add(1)
 	t.records.Add(int64(len(msgs)))
 	return err
 }
 
+// BorrowsMessages implements connectors.Borrower: wrap refuses sinks that are not Borrowers (the
+// benchmark's, file and null, are), so that the runner reuses its memory as it would without the
+// wrapper.
+func (t *timed) BorrowsMessages() {}
+
+// timedStaging is timed around a staging sink, and timedNotifier around one that also notifies:
+// a wrapper must keep the optional interfaces of the sink it wraps. Hidden, they make the runner
+// take the rolling-file sink for a plain Sink, whose Write is durable when it returns: it would
+// commit each Write's offsets before the sink made them durable, and wait for each commit before
+// fetching on.
+type timedStaging struct {
+	*timed
+	staging connectors.StagingSink
+}
+
+func (t timedStaging) Durable() ([]connectors.PartitionOffset, error) { return t.staging.Durable() }
+func (t timedStaging) Reset() error                                   { return t.staging.Reset() }
+
+type timedNotifier struct {
+	timedStaging
+	notifier connectors.DurableNotifier
+}
+
+func (t timedNotifier) NotifyDurable(notify func()) { t.notifier.NotifyDurable(notify) }
+
+// wrap returns the timed sink around inner, with inner's optional interfaces; inner must be a
+// connectors.Borrower.
+func wrap(inner connectors.Sink) (*timed, connectors.Sink) {
+	if _, ok := inner.(connectors.Borrower); !ok {
+		panic(fmt.Sprintf("bench: %T is not a connectors.Borrower", inner))
+	}
+	t := &timed{Sink: inner}
+	st, ok := inner.(connectors.StagingSink)
+	if !ok {
+		return t, t
+	}
+	ts := timedStaging{timed: t, staging: st}
+	if dn, ok := inner.(connectors.DurableNotifier); ok {
+		return t, timedNotifier{timedStaging: ts, notifier: dn}
+	}
+	return t, ts
+}
+
 // run times sink's flow on node from its start until its group has committed all n records. It
 // reports records/s, the records per Write and the share of the run spent in Write (sink-%).
 func run(b *testing.B, node *flow.Node, inner connectors.Sink, n int) {
-	sink := &timed{Sink: inner}
+	sink, wrapped := wrap(inner)
 	var opts []flow.SinkOption
 	if s := os.Getenv("WEIR_BENCH_FETCH"); s != "" {
 		v, err := strconv.Atoi(s)
@@ -138,10 +192,22 @@ func run(b *testing.B, node *flow.Node, inner connectors.Sink, n int) {
 		}
 		defer pprof.StopCPUProfile()
 	}
+	if name := os.Getenv("WEIR_BENCH_TRACE"); name != "" {
+		f, err := os.Create(name)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer f.Close()
+		if err := trace.Start(f); err != nil {
+			b.Fatal(err)
+		}
+		defer trace.Stop()
+	}
 	b.SetBytes(valueSize)
 	b.ResetTimer()
+	cpu0 := cpuTime()
 	start := time.Now()
-	if err := rt.Sink("bench", sink, append(opts, flow.FromTopics(topic))...); err != nil {
+	if err := rt.Sink("bench", wrapped, append(opts, flow.FromTopics(topic))...); err != nil {
 		b.Fatal(err)
 	}
 	last, lastAt := int64(-1), time.Now()
@@ -158,13 +224,21 @@ func run(b *testing.B, node *flow.Node, inner connectors.Sink, n int) {
 		time.Sleep(time.Millisecond)
 	}
 	d := time.Since(start)
+	cpu := cpuTime() - cpu0
 	b.StopTimer()
 	pprof.StopCPUProfile()
+	trace.Stop()
 	rt.Stop()
 	b.ReportMetric(float64(n)/d.Seconds(), "records/s")
+	if cpu > 0 {
+		// The process's CPU time (user and system) over the timed part, per GB of values.
+		b.ReportMetric(cpu.Seconds()/(float64(n)*valueSize/1e9), "cpu-s/GB")
+	}
 	if w := sink.writes.Load(); w > 0 {
 		b.ReportMetric(float64(sink.records.Load())/float64(w), "records/write")
 		b.ReportMetric(100*float64(sink.busy.Load())/float64(d), "sink-%")
+		b.ReportMetric(float64(sink.first.Load()-start.UnixNano())/1e6, "ms-to-first-write")
+		b.ReportMetric(float64(start.Add(d).UnixNano()-sink.last.Load())/1e6, "ms-after-last-write")
 	}
 }
 
@@ -196,5 +270,22 @@ func BenchmarkFile(b *testing.B) {
 	}
 	if want := int64(b.N) * (valueSize + 1); size != want {
 		b.Fatalf("the files hold %d bytes, want %d (%d records of %d bytes and a newline)", size, want, b.N, valueSize)
+	}
+}
+
+// BenchmarkNull: the null sink, which discards every record (a plain Sink: the runner commits
+// after each Write). Only with WEIR_BENCH_NULL=1.
+func BenchmarkNull(b *testing.B) {
+	if os.Getenv("WEIR_BENCH_NULL") != "1" {
+		b.Skip("WEIR_BENCH_NULL=1 runs it")
+	}
+	node := load(b, b.N)
+	sink, err := null.New(null.Config{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	run(b, node, sink, b.N)
+	if got := sink.Records(); got != int64(b.N) {
+		b.Fatalf("the sink was given %d records, want %d", got, b.N)
 	}
 }

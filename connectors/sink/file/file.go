@@ -425,6 +425,10 @@ func (s *Sink) Write(_ context.Context, msgs []connectors.Message) error {
 	return s.writeAll(msgs, false)
 }
 
+// BorrowsMessages implements connectors.Borrower: Write copies what it keeps (the encoded
+// values, in each partition's pending bytes) and nothing else of msgs.
+func (s *Sink) BorrowsMessages() {}
+
 // writeAll is Write; with all, every partition written is made durable before it returns.
 func (s *Sink) writeAll(msgs []connectors.Message, all bool) error {
 	s.mu.Lock()
