@@ -48,6 +48,7 @@ type config struct {
 	jsonOut    string
 	mdOut      string
 	plotDir    string
+	plotRef    string
 	w5MB       int
 	w5Files    int
 	stall      time.Duration
@@ -114,6 +115,7 @@ func run(ctx context.Context, args []string) error {
 	fl.StringVar(&c.jsonOut, "json", "docs/bench/flume.jsonl", "JSON-lines results file (empty: none)")
 	fl.StringVar(&c.mdOut, "md", "docs/benchmarks.md", "markdown file whose benchflume section is replaced (empty: none)")
 	fl.StringVar(&c.plotDir, "plots", "docs/bench", "directory of the PNG plots (empty: none)")
+	fl.StringVar(&c.plotRef, "plot-ref", "bench", "the plots' directory as the markdown links name it (relative to the markdown file)")
 	fl.IntVar(&c.w5MB, "w5-mb", 0, "W5: megabytes of input (default 500, 50 with -quick)")
 	fl.IntVar(&c.w5Files, "w5-files", 4, "W5: input files")
 	fl.DurationVar(&c.stall, "stall", 60*time.Second, "W5: give up when no line arrived for this long")

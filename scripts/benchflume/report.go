@@ -189,7 +189,7 @@ func (b *bench) markdown(env machine, w5runs []w5Run, w4runs []w4Run, w6runs []w
 		p("")
 		for _, name := range plots {
 			if strings.Contains(name, "w5") {
-				p("![%s](bench/%s)", name, name)
+				p("![%s](%s/%s)", name, b.cfg.plotRef, name)
 			}
 		}
 		p("")
@@ -251,7 +251,7 @@ func (b *bench) markdown(env machine, w5runs []w5Run, w4runs []w4Run, w6runs []w
 		p("")
 		for _, name := range plots {
 			if strings.Contains(name, "w4") {
-				p("![%s](bench/%s)", name, name)
+				p("![%s](%s/%s)", name, b.cfg.plotRef, name)
 			}
 		}
 		p("")
@@ -274,7 +274,7 @@ func (b *bench) markdownW6(p func(string, ...any), runs []w6Run, plots []string)
 	in := b.w6in
 	p("### W6: topic to HDFS")
 	p("")
-	p("%d records, W5's lines of 100 to 200 bytes (%.1f MB of values), put once (not timed) into a", in.lines, float64(in.bytes)/1e6)
+	p("%d records, W5's lines of 100 to 200 bytes (%.1f MB with their newlines), put once (not timed) into a", in.lines, float64(in.bytes)/1e6)
 	p("topic of %d partitions of an embedded Weir node, then written into one MiniDFSCluster", w6Partitions)
 	p("(`scripts/hdfs-minicluster/run.sh`: Hadoop 3.5.0, one DataNode, 128 MiB blocks) by each agent in")
 	p("turn, each into a directory of its own. Timed from the agent's process start until every record")
@@ -292,17 +292,23 @@ func (b *bench) markdownW6(p func(string, ...any), runs []w6Run, plots []string)
 	p("  shaded client). Done when its sink has drained every event (Flume's HTTP monitoring) and no")
 	p("  in-use `.tmp` file is left. Flume's CPU and RSS are the JVM's; the Weir node that served the")
 	p("  Kafka source is reported beside them (node CPU) and in the total.")
-	p("- CPU s per 100 MB: CPU time (user and system, from /proc) per 100 MB of values; for the")
+	p("- CPU s per 100 MB: CPU time (user and system, from /proc) per 100 MB of input; for the")
 	p("  agent from its process start (JVM start and JIT included) to the end of the run. The")
 	p("  MiniDFSCluster's own CPU is in neither.")
 	p("")
-	p("| system | path | MB/s | records/s | time | files | lost | doubled | agent CPU s per 100 MB | node CPU s per 100 MB | total CPU s per 100 MB | RSS peak | RSS mean | node RSS peak |")
-	p("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+	p("- Time to first record: from the agent's start until the first records were done (Weir:")
+	p("  committed; Flume: drained by its sink), startup and, for Flume, the Kafka group join; MB/s")
+	p("  after it leaves that out.")
+	p("")
+	p("| system | path | MB/s | records/s | MB/s after the first record | time | time to first record | files | lost | doubled | agent CPU s per 100 MB | node CPU s per 100 MB | total CPU s per 100 MB | RSS peak | RSS mean | node RSS peak |")
+	p("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 	for _, r := range runs {
 		p("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |", r.system, r.variant,
 			b.cell("W6", r.system, r.variant, "throughput", "**%.1f**"),
 			b.cell("W6", r.system, r.variant, "throughput_records", "%.0f"),
+			b.cell("W6", r.system, r.variant, "throughput_after_first_record", "%.1f"),
 			b.cell("W6", r.system, r.variant, "time_to_all_records", "%.1f s"),
+			b.cell("W6", r.system, r.variant, "time_to_first_record", "%.1f s"),
 			b.cell("W6", r.system, r.variant, "files", "%.0f"),
 			b.cell("W6", r.system, r.variant, "records_lost", "%.0f"),
 			b.cell("W6", r.system, r.variant, "records_doubled", "%.0f"),
@@ -313,13 +319,13 @@ func (b *bench) markdownW6(p func(string, ...any), runs []w6Run, plots []string)
 			b.cell("W6", r.system, r.variant, "rss_mean", "%.0f MiB"),
 			b.cell("W6", r.system, r.variant, "node_rss_peak", "%.0f MiB"))
 		if r.stalled {
-			p("| | (stalled: no progress for %v, %d of %d records) | | | | | | | | | | | | |", b.cfg.stall, r.delivered, in.lines)
+			p("| | (stalled: no progress for %v, %d of %d records) | | | | | | | | | | | | | | |", b.cfg.stall, r.delivered, in.lines)
 		}
 	}
 	p("")
 	for _, name := range plots {
 		if strings.Contains(name, "w6") {
-			p("![%s](bench/%s)", name, name)
+			p("![%s](%s/%s)", name, b.cfg.plotRef, name)
 		}
 	}
 	p("")

@@ -57,6 +57,7 @@ type w6Run struct {
 	system, variant string
 	dir             string        // the run's HDFS directory
 	total           time.Duration // agent start to every record in a closed file
+	first           time.Duration // agent start to the first records done
 	delivered       int64
 	files           int
 	check           w5Check
@@ -362,6 +363,9 @@ func (b *bench) waitW6(ctx context.Context, r *w6Run, p *proc, total int64, coun
 		done.Store(n)
 		r.delivered = n
 		r.progress = append(r.progress, rssSample{At: now, Bytes: n})
+		if n > 0 && r.first == 0 {
+			r.first = now
+		}
 		if complete {
 			r.total = now
 			break
@@ -538,7 +542,11 @@ func (b *bench) w6Results(in w5Input, r *w6Run) {
 		r.mbps = float64(in.bytes) / 1e6 / secs
 		add("throughput", r.mbps, "MB/s")
 		add("throughput_records", float64(in.lines)/secs, "records/s")
+		if d := (r.total - r.first).Seconds(); r.first > 0 && d > 0 {
+			add("throughput_after_first_record", float64(in.bytes)/1e6/d, "MB/s")
+		}
 	}
+	add("time_to_first_record", r.first.Seconds(), "s")
 	add("time_to_all_records", secs, "s")
 	add("records_in", float64(in.lines), "records")
 	add("records_delivered", float64(r.delivered), "records")
