@@ -57,7 +57,7 @@ type w6Run struct {
 	system, variant string
 	dir             string        // the run's HDFS directory
 	total           time.Duration // agent start to every record in a closed file
-	first           time.Duration // agent start to the first records done
+	first           time.Duration // agent start to its first file in HDFS
 	delivered       int64
 	files           int
 	check           w5Check
@@ -246,16 +246,20 @@ func (b *bench) runW6Weir(ctx context.Context, cl *hdfs.Client, in w5Input, nn, 
 		return r, err
 	}
 	defer p.stop(30 * time.Second)
-	err = b.waitW6(ctx, &r, p, in.lines, func() (int64, bool, error) {
+	writing := false
+	err = b.waitW6(ctx, &r, p, in.lines, func() (w6State, error) {
 		log, err := os.ReadFile(logPath)
 		if err != nil {
-			return 0, false, err
+			return w6State{}, err
+		}
+		if !writing {
+			writing = hasFiles(cl, r.dir)
 		}
 		lag, ok := lastLag(log)
 		if !ok {
-			return 0, false, nil
+			return w6State{writing: writing}, nil
 		}
-		return in.lines - lag, lag == 0, nil
+		return w6State{done: in.lines - lag, writing: writing, complete: lag == 0}, nil
 	})
 	if err != nil {
 		return r, fmt.Errorf("%w (its log: %s)", err, logPath)
@@ -299,25 +303,30 @@ func (b *bench) runW6Flume(ctx context.Context, cl *hdfs.Client, in w5Input, nn,
 	defer p.stop(30 * time.Second)
 	url := "http://" + monitor + "/metrics"
 	hc := &http.Client{Timeout: 5 * time.Second}
-	err = b.waitW6(ctx, &r, p, in.lines, func() (int64, bool, error) {
+	writing := false
+	err = b.waitW6(ctx, &r, p, in.lines, func() (w6State, error) {
+		if !writing {
+			writing = hasFiles(cl, r.dir)
+		}
 		resp, err := hc.Get(url)
 		if err != nil {
-			return 0, false, nil // not serving yet
+			return w6State{writing: writing}, nil // not serving yet
 		}
 		body, err := io.ReadAll(resp.Body)
 		resp.Body.Close()
 		if err != nil {
-			return 0, false, nil
+			return w6State{writing: writing}, nil
 		}
 		n, err := flumeCounter(body, "SINK.h", "EventDrainSuccessCount")
 		if err != nil {
-			return 0, false, nil
+			return w6State{writing: writing}, nil
 		}
-		if n < in.lines {
-			return n, false, nil
+		st := w6State{done: n, writing: writing || n > 0}
+		if n >= in.lines {
+			open, err := inUseFiles(cl, r.dir)
+			st.complete = err == nil && open == 0
 		}
-		open, err := inUseFiles(cl, r.dir)
-		return n, err == nil && open == 0, nil
+		return st, nil
 	})
 	nodeCPU1, _ := readCPU(node.pid())
 	r.nodeCPU, r.nodeRSS = nodeCPU1-nodeCPU0, nodeRSS.stop()
@@ -332,10 +341,16 @@ func (b *bench) runW6Flume(ctx context.Context, cl *hdfs.Client, in w5Input, nn,
 	return r, err
 }
 
-// waitW6 polls count every 250 ms (records done, and whether the run is complete) while
-// sampling p's memory and showing the progress, until complete, stalled for b.cfg.stall, or
-// p exits; then it reads p's CPU time.
-func (b *bench) waitW6(ctx context.Context, r *w6Run, p *proc, total int64, count func() (int64, bool, error)) error {
+// w6State is what a W6 run's poll found.
+type w6State struct {
+	done     int64 // records done (Weir: committed; Flume: drained by its sink)
+	writing  bool  // a file of the run exists in HDFS
+	complete bool  // every record is in a closed file
+}
+
+// waitW6 polls count every 250 ms while sampling p's memory and showing the progress, until
+// the run is complete, stalled for b.cfg.stall, or p exits; then it reads p's CPU time.
+func (b *bench) waitW6(ctx context.Context, r *w6Run, p *proc, total int64, count func() (w6State, error)) error {
 	rss := sampleRSS(p.pid(), 250*time.Millisecond)
 	var done atomic.Int64
 	meter := progress.Start(os.Stderr, fmt.Sprintf("W6 %s %s", r.system, r.variant), total, func() (int64, bool) { return done.Load(), true })
@@ -354,19 +369,20 @@ func (b *bench) waitW6(ctx context.Context, r *w6Run, p *proc, total int64, coun
 			r.rss = rss.stop()
 			return fmt.Errorf("%s exited during the run (%v)", p.name, p.err)
 		}
-		n, complete, err := count()
+		st, err := count()
 		if err != nil {
 			r.rss = rss.stop()
 			return err
 		}
+		n := st.done
 		now := time.Since(p.started)
 		done.Store(n)
 		r.delivered = n
 		r.progress = append(r.progress, rssSample{At: now, Bytes: n})
-		if n > 0 && r.first == 0 {
+		if (st.writing || n > 0) && r.first == 0 {
 			r.first = now
 		}
-		if complete {
+		if st.complete {
 			r.total = now
 			break
 		}
@@ -420,6 +436,27 @@ func flumeCounter(body []byte, component, counter string) (int64, error) {
 		return 0, fmt.Errorf("flume metrics: %s %s: %w", component, counter, err)
 	}
 	return v, nil
+}
+
+// hasFiles reports whether dir, or a directory in it, holds a file (in progress or not); a
+// hidden directory's entries do not count.
+func hasFiles(cl *hdfs.Client, dir string) bool {
+	ents, err := cl.ReadDir(dir)
+	if err != nil {
+		return false
+	}
+	for _, e := range ents {
+		if !e.IsDir() {
+			return true
+		}
+		if strings.HasPrefix(e.Name(), ".") {
+			continue // Weir's sink state, written before its files
+		}
+		if sub, err := cl.ReadDir(path.Join(dir, e.Name())); err == nil && len(sub) > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // inUseFiles counts the files Flume's HDFS sink is still writing in dir (".tmp" names); a dir

@@ -1,8 +1,10 @@
 package main
 
 import (
+	"fmt"
 	"strings"
 	"testing"
+	"time"
 )
 
 // lastLag takes the last complete "w6 lag=N" line of the agent's log.
@@ -111,5 +113,41 @@ func TestParseOnly(t *testing.T) {
 	}
 	if _, err := parseOnly("w4,w7"); err == nil || !strings.Contains(err.Error(), `"w7"`) {
 		t.Fatalf("parseOnly(\"w4,w7\") error %v, want one naming w7", err)
+	}
+}
+
+// W6's table has as many cells in each row as in its head, every figure rendered (a format
+// with too few verbs printed "%!(EXTRA ...)" into the table once).
+func TestMarkdownW6(t *testing.T) {
+	b := &bench{cfg: config{stall: time.Minute, plotRef: "bench"}, w6in: w5Input{lines: 1000, bytes: 150_000}}
+	runs := []w6Run{{system: "weir", variant: "hdfs-sink", total: 2 * time.Second, first: time.Second, delivered: 1000, cpu: 0.5, files: 3},
+		{system: "flume", variant: "kafka-source-file-channel", total: 9 * time.Second, first: 4 * time.Second, delivered: 1000, cpu: 12, nodeCPU: 0.3, files: 1, stalled: true}}
+	for i := range runs {
+		b.w6Results(b.w6in, &runs[i])
+	}
+	var s strings.Builder
+	b.markdownW6(func(format string, args ...any) { fmt.Fprintf(&s, format+"\n", args...) }, runs, []string{"flume-w6-throughput.png"})
+	md := s.String()
+	if strings.Contains(md, "%!") {
+		t.Fatalf("a bad format in the markdown:\n%s", md)
+	}
+	var rows []string
+	for _, line := range strings.Split(md, "\n") {
+		if strings.HasPrefix(line, "|") {
+			rows = append(rows, line)
+		}
+	}
+	if len(rows) != 5 { // head, rule, two runs, the stalled note
+		t.Fatalf("%d table lines, want 5:\n%s", len(rows), md)
+	}
+	for _, r := range rows {
+		if got, want := strings.Count(r, "|"), strings.Count(rows[0], "|"); got != want {
+			t.Errorf("%d cells in %q, want %d", got-1, r, want-1)
+		}
+	}
+	for _, want := range []string{"| weir | hdfs-sink | **0.1** |", "| 8000.0 | 200.0 | **8200.0** |", "![flume-w6-throughput.png](bench/flume-w6-throughput.png)", "stalled"} {
+		if !strings.Contains(md, want) {
+			t.Errorf("the markdown lacks %q:\n%s", want, md)
+		}
 	}
 }
