@@ -9,6 +9,11 @@
 //     consumer takes them; Weir (http source -> topic -> http sink) against Flume (http source ->
 //     memory channel or file channel -> HTTP sink). Resident memory every 250 ms, the latency of
 //     every request and the requests refused (Flume answers 503 when its channel is full).
+//   - W6, a topic into HDFS: W5's lines put once into a topic of an embedded node, then written
+//     into one MiniDFSCluster (scripts/hdfs-minicluster) by Weir (the node with an HDFS sink flow)
+//     and by Flume (its Kafka source reading the topic through a Weir node's Kafka listener ->
+//     file channel or memory channel -> HDFS sink); timed until every record is in a closed file,
+//     every file read back and checked (w6.go).
 //
 // Each agent is a process of its own: Flume through scripts/flume/run.sh (java -Xmx1g), Weir as
 // this program in a child mode (an embedded node with default settings). Every process started
@@ -18,8 +23,11 @@
 // Results go to a JSON-lines file ({"workload","system","variant","metric","value","unit"}),
 // to a section of docs/benchmarks.md between markers, and to PNG plots under docs/bench/.
 //
-//	go run ./scripts/benchflume -quick        # about 2 minutes: 50 MB, spikes of 10 s
-//	make bench-flume                          # 500 MB, spikes of 30 s
+//	go run ./scripts/benchflume -quick        # a few minutes: 50 MB (W5), 20 MB (W6), spikes of 10 s
+//	go run ./scripts/benchflume -only w6 -w6-mb 200
+//
+// `make bench-compare` (scripts/benchcompare) runs it for W4, W5 and W6 (-only wN), and puts
+// its figures and markdown into its own; `make bench-flume` is that for these three alone.
 package main
 
 import (
