@@ -3,10 +3,12 @@
 package main
 
 import (
+	"errors"
 	"math"
 	"strings"
 	"testing"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
@@ -112,5 +114,28 @@ func TestFigures(t *testing.T) {
 		if _, ok := got[absent]; ok {
 			t.Errorf("%s is there, want it left out", absent)
 		}
+	}
+}
+
+// W3's progress count: every group's committed offsets of the topic, other topics and
+// partitions without a commit (-1) left out; nothing when a group's fetch failed.
+func TestCommittedIn(t *testing.T) {
+	off := func(topic string, p int32, at int64, err error) kadm.OffsetResponse {
+		return kadm.OffsetResponse{Offset: kadm.Offset{Topic: topic, Partition: p, At: at}, Err: err}
+	}
+	rs := kadm.FetchOffsetsResponses{
+		"g1": {Group: "g1", Fetched: kadm.OffsetResponses{
+			"w3-r1": {0: off("w3-r1", 0, 100, nil), 1: off("w3-r1", 1, -1, nil), 2: off("w3-r1", 2, 50, nil)},
+			"other": {0: off("other", 0, 1000, nil)},
+		}},
+		"g2": {Group: "g2", Fetched: kadm.OffsetResponses{"w3-r1": {0: off("w3-r1", 0, 7, nil), 1: off("w3-r1", 1, 9, errors.New("unknown"))}}},
+		"g3": {Group: "g3"}, // nothing committed yet
+	}
+	if sum, ok := committedIn(rs, "w3-r1"); sum != 157 || !ok {
+		t.Errorf("committedIn = %d, %v; want 157, true", sum, ok)
+	}
+	rs["g4"] = kadm.FetchOffsetsResponse{Group: "g4", Err: errors.New("coordinator not available")}
+	if sum, ok := committedIn(rs, "w3-r1"); sum != 0 || ok {
+		t.Errorf("with a failed group: committedIn = %d, %v; want 0, false", sum, ok)
 	}
 }

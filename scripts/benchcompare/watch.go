@@ -7,6 +7,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
@@ -79,6 +80,45 @@ func sumEndOffsets(resp *kmsg.ListOffsetsResponse, parts int) (int64, bool) {
 	}
 	if n != parts {
 		return 0, false
+	}
+	return sum, true
+}
+
+// watchGroups shows, a line a second while consumer groups read topic, the records they have
+// committed between them (their committed offsets summed, through the Kafka protocol), the
+// rate and the time left to total. Clients commit every few seconds (ConsumerPerformance and
+// franz-go every 5 s by default), so the count moves in steps. The returned function stops it.
+func (h *harness) watchGroups(ctx context.Context, c *cluster, topic string, groups []string, what string, total int64) (stop func()) {
+	cl, err := kafkaClient(c.bootstrap)
+	if err != nil {
+		return func() {}
+	}
+	adm := kadm.NewClient(cl)
+	count := func() (int64, bool) {
+		rctx, cancel := context.WithTimeout(ctx, 900*time.Millisecond)
+		defer cancel()
+		return committedIn(adm.FetchManyOffsets(rctx, groups...), topic)
+	}
+	m := progress.Start(os.Stderr, what, total, count)
+	return func() {
+		m.Stop()
+		cl.Close()
+	}
+}
+
+// committedIn sums the offsets the groups of rs committed for topic's partitions (a
+// partition without a commit counts 0); false if a group's fetch failed.
+func committedIn(rs kadm.FetchOffsetsResponses, topic string) (int64, bool) {
+	var sum int64
+	for _, r := range rs {
+		if r.Err != nil {
+			return 0, false
+		}
+		for _, o := range r.Fetched[topic] {
+			if o.Err == nil && o.At > 0 {
+				sum += o.At
+			}
+		}
 	}
 	return sum, true
 }
