@@ -183,20 +183,20 @@ func (b *bench) w6(ctx context.Context) ([]w6Run, error) {
 	b.logf("W6: NameNode at %s", dfs.addr)
 	type agent struct {
 		system, variant string
-		run             func(label, work string) (w6Run, error)
+		run             func(work string) (w6Run, error)
 	}
 	agents := []agent{
-		{"weir", "hdfs-sink", func(label, work string) (w6Run, error) {
+		{"weir", "hdfs-sink", func(work string) (w6Run, error) {
 			data := filepath.Join(work, "node")
 			if out, err := exec.Command("cp", "-a", filled, data).CombinedOutput(); err != nil {
 				return w6Run{}, fmt.Errorf("cp -a %s %s: %w: %s", filled, data, err, out)
 			}
-			return b.runW6Weir(ctx, cl, in, dfs.addr, label, work, data)
+			return b.runW6Weir(ctx, cl, in, dfs.addr, work, data)
 		}},
 	}
 	for _, channel := range []string{"file", "memory"} {
-		agents = append(agents, agent{"flume", "kafka-source-" + channel + "-channel", func(label, work string) (w6Run, error) {
-			return b.runW6Flume(ctx, cl, in, dfs.addr, label, work, filled, channel)
+		agents = append(agents, agent{"flume", "kafka-source-" + channel + "-channel", func(work string) (w6Run, error) {
+			return b.runW6Flume(ctx, cl, in, dfs.addr, work, filled, channel)
 		}})
 	}
 	var runs []w6Run
@@ -206,7 +206,7 @@ func (b *bench) w6(ctx context.Context) ([]w6Run, error) {
 			return runs, err
 		}
 		b.logf("W6: %s %s", a.system, a.variant)
-		r, err := a.run(a.system+" "+a.variant, work)
+		r, err := a.run(work)
 		if err != nil {
 			return runs, fmt.Errorf("%s %s: %w", a.system, a.variant, err)
 		}
@@ -238,7 +238,7 @@ func (b *bench) runChild(ctx context.Context, mode, logPath string, args ...stri
 
 // runW6Weir runs Weir's agent: node and HDFS sink in one process, on data (a copy of the
 // filled node), until its group's lag is 0.
-func (b *bench) runW6Weir(ctx context.Context, cl *hdfs.Client, in w5Input, nn, label, work, data string) (w6Run, error) {
+func (b *bench) runW6Weir(ctx context.Context, cl *hdfs.Client, in w5Input, nn, work, data string) (w6Run, error) {
 	r := w6Run{system: "weir", variant: "hdfs-sink", dir: "/w6/weir"}
 	logPath := filepath.Join(work, "agent.log")
 	p, err := startProc("weir weir-w6", logPath, nil, b.self, "weir-w6", "-data", data, "-namenode", nn, "-path", r.dir)
@@ -273,7 +273,7 @@ func (b *bench) runW6Weir(ctx context.Context, cl *hdfs.Client, in w5Input, nn, 
 
 // runW6Flume runs a Flume agent whose Kafka source reads the topic from a Weir node's Kafka
 // listener on the filled data directory (the node is started first and stopped last).
-func (b *bench) runW6Flume(ctx context.Context, cl *hdfs.Client, in w5Input, nn, label, work, filled, channel string) (w6Run, error) {
+func (b *bench) runW6Flume(ctx context.Context, cl *hdfs.Client, in w5Input, nn, work, filled, channel string) (w6Run, error) {
 	r := w6Run{system: "flume", variant: "kafka-source-" + channel + "-channel", dir: "/w6/flume-" + channel}
 	kafka, err := freeAddr()
 	if err != nil {
