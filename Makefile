@@ -82,21 +82,24 @@ bench-sinks:
 	$(GO) test -run '^$$' -bench . -benchtime $(SINK_RECORDS)x ./connectors/sink/bench/
 	$(GO) test -run '^$$' -bench BenchmarkWrite -benchtime 500x ./connectors/sink/file/
 
-# Apache Flume 1.11.0 (fetched from Maven Central by scripts/flume/run.sh) next to Weir, issue 8's
-# W5 (tail 500 MB into rolling files) and W4 (30 s spike at 10x the consumer's rate): results in
-# docs/bench/flume.jsonl, the plots in docs/bench/, a section of docs/benchmarks.md. Needs Java 17
-# and Maven; FLUME_ARGS adds flags (-quick for a run of about two minutes).
-FLUME_ARGS ?=
-bench-flume:
-	$(GO) run ./scripts/benchflume $(FLUME_ARGS)
-
-# The comparison with Apache Kafka of issues 7 and 8 (scripts/benchcompare): Weir and Apache
-# Kafka 4.4 (KRaft, scripts/kafka-server, fetched from Maven Central) started in turn on this
-# machine and driven by the same clients (workloads W1 and W2); rewrites its section of
-# docs/benchmarks.md and the plots in docs/bench/. BENCH_COMPARE_FLAGS=-quick is a smoke test.
+# The comparison of issues 7 and 8 (scripts/benchcompare), one harness for W1 to W6: Weir and
+# Apache Kafka 4.4 (KRaft, scripts/kafka-server, fetched from Maven Central) started in turn on
+# this machine and driven by the same clients (W1 and W2 produce, W3 consumer fan-out); Weir and
+# Apache Flume 1.11.0 (scripts/flume, from Maven Central) through scripts/benchflume (W4 a spike
+# over HTTP, W5 tailing files into rolling files, W6 a topic into HDFS, a MiniDFSCluster of
+# scripts/hdfs-minicluster). Rewrites its section of docs/benchmarks.md, docs/bench/compare.jsonl
+# and the plots in docs/bench/. Needs Java 17 and Maven. BENCH_COMPARE_FLAGS: -quick is a smoke
+# test of every workload; -only w1,w6 selects workloads; -flume-args passes flags to
+# scripts/benchflume (-w5-mb, -w6-mb, ...).
 BENCH_COMPARE_FLAGS ?=
 bench-compare:
 	$(GO) run ./scripts/benchcompare $(BENCH_COMPARE_FLAGS)
+
+# The workloads against Apache Flume alone (W4, W5, W6): make bench-compare with -only.
+# FLUME_ARGS adds flags (-quick for a run of a few minutes).
+FLUME_ARGS ?=
+bench-flume:
+	$(GO) run ./scripts/benchcompare -only w4,w5,w6 $(FLUME_ARGS)
 
 # Runs every fuzz target for FUZZTIME each.
 fuzz:

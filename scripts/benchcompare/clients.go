@@ -117,6 +117,8 @@ func (h *harness) runProducerPerf(ctx context.Context, c *cluster, topic, acks s
 	defer cancel()
 	runs := make([]measure, producers)
 	errs := make([]error, producers)
+	stop := h.watchTopic(ctx, c, topic, fmt.Sprintf("%s ProducerPerformance acks=%s producers=%d", topic, acks, producers), records)
+	defer stop()
 	var wg sync.WaitGroup
 	for i := range producers {
 		n := records / int64(producers)
@@ -184,7 +186,9 @@ func (h *harness) runWeirBench(ctx context.Context, c *cluster, topic, acks stri
 		"--records", fmt.Sprint(records), "--record-size", fmt.Sprint(recordSize), "--acks", weirAcks,
 		"--producers", fmt.Sprint(producers)}
 	h.note(args)
+	stop := h.watchTopic(ctx, c, topic, fmt.Sprintf("%s weir bench produce acks=%s producers=%d", topic, acks, producers), records)
 	out, err := h.output(ctx, args)
+	stop()
 	if err != nil {
 		return measure{}, err
 	}

@@ -167,6 +167,7 @@ func (h *harness) measureFanOut(ctx context.Context, c *cluster, spec fanOutSpec
 	ctx, cancel := context.WithTimeout(ctx, h.cfg.caseLimit)
 	defer cancel()
 	s := startSampler(c.servers())
+	stopWatch := h.watchGroups(ctx, c, topic, names, fmt.Sprintf("%s %s groups=%d (committed)", topic, client, groups), h.cfg.records*int64(groups))
 	var runs []groupRun
 	var err error
 	switch client {
@@ -177,6 +178,7 @@ func (h *harness) measureFanOut(ctx context.Context, c *cluster, spec fanOutSpec
 	case clientWeirConsume:
 		runs, err = h.runWeirConsume(ctx, c, topic, names, h.cfg.records)
 	}
+	stopWatch()
 	r.usage = s.stop()
 	if err != nil {
 		r.err = err.Error()

@@ -1,20 +1,29 @@
 //go:build linux
 
-// Command benchcompare measures Weir and Apache Kafka (KRaft) on this machine in one run, one
-// system at a time, with the same clients and workloads, and writes what it measured into
-// docs/benchmarks.md (between the markers of its section) and PNG plots into docs/bench/.
-// `make bench-compare` runs it from the repository's root.
+// Command benchcompare measures Weir against Apache Kafka (KRaft) and Apache Flume on this
+// machine in one run, one system at a time, with the same clients and workloads, and writes
+// what it measured into docs/benchmarks.md (between the markers of its section), every figure
+// into docs/bench/compare.jsonl (a JSON object a line) and PNG plots into docs/bench/.
+// `make bench-compare` runs it from the repository's root; -only selects workloads (w1,w5),
+// -quick makes a smoke test of every one.
 //
-// A workload (workloads.go) starts each system in turn (Weir with --sync always, Apache Kafka,
-// Weir with --sync never, alternated), drives it with clients (Kafka's ProducerPerformance
+// W1 to W3 (workloads.go) start each system in turn (Weir with --sync always, Apache Kafka,
+// Weir with --sync never, alternated), drive it with clients (Kafka's ProducerPerformance
 // through scripts/kafka-tools/run.sh; Weir's `weir bench produce` as an extra row for Weir),
-// samples the servers' resident memory and CPU time while each client runs, and stops every
-// process it started before the next system starts. Apache Kafka runs through
+// sample the servers' resident memory and CPU time while each client runs, and stop every
+// process they started before the next system starts. Apache Kafka runs through
 // scripts/kafka-server/run.sh (fetched from Maven Central); Weir is go build'd from this tree.
+// While a producing client runs, a line a second shows the records its topic holds, the rate
+// and the time left (watch.go).
+//
+// W4 to W6, against Apache Flume (a spike over HTTP, tailing files into rolling files, a topic
+// into HDFS), are measured by scripts/benchflume, which this program builds and runs for each
+// (flume.go): its progress lines pass through, its figures join this program's JSON file and its
+// subsection of markdown this program's section.
 //
 // Concurrency: the workloads run one after the other on the main goroutine; the only other
-// goroutines are a sampler per measurement and the readers of child processes' output, each
-// stopped and waited for by the function that started it.
+// goroutines are a sampler and a progress display per measurement and the readers of child
+// processes' output, each stopped and waited for by the function that started it.
 package main
 
 import (
@@ -41,19 +50,27 @@ type config struct {
 	plots     string
 	keep      bool
 	caseLimit time.Duration
+	flumeArgs string
+	json      string
+	weirPort  int
+	kafkaPort int
 }
 
 func main() {
 	var cfg config
 	flag.BoolVar(&cfg.quick, "quick", false, "a smoke test: few records per measurement (the figures mean little)")
 	flag.IntVar(&cfg.rounds, "rounds", 1, "how many times each workload alternates the systems")
-	flag.StringVar(&cfg.only, "only", "", "comma-separated workload ids to run (default: all), e.g. W1")
+	flag.StringVar(&cfg.only, "only", "", "comma-separated workload ids to run (default: all, W1 to W6), e.g. w1,w5")
 	flag.Int64Var(&cfg.records, "records", 0, "records per measurement, over all its producers (default: 1,000,000; 30,000 with -quick)")
 	flag.Int64Var(&cfg.warmup, "warmup", -1, "records sent, unmeasured, to each system after it starts (default: 300,000; 0 with -quick)")
 	flag.StringVar(&cfg.doc, "doc", "docs/benchmarks.md", "markdown file whose bench-compare section is rewritten (empty: print the section)")
 	flag.StringVar(&cfg.plots, "plots", "docs/bench", "directory for the PNG plots (empty: none)")
+	flag.StringVar(&cfg.json, "json", "docs/bench/compare.jsonl", "file of every figure of the run, a JSON object a line (empty: none)")
+	flag.StringVar(&cfg.flumeArgs, "flume-args", "", "more flags for scripts/benchflume, which measures W4, W5 and W6 (e.g. \"-w6-mb 200\")")
 	flag.BoolVar(&cfg.keep, "keep", false, "keep the work directory (binaries, node data and logs)")
 	flag.DurationVar(&cfg.caseLimit, "case-timeout", 5*time.Minute, "longest one client run may take before it is stopped and reported failed")
+	flag.IntVar(&cfg.weirPort, "weir-port", defaultWeirPort, "first port of Weir's nodes (each takes 4, 10 apart)")
+	flag.IntVar(&cfg.kafkaPort, "kafka-port", defaultKafkaPort, "first port of Apache Kafka's brokers (scripts/kafka-server's KAFKA_PORT)")
 	flag.Parse()
 	if flag.NArg() > 0 {
 		fmt.Fprintf(os.Stderr, "benchcompare: unexpected argument %q\n", flag.Arg(0))
@@ -92,7 +109,7 @@ func run(ctx context.Context, cfg config) error {
 	if err != nil {
 		return err
 	}
-	for _, p := range []string{"go.mod", kafkaToolsScript, kafkaServerScript} {
+	for _, p := range []string{"go.mod", kafkaToolsScript, kafkaServerScript, flumeHarness} {
 		if _, err := os.Stat(filepath.Join(root, p)); err != nil {
 			return fmt.Errorf("run from the repository's root (make bench-compare): %w", err)
 		}
@@ -131,7 +148,12 @@ func run(ctx context.Context, cfg config) error {
 	h.progress("every process started is gone (%d started)", h.procs.count())
 	section := h.report(chosen)
 	if cfg.plots != "" {
-		if err := h.writePlots(chosen, filepath.Join(root, cfg.plots)); err != nil {
+		if err := h.writePlots(chosen, h.abs(cfg.plots)); err != nil {
+			return err
+		}
+	}
+	if cfg.json != "" {
+		if err := h.writeJSON(h.abs(cfg.json), chosen); err != nil {
 			return err
 		}
 	}
@@ -139,7 +161,7 @@ func run(ctx context.Context, cfg config) error {
 		fmt.Print(section)
 		return nil
 	}
-	return replaceSection(filepath.Join(root, cfg.doc), section)
+	return replaceSection(h.abs(cfg.doc), section)
 }
 
 // harness holds what one run has measured and the paths it works with.
@@ -155,6 +177,10 @@ type harness struct {
 	// commands are the client and setup commands in the order they ran, with the work
 	// directory written as $WORK.
 	commands []string
+	// flumeBin is scripts/benchflume, built at the first workload against Flume; flume holds
+	// what it measured, by workload id.
+	flumeBin string
+	flume    map[string]flumeOutput
 }
 
 // progress prints a line to standard error, with the time.

@@ -174,9 +174,15 @@ func (h *harness) report(chosen []workload) string {
 	fmt.Fprintf(&b, "### Figures: %s, %s (preliminary)\n\n", mode, m.date.Format("2006-01-02 15:04 MST"))
 	fmt.Fprintf(&b, "- Machine: %d CPUs (%s), %s of memory, %s. Load average %s at the start and %s at the end:\n", m.cpus, m.cpuModel, m.memory, m.uname, m.loadStart, m.loadEnd)
 	fmt.Fprintf(&b, "  other work shares this machine, so these figures are preliminary.\n")
-	fmt.Fprintf(&b, "- Versions: Weir at commit %s (%s); Apache Kafka %s (broker `org.apache.kafka:kafka_2.13`, tools `org.apache.kafka:kafka-tools`, from Maven Central); %s.\n", m.commit, m.goVersion, kafkaVersion, m.java)
-	fmt.Fprintf(&b, "- %s records of %d B per measurement (shared evenly by its producers; in a fan-out workload, the topic's size, read whole by every group), %d round(s); %s; the run took %s.\n",
-		thousands(float64(h.cfg.records)), recordSize, h.cfg.rounds, warmUpNote(chosen, h.cfg.warmup), h.elapsed.Round(time.Second))
+	fmt.Fprintf(&b, "- Versions: Weir at commit %s (%s); Apache Kafka %s (broker `org.apache.kafka:kafka_2.13`, tools `org.apache.kafka:kafka-tools`, from Maven Central); Apache Flume 1.11.0 and Hadoop 3.5.0 (W4 to W6, `scripts/flume`, `scripts/hdfs-minicluster`, from Maven Central); %s.\n", m.commit, m.goVersion, kafkaVersion, m.java)
+	if note := warmUpNote(chosen, h.cfg.warmup); note != "" {
+		fmt.Fprintf(&b, "- W1 to W3: %s records of %d B per measurement (shared evenly by its producers; in a fan-out workload, the topic's size, read whole by every group), %d round(s); %s.\n",
+			thousands(float64(h.cfg.records)), recordSize, h.cfg.rounds, note)
+	}
+	if hasFlume(chosen) {
+		fmt.Fprintf(&b, "- W4 to W6 (against Apache Flume, measured by `scripts/benchflume`) set their own sizes, said under each; one round each.\n")
+	}
+	fmt.Fprintf(&b, "- The run took %s.\n", h.elapsed.Round(time.Second))
 	fmt.Fprintf(&b, "- Command: `make bench-compare` (`go run ./scripts/benchcompare%s`); every command it ran is listed under each workload.\n", h.flagsUsed())
 	plotRel := ""
 	if h.cfg.plots != "" && h.cfg.doc != "" {
@@ -185,6 +191,12 @@ func (h *harness) report(chosen []workload) string {
 		}
 	}
 	for _, w := range chosen {
+		if w.flume {
+			out := h.flume[w.id]
+			fmt.Fprintf(&b, "\n#### %s: %s\n\n%s\n", w.id, w.title, out.markdown)
+			fmt.Fprintf(&b, "\n<details><summary>%s: the exact command</summary>\n\n```sh\n%s\n```\n\nscripts/benchflume starts the agents itself: Flume through `scripts/flume/run.sh` (its configuration and log in the work directory, kept with `-flume-args -keep`), Weir as benchflume's own child modes.\n\n</details>\n", w.id, out.command)
+			continue
+		}
 		rows := h.rowsOf(w.id)
 		if w.consume {
 			fmt.Fprintf(&b, "\n#### %s: %s\n\n%s. %s\n\n", w.id, w.title, upperFirst(w.setup), fanOutNote)
@@ -248,6 +260,9 @@ func (h *harness) flagsUsed() string {
 	}
 	if h.cfg.only != "" {
 		f = append(f, "-only "+h.cfg.only)
+	}
+	if h.cfg.flumeArgs != "" {
+		f = append(f, "-flume-args "+shellQuote(h.cfg.flumeArgs))
 	}
 	if def := map[bool]int64{false: 300_000, true: 0}[h.cfg.quick]; h.cfg.warmup != def {
 		f = append(f, fmt.Sprintf("-warmup %d", h.cfg.warmup))
@@ -397,11 +412,24 @@ func spliceSection(doc, section string) (string, error) {
 	return doc[:i] + section + doc[end:], nil
 }
 
+// hasFlume reports whether a workload against Apache Flume is among chosen.
+func hasFlume(chosen []workload) bool {
+	for _, w := range chosen {
+		if w.flume {
+			return true
+		}
+	}
+	return false
+}
+
 // warmUpNote says which workloads were warmed up: the produce workloads are, with warmup
 // records; a fan-out workload's fill is its warm-up.
 func warmUpNote(chosen []workload, warmup int64) string {
 	var produce, consume []string
 	for _, w := range chosen {
+		if w.flume {
+			continue
+		}
 		if w.consume {
 			consume = append(consume, w.id)
 		} else {

@@ -24,9 +24,11 @@ const (
 	kafkaServerScript = "scripts/kafka-server/run.sh"
 	// kafkaVersion is the version in scripts/kafka-server/pom.xml and scripts/kafka-tools/pom.xml.
 	kafkaVersion = "4.4.0"
-	// weirPortBase: node i of Weir listens on weirPortBase+10*(i-1) and the three ports after
-	// it (client, cluster, gossip, Kafka); Apache Kafka uses scripts/kafka-server's 19092 on.
-	weirPortBase = 17700
+	// defaultWeirPort: node i of Weir listens on -weir-port+10*(i-1) and the three ports after
+	// it (client, cluster, gossip, Kafka); Apache Kafka on -kafka-port on (scripts/kafka-server's
+	// KAFKA_PORT, 19092 by default).
+	defaultWeirPort  = 17700
+	defaultKafkaPort = 19092
 	// startLimit bounds a system's start, topic creation included.
 	startLimit = 3 * time.Minute
 	// stopLimit is how long a stopping server may take before it is killed.
@@ -81,13 +83,13 @@ func (h *harness) startWeir(ctx context.Context, nodes int, sync string) (*clust
 		return errors.Join(errs...)
 	}
 	for i := 1; i <= nodes; i++ {
-		base := weirPortBase + 10*(i-1)
+		base := h.cfg.weirPort + 10*(i-1)
 		addr := func(off int) string { return fmt.Sprintf("127.0.0.1:%d", base+off) }
 		args := []string{h.weirBin, "node", "--id", fmt.Sprintf("n%d", i), "--data", filepath.Join(dir, fmt.Sprintf("n%d", i)),
 			"--listen", addr(1), "--http", "", "--cluster", addr(2), "--gossip", addr(3), "--kafka", addr(4),
 			"--sync", sync, "--log-level", "warn"}
 		if i > 1 {
-			args = append(args, "--join", fmt.Sprintf("127.0.0.1:%d", weirPortBase+3))
+			args = append(args, "--join", fmt.Sprintf("127.0.0.1:%d", h.cfg.weirPort+3))
 		}
 		h.note(args)
 		logf, err := os.Create(filepath.Join(dir, fmt.Sprintf("n%d.log", i)))
@@ -141,7 +143,7 @@ func (h *harness) startKafka(ctx context.Context, nodes int) (*cluster, error) {
 	defer logf.Close()
 	cmd := exec.Command(args[0], args[1:]...)
 	cmd.Dir = h.root
-	cmd.Env = append(os.Environ(), "TMPDIR="+h.work)
+	cmd.Env = append(os.Environ(), "TMPDIR="+h.work, fmt.Sprintf("KAFKA_PORT=%d", h.cfg.kafkaPort))
 	cmd.Stderr = logf
 	line := &firstLine{ch: make(chan string, 1)}
 	cmd.Stdout = line

@@ -21,7 +21,10 @@ type workload struct {
 	// consume: the rows are consumer fan-out rows (groups, no acks or latency), reported and
 	// plotted as such.
 	consume bool
-	run     func(ctx context.Context, h *harness) error
+	// flume: measured by scripts/benchflume against Apache Flume (flume.go); its subsection
+	// and figures are benchflume's.
+	flume bool
+	run   func(ctx context.Context, h *harness) error
 }
 
 // workloads are run in this order.
@@ -52,6 +55,24 @@ var workloads = []workload{
 		run: func(ctx context.Context, h *harness) error {
 			return h.fanOutComparison(ctx, fanOutSpec{workload: "W3", partitions: 6, groups: []int{1, 10}})
 		},
+	},
+	{
+		id:    "W4",
+		title: "a spike at ten times the consumer's rate, Weir against Apache Flume (HTTP in, HTTP out)",
+		flume: true,
+		run:   func(ctx context.Context, h *harness) error { return h.flumeWorkload(ctx, "W4") },
+	},
+	{
+		id:    "W5",
+		title: "tailing files into rolling files, Weir against Apache Flume",
+		flume: true,
+		run:   func(ctx context.Context, h *harness) error { return h.flumeWorkload(ctx, "W5") },
+	},
+	{
+		id:    "W6",
+		title: "topic to HDFS (a MiniDFSCluster), Weir's HDFS sink against Apache Flume's",
+		flume: true,
+		run:   func(ctx context.Context, h *harness) error { return h.flumeWorkload(ctx, "W6") },
 	},
 }
 

@@ -9,6 +9,11 @@
 //     consumer takes them; Weir (http source -> topic -> http sink) against Flume (http source ->
 //     memory channel or file channel -> HTTP sink). Resident memory every 250 ms, the latency of
 //     every request and the requests refused (Flume answers 503 when its channel is full).
+//   - W6, a topic into HDFS: W5's lines put once into a topic of an embedded node, then written
+//     into one MiniDFSCluster (scripts/hdfs-minicluster) by Weir (the node with an HDFS sink flow)
+//     and by Flume (its Kafka source reading the topic through a Weir node's Kafka listener ->
+//     file channel or memory channel -> HDFS sink); timed until every record is in a closed file,
+//     every file read back and checked (w6.go).
 //
 // Each agent is a process of its own: Flume through scripts/flume/run.sh (java -Xmx1g), Weir as
 // this program in a child mode (an embedded node with default settings). Every process started
@@ -18,8 +23,11 @@
 // Results go to a JSON-lines file ({"workload","system","variant","metric","value","unit"}),
 // to a section of docs/benchmarks.md between markers, and to PNG plots under docs/bench/.
 //
-//	go run ./scripts/benchflume -quick        # about 2 minutes: 50 MB, spikes of 10 s
-//	make bench-flume                          # 500 MB, spikes of 30 s
+//	go run ./scripts/benchflume -quick        # a few minutes: 50 MB (W5), 20 MB (W6), spikes of 10 s
+//	go run ./scripts/benchflume -only w6 -w6-mb 200
+//
+// `make bench-compare` (scripts/benchcompare) runs it for W4, W5 and W6 (-only wN), and puts
+// its figures and markdown into its own; `make bench-flume` is that for these three alone.
 package main
 
 import (
@@ -30,6 +38,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -38,13 +47,16 @@ import (
 // config is what the flags set.
 type config struct {
 	quick      bool
-	only       string // "", "w4" or "w5"
+	only       string // comma-separated: w4, w5, w6 (empty: all)
+	hdfsRun    string
+	w6MB       int
 	work       string
 	keep       bool
 	flumeRun   string
 	jsonOut    string
 	mdOut      string
 	plotDir    string
+	plotRef    string
 	w5MB       int
 	w5Files    int
 	stall      time.Duration
@@ -73,6 +85,7 @@ type bench struct {
 	self    string // this program, for the Weir children
 	results []result
 	w5in    w5Input
+	w6in    w5Input
 }
 
 func main() {
@@ -101,13 +114,16 @@ func run(ctx context.Context, args []string) error {
 	var c config
 	fl := flag.NewFlagSet("benchflume", flag.ContinueOnError)
 	fl.BoolVar(&c.quick, "quick", false, "a short run: 50 MB for W5, spikes of 10 s")
-	fl.StringVar(&c.only, "only", "", "run one workload: w4 or w5 (both by default)")
+	fl.StringVar(&c.only, "only", "", "comma-separated workloads to run: w4, w5, w6 (all by default)")
 	fl.StringVar(&c.work, "work", "", "working directory (default: a new one under $TMPDIR, removed at the end)")
 	fl.BoolVar(&c.keep, "keep", false, "keep the working directory (agent logs, configurations, outputs)")
 	fl.StringVar(&c.flumeRun, "flume", "scripts/flume/run.sh", "the script that fetches and runs Flume")
+	fl.StringVar(&c.hdfsRun, "hdfs", "scripts/hdfs-minicluster/run.sh", "W6: the script that builds and runs the MiniDFSCluster")
+	fl.IntVar(&c.w6MB, "w6-mb", 0, "W6: megabytes of records (default 500, 20 with -quick)")
 	fl.StringVar(&c.jsonOut, "json", "docs/bench/flume.jsonl", "JSON-lines results file (empty: none)")
 	fl.StringVar(&c.mdOut, "md", "docs/benchmarks.md", "markdown file whose benchflume section is replaced (empty: none)")
 	fl.StringVar(&c.plotDir, "plots", "docs/bench", "directory of the PNG plots (empty: none)")
+	fl.StringVar(&c.plotRef, "plot-ref", "bench", "the plots' directory as the markdown links name it (relative to the markdown file)")
 	fl.IntVar(&c.w5MB, "w5-mb", 0, "W5: megabytes of input (default 500, 50 with -quick)")
 	fl.IntVar(&c.w5Files, "w5-files", 4, "W5: input files")
 	fl.DurationVar(&c.stall, "stall", 60*time.Second, "W5: give up when no line arrived for this long")
@@ -126,20 +142,23 @@ func run(ctx context.Context, args []string) error {
 	if c.w5MB == 0 {
 		c.w5MB = map[bool]int{true: 50, false: 500}[c.quick]
 	}
+	if c.w6MB == 0 {
+		c.w6MB = map[bool]int{true: 20, false: 500}[c.quick]
+	}
 	if c.w4For == 0 {
 		c.w4For = map[bool]time.Duration{true: 10 * time.Second, false: 30 * time.Second}[c.quick]
 	}
-	if c.only != "" && c.only != "w4" && c.only != "w5" {
-		return fmt.Errorf("-only %q: want w4 or w5", c.only)
+	want, err := parseOnly(c.only)
+	if err != nil {
+		return err
 	}
-	if c.w4In <= 0 || c.w4Out <= 0 || c.w4Batch <= 0 || c.w5MB <= 0 || c.w5Files <= 0 {
-		return errors.New("-w4-in, -w4-out, -w4-batch, -w5-mb and -w5-files must be above 0")
+	if c.w4In <= 0 || c.w4Out <= 0 || c.w4Batch <= 0 || c.w5MB <= 0 || c.w5Files <= 0 || c.w6MB <= 0 {
+		return errors.New("-w4-in, -w4-out, -w4-batch, -w5-mb, -w5-files and -w6-mb must be above 0")
 	}
 	if c.flumeBatch < 1 || c.flumeBatch > 10000 {
 		return fmt.Errorf("-flume-batch %d: want 1 to 10000", c.flumeBatch)
 	}
 	b := &bench{cfg: c}
-	var err error
 	if b.self, err = os.Executable(); err != nil {
 		return err
 	}
@@ -164,19 +183,45 @@ func run(ctx context.Context, args []string) error {
 	env := describeMachine(args)
 	var w5runs []w5Run
 	var w4runs []w4Run
-	if c.only == "" || c.only == "w5" {
+	var w6runs []w6Run
+	if want["w5"] {
 		if w5runs, err = b.w5(ctx); err != nil {
 			return fmt.Errorf("W5: %w", err)
 		}
 	}
-	if c.only == "" || c.only == "w4" {
+	if want["w4"] {
 		if w4runs, err = b.w4(ctx); err != nil {
 			return fmt.Errorf("W4: %w", err)
 		}
 	}
+	if want["w6"] {
+		if w6runs, err = b.w6(ctx); err != nil {
+			return fmt.Errorf("W6: %w", err)
+		}
+	}
 	env.loadAfter = loadAvg()
 	env.finished = time.Now()
-	return b.report(env, w5runs, w4runs)
+	return b.report(env, w5runs, w4runs, w6runs)
+}
+
+// parseOnly reads -only: comma-separated workload ids (case does not matter); empty is all.
+func parseOnly(only string) (map[string]bool, error) {
+	all := []string{"w4", "w5", "w6"}
+	want := map[string]bool{}
+	if strings.TrimSpace(only) == "" {
+		for _, w := range all {
+			want[w] = true
+		}
+		return want, nil
+	}
+	for _, id := range strings.Split(only, ",") {
+		id = strings.ToLower(strings.TrimSpace(id))
+		if !slices.Contains(all, id) {
+			return nil, fmt.Errorf("-only: no workload %q (want w4, w5 or w6)", id)
+		}
+		want[id] = true
+	}
+	return want, nil
 }
 
 // logf prints progress on standard error.
@@ -192,13 +237,14 @@ func (b *bench) startWeir(mode, work string, args ...string) (*proc, error) {
 	return startProc("weir "+mode, filepath.Join(work, "agent.log"), nil, append([]string{b.self, mode}, args...)...)
 }
 
-// startFlume writes conf to work/agent.properties and starts the agent "a" with it.
-func (b *bench) startFlume(work, conf string) (*proc, error) {
+// startFlume writes conf to work/agent.properties and starts the agent "a" with it; env adds
+// to its environment (FLUME_JAVA_OPTS, say).
+func (b *bench) startFlume(work, conf string, env ...string) (*proc, error) {
 	path := filepath.Join(work, "agent.properties")
 	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
 		return nil, err
 	}
-	env := []string{"FLUME_HEAP=" + b.cfg.flumeHeap}
+	env = append([]string{"FLUME_HEAP=" + b.cfg.flumeHeap}, env...)
 	return startProc("flume", filepath.Join(work, "agent.log"), env, b.cfg.flumeRun, path, "a")
 }
 

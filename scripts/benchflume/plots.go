@@ -20,7 +20,7 @@ type series struct {
 }
 
 // writePlots draws the PNGs of the runs into dir and returns their file names.
-func writePlots(dir string, w5runs []w5Run, w4runs []w4Run) ([]string, error) {
+func writePlots(dir string, w5runs []w5Run, w4runs []w4Run, w6runs []w6Run) ([]string, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
@@ -71,7 +71,62 @@ func writePlots(dir string, w5runs []w5Run, w4runs []w4Run) ([]string, error) {
 			return names, err
 		}
 	}
+	if len(w6runs) > 0 {
+		if err := w6Bars(dir, "flume-w6-throughput.png", "flume-w6-cpu.png", w6runs); err != nil {
+			return names, err
+		}
+		names = append(names, "flume-w6-throughput.png", "flume-w6-cpu.png")
+	}
 	return names, nil
+}
+
+// w6Bars draws W6's MB/s, a bar per run, into dir/throughput and the CPU seconds per 100 MB
+// (the agent's, with the Weir node's that served Flume's Kafka source stacked on it) into
+// dir/cpu.
+func w6Bars(dir, throughput, cpu string, runs []w6Run) error {
+	var mbps, agent, node plotter.Values
+	var labels []string
+	for _, r := range runs {
+		mbps = append(mbps, r.mbps)
+		agent = append(agent, r.agentPer100MB)
+		node = append(node, r.cpuPer100MB-r.agentPer100MB)
+		labels = append(labels, r.system+"\n"+r.variant)
+	}
+	w := vg.Points(40)
+	p := plot.New()
+	p.Title.Text = "W6: topic to HDFS (MiniDFSCluster), throughput"
+	p.Y.Label.Text = "MB/s (higher is better)"
+	bars, err := plotter.NewBarChart(mbps, w)
+	if err != nil {
+		return err
+	}
+	bars.Color = plotutil.Color(0)
+	p.Add(bars)
+	p.NominalX(labels...)
+	if err := p.Save(9*vg.Inch, 4.5*vg.Inch, filepath.Join(dir, throughput)); err != nil {
+		return err
+	}
+	p = plot.New()
+	p.Title.Text = "W6: topic to HDFS, CPU seconds per 100 MB"
+	p.Y.Label.Text = "CPU s per 100 MB (lower is better)"
+	a, err := plotter.NewBarChart(agent, w)
+	if err != nil {
+		return err
+	}
+	a.Color = plotutil.Color(0)
+	n, err := plotter.NewBarChart(node, w)
+	if err != nil {
+		return err
+	}
+	n.Color = plotutil.Color(1)
+	n.StackOn(a)
+	p.Add(a, n)
+	p.Legend.Add("agent", a)
+	p.Legend.Add("Weir node serving Flume's Kafka source", n)
+	p.Legend.Top = true
+	p.NominalX(labels...)
+	p.Y.Max *= 1.3
+	return p.Save(9*vg.Inch, 4.5*vg.Inch, filepath.Join(dir, cpu))
 }
 
 func rssXYs(samples []rssSample) plotter.XYs {

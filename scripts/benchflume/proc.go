@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -35,15 +36,21 @@ func startProc(name, logPath string, env []string, args ...string) (*proc, error
 	cmd := exec.Command(args[0], args[1:]...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.Env = append(os.Environ(), env...)
+	return launch(name, cmd, logf)
+}
+
+// launch starts cmd in a process group of its own, killed if this program dies; closer (its
+// log) is closed once it has exited.
+func launch(name string, cmd *exec.Cmd, closer io.Closer) (*proc, error) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
-		logf.Close()
+		closer.Close()
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	p := &proc{name: name, cmd: cmd, started: time.Now(), done: make(chan struct{})}
 	go func() {
 		p.err = cmd.Wait()
-		logf.Close()
+		closer.Close()
 		close(p.done)
 	}()
 	return p, nil

@@ -77,7 +77,7 @@ func describeMachine(args []string) machine {
 }
 
 // report writes the JSON lines, the plots and the markdown section.
-func (b *bench) report(env machine, w5runs []w5Run, w4runs []w4Run) error {
+func (b *bench) report(env machine, w5runs []w5Run, w4runs []w4Run, w6runs []w6Run) error {
 	if p := b.cfg.jsonOut; p != "" {
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 			return err
@@ -97,13 +97,13 @@ func (b *bench) report(env machine, w5runs []w5Run, w4runs []w4Run) error {
 	var plots []string
 	if dir := b.cfg.plotDir; dir != "" {
 		var err error
-		if plots, err = writePlots(dir, w5runs, w4runs); err != nil {
+		if plots, err = writePlots(dir, w5runs, w4runs, w6runs); err != nil {
 			return err
 		}
 		b.logf("plots in %s", dir)
 	}
 	if p := b.cfg.mdOut; p != "" {
-		if err := replaceSection(p, b.markdown(env, w5runs, w4runs, plots)); err != nil {
+		if err := replaceSection(p, b.markdown(env, w5runs, w4runs, w6runs, plots)); err != nil {
 			return err
 		}
 		b.logf("section written in %s", p)
@@ -130,11 +130,11 @@ func (b *bench) cell(workload, system, variant, metric, format string) string {
 }
 
 // markdown is the section of docs/benchmarks.md.
-func (b *bench) markdown(env machine, w5runs []w5Run, w4runs []w4Run, plots []string) string {
+func (b *bench) markdown(env machine, w5runs []w5Run, w4runs []w4Run, w6runs []w6Run, plots []string) string {
 	var s strings.Builder
 	p := func(format string, args ...any) { fmt.Fprintf(&s, format+"\n", args...) }
 	p(mdBegin)
-	p("## Apache Flume as a peer: W5 (tail to rolling files) and W4 (spike) (issue 8)")
+	p("## Apache Flume as a peer: W5 (tail to rolling files), W4 (spike) and W6 (topic to HDFS) (issue 8)")
 	p("")
 	p("Written by `%s` (`make bench-flume` runs the full size). **Preliminary**: the machine is a", env.command)
 	p("shared 2-core VM on which other work ran at the same time (load average below), so figures")
@@ -189,7 +189,7 @@ func (b *bench) markdown(env machine, w5runs []w5Run, w4runs []w4Run, plots []st
 		p("")
 		for _, name := range plots {
 			if strings.Contains(name, "w5") {
-				p("![%s](bench/%s)", name, name)
+				p("![%s](%s/%s)", name, b.cfg.plotRef, name)
 			}
 		}
 		p("")
@@ -234,7 +234,7 @@ func (b *bench) markdown(env machine, w5runs []w5Run, w4runs []w4Run, plots []st
 		p("| system | buffer | offered | accepted | refused (503) | no answer | latency p50 | p99 | max | consumed | CPU s | RSS idle | RSS peak | RSS at end |")
 		p("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 		for _, r := range w4runs {
-			p("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |", r.system, r.variant,
+			p("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |", r.system, r.variant,
 				b.cell("W4", r.system, r.variant, "offered", "%.0f/s"),
 				b.cell("W4", r.system, r.variant, "accepted", "%.0f"),
 				b.cell("W4", r.system, r.variant, "refused", "%.0f"),
@@ -251,10 +251,13 @@ func (b *bench) markdown(env machine, w5runs []w5Run, w4runs []w4Run, plots []st
 		p("")
 		for _, name := range plots {
 			if strings.Contains(name, "w4") {
-				p("![%s](bench/%s)", name, name)
+				p("![%s](%s/%s)", name, b.cfg.plotRef, name)
 			}
 		}
 		p("")
+	}
+	if len(w6runs) > 0 {
+		b.markdownW6(p, w6runs, plots)
 	}
 	p("Commands (the first fetches Flume with Maven into `~/.cache/weir/flume`, once):")
 	p("")
@@ -264,6 +267,69 @@ func (b *bench) markdown(env machine, w5runs []w5Run, w4runs []w4Run, plots []st
 	p("```")
 	p(mdEnd)
 	return s.String()
+}
+
+// markdownW6 writes W6's part of the section.
+func (b *bench) markdownW6(p func(string, ...any), runs []w6Run, plots []string) {
+	in := b.w6in
+	p("### W6: topic to HDFS")
+	p("")
+	p("%d records, W5's lines of 100 to 200 bytes (%.1f MB with their newlines), put once (not timed) into a", in.lines, float64(in.bytes)/1e6)
+	p("topic of %d partitions of an embedded Weir node, then written into one MiniDFSCluster", w6Partitions)
+	p("(`scripts/hdfs-minicluster/run.sh`: Hadoop 3.5.0, one DataNode, 128 MiB blocks) by each agent in")
+	p("turn, each into a directory of its own. Timed from the agent's process start until every record")
+	p("is in a closed HDFS file; then every file is read back from HDFS and each line checked by its")
+	p("sequence number (lost, doubled). MB/s counts the lines' bytes with their newlines, as in W5 (what lands in HDFS).")
+	p("")
+	p("- Weir `hdfs-sink`: one process, an embedded node (default settings) on a copy of the filled")
+	p("  data with an HDFS sink flow (text, one file per partition, rolled at 128 MiB or after %v", w6Idle)
+	p("  without records). Done when the sink group's lag is 0: the sink commits a partition's offset")
+	p("  only once its file is closed and renamed.")
+	p("- Flume `kafka-source-*`: Flume 1.11.0's Kafka source (kafka-clients 2.7.2, batches of %d) reads", w6Batch)
+	p("  the same topic through the Kafka listener of an embedded Weir node (a process of its own) →")
+	p("  file channel (defaults: fsync at each commit) or memory channel (capacity 100,000) → HDFS")
+	p("  sink (`DataStream`, text, batches of %d, rolled at 128 MiB or after %v idle, Hadoop 3.5.0's", w6Batch, w6Idle)
+	p("  shaded client). Done when its sink has drained every event (Flume's HTTP monitoring) and no")
+	p("  in-use `.tmp` file is left. Flume's CPU and RSS are the JVM's; the Weir node that served the")
+	p("  Kafka source is reported beside them (node CPU) and in the total.")
+	p("- CPU s per 100 MB: CPU time (user and system, from /proc) per 100 MB of input; for the")
+	p("  agent from its process start (JVM start and JIT included) to the end of the run. The")
+	p("  MiniDFSCluster's own CPU is in neither.")
+	p("- Time to first record: from the agent's start until its first file is in HDFS (Weir: an")
+	p("  in-progress file; Flume: a `.tmp` file, or an event drained by its sink): the start and,")
+	p("  for Flume, the Kafka group join. MB/s after the first record leaves that time out.")
+	p("- The progress lines count records done: for Weir those committed, which happens as each")
+	p("  file closes (at 128 MiB or when the topic is drained), so Weir's count jumps at the end.")
+	p("")
+	p("| system | path | MB/s | records/s | MB/s after the first record | time | time to first record | files | lost | doubled | agent CPU s per 100 MB | node CPU s per 100 MB | total CPU s per 100 MB | RSS peak | RSS mean | node RSS peak |")
+	p("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+	for _, r := range runs {
+		p("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |", r.system, r.variant,
+			b.cell("W6", r.system, r.variant, "throughput", "**%.1f**"),
+			b.cell("W6", r.system, r.variant, "throughput_records", "%.0f"),
+			b.cell("W6", r.system, r.variant, "throughput_after_first_record", "%.1f"),
+			b.cell("W6", r.system, r.variant, "time_to_all_records", "%.1f s"),
+			b.cell("W6", r.system, r.variant, "time_to_first_record", "%.1f s"),
+			b.cell("W6", r.system, r.variant, "files", "%.0f"),
+			b.cell("W6", r.system, r.variant, "records_lost", "%.0f"),
+			b.cell("W6", r.system, r.variant, "records_doubled", "%.0f"),
+			b.cell("W6", r.system, r.variant, "cpu_per_100mb", "%.1f"),
+			b.cell("W6", r.system, r.variant, "node_cpu_per_100mb", "%.1f"),
+			b.cell("W6", r.system, r.variant, "total_cpu_per_100mb", "**%.1f**"),
+			b.cell("W6", r.system, r.variant, "rss_peak", "%.0f MiB"),
+			b.cell("W6", r.system, r.variant, "rss_mean", "%.0f MiB"),
+			b.cell("W6", r.system, r.variant, "node_rss_peak", "%.0f MiB"))
+		if r.stalled {
+			p("| | (stalled: no progress for %v, %d of %d records) | | | | | | | | | | | | | | |", b.cfg.stall, r.delivered, in.lines)
+		}
+	}
+	p("")
+	for _, name := range plots {
+		if strings.Contains(name, "w6") {
+			p("![%s](%s/%s)", name, b.cfg.plotRef, name)
+		}
+	}
+	p("")
 }
 
 // replaceSection puts section in place of the old one in path, or at its end.

@@ -17,6 +17,7 @@ import (
 
 	"github.com/weirhq/weir/client"
 	"github.com/weirhq/weir/cluster/wire"
+	"github.com/weirhq/weir/scripts/internal/progress"
 	"github.com/weirhq/weir/storage"
 )
 
@@ -346,7 +347,12 @@ func (b *bench) runW4(ctx context.Context, a w4Agent) (w4Run, error) {
 			}
 		}
 	}()
+	// The progress line counts the events answered (accepted or refused) against those offered.
+	offered := int64(float64(b.cfg.w4In) * b.cfg.w4For.Seconds())
+	meter := progress.Start(os.Stderr, fmt.Sprintf("W4 %s %s (events answered)", system, variant), offered,
+		func() (int64, bool) { return accepted.Load() + refused.Load(), true })
 	r.requests = load(ctx, send, b.cfg.w4In, b.cfg.w4Batch, b.cfg.w4For, &accepted, &refused)
+	meter.Stop()
 	r.consumed, r.ran = cons.taken.Load(), time.Since(began)
 	if cpu, err := readCPU(p.pid()); err == nil {
 		r.cpu = cpu - cpu0

@@ -10,8 +10,11 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/weirhq/weir/scripts/internal/progress"
 )
 
 // W5: tailing files into rolling files. The input is generated once: lines of 100 to 200 bytes,
@@ -151,40 +154,54 @@ func checkW5(dir string, total int64) (w5Check, error) {
 		if err != nil {
 			return c, err
 		}
-		r := bufio.NewReaderSize(f, 1<<20)
-		for {
-			line, err := r.ReadSlice('\n')
-			if len(line) > 0 {
-				i := bytes.Index(line, []byte("seq="))
-				var seq int64 = -1
-				if i >= 0 && len(line) >= i+14 {
-					if v, err := strconv.ParseInt(string(line[i+4:i+14]), 10, 64); err == nil && v < total {
-						seq = v
-					}
-				}
-				if seq < 0 {
-					c.garbled++
-				} else if seen[seq]++; seen[seq] > 1 {
-					c.doubled++
-					seen[seq] = 2 // no wrap-around
+		err = checkLines(f, seen, &c)
+		f.Close()
+		if err != nil {
+			return c, err
+		}
+	}
+	c.countLost(seen)
+	return c, nil
+}
+
+// checkLines reads the lines of r, marks each sequence number in seen and counts in c the
+// lines seen more than once and those without a valid number (W5's and W6's lines).
+func checkLines(r io.Reader, seen []uint8, c *w5Check) error {
+	br := bufio.NewReaderSize(r, 1<<20)
+	total := int64(len(seen))
+	for {
+		line, err := br.ReadSlice('\n')
+		if len(line) > 0 {
+			i := bytes.Index(line, []byte("seq="))
+			var seq int64 = -1
+			if i >= 0 && len(line) >= i+14 {
+				if v, err := strconv.ParseInt(string(line[i+4:i+14]), 10, 64); err == nil && v < total {
+					seq = v
 				}
 			}
-			if err == io.EOF {
-				break
-			}
-			if err != nil && err != bufio.ErrBufferFull {
-				f.Close()
-				return c, err
+			if seq < 0 {
+				c.garbled++
+			} else if seen[seq]++; seen[seq] > 1 {
+				c.doubled++
+				seen[seq] = 2 // no wrap-around
 			}
 		}
-		f.Close()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil && err != bufio.ErrBufferFull {
+			return err
+		}
 	}
+}
+
+// countLost counts the sequence numbers never seen.
+func (c *w5Check) countLost(seen []uint8) {
 	for _, s := range seen {
 		if s == 0 {
 			c.lost++
 		}
 	}
-	return c, nil
 }
 
 // flumeW5Conf is the agent "a": TAILDIR -> channel -> file_roll, batches of batch events at the
@@ -254,6 +271,9 @@ func runW5(ctx context.Context, b *bench, in w5Input, system, variant string, st
 	defer p.stop(30 * time.Second)
 	rss := sampleRSS(p.pid(), 250*time.Millisecond)
 	counter := newLineCounter(out)
+	var done atomic.Int64
+	meter := progress.Start(os.Stderr, fmt.Sprintf("W5 %s %s (lines)", system, variant), in.lines, func() (int64, bool) { return done.Load(), true })
+	defer meter.Stop()
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
 	last, lastAt := int64(0), time.Now()
@@ -269,6 +289,7 @@ func runW5(ctx context.Context, b *bench, in w5Input, system, variant string, st
 			return r, fmt.Errorf("%s %s exited during the run (%v): see %s", system, variant, p.err, filepath.Join(work, "agent.log"))
 		}
 		r.delivered = counter.update()
+		done.Store(r.delivered)
 		now := time.Since(p.started)
 		r.progress = append(r.progress, rssSample{At: now, Bytes: r.delivered})
 		if r.delivered > 0 && r.first == 0 {
@@ -282,6 +303,7 @@ func runW5(ctx context.Context, b *bench, in w5Input, system, variant string, st
 			break
 		}
 	}
+	meter.Stop()
 	// A moment for any line written twice to land, then stop: the agents finish their files.
 	time.Sleep(time.Second)
 	r.cpu, _ = readCPU(p.pid())
