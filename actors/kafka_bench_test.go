@@ -45,6 +45,8 @@ func BenchmarkKafkaToWeir(b *testing.B) {
 
 // BenchmarkKafkaProduce sends acks=all produce requests of 3 partitions × 150 records of 100 B
 // on one connection, 5 in flight (the Java producer's default), to a node that does not fsync.
+// Its allocations are almost all the node's (the client loop reuses its buffers):
+// 173 KB and 177 allocations before produce frames were reused, 115 KB and 166 after.
 func BenchmarkKafkaProduce(b *testing.B) {
 	cfg := NodeConfig{DataDir: b.TempDir(), ClientAddr: "127.0.0.1:0", KafkaAddr: "127.0.0.1:0"}
 	cfg.Log = storage.DefaultConfig()
@@ -68,6 +70,7 @@ func BenchmarkKafkaProduce(b *testing.B) {
 	defer c.Close()
 	slots := make(chan struct{}, 5)
 	done := make(chan error, 1)
+	b.ReportAllocs()
 	b.ResetTimer()
 	go func() {
 		r := bufio.NewReader(c)
