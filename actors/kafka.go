@@ -60,10 +60,16 @@ const (
 var kafkaWriteTimeout = kafkaIdleTimeout
 
 // readFrame reads a request body of n bytes; a large one is read into a buffer that grows as
-// the bytes arrive, so that a size announced and not sent costs nothing.
+// the bytes arrive, so that a size announced and not sent costs nothing. A frame of at most
+// maxPooledFrame bytes is read into a buffer from kafkaFrames when it has one large enough.
 func readFrame(r io.Reader, n int) ([]byte, error) {
-	if n <= 1<<20 {
-		b := make([]byte, n)
+	if n <= maxPooledFrame {
+		var b []byte
+		if p, ok := kafkaFrames.Get().(*[]byte); ok && cap(*p) >= n {
+			b = (*p)[:n]
+		} else {
+			b = make([]byte, n)
+		}
 		_, err := io.ReadFull(r, b)
 		return b, err
 	}
@@ -72,6 +78,23 @@ func readFrame(r io.Reader, n int) ([]byte, error) {
 		return nil, err
 	}
 	return buf.Bytes(), nil
+}
+
+// kafkaFrames holds the frames of produce requests served: a produce copies the records it
+// keeps into Weir batches before the next request is read, so its frame is read into again
+// (a 6-partition request of the Java producer's 16 KiB batches is 100 KiB, as much again as the
+// batches it converts to). Frames of other requests are not put back: their decoded requests
+// may keep slices of them (a group member's metadata, a fetch in its goroutine).
+var kafkaFrames sync.Pool
+
+// maxPooledFrame bounds the frames read into pooled buffers (a larger one grows as it arrives).
+const maxPooledFrame = 1 << 20
+
+// reuseFrame puts a produce request's frame back into kafkaFrames once it was served.
+func reuseFrame(b []byte) {
+	if cap(b) <= maxPooledFrame {
+		kafkaFrames.Put(&b)
+	}
 }
 
 // kafkaAPIs are the APIs and versions served: the version ranges the clients of issue 7 use,
@@ -300,6 +323,10 @@ func (k *kafkaListener) serve(c net.Conn) {
 			return
 		}
 		p, err := k.handle(body, st, quit, &reqs)
+		if int16(binary.BigEndian.Uint16(body)) == int16(kmsg.Produce) {
+			// Served up to its wait: the batches it sends were copied out of the frame.
+			reuseFrame(body)
+		}
 		held := st.held
 		st.held = 0
 		if err != nil {
