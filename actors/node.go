@@ -39,6 +39,10 @@ type NodeConfig struct {
 	KafkaAddr      string
 	KafkaAdvertise string
 	KafkaSecurity  KafkaSecurity
+	// KafkaFetchMemory bounds the bytes that the Kafka listener's fetches read and hold in
+	// their answers until written, over all connections (DefaultKafkaFetchMemory if 0 or
+	// less): a fetch reads less, or waits, when the rest is in use (docs/kafka.md).
+	KafkaFetchMemory int
 	// HTTPAddr serves /metrics (Prometheus text) and /healthz; empty: none.
 	HTTPAddr string
 	// Profiling also serves Go's runtime profiles under /debug/pprof/ at HTTPAddr (off by
@@ -132,6 +136,9 @@ func StartNode(cfg NodeConfig) (*Node, error) {
 	if cfg.NodeID == "" {
 		cfg.NodeID = "node-1"
 	}
+	if cfg.KafkaFetchMemory <= 0 {
+		cfg.KafkaFetchMemory = DefaultKafkaFetchMemory
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -197,7 +204,7 @@ func StartNode(cfg NodeConfig) (*Node, error) {
 		n.server = s
 	}
 	if cfg.KafkaAddr != "" {
-		k, err := newKafkaListener(n, cfg.KafkaAddr, cfg.Server, cfg.KafkaSecurity)
+		k, err := newKafkaListener(n, cfg.KafkaAddr, cfg.Server, cfg.KafkaSecurity, cfg.KafkaFetchMemory)
 		if err != nil {
 			n.Close()
 			return nil, err
