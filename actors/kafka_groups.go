@@ -44,6 +44,18 @@ type kafkaAssigned struct {
 	parts      []wire.TopicPartitions
 }
 
+// forgetGroup drops what the members of group were given: its coordinator stopped, idle,
+// so none of them is a member any more.
+func (a *kafkaAssignments) forgetGroup(group string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for k := range a.m {
+		if strings.HasPrefix(k, group+"\x00") {
+			delete(a.m, k)
+		}
+	}
+}
+
 func groupCode(e *wire.Error) int16 {
 	if e == nil {
 		return 0

@@ -522,6 +522,9 @@ type rootActor struct {
 	n            *Node
 	running      map[string]*topicEntry
 	coordinators map[string]bool // groups whose coordinator this root spawned
+	// generations are the last generations of groups whose coordinator stopped for being idle
+	// (with a generation), for their next coordinator.
+	generations  map[string]int32
 	gcDone       bool
 	ticker       *ticker
 	orphanChecks map[string]bool       // partitions ("topic/p") being checked (rebalance.go)
@@ -633,7 +636,7 @@ func (a *rootActor) Receive(ctx actor.Context) {
 		name := "group/" + m.Group
 		if !a.coordinators[m.Group] {
 			n.sup.forget(rootName + "/" + name)
-			if _, err := ctx.SpawnNamed(n.props(newCoordinatorProps(n, m.Group, n.cfg.Coordinator)), name); err != nil {
+			if _, err := ctx.SpawnNamed(n.props(newCoordinatorProps(n, m.Group, n.cfg.Coordinator, a.generations[m.Group])), name); err != nil {
 				// ErrNameExists: a coordinator that stopped itself has not finished stopping.
 				ctx.Respond(&ProduceReply{Err: wire.Errorf(wire.CodeUnavailable, "group %s: %v", m.Group, err)})
 				return
@@ -646,6 +649,24 @@ func (a *rootActor) Receive(ctx actor.Context) {
 		ctx.Respond(&spawnReply{})
 	case *coordinatorStopped:
 		delete(a.coordinators, m.group)
+	case *coordinatorIdle:
+		if !a.coordinators[m.group] {
+			return
+		}
+		// Stopped before the next request for the group is handled here, so that the name is
+		// free for the coordinator that request starts.
+		delete(a.coordinators, m.group)
+		ctx.StopFuture(m.pid).Wait()
+		if m.generation > 0 {
+			if a.generations == nil {
+				a.generations = map[string]int32{}
+			}
+			a.generations[m.group] = m.generation
+		}
+		n.forgetCoordinator(m.group)
+		if n.kafka != nil {
+			n.kafka.assigned.forgetGroup(m.group)
+		}
 	case *ListCoordinators:
 		resp := &GroupList{}
 		for g := range a.coordinators {
