@@ -142,3 +142,33 @@ func TestKafkaRepeatedNamesBounded(t *testing.T) {
 		t.Fatalf("committed: %+v, want offset 19999 of rn/0", res)
 	}
 }
+
+// TestKafkaCommitUnknownPartition: an offset for a partition the topic does not have is refused
+// (UNKNOWN_TOPIC_OR_PARTITION, as Kafka answers it) and not kept: __offsets kept every such
+// offset for ever, so commits naming many partitions grew it without bound. As for a topic that
+// does not exist, the whole commit is refused (Kafka would take the request's other partitions).
+func TestKafkaCommitUnknownPartition(t *testing.T) {
+	n := startKafkaNode(t, "cu", 2)
+	oc := kmsg.NewPtrOffsetCommitRequest()
+	oc.Version, oc.Group, oc.Generation = 8, "g", -1
+	oct := kmsg.NewOffsetCommitRequestTopic()
+	oct.Topic = "cu"
+	for _, p := range []int32{1, 2, 1_000_000} {
+		ocp := kmsg.NewOffsetCommitRequestTopicPartition()
+		ocp.Partition, ocp.Offset = p, 7
+		oct.Partitions = append(oct.Partitions, ocp)
+	}
+	oc.Topics = append(oc.Topics, oct)
+	for _, p := range n.kafka.offsetCommit(oc).Topics[0].Partitions {
+		if p.ErrorCode != kafkaUnknownTopic {
+			t.Errorf("partition %d: error %d, want UNKNOWN_TOPIC_OR_PARTITION (3)", p.Partition, p.ErrorCode)
+		}
+	}
+	res, e := n.ask(n.internalPID("offsets"), &FetchOffsets{Group: "g"})
+	if e != nil {
+		t.Fatal(e)
+	}
+	if fr := res.(*wire.FetchCommitResponse); len(fr.Offsets) != 0 {
+		t.Fatalf("offsets kept: %+v", fr.Offsets)
+	}
+}

@@ -613,8 +613,14 @@ func (s *Server) group(f wire.Frame) answer {
 			return answered(&wire.AdminResponse{Err: wire.AsError(err)})
 		}
 		for _, o := range req.Offsets {
-			if _, ok := s.n.Topic(o.Topic); !ok {
+			tm, ok := s.n.Topic(o.Topic)
+			if !ok {
 				return answered(&wire.AdminResponse{Err: wire.Errorf(wire.CodeUnknownTopic, "commit: topic %q does not exist", o.Topic)})
+			}
+			// Nor a partition the topic does not have: __offsets would keep its offset for
+			// ever, so that commits naming a million of them grew every node's offsets table.
+			if o.Partition < 0 || o.Partition >= tm.Partitions {
+				return answered(&wire.AdminResponse{Err: wire.Errorf(wire.CodeUnknownPartition, "commit: topic %q has no partition %d", o.Topic, o.Partition)})
 			}
 			if o.Offset < 0 {
 				return answered(&wire.AdminResponse{Err: wire.Errorf(wire.CodeInvalidRequest, "commit: negative offset %d for %s/%d", o.Offset, o.Topic, o.Partition)})
