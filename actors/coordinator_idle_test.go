@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/asynkron/protoactor-go/actor"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/weirhq/weir/storage"
@@ -119,5 +120,28 @@ func TestCoordinatorStopsWhenIdle(t *testing.T) {
 	}
 	if got := running(); len(got) != 1 || got[0] != "g" {
 		t.Fatalf("running after a join: %v", got)
+	}
+}
+
+// TestGroupRequestFindsStoppedCoordinatorAgain: a request to a coordinator this node remembers
+// but which stopped (idle on the node leading __offsets, which may be another node) finds the
+// group's coordinator again and is served, instead of failing with COORDINATOR_NOT_AVAILABLE.
+func TestGroupRequestFindsStoppedCoordinatorAgain(t *testing.T) {
+	n := startKafkaNode(t, "cs", 1)
+	root, err := n.groupsRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// What coordinatorFor remembers for a group whose coordinator is not running.
+	n.mu.Lock()
+	if n.groups == nil {
+		n.groups = map[string]knownCoordinator{}
+	}
+	n.groups["g"] = knownCoordinator{pid: actor.NewPID(root.Address, rootName+"/group/g")}
+	n.mu.Unlock()
+	hb := kmsg.NewPtrHeartbeatRequest()
+	hb.Version, hb.Group, hb.MemberID = 4, "g", "nobody"
+	if code := n.kafka.heartbeat(hb).ErrorCode; code != kafkaUnknownMemberID {
+		t.Fatalf("heartbeat to a stopped coordinator: error %d, want UNKNOWN_MEMBER_ID (25) from a new one", code)
 	}
 }
