@@ -28,6 +28,10 @@ type CoordinatorConfig struct {
 	MaxSessionTimeout     time.Duration
 	// TickInterval is how often sessions are checked.
 	TickInterval time.Duration
+	// IdleTimeout is how long a coordinator with no members and no rebalance waits for a
+	// request before it stops (its committed offsets stay in __offsets; the next request
+	// starts it again). One minute by default.
+	IdleTimeout time.Duration
 }
 
 func (c *CoordinatorConfig) defaults() {
@@ -48,6 +52,9 @@ func (c *CoordinatorConfig) defaults() {
 	}
 	if c.TickInterval <= 0 {
 		c.TickInterval = 100 * time.Millisecond
+	}
+	if c.IdleTimeout <= 0 {
+		c.IdleTimeout = time.Minute
 	}
 }
 
@@ -94,6 +101,14 @@ type member struct {
 // in memory: after a restart, members learn from their next heartbeat that they are unknown and
 // join again, and resume from the offsets committed in __offsets, which the coordinator forwards
 // commits to.
+//
+// A coordinator with no members and no rebalance that had no request for IdleTimeout asks its
+// node's root to stop it (coordinatorIdle), so that a node does not keep one actor, and its
+// ticks, for every group name ever used. It holds nothing then but its generation, which the
+// root keeps for the group's next coordinator (so generations keep increasing); the next
+// request for the group starts one (EnsureCoordinator). A request that reaches it while it
+// stops is answered as one for a coordinator that moved (retriable: COORDINATOR_NOT_AVAILABLE,
+// or REBALANCE_IN_PROGRESS for a join).
 type coordinator struct {
 	n     *Node
 	group string
@@ -109,6 +124,10 @@ type coordinator struct {
 	// for company. Any other rebalance completes as soon as every member has joined.
 	firstJoin bool
 	stopTick  *ticker
+	// lastActive is when the coordinator last had a request; retiring is set once it asked
+	// the root to stop it for being idle.
+	lastActive time.Time
+	retiring   bool
 	// elsewhere counts the ticks in a row at which another node led __offsets: the coordinator
 	// then stops (its members rejoin the new leader's coordinator).
 	elsewhere int
@@ -117,21 +136,37 @@ type coordinator struct {
 // coordinatorStopped tells the root that a group's coordinator stopped itself.
 type coordinatorStopped struct{ group string }
 
+// coordinatorIdle asks the root to stop a group's coordinator, idle for IdleTimeout, and keep
+// its generation for the next one.
+type coordinatorIdle struct {
+	group      string
+	pid        *actor.PID
+	generation int32
+}
+
 // coordinatorMovedTicks is how many ticks in a row another node must lead __offsets before a
 // coordinator on this node stops.
 const coordinatorMovedTicks = 10
 
-func newCoordinatorProps(n *Node, group string, cfg CoordinatorConfig) *actor.Props {
+// newCoordinatorProps makes a group's coordinator, whose first generation follows generation
+// (that of the group's last coordinator on this node, 0 if none).
+func newCoordinatorProps(n *Node, group string, cfg CoordinatorConfig, generation int32) *actor.Props {
 	cfg.defaults()
 	return actor.PropsFromProducer(func() actor.Actor {
-		return &coordinator{n: n, group: group, cfg: cfg, fault: n.fault("group")}
+		return &coordinator{n: n, group: group, cfg: cfg, fault: n.fault("group"), generation: generation}
 	})
 }
 
 func (c *coordinator) Receive(ctx actor.Context) {
+	switch ctx.Message().(type) {
+	case tick, actor.SystemMessage, actor.AutoReceiveMessage:
+	default:
+		c.lastActive = time.Now()
+	}
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
 		c.members = map[string]*member{}
+		c.lastActive = time.Now()
 		c.stopTick = startTicker(ctx.ActorSystem(), ctx.Self(), c.cfg.TickInterval, tick{})
 	case *actor.Stopping, *actor.Restarting:
 		c.stopTick.stop()
@@ -419,6 +454,11 @@ func (c *coordinator) onTick(ctx actor.Context) {
 		}
 	}
 	c.maybeComplete(ctx)
+	if !c.retiring && len(c.members) == 0 && !c.rebalancing && now.Sub(c.lastActive) >= c.cfg.IdleTimeout {
+		c.retiring = true
+		c.n.logger.Debug("group coordinator stops: idle", "group", c.group, "idle", now.Sub(c.lastActive))
+		ctx.Send(ctx.Parent(), &coordinatorIdle{group: c.group, pid: ctx.Self(), generation: c.generation})
+	}
 }
 
 func newMemberID() string {
@@ -448,6 +488,9 @@ func (n *Node) forgetCoordinator(group string) {
 	defer n.mu.Unlock()
 	delete(n.groups, group)
 }
+
+// maxKnownCoordinators bounds the coordinators a node remembers (coordinatorFor).
+const maxKnownCoordinators = 4096
 
 // knownCoordinator is the coordinator coordinatorFor found for a group, and where: the boot of
 // its node and the count of __offsets leaders this node had seen.
@@ -508,6 +551,14 @@ func (n *Node) coordinatorFor(group string) (*actor.PID, error) {
 	n.mu.Lock()
 	if n.groups == nil {
 		n.groups = map[string]knownCoordinator{}
+	}
+	if _, ok := n.groups[group]; !ok && len(n.groups) >= maxKnownCoordinators {
+		// A node that relays requests for many groups' names (the coordinators run on another
+		// node, which stops them when idle) forgets one: it is asked for again when used.
+		for g := range n.groups {
+			delete(n.groups, g)
+			break
+		}
 	}
 	n.groups[group] = knownCoordinator{at: at, pid: pid}
 	n.mu.Unlock()

@@ -155,13 +155,14 @@ type kafkaListener struct {
 
 	assigned kafkaAssignments // consumer groups: each member's share, for its SyncGroup
 	sec      KafkaSecurity
+	fetchMem *fetchMemory // the bytes fetches read and hold until answered, over all connections
 
 	mu    sync.Mutex
 	conns map[net.Conn]struct{}
 	wg    sync.WaitGroup
 }
 
-func newKafkaListener(n *Node, addr string, cfg ServerConfig, sec KafkaSecurity) (*kafkaListener, error) {
+func newKafkaListener(n *Node, addr string, cfg ServerConfig, sec KafkaSecurity, fetchMemory int) (*kafkaListener, error) {
 	cfg.defaults()
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -170,7 +171,8 @@ func newKafkaListener(n *Node, addr string, cfg ServerConfig, sec KafkaSecurity)
 	if sec.TLS != nil {
 		ln = tls.NewListener(ln, sec.TLS)
 	}
-	k := &kafkaListener{n: n, srv: &Server{n: n, cfg: cfg}, ln: ln, logger: n.logger.With("listener", "kafka"), conns: map[net.Conn]struct{}{}, sec: sec}
+	k := &kafkaListener{n: n, srv: &Server{n: n, cfg: cfg}, ln: ln, logger: n.logger.With("listener", "kafka"), conns: map[net.Conn]struct{}{}, sec: sec,
+		fetchMem: newFetchMemory(fetchMemory)}
 	k.wg.Add(1)
 	go k.accept()
 	return k, nil
@@ -510,15 +512,15 @@ func (k *kafkaListener) handle(frame []byte, st *kafkaConn, quit <-chan struct{}
 			return nil, errors.New("connection closed")
 		}
 	}
-	resp, later, poll, err := k.start(frame, st, quit)
+	resp, later, fetch, err := k.start(frame, st, quit)
 	switch {
 	case err != nil:
 		return nil, err
 	case resp != nil:
 		return &kafkaPending{done: kafkaReady, resp: resp}, nil
-	case later == nil:
+	case later == nil && fetch == nil:
 		return nil, nil
-	case !poll:
+	case fetch == nil:
 		// The writer waits for it in its turn: the actors' answer then wakes the writer itself,
 		// not a goroutine that would hand it over.
 		p := &kafkaPending{done: kafkaReady, wait: later, acked: make(chan struct{})}
@@ -534,7 +536,6 @@ func (k *kafkaListener) handle(frame []byte, st *kafkaConn, quit <-chan struct{}
 	reqs.Add(1)
 	go func() {
 		defer reqs.Done()
-		defer close(p.done)
 		for _, before := range []chan struct{}{prev, produced} {
 			if before == nil { // none before it
 				continue
@@ -542,25 +543,38 @@ func (k *kafkaListener) handle(frame []byte, st *kafkaConn, quit <-chan struct{}
 			select {
 			case <-before:
 			case <-quit:
-				return // not wanted
+				close(p.done) // not wanted
+				return
 			}
 		}
-		p.resp = later()
+		a := fetch()
+		if a != nil {
+			p.resp = a.frame
+		}
+		close(p.done)
+		// The answer holds its fetch memory until the writer wrote it, or gave up on the
+		// connection.
+		select {
+		case <-p.sent:
+		case <-quit:
+		}
+		a.done()
 	}()
 	return p, nil
 }
 
 // start serves one request frame up to its wait: it returns the response frame (without its
-// size) when complete, else a function that waits and returns it (poll: in a goroutine of its
-// own from now, as it may long-poll; else the writer calls it when the answer is due), or
-// neither when no answer is due (acks=0), or an error that closes the connection.
-func (k *kafkaListener) start(frame []byte, st *kafkaConn, quit <-chan struct{}) ([]byte, func() []byte, bool, error) {
+// size) when complete, else a function that waits and returns it (the writer calls it when the
+// answer is due), or for a fetch one that serves it (in a goroutine of its own from now, as it
+// may long-poll), or none of these when no answer is due (acks=0), or an error that closes the
+// connection.
+func (k *kafkaListener) start(frame []byte, st *kafkaConn, quit <-chan struct{}) ([]byte, func() []byte, func() *fetchAnswer, error) {
 	h, req, body, err := parseKafkaHeader(frame)
 	if err != nil {
-		return nil, nil, false, err
+		return nil, nil, nil, err
 	}
 	if !k.authenticated(st) && h.key != int16(kmsg.ApiVersions) && h.key != int16(kmsg.SASLHandshake) && h.key != int16(kmsg.SASLAuthenticate) {
-		return nil, nil, false, fmt.Errorf("API key %d before SASL authentication (client %q)", h.key, h.clientID)
+		return nil, nil, nil, fmt.Errorf("API key %d before SASL authentication (client %q)", h.key, h.clientID)
 	}
 	lo, hi, ok := kafkaVersions(h.key)
 	if h.key == int16(kmsg.ApiVersions) && (h.version < lo || h.version > hi) {
@@ -569,31 +583,31 @@ func (k *kafkaListener) start(frame []byte, st *kafkaConn, quit <-chan struct{})
 		resp := k.apiVersions()
 		resp.SetVersion(0)
 		resp.ErrorCode = 35
-		return kafkaResponse(h, resp), nil, false, nil
+		return kafkaResponse(h, resp), nil, nil, nil
 	}
 	if req == nil {
-		return nil, nil, false, fmt.Errorf("API key %d is not a Kafka API (client %q)", h.key, h.clientID)
+		return nil, nil, nil, fmt.Errorf("API key %d is not a Kafka API (client %q)", h.key, h.clientID)
 	}
 	if !ok {
 		// A Kafka API not served (ApiVersions does not list it): UNSUPPORTED_VERSION where
 		// its response has a top-level error code, else the connection is closed.
 		if resp := unsupportedVersion(req); resp != nil {
 			k.logger.Info("kafka: API not served", "api", h.key, "version", h.version, "client", h.clientID)
-			return kafkaResponse(h, resp), nil, false, nil
+			return kafkaResponse(h, resp), nil, nil, nil
 		}
-		return nil, nil, false, fmt.Errorf("API key %d is not served (client %q)", h.key, h.clientID)
+		return nil, nil, nil, fmt.Errorf("API key %d is not served (client %q)", h.key, h.clientID)
 	}
 	if h.version < lo || h.version > hi {
 		// A served API at a version not served: UNSUPPORTED_VERSION where the response has
 		// a top-level error code (its body is not read), else the connection is closed.
 		if resp := unsupportedVersion(req); resp != nil {
 			k.logger.Info("kafka: version not served", "api", h.key, "version", h.version, "served", fmt.Sprintf("%d-%d", lo, hi), "client", h.clientID)
-			return kafkaResponse(h, resp), nil, false, nil
+			return kafkaResponse(h, resp), nil, nil, nil
 		}
-		return nil, nil, false, fmt.Errorf("API key %d version %d is not served (%d to %d are; client %q)", h.key, h.version, lo, hi, h.clientID)
+		return nil, nil, nil, fmt.Errorf("API key %d version %d is not served (%d to %d are; client %q)", h.key, h.version, lo, hi, h.clientID)
 	}
 	if err := req.ReadFrom(body); err != nil {
-		return nil, nil, false, fmt.Errorf("API key %d version %d: malformed request: %v", h.key, h.version, err)
+		return nil, nil, nil, fmt.Errorf("API key %d version %d: malformed request: %v", h.key, h.version, err)
 	}
 	var resp kmsg.Response
 	switch r := req.(type) {
@@ -622,11 +636,11 @@ func (k *kafkaListener) start(frame []byte, st *kafkaConn, quit <-chan struct{})
 			for _, t := range wait().Topics {
 				for _, p := range t.Partitions {
 					if p.ErrorCode != 0 {
-						return nil, nil, false, fmt.Errorf("acks=0 produce to %s/%d failed: error %d", t.Topic, p.Partition, p.ErrorCode)
+						return nil, nil, nil, fmt.Errorf("acks=0 produce to %s/%d failed: error %d", t.Topic, p.Partition, p.ErrorCode)
 					}
 				}
 			}
-			return nil, nil, false, nil
+			return nil, nil, nil, nil
 		}
 		// Its batches, which may have decompressed to many times the request's size, count
 		// against the connection's bytes in flight until answered.
@@ -635,15 +649,11 @@ func (k *kafkaListener) start(frame []byte, st *kafkaConn, quit <-chan struct{})
 			pr := wait()
 			pr.SetVersion(h.version)
 			return kafkaResponse(h, pr)
-		}, false, nil
+		}, nil, nil
 	case *kmsg.ListOffsetsRequest:
 		resp = k.listOffsets(r)
 	case *kmsg.FetchRequest:
-		return nil, func() []byte {
-			fr := k.fetch(r, quit)
-			fr.SetVersion(h.version)
-			return kafkaResponse(h, fr)
-		}, true, nil
+		return nil, nil, func() *fetchAnswer { return k.fetchAnswer(h, r, quit) }, nil
 	case *kmsg.FindCoordinatorRequest:
 		resp = k.findCoordinator(r)
 	case *kmsg.JoinGroupRequest:
@@ -666,11 +676,11 @@ func (k *kafkaListener) start(frame []byte, st *kafkaConn, quit <-chan struct{})
 		resp = k.initProducerID(r)
 	default:
 		if resp = k.describeRequest(req); resp == nil {
-			return nil, nil, false, fmt.Errorf("API key %d is not served", h.key)
+			return nil, nil, nil, fmt.Errorf("API key %d is not served", h.key)
 		}
 	}
 	resp.SetVersion(h.version)
-	return kafkaResponse(h, resp), nil, false, nil
+	return kafkaResponse(h, resp), nil, nil, nil
 }
 
 // kafkaResponse encodes a response frame: correlation id, tagged fields for flexible versions

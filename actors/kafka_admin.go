@@ -44,9 +44,23 @@ func adminCode(e *wire.Error, partitions, replicas int32) int16 {
 
 func (k *kafkaListener) createTopics(r *kmsg.CreateTopicsRequest) *kmsg.CreateTopicsResponse {
 	resp := kmsg.NewPtrCreateTopicsResponse()
+	// A topic named more than once is refused each time (INVALID_REQUEST, as Kafka does): with
+	// ValidateOnly each entry was answered with the topic's configs, a large answer of a small
+	// request.
+	count := map[string]int{}
+	for _, t := range r.Topics {
+		count[t.Topic]++
+	}
 	for _, t := range r.Topics {
 		rt := kmsg.NewCreateTopicsResponseTopic()
 		rt.Topic, rt.NumPartitions, rt.ReplicationFactor = t.Topic, t.NumPartitions, t.ReplicationFactor
+		if count[t.Topic] > 1 {
+			rt.ErrorCode = kafkaInvalidRequest
+			msg := "the topic is named more than once in the request"
+			rt.ErrorMessage = &msg
+			resp.Topics = append(resp.Topics, rt)
+			continue
+		}
 		parts, repl := t.NumPartitions, int32(t.ReplicationFactor)
 		if parts == -1 {
 			parts = 1
@@ -117,10 +131,21 @@ func (k *kafkaListener) deleteTopics(r *kmsg.DeleteTopicsRequest) *kmsg.DeleteTo
 			}
 		}
 	}
+	count := map[string]int{}
+	for _, name := range names {
+		count[name]++
+	}
 	for _, name := range names {
 		rt := kmsg.NewDeleteTopicsResponseTopic()
 		n := name
 		rt.Topic = &n
+		if count[name] > 1 { // refused each time, as Kafka does, and not deleted
+			rt.ErrorCode = kafkaInvalidRequest
+			msg := "the topic is named more than once in the request"
+			rt.ErrorMessage = &msg
+			resp.Topics = append(resp.Topics, rt)
+			continue
+		}
 		res := k.srv.admin(&DeleteTopic{Name: name}, name, false)
 		rt.ErrorCode = kafkaCode(res.Err)
 		if res.Err != nil {

@@ -1,6 +1,7 @@
 package actors
 
 import (
+	"slices"
 	"strings"
 	"sync"
 
@@ -41,6 +42,18 @@ type kafkaAssignments struct {
 type kafkaAssigned struct {
 	generation int32
 	parts      []wire.TopicPartitions
+}
+
+// forgetGroup drops what the members of group were given: its coordinator stopped, idle,
+// so none of them is a member any more.
+func (a *kafkaAssignments) forgetGroup(group string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for k := range a.m {
+		if strings.HasPrefix(k, group+"\x00") {
+			delete(a.m, k)
+		}
+	}
 }
 
 func groupCode(e *wire.Error) int16 {
@@ -91,6 +104,16 @@ func (k *kafkaListener) findCoordinator(r *kmsg.FindCoordinatorRequest) *kmsg.Fi
 	keys := r.CoordinatorKeys
 	if r.Version < 4 {
 		keys = []string{r.CoordinatorKey}
+	}
+	// Each key is answered once: an answer (an address) is larger than a key, so repeated
+	// (empty) keys made a large answer of a small request.
+	if len(keys) > 1 {
+		seen := map[string]bool{}
+		keys = slices.DeleteFunc(slices.Clone(keys), func(k string) bool {
+			dup := seen[k]
+			seen[k] = true
+			return dup
+		})
 	}
 	for _, key := range keys {
 		c := kmsg.NewFindCoordinatorResponseCoordinator()
@@ -190,9 +213,14 @@ func (k *kafkaListener) leaveGroup(r *kmsg.LeaveGroupRequest) *kmsg.LeaveGroupRe
 	resp := kmsg.NewPtrLeaveGroupResponse()
 	ids := []string{r.MemberID}
 	if r.Version >= 3 {
+		// Each member leaves once (a call to the coordinator each), and is answered once.
 		ids = ids[:0]
+		seen := map[string]bool{}
 		for _, m := range r.Members {
-			ids = append(ids, m.MemberID)
+			if !seen[m.MemberID] {
+				seen[m.MemberID] = true
+				ids = append(ids, m.MemberID)
+			}
 		}
 	}
 	for _, id := range ids {
@@ -221,12 +249,21 @@ func (k *kafkaListener) offsetCommit(r *kmsg.OffsetCommitRequest) *kmsg.OffsetCo
 	if r.MemberID == "" && r.Generation >= 0 {
 		code = kafkaUnknownMemberID // a generation without a member, as Kafka answers it
 	}
+	// A partition named again is committed once, at the offset named last (as Kafka's map of
+	// the request's partitions has it): each offset committed is a record in __offsets and an
+	// ownership check at the coordinator.
+	at := map[tp]int{}
 	for _, t := range r.Topics {
 		for _, p := range t.Partitions {
 			o := wire.PartitionOffset{Topic: t.Topic, Partition: p.Partition, Offset: p.Offset}
 			if p.Metadata != nil {
 				o.Metadata = []byte(*p.Metadata)
 			}
+			if i, ok := at[tp{t.Topic, p.Partition}]; ok {
+				req.Offsets[i] = o
+				continue
+			}
+			at[tp{t.Topic, p.Partition}] = len(req.Offsets)
 			req.Offsets = append(req.Offsets, o)
 		}
 	}
@@ -248,8 +285,12 @@ func (k *kafkaListener) offsetCommit(r *kmsg.OffsetCommitRequest) *kmsg.OffsetCo
 
 func (k *kafkaListener) offsetFetch(r *kmsg.OffsetFetchRequest) *kmsg.OffsetFetchResponse {
 	resp := kmsg.NewPtrOffsetFetchResponse()
+	// Each partition is asked for and answered once, in the order first named (Kafka answers
+	// from a map of them too): an answer's partition takes several times the bytes of a
+	// partition in the request.
+	topics := dedupOffsetFetchTopics(r.Topics)
 	req := &wire.FetchCommitRequest{Group: r.Group}
-	for _, t := range r.Topics {
+	for _, t := range topics {
 		req.Partitions = append(req.Partitions, wire.TopicPartitions{Topic: t.Topic, Partitions: t.Partitions})
 	}
 	res := k.groupCall(wire.ApiFetchCommit, req)
@@ -268,7 +309,6 @@ func (k *kafkaListener) offsetFetch(r *kmsg.OffsetFetchRequest) *kmsg.OffsetFetc
 		}
 		got[o.Topic][o.Partition] = o
 	}
-	topics := r.Topics
 	if topics == nil { // every offset the group committed
 		for _, o := range fr.Offsets {
 			if len(topics) == 0 || topics[len(topics)-1].Topic != o.Topic {
@@ -295,4 +335,31 @@ func (k *kafkaListener) offsetFetch(r *kmsg.OffsetFetchRequest) *kmsg.OffsetFetc
 		resp.Topics = append(resp.Topics, rt)
 	}
 	return resp
+}
+
+// dedupOffsetFetchTopics merges the topics of an OffsetFetch named more than once and drops the
+// partitions named again, keeping the order in which each was first named; nil stays nil
+// (every committed offset).
+func dedupOffsetFetchTopics(topics []kmsg.OffsetFetchRequestTopic) []kmsg.OffsetFetchRequestTopic {
+	if topics == nil {
+		return nil
+	}
+	out := []kmsg.OffsetFetchRequestTopic{}
+	index := map[string]int{}
+	seen := map[tp]bool{}
+	for _, t := range topics {
+		i, ok := index[t.Topic]
+		if !ok {
+			i = len(out)
+			index[t.Topic] = i
+			out = append(out, kmsg.OffsetFetchRequestTopic{Topic: t.Topic, Partitions: []int32{}})
+		}
+		for _, p := range t.Partitions {
+			if !seen[tp{t.Topic, p}] {
+				seen[tp{t.Topic, p}] = true
+				out[i].Partitions = append(out[i].Partitions, p)
+			}
+		}
+	}
+	return out
 }

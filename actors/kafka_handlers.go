@@ -31,11 +31,17 @@ const (
 	kafkaUnsupportedForFormat  = 43
 )
 
+// metadata answers each topic named once, in the order first named: a topic named again (or
+// many empty names, the same unknown topic) is not described again, as Kafka answers from the
+// set of names. A 200 KB request of empty names was answered with one entry per name: 98 MB
+// allocated (TestKafkaRepeatedNamesBounded).
 func (k *kafkaListener) metadata(r *kmsg.MetadataRequest) *kmsg.MetadataResponse {
 	var names []string
 	all := r.Topics == nil
+	seen := map[string]bool{}
 	for _, t := range r.Topics {
-		if t.Topic != nil {
+		if t.Topic != nil && !seen[*t.Topic] {
+			seen[*t.Topic] = true
 			names = append(names, *t.Topic)
 		}
 	}
@@ -430,59 +436,64 @@ func readAllLimited(r io.Reader, limit int) ([]byte, error) {
 	return b, nil
 }
 
+// listOffsets answers each partition of the request; a partition named again with the same
+// timestamp is answered as the first time, without another lookup (each is a round trip to its
+// replica, and a max timestamp some 65), so a request naming a partition over and over costs
+// its answer's bytes only.
 func (k *kafkaListener) listOffsets(r *kmsg.ListOffsetsRequest) *kmsg.ListOffsetsResponse {
 	resp := kmsg.NewPtrListOffsetsResponse()
-	// A partition's max timestamp is searched for once per request (some 65 lookups): a
-	// request naming a partition over and over must not make its replica search each time.
-	type maxTS struct {
-		code       int16
-		offset, ts int64
+	type lookup struct {
+		tp
+		ts int64
 	}
-	maxTSs := map[tp]maxTS{}
+	answered := map[lookup]kmsg.ListOffsetsResponseTopicPartition{}
 	for _, t := range r.Topics {
 		rt := kmsg.NewListOffsetsResponseTopic()
 		rt.Topic = t.Topic
 		for _, p := range t.Partitions {
-			rp := kmsg.NewListOffsetsResponseTopicPartition()
-			rp.Partition, rp.Timestamp, rp.Offset, rp.LeaderEpoch = p.Partition, -1, -1, -1
-			req := &wire.ListOffsetsRequest{Topic: t.Topic, Partition: p.Partition}
-			switch {
-			case p.Timestamp == -2, p.Timestamp == -4 && r.Version >= 8:
-				// -4: the earliest offset kept locally; Weir keeps every record locally.
-				req.Spec = wire.OffsetEarliest
-			case p.Timestamp == -1:
-				req.Spec = wire.OffsetLatest
-			case p.Timestamp >= 0:
-				req.Spec, req.Timestamp = wire.OffsetTimestamp, p.Timestamp
-			case p.Timestamp == -5 && r.Version >= 9:
-				// The latest offset in tiered storage: Weir has none, and answers as Kafka does
-				// without remote storage.
-				rt.Partitions = append(rt.Partitions, rp)
-				continue
-			case p.Timestamp == -3 && r.Version >= 7:
-				m, ok := maxTSs[tp{t.Topic, p.Partition}]
-				if !ok {
-					m.code, m.offset, m.ts = k.maxTimestamp(t.Topic, p.Partition)
-					maxTSs[tp{t.Topic, p.Partition}] = m
-				}
-				rp.ErrorCode, rp.Offset, rp.Timestamp = m.code, m.offset, m.ts
-				rt.Partitions = append(rt.Partitions, rp)
-				continue
-			default:
-				rp.ErrorCode = kafkaInvalidRequest // -6 (earliest pending upload) and others are not served
-				rt.Partitions = append(rt.Partitions, rp)
-				continue
-			}
-			res := k.srv.listOffsets(req)().(*wire.ListOffsetsResponse)
-			rp.ErrorCode, rp.Offset = kafkaCode(res.Err), res.Offset
-			if req.Spec == wire.OffsetTimestamp && res.Err == nil {
-				rp.Offset, rp.Timestamp = k.recordAt(t.Topic, p.Partition, res.Offset)
+			key := lookup{tp{t.Topic, p.Partition}, p.Timestamp}
+			rp, ok := answered[key]
+			if !ok {
+				rp = k.listOffset(r.Version, t.Topic, p)
+				answered[key] = rp
 			}
 			rt.Partitions = append(rt.Partitions, rp)
 		}
 		resp.Topics = append(resp.Topics, rt)
 	}
 	return resp
+}
+
+// listOffset answers one partition of a ListOffsets request of version v.
+func (k *kafkaListener) listOffset(v int16, topic string, p kmsg.ListOffsetsRequestTopicPartition) kmsg.ListOffsetsResponseTopicPartition {
+	rp := kmsg.NewListOffsetsResponseTopicPartition()
+	rp.Partition, rp.Timestamp, rp.Offset, rp.LeaderEpoch = p.Partition, -1, -1, -1
+	req := &wire.ListOffsetsRequest{Topic: topic, Partition: p.Partition}
+	switch {
+	case p.Timestamp == -2, p.Timestamp == -4 && v >= 8:
+		// -4: the earliest offset kept locally; Weir keeps every record locally.
+		req.Spec = wire.OffsetEarliest
+	case p.Timestamp == -1:
+		req.Spec = wire.OffsetLatest
+	case p.Timestamp >= 0:
+		req.Spec, req.Timestamp = wire.OffsetTimestamp, p.Timestamp
+	case p.Timestamp == -5 && v >= 9:
+		// The latest offset in tiered storage: Weir has none, and answers as Kafka does
+		// without remote storage.
+		return rp
+	case p.Timestamp == -3 && v >= 7:
+		rp.ErrorCode, rp.Offset, rp.Timestamp = k.maxTimestamp(topic, p.Partition)
+		return rp
+	default:
+		rp.ErrorCode = kafkaInvalidRequest // -6 (earliest pending upload) and others are not served
+		return rp
+	}
+	res := k.srv.listOffsets(req)().(*wire.ListOffsetsResponse)
+	rp.ErrorCode, rp.Offset = kafkaCode(res.Err), res.Offset
+	if req.Spec == wire.OffsetTimestamp && res.Err == nil {
+		rp.Offset, rp.Timestamp = k.recordAt(topic, p.Partition, res.Offset)
+	}
+	return rp
 }
 
 // maxTimestamp answers ListOffsets' max timestamp (-3): the offset and timestamp of the first
@@ -565,13 +576,18 @@ const maxFetchWait = 60_000
 // withdrawn (their partitions answer them at once). A partition named twice is answered
 // INVALID_REQUEST.
 //
+// The request's budget is drawn from the node's fetch memory first (fetchMemory): the fetch
+// waits while less than fetchMemoryFloor of it is free, and reads no more than it was given.
+// A long poll reads without it (it gave back what it had: it read nothing), and the answer then
+// takes its size from it (fetchAnswer).
+//
 // A long poll ends early, with what was read before it, when quit is closed (the connection
-// ended: its answer is not wanted).
-func (k *kafkaListener) fetch(r *kmsg.FetchRequest, quit <-chan struct{}) *kmsg.FetchResponse {
+// ended: its answer is not wanted); so does the wait for fetch memory, with no plan (nil).
+func (k *kafkaListener) fetch(r *kmsg.FetchRequest, quit <-chan struct{}) *kafkaFetched {
 	results := make([][]*wire.FetchResponse, len(r.Topics))
 	dup := make([][]bool, len(r.Topics))
 	seen := map[string]bool{}
-	count := 0
+	count, want := 0, 0
 	for ti, t := range r.Topics {
 		results[ti] = make([]*wire.FetchResponse, len(t.Partitions))
 		dup[ti] = make([]bool, len(t.Partitions))
@@ -581,6 +597,7 @@ func (k *kafkaListener) fetch(r *kmsg.FetchRequest, quit <-chan struct{}) *kmsg.
 			seen[key] = true
 			if !dup[ti][pi] {
 				count++
+				want = min(want+int(max(p.PartitionMaxBytes, 1)), math.MaxInt32)
 			}
 		}
 	}
@@ -588,6 +605,16 @@ func (k *kafkaListener) fetch(r *kmsg.FetchRequest, quit <-chan struct{}) *kmsg.
 	if budget <= 0 {
 		budget = 50 << 20
 	}
+	budget = min(budget, want)
+	held := 0
+	if count > 0 {
+		var ok bool
+		if budget, ok = k.fetchMem.acquire(budget, quit); !ok {
+			return nil
+		}
+		held = budget
+	}
+	plan := &kafkaFetched{results: results, dup: dup}
 	have := false
 	for ti, t := range r.Topics {
 		for pi, p := range t.Partitions {
@@ -604,10 +631,14 @@ func (k *kafkaListener) fetch(r *kmsg.FetchRequest, quit <-chan struct{}) *kmsg.
 			res := k.srv.fetch(&wire.FetchRequest{Topic: t.Topic, Partition: p.Partition, Offset: p.FetchOffset, MaxBytes: maxBytes})().(*wire.FetchResponse)
 			results[ti][pi] = res
 			budget -= len(res.Batches)
+			plan.read += len(res.Batches)
 			have = have || len(res.Batches) > 0 || res.Err != nil
 		}
 	}
 	if wait := min(r.MaxWaitMillis, maxFetchWait); !have && wait > 0 && count > 0 {
+		// Nothing was read: the fetch memory is not held through the long poll.
+		k.fetchMem.release(held)
+		held = 0
 		ch := make(chan fetched, count)
 		withdraw := make([][]func(), len(r.Topics))
 		for ti, t := range r.Topics {
@@ -632,6 +663,7 @@ func (k *kafkaListener) fetch(r *kmsg.FetchRequest, quit <-chan struct{}) *kmsg.
 			withdraw[f.t][f.p] = nil
 			if f.res.Err == nil || len(f.res.Batches) > 0 {
 				results[f.t][f.p] = f.res
+				plan.read += len(f.res.Batches)
 			}
 			if len(f.res.Batches) > 0 || f.res.Err != nil {
 				break
@@ -647,99 +679,6 @@ func (k *kafkaListener) fetch(r *kmsg.FetchRequest, quit <-chan struct{}) *kmsg.
 			}
 		}
 	}
-	resp := kmsg.NewPtrFetchResponse()
-	for ti, t := range r.Topics {
-		rt := kmsg.NewFetchResponseTopic()
-		rt.Topic = t.Topic
-		for pi, p := range t.Partitions {
-			rp := kmsg.NewFetchResponseTopicPartition()
-			rp.Partition, rp.HighWatermark, rp.LastStableOffset, rp.LogStartOffset, rp.PreferredReadReplica = p.Partition, -1, -1, -1, -1
-			rp.RecordBatches = []byte{} // empty, not null: librdkafka refuses a null record set
-			res := results[ti][pi]
-			switch {
-			case dup[ti][pi]:
-				rp.ErrorCode = kafkaInvalidRequest
-			case res.Err != nil:
-				rp.ErrorCode = kafkaCode(res.Err)
-			default:
-				rp.HighWatermark, rp.LastStableOffset, rp.LogStartOffset = res.HighWatermark, res.HighWatermark, res.StartOffset
-				if len(res.Batches) > 0 {
-					kb, err := weirToKafka(res.Batches, p.FetchOffset)
-					if err != nil {
-						k.logger.Warn("kafka: fetch: a stored batch did not decode", "topic", t.Topic, "partition", p.Partition, "err", err)
-						rp.ErrorCode = kafkaCorruptMessage
-					} else {
-						rp.RecordBatches = kb
-					}
-				}
-			}
-			rt.Partitions = append(rt.Partitions, rp)
-		}
-		resp.Topics = append(resp.Topics, rt)
-	}
-	return resp
-}
-
-// weirToKafka re-encodes stored batches as Kafka record batches (v2, uncompressed), one per
-// stored batch, leaving out records before from.
-func weirToKafka(data []byte, from int64) ([]byte, error) {
-	// A Kafka batch takes about the bytes of the Weir batch it comes from (a smaller header,
-	// varint fields): size the answer once, and reuse one records buffer across the batches.
-	out := make([]byte, 0, len(data)+len(data)/16+256)
-	var recs, scratch []byte
-	for len(data) > 0 {
-		h, err := storage.ParseHeader(data)
-		if err != nil {
-			return nil, err
-		}
-		if h.Size() > len(data) {
-			return nil, fmt.Errorf("batch at offset %d cut short", h.BaseOffset)
-		}
-		b := data[:h.Size()]
-		data = data[h.Size():]
-		if h.NextOffset() <= from || h.Kind != storage.KindRecords {
-			continue
-		}
-		rb := kmsg.RecordBatch{FirstOffset: -1, PartitionLeaderEpoch: -1, Magic: 2, ProducerID: -1, ProducerEpoch: -1, FirstSequence: -1}
-		if cap(recs) < len(b) {
-			recs = make([]byte, 0, len(b))
-		}
-		recs = recs[:0]
-		var last int64
-		_, err = storage.DecodeBatch(b, func(off int64, r storage.Record) error {
-			if off < from {
-				return nil
-			}
-			if rb.FirstOffset < 0 {
-				rb.FirstOffset, rb.FirstTimestamp = off, r.Timestamp
-			}
-			kr := kmsg.Record{OffsetDelta: int32(off - rb.FirstOffset), TimestampDelta64: r.Timestamp - rb.FirstTimestamp, Key: r.Key, Value: r.Value}
-			for k, v := range r.Headers {
-				kr.Headers = append(kr.Headers, kmsg.Header{Key: k, Value: []byte(v)})
-			}
-			// AppendTo writes Length as given: encode with 0 (one byte), then put the length
-			// of what follows it in front.
-			scratch = kr.AppendTo(scratch[:0])
-			recs = binary.AppendVarint(recs, int64(len(scratch)-1))
-			recs = append(recs, scratch[1:]...)
-			rb.NumRecords++
-			rb.MaxTimestamp = max(rb.MaxTimestamp, r.Timestamp)
-			last = off
-			return nil
-		})
-		if err != nil {
-			return nil, err
-		}
-		if rb.NumRecords == 0 {
-			continue
-		}
-		rb.LastOffsetDelta = int32(last - rb.FirstOffset)
-		rb.Records = recs
-		start := len(out)
-		out = rb.AppendTo(out)
-		batch := out[start:]
-		binary.BigEndian.PutUint32(batch[8:12], uint32(len(batch)-12))
-		binary.BigEndian.PutUint32(batch[17:21], crc32.Checksum(batch[21:], castagnoliTable))
-	}
-	return out, nil
+	plan.held = held
+	return plan
 }

@@ -39,6 +39,10 @@ type NodeConfig struct {
 	KafkaAddr      string
 	KafkaAdvertise string
 	KafkaSecurity  KafkaSecurity
+	// KafkaFetchMemory bounds the bytes that the Kafka listener's fetches read and hold in
+	// their answers until written, over all connections (DefaultKafkaFetchMemory if 0 or
+	// less): a fetch reads less, or waits, when the rest is in use (docs/kafka.md).
+	KafkaFetchMemory int
 	// HTTPAddr serves /metrics (Prometheus text) and /healthz; empty: none.
 	HTTPAddr string
 	// Profiling also serves Go's runtime profiles under /debug/pprof/ at HTTPAddr (off by
@@ -132,6 +136,9 @@ func StartNode(cfg NodeConfig) (*Node, error) {
 	if cfg.NodeID == "" {
 		cfg.NodeID = "node-1"
 	}
+	if cfg.KafkaFetchMemory <= 0 {
+		cfg.KafkaFetchMemory = DefaultKafkaFetchMemory
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -197,7 +204,7 @@ func StartNode(cfg NodeConfig) (*Node, error) {
 		n.server = s
 	}
 	if cfg.KafkaAddr != "" {
-		k, err := newKafkaListener(n, cfg.KafkaAddr, cfg.Server, cfg.KafkaSecurity)
+		k, err := newKafkaListener(n, cfg.KafkaAddr, cfg.Server, cfg.KafkaSecurity, cfg.KafkaFetchMemory)
 		if err != nil {
 			n.Close()
 			return nil, err
@@ -515,6 +522,9 @@ type rootActor struct {
 	n            *Node
 	running      map[string]*topicEntry
 	coordinators map[string]bool // groups whose coordinator this root spawned
+	// generations are the last generations of groups whose coordinator stopped for being idle
+	// (with a generation), for their next coordinator.
+	generations  map[string]int32
 	gcDone       bool
 	ticker       *ticker
 	orphanChecks map[string]bool       // partitions ("topic/p") being checked (rebalance.go)
@@ -626,7 +636,7 @@ func (a *rootActor) Receive(ctx actor.Context) {
 		name := "group/" + m.Group
 		if !a.coordinators[m.Group] {
 			n.sup.forget(rootName + "/" + name)
-			if _, err := ctx.SpawnNamed(n.props(newCoordinatorProps(n, m.Group, n.cfg.Coordinator)), name); err != nil {
+			if _, err := ctx.SpawnNamed(n.props(newCoordinatorProps(n, m.Group, n.cfg.Coordinator, a.generations[m.Group])), name); err != nil {
 				// ErrNameExists: a coordinator that stopped itself has not finished stopping.
 				ctx.Respond(&ProduceReply{Err: wire.Errorf(wire.CodeUnavailable, "group %s: %v", m.Group, err)})
 				return
@@ -639,6 +649,24 @@ func (a *rootActor) Receive(ctx actor.Context) {
 		ctx.Respond(&spawnReply{})
 	case *coordinatorStopped:
 		delete(a.coordinators, m.group)
+	case *coordinatorIdle:
+		if !a.coordinators[m.group] {
+			return
+		}
+		// Stopped before the next request for the group is handled here, so that the name is
+		// free for the coordinator that request starts.
+		delete(a.coordinators, m.group)
+		ctx.StopFuture(m.pid).Wait()
+		if m.generation > 0 {
+			if a.generations == nil {
+				a.generations = map[string]int32{}
+			}
+			a.generations[m.group] = m.generation
+		}
+		n.forgetCoordinator(m.group)
+		if n.kafka != nil {
+			n.kafka.assigned.forgetGroup(m.group)
+		}
 	case *ListCoordinators:
 		resp := &GroupList{}
 		for g := range a.coordinators {

@@ -349,6 +349,23 @@ func (s *Server) request(pid *actor.PID, group string, msg any, timeout time.Dur
 	return reply
 }
 
+// requestOnce is request, whose answer also tells whether the request went to dead letters
+// (pid does not run: the request was not served).
+func (s *Server) requestOnce(pid *actor.PID, group string, msg any, timeout time.Duration) func() (any, *wire.Error, bool) {
+	gone := s.n.watch(pid, group)
+	f := s.n.rc.RequestFuture(pid, msg, timeout)
+	return func() (any, *wire.Error, bool) {
+		res, err := s.n.await(f, pid, gone)
+		switch {
+		case err == nil:
+			return res, nil, false
+		case errors.Is(err, actor.ErrTimeout):
+			return nil, wire.Errorf(wire.CodeTimeout, "no answer from %s within %v", pid.Id, timeout), false
+		}
+		return nil, wire.Errorf(wire.CodeUnavailable, "%s: %v", pid.Id, err), errors.Is(err, actor.ErrDeadLetter)
+	}
+}
+
 // requestFrom is request, also returning the PID the request is sent from (its future's).
 func (s *Server) requestFrom(pid *actor.PID, group string, msg any, timeout time.Duration) (func() (any, *wire.Error), *actor.PID) {
 	gone := s.n.watch(pid, group)
@@ -613,8 +630,14 @@ func (s *Server) group(f wire.Frame) answer {
 			return answered(&wire.AdminResponse{Err: wire.AsError(err)})
 		}
 		for _, o := range req.Offsets {
-			if _, ok := s.n.Topic(o.Topic); !ok {
+			tm, ok := s.n.Topic(o.Topic)
+			if !ok {
 				return answered(&wire.AdminResponse{Err: wire.Errorf(wire.CodeUnknownTopic, "commit: topic %q does not exist", o.Topic)})
+			}
+			// Nor a partition the topic does not have: __offsets would keep its offset for
+			// ever, so that commits naming a million of them grew every node's offsets table.
+			if o.Partition < 0 || o.Partition >= tm.Partitions {
+				return answered(&wire.AdminResponse{Err: wire.Errorf(wire.CodeUnknownPartition, "commit: topic %q has no partition %d", o.Topic, o.Partition)})
 			}
 			if o.Offset < 0 {
 				return answered(&wire.AdminResponse{Err: wire.Errorf(wire.CodeInvalidRequest, "commit: negative offset %d for %s/%d", o.Offset, o.Topic, o.Partition)})
@@ -642,9 +665,17 @@ func (s *Server) group(f wire.Frame) answer {
 	if err != nil {
 		return answered(&wire.AdminResponse{Err: wire.AsError(err)})
 	}
-	reply := s.request(pid, OffsetsTopic+"/0", msg, timeout) // a coordinator commits through __offsets
+	reply := s.requestOnce(pid, OffsetsTopic+"/0", msg, timeout) // a coordinator commits through __offsets
 	return func() any {
-		res, e := reply()
+		res, e, dead := reply()
+		if dead {
+			// The coordinator this node knew stopped (idle, or moved) before the request
+			// reached it, so it was not served: the group's root is asked again, once.
+			s.n.forgetCoordinator(group)
+			if pid, err := s.n.coordinatorFor(group); err == nil {
+				res, e, _ = s.requestOnce(pid, OffsetsTopic+"/0", msg, timeout)()
+			}
+		}
 		if e != nil {
 			if e.Code == wire.CodeTimeout || e.Code == wire.CodeUnavailable {
 				s.n.forgetCoordinator(group) // it may have stopped: find it again next time

@@ -88,6 +88,7 @@ func TestCLIErrors(t *testing.T) {
 		{[]string{"node", "--data", "/tmp/unused", "--retention-bytes", "-5"}, 2, "--retention-bytes -5: must not be negative"},
 		{[]string{"node", "--data", "/tmp/unused", "--retention-check", "0s"}, 2, "--retention-check 0s: must be positive"},
 		{[]string{"node", "--data", "/tmp/unused", "--segment-age", "-1s"}, 2, "--segment-age -1s: must not be negative"},
+		{[]string{"node", "--data", "/tmp/unused", "--kafka-fetch-memory", "1000"}, 2, "--kafka-fetch-memory 1000: want 1 MiB"},
 	}
 	for _, c := range cases {
 		code, _, errOut := runCLI(c.args...)
@@ -189,6 +190,12 @@ func TestNodeRetentionFlags(t *testing.T) {
 	cfg := parse("--retention-age", "168h", "--retention-bytes", "1073741824", "--retention-check", "30s", "--segment-bytes", "1048576")
 	if cfg.Replica.RetentionEvery != 30*time.Second || cfg.Log.RetentionAge != 168*time.Hour || cfg.Log.RetentionBytes != 1<<30 || cfg.Log.SegmentBytes != 1<<20 {
 		t.Fatalf("set: every %v, age %v, bytes %d, segment %d", cfg.Replica.RetentionEvery, cfg.Log.RetentionAge, cfg.Log.RetentionBytes, cfg.Log.SegmentBytes)
+	}
+	if cfg := parse(); cfg.KafkaFetchMemory != actors.DefaultKafkaFetchMemory {
+		t.Fatalf("default Kafka fetch memory %d", cfg.KafkaFetchMemory)
+	}
+	if cfg := parse("--kafka-fetch-memory", "134217728"); cfg.KafkaFetchMemory != 128<<20 {
+		t.Fatalf("--kafka-fetch-memory 134217728: %d", cfg.KafkaFetchMemory)
 	}
 	// A quiet topic's active segment rolls by age, or retention could not delete it.
 	if cfg.Log.SegmentAge != 168*time.Hour {

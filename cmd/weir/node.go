@@ -29,7 +29,7 @@ type nodeFlags struct {
 	tlsCert, tlsKey, tlsCA                           string
 	syncEvery, deadAfter                             time.Duration
 	pprof                                            bool
-	segmentBytes, retentionBytes                     int64
+	segmentBytes, retentionBytes, kafkaFetchMemory   int64
 	retentionAge, retentionCheck, segmentAge         time.Duration
 }
 
@@ -51,6 +51,7 @@ func (f *nodeFlags) register(fs *flag.FlagSet, defaultData string) {
 	fs.StringVar(&f.kafkaCert, "kafka-tls-cert", "", "PEM certificate for TLS on the Kafka listener (with --kafka-tls-key)")
 	fs.StringVar(&f.kafkaKey, "kafka-tls-key", "", "the PEM private key of --kafka-tls-cert")
 	fs.StringVar(&f.kafkaUsers, "kafka-sasl-users", "", "file of USER:PASSWORD lines: the Kafka listener requires SASL/PLAIN as one of them")
+	fs.Int64Var(&f.kafkaFetchMemory, "kafka-fetch-memory", actors.DefaultKafkaFetchMemory, "bytes that the Kafka listener's fetches may read and hold until answered, over all connections: a fetch reads less, or waits, when they are in use")
 	fs.BoolVar(&f.pprof, "pprof", false, "also serve Go runtime profiles at the --http address under /debug/pprof/")
 	fs.StringVar(&f.sync, "sync", "always", "log durability: always (fsync every write), interval, never")
 	fs.DurationVar(&f.syncEvery, "sync-interval", time.Second, "fsync period with --sync interval")
@@ -129,6 +130,10 @@ func (f *nodeFlags) config(stderr io.Writer) (actors.NodeConfig, error) {
 	if cfg.KafkaSecurity, err = f.kafkaSecurity(); err != nil {
 		return cfg, err
 	}
+	if f.kafkaFetchMemory < 1<<20 || f.kafkaFetchMemory > 1<<40 {
+		return cfg, fmt.Errorf("%w: --kafka-fetch-memory %d: want 1 MiB (1048576) or more", errUsage, f.kafkaFetchMemory)
+	}
+	cfg.KafkaFetchMemory = int(f.kafkaFetchMemory)
 	if f.pprof && f.http == "" {
 		return cfg, fmt.Errorf("%w: --pprof needs an --http address", errUsage)
 	}
