@@ -65,9 +65,10 @@ type sinkRunner struct {
 	replays   int // ErrReplays in a row, for the backoff
 
 	// A connectors.Borrower's memory is reused: per partition, the batches of its last fetch
-	// (the next fetch reads into them), and the messages of the last Write. A buffer is in
-	// spare or in one fetch on its way, never both; one whose fetch got no answer is left to
-	// the GC, as the partition may still read into it.
+	// if it filled at least a quarter of them (the next fetch reads into them; see recycle), and
+	// the messages of the last Write. A buffer is in spare or in one fetch on its way, never
+	// both; one whose fetch got no answer is left to the GC, as the partition may still read
+	// into it.
 	borrower bool
 	spare    map[tp][]byte
 	msgs     []connectors.Message
@@ -490,12 +491,18 @@ func (s *sinkRunner) heartbeat(ctx actor.Context) {
 	})
 }
 
-// recycle keeps, for a Borrower, the memory of a fetch of k that Write is done with.
+// recycle keeps, for a Borrower, the memory of a fetch of k that Write is done with: the batches
+// for k's next fetch to read into, but only while fetches fill at least a quarter of them (a
+// partition catching up, or a busy one). A partition at its end, whose fetches read a batch or
+// two, lets them go and its next fetch reads into memory of its own size: else every partition
+// with a trickle of records would hold the largest fetch it ever read (MaxBytes, 1 MiB by
+// default, or a larger first batch) for as long as the runner has it. What a partition keeps
+// is thus at most four times what its last fetch read.
 func (s *sinkRunner) recycle(k tp, batches []byte, msgs []connectors.Message) {
 	if !s.borrower {
 		return
 	}
-	if s.spare != nil && cap(batches) > 0 {
+	if s.spare != nil && cap(batches) > 0 && len(batches) >= cap(batches)/4 {
 		s.spare[k] = batches[:0]
 	}
 	s.msgs = msgs[:0]

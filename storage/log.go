@@ -532,32 +532,35 @@ func evictTarget(s *segment) int64 {
 	return max(s.size-CachedTailBytes, 0) / EvictStep * EvictStep
 }
 
-// uncacheable marks as uncached, and returns the paths of, the synced sealed segments beyond the
-// newest CachedSealedSegments whose pages are still cached (with DropCache). The caller holds
-// l.mu.
-func (l *Log) uncacheable() []string {
+// uncacheable marks as uncached, and returns, the synced sealed segments beyond the newest
+// CachedSealedSegments whose pages are still cached (with DropCache). The caller holds l.mu.
+func (l *Log) uncacheable() []*segment {
 	if !l.cfg.DropCache {
 		return nil
 	}
-	var paths []string
+	var segs []*segment
 	sealed := l.segs[:len(l.segs)-1]
 	for _, s := range sealed[:max(len(sealed)-CachedSealedSegments, 0)] {
 		if !s.uncached && !s.syncPending && !s.removed {
 			s.uncached = true
-			s.readAheadTo.Store(0) // what readers had read ahead goes too
-			paths = append(paths, s.path)
+			segs = append(segs, s)
 		}
 	}
-	return paths
+	return segs
 }
 
-// dropCache asks the FS to drop the files' pages from the page cache. It is advice: a failure
-// (the file was removed meanwhile, say) costs nothing but the cache.
-func (l *Log) dropCache(paths []string) {
-	for _, p := range paths {
-		if err := vfs.DropCache(l.fs, p); err != nil {
-			l.log.Debug("drop segment from the page cache", "path", p, "err", err)
+// dropCache asks the FS to drop the segments' pages from the page cache. It is advice: a failure
+// (the file was removed meanwhile, say) costs nothing but the cache. What readers had asked to
+// be read ahead goes too: their next reads ask again (readAheadFor). The mark is lowered after
+// the drop, not when the segment is marked uncached: the syncer drops outside the log's lock,
+// and a read in between (of a segment already uncached) asks for a read-ahead that the drop
+// then discards.
+func (l *Log) dropCache(segs []*segment) {
+	for _, s := range segs {
+		if err := vfs.DropCache(l.fs, s.path); err != nil {
+			l.log.Debug("drop segment from the page cache", "path", s.path, "err", err)
 		}
+		s.readAheadTo.Store(0)
 	}
 }
 

@@ -3,7 +3,10 @@ package storage
 import (
 	"fmt"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/weirhq/weir/storage/vfs"
 )
@@ -96,5 +99,98 @@ func TestReadAheadOncePerHalfWindow(t *testing.T) {
 	got := pfs.prefetched(t, first.path)
 	if want := [2]int64{pos + maxBytes, readAheadBytes}; len(got) != 1 || got[0] != want {
 		t.Fatalf("a read at the start after the end was read: read ahead %v, want [%v]", got, want)
+	}
+}
+
+// readDuringDropFS is a prefetchFS that, before the first segment it is asked to drop from the
+// page cache is dropped, runs during: a reader reading it meanwhile.
+type readDuringDropFS struct {
+	prefetchFS
+	once   sync.Once
+	during func(name string)
+}
+
+func (d *readDuringDropFS) DropCache(name string) error {
+	d.once.Do(func() { d.during(name) })
+	return d.prefetchFS.DropCache(name)
+}
+
+// TestReadAheadAfterDropCache: a reader that reads a segment after the log marks it uncached
+// but before its pages are dropped (the syncer drops them outside the log's lock) has what it
+// asked to be read ahead dropped too: its next read asks again, instead of reading up to half
+// a window from disk, one read at a time.
+func TestReadAheadAfterDropCache(t *testing.T) {
+	var l atomic.Pointer[Log]
+	var next atomic.Int64
+	read := make(chan error, 1)
+	dfs := &readDuringDropFS{prefetchFS: prefetchFS{dropFS: dropFS{Mem: vfs.NewMem()}}}
+	dfs.during = func(name string) {
+		read <- func() error {
+			log := l.Load()
+			log.mu.RLock()
+			var base int64 = -1
+			for _, s := range log.segs {
+				if s.path == name {
+					base = s.baseOffset
+				}
+			}
+			log.mu.RUnlock()
+			if base < 0 {
+				return fmt.Errorf("no segment %s", name)
+			}
+			b, err := log.Read(nil, base, 1<<20, log.EndOffset())
+			if err != nil {
+				return err
+			}
+			n, err := DecodeBatches(b, base, func(int64, Record) error { return nil })
+			next.Store(n)
+			return err
+		}()
+	}
+	cfg := testConfig()
+	cfg.FS = dfs
+	cfg.SegmentBytes = readAheadBytes + readAheadBytes/2
+	log := mustOpen(t, "/log", cfg)
+	l.Store(log)
+	// Two segments dropped: the syncer is done with the first (it drops one after the other).
+	for log.Segments() < CachedSealedSegments+3 {
+		appendBig(t, log, 1, 128<<10)
+	}
+	if err := <-read; err != nil {
+		t.Fatal(err)
+	}
+	var dropped []string
+	for start := time.Now(); len(dropped) < 2; time.Sleep(time.Millisecond) {
+		if time.Since(start) > 5*time.Second {
+			t.Fatalf("dropped %v, want 2 segments", dropped)
+		}
+		dfs.dropFS.mu.Lock()
+		dropped = append([]string(nil), dfs.dropped...)
+		dfs.dropFS.mu.Unlock()
+	}
+	log.mu.RLock()
+	first := log.segs[0]
+	log.mu.RUnlock()
+	if dropped[0] != first.path {
+		t.Fatalf("dropped %v, want %s first", dropped, first.path)
+	}
+	before := dfs.prefetched(t, first.path)
+	if len(before) == 0 {
+		t.Fatal("the read during the drop asked for no read-ahead")
+	}
+
+	// The read-ahead asked for during the drop was dropped with the rest: the next read asks
+	// for its whole window.
+	off := next.Load()
+	pos, _, err := first.seekOffset(&window{f: first.f}, off)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := log.Read(nil, off, 1<<20, log.EndOffset()); err != nil {
+		t.Fatal(err)
+	}
+	got := dfs.prefetched(t, first.path)
+	if want := [2]int64{min(pos+1<<20, first.size), readAheadBytes}; len(got) != 1 || got[0] != want {
+		t.Fatalf("the read after the drop (at %d) asked to read ahead %v, want [%v] (during the drop: %v)", pos, got, want, before)
 	}
 }
