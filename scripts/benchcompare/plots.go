@@ -92,6 +92,9 @@ func (h *harness) writePlots(chosen []workload, dir string) error {
 		if err := saveTiles(panels, 7*vg.Inch, 4.5*vg.Inch, base+"-latency.png"); err != nil {
 			return err
 		}
+		if err := writeCDFPlot(w.id, rows, base); err != nil {
+			return err
+		}
 	}
 	return nil
 }

@@ -212,6 +212,7 @@ func (h *harness) report(chosen []workload) string {
 			fmt.Fprintf(&b, "\n![%s throughput](%s/%s-throughput.png)\n", w.id, plotRel, lw)
 			if !w.consume {
 				fmt.Fprintf(&b, "![%s latency](%s/%s-latency.png)\n", w.id, plotRel, lw)
+				fmt.Fprintf(&b, "\n![%s latency CDF](%s/%s-latency-cdf.png)\n\n%s\n", w.id, plotRel, lw, cdfCaption)
 			}
 			if h.cfg.rounds > 1 {
 				fmt.Fprintf(&b, "\nThe plots show the mean over the %d rounds.\n", h.cfg.rounds)

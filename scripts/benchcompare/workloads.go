@@ -178,7 +178,7 @@ func (h *harness) measureOne(ctx context.Context, c *cluster, spec produceSpec, 
 	case clientProducerPerf:
 		m, err = h.runProducerPerf(ctx, c, topic, acks, producers, h.cfg.records)
 	case clientWeirBench:
-		m, err = h.runWeirBench(ctx, c, topic, acks, producers, h.cfg.records)
+		m, r.cdf, err = h.runWeirBench(ctx, c, topic, acks, producers, h.cfg.records)
 	}
 	r.usage = s.stop()
 	if err != nil {
@@ -187,6 +187,9 @@ func (h *harness) measureOne(ctx context.Context, c *cluster, spec produceSpec, 
 		return r
 	}
 	r.measure = m
+	if r.cdf == nil {
+		r.cdf = percentileCDF(m)
+	}
 	h.progress("  %s %s acks=%s producers=%d: %.0f records/s, p50 %.1f ms, p99 %.1f ms, max %.1f ms, RSS %d MiB, CPU %.1f s",
 		sys.name, client, acks, producers, m.recordsPerSec, m.p50, m.p99, m.max, r.peakRSS>>20, r.cpu.Seconds())
 	return r
