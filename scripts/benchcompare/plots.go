@@ -28,13 +28,21 @@ func (h *harness) writePlots(chosen []workload, dir string) error {
 	}
 	for _, w := range chosen {
 		rows := h.rowsOf(w.id)
-		if len(rows) == 0 {
+		if w.consume {
+			base := filepath.Join(dir, strings.ToLower(w.id))
+			if len(rows) > 0 {
+				if err := writeFanOutPlot(w.id, rows, base); err != nil {
+					return err
+				}
+			}
+			if tails := h.tailsOf(w.id); len(tails) > 0 {
+				if err := writeTailPlot(w.id, tails, base); err != nil {
+					return err
+				}
+			}
 			continue
 		}
-		if w.consume {
-			if err := writeFanOutPlot(w.id, rows, filepath.Join(dir, strings.ToLower(w.id))); err != nil {
-				return err
-			}
+		if len(rows) == 0 {
 			continue
 		}
 		all, cs := seriesAndCases(rows)
