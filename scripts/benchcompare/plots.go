@@ -109,6 +109,9 @@ func (h *harness) writePlots(chosen []workload, dir string) error {
 
 // systemColor gives each system one colour in every plot.
 func systemColor(s series) color.Color {
+	if s.client == clientWeirConsume { // beside the same system's franz-go bars (W3 tailing)
+		return plotutil.Color(4)
+	}
 	for i, sys := range []system{weirSyncAlways, apacheKafka, weirSyncNever} {
 		if s.system == sys.name {
 			return plotutil.Color(i)
@@ -145,8 +148,11 @@ func groupedBars(title, yLabel string, categories []string, ss []series, value f
 		bars.Offset = vg.Length(float64(k)-float64(len(ss)-1)/2) * width
 		p.Add(bars)
 		label := s.system
-		if s.client == clientWeirBench {
+		switch s.client {
+		case clientWeirBench:
 			label += ", weir bench"
+		case clientWeirConsume:
+			label += ", " + clientWeirConsume
 		}
 		p.Legend.Add(label, bars)
 	}

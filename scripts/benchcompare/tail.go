@@ -160,6 +160,14 @@ func (h *harness) tailAgainst(ctx context.Context, spec tailSpec, round int, sys
 		r := h.measureTail(ctx, c, spec, round, sys, n, fmt.Sprintf("g%d", n))
 		h.tails = append(h.tails, r)
 	}
+	if sys.weir { // extra rows: the groups are Weir's own client, the producer the same
+		for _, n := range spec.groups {
+			if n == 0 || ctx.Err() != nil {
+				continue
+			}
+			h.tails = append(h.tails, h.measureTailWeirConsume(ctx, c, spec, round, sys, n))
+		}
+	}
 	h.progress("%s tailing round %d: stopping %s", spec.workload, round, sys.name)
 	if err := c.stop(); err != nil {
 		return fmt.Errorf("stopping %s: %w", sys.name, err)
@@ -421,4 +429,101 @@ func selfCPU() time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// tailJoinWait is how long the `weir bench consume` groups get to join before the producer
+// starts: their processes do not say when they are assigned.
+const tailJoinWait = 3 * time.Second
+
+// measureTailWeirConsume is measureTail with `weir bench consume --group` processes (Weir's
+// own client and protocol, one process per group) as the groups: started tailJoinWait before
+// the producer, each reading the run's records. A group's delivered rate counts from the
+// producer's start to its process's exit; they report no end-to-end latency.
+func (h *harness) measureTailWeirConsume(ctx context.Context, c *cluster, spec tailSpec, round int, sys system, groups int) tailRow {
+	r := tailRow{workload: spec.workload, round: round, system: sys.name, client: clientWeirConsume, groups: groups, target: spec.rate}
+	topic := fmt.Sprintf("%s-r%d-tail-wb-g%d", strings.ToLower(spec.workload), round, groups)
+	fail := func(err error) tailRow {
+		r.err = err.Error()
+		h.progress("  %s tailing, weir bench consume, groups=%d: %v", sys.name, groups, err)
+		return r
+	}
+	if err := createTopic(ctx, c.bootstrap, topic, spec.partitions, 1); err != nil {
+		return fail(err)
+	}
+	total := int64(spec.rate * spec.duration.Seconds())
+	h.commands = append(h.commands, fmt.Sprintf("# franz-go producer in this harness's process (scripts/benchcompare/tail.go): --topic %s, %.0f records/s of %d B for %v (acks=1, linger %v), %v after these start:",
+		topic, spec.rate, recordSize, spec.duration, tailLinger, tailJoinWait))
+	ctx, cancel := context.WithTimeout(ctx, h.cfg.caseLimit)
+	defer cancel()
+	names := make([]string, groups)
+	for i := range names {
+		names[i] = fmt.Sprintf("%s-%d", topic, i+1)
+	}
+	ends := make([]time.Time, groups)
+	type done struct {
+		runs []groupRun
+		err  error
+	}
+	finished := make(chan done, 1)
+	go func() {
+		runs, err := concurrently(names, func(i int, name string) (groupRun, error) {
+			args := []string{h.weirBin, "--server", c.weirServers, "bench", "consume", "--topic", topic, "--group", name,
+				"--records", fmt.Sprint(total)}
+			h.note(args)
+			out, err := h.output(ctx, args)
+			ends[i] = time.Now()
+			if err != nil {
+				return groupRun{}, err
+			}
+			return parseWeirConsume(out)
+		})
+		finished <- done{runs, err}
+	}()
+	select {
+	case <-time.After(tailJoinWait):
+	case d := <-finished:
+		return fail(fmt.Errorf("the groups ended before the producer started: %v", d.err))
+	}
+	s := startSampler(c.servers())
+	cpu0 := selfCPU()
+	start := time.Now()
+	p, err := produceAtRate(ctx, c.bootstrap, topic, spec.rate, total, start)
+	if err == nil && p.failed > 0 {
+		err = fmt.Errorf("%d of %d records failed: %v", p.failed, total, p.firstErr)
+	}
+	var d done
+	select {
+	case d = <-finished:
+	case <-time.After(tailDrain):
+		cancel() // stops the processes
+		d = <-finished
+		if d.err == nil {
+			d.err = fmt.Errorf("the groups had not read every record %v after the last acknowledgement", tailDrain)
+		}
+	}
+	r.usage = s.stop()
+	r.clientCPU = (selfCPU() - cpu0).Seconds()
+	if err != nil {
+		return fail(err)
+	}
+	r.sent, r.failed, r.seconds = p.sent, p.failed, p.seconds
+	if p.seconds > 0 {
+		r.rate = float64(p.sent) / p.seconds
+	}
+	q := p.lat.quantiles(0.5, 0.99, 1)
+	r.prodP50, r.prodP99, r.pMax = q[0], q[1], q[2]
+	for i, g := range d.runs {
+		tg := tailGroup{records: g.records, rate: math.NaN(), p50: math.NaN(), p99: math.NaN(), max: math.NaN()}
+		if el := ends[i].Sub(start).Seconds(); el > 0 && g.records > 0 {
+			tg.rate = float64(g.records) / el
+		}
+		r.perGroup = append(r.perGroup, tg)
+	}
+	if d.err != nil {
+		r.err = d.err.Error()
+	}
+	mean, lo, hi := spread(groupRates(r.perGroup))
+	h.progress("  %s tailing, weir bench consume, groups=%d: producer %.0f records/s, produce p99 %.1f ms; per group %.0f (%.0f to %.0f) records/s; server CPU %.1f s, RSS %d MiB; harness CPU %.1f s (the groups' processes not counted)",
+		sys.name, groups, r.rate, r.prodP99, mean, lo, hi, r.cpu.Seconds(), r.peakRSS>>20, r.clientCPU)
+	return r
 }

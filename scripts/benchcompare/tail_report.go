@@ -19,7 +19,9 @@ const tailNote = "The producer's records/s is the records acknowledged over the 
 	"so up to 1 ms is added) to its arrival in the group's PollFetches; p50 is the mean over the groups, p99 and max the worst group's. " +
 	"Server CPU is the server's CPU time from the producer's start until every group has read every record (or " + "15 s after the last acknowledgement" + "), " +
 	"RSS its peak; harness CPU is this harness's process (the producer and every group) over the same time. " +
-	"A row is marked failed when a group had not read every acknowledged record 15 s after the last acknowledgement."
+	"A row is marked failed when a group had not read every acknowledged record 15 s after the last acknowledgement. " +
+	"Against Weir, extra rows have `weir bench consume --group` processes (Weir's own client and protocol, one process per group, started 3 s before the same franz-go producer, as they do not say when they are assigned) as the groups: " +
+	"their delivered rate counts from the producer's start to the process's exit, they report no end-to-end latency, and the harness's CPU does not include theirs."
 
 // tailSetup describes the tailing mode's load.
 func tailSetup(cfg config) string {
@@ -53,8 +55,8 @@ func (h *harness) tailsOf(id string) []tailRow {
 // tailTable renders one row per tailing measurement.
 func tailTable(rows []tailRow, withRound bool) string {
 	var b strings.Builder
-	head := "| system | groups | producer records/s (target) | produce p50 / p99 / max (ms) | delivered records/s per group: mean (lowest to highest) | end-to-end p50 / p99 / max (ms) | server CPU (s) | server RSS (MiB) | harness CPU (s) |\n"
-	rule := "|---|---|---|---|---|---|---|---|---|\n"
+	head := "| system | groups' client | groups | producer records/s (target) | produce p50 / p99 / max (ms) | delivered records/s per group: mean (lowest to highest) | end-to-end p50 / p99 / max (ms) | server CPU (s) | server RSS (MiB) | harness CPU (s) |\n"
+	rule := "|---|---|---|---|---|---|---|---|---|---|\n"
 	if withRound {
 		head, rule = "| round "+head, "|---"+rule
 	}
@@ -63,7 +65,11 @@ func tailTable(rows []tailRow, withRound bool) string {
 		if withRound {
 			fmt.Fprintf(&b, "| %d ", r.round)
 		}
-		fmt.Fprintf(&b, "| %s | %d | ", r.system, r.groups)
+		client := r.client
+		if r.groups == 0 {
+			client = "— (producer alone)"
+		}
+		fmt.Fprintf(&b, "| %s | %s | %d | ", r.system, client, r.groups)
 		if r.sent == 0 && r.err != "" {
 			fmt.Fprintf(&b, "failed: %s | | | | %.1f | %d | %.1f |\n", oneLine(r.err, 160), r.cpu.Seconds(), r.peakRSS>>20, r.clientCPU)
 			continue
@@ -78,7 +84,9 @@ func tailTable(rows []tailRow, withRound bool) string {
 			p50, _, _ := spread(groupField(r.perGroup, func(g tailGroup) float64 { return g.p50 }))
 			_, _, p99 := spread(groupField(r.perGroup, func(g tailGroup) float64 { return g.p99 }))
 			_, _, mx := spread(groupField(r.perGroup, func(g tailGroup) float64 { return g.max }))
-			e2e = fmt.Sprintf("%s / **%s** / %s", ms(p50), ms(p99), ms(mx))
+			if !math.IsNaN(p50) {
+				e2e = fmt.Sprintf("%s / **%s** / %s", ms(p50), ms(p99), ms(mx))
+			}
 		}
 		if r.err != "" {
 			per += " (failed: " + oneLine(r.err, 160) + ")"
@@ -89,11 +97,12 @@ func tailTable(rows []tailRow, withRound bool) string {
 	return b.String()
 }
 
-// tailMean averages f over the rows of system with groups groups that produced (NaN if none).
-func tailMean(rows []tailRow, system string, groups int, f func(tailRow) float64) float64 {
+// tailMean averages f over the rows of series s with groups groups that produced (NaN if
+// none). With 0 groups the producer runs alone: any client's row of the system counts.
+func tailMean(rows []tailRow, s series, groups int, f func(tailRow) float64) float64 {
 	sum, n := 0.0, 0
 	for _, r := range rows {
-		if r.sent > 0 && r.system == system && r.groups == groups {
+		if r.sent > 0 && r.system == s.system && (r.client == s.client || groups == 0) && r.groups == groups {
 			if v := f(r); !math.IsNaN(v) {
 				sum += v
 				n++
@@ -122,15 +131,16 @@ var (
 	}
 )
 
-// tailSystems lists the systems and group counts of rows, in first-seen order.
-func tailSystems(rows []tailRow) ([]string, []int) {
-	var ss []string
+// tailSeries lists the series (system and client) and group counts of rows, in first-seen
+// order.
+func tailSeries(rows []tailRow) ([]series, []int) {
+	var ss []series
 	var gs []int
-	seenS, seenG := map[string]bool{}, map[int]bool{}
+	seenS, seenG := map[series]bool{}, map[int]bool{}
 	for _, r := range rows {
-		if !seenS[r.system] {
-			seenS[r.system] = true
-			ss = append(ss, r.system)
+		if s := (series{r.system, r.client}); !seenS[s] {
+			seenS[s] = true
+			ss = append(ss, s)
 		}
 		if !seenG[r.groups] {
 			seenG[r.groups] = true
@@ -145,10 +155,10 @@ func tailSystems(rows []tailRow) ([]string, []int) {
 // end-to-end p99). Issue 8's target: ten groups cost at most 10 % of one group's throughput,
 // a per-group ratio of at least 0.90.
 func tailCostTable(rows []tailRow) string {
-	ss, gs := tailSystems(rows)
+	ss, gs := tailSeries(rows)
 	var b strings.Builder
 	b.WriteString("\nWhat the groups cost, per system (with several rounds, of the means over the rounds): the producer's records/s, its p99 and the server's CPU time against the producer alone (0 groups); each group's delivered records/s and end-to-end p99 against one group's. Issue 8's target is a per-group ratio of at least 0.90 at 10 groups:\n\n")
-	b.WriteString("| system | groups | producer records/s ÷ 0 groups' | produce p99 ÷ 0 groups' | server CPU ÷ 0 groups' | per-group delivered ÷ 1 group's | end-to-end p99 (worst group) ÷ 1 group's |\n|---|---|---|---|---|---|---|\n")
+	b.WriteString("| system | groups' client | groups | producer records/s ÷ 0 groups' | produce p99 ÷ 0 groups' | server CPU ÷ 0 groups' | per-group delivered ÷ 1 group's | end-to-end p99 (worst group) ÷ 1 group's |\n|---|---|---|---|---|---|---|---|\n")
 	n := 0
 	for _, s := range ss {
 		for _, g := range gs {
@@ -162,7 +172,7 @@ func tailCostTable(rows []tailRow) string {
 			if g == 1 {
 				per, e2e = "1 (the base)", "1 (the base)"
 			}
-			fmt.Fprintf(&b, "| %s | %d | %s | %s | %s | %s | %s |\n", s, g, cost(tailProducerRate, 0), cost(tailProduceP99, 0), cost(tailServerCPU, 0), per, e2e)
+			fmt.Fprintf(&b, "| %s | %s | %d | %s | %s | %s | %s | %s |\n", s.system, s.client, g, cost(tailProducerRate, 0), cost(tailProduceP99, 0), cost(tailServerCPU, 0), per, e2e)
 			n++
 		}
 	}
@@ -176,18 +186,14 @@ func tailCostTable(rows []tailRow) string {
 // the producer's records/s, each group's delivered records/s (mean), the produce p99, the
 // end-to-end p50 and p99 (the worst group's), and the server's CPU seconds.
 func writeTailPlot(id string, rows []tailRow, base string) error {
-	systems, gs := tailSystems(rows)
-	ss := make([]series, len(systems))
-	for i, s := range systems {
-		ss[i] = series{system: s, client: clientTail}
-	}
+	ss, gs := tailSeries(rows)
 	labels := make([]string, len(gs))
 	for i, g := range gs {
 		labels[i] = fmt.Sprintf("%d groups", g)
 	}
 	panel := func(title, y string, f func(tailRow) float64) (*plot.Plot, error) {
 		return groupedBars(fmt.Sprintf("%s tailing: %s", id, title), y, labels, ss, func(s series, i int) float64 {
-			return tailMean(rows, s.system, gs[i], f)
+			return tailMean(rows, s, gs[i], f)
 		})
 	}
 	specs := []struct {

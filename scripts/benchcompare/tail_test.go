@@ -81,6 +81,7 @@ func tailRows() []tailRow {
 		}
 		return gs
 	}
+	wb := func(r tailRow) tailRow { r.client = clientWeirConsume; return r }
 	return []tailRow{
 		row("Kafka", 0, 20000, 10, 1, nil),
 		row("Kafka", 1, 19000, 20, 2, groups(1, 20000, 30)),
@@ -88,15 +89,19 @@ func tailRows() []tailRow {
 		row("Weir", 0, 20000, 5, 1, nil),
 		row("Weir", 1, 20000, 5, 1, groups(1, 20000, 10)),
 		{workload: "W3", round: 1, system: "Weir", client: clientTail, groups: 10, err: "group x not assigned"},
+		wb(row("Weir", 1, 20000, 5, 2, []tailGroup{{records: 100000, rate: 20000, p50: math.NaN(), p99: math.NaN(), max: math.NaN()}})),
+		wb(row("Weir", 10, 19000, 10, 3, []tailGroup{{records: 100000, rate: 18000, p50: math.NaN(), p99: math.NaN(), max: math.NaN()}})),
 	}
 }
 
 func TestTailCostTable(t *testing.T) {
 	got := tailCostTable(tailRows())
 	for _, want := range []string{
-		"| Kafka | 1 | 0.95 | 2.00 | 2.00 | 1 (the base) | 1 (the base) |",
-		"| Kafka | 10 | 0.90 | 4.00 | 8.00 | 0.95 | 2.30 |", // 19000/20000; 69/30
-		"| Weir | 10 | — | — | — | — | — |",                 // the failed row counts for nothing
+		"| Kafka | franz-go (one process) | 1 | 0.95 | 2.00 | 2.00 | 1 (the base) | 1 (the base) |",
+		"| Kafka | franz-go (one process) | 10 | 0.90 | 4.00 | 8.00 | 0.95 | 2.30 |", // 19000/20000; 69/30
+		"| Weir | franz-go (one process) | 10 | — | — | — | — | — |",                 // the failed row counts for nothing
+		// weir bench consume's groups: against the system's producer alone and their own 1 group
+		"| Weir | weir bench consume | 10 | 0.95 | 2.00 | 3.00 | 0.90 | — |",
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("cost table lacks %q:\n%s", want, got)
@@ -107,9 +112,10 @@ func TestTailCostTable(t *testing.T) {
 func TestTailTable(t *testing.T) {
 	got := tailTable(tailRows(), false)
 	for _, want := range []string{
-		"| Kafka | 0 | **20,000** (20,000) | 2.0 / **10.0** / 30.0 | — | — | 1.0 | 100 | 0.5 |",
-		"| Kafka | 10 | **18,000** (20,000) | 2.0 / **40.0** / 120 | **19,000** (18,996 to 19,004) | 4.0 / **69.0** / 120 | 8.0 | 100 | 0.5 |",
-		"| Weir | 10 | failed: group x not assigned |",
+		"| Kafka | — (producer alone) | 0 | **20,000** (20,000) | 2.0 / **10.0** / 30.0 | — | — | 1.0 | 100 | 0.5 |",
+		"| Kafka | franz-go (one process) | 10 | **18,000** (20,000) | 2.0 / **40.0** / 120 | **19,000** (18,996 to 19,004) | 4.0 / **69.0** / 120 | 8.0 | 100 | 0.5 |",
+		"| Weir | franz-go (one process) | 10 | failed: group x not assigned |",
+		"| Weir | weir bench consume | 10 | **19,000** (20,000) | 2.0 / **10.0** / 30.0 | **18,000** | — | 3.0 | 100 | 0.5 |",
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("table lacks %q:\n%s", want, got)
