@@ -150,8 +150,7 @@ func (h *harness) tailAgainst(ctx context.Context, spec tailSpec, round int, sys
 		// up alike, with one group tailing for up to 10 s, unreported.
 		warm := spec
 		warm.duration = min(spec.duration, tailWarmUp)
-		r := h.measureTail(ctx, c, warm, round, sys, 1, "warmup")
-		h.progress("  warm-up (not reported): producer %.0f records/s, produce p99 %.1f ms", r.rate, r.prodP99)
+		h.measureTail(ctx, c, warm, round, sys, 1, "warmup")
 	}
 	for _, n := range spec.groups {
 		if ctx.Err() != nil {
@@ -185,9 +184,13 @@ func (h *harness) tailAgainst(ctx context.Context, spec tailSpec, round int, sys
 func (h *harness) measureTail(ctx context.Context, c *cluster, spec tailSpec, round int, sys system, groups int, tag string) tailRow {
 	r := tailRow{workload: spec.workload, round: round, system: sys.name, client: clientTail, groups: groups, target: spec.rate}
 	topic := fmt.Sprintf("%s-r%d-tail-%s", strings.ToLower(spec.workload), round, tag)
+	what := fmt.Sprintf("groups=%d", groups)
+	if tag == "warmup" {
+		what = "warm-up (not reported), groups=1"
+	}
 	fail := func(err error) tailRow {
 		r.err = err.Error()
-		h.progress("  %s tailing groups=%d: %v", sys.name, groups, err)
+		h.progress("  %s tailing %s: %v", sys.name, what, err)
 		return r
 	}
 	if err := createTopic(ctx, c.bootstrap, topic, spec.partitions, 1); err != nil {
@@ -279,8 +282,8 @@ func (h *harness) measureTail(ctx context.Context, c *cluster, spec tailSpec, ro
 	mean, lo, hi := spread(groupRates(r.perGroup))
 	e2e50, _, _ := spread(groupField(r.perGroup, func(g tailGroup) float64 { return g.p50 }))
 	_, _, e2e99 := spread(groupField(r.perGroup, func(g tailGroup) float64 { return g.p99 }))
-	h.progress("  %s tailing groups=%d: producer %.0f records/s (target %.0f), produce p99 %.1f ms; per group %.0f (%.0f to %.0f) records/s, end-to-end p50 %.1f ms (mean), p99 %.1f ms (worst); server CPU %.1f s, RSS %d MiB; harness CPU %.1f s",
-		sys.name, groups, r.rate, spec.rate, r.prodP99, mean, lo, hi, e2e50, e2e99, r.cpu.Seconds(), r.peakRSS>>20, r.clientCPU)
+	h.progress("  %s tailing %s: producer %.0f records/s (target %.0f), produce p99 %.1f ms; per group %.0f (%.0f to %.0f) records/s, end-to-end p50 %.1f ms (mean), p99 %.1f ms (worst); server CPU %.1f s, RSS %d MiB; harness CPU %.1f s",
+		sys.name, what, r.rate, spec.rate, r.prodP99, mean, lo, hi, e2e50, e2e99, r.cpu.Seconds(), r.peakRSS>>20, r.clientCPU)
 	return r
 }
 
