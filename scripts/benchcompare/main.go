@@ -75,8 +75,8 @@ func main() {
 	flag.DurationVar(&cfg.caseLimit, "case-timeout", 5*time.Minute, "longest one client run may take before it is stopped and reported failed")
 	flag.IntVar(&cfg.weirPort, "weir-port", defaultWeirPort, "first port of Weir's nodes (each takes 4, 10 apart)")
 	flag.IntVar(&cfg.kafkaPort, "kafka-port", defaultKafkaPort, "first port of Apache Kafka's brokers (scripts/kafka-server's KAFKA_PORT)")
-	flag.StringVar(&cfg.w3Modes, "w3-modes", "saturated,tailing", "W3's modes, comma-separated: saturated (groups read a filled topic as fast as they can), tailing (groups tail a topic a producer writes at -w3-rate)")
-	flag.Float64Var(&cfg.w3Rate, "w3-rate", 20_000, "W3 tailing: the producer's rate, records/s of 100 B")
+	flag.StringVar(&cfg.w3Modes, "w3-modes", defaultW3Modes, "W3's modes, comma-separated: saturated (groups read a filled topic as fast as they can), tailing (groups tail a topic a producer writes at -w3-rate)")
+	flag.Float64Var(&cfg.w3Rate, "w3-rate", defaultW3Rate, "W3 tailing: the producer's rate, records/s of 100 B")
 	flag.DurationVar(&cfg.w3Duration, "w3-duration", 0, "W3 tailing: how long the producer writes (default 30s; 5s with -quick)")
 	flag.Parse()
 	if flag.NArg() > 0 {
@@ -251,6 +251,12 @@ func selectWorkloads(only string) ([]workload, error) {
 	}
 	return out, nil
 }
+
+// The defaults of W3's flags.
+const (
+	defaultW3Modes = "saturated,tailing"
+	defaultW3Rate  = 20_000
+)
 
 // w3Modes reads -w3-modes.
 func w3Modes(s string) (saturated, tailing bool, err error) {

@@ -283,6 +283,15 @@ func (h *harness) flagsUsed() string {
 	if def := map[bool]int64{false: 300_000, true: 0}[h.cfg.quick]; h.cfg.warmup != def {
 		f = append(f, fmt.Sprintf("-warmup %d", h.cfg.warmup))
 	}
+	if h.cfg.w3Modes != defaultW3Modes {
+		f = append(f, "-w3-modes "+h.cfg.w3Modes)
+	}
+	if h.cfg.w3Rate != defaultW3Rate {
+		f = append(f, fmt.Sprintf("-w3-rate %.0f", h.cfg.w3Rate))
+	}
+	if def := map[bool]time.Duration{false: 30 * time.Second, true: 5 * time.Second}[h.cfg.quick]; h.cfg.w3Duration != def && h.cfg.w3Duration != 0 {
+		f = append(f, "-w3-duration "+h.cfg.w3Duration.String())
+	}
 	if h.cfg.records != 1_000_000 && !h.cfg.quick {
 		f = append(f, fmt.Sprintf("-records %d", h.cfg.records))
 	}

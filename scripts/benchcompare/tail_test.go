@@ -148,3 +148,14 @@ func TestWriteTailPlotAndFigures(t *testing.T) {
 		t.Errorf("the failed row has no failed figure: %v", seen)
 	}
 }
+
+func TestFlagsUsedW3(t *testing.T) {
+	h := &harness{cfg: config{rounds: 1, warmup: 300_000, records: 1_000_000, w3Modes: "tailing", w3Rate: 30000, w3Duration: time.Minute}}
+	if got, want := h.flagsUsed(), " -w3-modes tailing -w3-rate 30000 -w3-duration 1m0s"; got != want {
+		t.Fatalf("flagsUsed() = %q, want %q", got, want)
+	}
+	h.cfg.w3Modes, h.cfg.w3Rate, h.cfg.w3Duration = defaultW3Modes, defaultW3Rate, 30*time.Second
+	if got := h.flagsUsed(); got != "" {
+		t.Fatalf("defaults: flagsUsed() = %q, want none", got)
+	}
+}
