@@ -69,6 +69,7 @@ type benchFlags struct {
 	group       string
 	cpuprofile  string
 	memprofile  string
+	hist        string
 }
 
 // runBench handles `weir bench produce|consume`.
@@ -144,6 +145,7 @@ func newBenchFlags(mode string, env cli) (*flag.FlagSet, *benchFlags, *string) {
 		fs.IntVar(&f.batchSize, "batch-size", 1<<20, "bytes at which a partition's batch is sent")
 		fs.DurationVar(&f.linger, "linger", client.DefaultLinger, "how long a batch waits for more records")
 		fs.IntVar(&f.maxInFlight, "max-in-flight", 1, "batches per partition awaiting their answer")
+		fs.StringVar(&f.hist, "hist", "", "write the latency histogram to this file at the end (a bucket a line: highest ns, count)")
 	} else {
 		fs.StringVar(&f.group, "group", "", "consume as a member of this group (default: every partition from the earliest offset)")
 	}
@@ -462,8 +464,43 @@ func (b *bench) produce(env cli) error {
 	fmt.Fprintf(env.stdout, "bench produce: records=%d seconds=%.3f records/s=%.0f MB/s=%.2f p50=%s p99=%s p999=%s max=%s errors=%d\n",
 		records, sec, float64(records)/sec, float64(records)*float64(f.recordSize)/1e6/sec,
 		fmtMillis(h.quantile(0.50)), fmtMillis(h.quantile(0.99)), fmtMillis(h.quantile(0.999)), fmtMillis(h.max()), failed)
+	if f.hist != "" {
+		if err := writeHistFile(f.hist, &h); err != nil {
+			return fmt.Errorf("bench produce: --hist: %w", err)
+		}
+	}
 	if failed > 0 {
 		return fmt.Errorf("bench produce: %d of %d records failed", failed, records)
+	}
+	return nil
+}
+
+// writeHistFile writes h to the file at path with writeHist.
+func writeHistFile(path string, h *latencyHist) error {
+	var b bytes.Buffer
+	if err := writeHist(&b, h); err != nil {
+		return err
+	}
+	return os.WriteFile(path, b.Bytes(), 0o644)
+}
+
+// writeHist writes the non-empty buckets of h, lowest first, a line each: the bucket's highest
+// value in nanoseconds (capped at the largest value recorded, as quantile reports it) and its
+// count, separated by a space, after a comment line saying so. A reader gets the full latency
+// distribution (the CDF plots of scripts/benchcompare), not only the summary's percentiles.
+func writeHist(w io.Writer, h *latencyHist) error {
+	if _, err := fmt.Fprintf(w, "# weir bench produce latency histogram: highest_ns count (records=%d max_ns=%d)\n", h.count(), h.max()); err != nil {
+		return err
+	}
+	for i := range h.counts {
+		c := h.counts[i].Load()
+		if c == 0 {
+			continue
+		}
+		_, hi := histBounds(i)
+		if _, err := fmt.Fprintf(w, "%d %d\n", min(hi, math.MaxInt64, uint64(h.max())), c); err != nil {
+			return err
+		}
 	}
 	return nil
 }

@@ -475,3 +475,66 @@ func TestConsumeProgressShowsETA(t *testing.T) {
 		t.Fatalf("none of %d progress lines of bench consume shows an ETA:\n%s", lines, stderr.String())
 	}
 }
+
+// TestBenchProduceHist checks --hist: the file's counts add up to the records produced, its
+// bounds rise, and the summary's percentiles and max are read off it the same way.
+func TestBenchProduceHist(t *testing.T) {
+	const n = 5000
+	path := filepath.Join(t.TempDir(), "hist.txt")
+	p := benchSummary(t, "bench", "produce", "--embedded", "--topic", "h", "--records", strconv.Itoa(n), "--hist", path)
+	checkSummary(t, p, n, 100)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var total, prev uint64
+	var bounds []uint64
+	var counts []uint64
+	for _, l := range lines(string(b)) {
+		if strings.HasPrefix(l, "#") || l == "" {
+			continue
+		}
+		f := strings.Fields(l)
+		if len(f) != 2 {
+			t.Fatalf("line %q: want two fields", l)
+		}
+		hi, err1 := strconv.ParseUint(f[0], 10, 64)
+		c, err2 := strconv.ParseUint(f[1], 10, 64)
+		if err1 != nil || err2 != nil || c == 0 || (len(bounds) > 0 && hi <= prev) {
+			t.Fatalf("line %q after bound %d: want rising bounds and positive counts", l, prev)
+		}
+		prev, total = hi, total+c
+		bounds, counts = append(bounds, hi), append(counts, c)
+	}
+	if total != n {
+		t.Fatalf("histogram counts %d records, want %d", total, n)
+	}
+	if got, want := float64(prev)/1e6, p["max"]; math.Abs(got-want) > 0.01*want+0.001 {
+		t.Fatalf("last bound %v ms, summary max %v ms", got, want)
+	}
+	var cum uint64
+	for i, c := range counts { // p50: the first bucket at or past the 2500th value
+		if cum += c; cum >= n/2 {
+			if got, want := float64(bounds[i])/1e6, p["p50"]; math.Abs(got-want) > 0.01*want+0.001 {
+				t.Fatalf("p50 from the file %v ms, summary %v ms", got, want)
+			}
+			break
+		}
+	}
+}
+
+func TestWriteHist(t *testing.T) {
+	var h latencyHist
+	for _, d := range []time.Duration{3, 3, 300, 1000} {
+		h.record(d)
+	}
+	var b bytes.Buffer
+	if err := writeHist(&b, &h); err != nil {
+		t.Fatal(err)
+	}
+	// 300 falls in the bucket [300, 301]; 1000 in [1000, 1003], capped at the max, 1000.
+	want := "# weir bench produce latency histogram: highest_ns count (records=4 max_ns=1000)\n3 2\n301 1\n1000 1\n"
+	if b.String() != want {
+		t.Fatalf("got\n%s\nwant\n%s", b.String(), want)
+	}
+}

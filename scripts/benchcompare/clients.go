@@ -10,6 +10,7 @@ import (
 	"math"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -33,6 +34,7 @@ type measure struct {
 	recordsPerSec float64
 	mbPerSec      float64
 	p50, p95, p99 float64
+	p999          float64 // p99.9 (0 where a test or an old row leaves it out)
 	max           float64
 }
 
@@ -50,6 +52,9 @@ type result struct {
 	groups     int
 	groupRates []float64
 	join       float64
+	// cdf is the produce latency distribution of the run, lowest first (nil: none): the full
+	// histogram of `weir bench produce --hist`, or ProducerPerformance's percentiles.
+	cdf []cdfPoint
 	measure
 	usage
 	err string // why the run failed; the figures are then zero
@@ -59,7 +64,7 @@ type result struct {
 // records/sec (6.52 MB/sec), 1284.93 ms avg latency, 2021.00 ms max latency, 1332 ms 50th,
 // 1962 ms 95th, 1993 ms 99th, 2014 ms 99.9th."
 var perfSummary = regexp.MustCompile(`(\d+) records sent, ([\d.]+) records/sec \(([\d.]+) MB/sec\), ` +
-	`([\d.]+) ms avg latency, ([\d.]+) ms max latency, (\d+) ms 50th, (\d+) ms 95th, (\d+) ms 99th`)
+	`([\d.]+) ms avg latency, ([\d.]+) ms max latency, (\d+) ms 50th, (\d+) ms 95th, (\d+) ms 99th, (\d+) ms 99.9th`)
 
 // parsePerf reads the summary line of one ProducerPerformance run.
 func parsePerf(out string) (measure, error) {
@@ -76,7 +81,7 @@ func parsePerf(out string) (measure, error) {
 		}
 		f[i] = v
 	}
-	return measure{records: int64(f[1]), recordsPerSec: f[2], mbPerSec: f[3], max: f[5], p50: f[6], p95: f[7], p99: f[8]}, nil
+	return measure{records: int64(f[1]), recordsPerSec: f[2], mbPerSec: f[3], max: f[5], p50: f[6], p95: f[7], p99: f[8], p999: f[9]}, nil
 }
 
 // combine adds up the runs of concurrent producers: records over the longest run's time, and
@@ -85,7 +90,7 @@ func parsePerf(out string) (measure, error) {
 func combine(runs []measure) measure {
 	var total int64
 	var longest float64
-	c := measure{p50: math.NaN(), p95: math.NaN(), p99: math.NaN(), max: math.NaN()}
+	c := measure{p50: math.NaN(), p95: math.NaN(), p99: math.NaN(), p999: math.NaN(), max: math.NaN()}
 	worst := func(a, b float64) float64 {
 		if math.IsNaN(a) {
 			return b
@@ -101,6 +106,7 @@ func combine(runs []measure) measure {
 			longest = max(longest, float64(r.records)/r.recordsPerSec)
 		}
 		c.p50, c.p95, c.p99, c.max = worst(c.p50, r.p50), worst(c.p95, r.p95), worst(c.p99, r.p99), worst(c.max, r.max)
+		c.p999 = worst(c.p999, r.p999)
 	}
 	c.records = total
 	if longest > 0 {
@@ -153,7 +159,7 @@ func (h *harness) runProducerPerf(ctx context.Context, c *cluster, topic, acks s
 
 // weirSummary matches the summary line of `weir bench produce`.
 var weirSummary = regexp.MustCompile(`bench produce: records=(\d+) seconds=[\d.]+ records/s=([\d.]+) MB/s=([\d.]+) ` +
-	`p50=([\d.]+)ms p99=([\d.]+)ms p999=[\d.]+ms max=([\d.]+)ms errors=(\d+)`)
+	`p50=([\d.]+)ms p99=([\d.]+)ms p999=([\d.]+)ms max=([\d.]+)ms errors=(\d+)`)
 
 // parseWeirBench reads the summary line of `weir bench produce`, which has no p95.
 func parseWeirBench(out string) (measure, error) {
@@ -169,30 +175,39 @@ func parseWeirBench(out string) (measure, error) {
 		}
 		f[i] = v
 	}
-	if f[7] > 0 {
-		return measure{}, fmt.Errorf("%.0f records failed: %s", f[7], m[0])
+	if f[8] > 0 {
+		return measure{}, fmt.Errorf("%.0f records failed: %s", f[8], m[0])
 	}
 	return measure{records: int64(f[1]), recordsPerSec: f[2], mbPerSec: f[3] * 1e6 / (1 << 20), // weir bench's MB is 10^6 B
-		p50: f[4], p95: math.NaN(), p99: f[5], max: f[6]}, nil
+		p50: f[4], p95: math.NaN(), p99: f[5], p999: f[6], max: f[7]}, nil
 }
 
 // runWeirBench runs `weir bench produce` with producers producers (one process) against a
-// Weir cluster's client ports.
-func (h *harness) runWeirBench(ctx context.Context, c *cluster, topic, acks string, producers int, records int64) (measure, error) {
+// Weir cluster's client ports, and reads the latency histogram it writes (--hist).
+func (h *harness) runWeirBench(ctx context.Context, c *cluster, topic, acks string, producers int, records int64) (measure, []cdfPoint, error) {
 	ctx, cancel := context.WithTimeout(ctx, h.cfg.caseLimit)
 	defer cancel()
 	weirAcks := map[string]string{"1": "leader", "all": "all"}[acks]
 	args := []string{h.weirBin, "--server", c.weirServers, "bench", "produce", "--topic", topic,
 		"--records", fmt.Sprint(records), "--record-size", fmt.Sprint(recordSize), "--acks", weirAcks,
-		"--producers", fmt.Sprint(producers)}
+		"--producers", fmt.Sprint(producers), "--hist", filepath.Join(h.work, topic+".hist")}
 	h.note(args)
 	stop := h.watchTopic(ctx, c, topic, fmt.Sprintf("%s weir bench produce acks=%s producers=%d", topic, acks, producers), records)
 	out, err := h.output(ctx, args)
 	stop()
 	if err != nil {
-		return measure{}, err
+		return measure{}, nil, err
 	}
-	return parseWeirBench(out)
+	m, err := parseWeirBench(out)
+	if err != nil {
+		return measure{}, nil, err
+	}
+	b, err := os.ReadFile(filepath.Join(h.work, topic+".hist"))
+	if err != nil {
+		return m, nil, err
+	}
+	cdf, err := parseWeirHist(string(b))
+	return m, cdf, err
 }
 
 // output runs args in the repository's root and returns its standard output; a failure's

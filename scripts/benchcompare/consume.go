@@ -60,7 +60,7 @@ func (g groupRun) rate() float64 {
 // once: a JVM may start seconds after another), or over the longest group's time when a run's
 // span is unknown; each group's own rate is kept, and the longest join.
 func combineGroups(runs []groupRun) (measure, []float64, float64) {
-	m := measure{p50: math.NaN(), p95: math.NaN(), p99: math.NaN(), max: math.NaN()}
+	m := measure{p50: math.NaN(), p95: math.NaN(), p99: math.NaN(), p999: math.NaN(), max: math.NaN()}
 	rates := make([]float64, len(runs))
 	longest, join := 0.0, math.NaN()
 	var first, last time.Time

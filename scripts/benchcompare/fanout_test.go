@@ -123,11 +123,11 @@ func TestWriteFanOutPlot(t *testing.T) {
 
 func TestWarmUpNote(t *testing.T) {
 	got := warmUpNote(workloads, 300_000)
-	want := "in W1 and W2 each system warmed up with 300,000 records (acks=1, not reported) after it started; in W3 no separate warm-up (the fill, not reported, is one)"
+	want := "in W1 and W2 each system warmed up with 300,000 records (acks=1, not reported) after it started; in W3's saturated mode no separate warm-up (the fill, not reported, is one; its tailing mode says its own)"
 	if got != want {
 		t.Fatalf("got %q\nwant %q", got, want)
 	}
-	if got := warmUpNote(workloads[2:], 0); got != "in W3 no separate warm-up (the fill, not reported, is one)" {
+	if got := warmUpNote(workloads[2:], 0); got != "in W3's saturated mode no separate warm-up (the fill, not reported, is one; its tailing mode says its own)" {
 		t.Fatalf("W3 alone: %q", got)
 	}
 }

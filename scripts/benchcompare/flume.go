@@ -190,7 +190,7 @@ func (h *harness) writeJSON(path string, chosen []workload) error {
 			}
 			continue
 		}
-		for _, f := range figures(h.rowsOf(w.id)) {
+		for _, f := range append(figures(h.rowsOf(w.id)), tailFigures(h.tailsOf(w.id))...) {
 			if err := enc.Encode(f); err != nil {
 				return err
 			}

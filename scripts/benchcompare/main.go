@@ -54,6 +54,10 @@ type config struct {
 	json      string
 	weirPort  int
 	kafkaPort int
+	// W3's modes and the tailing mode's load.
+	w3Modes    string
+	w3Rate     float64
+	w3Duration time.Duration
 }
 
 func main() {
@@ -71,6 +75,9 @@ func main() {
 	flag.DurationVar(&cfg.caseLimit, "case-timeout", 5*time.Minute, "longest one client run may take before it is stopped and reported failed")
 	flag.IntVar(&cfg.weirPort, "weir-port", defaultWeirPort, "first port of Weir's nodes (each takes 4, 10 apart)")
 	flag.IntVar(&cfg.kafkaPort, "kafka-port", defaultKafkaPort, "first port of Apache Kafka's brokers (scripts/kafka-server's KAFKA_PORT)")
+	flag.StringVar(&cfg.w3Modes, "w3-modes", defaultW3Modes, "W3's modes, comma-separated: saturated (groups read a filled topic as fast as they can), tailing (groups tail a topic a producer writes at -w3-rate)")
+	flag.Float64Var(&cfg.w3Rate, "w3-rate", defaultW3Rate, "W3 tailing: the producer's rate, records/s of 100 B")
+	flag.DurationVar(&cfg.w3Duration, "w3-duration", 0, "W3 tailing: how long the producer writes (default 30s; 5s with -quick)")
 	flag.Parse()
 	if flag.NArg() > 0 {
 		fmt.Fprintf(os.Stderr, "benchcompare: unexpected argument %q\n", flag.Arg(0))
@@ -100,6 +107,18 @@ func run(ctx context.Context, cfg config) error {
 		if cfg.quick {
 			cfg.warmup = 0
 		}
+	}
+	if cfg.w3Duration == 0 {
+		cfg.w3Duration = 30 * time.Second
+		if cfg.quick {
+			cfg.w3Duration = 5 * time.Second
+		}
+	}
+	if cfg.w3Rate <= 0 || cfg.w3Duration < 0 {
+		return errors.New("-w3-rate and -w3-duration must be positive")
+	}
+	if _, _, err := w3Modes(cfg.w3Modes); err != nil {
+		return err
 	}
 	chosen, err := selectWorkloads(cfg.only)
 	if err != nil {
@@ -174,6 +193,8 @@ type harness struct {
 	machine machine
 	elapsed time.Duration
 	results []result
+	// tails are the rows of W3's tailing mode.
+	tails []tailRow
 	// commands are the client and setup commands in the order they ran, with the work
 	// directory written as $WORK.
 	commands []string
@@ -229,4 +250,29 @@ func selectWorkloads(only string) ([]workload, error) {
 		}
 	}
 	return out, nil
+}
+
+// The defaults of W3's flags.
+const (
+	defaultW3Modes = "saturated,tailing"
+	defaultW3Rate  = 20_000
+)
+
+// w3Modes reads -w3-modes.
+func w3Modes(s string) (saturated, tailing bool, err error) {
+	for _, m := range strings.Split(s, ",") {
+		switch strings.TrimSpace(strings.ToLower(m)) {
+		case "saturated":
+			saturated = true
+		case "tailing":
+			tailing = true
+		case "":
+		default:
+			return false, false, fmt.Errorf("-w3-modes: no mode %q (saturated, tailing)", m)
+		}
+	}
+	if !saturated && !tailing {
+		return false, false, errors.New("-w3-modes: no mode")
+	}
+	return saturated, tailing, nil
 }

@@ -19,7 +19,7 @@ func TestParsePerf(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := measure{records: 300000, recordsPerSec: 33825.684970, mbPerSec: 3.23, p50: 4664, p95: 5821, p99: 5978, max: 6044}
+	want := measure{records: 300000, recordsPerSec: 33825.684970, mbPerSec: 3.23, p50: 4664, p95: 5821, p99: 5978, p999: 6033, max: 6044}
 	if m != want {
 		t.Fatalf("got %+v, want %+v", m, want)
 	}
@@ -35,7 +35,7 @@ func TestParseWeirBench(t *testing.T) {
 		fails     bool
 	}{
 		{name: "ok", out: "bench produce: records=1000000 seconds=2.000 records/s=500000 MB/s=50.00 p50=1.500ms p99=12.250ms p999=20.000ms max=31.125ms errors=0\n",
-			want: measure{records: 1000000, recordsPerSec: 500000, mbPerSec: 50e6 / (1 << 20), p50: 1.5, p99: 12.25, max: 31.125}},
+			want: measure{records: 1000000, recordsPerSec: 500000, mbPerSec: 50e6 / (1 << 20), p50: 1.5, p99: 12.25, p999: 20, max: 31.125}},
 		{name: "errors", out: "bench produce: records=10 seconds=2.000 records/s=5 MB/s=0.00 p50=1.500ms p99=12.250ms p999=20.000ms max=31.125ms errors=3\n", fails: true},
 		{name: "none", out: "weir: no such topic\n", fails: true},
 	} {

@@ -28,13 +28,21 @@ func (h *harness) writePlots(chosen []workload, dir string) error {
 	}
 	for _, w := range chosen {
 		rows := h.rowsOf(w.id)
-		if len(rows) == 0 {
+		if w.consume {
+			base := filepath.Join(dir, strings.ToLower(w.id))
+			if len(rows) > 0 {
+				if err := writeFanOutPlot(w.id, rows, base); err != nil {
+					return err
+				}
+			}
+			if tails := h.tailsOf(w.id); len(tails) > 0 {
+				if err := writeTailPlot(w.id, tails, base); err != nil {
+					return err
+				}
+			}
 			continue
 		}
-		if w.consume {
-			if err := writeFanOutPlot(w.id, rows, filepath.Join(dir, strings.ToLower(w.id))); err != nil {
-				return err
-			}
+		if len(rows) == 0 {
 			continue
 		}
 		all, cs := seriesAndCases(rows)
@@ -92,12 +100,18 @@ func (h *harness) writePlots(chosen []workload, dir string) error {
 		if err := saveTiles(panels, 7*vg.Inch, 4.5*vg.Inch, base+"-latency.png"); err != nil {
 			return err
 		}
+		if err := writeCDFPlot(w.id, rows, base); err != nil {
+			return err
+		}
 	}
 	return nil
 }
 
 // systemColor gives each system one colour in every plot.
 func systemColor(s series) color.Color {
+	if s.client == clientWeirConsume { // beside the same system's franz-go bars (W3 tailing)
+		return plotutil.Color(4)
+	}
 	for i, sys := range []system{weirSyncAlways, apacheKafka, weirSyncNever} {
 		if s.system == sys.name {
 			return plotutil.Color(i)
@@ -134,8 +148,11 @@ func groupedBars(title, yLabel string, categories []string, ss []series, value f
 		bars.Offset = vg.Length(float64(k)-float64(len(ss)-1)/2) * width
 		p.Add(bars)
 		label := s.system
-		if s.client == clientWeirBench {
+		switch s.client {
+		case clientWeirBench:
 			label += ", weir bench"
+		case clientWeirConsume:
+			label += ", " + clientWeirConsume
 		}
 		p.Legend.Add(label, bars)
 	}

@@ -199,23 +199,39 @@ func (h *harness) report(chosen []workload) string {
 		}
 		rows := h.rowsOf(w.id)
 		if w.consume {
-			fmt.Fprintf(&b, "\n#### %s: %s\n\n%s. %s\n\n", w.id, w.title, upperFirst(w.setup), fanOutNote)
-			b.WriteString(fanOutTable(rows, h.cfg.rounds > 1))
-			b.WriteString(fanOutRatioTable(rows))
+			fmt.Fprintf(&b, "\n#### %s: %s\n", w.id, w.title)
+			if len(rows) > 0 {
+				fmt.Fprintf(&b, "\n##### %s, saturated mode\n\n%s. %s\n\n", w.id, upperFirst(w.setup), fanOutNote)
+				b.WriteString(fanOutTable(rows, h.cfg.rounds > 1))
+				b.WriteString(fanOutRatioTable(rows))
+				if plotRel != "" {
+					fmt.Fprintf(&b, "\n![%s saturated throughput](%s/%s-throughput.png)\n", w.id, plotRel, strings.ToLower(w.id))
+				}
+			}
+			if tails := h.tailsOf(w.id); len(tails) > 0 {
+				fmt.Fprintf(&b, "\n##### %s, tailing mode\n\n%s %s\n\n", w.id, tailSetup(h.cfg), tailNote)
+				b.WriteString(tailTable(tails, h.cfg.rounds > 1))
+				b.WriteString(tailCostTable(tails))
+				if plotRel != "" {
+					fmt.Fprintf(&b, "\n![%s tailing](%s/%s-tailing.png)\n", w.id, plotRel, strings.ToLower(w.id))
+				}
+			}
+			if plotRel != "" && h.cfg.rounds > 1 {
+				fmt.Fprintf(&b, "\nThe plots show the mean over the %d rounds.\n", h.cfg.rounds)
+			}
 		} else {
 			fmt.Fprintf(&b, "\n#### %s: %s\n\n%s. Latencies in ms; p95 is not reported by `weir bench produce` (—). Memory is the peak of the servers' summed RSS while the client ran, CPU the servers' CPU time over the run.\n\n", w.id, w.title, upperFirst(w.setup))
 			b.WriteString(rowsTable(rows, h.cfg.rounds > 1))
 			b.WriteString(ratioTable(rows))
 		}
-		if plotRel != "" {
+		if plotRel != "" && !w.consume {
 			lw := strings.ToLower(w.id)
 			fmt.Fprintf(&b, "\n![%s throughput](%s/%s-throughput.png)\n", w.id, plotRel, lw)
-			if !w.consume {
-				fmt.Fprintf(&b, "![%s latency](%s/%s-latency.png)\n", w.id, plotRel, lw)
-			}
+			fmt.Fprintf(&b, "![%s latency](%s/%s-latency.png)\n", w.id, plotRel, lw)
 			if h.cfg.rounds > 1 {
-				fmt.Fprintf(&b, "\nThe plots show the mean over the %d rounds.\n", h.cfg.rounds)
+				fmt.Fprintf(&b, "\nThe bar plots show the mean over the %d rounds.\n", h.cfg.rounds)
 			}
+			fmt.Fprintf(&b, "\n![%s latency CDF](%s/%s-latency-cdf.png)\n\n%s\n", w.id, plotRel, lw, cdfCaption)
 		}
 		fmt.Fprintf(&b, "\n<details><summary>%s: the exact commands, in order</summary>\n\n```sh\n", w.id)
 		for _, c := range h.commandsOf(w.id) {
@@ -266,6 +282,15 @@ func (h *harness) flagsUsed() string {
 	}
 	if def := map[bool]int64{false: 300_000, true: 0}[h.cfg.quick]; h.cfg.warmup != def {
 		f = append(f, fmt.Sprintf("-warmup %d", h.cfg.warmup))
+	}
+	if h.cfg.w3Modes != defaultW3Modes {
+		f = append(f, "-w3-modes "+h.cfg.w3Modes)
+	}
+	if h.cfg.w3Rate != defaultW3Rate {
+		f = append(f, fmt.Sprintf("-w3-rate %.0f", h.cfg.w3Rate))
+	}
+	if def := map[bool]time.Duration{false: 30 * time.Second, true: 5 * time.Second}[h.cfg.quick]; h.cfg.w3Duration != def && h.cfg.w3Duration != 0 {
+		f = append(f, "-w3-duration "+h.cfg.w3Duration.String())
 	}
 	if h.cfg.records != 1_000_000 && !h.cfg.quick {
 		f = append(f, fmt.Sprintf("-records %d", h.cfg.records))
@@ -441,7 +466,7 @@ func warmUpNote(chosen []workload, warmup int64) string {
 		parts = append(parts, fmt.Sprintf("in %s each system warmed up with %s records (acks=1, not reported) after it started", strings.Join(produce, " and "), thousands(float64(warmup))))
 	}
 	if len(consume) > 0 {
-		parts = append(parts, fmt.Sprintf("in %s no separate warm-up (the fill, not reported, is one)", strings.Join(consume, " and ")))
+		parts = append(parts, fmt.Sprintf("in %s's saturated mode no separate warm-up (the fill, not reported, is one; its tailing mode says its own)", strings.Join(consume, " and ")))
 	}
 	return strings.Join(parts, "; ")
 }

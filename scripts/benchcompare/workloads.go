@@ -49,11 +49,24 @@ var workloads = []workload{
 	},
 	{
 		id:      "W3",
-		title:   "one node, consumer fan-out: 1 and 10 consumer groups reading a whole 6-partition topic at once",
-		setup:   "one node; a topic of 6 partitions filled once per system (ProducerPerformance, acks=1, not reported), then read whole by 1 group, then by 10 groups at once, each group with one consumer and a name of its own, from the earliest offset; no warm-up (the fill is one), -warmup does not apply",
+		title:   "one node, consumer fan-out: 1 and 10 consumer groups on a 6-partition topic, saturated and tailing",
+		setup:   "saturated mode: one node; a topic of 6 partitions filled once per system (ProducerPerformance, acks=1, not reported), then read whole by 1 group, then by 10 groups at once, each group with one consumer and a name of its own, from the earliest offset, as fast as they can; no warm-up (the fill is one), -warmup does not apply",
 		consume: true,
 		run: func(ctx context.Context, h *harness) error {
-			return h.fanOutComparison(ctx, fanOutSpec{workload: "W3", partitions: 6, groups: []int{1, 10}})
+			saturated, tailing, err := w3Modes(h.cfg.w3Modes)
+			if err != nil {
+				return err
+			}
+			if saturated {
+				if err := h.fanOutComparison(ctx, fanOutSpec{workload: "W3", partitions: 6, groups: []int{1, 10}}); err != nil {
+					return err
+				}
+			}
+			if tailing {
+				return h.tailComparison(ctx, tailSpec{workload: "W3", partitions: 6, groups: []int{0, 1, 10},
+					rate: h.cfg.w3Rate, duration: h.cfg.w3Duration})
+			}
+			return nil
 		},
 	},
 	{
@@ -178,7 +191,7 @@ func (h *harness) measureOne(ctx context.Context, c *cluster, spec produceSpec, 
 	case clientProducerPerf:
 		m, err = h.runProducerPerf(ctx, c, topic, acks, producers, h.cfg.records)
 	case clientWeirBench:
-		m, err = h.runWeirBench(ctx, c, topic, acks, producers, h.cfg.records)
+		m, r.cdf, err = h.runWeirBench(ctx, c, topic, acks, producers, h.cfg.records)
 	}
 	r.usage = s.stop()
 	if err != nil {
@@ -187,6 +200,9 @@ func (h *harness) measureOne(ctx context.Context, c *cluster, spec produceSpec, 
 		return r
 	}
 	r.measure = m
+	if r.cdf == nil {
+		r.cdf = percentileCDF(m)
+	}
 	h.progress("  %s %s acks=%s producers=%d: %.0f records/s, p50 %.1f ms, p99 %.1f ms, max %.1f ms, RSS %d MiB, CPU %.1f s",
 		sys.name, client, acks, producers, m.recordsPerSec, m.p50, m.p99, m.max, r.peakRSS>>20, r.cpu.Seconds())
 	return r
