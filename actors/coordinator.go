@@ -489,6 +489,32 @@ func (n *Node) forgetCoordinator(group string) {
 	delete(n.groups, group)
 }
 
+// idleStop returns a channel closed once the root stops the coordinator of group for being idle
+// (or it stops itself), if it runs on this node; nil otherwise (a coordinator on another node).
+// If pid is an older one of this node, already stopped, a request to it is a dead letter.
+func (n *Node) idleStop(group string, pid *actor.PID) <-chan struct{} {
+	if isRemote(n.system, pid) {
+		return nil
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if ch, ok := n.idleStops[group]; ok {
+		return ch
+	}
+	return nil
+}
+
+// coordinatorGone closes the idleStop channel of group's coordinator, which stopped (or is
+// stopping itself).
+func (n *Node) coordinatorGone(group string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if ch, ok := n.idleStops[group]; ok {
+		close(ch)
+		delete(n.idleStops, group)
+	}
+}
+
 // maxKnownCoordinators bounds the coordinators a node remembers (coordinatorFor).
 const maxKnownCoordinators = 4096
 

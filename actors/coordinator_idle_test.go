@@ -1,13 +1,17 @@
 package actors
 
 import (
+	"context"
+	"log/slog"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/weirhq/weir/cluster/wire"
 	"github.com/weirhq/weir/storage"
 )
 
@@ -143,5 +147,105 @@ func TestGroupRequestFindsStoppedCoordinatorAgain(t *testing.T) {
 	hb.Version, hb.Group, hb.MemberID = 4, "g", "nobody"
 	if code := n.kafka.heartbeat(hb).ErrorCode; code != kafkaUnknownMemberID {
 		t.Fatalf("heartbeat to a stopped coordinator: error %d, want UNKNOWN_MEMBER_ID (25) from a new one", code)
+	}
+}
+
+// blockingHandler is a slog handler that, once armed, signals reached and waits for release
+// when a record's message is msg (a point inside an actor, held there by the test).
+type blockingHandler struct {
+	msg     string
+	armed   *atomic.Bool
+	reached chan struct{}
+	release chan struct{}
+}
+
+func (h blockingHandler) Enabled(context.Context, slog.Level) bool { return true }
+func (h blockingHandler) WithAttrs([]slog.Attr) slog.Handler       { return h }
+func (h blockingHandler) WithGroup(string) slog.Handler            { return h }
+func (h blockingHandler) Handle(_ context.Context, r slog.Record) error {
+	if r.Message == h.msg && h.armed.CompareAndSwap(true, false) {
+		close(h.reached)
+		<-h.release
+	}
+	return nil
+}
+
+// TestCoordinatorIdleStopDropsNoRequest: a request that is in an idle coordinator's mailbox when
+// its node's root stops it is not lost. The actor system drops the messages left in a stopped
+// actor's mailbox without a dead letter, so such a commit waited out the whole RequestTimeout
+// and failed (here 8 s; 30 s by default, with the client's connection blocked meanwhile). Held
+// here: the coordinator decides it is idle; two commits reach it; the first is slow, so the
+// root's stop arrives while it runs; the second is still in the mailbox then.
+func TestCoordinatorIdleStopDropsNoRequest(t *testing.T) {
+	h := blockingHandler{msg: "group coordinator stops: idle", armed: &atomic.Bool{}, reached: make(chan struct{}), release: make(chan struct{})}
+	var slowCommit atomic.Bool
+	cfg := NodeConfig{DataDir: t.TempDir(), KafkaAddr: "127.0.0.1:0", Logger: slog.New(h)}
+	cfg.Log = storage.DefaultConfig()
+	cfg.Log.Sync = storage.SyncNever
+	cfg.Coordinator.TickInterval = 20 * time.Millisecond
+	cfg.Coordinator.IdleTimeout = 300 * time.Millisecond
+	cfg.Server.RequestTimeout = 8 * time.Second
+	cfg.Faults = func(kind, point string) {
+		if kind == "group" && point == "commit" && slowCommit.CompareAndSwap(true, false) {
+			time.Sleep(300 * time.Millisecond)
+		}
+	}
+	n, err := StartNode(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	if err := n.CreateTopic("cs", 2); err != nil {
+		t.Fatal(err)
+	}
+	commit := func(p int32, offset int64) (int16, time.Duration) {
+		oc := kmsg.NewPtrOffsetCommitRequest()
+		oc.Version, oc.Group, oc.Generation = 8, "g", -1
+		oct := kmsg.NewOffsetCommitRequestTopic()
+		oct.Topic = "cs"
+		ocp := kmsg.NewOffsetCommitRequestTopicPartition()
+		ocp.Partition, ocp.Offset = p, offset
+		oct.Partitions = append(oct.Partitions, ocp)
+		oc.Topics = append(oc.Topics, oct)
+		start := time.Now()
+		code := n.kafka.offsetCommit(oc).Topics[0].Partitions[0].ErrorCode
+		return code, time.Since(start)
+	}
+	h.armed.Store(true)
+	if code, _ := commit(0, 1); code != 0 { // starts the coordinator
+		t.Fatalf("first commit: %d", code)
+	}
+	select {
+	case <-h.reached: // the coordinator is idle and about to ask the root to stop it
+	case <-time.After(10 * time.Second):
+		t.Fatal("the coordinator did not become idle")
+	}
+	slowCommit.Store(true)
+	type result struct {
+		code int16
+		took time.Duration
+	}
+	a, b := make(chan result, 1), make(chan result, 1)
+	go func() { c, d := commit(0, 5); a <- result{c, d} }()
+	time.Sleep(50 * time.Millisecond)
+	go func() { c, d := commit(1, 6); b <- result{c, d} }()
+	time.Sleep(50 * time.Millisecond)
+	close(h.release)
+	for name, ch := range map[string]chan result{"held": a, "queued": b} {
+		r := <-ch
+		if r.code != 0 || r.took > 4*time.Second {
+			t.Errorf("%s commit: error %d after %v", name, r.code, r.took.Round(time.Millisecond))
+		}
+	}
+	res, e := n.ask(n.internalPID("offsets"), &FetchOffsets{Group: "g"})
+	if e != nil {
+		t.Fatal(e)
+	}
+	got := map[int32]int64{}
+	for _, o := range res.(*wire.FetchCommitResponse).Offsets {
+		got[o.Partition] = o.Offset
+	}
+	if got[0] != 5 || got[1] != 6 {
+		t.Fatalf("offsets %v, want 0:5 1:6", got)
 	}
 }

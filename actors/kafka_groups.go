@@ -252,9 +252,21 @@ func (k *kafkaListener) offsetCommit(r *kmsg.OffsetCommitRequest) *kmsg.OffsetCo
 	// A partition named again is committed once, at the offset named last (as Kafka's map of
 	// the request's partitions has it): each offset committed is a record in __offsets and an
 	// ownership check at the coordinator.
+	//
+	// A partition the topic does not have (or a topic that does not exist) is answered
+	// UNKNOWN_TOPIC_OR_PARTITION on its own and the request's other partitions are committed, as
+	// Kafka does: refusing the whole request would lose the offsets of every other partition of
+	// a consumer whose commits name a topic deleted meanwhile (franz-go and the Java consumer
+	// commit all their partitions in one request, and retry this error).
 	at := map[tp]int{}
+	unknown := map[tp]bool{}
 	for _, t := range r.Topics {
+		tm, known := k.n.Topic(t.Topic)
 		for _, p := range t.Partitions {
+			if !known || p.Partition < 0 || p.Partition >= tm.Partitions {
+				unknown[tp{t.Topic, p.Partition}] = true
+				continue
+			}
 			o := wire.PartitionOffset{Topic: t.Topic, Partition: p.Partition, Offset: p.Offset}
 			if p.Metadata != nil {
 				o.Metadata = []byte(*p.Metadata)
@@ -276,6 +288,9 @@ func (k *kafkaListener) offsetCommit(r *kmsg.OffsetCommitRequest) *kmsg.OffsetCo
 		for _, p := range t.Partitions {
 			rp := kmsg.NewOffsetCommitResponseTopicPartition()
 			rp.Partition, rp.ErrorCode = p.Partition, code
+			if unknown[tp{t.Topic, p.Partition}] {
+				rp.ErrorCode = kafkaUnknownTopic
+			}
 			rt.Partitions = append(rt.Partitions, rp)
 		}
 		resp.Topics = append(resp.Topics, rt)

@@ -143,32 +143,46 @@ func TestKafkaRepeatedNamesBounded(t *testing.T) {
 	}
 }
 
-// TestKafkaCommitUnknownPartition: an offset for a partition the topic does not have is refused
-// (UNKNOWN_TOPIC_OR_PARTITION, as Kafka answers it) and not kept: __offsets kept every such
-// offset for ever, so commits naming many partitions grew it without bound. As for a topic that
-// does not exist, the whole commit is refused (Kafka would take the request's other partitions).
+// TestKafkaCommitUnknownPartition: an offset for a partition the topic does not have, or for a
+// topic that does not exist, is refused (UNKNOWN_TOPIC_OR_PARTITION, as Kafka answers it) and not
+// kept: __offsets kept every such offset for ever, so commits naming many partitions grew it
+// without bound. As Kafka does, the request's other partitions are committed: a consumer whose
+// commit names a deleted topic keeps committing its other partitions.
 func TestKafkaCommitUnknownPartition(t *testing.T) {
 	n := startKafkaNode(t, "cu", 2)
 	oc := kmsg.NewPtrOffsetCommitRequest()
 	oc.Version, oc.Group, oc.Generation = 8, "g", -1
 	oct := kmsg.NewOffsetCommitRequestTopic()
 	oct.Topic = "cu"
-	for _, p := range []int32{1, 2, 1_000_000} {
+	for _, p := range []int32{1, 2, 1_000_000, -1} {
 		ocp := kmsg.NewOffsetCommitRequestTopicPartition()
 		ocp.Partition, ocp.Offset = p, 7
 		oct.Partitions = append(oct.Partitions, ocp)
 	}
-	oc.Topics = append(oc.Topics, oct)
-	for _, p := range n.kafka.offsetCommit(oc).Topics[0].Partitions {
-		if p.ErrorCode != kafkaUnknownTopic {
-			t.Errorf("partition %d: error %d, want UNKNOWN_TOPIC_OR_PARTITION (3)", p.Partition, p.ErrorCode)
+	gone := kmsg.NewOffsetCommitRequestTopic()
+	gone.Topic = "deleted"
+	gp := kmsg.NewOffsetCommitRequestTopicPartition()
+	gp.Partition, gp.Offset = 0, 7
+	gone.Partitions = append(gone.Partitions, gp)
+	oc.Topics = append(oc.Topics, oct, gone)
+	resp := n.kafka.offsetCommit(oc)
+	for _, rt := range resp.Topics {
+		for _, p := range rt.Partitions {
+			want := int16(kafkaUnknownTopic)
+			if rt.Topic == "cu" && p.Partition == 1 {
+				want = 0
+			}
+			if p.ErrorCode != want {
+				t.Errorf("%s/%d: error %d, want %d", rt.Topic, p.Partition, p.ErrorCode, want)
+			}
 		}
 	}
 	res, e := n.ask(n.internalPID("offsets"), &FetchOffsets{Group: "g"})
 	if e != nil {
 		t.Fatal(e)
 	}
-	if fr := res.(*wire.FetchCommitResponse); len(fr.Offsets) != 0 {
-		t.Fatalf("offsets kept: %+v", fr.Offsets)
+	fr := res.(*wire.FetchCommitResponse)
+	if len(fr.Offsets) != 1 || fr.Offsets[0].Topic != "cu" || fr.Offsets[0].Partition != 1 || fr.Offsets[0].Offset != 7 {
+		t.Fatalf("offsets kept: %+v, want cu/1 at 7 alone", fr.Offsets)
 	}
 }

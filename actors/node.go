@@ -98,8 +98,11 @@ type Node struct {
 	mu     sync.RWMutex
 	topics map[string]*topicEntry
 	groups map[string]knownCoordinator // by group (coordinatorFor)
-	ready  chan struct{}               // closed when __meta has replayed and its topics are spawned
-	once   sync.Once
+	// idleStops are closed when the root stops the coordinator of their group for being idle
+	// (one per coordinator this node's root runs): see Server.group.
+	idleStops map[string]chan struct{}
+	ready     chan struct{} // closed when __meta has replayed and its topics are spawned
+	once      sync.Once
 
 	closeOnce sync.Once // Close's work runs once; later and concurrent calls wait for it
 	// actorsDone is closed once Close has stopped every actor: a request still waiting for an
@@ -642,6 +645,12 @@ func (a *rootActor) Receive(ctx actor.Context) {
 				return
 			}
 			a.coordinators[m.Group] = true
+			n.mu.Lock()
+			if n.idleStops == nil {
+				n.idleStops = map[string]chan struct{}{}
+			}
+			n.idleStops[m.Group] = make(chan struct{})
+			n.mu.Unlock()
 		}
 		ctx.Respond(&ProduceReply{})
 	case *stopRequest:
@@ -649,6 +658,7 @@ func (a *rootActor) Receive(ctx actor.Context) {
 		ctx.Respond(&spawnReply{})
 	case *coordinatorStopped:
 		delete(a.coordinators, m.group)
+		n.coordinatorGone(m.group)
 	case *coordinatorIdle:
 		if !a.coordinators[m.group] {
 			return
@@ -657,6 +667,9 @@ func (a *rootActor) Receive(ctx actor.Context) {
 		// free for the coordinator that request starts.
 		delete(a.coordinators, m.group)
 		ctx.StopFuture(m.pid).Wait()
+		// The requests left in its mailbox were dropped without a dead letter: their senders
+		// learn here that it stopped (Server.group sends them again).
+		n.coordinatorGone(m.group)
 		if m.generation > 0 {
 			if a.generations == nil {
 				a.generations = map[string]int32{}

@@ -366,6 +366,43 @@ func (s *Server) requestOnce(pid *actor.PID, group string, msg any, timeout time
 	}
 }
 
+// idleStopGrace is how long a group request waits for its answer after its coordinator
+// stopped for being idle: one it served may still be answered (a commit, by __offsets).
+const idleStopGrace = time.Second
+
+// awaitUnlessStopped waits for reply, or until stopped (nil: never) is closed and no answer
+// came within idleStopGrace: the request is then reported dead (not served; to be sent again).
+// A request served twice that way is a commit from outside the group (an idle coordinator has
+// no members) of the same offsets, or a join answered REBALANCE_IN_PROGRESS.
+func awaitUnlessStopped(reply func() (any, *wire.Error, bool), stopped <-chan struct{}) (any, *wire.Error, bool) {
+	if stopped == nil {
+		return reply()
+	}
+	type result struct {
+		res  any
+		e    *wire.Error
+		dead bool
+	}
+	done := make(chan result, 1)
+	go func() {
+		res, e, dead := reply()
+		done <- result{res, e, dead}
+	}()
+	select {
+	case r := <-done:
+		return r.res, r.e, r.dead
+	case <-stopped:
+	}
+	t := time.NewTimer(idleStopGrace)
+	defer t.Stop()
+	select {
+	case r := <-done:
+		return r.res, r.e, r.dead
+	case <-t.C:
+		return nil, wire.Errorf(wire.CodeUnavailable, "the group's coordinator stopped (idle) before it answered"), true
+	}
+}
+
 // requestFrom is request, also returning the PID the request is sent from (its future's).
 func (s *Server) requestFrom(pid *actor.PID, group string, msg any, timeout time.Duration) (func() (any, *wire.Error), *actor.PID) {
 	gone := s.n.watch(pid, group)
@@ -665,9 +702,12 @@ func (s *Server) group(f wire.Frame) answer {
 	if err != nil {
 		return answered(&wire.AdminResponse{Err: wire.AsError(err)})
 	}
+	// A request still in the coordinator's mailbox when the root stops it for being idle is
+	// dropped without a dead letter: it is sent again as for one that found it stopped.
+	stopped := s.n.idleStop(group, pid)
 	reply := s.requestOnce(pid, OffsetsTopic+"/0", msg, timeout) // a coordinator commits through __offsets
 	return func() any {
-		res, e, dead := reply()
+		res, e, dead := awaitUnlessStopped(reply, stopped)
 		if dead {
 			// The coordinator this node knew stopped (idle, or moved) before the request
 			// reached it, so it was not served: the group's root is asked again, once.
