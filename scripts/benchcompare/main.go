@@ -213,7 +213,12 @@ func (h *harness) progress(format string, args ...any) {
 func (h *harness) note(args []string) {
 	q := make([]string, len(args))
 	for i, a := range args {
-		q[i] = shellQuote(strings.ReplaceAll(a, h.work, "$WORK"))
+		a = strings.ReplaceAll(a, h.work, "$WORK")
+		if h.root != "" && (a == h.root || strings.HasPrefix(a, h.root+"/")) {
+			// Paths in the repository as the command is run from its root (make bench-compare).
+			a = "." + strings.TrimPrefix(a, h.root)
+		}
+		q[i] = shellQuote(a)
 	}
 	h.commands = append(h.commands, strings.Join(q, " "))
 }

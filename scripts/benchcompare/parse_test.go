@@ -186,3 +186,14 @@ func TestCommandsOf(t *testing.T) {
 		t.Fatalf("W1's commands: %q", got)
 	}
 }
+
+// TestNoteRelative: a command's paths in the work directory are written from $WORK, and those
+// in the repository from its root, as the command runs there (a W5 command said
+// -plots /tmp/fullbench/docs/bench).
+func TestNoteRelative(t *testing.T) {
+	h := &harness{work: "/tmp/wb.1", root: "/src/weir"}
+	h.note([]string{"/tmp/wb.1/benchflume", "-plots", "/src/weir/docs/bench", "-doc", "/src/weirx/d.md", "-x", "/src/weir"})
+	if got, want := h.commands[0], "$WORK/benchflume -plots ./docs/bench -doc /src/weirx/d.md -x ."; got != want {
+		t.Fatalf("noted %q, want %q", got, want)
+	}
+}

@@ -234,7 +234,7 @@ func (b *bench) markdown(env machine, w5runs []w5Run, w4runs []w4Run, w6runs []w
 		p("| system | buffer | offered | accepted | refused (503) | no answer | latency p50 | p99 | max | consumed | CPU s | RSS idle | RSS peak | RSS at end |")
 		p("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 		for _, r := range w4runs {
-			p("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |", r.system, r.variant,
+			p("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |", r.system, r.variant,
 				b.cell("W4", r.system, r.variant, "offered", "%.0f/s"),
 				b.cell("W4", r.system, r.variant, "accepted", "%.0f"),
 				b.cell("W4", r.system, r.variant, "refused", "%.0f"),
