@@ -22,6 +22,7 @@ import (
 	"github.com/weirhq/weir/actors"
 	"github.com/weirhq/weir/client"
 	"github.com/weirhq/weir/cluster/wire"
+	meter "github.com/weirhq/weir/internal/progress"
 	"github.com/weirhq/weir/storage"
 )
 
@@ -605,9 +606,7 @@ type progress struct {
 // known) in elapsed, at its average rate so far, and that ends after limit (0: none) at the
 // latest. ok is false when neither says anything yet.
 func timeLeft(n, total int64, elapsed, limit time.Duration) (left time.Duration, ok bool) {
-	if total > 0 && n > 0 {
-		left, ok = time.Duration(float64(elapsed)*float64(max(total-n, 0))/float64(n)), true
-	}
+	left, ok = meter.TimeLeft(n, total, elapsed)
 	if limit > 0 {
 		byTime := max(limit-elapsed, 0)
 		if !ok || byTime < left {

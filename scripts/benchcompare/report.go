@@ -15,6 +15,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/weirhq/weir/internal/progress"
 )
 
 // The markers around the section of docs/benchmarks.md that a run rewrites.
@@ -376,20 +378,7 @@ func ms(v float64) string {
 
 // thousands renders v rounded, with commas between groups of three digits.
 func thousands(v float64) string {
-	s := fmt.Sprintf("%.0f", v)
-	neg := strings.HasPrefix(s, "-")
-	s = strings.TrimPrefix(s, "-")
-	var b strings.Builder
-	for i, c := range s {
-		if i > 0 && (len(s)-i)%3 == 0 {
-			b.WriteByte(',')
-		}
-		b.WriteRune(c)
-	}
-	if neg {
-		return "-" + b.String()
-	}
-	return b.String()
+	return progress.Thousands(int64(math.RoundToEven(v))) // as %.0f rounds
 }
 
 func upperFirst(s string) string {

@@ -11,7 +11,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
-	"github.com/weirhq/weir/scripts/internal/progress"
+	"github.com/weirhq/weir/internal/progress"
 )
 
 // watchTopic shows, a line a second while a producing client runs, how many records topic

@@ -17,7 +17,7 @@ import (
 
 	"github.com/weirhq/weir/client"
 	"github.com/weirhq/weir/cluster/wire"
-	"github.com/weirhq/weir/scripts/internal/progress"
+	"github.com/weirhq/weir/internal/progress"
 	"github.com/weirhq/weir/storage"
 )
 

@@ -14,7 +14,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/weirhq/weir/scripts/internal/progress"
+	"github.com/weirhq/weir/internal/progress"
 )
 
 // W5: tailing files into rolling files. The input is generated once: lines of 100 to 200 bytes,

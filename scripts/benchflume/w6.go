@@ -21,7 +21,7 @@ import (
 
 	"github.com/colinmarc/hdfs/v2"
 
-	"github.com/weirhq/weir/scripts/internal/progress"
+	"github.com/weirhq/weir/internal/progress"
 )
 
 // W6: topic -> HDFS. The records are W5's lines (100 to 200 bytes, each with its sequence
