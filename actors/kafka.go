@@ -744,3 +744,18 @@ func kafkaCode(e *wire.Error) int16 {
 }
 
 var castagnoliTable = crc32.MakeTable(crc32.Castagnoli)
+
+// firstOfEach returns s without the elements seen before in it, in the order first named: a
+// request naming a topic, group or member again is served (and answered) once for it.
+func firstOfEach[T comparable](s []T) []T {
+	// Sized as they grow: a request of many repeats has few distinct names.
+	seen := map[T]bool{}
+	var out []T
+	for _, v := range s {
+		if !seen[v] {
+			seen[v] = true
+			out = append(out, v)
+		}
+	}
+	return out
+}

@@ -156,12 +156,7 @@ func (k *kafkaListener) describeGroups(r *kmsg.DescribeGroupsRequest) *kmsg.Desc
 	// A group named again is answered once: each answer carries every member's subscription
 	// and assignment, and a request naming a group with large ones over and over would have
 	// the node build an answer thousands of times its size. Kafka's clients name a group once.
-	seen := make(map[string]bool, len(r.Groups))
-	for _, g := range r.Groups {
-		if seen[g] {
-			continue
-		}
-		seen[g] = true
+	for _, g := range firstOfEach(r.Groups) {
 		dg := kmsg.NewDescribeGroupsResponseGroup()
 		dg.Group = g
 		if g == "" {
@@ -221,12 +216,7 @@ func (k *kafkaListener) deleteGroups(r *kmsg.DeleteGroupsRequest) *kmsg.DeleteGr
 	resp := kmsg.NewPtrDeleteGroupsResponse()
 	states := k.groupStates(r.Groups)
 	// A group named again is deleted once: each deletion is a record in __offsets.
-	seen := make(map[string]bool, len(r.Groups))
-	for _, g := range r.Groups {
-		if seen[g] {
-			continue
-		}
-		seen[g] = true
+	for _, g := range firstOfEach(r.Groups) {
 		rg := kmsg.NewDeleteGroupsResponseGroup()
 		rg.Group = g
 		fail := func(code int16, msg string) {

@@ -1,7 +1,6 @@
 package actors
 
 import (
-	"slices"
 	"strings"
 	"sync"
 
@@ -107,15 +106,7 @@ func (k *kafkaListener) findCoordinator(r *kmsg.FindCoordinatorRequest) *kmsg.Fi
 	}
 	// Each key is answered once: an answer (an address) is larger than a key, so repeated
 	// (empty) keys made a large answer of a small request.
-	if len(keys) > 1 {
-		seen := map[string]bool{}
-		keys = slices.DeleteFunc(slices.Clone(keys), func(k string) bool {
-			dup := seen[k]
-			seen[k] = true
-			return dup
-		})
-	}
-	for _, key := range keys {
+	for _, key := range firstOfEach(keys) {
 		c := kmsg.NewFindCoordinatorResponseCoordinator()
 		c.Key = key
 		if r.CoordinatorType != 0 { // transactions are not served
@@ -215,13 +206,10 @@ func (k *kafkaListener) leaveGroup(r *kmsg.LeaveGroupRequest) *kmsg.LeaveGroupRe
 	if r.Version >= 3 {
 		// Each member leaves once (a call to the coordinator each), and is answered once.
 		ids = ids[:0]
-		seen := map[string]bool{}
 		for _, m := range r.Members {
-			if !seen[m.MemberID] {
-				seen[m.MemberID] = true
-				ids = append(ids, m.MemberID)
-			}
+			ids = append(ids, m.MemberID)
 		}
+		ids = firstOfEach(ids)
 	}
 	for _, id := range ids {
 		code := groupCode(errOf(k.groupCall(wire.ApiLeaveGroup, &wire.LeaveGroupRequest{Group: r.Group, MemberID: id})))
