@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/weirhq/weir/cluster/wire"
+	"github.com/weirhq/weir/internal/freeport"
 	"github.com/weirhq/weir/storage"
 )
 
@@ -29,14 +30,15 @@ func buildWeir(t *testing.T) string {
 	return bin
 }
 
+// freeAddr returns a loopback address for a weir process to listen on (internal/freeport: a
+// port outside the ephemeral range, which no outgoing connection can take meanwhile).
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	a, err := freeport.Addr()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return a
 }
 
 // startWeirNode starts `weir node` and waits for its client port.

@@ -13,6 +13,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/weirhq/weir/internal/freeport"
 )
 
 // proc is a process the benchmark started: a Flume agent (the java that scripts/flume/run.sh
@@ -210,12 +212,8 @@ func waitListening(p *proc, addr string, timeout time.Duration) error {
 	}
 }
 
-// freeAddr returns a loopback address with a port that was free a moment ago.
+// freeAddr returns a loopback address with a port free a moment ago, outside the kernel's
+// ephemeral range (internal/freeport), for a server started in another process.
 func freeAddr() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
+	return freeport.Addr()
 }

@@ -30,10 +30,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"github.com/weirhq/weir/internal/syncbuf"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"os/exec"
 	"regexp"
@@ -45,6 +43,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/weirhq/weir/internal/freeport"
+	"github.com/weirhq/weir/internal/syncbuf"
 
 	"github.com/weirhq/weir/client"
 	"github.com/weirhq/weir/connectors"
@@ -298,23 +299,16 @@ func counts(ctx context.Context, cl *client.Client) (map[int]int, error) {
 	return out, nil
 }
 
-// FreeAddr returns a loopback address with a port free for network ("tcp" or "udp") now.
+// FreeAddr returns a loopback address with a port free for network ("tcp" or "udp") now,
+// outside the kernel's ephemeral range (internal/freeport), so that no outgoing connection
+// takes it before the source binds it.
 func FreeAddr(t testing.TB, network string) string {
 	t.Helper()
-	if network == "udp" {
-		c, err := net.ListenPacket("udp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		return c.LocalAddr().String()
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	a, err := freeport.Addr()
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("%s address: %v", network, err)
 	}
-	defer l.Close()
-	return l.Addr().String()
+	return a
 }
 
 // Retry calls fn until it succeeds or ctx is done, waiting a little between tries: for
