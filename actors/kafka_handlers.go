@@ -204,6 +204,7 @@ func kafkaToWeir(data []byte) ([]byte, int16, error) {
 // request shares.
 func convertBatches(data []byte, budget *int) ([]byte, int16, error) {
 	bb := storage.NewBatchBuilder()
+	var kr kmsg.Record
 	batches := 0
 	for len(data) > 0 {
 		if len(data) < 61 {
@@ -259,7 +260,7 @@ func convertBatches(data []byte, budget *int) ([]byte, int16, error) {
 			if n <= 0 || l < 0 || int64(len(recs)-n) < l {
 				return nil, kafkaCorruptMessage, fmt.Errorf("record %d of %d: bad length", i, rb.NumRecords)
 			}
-			rec, err := kafkaRecord(recs[n : n+int(l)])
+			rec, err := kafkaRecord(&kr, recs[:n+int(l)])
 			if err != nil {
 				return nil, kafkaCorruptMessage, fmt.Errorf("record %d of %d: %v", i, rb.NumRecords, err)
 			}
@@ -279,83 +280,22 @@ func convertBatches(data []byte, budget *int) ([]byte, int16, error) {
 	return bb.Build(), 0, nil
 }
 
-// kafkaRecord decodes one record of a v2 record batch (b is the record after its length) into
-// what Weir keeps of it: Key and Value are slices of b (nil for a null one), Timestamp is the
-// record's timestamp delta, and a header key given twice keeps its last value. It reads what
-// kmsg.Record.ReadFrom reads, without filling a kmsg.Record (and its headers slice) on the way:
-// that was the largest part of converting a batch after the stored batch's growth.
-//
-// The fields are read with functions that return the rest of b, kept in locals on the stack: a
-// reader struct updated through a pointer cost a write barrier per field while the GC was
-// marking (a sixth of converting a batch in BenchmarkKafkaToWeir).
-func kafkaRecord(b []byte) (storage.Record, error) {
-	var rec storage.Record
-	if len(b) == 0 {
-		return rec, errors.New("empty record")
+// kafkaRecord decodes one record of a v2 record batch with kmsg (b is the record with its length
+// prefix; kr is reused from record to record, so that its headers slice is made once) into what
+// Weir keeps of it: Key and Value are slices of b (nil for a null one), Timestamp is the
+// record's timestamp delta, and a header key given twice keeps its last value.
+func kafkaRecord(kr *kmsg.Record, b []byte) (storage.Record, error) {
+	if err := kr.ReadFrom(b); err != nil {
+		return storage.Record{}, err
 	}
-	b = b[1:] // after the attributes, which v2 records do not use
-	var ok bool
-	var count int64
-	if rec.Timestamp, b, ok = recordVarint(b); !ok {
-		return rec, errRecordVarint
-	}
-	if _, b, ok = recordVarint(b); !ok { // the offset delta: Weir numbers a batch's records in order
-		return rec, errRecordVarint
-	}
-	var err error
-	if rec.Key, b, err = recordBytes(b); err != nil {
-		return rec, err
-	}
-	if rec.Value, b, err = recordBytes(b); err != nil {
-		return rec, err
-	}
-	if count, b, ok = recordVarint(b); !ok {
-		return rec, errRecordVarint
-	}
-	if count > int64(len(b)) { // a header takes 2 bytes at least
-		return rec, fmt.Errorf("%d headers in %d bytes", count, len(b))
-	}
-	if count > 0 {
-		rec.Headers = make(map[string]string, min(count, 64)) // a claimed count allocates little
-		for range count {
-			var k, v []byte
-			if k, b, err = recordBytes(b); err != nil {
-				return rec, err
-			}
-			if v, b, err = recordBytes(b); err != nil {
-				return rec, err
-			}
-			rec.Headers[string(k)] = string(v)
+	rec := storage.Record{Key: kr.Key, Value: kr.Value, Timestamp: kr.TimestampDelta64}
+	if len(kr.Headers) > 0 {
+		rec.Headers = make(map[string]string, len(kr.Headers))
+		for _, h := range kr.Headers {
+			rec.Headers[h.Key] = string(h.Value)
 		}
 	}
 	return rec, nil
-}
-
-var errRecordVarint = errors.New("record cut short or a bad varint")
-
-// recordVarint reads a varint field of a Kafka record and returns the bytes after it.
-func recordVarint(b []byte) (int64, []byte, bool) {
-	v, n := binary.Varint(b)
-	if n <= 0 {
-		return 0, b, false
-	}
-	return v, b[n:], true
-}
-
-// recordBytes reads a length and that many bytes (none, nil, for a negative length), and
-// returns the bytes after them.
-func recordBytes(b []byte) ([]byte, []byte, error) {
-	l, b, ok := recordVarint(b)
-	if !ok {
-		return nil, b, errRecordVarint
-	}
-	if l < 0 {
-		return nil, b, nil
-	}
-	if l > int64(len(b)) {
-		return nil, b, fmt.Errorf("a field of %d bytes with %d left", l, len(b))
-	}
-	return b[:l:l], b[l:], nil
 }
 
 var errUnknownCodec = errors.New("unknown compression codec")
