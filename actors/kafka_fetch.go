@@ -4,8 +4,9 @@ import (
 	"encoding/binary"
 	"fmt"
 	"hash/crc32"
-	"math/bits"
+	"slices"
 	"sync"
+	"unsafe"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
 
@@ -13,20 +14,21 @@ import (
 	"github.com/weirhq/weir/storage"
 )
 
-// A Kafka fetch's answer, written once: the stored batches a fetch read are converted to Kafka
-// record batches straight into the response frame, and the node bounds the bytes of fetch
-// answers in flight over all its connections (fetchMemory).
+// A Kafka fetch's answer: the stored batches a fetch read are converted to Kafka record batches
+// into one buffer (with kmsg's RecordBatch and Record), kmsg's FetchResponse is written into the
+// frame, and the node bounds the bytes of fetch answers in flight over all its connections
+// (fetchMemory).
 //
 // The frames are not pooled: a pool's frames are live heap, which the collector multiplies by
 // GOGC (400 in weir) to set its target. With a pool of frames of up to 8 MiB, ten groups reading
 // at once took the node's RSS to 995 MiB without a memory limit (live heap 190 MB, 150 MB of it
 // frames); without, 544 MiB (live heap 101 MB).
 //
-// Before, a fetch built a kmsg.FetchResponse whose record batches were each converted into a
-// buffer of their own (itself built record by record in a scratch buffer, and batch by batch in
-// a records buffer that kmsg.RecordBatch.AppendTo copied), and kmsg copied them all again into
-// the frame: with ten groups reading one topic, those copies were four fifths of the 13 GB the
-// node allocated and 211 MB of its live heap.
+// Before, each partition's record batches were converted into a buffer of their own (itself
+// built record by record in a scratch buffer, and batch by batch in a records buffer that
+// kmsg.RecordBatch.AppendTo copied), and kmsg copied them all again into the frame: with ten
+// groups reading one topic, those copies were four fifths of the 13 GB the node allocated and
+// 211 MB of its live heap. Records are now encoded once, into a buffer for the whole answer.
 
 // DefaultKafkaFetchMemory is the default of NodeConfig.KafkaFetchMemory.
 const DefaultKafkaFetchMemory = 64 << 20
@@ -128,11 +130,7 @@ func (k *kafkaListener) fetchAnswer(h kafkaHeader, r *kmsg.FetchRequest, quit <-
 	if plan == nil {
 		return nil
 	}
-	size := 64 + plan.read
-	for _, t := range r.Topics {
-		size += len(t.Topic) + 16 + len(t.Partitions)*64
-	}
-	frame := k.encodeFetch(make([]byte, 0, size+size/16), h, r, plan)
+	frame := k.encodeFetch(nil, h, r, plan)
 	// The answer's bytes are held until written; what the fetch was given beyond them is
 	// free again.
 	if d := len(frame) - plan.held; d > 0 {
@@ -144,105 +142,60 @@ func (k *kafkaListener) fetchAnswer(h kafkaHeader, r *kmsg.FetchRequest, quit <-
 }
 
 // encodeFetch appends the response frame of a fetch (correlation id, header tags for flexible
-// versions, the body of FetchResponse at the request's version, 4 to 12) to dst, converting the
-// stored batches the fetch read straight into it. It writes what kmsg.FetchResponse.AppendTo
-// writes for the response fetch used to build (TestEncodeFetchMatchesKmsg).
+// versions, kmsg's FetchResponse at the request's version) to dst. The stored batches the fetch
+// read are first converted into one buffer (appendKafkaBatches), which each partition's
+// RecordBatches is a slice of, and kmsg copies them into the frame. The buffer is counted in the
+// node's fetch memory until the frame is written, so that an answer takes twice its size only
+// within the bound.
 func (k *kafkaListener) encodeFetch(dst []byte, h kafkaHeader, r *kmsg.FetchRequest, plan *kafkaFetched) []byte {
-	v := r.Version
-	flex := v >= 12
-	dst = binary.BigEndian.AppendUint32(dst, uint32(h.corr))
-	if flex {
-		dst = append(dst, 0) // the response header's tagged fields
-	}
-	if v >= 1 {
-		dst = binary.BigEndian.AppendUint32(dst, 0) // throttle
-	}
-	if v >= 7 {
-		dst = binary.BigEndian.AppendUint16(dst, 0) // error code
-		dst = binary.BigEndian.AppendUint32(dst, 0) // session id
-	}
-	dst = appendKafkaArrayLen(dst, len(r.Topics), flex)
+	resp := kmsg.NewPtrFetchResponse()
+	resp.SetVersion(r.Version)
+	converted := make([]byte, 0, plan.read+plan.read/16)
+	k.fetchMem.take(cap(converted))
+	defer k.fetchMem.release(cap(converted))
+	envelope := 64
+	resp.Topics = make([]kmsg.FetchResponseTopic, 0, len(r.Topics))
 	for ti, t := range r.Topics {
-		if flex {
-			dst = binary.AppendUvarint(dst, uint64(len(t.Topic))+1)
-		} else {
-			dst = binary.BigEndian.AppendUint16(dst, uint16(len(t.Topic)))
-		}
-		dst = append(dst, t.Topic...)
-		dst = appendKafkaArrayLen(dst, len(t.Partitions), flex)
+		rt := kmsg.NewFetchResponseTopic()
+		rt.Topic = t.Topic
+		rt.Partitions = make([]kmsg.FetchResponseTopicPartition, 0, len(t.Partitions))
+		envelope += len(t.Topic) + 16
 		for pi, p := range t.Partitions {
-			code, hw, start := int16(0), int64(-1), int64(-1)
+			envelope += 64
+			rp := kmsg.NewFetchResponseTopicPartition()
+			rp.Partition = p.Partition
+			rp.HighWatermark, rp.LastStableOffset, rp.LogStartOffset = -1, -1, -1
+			rp.PreferredReadReplica = -1
+			rp.RecordBatches = []byte{}
 			res := plan.results[ti][pi]
 			switch {
 			case plan.dup[ti][pi]:
-				code = kafkaInvalidRequest
+				rp.ErrorCode = kafkaInvalidRequest
 			case res.Err != nil:
-				code = kafkaCode(res.Err)
+				rp.ErrorCode = kafkaCode(res.Err)
 			default:
-				hw, start = res.HighWatermark, res.StartOffset
-			}
-			dst = binary.BigEndian.AppendUint32(dst, uint32(p.Partition))
-			codeAt := len(dst)
-			dst = binary.BigEndian.AppendUint16(dst, uint16(code))
-			dst = binary.BigEndian.AppendUint64(dst, uint64(hw))
-			dst = binary.BigEndian.AppendUint64(dst, uint64(hw)) // last stable offset
-			if v >= 5 {
-				dst = binary.BigEndian.AppendUint64(dst, uint64(start))
-			}
-			if flex { // aborted transactions: null
-				dst = append(dst, 0)
-			} else {
-				dst = binary.BigEndian.AppendUint32(dst, 0xffffffff)
-			}
-			if v >= 11 {
-				dst = binary.BigEndian.AppendUint32(dst, 0xffffffff) // preferred read replica
-			}
-			// The record batches: their length, then the batches converted in place. A flexible
-			// version's length is a varint, written in its widest form and then narrowed.
-			lenAt := len(dst)
-			if flex {
-				dst = append(dst, 0, 0, 0, 0, 0)
-			} else {
-				dst = append(dst, 0, 0, 0, 0)
-			}
-			recsAt := len(dst)
-			if code == 0 && len(res.Batches) > 0 {
-				var err error
-				if dst, err = appendKafkaBatches(dst, res.Batches, p.FetchOffset); err != nil {
-					k.logger.Warn("kafka: fetch: a stored batch did not decode", "topic", t.Topic, "partition", p.Partition, "err", err)
-					dst = dst[:recsAt]
-					binary.BigEndian.PutUint16(dst[codeAt:], kafkaCorruptMessage)
+				rp.HighWatermark, rp.LastStableOffset, rp.LogStartOffset = res.HighWatermark, res.HighWatermark, res.StartOffset
+				if len(res.Batches) > 0 {
+					start := len(converted)
+					var err error
+					if converted, err = appendKafkaBatches(converted, res.Batches, p.FetchOffset); err != nil {
+						k.logger.Warn("kafka: fetch: a stored batch did not decode", "topic", t.Topic, "partition", p.Partition, "err", err)
+						converted = converted[:start]
+						rp.ErrorCode = kafkaCorruptMessage
+					}
+					rp.RecordBatches = converted[start:len(converted):len(converted)]
 				}
 			}
-			n := len(dst) - recsAt
-			if flex {
-				var w [binary.MaxVarintLen32]byte
-				m := binary.PutUvarint(w[:], uint64(n)+1)
-				copy(dst[lenAt:], w[:m])
-				if m < 5 {
-					copy(dst[lenAt+m:], dst[recsAt:])
-					dst = dst[:len(dst)-(5-m)]
-				}
-				dst = append(dst, 0) // the partition's tagged fields
-			} else {
-				binary.BigEndian.PutUint32(dst[lenAt:], uint32(n))
-			}
+			rt.Partitions = append(rt.Partitions, rp)
 		}
-		if flex {
-			dst = append(dst, 0) // the topic's tagged fields
-		}
+		resp.Topics = append(resp.Topics, rt)
 	}
-	if flex {
-		dst = append(dst, 0) // the response's tagged fields
+	dst = slices.Grow(dst, envelope+len(converted))
+	dst = binary.BigEndian.AppendUint32(dst, uint32(h.corr))
+	if resp.IsFlexible() {
+		dst = append(dst, 0) // the response header's tagged fields
 	}
-	return dst
-}
-
-func appendKafkaArrayLen(dst []byte, n int, flex bool) []byte {
-	if flex {
-		return binary.AppendUvarint(dst, uint64(n)+1)
-	}
-	return binary.BigEndian.AppendUint32(dst, uint32(n))
+	return resp.AppendTo(dst)
 }
 
 // weirToKafka re-encodes stored batches as Kafka record batches (v2, uncompressed), one per
@@ -251,28 +204,16 @@ func weirToKafka(data []byte, from int64) ([]byte, error) {
 	return appendKafkaBatches(make([]byte, 0, len(data)+len(data)/16+256), data, from)
 }
 
-// Offsets in a Kafka record batch (v2) header, which is kafkaBatchHeader bytes long.
-const (
-	kbLength          = 8
-	kbLeaderEpoch     = 12
-	kbMagic           = 16
-	kbCRC             = 17
-	kbAttributes      = 21 // the CRC covers the batch from here
-	kbLastOffsetDelta = 23
-	kbFirstTimestamp  = 27
-	kbMaxTimestamp    = 35
-	kbProducerID      = 43
-	kbProducerEpoch   = 51
-	kbFirstSequence   = 53
-	kbNumRecords      = 57
-	kafkaBatchHeader  = 61
-)
+// kbAttributes is where a Kafka record batch's CRC starts covering it.
+const kbAttributes = 21
 
-// appendKafkaBatches appends weirToKafka's batches to dst: each batch's header is written with
-// room for what is known only after its records, the records are written after it one by one
-// with their length computed first, and the header is completed last. Stored batches other
-// than records (raft entries) and records before from are left out.
+// appendKafkaBatches appends weirToKafka's batches to dst, encoded by kmsg: each batch's header
+// (a kmsg.RecordBatch, its records left out) is written first to make room, its records after
+// it one by one (kmsg.Record), and the header again in place once its records and then its CRC
+// are known. Stored batches other than records (raft entries) and records before from are left
+// out.
 func appendKafkaBatches(dst, data []byte, from int64) ([]byte, error) {
+	var kr kmsg.Record
 	for len(data) > 0 {
 		h, err := storage.ParseHeader(data)
 		if err != nil {
@@ -287,92 +228,61 @@ func appendKafkaBatches(dst, data []byte, from int64) ([]byte, error) {
 			continue
 		}
 		start := len(dst)
-		dst = append(dst, make([]byte, kafkaBatchHeader)...)
-		var first, firstTS, maxTS, last int64 = -1, 0, 0, 0
-		var count int32
+		rb := kmsg.RecordBatch{FirstOffset: -1, PartitionLeaderEpoch: -1, Magic: 2, ProducerID: -1, ProducerEpoch: -1, FirstSequence: -1}
+		dst = rb.AppendTo(dst)
+		var last int64
 		_, err = storage.DecodeBatch(b, func(off int64, r storage.Record) error {
 			if off < from {
 				return nil
 			}
-			if first < 0 {
-				first, firstTS = off, r.Timestamp
+			if rb.FirstOffset < 0 {
+				rb.FirstOffset, rb.FirstTimestamp = off, r.Timestamp
 			}
-			dst = appendKafkaRecord(dst, off-first, r.Timestamp-firstTS, r)
-			count++
-			maxTS = max(maxTS, r.Timestamp)
+			kr = kmsg.Record{OffsetDelta: int32(off - rb.FirstOffset), TimestampDelta64: r.Timestamp - rb.FirstTimestamp,
+				Key: r.Key, Value: r.Value, Headers: kr.Headers[:0]}
+			for k, v := range r.Headers {
+				// kmsg only reads the value: the string's bytes serve without a copy.
+				kr.Headers = append(kr.Headers, kmsg.Header{Key: k, Value: unsafe.Slice(unsafe.StringData(v), len(v))})
+			}
+			dst = appendKafkaRecord(dst, &kr)
+			rb.NumRecords++
+			rb.MaxTimestamp = max(rb.MaxTimestamp, r.Timestamp)
 			last = off
 			return nil
 		})
+		clear(kr.Headers[:cap(kr.Headers)]) // no stored header kept alive
 		if err != nil {
 			return dst[:start], err
 		}
-		if count == 0 {
+		if rb.NumRecords == 0 {
 			dst = dst[:start]
 			continue
 		}
-		batch := dst[start:]
-		be := binary.BigEndian
-		be.PutUint64(batch, uint64(first))
-		be.PutUint32(batch[kbLength:], uint32(len(batch)-12))
-		be.PutUint32(batch[kbLeaderEpoch:], 0xffffffff)
-		batch[kbMagic] = 2
-		be.PutUint16(batch[kbAttributes:], 0)
-		be.PutUint32(batch[kbLastOffsetDelta:], uint32(int32(last-first)))
-		be.PutUint64(batch[kbFirstTimestamp:], uint64(firstTS))
-		be.PutUint64(batch[kbMaxTimestamp:], uint64(maxTS))
-		be.PutUint64(batch[kbProducerID:], 0xffffffffffffffff)
-		be.PutUint16(batch[kbProducerEpoch:], 0xffff)
-		be.PutUint32(batch[kbFirstSequence:], 0xffffffff)
-		be.PutUint32(batch[kbNumRecords:], uint32(count))
-		be.PutUint32(batch[kbCRC:], crc32.Checksum(batch[kbAttributes:], castagnoliTable))
+		rb.LastOffsetDelta = int32(last - rb.FirstOffset)
+		rb.Length = int32(len(dst) - start - 12)
+		rb.AppendTo(dst[start:start])
+		rb.CRC = int32(crc32.Checksum(dst[start+kbAttributes:], castagnoliTable))
+		rb.AppendTo(dst[start:start])
 	}
 	return dst, nil
 }
 
-// appendKafkaRecord appends one record of a v2 batch: its length, attributes (0), timestamp
-// and offset deltas, key, value and headers.
-func appendKafkaRecord(dst []byte, offDelta, tsDelta int64, r storage.Record) []byte {
-	n := 1 + varintSize(tsDelta) + varintSize(int64(int32(offDelta))) +
-		bytesFieldSize(r.Key) + bytesFieldSize(r.Value) + varintSize(int64(len(r.Headers)))
-	for k, v := range r.Headers {
-		n += varintSize(int64(len(k))) + len(k) + varintSize(int64(len(v))) + len(v)
+// appendKafkaRecord appends kr encoded by kmsg, with its length in front: kmsg writes the
+// Length it is given, so the record is written with a length of 0 (one byte) and the length of
+// what follows is put in its place, moving the record when its varint takes more than a byte.
+func appendKafkaRecord(dst []byte, kr *kmsg.Record) []byte {
+	at := len(dst)
+	kr.Length = 0
+	dst = kr.AppendTo(dst)
+	n := len(dst) - at - 1
+	var l [binary.MaxVarintLen32]byte
+	w := binary.PutVarint(l[:], int64(n))
+	if w > 1 {
+		dst = append(dst, l[1:w]...)
+		copy(dst[at+w:], dst[at+1:at+1+n])
 	}
-	dst = binary.AppendVarint(dst, int64(n))
-	dst = append(dst, 0)
-	dst = binary.AppendVarint(dst, tsDelta)
-	dst = binary.AppendVarint(dst, int64(int32(offDelta)))
-	dst = appendBytesField(dst, r.Key)
-	dst = appendBytesField(dst, r.Value)
-	dst = binary.AppendVarint(dst, int64(len(r.Headers)))
-	for k, v := range r.Headers {
-		dst = binary.AppendVarint(dst, int64(len(k)))
-		dst = append(dst, k...)
-		dst = binary.AppendVarint(dst, int64(len(v)))
-		dst = append(dst, v...)
-	}
+	copy(dst[at:], l[:w])
 	return dst
-}
-
-// varintSize is the length of v as a zigzag varint.
-func varintSize(v int64) int {
-	u := uint64(v<<1) ^ uint64(v>>63)
-	return (bits.Len64(u|1) + 6) / 7
-}
-
-// bytesFieldSize is the length of a record's key or value field: a varint length (-1 for nil)
-// and the bytes.
-func bytesFieldSize(b []byte) int {
-	if b == nil {
-		return 1
-	}
-	return varintSize(int64(len(b))) + len(b)
-}
-
-func appendBytesField(dst, b []byte) []byte {
-	if b == nil {
-		return binary.AppendVarint(dst, -1)
-	}
-	return append(binary.AppendVarint(dst, int64(len(b))), b...)
 }
 
 // kafkaFetched is what a fetch read: per request topic and partition, the partition's answer
