@@ -106,13 +106,24 @@ func BenchmarkKafkaProduce(b *testing.B) {
 	}
 }
 
+// leastAllocsPerRun is the least of three testing.AllocsPerRun(runs, f): AllocsPerRun counts the
+// allocations of every goroutine of the process, and those of another test's node still winding
+// down (or of the race detector's) made single counts fail now and then on a loaded machine.
+func leastAllocsPerRun(runs int, f func()) float64 {
+	least := testing.AllocsPerRun(runs, f)
+	for range 2 {
+		least = min(least, testing.AllocsPerRun(runs, f))
+	}
+	return least
+}
+
 // TestKafkaToWeirAllocs: converting a 16 KiB batch of 150 records allocates a handful of times,
 // not once per record or per doubling of the stored batch's buffer (it took 12 allocations, 21
 // under -race, and 43 KiB when the buffer grew as records were added; 5, 7 under -race, and
 // 19 KiB with room made at once; of the 5, the batch builder's msgpack encoder is 3).
 func TestKafkaToWeirAllocs(t *testing.T) {
 	batch := javaLikeBatch()
-	allocs := testing.AllocsPerRun(50, func() {
+	allocs := leastAllocsPerRun(50, func() {
 		if _, _, err := kafkaToWeir(batch); err != nil {
 			t.Fatal(err)
 		}
@@ -135,7 +146,7 @@ func TestKafkaToWeirHeaderAllocs(t *testing.T) {
 		recs[i] = kmsg.Record{Value: []byte("v"), Headers: []kmsg.Header{{Key: "a", Value: []byte("1")}, {Key: "b", Value: []byte("2")}}}
 	}
 	batch := rvBatch(0, nil, recs...)
-	allocs := testing.AllocsPerRun(20, func() {
+	allocs := leastAllocsPerRun(20, func() {
 		if _, _, err := kafkaToWeir(batch); err != nil {
 			t.Fatal(err)
 		}
@@ -180,7 +191,7 @@ func TestWeirToKafkaAllocs(t *testing.T) {
 	if n != 2000 {
 		t.Fatalf("%d records converted, want 2000", n)
 	}
-	allocs := testing.AllocsPerRun(20, func() {
+	allocs := leastAllocsPerRun(20, func() {
 		if _, err := weirToKafka(data, 0); err != nil {
 			t.Fatal(err)
 		}
