@@ -241,8 +241,14 @@ func appendKafkaBatches(dst, data []byte, from int64) ([]byte, error) {
 			kr = kmsg.Record{OffsetDelta: int32(off - rb.FirstOffset), TimestampDelta64: r.Timestamp - rb.FirstTimestamp,
 				Key: r.Key, Value: r.Value, Headers: kr.Headers[:0]}
 			for k, v := range r.Headers {
-				// kmsg only reads the value: the string's bytes serve without a copy.
-				kr.Headers = append(kr.Headers, kmsg.Header{Key: k, Value: unsafe.Slice(unsafe.StringData(v), len(v))})
+				// kmsg only reads the value: the string's bytes serve without a copy. An empty
+				// string's data may be nil, and kmsg writes a nil value as null: an empty value
+				// stays empty (as before 5fd32ed), which a consumer may read without a null check.
+				val := unsafe.Slice(unsafe.StringData(v), len(v))
+				if val == nil {
+					val = []byte{}
+				}
+				kr.Headers = append(kr.Headers, kmsg.Header{Key: k, Value: val})
 			}
 			dst = appendKafkaRecord(dst, &kr)
 			rb.NumRecords++
