@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	"hash/crc32"
-	"slices"
 	"sync"
 	"unsafe"
 
@@ -190,7 +189,11 @@ func (k *kafkaListener) encodeFetch(dst []byte, h kafkaHeader, r *kmsg.FetchRequ
 		}
 		resp.Topics = append(resp.Topics, rt)
 	}
-	dst = slices.Grow(dst, envelope+len(converted))
+	// Room for the frame made by hand, not with slices.Grow: under -race, its append of a make
+	// is not fused, and the frame's bytes were allocated twice (TestKafkaFetchAllocatesAboutItsAnswer).
+	if need := envelope + len(converted); cap(dst)-len(dst) < need {
+		dst = append(make([]byte, 0, len(dst)+need), dst...)
+	}
 	dst = binary.BigEndian.AppendUint32(dst, uint32(h.corr))
 	if resp.IsFlexible() {
 		dst = append(dst, 0) // the response header's tagged fields
@@ -241,8 +244,14 @@ func appendKafkaBatches(dst, data []byte, from int64) ([]byte, error) {
 			kr = kmsg.Record{OffsetDelta: int32(off - rb.FirstOffset), TimestampDelta64: r.Timestamp - rb.FirstTimestamp,
 				Key: r.Key, Value: r.Value, Headers: kr.Headers[:0]}
 			for k, v := range r.Headers {
-				// kmsg only reads the value: the string's bytes serve without a copy.
-				kr.Headers = append(kr.Headers, kmsg.Header{Key: k, Value: unsafe.Slice(unsafe.StringData(v), len(v))})
+				// kmsg only reads the value: the string's bytes serve without a copy. An empty
+				// string's data may be nil, and kmsg writes a nil value as null: an empty value
+				// stays empty (as before 5fd32ed), which a consumer may read without a null check.
+				val := unsafe.Slice(unsafe.StringData(v), len(v))
+				if val == nil {
+					val = []byte{}
+				}
+				kr.Headers = append(kr.Headers, kmsg.Header{Key: k, Value: val})
 			}
 			dst = appendKafkaRecord(dst, &kr)
 			rb.NumRecords++

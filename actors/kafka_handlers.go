@@ -11,10 +11,12 @@ import (
 	"math"
 	"net"
 	"strconv"
+	"unsafe"
 
 	"github.com/golang/snappy"
 	"github.com/klauspost/compress/zstd"
 	"github.com/pierrec/lz4/v4"
+	"github.com/twmb/franz-go/pkg/kbin"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/weirhq/weir/cluster/wire"
@@ -260,7 +262,7 @@ func convertBatches(data []byte, budget *int) ([]byte, int16, error) {
 			if n <= 0 || l < 0 || int64(len(recs)-n) < l {
 				return nil, kafkaCorruptMessage, fmt.Errorf("record %d of %d: bad length", i, rb.NumRecords)
 			}
-			rec, err := kafkaRecord(&kr, recs[:n+int(l)])
+			rec, err := kafkaRecord(&kr, recs[:n+int(l)], budget)
 			if err != nil {
 				return nil, kafkaCorruptMessage, fmt.Errorf("record %d of %d: %v", i, rb.NumRecords, err)
 			}
@@ -284,18 +286,53 @@ func convertBatches(data []byte, budget *int) ([]byte, int16, error) {
 // prefix; kr is reused from record to record, so that its headers slice is made once) into what
 // Weir keeps of it: Key and Value are slices of b (nil for a null one), Timestamp is the
 // record's timestamp delta, and a header key given twice keeps its last value.
-func kafkaRecord(kr *kmsg.Record, b []byte) (storage.Record, error) {
+//
+// kmsg makes kr's headers slice at the length the record claims (a kmsg.Header, 40 bytes, per
+// byte left at most) before it reads them: a record of 1 MiB of empty headers (2 bytes each)
+// took 20 MB for the slice, and a small gzip batch that decompresses to 100 MiB of them would
+// take 2 GB. So the claimed count is read first (with kbin's reader, the fields ReadFrom reads
+// before it), and a slice larger than kr's is drawn from budget, the request's bytes to make.
+func kafkaRecord(kr *kmsg.Record, b []byte, budget *int) (storage.Record, error) {
+	if n := claimedHeaders(b); n > cap(kr.Headers) {
+		size := n * kmsgHeaderSize
+		if size > *budget {
+			return storage.Record{}, fmt.Errorf("%d headers: over the %d bytes left to decode the request", n, *budget)
+		}
+		*budget -= size
+	}
 	if err := kr.ReadFrom(b); err != nil {
-		return storage.Record{}, err
+		return storage.Record{}, errRecordCutShort // kmsg's error speaks of a response
 	}
 	rec := storage.Record{Key: kr.Key, Value: kr.Value, Timestamp: kr.TimestampDelta64}
 	if len(kr.Headers) > 0 {
-		rec.Headers = make(map[string]string, len(kr.Headers))
+		rec.Headers = make(map[string]string, min(len(kr.Headers), 64)) // keys may repeat
 		for _, h := range kr.Headers {
 			rec.Headers[h.Key] = string(h.Value)
 		}
 	}
 	return rec, nil
+}
+
+var errRecordCutShort = errors.New("record cut short or a bad varint")
+
+// kmsgHeaderSize is what kmsg.Record.ReadFrom makes per header a record claims.
+const kmsgHeaderSize = int(unsafe.Sizeof(kmsg.Header{}))
+
+// claimedHeaders is the number of headers record b (with its length prefix) claims, read as
+// kmsg.Record.ReadFrom reads it; 0 when ReadFrom would fail before making its headers slice.
+func claimedHeaders(b []byte) int {
+	r := kbin.Reader{Src: b}
+	r.Varint()      // length
+	r.Int8()        // attributes
+	r.Varlong()     // timestamp delta
+	r.Varint()      // offset delta
+	r.VarintBytes() // key
+	r.VarintBytes() // value
+	n := r.VarintArrayLen()
+	if !r.Ok() || n < 0 {
+		return 0
+	}
+	return int(n)
 }
 
 var errUnknownCodec = errors.New("unknown compression codec")
