@@ -409,3 +409,51 @@ func TestKafkaFetchMemoryBoundsConcurrentAnswers(t *testing.T) {
 		t.Errorf("%d bytes of fetch memory still in use after every answer was read", u)
 	}
 }
+
+// TestEncodeFetchCountsGrownBuffer: records that convert larger than they are stored (empty
+// values, equal timestamps: about a third larger) grow the converted buffer past its first size,
+// and what it grew to is counted in the node's fetch memory while the answer is encoded, then
+// given back (the first size alone was counted; found by review).
+func TestEncodeFetchCountsGrownBuffer(t *testing.T) {
+	n := startKafkaNode(t, "eg", 1)
+	k := n.kafka
+	bb := storage.NewBatchBuilder()
+	for range 20000 {
+		if err := bb.Add(storage.Record{Value: []byte{}, Timestamp: 1_700_000_000_000}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stored := bb.Build()
+	binary.BigEndian.PutUint32(stored[76:], crc32.Checksum(stored[:76], castagnoliTable))
+	r := kmsg.NewPtrFetchRequest()
+	r.Version = 11
+	rt := kmsg.NewFetchRequestTopic()
+	rt.Topic = "eg"
+	rp := kmsg.NewFetchRequestTopicPartition()
+	rt.Partitions = append(rt.Partitions, rp)
+	r.Topics = append(r.Topics, rt)
+	plan := &kafkaFetched{results: [][]*wire.FetchResponse{{{HighWatermark: 20000, Batches: stored}}}, dup: [][]bool{{false}}, read: len(stored)}
+	before := k.fetchMem.inUse()
+	k.fetchMem.mu.Lock()
+	k.fetchMem.peak = before
+	k.fetchMem.mu.Unlock()
+	frame := k.encodeFetch(nil, kafkaHeader{key: int16(kmsg.Fetch), version: 11, corr: 1}, r, plan)
+	var resp kmsg.FetchResponse
+	resp.SetVersion(11)
+	if err := resp.ReadFrom(frame[4:]); err != nil {
+		t.Fatal(err)
+	}
+	converted := len(resp.Topics[0].Partitions[0].RecordBatches)
+	if converted <= len(stored)+len(stored)/16 {
+		t.Fatalf("converted %d bytes from %d stored: not larger than the first size, nothing to test", converted, len(stored))
+	}
+	k.fetchMem.mu.Lock()
+	peak := k.fetchMem.peak - before
+	k.fetchMem.mu.Unlock()
+	if peak < converted {
+		t.Errorf("fetch memory counted at most %d bytes while %d were converted", peak, converted)
+	}
+	if after := k.fetchMem.inUse(); after != before {
+		t.Errorf("fetch memory in use %d after encoding, %d before", after, before)
+	}
+}
