@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"runtime"
 	"slices"
@@ -312,7 +313,8 @@ func firstDiff(a, b []string) int {
 
 // FuzzKafkaToWeir: whatever a producer sends as one partition's record batches, kafkaToWeir
 // refuses with an error and a Kafka error code, or turns into one stored batch that decodes to
-// as many records as the batches claimed, each with the value kmsg read.
+// as many records as the batches claimed, each with the key, value, timestamp and headers kmsg
+// read (null and empty apart).
 func FuzzKafkaToWeir(f *testing.F) {
 	f.Add(javaLikeBatch())
 	f.Add(rvBatch(0, nil, kmsg.Record{Value: []byte("v"), Headers: []kmsg.Header{{Key: "a", Value: []byte("1")}, {Key: "a", Value: nil}}},
@@ -325,7 +327,7 @@ func FuzzKafkaToWeir(f *testing.F) {
 			}
 			return
 		}
-		var want [][]byte
+		var want []storage.Record
 		for rest := b; len(rest) > 0; {
 			var rb kmsg.RecordBatch
 			if err := rb.ReadFrom(rest); err != nil {
@@ -341,15 +343,27 @@ func FuzzKafkaToWeir(f *testing.F) {
 				if err := kr.ReadFrom(recs); err != nil {
 					t.Fatal(err)
 				}
-				want = append(want, kr.Value)
+				w := storage.Record{Key: kr.Key, Value: kr.Value, Timestamp: max(rb.FirstTimestamp+kr.TimestampDelta64, 0)}
+				for _, h := range kr.Headers {
+					if w.Headers == nil {
+						w.Headers = map[string]string{}
+					}
+					w.Headers[h.Key] = string(h.Value) // a key given twice keeps its last value
+				}
+				want = append(want, w)
 				l, n := binary.Varint(recs)
 				recs = recs[n+int(l):]
 			}
 		}
+		same := func(a, b []byte) bool { return bytes.Equal(a, b) && (a == nil) == (b == nil) }
 		i := 0
 		if _, err := storage.DecodeBatch(out, func(_ int64, r storage.Record) error {
-			if i >= len(want) || !bytes.Equal(r.Value, want[i]) || (r.Value == nil) != (want[i] == nil) {
-				return fmt.Errorf("record %d: value %q", i, r.Value)
+			if i >= len(want) {
+				return fmt.Errorf("record %d: more records than the batches hold", i)
+			}
+			w := want[i]
+			if !same(r.Key, w.Key) || !same(r.Value, w.Value) || r.Timestamp != w.Timestamp || !maps.Equal(r.Headers, w.Headers) {
+				return fmt.Errorf("record %d: %+v, kmsg read %+v", i, r, w)
 			}
 			i++
 			return nil
