@@ -177,6 +177,12 @@ func (c *coordinator) Receive(ctx actor.Context) {
 		}
 	case *JoinGroup:
 		c.fault("join")
+		if c.retiring {
+			// It asked its root to stop it: a member it took now would be dropped with it, and
+			// a generation it started could be the next coordinator's first.
+			ctx.Respond(&wire.JoinGroupResponse{Err: wire.Errorf(wire.CodeRebalance, "group %s: coordinator stopping (idle); join again", c.group)})
+			return
+		}
 		c.join(ctx, m)
 	case *Heartbeat:
 		ctx.Respond(&wire.AdminResponse{Err: c.heartbeat(m.MemberID, m.Generation)})

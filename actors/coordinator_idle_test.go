@@ -249,3 +249,93 @@ func TestCoordinatorIdleStopDropsNoRequest(t *testing.T) {
 		t.Fatalf("offsets %v, want 0:5 1:6", got)
 	}
 }
+
+// TestCoordinatorIdleStopAnswersQueuedRequests: requests that are in an idle coordinator's
+// mailbox when its root stops it are answered, also those sent straight to it as another node
+// sends them (without Server.group's watch of the local stop, which sends again). When the root
+// stopped the coordinator, the actor system dropped them without a dead letter, and such a
+// commit waited out its whole timeout (here 8 s). A join that reaches a retiring coordinator
+// is answered REBALANCE_IN_PROGRESS at once, so that it joins the next coordinator.
+func TestCoordinatorIdleStopAnswersQueuedRequests(t *testing.T) {
+	h := blockingHandler{msg: "group coordinator stops: idle", armed: &atomic.Bool{}, reached: make(chan struct{}), release: make(chan struct{})}
+	var slowCommit atomic.Bool
+	cfg := NodeConfig{DataDir: t.TempDir(), KafkaAddr: "127.0.0.1:0", Logger: slog.New(h)}
+	cfg.Log = storage.DefaultConfig()
+	cfg.Log.Sync = storage.SyncNever
+	cfg.Coordinator.TickInterval = 20 * time.Millisecond
+	cfg.Coordinator.IdleTimeout = 300 * time.Millisecond
+	cfg.Faults = func(kind, point string) {
+		if kind == "group" && point == "commit" && slowCommit.CompareAndSwap(true, false) {
+			time.Sleep(300 * time.Millisecond)
+		}
+	}
+	n, err := StartNode(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	if err := n.CreateTopic("cq", 2); err != nil {
+		t.Fatal(err)
+	}
+	pid, err := n.coordinatorFor("g")
+	if err != nil {
+		t.Fatal(err)
+	}
+	direct := func(msg any) (any, time.Duration, error) {
+		start := time.Now()
+		res, err := n.system.Root.RequestFuture(pid, msg, 8*time.Second).Result()
+		return res, time.Since(start), err
+	}
+	commit := func(p int32, offset int64) any {
+		return &CommitGroup{wire.CommitRequest{Group: "g", Generation: -1, Offsets: []wire.PartitionOffset{{Topic: "cq", Partition: p, Offset: offset}}}}
+	}
+	h.armed.Store(true)
+	if res, _, err := direct(commit(0, 1)); err != nil || res.(*ProduceReply).Err != nil {
+		t.Fatalf("first commit: %v %v", res, err)
+	}
+	select {
+	case <-h.reached: // the coordinator is idle and about to ask the root to stop it
+	case <-time.After(10 * time.Second):
+		t.Fatal("the coordinator did not become idle")
+	}
+	slowCommit.Store(true)
+	type result struct {
+		res  any
+		took time.Duration
+		err  error
+	}
+	held, queued, join := make(chan result, 1), make(chan result, 1), make(chan result, 1)
+	go func() { r, d, err := direct(commit(0, 5)); held <- result{r, d, err} }()
+	time.Sleep(50 * time.Millisecond)
+	go func() { r, d, err := direct(commit(1, 6)); queued <- result{r, d, err} }()
+	go func() {
+		r, d, err := direct(&JoinGroup{wire.JoinGroupRequest{Group: "g", Topics: []string{"cq"}}})
+		join <- result{r, d, err}
+	}()
+	time.Sleep(50 * time.Millisecond)
+	close(h.release)
+	for name, ch := range map[string]chan result{"held": held, "queued": queued} {
+		r := <-ch
+		if r.err != nil || r.took > 4*time.Second {
+			t.Errorf("%s commit: %v after %v", name, r.err, r.took.Round(time.Millisecond))
+		} else if pr, ok := r.res.(*ProduceReply); !ok || pr.Err != nil {
+			t.Errorf("%s commit: answered %+v", name, r.res)
+		}
+	}
+	if r := <-join; r.err != nil || r.took > 4*time.Second {
+		t.Errorf("join: %v after %v", r.err, r.took.Round(time.Millisecond))
+	} else if jr, ok := r.res.(*wire.JoinGroupResponse); !ok || jr.Err == nil || jr.Err.Code != wire.CodeRebalance {
+		t.Errorf("join to a retiring coordinator: answered %+v, want REBALANCE_IN_PROGRESS", r.res)
+	}
+	res, e := n.ask(n.internalPID("offsets"), &FetchOffsets{Group: "g"})
+	if e != nil {
+		t.Fatal(e)
+	}
+	got := map[int32]int64{}
+	for _, o := range res.(*wire.FetchCommitResponse).Offsets {
+		got[o.Partition] = o.Offset
+	}
+	if got[0] != 5 || got[1] != 6 {
+		t.Fatalf("offsets %v, want 0:5 1:6", got)
+	}
+}

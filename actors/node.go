@@ -661,14 +661,19 @@ func (a *rootActor) Receive(ctx actor.Context) {
 		n.coordinatorGone(m.group)
 	case *coordinatorIdle:
 		if !a.coordinators[m.group] {
+			ctx.Poison(m.pid) // not the group's coordinator (any more): it must not linger retiring
 			return
 		}
 		// Stopped before the next request for the group is handled here, so that the name is
-		// free for the coordinator that request starts.
+		// free for the coordinator that request starts. Poisoned, not stopped: a stop goes
+		// ahead of the requests in its mailbox, which the actor system then drops without a
+		// dead letter (one from another node waited out its whole timeout); the poison comes
+		// after them, so each is answered first (a join with REBALANCE_IN_PROGRESS: a retiring
+		// coordinator takes no member).
 		delete(a.coordinators, m.group)
-		ctx.StopFuture(m.pid).Wait()
-		// The requests left in its mailbox were dropped without a dead letter: their senders
-		// learn here that it stopped (Server.group sends them again).
+		ctx.PoisonFuture(m.pid).Wait()
+		// A request that reached it between the poison and the stop was dropped: senders on
+		// this node learn here that it stopped (Server.group sends them again).
 		n.coordinatorGone(m.group)
 		if m.generation > 0 {
 			if a.generations == nil {
