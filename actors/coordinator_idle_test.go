@@ -159,6 +159,16 @@ type blockingHandler struct {
 	release chan struct{}
 }
 
+// awaitReached waits until an armed h has reached its point.
+func (h blockingHandler) awaitReached(t *testing.T) {
+	t.Helper()
+	select {
+	case <-h.reached:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("%q was not logged within 10 s", h.msg)
+	}
+}
+
 func (h blockingHandler) Enabled(context.Context, slog.Level) bool { return true }
 func (h blockingHandler) WithAttrs([]slog.Attr) slog.Handler       { return h }
 func (h blockingHandler) WithGroup(string) slog.Handler            { return h }
@@ -238,11 +248,7 @@ func TestCoordinatorIdleStopDropsNoRequest(t *testing.T) {
 	if code, _ := commit(0, 1); code != 0 { // starts the coordinator
 		t.Fatalf("first commit: %d", code)
 	}
-	select {
-	case <-h.reached: // the coordinator is idle and about to ask the root to stop it
-	case <-time.After(10 * time.Second):
-		t.Fatal("the coordinator did not become idle")
-	}
+	h.awaitReached(t) // the coordinator is idle and about to ask the root to stop it
 	slowCommit.Store(true)
 	type result struct {
 		code int16
@@ -289,11 +295,7 @@ func TestCoordinatorIdleStopAnswersQueuedRequests(t *testing.T) {
 	if res, _, err := direct(commit(0, 1)); err != nil || res.(*ProduceReply).Err != nil {
 		t.Fatalf("first commit: %v %v", res, err)
 	}
-	select {
-	case <-h.reached: // the coordinator is idle and about to ask the root to stop it
-	case <-time.After(10 * time.Second):
-		t.Fatal("the coordinator did not become idle")
-	}
+	h.awaitReached(t) // the coordinator is idle and about to ask the root to stop it
 	slowCommit.Store(true)
 	type result struct {
 		res  any
