@@ -223,24 +223,9 @@ func TestKafkaFetchAllocatesAboutItsAnswer(t *testing.T) {
 		for range 4000 {
 			recs = append(recs, kmsg.Record{Value: bytes.Repeat([]byte{'v'}, 100)})
 		}
-		if _, err := c.Write(rvFrame(int32(i), rvProduce("fa", -1, map[int32][]byte{0: rvBatch(0, nil, recs...)}))); err != nil {
-			t.Fatal(err)
-		}
-		presp := kmsg.NewPtrProduceResponse()
-		presp.Version = 7
-		if _, err := rvRead(t, c, 10*time.Second, presp); err != nil || presp.Topics[0].Partitions[0].ErrorCode != 0 {
-			t.Fatalf("produce: %v %+v", err, presp)
-		}
+		rvMustProduce(t, c, int32(i), "fa", recs...)
 	}
-	fr := kmsg.NewPtrFetchRequest()
-	fr.Version, fr.MaxBytes, fr.MaxWaitMillis = 11, 16<<20, 0
-	ft := kmsg.NewFetchRequestTopic()
-	ft.Topic = "fa"
-	fp := kmsg.NewFetchRequestTopicPartition()
-	fp.PartitionMaxBytes = 16 << 20
-	ft.Partitions = append(ft.Partitions, fp)
-	fr.Topics = append(fr.Topics, ft)
-	frame := rvFrame(100, fr)
+	frame := rvFrame(100, rvFetchOne("fa", 0, 16<<20))
 	fetch := func() int { // the answer's size, read without decoding it
 		if _, err := c.Write(frame); err != nil {
 			t.Fatal(err)
@@ -338,24 +323,9 @@ func TestKafkaFetchMemoryBoundsConcurrentAnswers(t *testing.T) {
 		for range 4000 {
 			recs = append(recs, kmsg.Record{Value: bytes.Repeat([]byte{'v'}, 128)})
 		}
-		if _, err := c.Write(rvFrame(int32(i), rvProduce("fm", -1, map[int32][]byte{0: rvBatch(0, nil, recs...)}))); err != nil {
-			t.Fatal(err)
-		}
-		presp := kmsg.NewPtrProduceResponse()
-		presp.Version = 7
-		if _, err := rvRead(t, c, 10*time.Second, presp); err != nil || presp.Topics[0].Partitions[0].ErrorCode != 0 {
-			t.Fatalf("produce: %v %+v", err, presp)
-		}
+		rvMustProduce(t, c, int32(i), "fm", recs...)
 	}
-	fr := kmsg.NewPtrFetchRequest()
-	fr.Version, fr.MaxBytes, fr.MaxWaitMillis = 11, 4<<20, 0
-	ft := kmsg.NewFetchRequestTopic()
-	ft.Topic = "fm"
-	fp := kmsg.NewFetchRequestTopicPartition()
-	fp.PartitionMaxBytes = 4 << 20
-	ft.Partitions = append(ft.Partitions, fp)
-	fr.Topics = append(fr.Topics, ft)
-	frame := rvFrame(100, fr)
+	frame := rvFrame(100, rvFetchOne("fm", 0, 4<<20))
 	base := heapNow()
 	stop := peakHeap()
 	var conns []net.Conn

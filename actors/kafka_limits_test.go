@@ -83,6 +83,34 @@ func rvBatch(codec int16, compress func([]byte) []byte, recs ...kmsg.Record) []b
 	return batch
 }
 
+// rvMustProduce produces recs as one batch to partition 0 of topic over c (request corr) and
+// fails t unless the partition is answered without an error.
+func rvMustProduce(t *testing.T, c net.Conn, corr int32, topic string, recs ...kmsg.Record) {
+	t.Helper()
+	if _, err := c.Write(rvFrame(corr, rvProduce(topic, -1, map[int32][]byte{0: rvBatch(0, nil, recs...)}))); err != nil {
+		t.Fatal(err)
+	}
+	presp := kmsg.NewPtrProduceResponse()
+	presp.Version = 7
+	if _, err := rvRead(t, c, 10*time.Second, presp); err != nil || presp.Topics[0].Partitions[0].ErrorCode != 0 {
+		t.Fatalf("produce to %s: %v %+v", topic, err, presp)
+	}
+}
+
+// rvFetchOne is a fetch (v11, no wait) of partition 0 of topic from offset from, of at most
+// maxBytes.
+func rvFetchOne(topic string, from int64, maxBytes int32) *kmsg.FetchRequest {
+	fr := kmsg.NewPtrFetchRequest()
+	fr.Version, fr.MaxBytes, fr.MaxWaitMillis, fr.MinBytes = 11, maxBytes, 0, 1
+	ft := kmsg.NewFetchRequestTopic()
+	ft.Topic = topic
+	fp := kmsg.NewFetchRequestTopicPartition()
+	fp.FetchOffset, fp.PartitionMaxBytes = from, maxBytes
+	ft.Partitions = append(ft.Partitions, fp)
+	fr.Topics = append(fr.Topics, ft)
+	return fr
+}
+
 func rvProduce(topic string, acks int16, parts map[int32][]byte) *kmsg.ProduceRequest {
 	pr := kmsg.NewPtrProduceRequest()
 	pr.Version, pr.Acks, pr.TimeoutMillis = 7, acks, 5000
@@ -239,14 +267,7 @@ func TestKafkaFetchAmplification(t *testing.T) {
 	for range 64 {
 		recs = append(recs, kmsg.Record{Value: make([]byte, 64<<10)})
 	}
-	if _, err := c.Write(rvFrame(1, rvProduce("rf", -1, map[int32][]byte{0: rvBatch(0, nil, recs...)}))); err != nil {
-		t.Fatal(err)
-	}
-	presp := kmsg.NewPtrProduceResponse()
-	presp.Version = 7
-	if _, err := rvRead(t, c, 10*time.Second, presp); err != nil || presp.Topics[0].Partitions[0].ErrorCode != 0 {
-		t.Fatalf("produce: %v %+v", err, presp)
-	}
+	rvMustProduce(t, c, 1, "rf", recs...)
 	fr := kmsg.NewPtrFetchRequest()
 	fr.Version, fr.MaxBytes, fr.MaxWaitMillis, fr.MinBytes = 11, 1, 0, 1
 	ft := kmsg.NewFetchRequestTopic()
@@ -552,15 +573,7 @@ func TestKafkaListOffsetsByTime(t *testing.T) {
 	}
 	defer c.Close()
 	// Two records, at 1_700_000_000_000 and 1_700_000_001_000.
-	batch := rvBatch(0, nil, kmsg.Record{Value: []byte("a")}, kmsg.Record{Value: []byte("b"), TimestampDelta64: 1000})
-	if _, err := c.Write(rvFrame(1, rvProduce("rlo", -1, map[int32][]byte{0: batch}))); err != nil {
-		t.Fatal(err)
-	}
-	presp := kmsg.NewPtrProduceResponse()
-	presp.Version = 7
-	if _, err := rvRead(t, c, 5*time.Second, presp); err != nil {
-		t.Fatal(err)
-	}
+	rvMustProduce(t, c, 1, "rlo", kmsg.Record{Value: []byte("a")}, kmsg.Record{Value: []byte("b"), TimestampDelta64: 1000})
 	for i, ts := range []int64{1_700_000_000_500, 1_700_000_009_000} {
 		lo := kmsg.NewPtrListOffsetsRequest()
 		lo.Version = 5
@@ -674,24 +687,9 @@ func TestKafkaFetchBatchesRoundTrip(t *testing.T) {
 		for i := range 4 {
 			recs = append(recs, kmsg.Record{Key: []byte{byte(b), byte(i)}, Value: []byte("v"), TimestampDelta64: int64(10*b + i), Headers: []kmsg.Header{{Key: "h", Value: []byte("x")}}})
 		}
-		if _, err := c.Write(rvFrame(int32(b), rvProduce("rr", -1, map[int32][]byte{0: rvBatch(0, nil, recs...)}))); err != nil {
-			t.Fatal(err)
-		}
-		presp := kmsg.NewPtrProduceResponse()
-		presp.Version = 7
-		if _, err := rvRead(t, c, 5*time.Second, presp); err != nil || presp.Topics[0].Partitions[0].ErrorCode != 0 {
-			t.Fatalf("produce: %v", err)
-		}
+		rvMustProduce(t, c, int32(b), "rr", recs...)
 	}
-	fr := kmsg.NewPtrFetchRequest()
-	fr.Version, fr.MaxBytes, fr.MaxWaitMillis, fr.MinBytes = 11, 1<<20, 0, 1
-	ft := kmsg.NewFetchRequestTopic()
-	ft.Topic = "rr"
-	fp := kmsg.NewFetchRequestTopicPartition()
-	fp.Partition, fp.FetchOffset, fp.PartitionMaxBytes = 0, 5, 1<<20
-	ft.Partitions = append(ft.Partitions, fp)
-	fr.Topics = append(fr.Topics, ft)
-	if _, err := c.Write(rvFrame(9, fr)); err != nil {
+	if _, err := c.Write(rvFrame(9, rvFetchOne("rr", 5, 1<<20))); err != nil {
 		t.Fatal(err)
 	}
 	resp := kmsg.NewPtrFetchResponse()
