@@ -12,7 +12,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/weirhq/weir/cluster/wire"
-	"github.com/weirhq/weir/storage"
 )
 
 // TestCoordinatorStopsWhenIdle: a coordinator with no members stops after IdleTimeout without
@@ -20,21 +19,12 @@ import (
 // a coordinator) does not leave an actor per name on the node; a group whose coordinator
 // stopped keeps its committed offsets, and its next coordinator goes on from its generation.
 func TestCoordinatorStopsWhenIdle(t *testing.T) {
-	cfg := NodeConfig{DataDir: t.TempDir(), KafkaAddr: "127.0.0.1:0"}
-	cfg.Log = storage.DefaultConfig()
-	cfg.Log.Sync = storage.SyncNever
-	cfg.Coordinator.InitialDelay = 10 * time.Millisecond
-	cfg.Coordinator.MinSessionTimeout = 100 * time.Millisecond
-	cfg.Coordinator.TickInterval = 20 * time.Millisecond
-	cfg.Coordinator.IdleTimeout = 300 * time.Millisecond
-	n, err := StartNode(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer n.Close()
-	if err := n.CreateTopic("ci", 2); err != nil {
-		t.Fatal(err)
-	}
+	n := startKafkaNodeSet(t, "ci", 2, func(cfg *NodeConfig) {
+		cfg.Coordinator.InitialDelay = 10 * time.Millisecond
+		cfg.Coordinator.MinSessionTimeout = 100 * time.Millisecond
+		cfg.Coordinator.TickInterval = 20 * time.Millisecond
+		cfg.Coordinator.IdleTimeout = 300 * time.Millisecond
+	})
 	k := n.kafka
 	running := func() []string {
 		t.Helper()
@@ -187,25 +177,17 @@ func idleStopNode(t *testing.T, topic string) (*Node, blockingHandler, *atomic.B
 	t.Helper()
 	h := blockingHandler{msg: "group coordinator stops: idle", armed: &atomic.Bool{}, reached: make(chan struct{}), release: make(chan struct{})}
 	slowCommit := &atomic.Bool{}
-	cfg := NodeConfig{DataDir: t.TempDir(), KafkaAddr: "127.0.0.1:0", Logger: slog.New(h)}
-	cfg.Log = storage.DefaultConfig()
-	cfg.Log.Sync = storage.SyncNever
-	cfg.Coordinator.TickInterval = 20 * time.Millisecond
-	cfg.Coordinator.IdleTimeout = 300 * time.Millisecond
-	cfg.Server.RequestTimeout = 8 * time.Second
-	cfg.Faults = func(kind, point string) {
-		if kind == "group" && point == "commit" && slowCommit.CompareAndSwap(true, false) {
-			time.Sleep(300 * time.Millisecond)
+	n := startKafkaNodeSet(t, topic, 2, func(cfg *NodeConfig) {
+		cfg.Logger = slog.New(h)
+		cfg.Coordinator.TickInterval = 20 * time.Millisecond
+		cfg.Coordinator.IdleTimeout = 300 * time.Millisecond
+		cfg.Server.RequestTimeout = 8 * time.Second
+		cfg.Faults = func(kind, point string) {
+			if kind == "group" && point == "commit" && slowCommit.CompareAndSwap(true, false) {
+				time.Sleep(300 * time.Millisecond)
+			}
 		}
-	}
-	n, err := StartNode(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { n.Close() })
-	if err := n.CreateTopic(topic, 2); err != nil {
-		t.Fatal(err)
-	}
+	})
 	return n, h, slowCommit
 }
 

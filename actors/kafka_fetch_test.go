@@ -302,17 +302,7 @@ func TestFetchMemoryBounds(t *testing.T) {
 // before the bound. The connections are pipes, so that no kernel buffer takes the
 // answers.
 func TestKafkaFetchMemoryBoundsConcurrentAnswers(t *testing.T) {
-	cfg := NodeConfig{DataDir: t.TempDir(), KafkaAddr: "127.0.0.1:0", KafkaFetchMemory: 4 << 20}
-	cfg.Log = storage.DefaultConfig()
-	cfg.Log.Sync = storage.SyncNever
-	n, err := StartNode(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer n.Close()
-	if err := n.CreateTopic("fm", 1); err != nil {
-		t.Fatal(err)
-	}
+	n := startKafkaNodeSet(t, "fm", 1, func(cfg *NodeConfig) { cfg.KafkaFetchMemory = 4 << 20 })
 	c, err := net.Dial("tcp", n.KafkaAddr())
 	if err != nil {
 		t.Fatal(err)

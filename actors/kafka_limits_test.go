@@ -391,16 +391,10 @@ func TestKafkaAdvertisedAddress(t *testing.T) {
 // unauthenticated connection may announce a 100 MiB frame, which is allocated at once and held
 // while the client trickles it (Kafka bounds frames before SASL authentication at 512 KiB).
 func TestKafkaUnauthenticatedResources(t *testing.T) {
-	cfg := NodeConfig{DataDir: t.TempDir(), KafkaAddr: "127.0.0.1:0"}
-	cfg.Log = storage.DefaultConfig()
-	cfg.Log.Sync = storage.SyncNever
-	cfg.Server.MaxConns = 4
-	cfg.KafkaSecurity.Users = map[string]string{"alice": "secret"}
-	n, err := StartNode(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer n.Close()
+	n := startKafkaNodeSet(t, "", 0, func(cfg *NodeConfig) {
+		cfg.Server.MaxConns = 4
+		cfg.KafkaSecurity.Users = map[string]string{"alice": "secret"}
+	})
 	served := 0
 	var open []net.Conn
 	for i := range 40 {
@@ -446,20 +440,11 @@ func TestKafkaUnauthenticatedResources(t *testing.T) {
 // LeaveGroup: members that expire, crash or are dropped stay forever (each restart of a client
 // joins with a new member id).
 func TestKafkaAssignmentsLeak(t *testing.T) {
-	cfg := NodeConfig{DataDir: t.TempDir(), KafkaAddr: "127.0.0.1:0"}
-	cfg.Log = storage.DefaultConfig()
-	cfg.Log.Sync = storage.SyncNever
-	cfg.Coordinator.InitialDelay = 10 * time.Millisecond
-	cfg.Coordinator.MinSessionTimeout = 100 * time.Millisecond
-	cfg.Coordinator.TickInterval = 20 * time.Millisecond
-	n, err := StartNode(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer n.Close()
-	if err := n.CreateTopic("rg", 1); err != nil {
-		t.Fatal(err)
-	}
+	n := startKafkaNodeSet(t, "rg", 1, func(cfg *NodeConfig) {
+		cfg.Coordinator.InitialDelay = 10 * time.Millisecond
+		cfg.Coordinator.MinSessionTimeout = 100 * time.Millisecond
+		cfg.Coordinator.TickInterval = 20 * time.Millisecond
+	})
 	meta := kmsg.ConsumerMemberMetadata{Topics: []string{"rg"}}
 	const joins = 10
 	for range joins {

@@ -29,19 +29,9 @@ import (
 // listener's connections share.
 func startKafkaNodeWith(t *testing.T, topic string, partitions int32, maxInFlight, maxInFlightBytes int) *Node {
 	t.Helper()
-	cfg := NodeConfig{DataDir: t.TempDir(), ClientAddr: "127.0.0.1:0", KafkaAddr: "127.0.0.1:0"}
-	cfg.Log = storage.DefaultConfig()
-	cfg.Log.Sync = storage.SyncNever
-	cfg.Server.MaxInFlight, cfg.Server.MaxInFlightBytes = maxInFlight, maxInFlightBytes
-	n, err := StartNode(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { n.Close() })
-	if err := n.CreateTopic(topic, partitions); err != nil {
-		t.Fatal(err)
-	}
-	return n
+	return startKafkaNodeSet(t, topic, partitions, func(cfg *NodeConfig) {
+		cfg.Server.MaxInFlight, cfg.Server.MaxInFlightBytes = maxInFlight, maxInFlightBytes
+	})
 }
 
 // rvLongPoll is a fetch of partition p from offset 0 that long-polls for wait when p is empty.

@@ -6,8 +6,6 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
-
-	"github.com/weirhq/weir/storage"
 )
 
 // rpFill writes about 6 MiB to partition 0 of topic through the Kafka port (acks=1).
@@ -155,18 +153,7 @@ func TestKafkaPipelinedFetchesHoldOneAnswer(t *testing.T) {
 // answer), behind a successful one they are served; one sent ahead of it closes the connection
 // unserved.
 func TestKafkaSASLPipelined(t *testing.T) {
-	cfg := NodeConfig{DataDir: t.TempDir(), KafkaAddr: "127.0.0.1:0"}
-	cfg.Log = storage.DefaultConfig()
-	cfg.Log.Sync = storage.SyncNever
-	cfg.KafkaSecurity.Users = map[string]string{"alice": "secret"}
-	n, err := StartNode(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer n.Close()
-	if err := n.CreateTopic("ka", 1); err != nil {
-		t.Fatal(err)
-	}
+	n := startKafkaNodeSet(t, "ka", 1, func(cfg *NodeConfig) { cfg.KafkaSecurity.Users = map[string]string{"alice": "secret"} })
 	produce := rvFrame(3, rvProduce("ka", 1, map[int32][]byte{0: rvBatch(0, nil, kmsg.Record{Value: []byte("x")})}))
 	auth := func(pass string) []byte {
 		hs := kmsg.NewPtrSASLHandshakeRequest()

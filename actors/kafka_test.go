@@ -23,16 +23,28 @@ import (
 // startKafkaNode starts a node with a client port and a Kafka listener, and a topic.
 func startKafkaNode(t *testing.T, topic string, partitions int32) *Node {
 	t.Helper()
+	return startKafkaNodeSet(t, topic, partitions, nil)
+}
+
+// startKafkaNodeSet is startKafkaNode with set (if not nil) changing the node's config first;
+// no topic is created if topic is empty.
+func startKafkaNodeSet(t *testing.T, topic string, partitions int32, set func(*NodeConfig)) *Node {
+	t.Helper()
 	cfg := NodeConfig{DataDir: t.TempDir(), ClientAddr: "127.0.0.1:0", KafkaAddr: "127.0.0.1:0"}
 	cfg.Log = storage.DefaultConfig()
 	cfg.Log.Sync = storage.SyncNever
+	if set != nil {
+		set(&cfg)
+	}
 	n, err := StartNode(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { n.Close() })
-	if err := n.CreateTopic(topic, partitions); err != nil {
-		t.Fatal(err)
+	if topic != "" {
+		if err := n.CreateTopic(topic, partitions); err != nil {
+			t.Fatal(err)
+		}
 	}
 	return n
 }
