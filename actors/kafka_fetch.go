@@ -193,14 +193,14 @@ func (k *kafkaListener) encodeFetch(dst []byte, h kafkaHeader, r *kmsg.FetchRequ
 		}
 		resp.Topics = append(resp.Topics, rt)
 	}
-	// Room for the frame made by hand, not with slices.Grow: under -race, its append of a make
-	// is not fused, and the frame's bytes were allocated twice (TestKafkaFetchAllocatesAboutItsAnswer).
 	// Records with little in them convert larger than stored (up to a third, empty values with
 	// equal timestamps): what the buffer grew to is counted too.
 	if c := cap(converted); c > counted {
 		k.fetchMem.take(c - counted)
 		counted = c
 	}
+	// Room for the frame made by hand, not with slices.Grow: under -race, its append of a make
+	// is not fused, and the frame's bytes were allocated twice (TestKafkaFetchAllocatesAboutItsAnswer).
 	if need := envelope + len(converted); cap(dst)-len(dst) < need {
 		dst = append(make([]byte, 0, len(dst)+need), dst...)
 	}
