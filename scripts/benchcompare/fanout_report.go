@@ -63,16 +63,9 @@ func perGroupMean(r result) float64 {
 // fanOutTable renders one row per fan-out measurement.
 func fanOutTable(rows []result, withRound bool) string {
 	var b strings.Builder
-	head := "| system | client | groups | records read | records/s, aggregate | MB/s, aggregate | records/s per group: mean (lowest to highest) | longest join (s) | server RSS (MiB) | server CPU (s) |\n"
-	rule := "|---|---|---|---|---|---|---|---|---|---|\n"
-	if withRound {
-		head, rule = "| round "+head, "|---"+rule
-	}
-	b.WriteString(head + rule)
+	writeTableHead(&b, "| system | client | groups | records read | records/s, aggregate | MB/s, aggregate | records/s per group: mean (lowest to highest) | longest join (s) | server RSS (MiB) | server CPU (s) |", withRound)
 	for _, r := range rows {
-		if withRound {
-			fmt.Fprintf(&b, "| %d ", r.round)
-		}
+		writeRoundCell(&b, r.round, withRound)
 		fmt.Fprintf(&b, "| %s | %s | %d | ", r.system, r.client, r.groups)
 		if r.err != "" {
 			fmt.Fprintf(&b, "failed: %s | | | | | | %d | %.1f |\n", oneLine(r.err, 160), r.peakRSS>>20, r.cpu.Seconds())

@@ -197,3 +197,31 @@ func TestNoteRelative(t *testing.T) {
 		t.Fatalf("noted %q, want %q", got, want)
 	}
 }
+
+// TestTableHeads: W1 to W3's tables, with and without a round column, have a rule of as many
+// cells as their header, and rows (the successful ones) of as many again.
+func TestTableHeads(t *testing.T) {
+	okRows := []result{{workload: "W1", system: apacheKafka.name, client: clientProducerPerf, acks: "all", producers: 1, round: 2,
+		measure: measure{recordsPerSec: 100000, mbPerSec: 9.54, p50: 2, p95: 3, p99: 4, max: 150}}}
+	for _, withRound := range []bool{false, true} {
+		for name, tab := range map[string]string{
+			"rows":    rowsTable(okRows, withRound),
+			"fan-out": fanOutTable(fanOutRows()[:1], withRound),
+			"tailing": tailTable(tailRows()[:1], withRound),
+		} {
+			lines := strings.Split(strings.TrimSpace(tab), "\n")
+			if len(lines) < 3 {
+				t.Fatalf("%s table (round %v): %q", name, withRound, tab)
+			}
+			cells := strings.Count(lines[0], "|")
+			if strings.HasPrefix(lines[0], "| round ") != withRound || !strings.HasPrefix(lines[1], "|---|") {
+				t.Errorf("%s table (round %v) starts:\n%s\n%s", name, withRound, lines[0], lines[1])
+			}
+			for _, l := range lines[1:] {
+				if strings.Count(l, "|") != cells {
+					t.Errorf("%s table (round %v): %d cells in %q, %d in its header", name, withRound, strings.Count(l, "|")-1, l, cells-1)
+				}
+			}
+		}
+	}
+}

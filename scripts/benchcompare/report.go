@@ -303,18 +303,27 @@ func (h *harness) flagsUsed() string {
 	return " " + strings.Join(f, " ")
 }
 
+// writeTableHead writes a markdown table's header row (head: "| a | b |") and its rule, with a
+// round column first when withRound.
+func writeTableHead(b *strings.Builder, head string, withRound bool) {
+	if withRound {
+		head = "| round " + head
+	}
+	b.WriteString(head + "\n" + strings.Repeat("|---", strings.Count(head, "|")-1) + "|\n")
+}
+
+// writeRoundCell writes a row's round cell when the table has a round column.
+func writeRoundCell(b *strings.Builder, round int, withRound bool) {
+	if withRound {
+		fmt.Fprintf(b, "| %d ", round)
+	}
+}
+
 func rowsTable(rows []result, withRound bool) string {
 	var b strings.Builder
-	head := "| system | client | acks | producers | records/s | MB/s | p50 | p95 | p99 | max | server RSS (MiB) | server CPU (s) |\n"
-	rule := "|---|---|---|---|---|---|---|---|---|---|---|---|\n"
-	if withRound {
-		head, rule = "| round "+head, "|---"+rule
-	}
-	b.WriteString(head + rule)
+	writeTableHead(&b, "| system | client | acks | producers | records/s | MB/s | p50 | p95 | p99 | max | server RSS (MiB) | server CPU (s) |", withRound)
 	for _, r := range rows {
-		if withRound {
-			fmt.Fprintf(&b, "| %d ", r.round)
-		}
+		writeRoundCell(&b, r.round, withRound)
 		fmt.Fprintf(&b, "| %s | %s | %s | %d | ", r.system, r.client, r.acks, r.producers)
 		if r.err != "" {
 			fmt.Fprintf(&b, "failed: %s | | | | | | %d | %.1f |\n", oneLine(r.err, 160), r.peakRSS>>20, r.cpu.Seconds())

@@ -55,16 +55,9 @@ func (h *harness) tailsOf(id string) []tailRow {
 // tailTable renders one row per tailing measurement.
 func tailTable(rows []tailRow, withRound bool) string {
 	var b strings.Builder
-	head := "| system | groups' client | groups | producer records/s (target) | produce p50 / p99 / max (ms) | delivered records/s per group: mean (lowest to highest) | end-to-end p50 / p99 / max (ms) | server CPU (s) | server RSS (MiB) | harness CPU (s) |\n"
-	rule := "|---|---|---|---|---|---|---|---|---|---|\n"
-	if withRound {
-		head, rule = "| round "+head, "|---"+rule
-	}
-	b.WriteString(head + rule)
+	writeTableHead(&b, "| system | groups' client | groups | producer records/s (target) | produce p50 / p99 / max (ms) | delivered records/s per group: mean (lowest to highest) | end-to-end p50 / p99 / max (ms) | server CPU (s) | server RSS (MiB) | harness CPU (s) |", withRound)
 	for _, r := range rows {
-		if withRound {
-			fmt.Fprintf(&b, "| %d ", r.round)
-		}
+		writeRoundCell(&b, r.round, withRound)
 		client := r.client
 		if r.groups == 0 {
 			client = "— (producer alone)"
