@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"syscall"
@@ -216,4 +217,20 @@ func waitListening(p *proc, addr string, timeout time.Duration) error {
 // ephemeral range (internal/freeport), for a server started in another process.
 func freeAddr() (string, error) {
 	return freeport.Addr()
+}
+
+// flumeChannel writes the properties of a Flume agent's channel c: a file channel (its
+// checkpoint and data under work) or a memory channel of capacity events, taking transaction
+// events per transaction.
+func flumeChannel(p func(format string, args ...any), channel, work string, capacity, transaction int) {
+	switch channel {
+	case "file":
+		p("a.channels.c.type = file")
+		p("a.channels.c.checkpointDir = %s", filepath.Join(work, "checkpoint"))
+		p("a.channels.c.dataDirs = %s", filepath.Join(work, "data"))
+	case "memory":
+		p("a.channels.c.type = memory")
+		p("a.channels.c.capacity = %d", capacity)
+		p("a.channels.c.transactionCapacity = %d", transaction)
+	}
 }

@@ -222,16 +222,7 @@ func flumeW4Conf(port, url, work, channel string, capacity int) string {
 	p("a.sources.h.bind = 127.0.0.1")
 	p("a.sources.h.port = %s", port)
 	p("a.sources.h.channels = c")
-	switch channel {
-	case "file":
-		p("a.channels.c.type = file")
-		p("a.channels.c.checkpointDir = %s", filepath.Join(work, "checkpoint"))
-		p("a.channels.c.dataDirs = %s", filepath.Join(work, "data"))
-	case "memory":
-		p("a.channels.c.type = memory")
-		p("a.channels.c.capacity = %d", capacity)
-		p("a.channels.c.transactionCapacity = 1000")
-	}
+	flumeChannel(p, channel, work, capacity, 1000)
 	p("a.sinks.k.type = org.apache.flume.sink.http.HttpSink")
 	p("a.sinks.k.channel = c")
 	p("a.sinks.k.endpoint = %s", url)

@@ -220,16 +220,7 @@ func flumeW5Conf(in w5Input, work, out, channel string, batch int) string {
 	// The file name part is a regular expression; '\' escapes in a properties file, so it doubles.
 	p(`a.sources.t.filegroups.g = %s/.*\\.log`, in.dir)
 	p("a.sources.t.batchSize = %d", batch)
-	switch channel {
-	case "file":
-		p("a.channels.c.type = file")
-		p("a.channels.c.checkpointDir = %s", filepath.Join(work, "checkpoint"))
-		p("a.channels.c.dataDirs = %s", filepath.Join(work, "data"))
-	case "memory":
-		p("a.channels.c.type = memory")
-		p("a.channels.c.capacity = 100000")
-		p("a.channels.c.transactionCapacity = %d", batch)
-	}
+	flumeChannel(p, channel, work, 100000, batch)
 	p("a.sinks.f.type = file_roll")
 	p("a.sinks.f.channel = c")
 	p("a.sinks.f.sink.directory = %s", out)

@@ -542,16 +542,7 @@ func flumeW6Conf(bootstrap, nn, dir, work, channel, group string) string {
 	p("a.sources.k.kafka.consumer.auto.offset.reset = earliest")
 	p("a.sources.k.batchSize = %d", w6Batch)
 	p("a.sources.k.batchDurationMillis = 1000")
-	switch channel {
-	case "file":
-		p("a.channels.c.type = file")
-		p("a.channels.c.checkpointDir = %s", filepath.Join(work, "checkpoint"))
-		p("a.channels.c.dataDirs = %s", filepath.Join(work, "data"))
-	case "memory":
-		p("a.channels.c.type = memory")
-		p("a.channels.c.capacity = 100000")
-		p("a.channels.c.transactionCapacity = %d", w6Batch)
-	}
+	flumeChannel(p, channel, work, 100000, w6Batch)
 	p("a.sinks.h.type = hdfs")
 	p("a.sinks.h.channel = c")
 	p("a.sinks.h.hdfs.path = hdfs://%s%s", nn, dir)

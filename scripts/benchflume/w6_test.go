@@ -151,3 +151,19 @@ func TestMarkdownW6(t *testing.T) {
 		}
 	}
 }
+
+// TestFlumeChannel: the file channel keeps its checkpoint and data under the work directory;
+// the memory channel gets the capacity and transaction size asked for.
+func TestFlumeChannel(t *testing.T) {
+	conf := func(channel string) string {
+		var b strings.Builder
+		flumeChannel(func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }, channel, "/w", 500, 20)
+		return b.String()
+	}
+	if got, want := conf("file"), "a.channels.c.type = file\na.channels.c.checkpointDir = /w/checkpoint\na.channels.c.dataDirs = /w/data\n"; got != want {
+		t.Errorf("file channel:\n%s\nwant\n%s", got, want)
+	}
+	if got, want := conf("memory"), "a.channels.c.type = memory\na.channels.c.capacity = 500\na.channels.c.transactionCapacity = 20\n"; got != want {
+		t.Errorf("memory channel:\n%s\nwant\n%s", got, want)
+	}
+}
