@@ -8,7 +8,7 @@ import (
 
 // TestMarkdownTables: every table of the section has as many cells in each row as in its head,
 // and no value is printed with a bad format (a W4 row had 16 cells for 14 columns, two of them
-// %!s(MISSING)).
+// %!s(MISSING)), and each plot is linked once.
 func TestMarkdownTables(t *testing.T) {
 	b := &bench{cfg: config{stall: time.Minute, plotRef: "bench", w4Batch: 100, w4In: 10000, w4Out: 1000, w4For: 30 * time.Second},
 		w6in: w5Input{lines: 1000, bytes: 150_000}}
@@ -23,9 +23,15 @@ func TestMarkdownTables(t *testing.T) {
 	for i := range w6 {
 		b.w6Results(b.w6in, &w6[i])
 	}
-	md := b.markdown(machine{started: time.Now(), finished: time.Now()}, w5, w4, w6, nil)
+	plots := []string{"flume-w4-rss.png", "flume-w5-rss.png", "flume-w6-cpu.png"}
+	md := b.markdown(machine{started: time.Now(), finished: time.Now()}, w5, w4, w6, plots)
 	if strings.Contains(md, "%!") {
 		t.Fatalf("a bad format in the markdown:\n%s", md)
+	}
+	for _, name := range plots { // each plot once, in its workload's part
+		if n := strings.Count(md, "!["+name+"](bench/"+name+")"); n != 1 {
+			t.Errorf("plot %s linked %d times:\n%s", name, n, md)
+		}
 	}
 	var head string
 	tables := 0

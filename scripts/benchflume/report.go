@@ -187,11 +187,7 @@ func (b *bench) markdown(env machine, w5runs []w5Run, w4runs []w4Run, w6runs []w
 			}
 		}
 		p("")
-		for _, name := range plots {
-			if strings.Contains(name, "w5") {
-				p("![%s](%s/%s)", name, b.cfg.plotRef, name)
-			}
-		}
+		plotLinks(p, plots, "w5", b.cfg.plotRef)
 		p("")
 	}
 	if len(w4runs) > 0 {
@@ -249,11 +245,7 @@ func (b *bench) markdown(env machine, w5runs []w5Run, w4runs []w4Run, w6runs []w
 				b.cell("W4", r.system, r.variant, "rss_end", "%.0f MiB"))
 		}
 		p("")
-		for _, name := range plots {
-			if strings.Contains(name, "w4") {
-				p("![%s](%s/%s)", name, b.cfg.plotRef, name)
-			}
-		}
+		plotLinks(p, plots, "w4", b.cfg.plotRef)
 		p("")
 	}
 	if len(w6runs) > 0 {
@@ -324,11 +316,7 @@ func (b *bench) markdownW6(p func(string, ...any), runs []w6Run, plots []string)
 		}
 	}
 	p("")
-	for _, name := range plots {
-		if strings.Contains(name, "w6") {
-			p("![%s](%s/%s)", name, b.cfg.plotRef, name)
-		}
-	}
+	plotLinks(p, plots, "w6", b.cfg.plotRef)
 	p("")
 }
 
@@ -350,4 +338,14 @@ func replaceSection(path, section string) error {
 		text += section
 	}
 	return os.WriteFile(path, []byte(text), 0o644)
+}
+
+// plotLinks writes a markdown image line for each plot whose file name holds workload (w4, w5,
+// w6), under the directory ref.
+func plotLinks(p func(format string, args ...any), plots []string, workload, ref string) {
+	for _, name := range plots {
+		if strings.Contains(name, workload) {
+			p("![%s](%s/%s)", name, ref, name)
+		}
+	}
 }
